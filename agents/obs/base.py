@@ -1,26 +1,69 @@
-"""The one interface every observation encoder implements: uint8 frames -> feature vectors."""
+"""The one interface every observation encoder implements: uint8 frames -> feature vectors.
+
+Calling convention (what the model relies on):
+
+* ``encoder(frames)`` with ``frames: uint8 [B, T, H, W, 3]`` returns ``float [B, T, out_dim]``.
+* Encoders that read a dataset column instead of (or besides) pixels set ``needs_column``
+  (``"embedding"``); the model then builds its ``WindowDataset`` with
+  ``columns=(encoder.needs_column,)`` and calls ``encoder(frames, embedding=batch["embedding"])``
+  (``float32 [B, T, D]``).
+* ``valid: bool [B, T]`` may be passed so clip-level statistics (the ``units`` encoder's clip
+  mean) ignore padded frames; encoders that work frame by frame ignore it.
+* ``trainable`` says whether the BYOG loss may update the encoder's weights; ``requires_fit``
+  says the encoder must be fitted on data (``fit``) or loaded (``load``) before use.
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 
+class ObsEncoderError(ValueError):
+    """A bad observation-encoder config, checkpoint or input; the message names the fix."""
+
+
 class ObsEncoder(nn.Module):
     """Maps frames ``uint8 [B, T, H, W, 3]`` to features ``float [B, T, out_dim]``.
 
     Subclasses set ``out_dim`` and implement :meth:`encode_frames` on a flat batch of frames.
-    Encoders that must be fitted on data before use (VQ-VAE, k-means units) implement ``fit``;
-    ``trainable`` says whether the BYOG loss may update the encoder's weights.
+    Encoders that must be fitted on data before use (VQ-VAE, k-means units) implement ``fit``
+    and set ``requires_fit``; ``trainable`` says whether the BYOG loss may update the encoder's
+    weights; ``needs_column`` names a dataset column the encoder reads (``None``: pixels only).
     """
 
     out_dim: int
     trainable: bool = True
+    requires_fit: bool = False
+    needs_column: str | None = None
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """frames uint8 [N, H, W, 3] -> float [N, out_dim]."""
         raise NotImplementedError
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        frames: torch.Tensor | None,
+        *,
+        embedding: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encode a batch of clips.
+
+        Args:
+            frames: uint8 [B, T, H, W, 3].
+            embedding: float [B, T, D], the dataset's ``embedding`` column (only read by
+                encoders whose ``needs_column`` is ``"embedding"``).
+            valid: bool [B, T], False on padded frames (only read by clip-level encoders).
+
+        Returns:
+            float [B, T, out_dim].
+        """
+        if frames is None or frames.ndim != 5 or frames.shape[-1] != 3:
+            shape = None if frames is None else tuple(frames.shape)
+            raise ObsEncoderError(
+                f"{type(self).__name__} expects frames uint8 [B, T, H, W, 3], got {shape}; "
+                "pass the batch's 'frames' tensor from collate_windows."
+            )
         B, T = frames.shape[:2]
         feats = self.encode_frames(frames.reshape(B * T, *frames.shape[2:]))  # [B*T, D]
         return feats.reshape(B, T, -1)
