@@ -62,9 +62,9 @@ def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None =
 
 
 __all__ = [
+    "CNNEncoder",
     "ObsEncoder",
     "ObsEncoderConfig",
     "ObsEncoderError",
-    "CNNEncoder",
     "build_obs_encoder",
 ]
