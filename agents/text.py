@@ -276,15 +276,15 @@ def slot_annotations(
     sp = special_ids(tokenizer)
     k = cfg.tokens_per_frame
     cache = _encode_sentences([s for win in annotations for fr in win for s in fr], tokenizer)
-    ids = torch.full((B, T, k), sp.nil, dtype=torch.long)
-    cut = torch.zeros(B, dtype=torch.long)
-    carried = torch.zeros(B, dtype=torch.long)
-    valid_list = valid.tolist()
-    for b in range(B):
-        row, n_cut, n_carried = _slot_window(annotations[b], valid_list[b], cache, sp, cfg)
-        ids[b] = torch.tensor(row, dtype=torch.long).view(T, k)
-        cut[b], carried[b] = n_cut, n_carried
-    return Slotted(ids=ids, cut=cut, carried=carried)
+    rows = [
+        _slot_window(frames, ok, cache, sp, cfg)
+        for frames, ok in zip(annotations, valid.tolist())
+    ]
+    return Slotted(
+        ids=torch.tensor([r[0] for r in rows], dtype=torch.long).view(B, T, k),
+        cut=torch.tensor([r[1] for r in rows], dtype=torch.long).view(B),
+        carried=torch.tensor([r[2] for r in rows], dtype=torch.long).view(B),
+    )
 
 
 def _slot_window(
