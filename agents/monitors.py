@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from agents.text import Slotted, SpecialIds
+from agents.text import Slotted, SpecialIds, special_ids, unslot
 
 NAN = float("nan")
 
@@ -344,6 +344,54 @@ def combine_prf(results: Iterable[dict[str, float]]) -> dict[str, float]:
     out = _prf(int(tp), int(fp), int(fn))
     out.update(unparsed_pred=bad_pred, unparsed_true=bad_true)
     return out
+
+
+def grounding_monitors(
+    pred_ids: torch.Tensor,
+    target_ids: torch.Tensor,
+    annotations: Sequence[Sequence[Sequence[str]]],
+    valid: torch.Tensor,
+    tokenizer: Any,
+    tolerance: int = 2,
+    parser: Callable[[str], Any] | None = None,
+    prefix: str = "grounding/",
+) -> dict[str, float]:
+    """Agreement of greedy narration with the annotations of a batch of windows.
+
+    Args:
+        pred_ids: ``[B, T, k]`` greedy narration.
+        target_ids: ``[B, T, k]`` the annotation slots (``slot_annotations(...).ids``).
+        annotations: the ``B`` windows' per-frame annotations (the events' ground truth).
+        valid: ``bool [B, T]`` frames that count.
+        tokenizer: the tokenizer of both id tensors.
+        tolerance: event timing tolerance in frames.
+        parser: sentence -> event (default ``byog_env.parse_event``).
+        prefix: key namespace.
+
+    Returns:
+        ``token_accuracy`` (non-``<nil>``), ``majority_accuracy`` (its baseline) and the pooled
+        ``event_precision``, ``event_recall``, ``event_f1``, ``event_unparsed``.
+    """
+    sp = special_ids(tokenizer)
+    valid = torch.as_tensor(valid, dtype=torch.bool)
+    mask = valid.unsqueeze(-1).expand(target_ids.shape)  # [B, T, k]
+    ignore = (sp.nil, sp.pad)
+    narrated = unslot(pred_ids.masked_fill(~mask, sp.pad), tokenizer)
+    truth = [
+        [list(frame) if ok else [] for frame, ok in zip(window, row)]
+        for window, row in zip(annotations, valid.tolist())
+    ]
+    events = combine_prf(
+        event_prf(p, t, tolerance, parser) for p, t in zip(narrated, truth)
+    )
+    return {
+        f"{prefix}token_accuracy": token_accuracy(pred_ids, target_ids, ignore, mask),
+        f"{prefix}majority_accuracy": majority_token_accuracy(target_ids, ignore, mask),
+        f"{prefix}event_precision": events["precision"],
+        f"{prefix}event_recall": events["recall"],
+        f"{prefix}event_f1": events["f1"],
+        f"{prefix}event_unparsed": float(events["unparsed_pred"]),
+    }
 
 
 # --------------------------------------------------------------------------- over time

@@ -14,6 +14,7 @@ from agents.monitors import (
     combine_prf,
     distinct_n,
     event_prf,
+    grounding_monitors,
     majority_token_accuracy,
     nil_rate,
     prefix_gain,
@@ -216,6 +217,26 @@ def test_combine_prf_sums_counts():
     assert (c["tp"], c["fp"], c["fn"]) == (1, 1, 1)
     assert c["precision"] == 0.5 and c["recall"] == 0.5 and c["f1"] == 0.5
     assert c["unparsed_pred"] == 1
+
+
+def test_grounding_monitors_on_slots():
+    tok = train_tokenizer(["collected 1 wood", "cow in view", "zombie in view"])
+    ann = [[["collected 1 wood"], [], ["cow in view"], [], []]]
+    valid = torch.tensor([[True, True, True, True, False]])
+    target = slot_annotations(ann, valid, tok, SlotConfig(tokens_per_frame=4, max_carry=0)).ids
+    pred = target.clone()
+    cow, zombie = tok.convert_tokens_to_ids(["▁cow", "▁zombie"])
+    assert pred[0, 2, 0] == cow
+    pred[0, 2, 0] = zombie  # "zombie in view" narrated instead of "cow in view"
+    pred[0, 4] = cow  # junk on the padded frame must not count
+    m = grounding_monitors(pred, target, ann, valid, tok, tolerance=1, parser=stand_in_parse)
+    assert m["grounding/token_accuracy"] == pytest.approx(5 / 6)  # 6 annotation words
+    assert m["grounding/majority_accuracy"] == pytest.approx(1 / 6)
+    # Events: wood matched, zombie a false positive, cow missed.
+    assert m["grounding/event_precision"] == 0.5 and m["grounding/event_recall"] == 0.5
+    assert m["grounding/event_f1"] == 0.5 and m["grounding/event_unparsed"] == 0.0
+    perfect = grounding_monitors(target, target, ann, valid, tok, parser=stand_in_parse)
+    assert perfect["grounding/token_accuracy"] == 1.0 and perfect["grounding/event_f1"] == 1.0
 
 
 # --------------------------------------------------------------------------- over time
