@@ -74,15 +74,18 @@ def special_ids(tokenizer: PreTrainedTokenizerFast) -> SpecialIds:
     Raises:
         TextError: if one of them is missing (load the tokenizer with :func:`load_tokenizer`).
     """
-    vocab = tokenizer.get_vocab()
-    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    # convert_tokens_to_ids maps an unknown token to <unk> (or None): check the way back too.
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    missing = [
+        t for t, i in zip(SPECIAL_TOKENS, ids) if i is None or tokenizer.convert_ids_to_tokens(i) != t
+    ]
     if missing:
         raise TextError(
             f"The tokenizer lacks the special token(s) {missing}; load it with "
             "agents.text.load_tokenizer(path) or build it with agents.text.train_tokenizer(...), "
             "which add them."
         )
-    return SpecialIds(*(vocab[t] for t in SPECIAL_TOKENS))
+    return SpecialIds(*ids)
 
 
 def _word_level_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
