@@ -1,0 +1,290 @@
+"""The BYOG model's typed config tree and the ``make_model_config(size, preset)`` factory.
+
+Size (``tiny`` / ``small`` / ``base``) and objective preset (``byog``, ``captioner``,
+``byog-parallel``, ``byog-lora``, ``byog-xattn``) are separate axes. Every dataclass validates
+itself in ``__post_init__`` and the tree round-trips through ``to_dict`` / ``from_dict`` (JSON).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from agents.lm import ModelError
+from agents.obs.config import ObsEncoderConfig
+from agents.text import SlotConfig
+
+Size = Literal["tiny", "small", "base"]
+Preset = Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn"]
+SIZES = ("tiny", "small", "base")
+PRESETS = ("byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn")
+
+
+@dataclass
+class LMConfig:
+    """Shape of the GPT-NeoX LMs (encoder and predictor), or a local pretrained checkpoint."""
+
+    hidden_size: int = 64
+    """Width of the LM (ignored when ``pretrained_path`` is set)."""
+    num_layers: int = 2
+    """Number of transformer layers."""
+    num_heads: int = 4
+    """Attention heads; must divide hidden_size."""
+    intermediate_size: int = 0
+    """MLP width; 0 = 4 * hidden_size."""
+    max_positions: int = 2048
+    """Longest token stream (frames * tokens_per_frame) the LM accepts."""
+    rotary_pct: float = 0.25
+    """Fraction of each head rotated by RoPE (pythia: 0.25)."""
+    dropout: float = 0.0
+    """Hidden and attention dropout."""
+    pretrained_path: str | None = None
+    """Local checkpoint directory / HF cache snapshot of a GPT-NeoX model (e.g. pythia-70m);
+    None = a freshly initialised model of the shape above."""
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "num_heads", "max_positions"):
+            if getattr(self, name) < 1:
+                raise ModelError(f"lm.{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.hidden_size % self.num_heads:
+            raise ModelError(
+                f"lm.hidden_size {self.hidden_size} must be divisible by lm.num_heads "
+                f"{self.num_heads}; pick a head count that divides the width."
+            )
+        if self.intermediate_size < 0:
+            raise ModelError(f"lm.intermediate_size must be >= 0, got {self.intermediate_size}.")
+        if not 0.0 < self.rotary_pct <= 1.0:
+            raise ModelError(f"lm.rotary_pct must be in (0, 1], got {self.rotary_pct}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelError(f"lm.dropout must be in [0, 1), got {self.dropout}.")
+
+
+@dataclass
+class LoRAConfig:
+    """peft LoRA adapters ``encoder`` and ``predictor`` on one shared, frozen pretrained base."""
+
+    enabled: bool = False
+    """Share one frozen pretrained LM between encoder and predictor through two adapters."""
+    r: int = 8
+    """LoRA rank."""
+    alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA branch."""
+    target_modules: tuple[str, ...] = ("query_key_value", "dense", "dense_h_to_4h",
+                                       "dense_4h_to_h")
+    """GPT-NeoX Linear modules that get adapters."""
+
+    def __post_init__(self) -> None:
+        self.target_modules = tuple(self.target_modules)
+        if self.r < 1 or self.alpha < 1:
+            raise ModelError(f"lora.r and lora.alpha must be >= 1, got r={self.r}, alpha={self.alpha}.")
+        if not self.target_modules:
+            raise ModelError("lora.target_modules must name at least one GPT-NeoX Linear module.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelError(f"lora.dropout must be in [0, 1), got {self.dropout}.")
+
+
+@dataclass
+class PredictorConfig:
+    """The predictor of future narration (see DESIGN.md, *The BYOG model*)."""
+
+    mode: Literal["prefix", "parallel"] = "prefix"
+    """prefix: masked encoder states of frames <= the cut, loss on the rest; parallel: from
+    the state at index i alone predict the next ``horizon`` tokens, all i in one pass."""
+    input: Literal["hidden", "logits"] = "hidden"
+    """What the predictor sees of the encoder: its hidden state or its output distribution."""
+    horizon: int = 8
+    """parallel mode: number K of future tokens predicted from each index."""
+    index: Literal["frame", "token"] = "frame"
+    """parallel mode: indices i = each frame's last slot position, or every token position."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("prefix", "parallel"):
+            raise ModelError(f"predictor.mode must be 'prefix' or 'parallel', got {self.mode!r}.")
+        if self.input not in ("hidden", "logits"):
+            raise ModelError(f"predictor.input must be 'hidden' or 'logits', got {self.input!r}.")
+        if self.index not in ("frame", "token"):
+            raise ModelError(f"predictor.index must be 'frame' or 'token', got {self.index!r}.")
+        if self.horizon < 1:
+            raise ModelError(f"predictor.horizon must be >= 1 token, got {self.horizon}.")
+
+
+@dataclass
+class LossConfig:
+    """Weights and options of the training objective."""
+
+    w_ground: float = 1.0
+    """Weight of the grounding CE on labelled windows."""
+    w_byog: float = 1.0
+    """Weight of the BYOG predictor loss (0 = supervised captioner baseline)."""
+    target_ema: float = 0.99
+    """EMA decay of the target encoder (0 = the online encoder itself is the target)."""
+    targets: Literal["hard", "soft"] = "hard"
+    """hard: CE on the target's sampled ids; soft: KL to the target's distribution at tau."""
+    tau: float = 1.0
+    """Temperature of soft targets."""
+    sample_temperature: float = 1.0
+    """Temperature at which the target encoder samples the token stream (0 = greedy)."""
+    nil_weight: float = 1.0
+    """Weight of <nil> targets in the grounding CE (down-weight to < 1 to favour words)."""
+    token_objective: Literal["none", "reinforce"] = "none"
+    """reinforce: also train the sampled words with REINFORCE, reward = -predictor NLL."""
+    w_reinforce: float = 0.1
+    """Weight of the REINFORCE term."""
+    baseline_momentum: float = 0.9
+    """Momentum of the REINFORCE moving-average reward baseline."""
+    seed: int = 0
+    """Seed of the per-sample cut and sampling RNG."""
+
+    def __post_init__(self) -> None:
+        if self.w_ground < 0 or self.w_byog < 0 or self.w_reinforce < 0:
+            raise ModelError("loss weights w_ground, w_byog and w_reinforce must be >= 0.")
+        if self.w_ground == 0 and self.w_byog == 0:
+            raise ModelError("w_ground and w_byog are both 0: nothing would be trained; set one > 0.")
+        if not 0.0 <= self.target_ema < 1.0:
+            raise ModelError(f"loss.target_ema must be in [0, 1) (0 = online), got {self.target_ema}.")
+        if self.targets not in ("hard", "soft"):
+            raise ModelError(f"loss.targets must be 'hard' or 'soft', got {self.targets!r}.")
+        if self.tau <= 0:
+            raise ModelError(f"loss.tau must be > 0, got {self.tau}.")
+        if self.sample_temperature < 0:
+            raise ModelError(f"loss.sample_temperature must be >= 0, got {self.sample_temperature}.")
+        if self.nil_weight < 0:
+            raise ModelError(f"loss.nil_weight must be >= 0, got {self.nil_weight}.")
+        if self.token_objective not in ("none", "reinforce"):
+            raise ModelError(
+                f"loss.token_objective must be 'none' or 'reinforce', got {self.token_objective!r}."
+            )
+        if not 0.0 <= self.baseline_momentum < 1.0:
+            raise ModelError(f"loss.baseline_momentum must be in [0, 1), got {self.baseline_momentum}.")
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a BYOG agent's architecture and objective."""
+
+    size: Size = "tiny"
+    """Size the config was made from (informational; the nested fields are authoritative)."""
+    preset: Preset = "byog"
+    """Objective preset the config was made from (informational)."""
+    fusion: Literal["additive", "xattn"] = "additive"
+    """How frames enter the encoder LM: added at each slot's first position, or gated xattn."""
+    lm: LMConfig = field(default_factory=LMConfig)
+    """Encoder LM (the predictor uses the same shape)."""
+    obs: ObsEncoderConfig = field(default_factory=ObsEncoderConfig)
+    """Observation encoder."""
+    text: SlotConfig = field(default_factory=SlotConfig)
+    """Tokens per frame and the carry bound."""
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    """Predictor mode and input."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Loss weights, targets and EMA."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """Shared pretrained base with LoRA adapters (byog-lora)."""
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise ModelError(f"Unknown size {self.size!r}; choose one of {', '.join(SIZES)}.")
+        if self.preset not in PRESETS:
+            raise ModelError(f"Unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        if self.fusion not in ("additive", "xattn"):
+            raise ModelError(f"fusion must be 'additive' or 'xattn', got {self.fusion!r}.")
+        if self.lora.enabled and not self.lm.pretrained_path:
+            raise ModelError(
+                "LoRA mode (preset byog-lora) needs lm.pretrained_path, a local GPT-NeoX "
+                "checkpoint directory to share between encoder and predictor."
+            )
+        if self.lora.enabled and self.fusion == "xattn":
+            raise ModelError("LoRA mode supports additive fusion only; use fusion='additive'.")
+
+    @property
+    def uses_predictor(self) -> bool:
+        """Whether the BYOG predictor is built (not for the pure captioner)."""
+        return self.loss.w_byog > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; :meth:`from_dict` inverts it."""
+        d = asdict(self)
+        d["obs"] = self.obs.to_dict()
+        d["lora"]["target_modules"] = list(self.lora.target_modules)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error naming them."""
+        nested = {"lm": LMConfig, "text": SlotConfig, "predictor": PredictorConfig,
+                  "loss": LossConfig, "lora": LoRAConfig}
+        _check_keys(cls, d, "ModelConfig")
+        kw = dict(d)
+        for name, sub in nested.items():
+            if name in kw:
+                _check_keys(sub, kw[name], f"ModelConfig.{name}")
+                kw[name] = sub(**kw[name])
+        if "obs" in kw:
+            kw["obs"] = ObsEncoderConfig.from_dict(kw["obs"])
+        return cls(**kw)
+
+
+def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ModelError(f"Unknown {where} fields {unknown}; known fields are {sorted(known)}.")
+
+
+_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(lm=dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256),
+                 obs=dict(out_dim=64, cnn_channels=(16, 32, 32))),
+    "small": dict(lm=dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+                  obs=dict(out_dim=256, cnn_channels=(32, 64, 64))),
+    # pythia-70m's shape: 6 layers, width 512, 8 heads, MLP 2048, rotary 25 %
+    "base": dict(lm=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048),
+                 obs=dict(out_dim=512, cnn_channels=(32, 64, 128))),
+}
+
+
+def make_model_config(size: Size = "tiny", preset: Preset = "byog", **overrides: Any) -> ModelConfig:
+    """Build a validated :class:`ModelConfig` from a size and an objective preset.
+
+    Args:
+        size: ``tiny`` (2-layer 64-wide LM, small CNN: tests and demo), ``small``, ``base``
+            (pythia-70m shape).
+        preset: ``byog`` (prefix predictor), ``captioner`` (w_byog = 0), ``byog-parallel``,
+            ``byog-lora`` (needs ``lm={"pretrained_path": DIR}``), ``byog-xattn``.
+        **overrides: Top-level fields; nested ones as dicts merged into the preset's, e.g.
+            ``loss={"w_ground": 0.0}`` or ``lm={"pretrained_path": "/ckpt/pythia-70m"}``.
+
+    Returns:
+        The config.
+
+    Raises:
+        ModelError: unknown size/preset/field or an invalid value.
+    """
+    if size not in SIZES:
+        raise ModelError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}.")
+    if preset not in PRESETS:
+        raise ModelError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    d: dict[str, Any] = {"size": size, "preset": preset, "lm": dict(_SIZES[size]["lm"]),
+                         "obs": dict(_SIZES[size]["obs"]), "loss": {}, "predictor": {},
+                         "lora": {}}
+    if preset == "captioner":
+        d["loss"]["w_byog"] = 0.0
+    elif preset == "byog-parallel":
+        d["predictor"]["mode"] = "parallel"
+    elif preset == "byog-lora":
+        d["lora"]["enabled"] = True
+    elif preset == "byog-xattn":
+        d["fusion"] = "xattn"
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key].update(value)
+        elif dataclasses.is_dataclass(value):
+            d[key] = value.to_dict() if hasattr(value, "to_dict") else asdict(value)
+        else:
+            d[key] = value
+    _check_keys(ModelConfig, d, "ModelConfig")
+    obs = ObsEncoderConfig.from_dict(
+        {**ObsEncoderConfig().to_dict(), **d["obs"]}) if isinstance(d["obs"], dict) else d["obs"]
+    d["obs"] = obs.to_dict()
+    return ModelConfig.from_dict(d)

@@ -1,0 +1,222 @@
+"""The narrating encoder: frames -> frame embeddings -> a causal LM over per-frame token slots.
+
+Token layout: a window of T frames owns L = T*k positions (k = tokens_per_frame); position
+p = t*k + j is slot j of frame t, and its logits predict token y[p]. Two fusions:
+
+* ``additive`` (seed diagram): input at p = embed(y[p-1]) (``<bos>`` at p = 0) + e_t when j = 0.
+* ``xattn`` (Flamingo/VLPT): input at p = embed(y[p-1]); before every GPT-NeoX layer a gated
+  cross-attention block lets position p attend to the frame embeddings of frames <= t
+  (block-causal over frames, with an ALiBi-style recency bias so the current frame is
+  identifiable); its tanh gates start at 0, so at init the LM is exactly the text-only LM.
+
+Sampling one slot per frame with a ``DynamicCache`` is exposed both offline (:meth:`sample`)
+and incrementally (:meth:`start` / :meth:`step_frame`) for live narration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DynamicCache
+
+from agents.lm import ModelError, TokenLM, sample_tokens
+from agents.obs.base import ObsEncoder
+
+
+class GatedCrossAttention(nn.Module):
+    """Flamingo's gated cross-attention dense block: text states attend to frame embeddings."""
+
+    def __init__(self, *, hidden_size: int, num_heads: int) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ModelError(f"hidden_size {hidden_size} is not divisible by {num_heads} heads.")
+        self.num_heads = num_heads
+        self.ln_q = nn.LayerNorm(hidden_size)
+        self.ln_kv = nn.LayerNorm(hidden_size)
+        self.q = nn.Linear(hidden_size, hidden_size)
+        self.kv = nn.Linear(hidden_size, 2 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.ln_ff = nn.LayerNorm(hidden_size)
+        self.ff = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(),
+                                nn.Linear(4 * hidden_size, hidden_size))
+        self.gate_attn = nn.Parameter(torch.zeros(1))
+        self.gate_ff = nn.Parameter(torch.zeros(1))
+        # ALiBi slopes: a fixed per-head penalty per frame of distance (recency bias)
+        slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / num_heads) for h in range(num_heads)])
+        self.register_buffer("slopes", slopes, persistent=False)
+
+    def frame_bias(self, q_frame: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """q_frame Long [L] (frame of each query) -> additive attention bias [1, H, L, F]."""
+        kf = torch.arange(n_frames, device=q_frame.device)
+        dist = (q_frame[:, None] - kf[None, :]).float()  # [L, F]
+        bias = -self.slopes[:, None, None] * dist  # [H, L, F]
+        return bias.masked_fill(dist < 0, float("-inf")).unsqueeze(0)
+
+    def forward(self, h: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """h [B, L, D], mem [B, F, D] frame embeddings, bias [1, H, L, F] -> h [B, L, D]."""
+        B, L, D = h.shape
+        H = self.num_heads
+        q = self.q(self.ln_q(h)).view(B, L, H, D // H).transpose(1, 2)  # [B, H, L, d]
+        k, v = self.kv(self.ln_kv(mem)).chunk(2, dim=-1)
+        k = k.view(B, -1, H, D // H).transpose(1, 2)  # [B, H, F, d]
+        v = v.view(B, -1, H, D // H).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, H, L, d]
+        a = a.transpose(1, 2).reshape(B, L, D)
+        h = h + torch.tanh(self.gate_attn) * self.out(a)
+        return h + torch.tanh(self.gate_ff) * self.ff(self.ln_ff(h))
+
+
+@dataclass
+class NarrationState:
+    """Incremental narration state: KV cache, last token, frames seen (xattn memory)."""
+
+    cache: DynamicCache
+    prev: torch.Tensor  # Long [B], the last token emitted (<bos> at the start)
+    position: int = 0  # token positions already in the cache
+    frames: int = 0  # frames narrated so far
+    memory: torch.Tensor | None = None  # float [B, frames, D] frame embeddings (xattn only)
+    extra: dict = field(default_factory=dict)
+
+
+class NarrationEncoder(nn.Module):
+    """Observation encoder + projector + token LM with additive or gated-xattn fusion."""
+
+    def __init__(self, *, obs: ObsEncoder, tlm: TokenLM, tokens_per_frame: int, bos_id: int,
+                 fusion: str = "additive", banned_ids: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        if fusion not in ("additive", "xattn"):
+            raise ModelError(f"fusion must be 'additive' or 'xattn', got {fusion!r}.")
+        self.obs = obs
+        D = tlm.hidden_size
+        self.projector = nn.Sequential(nn.Linear(obs.out_dim, D), nn.LayerNorm(D))
+        self.tlm = tlm
+        self.k = tokens_per_frame
+        self.bos_id = bos_id
+        self.fusion = fusion
+        heads = tlm.core.config.num_attention_heads
+        self.xattn = (nn.ModuleList(GatedCrossAttention(hidden_size=D, num_heads=heads)
+                                    for _ in tlm.core.gpt_neox.layers)
+                      if fusion == "xattn" else None)
+        self.register_buffer("banned", torch.tensor(banned_ids, dtype=torch.long), persistent=False)
+
+    # ---------------------------------------------------------------- frames
+    def frame_embeddings(self, frames: torch.Tensor, valid: torch.Tensor | None = None,
+                         embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """frames uint8 [B, T, H, W, 3] -> e float [B, T, D] (LM hidden size)."""
+        feats = self.obs(frames, embedding=embedding, valid=valid)  # [B, T, obs_dim]
+        return self.projector(feats)
+
+    def gate_values(self) -> dict[str, float]:
+        """tanh of each xattn gate (``gate/attn_i``, ``gate/ff_i``); empty for additive."""
+        if self.xattn is None:
+            return {}
+        out = {}
+        for i, blk in enumerate(self.xattn):
+            out[f"gate/attn_{i}"] = float(torch.tanh(blk.gate_attn).item())
+            out[f"gate/ff_{i}"] = float(torch.tanh(blk.gate_ff).item())
+        return out
+
+    def _hook(self, mem: torch.Tensor, q_frame: torch.Tensor):
+        if self.xattn is None:
+            return None
+        bias = self.xattn[0].frame_bias(q_frame, mem.shape[1])  # same slopes in every block
+        return lambda i, h: self.xattn[i](h, mem, bias)
+
+    # ---------------------------------------------------------------- teacher forcing
+    def inputs(self, ids: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """ids Long [B, T, k], e [B, T, D] -> input embeddings [B, T*k, D]."""
+        B, T, k = ids.shape
+        flat = ids.reshape(B, T * k)
+        prev = torch.cat([flat.new_full((B, 1), self.bos_id), flat[:, :-1]], dim=1)  # [B, L]
+        x = self.tlm.embed(prev).view(B, T, k, -1)
+        if self.fusion == "additive":
+            x = torch.cat([x[:, :, :1] + e[:, :, None], x[:, :, 1:]], dim=2)
+        return x.reshape(B, T * k, -1)
+
+    def forward(self, ids: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced pass: ids Long [B, T, k], e [B, T, D] -> (h [B, L, D], z [B, L, V])."""
+        B, T, k = ids.shape
+        if k != self.k:
+            raise ModelError(f"ids have {k} slots per frame, the encoder was built for {self.k}.")
+        q_frame = torch.arange(T * k, device=ids.device) // k
+        h = self.tlm.hidden(self.inputs(ids, e), layer_hook=self._hook(e, q_frame))
+        return h, self.tlm.logits(h)
+
+    # ---------------------------------------------------------------- sampling
+    def start(self, batch_size: int, device: torch.device | str = "cpu") -> NarrationState:
+        """A fresh narration state for ``batch_size`` streams."""
+        return NarrationState(cache=self.tlm.new_cache(),
+                              prev=torch.full((batch_size,), self.bos_id, dtype=torch.long,
+                                              device=device))
+
+    @torch.no_grad()
+    def step_frame(self, state: NarrationState, e_t: torch.Tensor, *, greedy: bool = False,
+                   temperature: float = 1.0, top_k: int = 0,
+                   generator: torch.Generator | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, NarrationState]:
+        """Narrate one frame: e_t [B, D] -> (ids Long [B, k], logits [B, k, V], new state).
+
+        One cached model call per token position; the state's cache grows by k positions.
+        """
+        mem = hook = None
+        if self.xattn is not None:
+            mem = e_t[:, None] if state.memory is None else torch.cat([state.memory, e_t[:, None]], 1)
+            hook = self._hook(mem, torch.full((1,), state.frames, device=e_t.device))
+        prev, pos = state.prev, state.position
+        ids, logits = [], []
+        for j in range(self.k):
+            x = self.tlm.embed(prev)[:, None]  # [B, 1, D]
+            if j == 0 and self.fusion == "additive":
+                x = x + e_t[:, None]
+            h = self.tlm.hidden(x, cache=state.cache, start=pos, layer_hook=hook)
+            z = self.tlm.logits(h[:, 0])  # [B, V]
+            prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
+                                 banned=self.banned, generator=generator)
+            ids.append(prev)
+            logits.append(z)
+            pos += 1
+        new = NarrationState(cache=state.cache, prev=prev, position=pos, frames=state.frames + 1,
+                             memory=mem, extra=state.extra)
+        return torch.stack(ids, 1), torch.stack(logits, 1), new
+
+    @torch.no_grad()
+    def sample(self, e: torch.Tensor, *, greedy: bool = False, temperature: float = 1.0,
+               top_k: int = 0, generator: torch.Generator | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Narrate a window offline: e [B, T, D] -> (ids Long [B, T, k], logits [B, T, k, V]).
+
+        All B sequences are sampled in parallel, one cached model call per token position.
+        """
+        B, T, _ = e.shape
+        state = self.start(B, e.device)
+        ids, logits = [], []
+        for t in range(T):
+            y, z, state = self.step_frame(state, e[:, t], greedy=greedy, temperature=temperature,
+                                          top_k=top_k, generator=generator)
+            ids.append(y)
+            logits.append(z)
+        return torch.stack(ids, 1), torch.stack(logits, 1)
+
+    @torch.no_grad()
+    def sample_uncached(self, e: torch.Tensor, *, greedy: bool = True) -> torch.Tensor:
+        """Baseline for the benchmark: re-run the whole prefix for every new token (no cache)."""
+        B, T, _ = e.shape
+        L = T * self.k
+        ids = torch.full((B, T, self.k), self.bos_id, dtype=torch.long, device=e.device)
+        flat = ids.view(B, L)
+        for p in range(L):
+            t = p // self.k + 1
+            _, z = self.forward(ids[:, :t], e[:, :t])
+            z_p = z[:, p]
+            flat[:, p] = sample_tokens(z_p, greedy=greedy, banned=self.banned)
+        return ids
+
+
+def num_params(module: nn.Module) -> int:
+    """Number of distinct parameters of a module."""
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["GatedCrossAttention", "NarrationEncoder", "NarrationState", "num_params"]

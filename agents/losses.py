@@ -1,0 +1,212 @@
+"""BYOG losses, cut sampling and the EMA update, as pure functions on tensors.
+
+Every loss returns ``(loss, metrics)``: a scalar tensor (always finite and attached to the
+graph, even when no position counts) and a dict of floats.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def sample_cuts(n_valid: torch.Tensor, *, seed: int, episode_index: torch.Tensor,
+                start: torch.Tensor, step: int) -> torch.Tensor:
+    """Draw the prefix length c per sequence, uniform in [1, n_valid - 1] frames.
+
+    Each sample has its own RNG seeded from ``(seed, episode_index, start, step)``, so a window
+    gets the same cut whichever process or batch position it lands in.
+
+    Args:
+        n_valid: Long [B] valid frames per window.
+        seed, episode_index (Long [B]), start (Long [B]), step: RNG key parts.
+
+    Returns:
+        Long [B] cuts; 0 where a window has fewer than 2 valid frames (no future to predict).
+    """
+    cuts = torch.zeros_like(n_valid)
+    for b in range(n_valid.shape[0]):
+        n = int(n_valid[b])
+        if n >= 2:
+            key = [int(seed), int(episode_index[b]), int(start[b]), int(step)]
+            cuts[b] = int(np.random.default_rng([abs(v) for v in key]).integers(1, n))
+    return cuts
+
+
+def frame_mask(frames_mask: torch.Tensor, k: int) -> torch.Tensor:
+    """bool [B, T] per frame -> bool [B, T*k] per token position."""
+    return frames_mask.repeat_interleave(k, dim=1)
+
+
+def prefix_masks(cuts: torch.Tensor, valid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks of the prefix mode.
+
+    Args:
+        cuts: Long [B] prefix lengths in frames (0 = no usable cut).
+        valid: bool [B, T].
+        k: tokens per frame.
+
+    Returns:
+        (m, target) bool [B, T*k]: m = positions of frames < c (the predictor sees the encoder
+        state there); target = positions of valid frames >= c (the loss counts there).
+    """
+    T = valid.shape[1]
+    t = torch.arange(T, device=valid.device)[None, :]
+    seen = t < cuts[:, None]  # [B, T]
+    future = valid & ~seen & (cuts[:, None] > 0)
+    return frame_mask(seen, k), frame_mask(future, k)
+
+
+def _per_sequence_mean(per_pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """per_pos [B, L], mask bool [B, L] -> (mean over sequences that count, count of them)."""
+    m = mask.to(per_pos.dtype)
+    n = m.sum(1)  # [B]
+    has = n > 0
+    seq = (per_pos * m).sum(1) / n.clamp_min(1.0)  # [B]
+    count = has.sum()
+    # multiply by 0 rather than return a constant, so an empty batch keeps the graph alive
+    loss = (seq * has).sum() / count.clamp_min(1) if count > 0 else per_pos.sum() * 0.0
+    return loss, count
+
+
+def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """logits [..., V], targets Long [...] -> CE per position [...] (any target id allowed)."""
+    V = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1).clamp_min(0),
+                           reduction="none").view(targets.shape)
+
+
+def soft_kl(logits: torch.Tensor, target_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """KL(softmax(target/tau) || softmax(logits)) per position: [..., V] -> [...]."""
+    q_log = F.log_softmax(target_logits / tau, dim=-1)
+    p_log = F.log_softmax(logits, dim=-1)
+    q = q_log.exp()
+    return (q * (q_log - p_log)).nan_to_num(0.0).sum(-1)  # 0*log0 from banned (-inf) tokens
+
+
+def prefix_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor, *,
+                target_logits: torch.Tensor | None = None, tau: float = 1.0,
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Predictor loss of the prefix mode.
+
+    Args:
+        logits: float [B, L, V] predictor logits (position p predicts token p).
+        targets: Long [B, L] the target encoder's sampled tokens.
+        loss_mask: bool [B, L] positions that count (valid frames after the cut).
+        target_logits: float [B, L, V] the target's logits for soft targets (KL at ``tau``);
+            None = hard targets (CE on ``targets``).
+        tau: soft-target temperature.
+
+    Returns:
+        Loss = per-sequence mean over counted positions, then mean over sequences that have
+        any; metrics ``byog/ce`` (hard CE, for monitoring in both modes), ``byog/positions``.
+    """
+    ce = token_ce(logits, targets)  # [B, L]
+    per_pos = ce if target_logits is None else soft_kl(logits, target_logits, tau)
+    loss, count = _per_sequence_mean(per_pos, loss_mask)
+    ce_mean, _ = _per_sequence_mean(ce.detach(), loss_mask)
+    return loss, {"byog/ce": float(ce_mean), "byog/positions": float(loss_mask.sum()),
+                  "byog/sequences": float(count)}
+
+
+def parallel_indices(valid: torch.Tensor, k: int, index: str) -> torch.Tensor:
+    """Indices i of the parallel mode: each frame's last slot position, or every position.
+
+    Returns Long [N] positions in [0, T*k) (the same for every sequence; validity is masked).
+    """
+    T = valid.shape[1]
+    if index == "frame":
+        return torch.arange(T, device=valid.device) * k + (k - 1)
+    return torch.arange(T * k, device=valid.device)
+
+
+def parallel_windows(ids: torch.Tensor, pos_valid: torch.Tensor, idx: torch.Tensor, K: int,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather the teacher-forcing inputs and targets of the parallel mode.
+
+    For index i the predictor reads tokens y[i .. i+K-1] and predicts y[i+1 .. i+K].
+
+    Args:
+        ids: Long [B, L] token stream; pos_valid: bool [B, L]; idx: Long [N]; K: horizon.
+
+    Returns:
+        (inputs Long [B, N, K], targets Long [B, N, K], mask bool [B, N, K]); the mask is
+        False where i is invalid or i+1+j falls past the window or on padding.
+    """
+    B, L = ids.shape
+    j = torch.arange(K, device=ids.device)
+    src = idx[:, None] + j[None, :]  # [N, K]
+    tgt = src + 1
+    inside = tgt < L
+    pad_ids = torch.cat([ids, ids[:, -1:].expand(B, K + 1)], dim=1)  # room to gather past L
+    pad_valid = torch.cat([pos_valid, pos_valid.new_zeros(B, K + 1)], dim=1)
+    inputs = pad_ids[:, src]  # [B, N, K]
+    targets = pad_ids[:, tgt]
+    mask = pad_valid[:, tgt] & inside[None] & pos_valid[:, idx][:, :, None]
+    return inputs, targets, mask
+
+
+def parallel_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, *,
+                  target_logits: torch.Tensor | None = None, tau: float = 1.0,
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean CE (or soft KL) over valid (i, j) pairs: logits [..., K, V], targets/mask [..., K]."""
+    ce = token_ce(logits, targets)
+    per = ce if target_logits is None else soft_kl(logits, target_logits, tau)
+    m = mask.to(per.dtype)
+    n = m.sum()
+    loss = (per * m).sum() / n.clamp_min(1.0)
+    ce_mean = float((ce.detach() * m).sum() / n.clamp_min(1.0))
+    return loss, {"byog/ce": ce_mean, "byog/positions": float(n)}
+
+
+def grounding_loss(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: int, nil_id: int,
+                   nil_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Teacher-forced CE of the encoder on annotation tokens.
+
+    Args:
+        logits: float [B, L, V]; targets: Long [B, L] slotted annotation ids.
+        pad_id: ignored target; nil_id: target weighted by ``nil_weight``.
+
+    Returns:
+        Weighted mean CE over non-pad positions; metrics ``ground/ce``, ``ground/accuracy``
+        (all non-pad tokens), ``ground/word_accuracy`` (non-nil tokens).
+    """
+    ce = token_ce(logits, targets)
+    keep = targets != pad_id
+    w = keep.to(ce.dtype) * torch.where(targets == nil_id, nil_weight, 1.0)
+    loss = (ce * w).sum() / w.sum().clamp_min(1e-8) if bool(keep.any()) else ce.sum() * 0.0
+    with torch.no_grad():
+        hit = logits.argmax(-1) == targets
+        word = keep & (targets != nil_id)
+        acc = float(hit[keep].float().mean()) if bool(keep.any()) else float("nan")
+        wacc = float(hit[word].float().mean()) if bool(word.any()) else float("nan")
+        plain = float((ce * keep).sum() / keep.sum().clamp_min(1))
+    return loss, {"ground/ce": plain, "ground/accuracy": acc, "ground/word_accuracy": wacc}
+
+
+def reinforce_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor,
+                   baseline: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """REINFORCE on sampled tokens: -(reward - baseline) * sum of their log-probs, batch mean.
+
+    Args:
+        logp: float [B, L] log-probability of each sampled token under the online encoder.
+        mask: bool [B, L] tokens trained; reward: float [B] (no gradient); baseline: scalar.
+    """
+    adv = (reward - baseline).detach()  # [B]
+    seq_logp = (logp * mask.to(logp.dtype)).sum(1)  # [B]
+    loss = -(adv * seq_logp).mean()
+    return loss, {"reinforce/reward": float(reward.mean()), "reinforce/advantage": float(adv.mean())}
+
+
+@torch.no_grad()
+def ema_update(target: Iterable[torch.Tensor], online: Iterable[torch.Tensor], decay: float) -> None:
+    """In place: target <- decay * target + (1 - decay) * online, tensor by tensor."""
+    tgt, onl = list(target), list(online)
+    if len(tgt) != len(onl):
+        raise ValueError(f"EMA over {len(tgt)} target tensors but {len(onl)} online tensors.")
+    for t, o in zip(tgt, onl):
+        if t.shape != o.shape:
+            raise ValueError(f"EMA shape mismatch: target {tuple(t.shape)} vs online {tuple(o.shape)}.")
+        t.mul_(decay).add_(o.detach(), alpha=1.0 - decay)

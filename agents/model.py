@@ -1,0 +1,418 @@
+"""``BYOGAgent``: the narrating encoder, the predictor, the EMA target and the training step.
+
+One training step (DESIGN.md, *The BYOG model*):
+1. ``e = projector(obs_encoder(frames))``.
+2. Targets: the target encoder (EMA of the online one; ``target_ema = 0``: the online one)
+   samples a slot of k tokens per frame, without gradient.
+3. One teacher-forced online-encoder pass over [labelled windows with their annotation ids;
+   every window with the sampled ids] gives the grounding CE and the states h, logits z.
+4. The predictor reads (a prefix of) h or softmax(z) and predicts the sampled tokens; the BYOG
+   loss reaches the encoder only through the states it reads.
+Total loss = ``w_ground * L_ground + w_byog * L_byog`` (+ ``w_reinforce * L_reinforce``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents import losses as L
+from agents import monitors as M
+from agents.config import ModelConfig
+from agents.encoder import NarrationEncoder, NarrationState
+from agents.lm import ModelError, TokenLM, build_gpt_neox
+from agents.obs import ObsEncoder, build_obs_encoder
+from agents.predictor import Predictor
+from agents.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids, unslot
+
+WEIGHTS = "model.safetensors"
+CONFIG = "model_config.json"
+TOKENIZER_DIR = "tokenizer"
+
+
+class BYOGAgent(nn.Module):
+    """A narrating agent trained with grounding + BYOG (see the module docstring).
+
+    Args:
+        cfg: The model config.
+        tokenizer: A tokenizer with the special tokens (``agents.text``).
+        obs_encoder: An already built (and, for vqvae/units, fitted) observation encoder;
+            None = ``build_obs_encoder(cfg.obs)`` (must not need fitting).
+    """
+
+    def __init__(self, cfg: ModelConfig, tokenizer: Any, *, obs_encoder: ObsEncoder | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.special = special_ids(tokenizer)
+        sp = self.special
+        vocab = len(tokenizer)
+        obs = obs_encoder if obs_encoder is not None else build_obs_encoder(cfg.obs)
+        if getattr(obs, "requires_fit", False):
+            raise ModelError(
+                f"The {cfg.obs.kind} observation encoder must be fitted first: fit it "
+                "(encoder.fit(...)) or load a fitted one, and pass it as obs_encoder."
+            )
+        specials = list(sp.as_tuple())
+        k = cfg.text.tokens_per_frame
+        banned = (sp.pad, sp.bos, sp.unk)
+        use_pred = cfg.uses_predictor
+        with_target = use_pred and cfg.loss.target_ema > 0
+        self.shared_lm: nn.Module | None = None
+        if cfg.lora.enabled:
+            from agents.lora import make_lora_model
+
+            self.shared_lm = make_lora_model(build_gpt_neox(cfg.lm, vocab), cfg.lora,
+                                             with_target=with_target)
+            enc_tlm = TokenLM(self.shared_lm, special_ids=specials, adapter="encoder",
+                              register_lm=False)
+        else:
+            enc_tlm = TokenLM(build_gpt_neox(cfg.lm, vocab), special_ids=specials)
+        self.encoder = NarrationEncoder(obs=obs, tlm=enc_tlm, tokens_per_frame=k, bos_id=sp.bos,
+                                        fusion=cfg.fusion, banned_ids=banned)
+        self.predictor: Predictor | None = None
+        if use_pred:
+            pred_lm = (TokenLM(self.shared_lm, special_ids=specials, adapter="predictor",
+                               register_lm=False) if self.shared_lm is not None
+                       else TokenLM(build_gpt_neox(cfg.lm, vocab), special_ids=specials))
+            self.predictor = Predictor(tlm=pred_lm, enc_hidden=enc_tlm.hidden_size,
+                                       enc_vocab=enc_tlm.vocab_size, bos_id=sp.bos,
+                                       input_kind=cfg.predictor.input)
+        self.target: NarrationEncoder | None = None
+        if with_target:
+            self.target = self._make_target(specials, banned)
+        self.register_buffer("reward_baseline", torch.zeros(()))
+        self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool))
+
+    # ------------------------------------------------------------------ target
+    def _make_target(self, specials: list[int], banned: tuple[int, ...]) -> NarrationEncoder:
+        if self.shared_lm is None:
+            target = copy.deepcopy(self.encoder)
+        else:  # share the frozen base; the target's LM part is the EMA adapter "target"
+            tlm = TokenLM(self.shared_lm, special_ids=specials, adapter="target", register_lm=False)
+            target = NarrationEncoder(obs=copy.deepcopy(self.encoder.obs), tlm=tlm,
+                                      tokens_per_frame=self.encoder.k, bos_id=self.special.bos,
+                                      fusion=self.cfg.fusion, banned_ids=banned)
+            target.load_state_dict(self.encoder.state_dict())
+        for p in target.parameters():
+            p.requires_grad_(False)
+        return target.eval()
+
+    def _ema_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        assert self.target is not None
+        tgt = list(self.target.parameters())
+        onl = list(self.encoder.parameters())
+        if self.shared_lm is not None:
+            from agents.lora import adapter_parameters
+
+            a_t = adapter_parameters(self.shared_lm, "target")
+            a_o = adapter_parameters(self.shared_lm, "encoder")
+            tgt += [a_t[n] for n in sorted(a_t)]
+            onl += [a_o[n] for n in sorted(a_t)]
+        return tgt, onl
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """EMA step of the target encoder; call after each optimizer step (no-op when online)."""
+        if self.target is not None:
+            L.ema_update(*self._ema_pairs(), decay=self.cfg.loss.target_ema)
+
+    def train(self, mode: bool = True) -> BYOGAgent:
+        super().train(mode)
+        if self.target is not None:
+            self.target.eval()
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def frame_embeddings(self, batch: dict[str, Any], encoder: NarrationEncoder | None = None) -> torch.Tensor:
+        """e [B, T, D] of a batch through ``encoder`` (default: the online one)."""
+        enc = encoder or self.encoder
+        col = enc.obs.needs_column
+        return enc.frame_embeddings(batch["frames"], batch["valid"].bool(),
+                                    batch.get(col) if col else None)
+
+    def _generator(self, step: int, batch: dict[str, Any]) -> torch.Generator:
+        ep = int(torch.as_tensor(batch.get("episode_index", 0)).reshape(-1)[0])
+        st = int(torch.as_tensor(batch.get("start", 0)).reshape(-1)[0])
+        g = torch.Generator(device=batch["frames"].device)
+        g.manual_seed(hash((self.cfg.loss.seed, step, ep, st)) & 0x7FFFFFFF)
+        return g
+
+    @torch.no_grad()
+    def sample_targets(self, batch: dict[str, Any], e: torch.Tensor, step: int,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target encoder's tokens ids Long [B, T, k] (<pad> on padded frames) and logits."""
+        enc = self.target if self.target is not None else self.encoder
+        e_t = self.frame_embeddings(batch, enc) if self.target is not None else e.detach()
+        temp = self.cfg.loss.sample_temperature
+        ids, logits = enc.sample(e_t, greedy=temp == 0, temperature=max(temp, 1e-6),
+                                 generator=self._generator(step, batch))
+        valid = batch["valid"].bool()
+        ids = ids.masked_fill(~valid[:, :, None], self.special.pad)
+        return ids, logits
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """One step's loss and metrics on a ``collate_windows`` batch (+ ``labelled: bool [B]``).
+
+        Returns:
+            (loss, metrics) with namespaced keys: ``loss/total``, ``loss/ground``,
+            ``loss/byog``, ``loss/reinforce``, ``ground/*``, ``byog/*``, ``monitor/*``, ``text/*``.
+        """
+        cfg, sp, k = self.cfg, self.special, self.encoder.k
+        valid = batch["valid"].bool()
+        B, T = valid.shape
+        labelled = torch.as_tensor(batch.get("labelled", torch.zeros(B, dtype=torch.bool))).bool()
+        e = self.frame_embeddings(batch)  # [B, T, D]
+        metrics: dict[str, float] = {}
+        ids_parts, e_parts = [], []
+        use_ground = cfg.loss.w_ground > 0 and bool(labelled.any())
+        if use_ground:
+            slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, cfg.text)
+            g_ids = slotted.ids.to(e.device)[labelled]  # [Bg, T, k]
+            ids_parts.append(g_ids)
+            e_parts.append(e[labelled])
+            metrics.update(M.slot_counts(slotted))
+        y = y_logits = None
+        if self.predictor is not None:
+            y, y_logits = self.sample_targets(batch, e, step)
+            ids_parts.append(y)
+            e_parts.append(e)
+        if not ids_parts:
+            raise ModelError(
+                "Nothing to train on this batch: w_byog is 0 (captioner) and no window is "
+                "labelled; pass labelled windows or set w_byog > 0."
+            )
+        h, z = self.encoder(torch.cat(ids_parts), torch.cat(e_parts))  # [B', L, D], [B', L, V]
+        total = h.new_zeros(())
+        n_g = 0
+        if use_ground:
+            n_g = g_ids.shape[0]
+            l_g, m_g = L.grounding_loss(z[:n_g], g_ids.reshape(n_g, -1), pad_id=sp.pad,
+                                        nil_id=sp.nil, nil_weight=cfg.loss.nil_weight)
+            total = total + cfg.loss.w_ground * l_g
+            metrics.update(m_g)
+            metrics["loss/ground"] = float(l_g.detach())
+        if self.predictor is not None:
+            l_b, m_b = self._byog(batch, h[n_g:], z[n_g:], y, y_logits, step)
+            total = total + cfg.loss.w_byog * l_b + m_b.pop("_reinforce_term")
+            metrics.update(m_b)
+            metrics["loss/byog"] = float(l_b.detach())
+        metrics["loss/total"] = float(total.detach())
+        metrics.update(self.encoder.gate_values())
+        return total, metrics
+
+    def _byog(self, batch: dict[str, Any], h: torch.Tensor, z: torch.Tensor, y: torch.Tensor,
+              y_logits: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The predictor loss (+ REINFORCE term and monitors) on the sampled targets y [B, T, k]."""
+        cfg, sp, k = self.cfg, self.special, self.encoder.k
+        assert self.predictor is not None
+        valid = batch["valid"].bool()
+        B, T = valid.shape
+        y_flat = y.reshape(B, T * k)
+        soft = y_logits.reshape(B, T * k, -1) if cfg.loss.targets == "soft" else None
+        pos_valid = L.frame_mask(valid, k)
+        x = self.predictor.features(h, z)  # [B, L, Dx]
+        out = self.byog_loss(x, y_flat, valid, batch, step, soft_logits=soft)
+        loss, metrics, per_seq = out["loss"], out["metrics"], out["per_seq_nll"]
+        metrics.update({f"monitor/{k_}": v for k_, v in M.collapse_monitors(
+            y, sp, logits=y_logits, mask=valid[:, :, None].expand_as(y), prefix="").items()})
+        metrics["monitor/unigram_nll"] = M.unigram_nll(out["counted_targets"], None, z.shape[-1])
+        metrics["monitor/predictor_nll"] = metrics["byog/ce"]
+        metrics["monitor/prefix_gain"] = out["prefix_gain"]
+        term = loss.new_zeros(())
+        if cfg.loss.token_objective == "reinforce":
+            logp = F.log_softmax(z, -1).gather(-1, y_flat[..., None].clamp_min(0))[..., 0]  # [B, L]
+            reward = -per_seq.detach()
+            has = out["has_target"]
+            if bool(has.any()):
+                if not bool(self.baseline_ready):
+                    self.reward_baseline.fill_(float(reward[has].mean()))
+                    self.baseline_ready.fill_(True)
+                l_r, m_r = L.reinforce_loss(logp[has], pos_valid[has], reward[has],
+                                            float(self.reward_baseline))
+                mom = cfg.loss.baseline_momentum
+                self.reward_baseline.mul_(mom).add_((1 - mom) * float(reward[has].mean()))
+                term = cfg.loss.w_reinforce * l_r
+                metrics.update(m_r)
+                metrics["loss/reinforce"] = float(l_r.detach())
+        metrics["_reinforce_term"] = term
+        return loss, metrics
+
+    def byog_loss(self, x: torch.Tensor, y_flat: torch.Tensor, valid: torch.Tensor,
+                  batch: dict[str, Any], step: int, *, soft_logits: torch.Tensor | None = None,
+                  ) -> dict[str, Any]:
+        """Predictor loss on encoder features x [B, L, Dx] and target tokens y_flat [B, L].
+
+        Returns a dict with ``loss``, ``metrics``, ``per_seq_nll`` [B], ``has_target`` [B],
+        ``counted_targets`` (the target ids the loss counted, flat) and ``prefix_gain`` (float, nats).
+        """
+        cfg, k = self.cfg, self.encoder.k
+        assert self.predictor is not None
+        B, T = valid.shape
+        pos_valid = L.frame_mask(valid, k)
+        tau = cfg.loss.tau
+        if cfg.predictor.mode == "prefix":
+            cuts = L.sample_cuts(valid.sum(1), seed=cfg.loss.seed,
+                                 episode_index=_as_long(batch.get("episode_index"), B),
+                                 start=_as_long(batch.get("start"), B), step=step)
+            m, tmask = L.prefix_masks(cuts, valid, k)
+            logits = self.predictor.forward_prefix(x, y_flat, m)
+            loss, metrics = L.prefix_loss(logits, y_flat, tmask, target_logits=soft_logits, tau=tau)
+            with torch.no_grad():
+                ce = L.token_ce(logits, y_flat)
+                per_seq = (ce * tmask).sum(1) / tmask.sum(1).clamp_min(1)
+                first = tmask & (torch.arange(T * k, device=y_flat.device) % k == 0)[None]
+                ce0 = L.token_ce(self.predictor.forward_prefix(x, y_flat, torch.zeros_like(m)), y_flat)
+                gain = _masked_mean(ce0, first) - _masked_mean(ce, first)
+            metrics["byog/mean_cut"] = float(cuts.float().mean())
+            return dict(loss=loss, metrics=metrics, per_seq_nll=per_seq, has_target=tmask.any(1),
+                        counted_targets=y_flat[tmask], prefix_gain=gain)
+        K = cfg.predictor.horizon
+        idx = L.parallel_indices(valid, k, cfg.predictor.index)  # [N]
+        inputs, targets, pmask = L.parallel_windows(y_flat, pos_valid, idx, K)  # [B, N, K]
+        N = idx.shape[0]
+        x_i = x[:, idx].reshape(B * N, -1)
+        logits = self.predictor.forward_parallel(x_i, inputs.reshape(B * N, K)).view(B, N, K, -1)
+        soft = None
+        if soft_logits is not None:
+            tgt_pos = (idx[:, None] + 1 + torch.arange(K, device=idx.device)).clamp_max(T * k - 1)
+            soft = soft_logits[:, tgt_pos]  # [B, N, K, V]
+        loss, metrics = L.parallel_loss(logits, targets, pmask, target_logits=soft, tau=tau)
+        with torch.no_grad():
+            ce = L.token_ce(logits, targets)  # [B, N, K]
+            per_seq = (ce * pmask).sum((1, 2)) / pmask.sum((1, 2)).clamp_min(1)
+            first = pmask.clone()
+            first[..., 1:] = False
+            first &= ((idx + 1) % k == 0)[None, :, None]
+            ce0 = L.token_ce(self.predictor.forward_parallel(x_i, inputs.reshape(B * N, K), 0.0)
+                             .view(B, N, K, -1), targets)
+            gain = _masked_mean(ce0, first) - _masked_mean(ce, first)
+        return dict(loss=loss, metrics=metrics, per_seq_nll=per_seq, has_target=pmask.any((1, 2)),
+                    counted_targets=targets[pmask], prefix_gain=gain)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, batch: dict[str, Any], *, step: int = 0, tolerance: int = 2) -> dict[str, float]:
+        """Monitors on a batch (no gradient): collapse detectors, predictor vs unigram,
+        prefix gain, greedy narration vs annotations, carried/cut counts, gate values."""
+        was = self.training
+        self.eval()
+        try:
+            sp, k = self.special, self.encoder.k
+            valid = batch["valid"].bool()
+            B, T = valid.shape
+            e = self.frame_embeddings(batch)
+            ids, logits = self.encoder.sample(e, greedy=True)
+            ids = ids.masked_fill(~valid[:, :, None], sp.pad)
+            vmask = valid[:, :, None].expand_as(ids)
+            out = {f"eval/{k_}": v for k_, v in
+                   M.collapse_monitors(ids, sp, logits=logits, mask=vmask, prefix="").items()}
+            slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, self.cfg.text)
+            truth = slotted.ids.to(ids.device)
+            ignore = (sp.nil, sp.pad)
+            out["eval/token_accuracy"] = M.token_accuracy(ids, truth, ignore, vmask)
+            out["eval/majority_token_accuracy"] = M.majority_token_accuracy(truth, ignore, vmask)
+            pred_s = unslot(ids, self.tokenizer)
+            prf = M.combine_prf(
+                M.event_prf(pred_s[b][: int(valid[b].sum())],
+                            batch["annotations"][b][: int(valid[b].sum())], tolerance=tolerance)
+                for b in range(B))
+            out.update({f"eval/event_{n}": float(prf[n]) for n in ("precision", "recall", "f1")})
+            out.update({f"eval/{n}": v for n, v in M.slot_counts(slotted, prefix="").items()})
+            if self.predictor is not None:
+                y, y_logits = self.sample_targets(batch, e, step)
+                h, z = self.encoder(y, e)
+                r = self.byog_loss(self.predictor.features(h, z), y.reshape(B, T * k), valid,
+                                   batch, step)
+                out["eval/predictor_nll"] = r["metrics"]["byog/ce"]
+                out["eval/unigram_nll"] = M.unigram_nll(r["counted_targets"], None, z.shape[-1])
+                out["eval/prefix_gain"] = r["prefix_gain"]
+            out.update({f"eval/{n}": v for n, v in self.encoder.gate_values().items()})
+            return out
+        finally:
+            self.train(was)
+
+    # ------------------------------------------------------------------ narration
+    @torch.no_grad()
+    def narrate(self, frames: torch.Tensor, valid: torch.Tensor | None = None, *, greedy: bool = True,
+                temperature: float = 1.0, top_k: int = 0, embedding: torch.Tensor | None = None,
+                ) -> torch.Tensor:
+        """Offline narration: frames uint8 [B, T, H, W, 3] -> ids Long [B, T, k] (<pad> where invalid)."""
+        if valid is None:
+            valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
+        e = self.encoder.frame_embeddings(frames, valid, embedding)
+        ids, _ = self.encoder.sample(e, greedy=greedy, temperature=temperature, top_k=top_k)
+        return ids.masked_fill(~valid[:, :, None], self.special.pad)
+
+    def start(self, batch_size: int) -> NarrationState:
+        """A fresh incremental narration state for ``batch_size`` streams."""
+        return self.encoder.start(batch_size, next(self.parameters()).device)
+
+    @torch.no_grad()
+    def narrate_step(self, state: NarrationState, frame: torch.Tensor, *, greedy: bool = True,
+                     temperature: float = 1.0, top_k: int = 0, embedding: torch.Tensor | None = None,
+                     ) -> tuple[torch.Tensor, NarrationState]:
+        """Narrate one new frame per stream: frame uint8 [B, H, W, 3] -> (ids Long [B, k], state).
+
+        The cache grows by k positions per frame; to bound memory on long episodes, start a new
+        state and re-narrate the last frames (``DynamicCache.crop`` only trims the end).
+        """
+        emb = None if embedding is None else embedding[:, None]
+        e_t = self.encoder.frame_embeddings(frame[:, None], None, emb)[:, 0]  # [B, D]
+        ids, _, state = self.encoder.step_frame(state, e_t, greedy=greedy, temperature=temperature,
+                                                top_k=top_k)
+        return ids, state
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``model.safetensors``, ``model_config.json`` and ``tokenizer/`` under ``path``."""
+        from safetensors.torch import save_model
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_model(self, str(path / WEIGHTS))
+        (path / CONFIG).write_text(json.dumps(self.cfg.to_dict(), indent=2))
+        save_tokenizer(self.tokenizer, path / TOKENIZER_DIR)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, obs_encoder: ObsEncoder | None = None) -> BYOGAgent:
+        """Rebuild an agent written by :meth:`save_pretrained` (fitted obs parts included)."""
+        from safetensors.torch import load_model
+
+        path = Path(path)
+        if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+            raise ModelError(
+                f"{str(path)!r} is not a BYOG checkpoint (needs {CONFIG} and {WEIGHTS}); pass a "
+                "directory written by BYOGAgent.save_pretrained."
+            )
+        cfg = ModelConfig.from_dict(json.loads((path / CONFIG).read_text()))
+        tok = load_tokenizer(path / TOKENIZER_DIR)
+        if obs_encoder is None and cfg.obs.kind in ("vqvae", "units"):
+            obs_encoder = build_obs_encoder(cfg.obs)
+            obs_encoder.requires_fit = False  # its fitted state comes from the weights below
+        agent = cls(cfg, tok, obs_encoder=obs_encoder)
+        missing, unexpected = load_model(agent, str(path / WEIGHTS), strict=False)
+        if missing or unexpected:
+            raise ModelError(
+                f"Checkpoint {str(path)!r} does not match its config (missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}); it was written by a different model version."
+            )
+        return agent
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((x * mask).sum() / mask.sum()) if bool(mask.any()) else float("nan")
+
+
+def _as_long(x: Any, B: int) -> torch.Tensor:
+    if x is None:
+        return torch.zeros(B, dtype=torch.long)
+    return torch.as_tensor(x, dtype=torch.long).reshape(-1).expand(B) if torch.as_tensor(x).numel() == 1 \
+        else torch.as_tensor(x, dtype=torch.long).reshape(B)
