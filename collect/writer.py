@@ -353,21 +353,24 @@ class DatasetWriter:
             leftovers, and checks that ``info``'s identity keys (``env``, ``policy``, ``seed``,
             ``max_episode_steps``) match. Without it an existing dataset is an error.
         chunk_size: Episodes per ``data/chunk-XXX`` directory.
-        write_meta: If False (distributed workers), ``finalize`` is left to the coordinator.
+        check_existing: If False (a distributed worker writing into a dataset its coordinator
+            opened), skip the existing-dataset check and the resume scan.
     """
 
     IDENTITY_KEYS = ("env", "policy", "seed", "max_episode_steps", "format_version")
 
     def __init__(self, path: str | Path, info: dict[str, Any], resume: bool = False,
-                 chunk_size: int = CHUNK_SIZE, write_meta: bool = True) -> None:
+                 chunk_size: int = CHUNK_SIZE, check_existing: bool = True) -> None:
         self.path = Path(path)
         self.chunk_size = int(info.get("chunk_size", chunk_size))
         self.info = {**info, "format_version": FORMAT_VERSION, "chunk_size": self.chunk_size}
         layout = (self.info.get("action_space") or {}).get("layout")
         self.action_dim = None if not layout else sum(e["size"] for e in layout)
-        self.write_meta = write_meta
         self.records: dict[int, dict[str, Any]] = {}
         existing = self.path / "meta" / "info.json"
+        if not check_existing:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return
         has_data = existing.exists() or any(self.path.glob("data/chunk-*/episode_*.parquet"))
         if has_data and not resume:
             raise DatasetError(f"{self.path} already holds a dataset; pass `--resume` (resume=True) to continue it, or choose another output directory.")
