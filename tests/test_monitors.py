@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -23,7 +21,8 @@ from agents.monitors import (
     token_entropy,
     unigram_nll,
 )
-from agents.text import SlotConfig, SpecialIds, slot_annotations, train_tokenizer
+from agents.text import SlotConfig, SpecialIds, slot_annotations, train_tokenizer, unslot
+from byog_env.events import Event, parse_event
 
 SP = SpecialIds(pad=0, bos=1, nil=2, sep=3, unk=4)
 
@@ -146,21 +145,6 @@ def test_slot_counts_from_slotted():
 # --------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
-class StandInEvent:
-    kind: str
-    args: dict = field(default_factory=dict)
-
-
-def stand_in_parse(sentence: str) -> StandInEvent:
-    """Two templates of the annotation grammar, enough to test matching."""
-    if m := re.fullmatch(r"collected (\d+) (\w+)", sentence):
-        return StandInEvent("collect", {"count": int(m[1]), "item": m[2]})
-    if m := re.fullmatch(r"(\w+) in view", sentence):
-        return StandInEvent("see", {"thing": m[1]})
-    raise ValueError(f"not an annotation: {sentence!r}")
-
-
 def frames(T: int, **at: list[str]) -> list[list[str]]:
     out: list[list[str]] = [[] for _ in range(T)]
     for key, sentences in at.items():
@@ -173,15 +157,15 @@ def test_event_prf_tolerance_within_and_just_outside():
     pred = frames(16, f0=["gibberish words"], f5=["collected 1 wood"], f13=["zombie in view"])
     # tol 2: wood matches (|5-3| = 2, within); zombie is 3 frames late (just outside): fp + fn;
     # the unparseable sentence is a false positive.
-    r = event_prf(pred, true, tolerance=2, parser=stand_in_parse)
+    r = event_prf(pred, true, tolerance=2)
     assert (r["tp"], r["fp"], r["fn"]) == (1, 2, 1)
     assert r["precision"] == pytest.approx(1 / 3) and r["recall"] == pytest.approx(1 / 2)
     assert r["f1"] == pytest.approx(0.4)
     assert r["unparsed_pred"] == 1 and r["unparsed_true"] == 0
-    r = event_prf(pred, true, tolerance=3, parser=stand_in_parse)
+    r = event_prf(pred, true, tolerance=3)
     assert (r["tp"], r["fp"], r["fn"]) == (2, 1, 0)
     assert r["f1"] == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
-    r = event_prf(pred, true, tolerance=1, parser=stand_in_parse)
+    r = event_prf(pred, true, tolerance=1)
     assert (r["tp"], r["fp"], r["fn"]) == (0, 3, 2) and r["f1"] == 0.0
 
 
@@ -189,30 +173,30 @@ def test_event_prf_one_to_one_and_args_must_match():
     # Two true "collected 1 wood" and one prediction between them: one match, one miss.
     true = frames(8, f2=["collected 1 wood"], f4=["collected 1 wood"])
     pred = frames(8, f3=["collected 1 wood", "collected 2 wood"])
-    r = event_prf(pred, true, tolerance=2, parser=stand_in_parse)
+    r = event_prf(pred, true, tolerance=2)
     assert (r["tp"], r["fp"], r["fn"]) == (1, 1, 1)  # "collected 2 wood" has other args
     # Greedy pairing must still find the maximum: true at 0 and 4, predictions at 2 and 3.
     true = frames(8, f0=["cow in view"], f4=["cow in view"])
     pred = frames(8, f2=["cow in view"], f3=["cow in view"])
-    assert event_prf(pred, true, 2, stand_in_parse)["tp"] == 2
+    assert event_prf(pred, true, 2)["tp"] == 2
     # Silence on a window without events is perfect; silence on events is recall 0.
-    assert event_prf(frames(4), frames(4), 2, stand_in_parse)["f1"] == 1.0
-    r = event_prf(frames(4), frames(4, f1=["cow in view"]), 2, stand_in_parse)
+    assert event_prf(frames(4), frames(4), 2)["f1"] == 1.0
+    r = event_prf(frames(4), frames(4, f1=["cow in view"]), 2)
     assert (r["precision"], r["recall"], r["f1"], r["fn"]) == (1.0, 0.0, 0.0, 1)
 
 
 def test_event_prf_errors_and_unparsed_truth():
-    r = event_prf(frames(3), frames(3, f0=["not a template"]), 2, stand_in_parse)
+    r = event_prf(frames(3), frames(3, f0=["not a template"]), 2)
     assert r["unparsed_true"] == 1 and r["fn"] == 1
     with pytest.raises(ValueError, match="same window"):
-        event_prf(frames(3), frames(4), 2, stand_in_parse)
+        event_prf(frames(3), frames(4), 2)
     with pytest.raises(ValueError, match="tolerance"):
-        event_prf(frames(3), frames(3), -1, stand_in_parse)
+        event_prf(frames(3), frames(3), -1)
 
 
 def test_combine_prf_sums_counts():
-    a = event_prf(frames(4, f0=["cow in view"]), frames(4, f0=["cow in view"]), 2, stand_in_parse)
-    b = event_prf(frames(4, f0=["x"]), frames(4, f1=["cow in view"]), 2, stand_in_parse)
+    a = event_prf(frames(4, f0=["cow in view"]), frames(4, f0=["cow in view"]), 2)
+    b = event_prf(frames(4, f0=["x"]), frames(4, f1=["cow in view"]), 2)
     c = combine_prf([a, b])
     assert (c["tp"], c["fp"], c["fn"]) == (1, 1, 1)
     assert c["precision"] == 0.5 and c["recall"] == 0.5 and c["f1"] == 0.5
@@ -229,14 +213,41 @@ def test_grounding_monitors_on_slots():
     assert pred[0, 2, 0] == cow
     pred[0, 2, 0] = zombie  # "zombie in view" narrated instead of "cow in view"
     pred[0, 4] = cow  # junk on the padded frame must not count
-    m = grounding_monitors(pred, target, ann, valid, tok, tolerance=1, parser=stand_in_parse)
+    m = grounding_monitors(pred, target, ann, valid, tok, tolerance=1)
     assert m["grounding/token_accuracy"] == pytest.approx(5 / 6)  # 6 annotation words
     assert m["grounding/majority_accuracy"] == pytest.approx(1 / 6)
     # Events: wood matched, zombie a false positive, cow missed.
     assert m["grounding/event_precision"] == 0.5 and m["grounding/event_recall"] == 0.5
     assert m["grounding/event_f1"] == 0.5 and m["grounding/event_unparsed"] == 0.0
-    perfect = grounding_monitors(target, target, ann, valid, tok, parser=stand_in_parse)
+    perfect = grounding_monitors(target, target, ann, valid, tok)
     assert perfect["grounding/token_accuracy"] == 1.0 and perfect["grounding/event_f1"] == 1.0
+
+
+def test_annotations_survive_slotting_and_score_perfectly():
+    """Real annotation sentences -> tokenizer -> slots -> unslot -> events: nothing lost."""
+    events = [
+        Event("collect", {"count": 1, "item": "wood"}),
+        Event("see", {"thing": "zombie"}),
+        Event("make", {"item": "wood pickaxe"}),
+        Event("vital", {"stat": "health", "change": "dropped"}),
+        Event("mission", {"text": "go to the red ball"}),
+        Event("door", {"action": "opened", "color": "red"}),
+    ]
+    texts = [e.sentence() for e in events]
+    assert [parse_event(t) for t in texts] == events
+    tok = train_tokenizer(texts)
+    ann = [[texts[:2], [], [texts[2]], texts[3:], [], [], []]]
+    valid = torch.ones(1, 7, dtype=torch.bool)
+    # Large slots: exact round trip. Small slots: carried sentences arrive late but within the
+    # tolerance, and the events still all match.
+    s = slot_annotations(ann, valid, tok, SlotConfig(tokens_per_frame=16, max_carry=0))
+    assert s.cut.item() == 0 and unslot(s.ids, tok) == ann
+    assert event_prf(unslot(s.ids[0], tok), ann[0], tolerance=0)["f1"] == 1.0
+    s = slot_annotations(ann, valid, tok, SlotConfig(tokens_per_frame=4, max_carry=3))
+    assert s.cut.item() == 0 and s.carried.item() > 0
+    r = event_prf(unslot(s.ids[0], tok), ann[0], tolerance=2)
+    assert (r["tp"], r["fp"], r["fn"]) == (6, 0, 0)
+    assert event_prf(unslot(s.ids[0], tok), ann[0], tolerance=0)["tp"] < 6
 
 
 # --------------------------------------------------------------------------- over time
@@ -251,7 +262,7 @@ def test_bucketed_over_a_long_episode():
     # Two aligned sequences (narration and annotations) per bucket.
     pred = frames(6, f0=["cow in view"], f4=["cow in view"])
     true = frames(6, f0=["cow in view"], f5=["cow in view"])
-    f1s = bucketed(lambda p, t: event_prf(p, t, 0, stand_in_parse)["f1"], pred, true, bucket=3)
+    f1s = bucketed(lambda p, t: event_prf(p, t, 0)["f1"], pred, true, bucket=3)
     assert f1s == [1.0, 0.0]
     with pytest.raises(ValueError, match="differ in length"):
         bucketed(lambda a, b: 0, [1, 2], [1], bucket=1)
