@@ -27,11 +27,16 @@ def outcome_events(info: Info) -> list[str]:
         out.append(sentence("reward", sign="positive"))
     elif reward < 0:
         out.append(sentence("reward", sign="negative"))
+    return out + done_events(info)
+
+
+def done_events(info: Info) -> list[str]:
+    """``episode ended`` (terminated) or ``time ran out`` (truncated), else nothing."""
     if info.get("terminated"):
-        out.append(sentence("done", reason="terminated"))
-    elif info.get("truncated"):
-        out.append(sentence("done", reason="truncated"))
-    return out
+        return [sentence("done", reason="terminated")]
+    if info.get("truncated"):
+        return [sentence("done", reason="truncated")]
+    return []
 
 
 def inventory_events(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from byog_env.annotators.base import Info
+from byog_env.annotators.base import Info, done_events
 from byog_env.events import sentence
 
 # Things worth a "facing ..." sentence (walls and empty floor are not).
@@ -49,10 +49,7 @@ class MiniGridAnnotator:
         if prev_info is not None:
             if info.get("terminated") and float(info.get("reward", 0.0)) > 0:
                 out.append(sentence("goal"))
-            if info.get("terminated"):
-                out.append(sentence("done", reason="terminated"))
-            elif info.get("truncated"):
-                out.append(sentence("done", reason="truncated"))
+            out += done_events(info)
         return out
 
     @staticmethod
