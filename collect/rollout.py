@@ -43,7 +43,8 @@ class CollectConfig:
     """Settings of one collection run (saved in ``meta/info.json["collect_config"]``)."""
 
     env: str
-    """Environment name for ``byog_env.make`` (e.g. ``crafter``, ``babyai-gotolocal``)."""
+    """Environment name for ``byog_env.make`` (e.g. ``crafter``, ``babyai-gotolocal``), or a
+    gymnasium ``module:EnvId`` of an env that already annotates itself."""
     out: Path
     """Dataset directory to write."""
     policy: str = "random"
@@ -104,12 +105,18 @@ def episode_seed(seed: int, index: int) -> int:
 
 
 def make_env(cfg: CollectConfig) -> gym.Env:
-    """Builds one annotated environment for ``cfg`` (annotation happens inside it)."""
+    """Builds one annotated environment for ``cfg`` (annotation happens inside it).
+
+    Names go through ``byog_env.make``; a gymnasium ``module:EnvId`` name instead makes that
+    env directly (``gymnasium.make``), for custom envs that already give RGB frames and
+    ``info["annotations"]``.
+    """
     import byog_env
 
     kwargs = {} if cfg.max_episode_steps is None else {"max_episode_steps": cfg.max_episode_steps}
-    make = getattr(byog_env, "make", None)
-    return make(cfg.env, **kwargs) if make is not None else gym.make(cfg.env, **kwargs)
+    if ":" in cfg.env:
+        return gym.make(cfg.env, **kwargs)
+    return byog_env.make(cfg.env, **kwargs)
 
 
 class EpisodeSeeder(gym.Wrapper):

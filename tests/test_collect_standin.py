@@ -17,7 +17,7 @@ ENV_ID = "test_collect_standin:StandIn-v0"
 class StandInEnv(gym.Env):
     """RGB uint8 [8, 8, 3] frames, Discrete(4) actions, ``info["annotations"]`` every step."""
 
-    metadata = {"render_fps": 10}
+    metadata = {"render_fps": 10, "render_modes": []}
 
     def __init__(self) -> None:
         self.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
