@@ -78,6 +78,7 @@ class NarrationState:
     frames: int = 0  # frames narrated so far
     memory: torch.Tensor | None = None  # float [B, frames, D] frame embeddings (xattn only)
     extra: dict = field(default_factory=dict)
+    hidden: torch.Tensor | None = None  # float [B, k, D] the last frame's final hidden states
 
 
 class NarrationEncoder(nn.Module):
@@ -165,20 +166,21 @@ class NarrationEncoder(nn.Module):
             mem = e_t[:, None] if state.memory is None else torch.cat([state.memory, e_t[:, None]], 1)
             hook = self._hook(mem, torch.full((1,), state.frames, device=e_t.device))
         prev, pos = state.prev, state.position
-        ids, logits = [], []
+        ids, logits, hs = [], [], []
         for j in range(self.k):
             x = self.tlm.embed(prev)[:, None]  # [B, 1, D]
             if j == 0 and self.fusion == "additive":
                 x = x + e_t[:, None]
             h = self.tlm.hidden(x, cache=state.cache, start=pos, layer_hook=hook)
             z = self.tlm.logits(h[:, 0])  # [B, V]
+            hs.append(h[:, 0])
             prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
                                  banned=self.banned, generator=generator)
             ids.append(prev)
             logits.append(z)
             pos += 1
         new = NarrationState(cache=state.cache, prev=prev, position=pos, frames=state.frames + 1,
-                             memory=mem, extra=state.extra)
+                             memory=mem, extra=state.extra, hidden=torch.stack(hs, 1))
         return torch.stack(ids, 1), torch.stack(logits, 1), new
 
     @torch.no_grad()
