@@ -75,7 +75,7 @@ class ObsEncoderConfig:
     units_dim: int = 64
     """Width of the learned unit embedding (units_embedding='learned'); out_dim overrides."""
     units_seed: int = 0
-    """Seed of k-means (MiniBatchKMeans random_state)."""
+    """Seed of k-means (scikit-learn random_state)."""
 
     # --- precomputed -------------------------------------------------------------------
     precomputed_dim: int | None = None

@@ -4,7 +4,7 @@ Pipeline per clip ``[B, T]``: frozen features ``f_t`` (downsampled pixels, a fit
 pre-quantization output pooled to its grid, or the dataset's ``embedding`` column) ->
 optional frame deltas ``f_t - f_{t-1}`` (0 at the clip's first frame and next to padding) ->
 optional subtraction of the clip mean (over valid frames) -> unit id = nearest k-means centroid
-(scikit-learn ``MiniBatchKMeans`` fits them; torch assigns). With ``units_temperature = T > 0``
+(scikit-learn ``KMeans``/``MiniBatchKMeans`` fits them; torch assigns). With ``units_temperature = T > 0``
 and the module in training mode, the unit is sampled from ``softmax(-||f - c_k||^2 / T)``
 (squared Euclidean distances); T -> 0 is the argmax; eval mode always takes the nearest centroid.
 
@@ -295,9 +295,13 @@ class UnitsEncoder(ObsEncoder):
         batch_size: int = 16,
         kmeans_batch_size: int = 1024,
         n_init: int = 3,
+        exact_below: int = 20000,
         progress: bool = True,
     ) -> dict[str, float]:
-        """Fit the centroids with scikit-learn's ``MiniBatchKMeans`` on the source's frames.
+        """Fit the centroids with scikit-learn's k-means on the source's frames.
+
+        ``KMeans`` (exact Lloyd) below ``exact_below`` frames, where it is faster and better;
+        ``MiniBatchKMeans`` above, where memory and time matter.
 
         Args:
             source: Dataset dir, ``WindowDataset``, iterable of window batches (dicts with
@@ -307,13 +311,14 @@ class UnitsEncoder(ObsEncoder):
                 clip mean and deltas).
             batch_size: Windows per batch read from a dataset.
             kmeans_batch_size: ``MiniBatchKMeans`` batch size.
-            n_init: ``MiniBatchKMeans`` restarts (the best inertia is kept).
+            n_init: k-means restarts (the best inertia is kept).
+            exact_below: Use exact ``KMeans`` when fewer frames than this were gathered.
             progress: Show a tqdm bar.
 
         Returns:
             ``{"units/inertia_per_frame": .., "units/frames": .., "units/used": ..}``.
         """
-        from sklearn.cluster import MiniBatchKMeans
+        from sklearn.cluster import KMeans, MiniBatchKMeans
 
         columns = ("embedding",) if self.needs_column else ()
         chunks: list[np.ndarray] = []
@@ -336,8 +341,11 @@ class UnitsEncoder(ObsEncoder):
                 "units_k."
             )
         X = np.concatenate(chunks)
-        km = MiniBatchKMeans(n_clusters=self.k, random_state=self.cfg.units_seed,
-                             batch_size=kmeans_batch_size, n_init=n_init)
+        if len(X) < exact_below:
+            km = KMeans(n_clusters=self.k, random_state=self.cfg.units_seed, n_init=n_init)
+        else:
+            km = MiniBatchKMeans(n_clusters=self.k, random_state=self.cfg.units_seed,
+                                 batch_size=kmeans_batch_size, n_init=n_init)
         km.fit(X)
         self.centroids = torch.as_tensor(km.cluster_centers_, dtype=torch.float32).to(
             self.centroids.device)

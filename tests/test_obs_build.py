@@ -1,0 +1,94 @@
+"""ObsEncoderConfig validation, build_obs_encoder, the precomputed encoder, frame sources."""
+import numpy as np
+import pytest
+import torch
+
+from agents.obs import CNNEncoder, ObsEncoderConfig, ObsEncoderError, build_obs_encoder
+from agents.obs.data import iter_clip_batches
+from agents.obs.precomputed import PrecomputedEncoder
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(kind="clip"), "Unknown obs encoder kind 'clip'"),
+    (dict(out_dim=0), "out_dim must be a positive width"),
+    (dict(cnn_channels=()), "cnn_channels must be a non-empty tuple"),
+    (dict(vqvae_downsample=9), "vqvae_downsample must be in 1..5"),
+    (dict(vqvae_codebook_update="kmeans"), "vqvae_codebook_update must be 'loss' or 'ema'"),
+    (dict(vqvae_ema_decay=1.0), "vqvae_ema_decay must be in"),
+    (dict(units_k=1), "units_k must be >= 2"),
+    (dict(precomputed_adapter="mlp"), "precomputed_adapter must be"),
+])
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ObsEncoderError, match=message):
+        ObsEncoderConfig(**kwargs)
+
+
+def test_config_dict_round_trip():
+    cfg = ObsEncoderConfig(kind="units", cnn_channels=(8, 8), units_k=5, units_deltas=True)
+    assert ObsEncoderConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ObsEncoderError, match="Unknown ObsEncoderConfig fields \\['bogus'\\]"):
+        ObsEncoderConfig.from_dict({"bogus": 1})
+
+
+def test_cnn_default_and_width():
+    enc = build_obs_encoder(ObsEncoderConfig(out_dim=32, cnn_channels=(8, 16)))
+    assert isinstance(enc, CNNEncoder) and enc.trainable and not enc.requires_fit
+    assert enc.needs_column is None
+    out = enc(torch.randint(0, 255, (2, 3, 20, 24, 3), dtype=torch.uint8))
+    assert out.shape == (2, 3, 32)
+    # frame-wise: a clip's features equal those of its frames encoded alone
+    frames = torch.randint(0, 255, (1, 2, 16, 16, 3), dtype=torch.uint8)
+    assert torch.allclose(enc(frames)[0, 1], enc.encode_frames(frames[0, 1:])[0], atol=1e-6)
+    with pytest.raises(ObsEncoderError, match="expects frames uint8 \\[B, T, H, W, 3\\]"):
+        enc(torch.zeros(2, 16, 16, 3, dtype=torch.uint8))
+
+
+def test_precomputed_passthrough_and_adapters():
+    emb = torch.randn(2, 5, 6)
+    plain = build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6))
+    assert plain.needs_column == "embedding" and plain.out_dim == 6 and not plain.trainable
+    assert torch.equal(plain(None, embedding=emb), emb)
+    ln = PrecomputedEncoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6,
+                                             precomputed_adapter="layernorm"))
+    out = ln(None, embedding=emb)
+    assert torch.allclose(out.mean(-1), torch.zeros(2, 5), atol=1e-5) and ln.trainable
+    lin = build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6, out_dim=4,
+                                             precomputed_adapter="layernorm+linear"))
+    out = lin(torch.zeros(2, 5, 8, 8, 3, dtype=torch.uint8), embedding=emb)
+    assert out.shape == (2, 5, 4)
+    out.sum().backward()
+    assert lin.adapter[1].weight.grad.abs().sum() > 0
+
+
+def test_precomputed_errors():
+    with pytest.raises(ObsEncoderError, match="needs precomputed_dim"):
+        build_obs_encoder(ObsEncoderConfig(kind="precomputed"))
+    enc = build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6))
+    with pytest.raises(ObsEncoderError, match="python -m agents.embed"):
+        enc(torch.zeros(1, 2, 4, 4, 3, dtype=torch.uint8))
+    with pytest.raises(ObsEncoderError, match="float \\[B, T, 6\\], got \\(1, 2, 5\\)"):
+        enc(None, embedding=torch.zeros(1, 2, 5))
+    with pytest.raises(ObsEncoderError, match="no linear adapter"):
+        build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6, out_dim=3))
+
+
+def test_frame_sources():
+    frames = np.random.default_rng(0).integers(0, 255, (6, 4, 4, 3), dtype=np.uint8)
+    (clip,) = iter_clip_batches(frames)
+    assert clip["frames"].shape == (1, 6, 4, 4, 3) and clip["valid"].all()
+    items = [{"frames": torch.as_tensor(frames[:3]), "valid": torch.tensor([True, True, False]),
+              "embedding": torch.ones(3, 2)}] * 2
+    class Windows(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(items)
+
+        def __getitem__(self, i):
+            return items[i]
+
+    batches = list(iter_clip_batches(Windows(), batch_size=2))
+    assert len(batches) == 1 and batches[0]["valid"].tolist() == [[True, True, False]] * 2
+    assert batches[0]["embedding"].shape == (2, 3, 2)
+    with pytest.raises(ObsEncoderError, match="Expected uint8 RGB frames"):
+        list(iter_clip_batches(np.zeros((2, 4, 4), np.float32)))
+    with pytest.raises(ObsEncoderError, match="Cannot read training frames from a int"):
+        list(iter_clip_batches(3))
