@@ -1,0 +1,266 @@
+"""Contract tests of the BYOG model: KV-cached sampling, masks, gradients, LoRA, xattn, save/load."""
+import json
+
+import pytest
+import torch
+
+from agents import losses as L
+from agents.config import make_model_config, ModelConfig
+from agents.lm import ModelError
+from agents.model import BYOGAgent
+from agents.text import train_tokenizer
+
+# A deterministic cycle of frame patterns with (parseable) annotations: its future is
+# predictable from its past, and the phase is visible in the frames even on nil-only frames.
+PERIOD = 6
+CYCLE_ANN = {0: ["collected 1 wood"], 2: ["tree in view"], 4: ["made wood pickaxe"]}
+COLOURS = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255],
+                        [255, 0, 255]], dtype=torch.uint8)
+
+
+def cycle_tokenizer():
+    return train_tokenizer([s for v in CYCLE_ANN.values() for s in v])
+
+
+def cycle_batch(B=8, T=8, size=16, g=None, pad_first=0, labelled=True):
+    """A collate_windows-shaped batch of the cycle (random phase per window)."""
+    starts = torch.randint(0, PERIOD, (B,), generator=g)
+    phase = (starts[:, None] + torch.arange(T)[None]) % PERIOD  # [B, T]
+    frames = COLOURS[phase][:, :, None, None, :].expand(B, T, size, size, 3).clone()
+    valid = torch.ones(B, T, dtype=torch.bool)
+    if pad_first:
+        valid[0, T - pad_first:] = False
+        frames[0, T - pad_first:] = 0
+    ann = [[CYCLE_ANN.get(int(phase[b, t]), []) if valid[b, t] else [] for t in range(T)]
+           for b in range(B)]
+    return dict(frames=frames, valid=valid, annotations=ann, actions=torch.zeros(B, T, dtype=torch.long),
+                rewards=torch.zeros(B, T), episode_index=torch.arange(B), start=starts,
+                labelled=torch.full((B,), labelled))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CI machine is small and shared
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return cycle_tokenizer()
+
+
+def _agent(tok, preset="byog", **over):
+    torch.manual_seed(0)
+    over.setdefault("text", {"tokens_per_frame": 4})
+    return BYOGAgent(make_model_config("tiny", preset, **over), tok)
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_presets_round_trip_and_errors():
+    for preset in ("byog", "captioner", "byog-parallel", "byog-xattn"):
+        cfg = make_model_config("tiny", preset)
+        again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert again == cfg
+    assert make_model_config("tiny", "captioner").loss.w_byog == 0.0
+    assert make_model_config("base").lm.hidden_size == 512
+    assert make_model_config("tiny", "byog-parallel").predictor.mode == "parallel"
+    with pytest.raises(ModelError, match="needs lm.pretrained_path"):
+        make_model_config("tiny", "byog-lora")
+    with pytest.raises(ModelError, match="Unknown size 'huge'"):
+        make_model_config("huge")
+    with pytest.raises(ModelError, match="divisible"):
+        make_model_config("tiny", lm={"num_heads": 5})
+    with pytest.raises(ModelError, match=r"Unknown ModelConfig.loss fields \['w_foo'\]"):
+        ModelConfig.from_dict({"loss": {"w_foo": 1}})
+
+
+# ----------------------------------------------------------------------------- KV cache
+@pytest.mark.parametrize("fusion", ["byog", "byog-xattn"])
+def test_cached_sampling_matches_teacher_forced_logits(tok, fusion):
+    agent = _agent(tok, fusion).eval()
+    if agent.encoder.xattn is not None:  # open the gates so the frames really matter
+        for blk in agent.encoder.xattn:
+            blk.gate_attn.data.fill_(0.7)
+            blk.gate_ff.data.fill_(-0.4)
+    b = cycle_batch(B=3, T=5)
+    e = agent.frame_embeddings(b)
+    ids, logits = agent.encoder.sample(e, temperature=1.5, top_k=5)
+    _, z = agent.encoder(ids, e)
+    assert ids.shape == (3, 5, 4) and logits.shape == (3, 5, 4, len(tok))
+    assert torch.allclose(z.view_as(logits), logits, atol=1e-5)
+    # the incremental API gives the same tokens frame by frame (greedy)
+    greedy = agent.narrate(b["frames"], b["valid"])
+    state = agent.start(3)
+    steps = []
+    for t in range(5):
+        y, state = agent.narrate_step(state, b["frames"][:, t])
+        steps.append(y)
+    assert torch.equal(torch.stack(steps, 1), greedy)
+    assert state.position == 20 and state.frames == 5
+    # and the no-cache baseline agrees
+    assert torch.equal(agent.encoder.sample_uncached(e), greedy)
+    sp = agent.special
+    assert not torch.isin(greedy, torch.tensor([sp.pad, sp.bos, sp.unk])).any()
+
+
+def test_xattn_with_zero_gates_is_the_text_only_lm(tok):
+    agent = _agent(tok, "byog-xattn").eval()
+    b = cycle_batch(B=2, T=4)
+    e = agent.frame_embeddings(b)
+    ids = torch.randint(5, len(tok), (2, 4, 4))
+    _, z = agent.encoder(ids, e)
+    tlm = agent.encoder.tlm  # the bare LM on the same tokens, no frames at all
+    _, z_text = agent.encoder(ids, torch.zeros_like(e) + 100.0)
+    prev = torch.cat([torch.full((2, 1), agent.special.bos), ids.view(2, -1)[:, :-1]], 1)
+    z_lm = tlm.core(input_ids=prev).logits  # transformers' own forward
+    assert torch.equal(z, z_text)
+    assert torch.allclose(z, z_lm, atol=1e-5)
+    assert set(agent.encoder.gate_values().values()) == {0.0}
+
+
+# ----------------------------------------------------------------------------- masks and gradients
+def test_prefix_gradient_reaches_encoder_only_through_prefix_states(tok):
+    agent = _agent(tok, "byog", loss={"w_ground": 0.0})
+    b = cycle_batch(B=4, T=6, pad_first=2)
+    e = agent.frame_embeddings(b).detach()
+    y, _ = agent.sample_targets(b, e, step=0)
+    h, z = agent.encoder(y, e)
+    h.retain_grad()
+    x = agent.predictor.features(h, z)
+    out = agent.byog_loss(x, y.view(4, -1), b["valid"], b, step=3)
+    out["loss"].backward()
+    cuts = L.sample_cuts(b["valid"].sum(1), seed=0, episode_index=b["episode_index"],
+                         start=b["start"], step=3)
+    m, _ = L.prefix_masks(cuts, b["valid"], 4)
+    g = h.grad.abs().sum(-1)  # [B, L]
+    assert torch.all(g[~m] == 0)  # nothing from states after the cut
+    assert torch.all(g.sum(1) > 0)  # every sequence's prefix gets gradient
+    assert torch.isfinite(out["loss"])
+
+
+def test_predictor_inputs_fixed_unmasked_label_change_keeps_loss(tok):
+    agent = _agent(tok, "byog")
+    b = cycle_batch(B=3, T=6, pad_first=3)
+    e = agent.frame_embeddings(b).detach()
+    y, _ = agent.sample_targets(b, e, step=0)
+    with torch.no_grad():
+        h, z = agent.encoder(y, e)
+        x = agent.predictor.features(h, z)
+        cuts = L.sample_cuts(b["valid"].sum(1), seed=0, episode_index=b["episode_index"],
+                             start=b["start"], step=1)
+        m, tmask = L.prefix_masks(cuts, b["valid"], 4)
+        y_flat = y.view(3, -1)
+        logits = agent.predictor.forward_prefix(x, y_flat, m)  # inputs held fixed
+        base, _ = L.prefix_loss(logits, y_flat, tmask)
+        labels = y_flat.clone()
+        labels[~tmask] = 0  # change labels on prefix AND padded positions
+        same, _ = L.prefix_loss(logits, labels, tmask)
+    assert same.item() == base.item() and torch.isfinite(base)
+    assert not tmask[0, -12:].any()  # the padded frames of window 0 never count
+
+
+def test_training_step_gradients_target_and_ema(tok):
+    agent = _agent(tok, "byog", loss={"target_ema": 0.5})
+    b = cycle_batch(B=4, T=6)
+    loss, metrics = agent.training_step(b, step=0)
+    loss.backward()
+    for key in ("loss/ground", "loss/byog", "monitor/prefix_gain", "monitor/nil_rate",
+                "monitor/entropy", "monitor/unigram_nll", "ground/word_accuracy"):
+        assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
+    assert all(p.grad is None for p in agent.target.parameters())  # target: no gradient
+    assert agent.encoder.projector[0].weight.grad.abs().sum() > 0
+    assert agent.predictor.w_in.weight.grad.abs().sum() > 0
+    tgt0 = [p.clone() for p in agent.target.parameters()]
+    with torch.no_grad():
+        for p in agent.encoder.parameters():
+            p.add_(0.1)
+    agent.update_target()
+    for t0, t, o in zip(tgt0, agent.target.parameters(), agent.encoder.parameters()):
+        assert torch.allclose(t, 0.5 * t0 + 0.5 * o)
+
+
+def test_parallel_batched_loss_equals_naive_loop(tok):
+    agent = _agent(tok, "byog-parallel", predictor={"mode": "parallel", "horizon": 3})
+    b = cycle_batch(B=2, T=4, pad_first=1)
+    e = agent.frame_embeddings(b).detach()
+    y, _ = agent.sample_targets(b, e, step=0)
+    with torch.no_grad():
+        h, z = agent.encoder(y, e)
+        x = agent.predictor.features(h, z)
+        out = agent.byog_loss(x, y.view(2, -1), b["valid"], b, step=0)
+        k, K, Lp = 4, 3, 16
+        pv = L.frame_mask(b["valid"], k)
+        total, n = 0.0, 0
+        for bi in range(2):
+            for t in range(4):
+                i = t * k + k - 1
+                if not pv[bi, i]:
+                    continue
+                js = [j for j in range(K) if i + 1 + j < Lp and pv[bi, i + 1 + j]]
+                if not js:
+                    continue
+                seq = y.view(2, -1)[bi, i:i + K]
+                seq = torch.cat([seq, seq.new_full((K - len(seq),), int(seq[-1]))])
+                lg = agent.predictor.forward_parallel(x[bi, i][None], seq[None])[0]
+                for j in js:
+                    total += torch.nn.functional.cross_entropy(lg[j][None], y.view(2, -1)[bi, i + 1 + j][None]).item()
+                    n += 1
+    assert n == 6 + 9  # window 0 (3 valid frames): 3 + 3 + 0; window 1: 3 + 3 + 3 + 0
+    assert out["loss"].item() == pytest.approx(total / n, rel=1e-5)
+
+
+def test_save_load_round_trip(tok, tmp_path):
+    agent = _agent(tok, "byog-xattn").eval()
+    for blk in agent.encoder.xattn:
+        blk.gate_attn.data.fill_(0.3)
+    b = cycle_batch(B=2, T=3)
+    before = agent.narrate(b["frames"], b["valid"])
+    agent.save_pretrained(tmp_path / "ckpt")
+    again = BYOGAgent.from_pretrained(tmp_path / "ckpt").eval()
+    assert torch.equal(again.narrate(b["frames"], b["valid"]), before)
+    for (n1, p1), (n2, p2) in zip(agent.state_dict().items(), again.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2)
+    with pytest.raises(ModelError, match="not a BYOG checkpoint"):
+        BYOGAgent.from_pretrained(tmp_path / "nothing")
+
+
+def test_lora_gradients_per_adapter(tok, tmp_path):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from agents.lora import adapter_parameters, base_parameters
+
+    torch.manual_seed(0)
+    base = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=64))
+    base.save_pretrained(tmp_path / "base")
+    agent = BYOGAgent(make_model_config("tiny", "byog-lora", lm={"pretrained_path": str(tmp_path / "base")},
+                                        text={"tokens_per_frame": 4}), tok)
+    for name, p in adapter_parameters(agent.shared_lm, "encoder").items():  # leave LoRA's B = 0 init
+        p.data.normal_(0, 0.05)
+    for name, p in adapter_parameters(agent.shared_lm, "predictor").items():
+        p.data.normal_(0, 0.05)
+    b = cycle_batch(B=4, T=5)
+
+    def grads(adapter):
+        return sum(float(p.grad.abs().sum()) for p in adapter_parameters(agent.shared_lm, adapter).values()
+                   if p.grad is not None)
+
+    # grounding alone: encoder adapter yes, predictor adapter no
+    agent.cfg.loss.w_byog, agent.cfg.loss.w_ground = 1e-12, 1.0
+    agent.training_step(b, 0)[0].backward()
+    assert grads("encoder") > 0 and grads("predictor") < 1e-6
+    agent.zero_grad(set_to_none=True)
+    # BYOG alone: predictor adapter AND (through the prefix states) encoder adapter
+    agent.cfg.loss.w_byog, agent.cfg.loss.w_ground = 1.0, 0.0
+    agent.training_step(b, 0)[0].backward()
+    assert grads("predictor") > 0 and grads("encoder") > 0
+    agent.zero_grad(set_to_none=True)
+    # both in one step; base frozen, target adapter untouched
+    agent.cfg.loss.w_ground = 1.0
+    agent.training_step(b, 0)[0].backward()
+    assert grads("encoder") > 0 and grads("predictor") > 0
+    assert all(p.grad is None for p in base_parameters(agent.shared_lm).values())
+    assert grads("target") == 0.0
+    assert agent.encoder.tlm.delta_in.grad is not None  # special rows stay trainable
