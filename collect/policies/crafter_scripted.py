@@ -16,7 +16,8 @@ agent that learns from pixels.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -271,10 +272,11 @@ class CrafterScriptedPolicy(Policy):
             act = self._interact_with({MAT["coal"]}, A["do"], radius=16)
             if act is not None:
                 return act
-        if not ach.get("collect_sapling") or (inv["sapling"] == 0 and not ach.get("place_plant")):
-            if self._sem[self._ahead()] == MAT["grass"]:
-                self._goal = "collect a sapling"
-                return A["do"]
+        want_sapling = not ach.get("collect_sapling") or (
+            inv["sapling"] == 0 and not ach.get("place_plant"))
+        if want_sapling and self._sem[self._ahead()] == MAT["grass"]:
+            self._goal = "collect a sapling"
+            return A["do"]
         if inv["sapling"] > 0 and len(self._plants) < 2:
             ahead = self._ahead()
             if self._sem[ahead] == MAT["grass"]:
@@ -438,9 +440,10 @@ class CrafterScriptedPolicy(Policy):
 
     def _place(self, what: str) -> int:
         """Places `what` on the faced cell, or moves to face a valid cell."""
-        if self._placeable(self._ahead(), what) and self._sem[self._ahead()] not in _OBJ_IDS:
-            if what == "stone" or not self._is_water_or_lava(self._ahead()):
-                return A[f"place_{what}"]
+        ahead = self._ahead()
+        free = self._placeable(ahead, what) and self._sem[ahead] not in _OBJ_IDS
+        if free and (what == "stone" or not self._is_water_or_lava(ahead)):
+            return A[f"place_{what}"]
         options = [
             n for n, d in DIRS.items()
             if self._walkable((self._pos[0] + d[0], self._pos[1] + d[1]))

@@ -19,7 +19,7 @@ def parse_mixed(name: str) -> tuple[str, float]:
     Raises:
         PolicyError: When the name is malformed or eps is not a number in [0, 1].
     """
-    body = name[len("mixed:"):] if name.startswith("mixed:") else name
+    body = name.removeprefix("mixed:")
     inner, sep, eps_text = body.rpartition(":")
     if not sep or not inner:
         raise PolicyError(
