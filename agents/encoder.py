@@ -184,6 +184,33 @@ class NarrationEncoder(nn.Module):
         return torch.stack(ids, 1), torch.stack(logits, 1), new
 
     @torch.no_grad()
+    def prefill(self, ids: torch.Tensor, e: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, NarrationState]:
+        """Re-encode frames already narrated into a fresh state ready for :meth:`step_frame`.
+
+        One teacher-forced pass over ids Long [B, T, k] and e [B, T, D] from position 0 (``<bos>``
+        first, as in training) that fills a new cache; live narration uses it to slide its
+        context window (positions restart at 0, so the LM never sees positions it was not
+        trained on).
+
+        Returns:
+            (h [B, T*k, D], z [B, T*k, V], state) with ``state.position = T*k``,
+            ``state.prev = ids[:, -1, -1]`` and ``state.frames = T``.
+        """
+        B, T, k = ids.shape
+        if k != self.k:
+            raise ModelError(f"ids have {k} slots per frame, the encoder was built for {self.k}.")
+        state = self.start(B, e.device)
+        q_frame = torch.arange(T * k, device=ids.device) // k
+        h = self.tlm.hidden(self.inputs(ids, e), cache=state.cache, start=0,
+                            layer_hook=self._hook(e, q_frame))  # [B, T*k, D]
+        state.prev = ids[:, -1, -1].clone()
+        state.position, state.frames = T * k, T
+        state.memory = e if self.xattn is not None else None
+        state.hidden = h[:, -k:]
+        return h, self.tlm.logits(h), state
+
+    @torch.no_grad()
     def sample(self, e: torch.Tensor, *, greedy: bool = False, temperature: float = 1.0,
                top_k: int = 0, generator: torch.Generator | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:
