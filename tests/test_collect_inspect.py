@@ -1,0 +1,42 @@
+"""`python -m collect.inspect`: stats, contact sheet, frequency plot, clear errors."""
+from __future__ import annotations
+
+import matplotlib.image as mpimg
+import numpy as np
+
+from collect.dataset import DatasetWriter
+from collect.inspect import InspectConfig, cli, main
+
+
+def _write(path):
+    w = DatasetWriter(path, {"env": "toy", "policy": "random"})
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        n = 6 + i
+        ann = [["collected 1 wood"] if t == 2 else (["cow in view", "died"] if t == n - 1 else []) for t in range(n)]
+        w.write_episode(i, rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, n - 1),
+                        annotations=ann, rewards=np.eye(n)[-1], success=i != 1)
+    w.finalize()
+
+
+def test_inspect_prints_stats_and_writes_pngs(tmp_path, capsys):
+    _write(tmp_path / "ds")
+    stats = main(InspectConfig(path=tmp_path / "ds", out=tmp_path / "png", frames=5, deep=True))
+    assert stats["episodes"] == 3 and stats["frames"] == 21 and stats["annotations"] == 9
+    assert stats["annotated_frame_fraction"] == 6 / 21
+    assert stats["top_sentences"][0] == ("collected 1 wood", 3)
+    assert stats["success_rate"] == 2 / 3 and stats["return_mean"] == 1.0
+    assert sum(stats["events_by_kind"].values()) == 9
+    out = capsys.readouterr().out
+    assert "episodes 3, frames 21 of [16, 16, 3]" in out and "collected 1 wood" in out
+    for name in ("contact_sheet.png", "annotation_frequency.png"):
+        img = mpimg.imread(tmp_path / "png" / name)
+        assert img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 0.05
+
+
+def test_inspect_cli_reports_broken_dataset(tmp_path, capsys):
+    _write(tmp_path / "ds")
+    (tmp_path / "ds" / "data" / "chunk-000" / "episode_000002.parquet").unlink()
+    assert cli([str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Episode file") and "episode_000002.parquet" in err and "missing" in err
