@@ -11,6 +11,9 @@ Upstream ``crafter.Env`` has two sources of seed nondeterminism (danijar/crafter
    changes the simulation (and an extra ``render()`` call would change the future).
    ``_LocalView`` draws the noise from its own RNG, reseeded from (seed, episode) every episode.
 
+Resets also reuse generated worlds from a small cache keyed by the world seed (generation is
+pure-Python noise, ~1 s); a cached world is restored exactly (map, creatures, RNG state).
+
 With both fixed, the same seed and actions give the same frames, infos and annotations (tested
 over hundreds of steps, across fresh env instances). Remaining caveat: world generation calls
 ``hash((seed, episode))``, which is stable for ints across processes (no string hashing).
@@ -82,10 +85,17 @@ class _OrderedSet:
         return obj in self._items
 
 
+# Generated worlds by (world seed, area): world generation (pure-Python simplex noise) costs
+# ~1 s, and fixed-seed resets (tests, evaluation, check_env) repeat it. Entries are small
+# (a 64x64 uint8 map, the initial creatures, the RNG state after generation).
+_WORLD_CACHE: dict[tuple, tuple] = {}
+_WORLD_CACHE_SIZE = 64
+
+
 def _simulator_classes():
     """Builds the deterministic crafter subclasses (crafter imported only when needed)."""
     import crafter
-    from crafter import constants, engine
+    from crafter import constants, engine, objects, worldgen
 
     class _OrderedWorld(engine.World):
         def reset(self, seed=None):
@@ -114,11 +124,40 @@ def _simulator_classes():
         ]
 
         def reset(self):
-            # Seed the render noise from the same (seed, episode) pair as the world.
-            self._local_view.rng = np.random.RandomState(
-                [self._seed % 2**32, self._episode + 1, 0x6E6F6973]
-            )
-            return super().reset()
+            # Upstream Env.reset, plus a cache of generated worlds and a seeded render noise.
+            self._episode += 1
+            self._step = 0
+            world_seed = hash((self._seed, self._episode)) % (2**31 - 1)
+            self._world.reset(seed=world_seed)
+            self._local_view.rng = np.random.RandomState([world_seed, 0x6E6F6973])
+            self._update_time()
+            center = (self._world.area[0] // 2, self._world.area[1] // 2)
+            self._player = objects.Player(self._world, center)
+            self._last_health = self._player.health
+            self._world.add(self._player)
+            self._unlocked = set()
+            key = (world_seed, tuple(self._world.area))
+            snapshot = _WORLD_CACHE.get(key)
+            if snapshot is None:
+                worldgen.generate_world(self._world, self._player)
+                _WORLD_CACHE[key] = _snapshot(self._world, self._player)
+                while len(_WORLD_CACHE) > _WORLD_CACHE_SIZE:
+                    _WORLD_CACHE.pop(next(iter(_WORLD_CACHE)))
+            else:
+                _restore(self._world, self._player, snapshot)
+            return self._obs()
+
+    def _snapshot(world, player):
+        creatures = [(type(o), o.pos.copy()) for o in world.objects if o is not player]
+        return world._mat_map.copy(), creatures, world.random.get_state()
+
+    def _restore(world, player, snapshot):
+        mat_map, creatures, rng_state = snapshot
+        world._mat_map[...] = mat_map
+        for cls, pos in creatures:
+            world.add(cls(world, pos, player) if cls in (objects.Zombie, objects.Skeleton)
+                      else cls(world, pos))
+        world.random.set_state(rng_state)
 
     return DeterministicCrafter
 
@@ -134,7 +173,8 @@ class CrafterEnv(gym.Env):
         seed: Default seed for the first ``reset()`` that passes none.
 
     ``terminated`` is True on death (Crafter's ``discount == 0``), ``truncated`` at ``length``.
-    ``reset(seed=s)`` rebuilds the simulator with seed ``s``; a later ``reset()`` without a
+    ``reset(seed=s)`` restarts the simulator with seed ``s`` (as a new ``crafter.Env(seed=s)``
+    would: same worlds, same dynamics); a later ``reset()`` without a
     seed starts the simulator's next episode. Info keys: ``inventory``, ``achievements``
     (dicts), ``semantic`` (``uint8 [64, 64]`` ids, see ``annotators.crafter.SEMANTIC_NAMES``),
     ``player_pos`` and ``player_facing`` (``int64 [2]``), ``sleeping`` (bool), ``discount``,
@@ -168,9 +208,16 @@ class CrafterEnv(gym.Env):
         return self._sim
 
     def _build(self, seed: int) -> None:
-        self._sim = self._sim_cls(
-            size=(self.size, self.size), length=self.length, reward=self.reward, seed=seed
-        )
+        """Starts the simulator afresh with ``seed``.
+
+        Same as constructing a new ``crafter.Env(seed=seed)`` (reset re-creates the world,
+        player and counters; nothing else carries over), but keeps the loaded textures.
+        """
+        if self._sim is None:
+            self._sim = self._sim_cls(
+                size=(self.size, self.size), length=self.length, reward=self.reward, seed=seed
+            )
+        self._sim._seed, self._sim._episode = seed, 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
