@@ -225,7 +225,7 @@ def main(cfg: EmbedConfig) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Console entry point: errors print one line (no traceback) and exit 2."""
+    """Console entry point: errors print one line (no traceback) and exit 1."""
     from collect.writer import DatasetError
 
     try:
@@ -233,7 +233,7 @@ def cli(argv: list[str] | None = None) -> int:
         main(cfg)
     except (ObsEncoderError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

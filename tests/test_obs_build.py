@@ -9,14 +9,14 @@ from agents.obs.precomputed import PrecomputedEncoder
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(kind="clip"), "Unknown obs encoder kind 'clip'"),
-    (dict(out_dim=0), "out_dim must be a positive width"),
-    (dict(cnn_channels=()), "cnn_channels must be a non-empty tuple"),
-    (dict(vqvae_downsample=9), "vqvae_downsample must be in 1..5"),
-    (dict(vqvae_codebook_update="kmeans"), "vqvae_codebook_update must be 'loss' or 'ema'"),
-    (dict(vqvae_ema_decay=1.0), "vqvae_ema_decay must be in"),
-    (dict(units_k=1), "units_k must be >= 2"),
-    (dict(precomputed_adapter="mlp"), "precomputed_adapter must be"),
+    ({"kind": "clip"}, "Unknown obs encoder kind 'clip'"),
+    ({"out_dim": 0}, "out_dim must be a positive width"),
+    ({"cnn_channels": ()}, "cnn_channels must be a non-empty tuple"),
+    ({"vqvae_downsample": 9}, "vqvae_downsample must be in 1..5"),
+    ({"vqvae_codebook_update": "kmeans"}, "vqvae_codebook_update must be 'loss' or 'ema'"),
+    ({"vqvae_ema_decay": 1.0}, "vqvae_ema_decay must be in"),
+    ({"units_k": 1}, "units_k must be >= 2"),
+    ({"precomputed_adapter": "mlp"}, "precomputed_adapter must be"),
 ])
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ObsEncoderError, match=message):

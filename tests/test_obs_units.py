@@ -93,7 +93,7 @@ def _offset_clips():
 def test_subtract_mean_clusters_patterns_not_clips():
     emb, which = _offset_clips()
     batch = [{"frames": torch.zeros(4, 8, 1, 1, 3, dtype=torch.uint8), "embedding": emb}]
-    base = dict(kind="units", units_k=2, units_source="embedding", units_embedding="onehot")
+    base = {"kind": "units", "units_k": 2, "units_source": "embedding", "units_embedding": "onehot"}
     plain = UnitsEncoder(ObsEncoderConfig(**base))
     plain.fit(batch, progress=False)
     centred = UnitsEncoder(ObsEncoderConfig(**base, units_subtract_mean=True))
@@ -113,7 +113,7 @@ def test_deltas_cluster_motion_not_scene():
     emb = scenes + pos[None, :, None] * torch.tensor([1.0, 0.0, 0.0])  # [6, 8, 3]
     motion = torch.cat([torch.tensor([-1]), (steps > 0).long()]).expand(6, 8)
     batch = [{"frames": torch.zeros(6, 8, 1, 1, 3, dtype=torch.uint8), "embedding": emb}]
-    base = dict(kind="units", units_k=3, units_source="embedding", units_embedding="onehot")
+    base = {"kind": "units", "units_k": 3, "units_source": "embedding", "units_embedding": "onehot"}
     plain, moving = UnitsEncoder(ObsEncoderConfig(**base)), UnitsEncoder(
         ObsEncoderConfig(**base, units_deltas=True))
     plain.fit(batch, progress=False)
@@ -178,7 +178,7 @@ def test_pseudo_language():
     assert parse_unit_sentence("unit 17") == 17
     with pytest.raises(ValueError, match="Not a unit sentence"):
         parse_unit_sentence("a zombie appears")
-    frames, labels = colour_clips(B=2, T=4)
+    frames, _labels = colour_clips(B=2, T=4)
     enc = UnitsEncoder(ObsEncoderConfig(kind="units", units_k=5, units_pixel_size=2))
     enc.fit(colour_clips()[0], progress=False)
     ann = enc.pseudo_annotations(frames)
@@ -202,6 +202,7 @@ def test_learned_embedding_is_trainable_and_saved(tmp_path):
     assert torch.equal(loaded.centroids, enc.centroids)
 
 
+@pytest.mark.slow  # pays the process's first conv-backward warm-up (~5 s on a busy CPU)
 def test_vqvae_source_round_trip(tmp_path):
     frames = colour_clips(B=4, T=8)[0].repeat(1, 1, 2, 2, 1)  # 16x16
     vq = VQVAEEncoder(ObsEncoderConfig(kind="vqvae", vqvae_hidden=8, vqvae_codebook_size=4,

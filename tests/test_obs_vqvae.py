@@ -12,8 +12,8 @@ from agents.obs.vqvae import (
     vq_loss,
 )
 
-TINY = dict(kind="vqvae", vqvae_hidden=16, vqvae_codebook_size=8, vqvae_code_dim=4,
-            vqvae_downsample=2, vqvae_pool=2)
+TINY = {"kind": "vqvae", "vqvae_hidden": 16, "vqvae_codebook_size": 8, "vqvae_code_dim": 4,
+            "vqvae_downsample": 2, "vqvae_pool": 2}
 
 
 def pattern_frames(n: int = 48, size: int = 16, seed: int = 0) -> torch.Tensor:

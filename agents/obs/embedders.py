@@ -177,8 +177,12 @@ def _load_hf(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _load_torchscript(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    import warnings
+
     try:
-        module = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; it still loads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device).eval()
     except RuntimeError as e:
         raise ObsEncoderError(
             f"{path} is not a TorchScript file ({str(e).splitlines()[0]}); write one with "
