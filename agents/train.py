@@ -1,0 +1,72 @@
+"""Train a BYOG agent on a collected dataset.
+
+    python -m agents.train --data data/crafter --out runs/demo --steps 500
+    python -m agents.train --data DIR --out RUN --preset captioner --size small --model.obs.kind vqvae
+    python -m agents.train --data DIR --out RUN --steps 2000 --resume     # continue after a kill
+    torchrun --standalone --nproc_per_node=2 -m agents.train --data DIR --out RUN ...   # DDP
+
+Writes ``RUN/config.yaml``, ``RUN/checkpoints/step_NNNNNN/``, ``RUN/tb/`` (TensorBoard),
+``RUN/metrics.jsonl``, ``RUN/plots/*.png`` and ``RUN/summary.json``. Config layering: defaults
+→ ``--size``/``--preset`` → ``--config FILE.yaml`` → dotted flags (``--optim.lr 3e-4``); with
+``--resume`` and no ``--config`` the run's own ``config.yaml`` is the base.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python agents/train.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.training.config import TrainConfig, TrainError, parse_args  # noqa: E402
+
+
+def main(cfg: TrainConfig) -> dict:
+    """Train as ``cfg`` says and return the summary dict."""
+    from agents.training.loop import train
+
+    return train(cfg)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Parse the command line, train, print one clear line on a bad input (exit code 2)."""
+    from agents.lm import ModelError
+    from agents.obs.base import ObsEncoderError
+    from agents.text import TextError
+    from collect.dataset import DatasetError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parse_args(_with_run_config(argv))
+        cfg.check_paths()
+        summary = main(cfg)
+    except (TrainError, ModelError, ObsEncoderError, TextError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if summary:
+        acc, base = summary.get("val_token_accuracy"), summary.get("val_majority_token_accuracy")
+        print(f"done: {summary['steps']} steps in {summary['wall_clock_s']:.0f} s, "
+              f"{summary['frames_per_s']:.0f} frames/s; val token acc {_fmt(acc)} "
+              f"(majority {_fmt(base)}), event F1 {_fmt(summary.get('val_event_f1'))}, "
+              f"prefix gain {_fmt(summary.get('val_prefix_gain'))} -> {cfg.out}/summary.json")
+    return 0
+
+
+def _with_run_config(argv: list[str]) -> list[str]:
+    """With --resume and no --config, read the run's own config.yaml first."""
+    if "--resume" not in argv or any(a == "--config" or a.startswith("--config=") for a in argv):
+        return argv
+    for i, a in enumerate(argv):
+        out = argv[i + 1] if a == "--out" and i + 1 < len(argv) else (
+            a.split("=", 1)[1] if a.startswith("--out=") else None)
+        if out and (Path(out) / "config.yaml").is_file():
+            return ["--config", str(Path(out) / "config.yaml"), *argv]
+    return argv
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

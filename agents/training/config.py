@@ -1,0 +1,345 @@
+"""The trainer's typed config tree, its YAML file layer and its command-line layer.
+
+Layering (later wins): dataclass defaults → ``make_model_config(size, preset)`` → ``--config
+FILE.yaml`` → dotted command-line flags (``--model.obs.kind vqvae``, ``--optim.lr 1e-3``).
+``size`` and ``preset`` are read first (from the command line, else the YAML file) because they
+pick the model's defaults; the YAML file and the remaining flags then override single fields.
+The flags are parsed by ``tyro`` with the YAML-resolved config as its default, so ``--help``
+lists every field with its docstring and unknown flags are rejected by tyro (exit code 2).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from agents.config import PRESETS, SIZES, ModelConfig, make_model_config
+
+
+class TrainError(ValueError):
+    """A bad training config, dataset, checkpoint or run directory; the message names the fix."""
+
+
+@dataclass
+class LoaderConfig:
+    """Windows, the train/validation split and the DataLoader."""
+
+    window: int = 32
+    """T, frames per training window."""
+    stride: int | None = None
+    """Frames between window starts in training episodes (None = window, no overlap)."""
+    batch_size: int = 8
+    """Global batch size in windows (split evenly across DDP ranks)."""
+    val_fraction: float = 0.2
+    """Share of episodes held out for validation (split by episode, never by window)."""
+    split_seed: int = 0
+    """Seed of the episode split."""
+    num_workers: int = 2
+    """DataLoader worker processes (0 = load in the main process)."""
+    prefetch_factor: int = 4
+    """Batches each worker prepares ahead (ignored with 0 workers)."""
+    tokenizer_path: str | None = None
+    """A local pretrained tokenizer directory (e.g. pythia's); None = train a word-level one on
+    the labelled training episodes' annotations."""
+    min_frequency: int = 1
+    """Words seen fewer times in the labelled training annotations map to <unk>."""
+    max_vocab: int | None = None
+    """Vocabulary bound including the 5 special tokens (None = no bound)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "loader", "window", "batch_size", "prefetch_factor", "min_frequency")
+        if self.stride is not None and self.stride < 1:
+            raise TrainError(f"loader.stride must be >= 1 frame or None, got {self.stride}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise TrainError(f"loader.val_fraction must be in [0, 1), got {self.val_fraction}.")
+        if self.num_workers < 0:
+            raise TrainError(f"loader.num_workers must be >= 0, got {self.num_workers}.")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and gradient clipping."""
+
+    lr: float = 1e-3
+    """Peak learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases, norms and embeddings)."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = no clipping)."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise TrainError(f"optim.lr must be > 0, got {self.lr}.")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise TrainError("optim.weight_decay and optim.grad_clip must be >= 0.")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise TrainError(f"optim.beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}.")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: linear warm-up, then a decay to ``min_lr_ratio * lr``."""
+
+    warmup_steps: int = 50
+    """Steps of linear warm-up from 0."""
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    """Shape of the decay after warm-up."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise TrainError(f"schedule.warmup_steps must be >= 0, got {self.warmup_steps}.")
+        if self.decay not in ("cosine", "linear", "constant"):
+            raise TrainError(f"schedule.decay must be cosine, linear or constant, got {self.decay!r}.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise TrainError(f"schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
+
+
+@dataclass
+class LoggingConfig:
+    """Progress bar, TensorBoard, validation and the end-of-run plots."""
+
+    log_every: int = 10
+    """Write training scalars every this many steps."""
+    eval_every: int = 200
+    """Validate every this many steps (and always at the end); 0 = only at the end."""
+    val_batches: int = 4
+    """Validation batches per evaluation (the same windows every time), pooled."""
+    examples: int = 1
+    """Validation windows whose narration is printed beside the annotations."""
+    example_lines: int = 8
+    """At most this many frames printed per example window."""
+    tolerance: int = 2
+    """Event timing tolerance in frames for event precision/recall/F1."""
+    tensorboard: bool = True
+    """Write TensorBoard event files under RUNDIR/tb."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    plots: bool = True
+    """Write PNG plots of the curves under RUNDIR/plots at the end."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "logging", "log_every")
+        for name in ("eval_every", "val_batches", "examples", "example_lines", "tolerance"):
+            if getattr(self, name) < 0:
+                raise TrainError(f"logging.{name} must be >= 0, got {getattr(self, name)}.")
+
+
+@dataclass
+class CheckpointConfig:
+    """Atomic checkpoints under RUNDIR/checkpoints."""
+
+    every: int = 500
+    """Save every this many steps (and always at the end); 0 = only at the end."""
+    keep_last: int = 3
+    """Keep the newest K checkpoints, delete older ones."""
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise TrainError(f"checkpoint.every must be >= 0, got {self.every}.")
+        _positive(self, "checkpoint", "keep_last")
+
+
+@dataclass
+class ObsFitConfig:
+    """Fitting the observation encoder's frozen parts (vqvae, units) before training."""
+
+    vqvae_steps: int = 500
+    """VQ-VAE training steps on training frames."""
+    units_max_frames: int = 20000
+    """At most this many training frames for the k-means units."""
+    batch_size: int = 32
+    """Windows per fitting batch."""
+    window: int = 16
+    """Frames per fitting window."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "obs_fit", "vqvae_steps", "units_max_frames", "batch_size", "window")
+
+
+@dataclass
+class TrainConfig:
+    """``python -m agents.train``: train a BYOG agent on a collected dataset."""
+
+    data: str = ""
+    """Dataset directory written by collect/rollout.py. (required)"""
+    out: str = ""
+    """Run directory: config.yaml, checkpoints/, tb/, plots/, summary.json. (required)"""
+    steps: int = 1000
+    """Optimizer steps to train for (in total, counting resumed ones)."""
+    size: Literal["tiny", "small", "base"] = "tiny"
+    """Model size (picks the model defaults; see agents.config)."""
+    preset: Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn"] = "byog"
+    """Objective preset (picks the model defaults; see agents.config)."""
+    resume: bool = False
+    """Continue from the newest checkpoint in --out (same config, same dataset)."""
+    seed: int = 0
+    """Seed of the model's initialisation, the data order and every other RNG."""
+    label_fraction: float = 1.0
+    """Share of training episodes whose annotations are used (grounding and tokenizer)."""
+    label_seed: int = 0
+    """Seed choosing the labelled training episodes."""
+    device: str = "cpu"
+    """Torch device (``cpu``, ``cuda``); under DDP each rank uses cuda:LOCAL_RANK."""
+    threads: int = 0
+    """torch.set_num_threads per process (0 = leave torch's default)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The agent (built from size and preset, then overridden)."""
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    """Windows, split, DataLoader."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Learning-rate schedule."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Logging and validation."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpointing."""
+    obs_fit: ObsFitConfig = field(default_factory=ObsFitConfig)
+    """Fitting vqvae/units encoders before training."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise TrainError(f"steps must be >= 1, got {self.steps}.")
+        if self.size not in SIZES:
+            raise TrainError(_unknown("size", self.size, SIZES))
+        if self.preset not in PRESETS:
+            raise TrainError(_unknown("preset", self.preset, PRESETS))
+        if not 0.0 <= self.label_fraction <= 1.0:
+            raise TrainError(f"label_fraction must be in [0, 1], got {self.label_fraction}.")
+        if self.threads < 0:
+            raise TrainError(f"threads must be >= 0, got {self.threads}.")
+        if self.label_fraction == 0 and self.model.loss.w_byog == 0:
+            raise TrainError(
+                "label_fraction is 0 and w_byog is 0 (captioner): nothing would be trained; "
+                "label some episodes or use a BYOG preset."
+            )
+
+    def check_paths(self) -> None:
+        """The two required paths are given (tyro cannot require them with a YAML default)."""
+        if not self.data:
+            raise TrainError("No dataset given; pass --data DIR (a directory written by collect/rollout.py).")
+        if not self.out:
+            raise TrainError("No run directory given; pass --out RUNDIR.")
+
+
+_SECTIONS: dict[str, type] = {"loader": LoaderConfig, "optim": OptimConfig,
+                              "schedule": ScheduleConfig, "logging": LoggingConfig,
+                              "checkpoint": CheckpointConfig, "obs_fit": ObsFitConfig}
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """A YAML/JSON-able dict of ``cfg``; :func:`config_from_dict` inverts it."""
+    d = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+         if f.name != "model" and f.name not in _SECTIONS}
+    for name in _SECTIONS:
+        d[name] = dataclasses.asdict(getattr(cfg, name))
+    d["model"] = cfg.model.to_dict()
+    return d
+
+
+def config_from_dict(d: dict[str, Any], *, size: str | None = None,
+                     preset: str | None = None) -> TrainConfig:
+    """Build a config from a (partial) nested dict, e.g. a YAML file's contents.
+
+    Model fields not in ``d["model"]`` come from ``make_model_config(size, preset)``; unknown
+    keys anywhere are an error naming them.
+
+    Raises:
+        TrainError: unknown keys, an unknown size/preset or an invalid value.
+    """
+    d = dict(d or {})
+    _check_keys(TrainConfig, d, "the config")
+    size = size or d.get("size") or "tiny"
+    preset = preset or d.get("preset") or "byog"
+    if size not in SIZES:
+        raise TrainError(_unknown("size", size, SIZES))
+    if preset not in PRESETS:
+        raise TrainError(_unknown("preset", preset, PRESETS))
+    d["size"], d["preset"] = size, preset
+    model = dict(d.pop("model", None) or {})
+    model.pop("size", None), model.pop("preset", None)
+    try:
+        d["model"] = make_model_config(size, preset, **model)
+    except ValueError as e:
+        raise TrainError(f"Bad model config: {e}") from None
+    for name, cls in _SECTIONS.items():
+        section = dict(d.get(name) or {})
+        _check_keys(cls, section, name)
+        d[name] = cls(**section)
+    return TrainConfig(**d)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file (a clear error for a missing or malformed one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"Config file {path} does not exist; pass an existing YAML file to --config.")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise TrainError(f"Config file {path} is not valid YAML ({e}).") from None
+    if not isinstance(d, dict):
+        raise TrainError(f"Config file {path} must hold a mapping of fields, got {type(d).__name__}.")
+    return d
+
+
+def save_yaml(cfg: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (reloadable with ``--config``)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Resolve the config from defaults, ``--size/--preset``, ``--config FILE`` and flags.
+
+    Raises:
+        TrainError: bad YAML, unknown keys, unknown size/preset, invalid values.
+        SystemExit: tyro's exit (code 2) for an unknown flag or a malformed value; 0 for --help.
+    """
+    import tyro
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    pre.add_argument("--size", default=None)
+    pre.add_argument("--preset", default=None)
+    known, rest = pre.parse_known_args(argv)
+    base = load_yaml(known.config) if known.config else {}
+    default = config_from_dict(base, size=known.size, preset=known.preset)
+    # size/preset were consumed above; hand them back so tyro records them (choices checked)
+    rest = rest + [f"--size={default.size}", f"--preset={default.preset}"]
+    return tyro.cli(TrainConfig, args=rest, default=default,
+                    description="Train a BYOG agent on a collected dataset "
+                                "(--config FILE.yaml is read before the flags).")
+
+
+def _positive(obj: Any, where: str, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise TrainError(f"{where}.{name} must be >= 1, got {getattr(obj, name)}.")
+
+
+def _unknown(what: str, value: Any, choices: tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    return f"Unknown {what} {value!r}; choose one of {', '.join(choices)}.{hint}"
+
+
+def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in d:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise TrainError(f"Unknown option {key!r} in {where}; known: {', '.join(known)}.{hint}")

@@ -1,0 +1,348 @@
+"""``train(cfg)``: the training loop, built from the small factories of this package."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agents.training import checkpoint as C
+from agents.training.config import TrainConfig, TrainError, config_to_dict, save_yaml
+from agents.training.data import (
+    DataBundle,
+    build_data,
+    build_tokenizer,
+    dataset_identity,
+    train_loader,
+    val_batches,
+)
+from agents.training.distributed import (
+    DistInfo,
+    average_gradients,
+    barrier,
+    broadcast_module,
+    init_distributed,
+    mean_over_ranks,
+    shutdown,
+)
+from agents.training.evaluate import format_examples, to_device, validate
+from agents.training.logs import MetricLog, plot_curves
+
+SUMMARY = "summary.json"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(agent: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on vectors and embeddings."""
+    decay, no_decay = [], []
+    for name, p in agent.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "embed" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+
+
+def lr_factor(step: int, total: int, warmup: int, decay: str, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up, then cosine/linear decay to ``min_ratio``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if decay == "constant" or total <= warmup:
+        return 1.0
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if decay == "cosine" else 1.0 - frac
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of ``cfg.schedule`` over ``cfg.steps``."""
+    s = cfg.schedule
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, cfg.steps, s.warmup_steps, s.decay, s.min_lr_ratio))
+
+
+# comparing a resumed run's config with its checkpoint's: these may change between segments
+_MAY_CHANGE = {"steps", "resume", "logging", "checkpoint", "threads", "device", "data", "out"}
+_MAY_CHANGE_LOADER = {"num_workers", "prefetch_factor"}
+
+
+def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) -> None:
+    """A resumed run must have the checkpoint's config (except steps, logging, workers, ...)."""
+    now = config_to_dict(cfg)
+    diffs = []
+    for key, value in saved.items():
+        if key in _MAY_CHANGE:
+            continue
+        new = now.get(key)
+        if key == "loader":
+            value = {k: v for k, v in value.items() if k not in _MAY_CHANGE_LOADER}
+            new = {k: v for k, v in (new or {}).items() if k not in _MAY_CHANGE_LOADER}
+        if json.dumps(value, sort_keys=True, default=str) != json.dumps(new, sort_keys=True, default=str):
+            diffs.append(key)
+    if diffs:
+        raise TrainError(
+            f"--resume: the config differs from checkpoint {where} in {diffs}; resume with the "
+            "run's own config (it is read from RUNDIR/config.yaml unless you pass --config) or "
+            "start a new run in another --out."
+        )
+
+
+def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, run: Path,
+                        info: DistInfo) -> Any:
+    """Fit (rank 0) or load the vqvae/units encoder on training frames; None for cnn/precomputed."""
+    from agents.obs import build_obs_encoder
+    from collect.dataset import WindowDataset
+
+    ocfg = cfg.model.obs
+    if ocfg.kind not in ("vqvae", "units"):
+        return None
+    fitted = run / C.OBS
+    if ckpt is not None and (ckpt / C.OBS).is_dir():
+        return build_obs_encoder(ocfg, fitted_path=ckpt / C.OBS)
+    if info.is_main and not (fitted / "config.json").is_file():
+        enc = build_obs_encoder(ocfg)
+        frames = WindowDataset(cfg.data, window=cfg.obs_fit.window, episodes=data.train_ids,
+                               columns=data.columns)
+        progress = cfg.logging.progress
+        if ocfg.kind == "vqvae":
+            enc.fit(frames, steps=cfg.obs_fit.vqvae_steps, batch_size=cfg.obs_fit.batch_size,
+                    window=cfg.obs_fit.window, seed=cfg.seed, progress=progress)
+        else:
+            enc.fit(frames, max_frames=cfg.obs_fit.units_max_frames, window=cfg.obs_fit.window,
+                    batch_size=cfg.obs_fit.batch_size, progress=progress)
+        enc.save(fitted)
+    barrier(info)
+    return build_obs_encoder(ocfg, fitted_path=fitted)
+
+
+def _open_run(cfg: TrainConfig, info: DistInfo) -> tuple[Path, Path | None, dict[str, Any]]:
+    run = Path(cfg.out)
+    if cfg.resume:
+        ckpt = C.latest_checkpoint(run)
+        if ckpt is None:
+            raise TrainError(f"--resume was given but {run} holds no checkpoint; drop --resume "
+                             "to start a new run there.")
+        meta = C.read_meta(ckpt)
+        check_resume_config(cfg, meta.get("config", {}), ckpt)
+        return run, ckpt, meta
+    if C.list_checkpoints(run):
+        raise TrainError(f"{run} already holds a training run; pass --resume to continue it or "
+                         "choose another --out.")
+    return run, None, {}
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train an agent as ``cfg`` says; returns the summary (also written to RUNDIR/summary.json).
+
+    Raises:
+        TrainError: a bad dataset, run directory or checkpoint (the message names the fix).
+    """
+    from agents.model import BYOGAgent
+    from agents.text import load_tokenizer, vocab_hash
+
+    cfg.check_paths()
+    info = init_distributed(cfg.device)
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        run, ckpt, meta = _open_run(cfg, info)
+        seed_everything(cfg.seed)
+        tok = load_tokenizer(ckpt / C.AGENT / "tokenizer") if ckpt else None
+        obs_cols = ("embedding",) if cfg.model.obs.kind == "precomputed" or \
+            cfg.model.obs.units_source == "embedding" and cfg.model.obs.kind == "units" else ()
+        data = build_data(cfg.data, cfg.loader, label_fraction=cfg.label_fraction,
+                          label_seed=cfg.label_seed, columns=obs_cols, tokenizer=tok)
+        identity = dataset_identity(data.dataset, data.tokenizer)
+        if ckpt is not None:
+            fresh = data.tokenizer if cfg.loader.tokenizer_path else \
+                build_tokenizer(data.dataset, data.labelled_ids, cfg.loader)
+            C.check_compatible(meta.get("dataset", {}),
+                               {**identity, "vocab_hash": vocab_hash(fresh), "vocab_size": len(fresh)},
+                               where=str(ckpt))
+        if info.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, run / "config.yaml")
+        obs = prepare_obs_encoder(cfg, data, ckpt, run, info)
+        agent = BYOGAgent(cfg.model, data.tokenizer, obs_encoder=obs)
+        if ckpt is not None:
+            from safetensors.torch import load_model
+
+            load_model(agent, str(ckpt / C.AGENT / "model.safetensors"), strict=False)
+        agent.to(info.device)
+        broadcast_module(agent, info)
+        return _loop(cfg, info, run, agent, data, obs, identity, ckpt, meta)
+    finally:
+        shutdown(info)
+
+
+def _loop(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBundle, obs: Any,
+          identity: dict[str, Any], ckpt: Path | None, meta: dict[str, Any]) -> dict[str, Any]:
+    params = [p for p in agent.parameters() if p.requires_grad]
+    opt = make_optimizer(agent, cfg)
+    sched = make_scheduler(opt, cfg)
+    loader, sampler = train_loader(data.train, cfg.loader, seed=cfg.seed, rank=info.rank,
+                                   world=info.world)
+    per_epoch = sampler.num_samples // loader.batch_size
+    step, elapsed = 0, 0.0
+    if ckpt is not None:
+        state = C.load_trainer_state(ckpt)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        C.set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+        step, elapsed = int(meta["step"]), float(state.get("elapsed", 0.0))
+    log = MetricLog(run, tensorboard=cfg.logging.tensorboard, enabled=info.is_main,
+                    resume_step=step if ckpt is not None else None)
+    vals = val_batches(data.val, cfg.loader.batch_size, cfg.logging.val_batches) if info.is_main else []
+    frames_per_step = cfg.loader.batch_size * cfg.loader.window
+    ckpt_meta = {"config": config_to_dict(cfg), "dataset": identity,
+                 "episodes": {"train": data.train_ids, "val": data.val_ids,
+                              "labelled": data.labelled_ids}}
+
+    def save(at: int) -> Path | None:
+        rngs = [C.rng_state()]
+        if info.active:
+            import torch.distributed as dist
+
+            gathered: list[Any] = [None] * info.world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if not info.is_main:
+            return None
+        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rngs,
+                 "sampler": {"epoch": at // per_epoch, "batch": at % per_epoch},
+                 "elapsed": elapsed + (time.perf_counter() - t_start)}
+        return C.save_checkpoint(run, at, agent=agent, trainer_state=state, meta=ckpt_meta,
+                                 obs_encoder=obs, keep_last=cfg.checkpoint.keep_last)
+
+    def evaluate(at: int, final: bool = False) -> dict[str, float]:
+        if not vals:
+            return {}
+        metrics, preds = validate(agent, vals, step=at, tolerance=cfg.logging.tolerance,
+                                  device=info.device)
+        log.log(at, metrics)
+        if cfg.logging.examples:
+            head = "final validation" if final else f"validation at step {at}"
+            tqdm.write(f"{head}: token acc {metrics.get('val/token_accuracy', float('nan')):.3f} "
+                       f"(majority {metrics.get('val/majority_token_accuracy', float('nan')):.3f}), "
+                       f"event F1 {metrics.get('val/event_f1', float('nan')):.3f}\n"
+                       + format_examples(agent, vals, preds, windows=cfg.logging.examples,
+                                         lines=cfg.logging.example_lines))
+        return metrics
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (info.is_main and cfg.logging.progress),
+               desc="train", dynamic_ncols=True)
+    t_start = time.perf_counter()
+    waited = busy = 0.0
+    start_step = step
+    last_ckpt: Path | None = None
+    while step < cfg.steps:
+        sampler.set_position(step // per_epoch, (step % per_epoch) * loader.batch_size)
+        t0 = time.perf_counter()
+        for raw in loader:
+            t1 = time.perf_counter()
+            loss, metrics = _train_step(agent, opt, sched, params, to_device(raw, info.device),
+                                        step, cfg, info)
+            step += 1
+            t2 = time.perf_counter()
+            waited, busy = waited + (t1 - t0), busy + (t2 - t1)
+            if step % cfg.logging.log_every == 0 or step == cfg.steps:
+                metrics.update({"perf/frames_per_s": frames_per_step * (step - start_step)
+                                / max(waited + busy, 1e-9),
+                                "perf/data_wait_frac": waited / max(waited + busy, 1e-9),
+                                "optim/lr": sched.get_last_lr()[0]})
+                log.log(step, metrics)
+                bar.set_postfix(loss=f"{loss:.3f}")
+            bar.update(1)
+            if cfg.logging.eval_every and step % cfg.logging.eval_every == 0 and step < cfg.steps:
+                evaluate(step)
+            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps:
+                last_ckpt = save(step)
+            if step >= cfg.steps:
+                break
+            t0 = time.perf_counter()
+    bar.close()
+    train_time = time.perf_counter() - t_start
+    last_ckpt = save(step)
+    final = evaluate(step, final=True)
+    summary = None
+    if info.is_main:
+        summary = _summary(cfg, log, final, identity, data, agent, info, step, start_step,
+                           elapsed + train_time, waited, busy, last_ckpt)
+        if cfg.logging.plots:
+            summary["plots"] = [str(p) for p in plot_curves(log, run / "plots")]
+        (run / SUMMARY).write_text(json.dumps(_finite(summary), indent=2))
+        log.close()
+    barrier(info)
+    return summary or {}
+
+
+def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list[torch.nn.Parameter],
+                batch: dict[str, Any], step: int, cfg: TrainConfig, info: DistInfo,
+                ) -> tuple[float, dict[str, float]]:
+    """Forward, backward, gradient average over ranks, clip, optimizer and EMA steps."""
+    agent.train()
+    loss, metrics = agent.training_step(batch, step=step)
+    if not torch.isfinite(loss):
+        raise TrainError(f"The loss became {float(loss)} at step {step}; lower optim.lr or "
+                         "check the data (run with --logging.log_every 1 to see the metrics).")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(params, info)
+    if cfg.optim.grad_clip:
+        metrics["optim/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
+    opt.step()
+    sched.step()
+    agent.update_target()
+    shared = mean_over_ranks({k: metrics[k] for k in ("loss/total",) if k in metrics}, info)
+    metrics.update(shared)
+    return metrics["loss/total"], metrics
+
+
+def _summary(cfg: TrainConfig, log: MetricLog, final: dict[str, float], identity: dict[str, Any],
+             data: DataBundle, agent: Any, info: DistInfo, step: int, start_step: int,
+             wall: float, waited: float, busy: float, last_ckpt: Path | None) -> dict[str, Any]:
+    keys = ("loss/total", "loss/ground", "loss/byog", "monitor/prefix_gain",
+            "monitor/predictor_nll", "monitor/unigram_nll")
+    done = step - start_step
+    return {
+        "steps": step, "steps_this_run": done, "wall_clock_s": wall,
+        "frames_per_s": cfg.loader.batch_size * cfg.loader.window * done / max(waited + busy, 1e-9),
+        "data_wait_frac": waited / max(waited + busy, 1e-9),
+        "val_token_accuracy": final.get("val/token_accuracy"),
+        "val_majority_token_accuracy": final.get("val/majority_token_accuracy"),
+        "val_accuracy_over_majority": final.get("val/accuracy_over_majority"),
+        "val_event_f1": final.get("val/event_f1"),
+        "val_prefix_gain": final.get("val/prefix_gain"),
+        "train": {k: log.last(k) for k in keys},
+        "val": final,
+        "episodes": {"train": len(data.train_ids), "val": len(data.val_ids),
+                     "labelled": len(data.labelled_ids)},
+        "windows": {"train": len(data.train), "val": len(data.val) if data.val else 0},
+        "params": sum(p.numel() for p in agent.parameters()),
+        "trainable_params": sum(p.numel() for p in agent.parameters() if p.requires_grad),
+        "world_size": info.world, "dataset": identity, "size": cfg.size, "preset": cfg.preset,
+        "checkpoint": str(last_ckpt) if last_ckpt else None,
+    }
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf -> None so summary.json is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
