@@ -1,0 +1,65 @@
+"""Shared pieces of the importers: the error type, video reading and frame resizing."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ImporterError(Exception):
+    """Input files are missing or malformed; the message names the file and the fix."""
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resizes an RGB frame to `size` = (height, width) with INTER_LINEAR, as VPT does.
+
+    VPT's `resize_image` warns "do not resize with any function than INTER_LINEAR": models
+    trained on frames resized otherwise see subtly different pixels.
+    """
+    import cv2
+
+    h, w = size
+    if frame.shape[:2] == (h, w):
+        return frame
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def read_video_frames(path: Path) -> Iterator[np.ndarray]:
+    """Yields the RGB uint8 `[H, W, 3]` frames of a video file in order (OpenCV, like VPT)."""
+    import cv2
+
+    if not Path(path).is_file():
+        raise ImporterError(f"Video {str(path)!r} does not exist; every recording needs its .mp4 file.")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ImporterError(f"Cannot open video {str(path)!r}; the file is corrupt or not a video.")
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def run_subcommand_cli(
+    subcommands: dict[str, type], run: Callable[[Any], None], argv: list[str] | None,
+    description: str, errors: tuple[type[BaseException], ...],
+) -> int:
+    """Parses `argv` into one of the `subcommands` configs (tyro) and calls `run(cfg)`.
+
+    Returns the exit status: 0, or 1 after printing an expected error (`errors`) as one
+    `error: ...` line on stderr, without a traceback.
+    """
+    import tyro
+
+    try:
+        run(tyro.extras.subcommand_cli_from_dict(subcommands, args=argv, description=description))
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
