@@ -1,0 +1,416 @@
+"""Live narration: a BYOG agent narrates each new frame of a running environment.
+
+:class:`Narrator` holds the incremental state of ``B`` synchronous streams (the encoder's KV
+cache, the frames and tokens of the current context window, the predictor's cache for
+forecasts); :class:`NarrationWrapper` puts one stream on a gymnasium env and writes
+``info["narration"]`` (text), ``info["narration_tokens"]`` and, with ``forecast=N``,
+``info["forecast"]`` every step.
+
+Why the sliding window *re-encodes* instead of trimming the cache
+-----------------------------------------------------------------
+The cache must stay bounded on arbitrarily long episodes. ``DynamicCache.crop`` only trims the
+end, and slicing the oldest positions off the front would be cheap but wrong in two ways:
+
+1. The kept keys/values of layers >= 2 were computed while attending to the dropped frames, and
+   the stream no longer starts with ``<bos>`` at position 0: the model was trained only on
+   windows that start there (the "attention sink"), so a front-trimmed cache is a context it
+   never saw.
+2. Positions keep growing: rotary embeddings are relative in exact arithmetic, but position
+   ids far beyond the training windows (hours of play at k tokens per frame) lose float32
+   precision in the rotation angles and pass ``max_positions``.
+
+So when the context holds ``window`` frames, the last ``keep`` frames (their frame embeddings
+and the tokens already narrated for them) are re-encoded from position 0 in ONE teacher-forced
+pass (``NarrationEncoder.prefill``); the next ``window - keep`` frames extend that cache one
+frame at a time. The state is then exactly the one the model would have if narration had
+started ``keep`` frames ago, the cache never exceeds ``window * k`` positions, and the
+re-encoding costs one parallel pass every ``window - keep`` frames (amortised, see
+``benchmarks/bench_narrate.py``). While an episode still fits the window, live narration is
+identical to offline narration of the same frames.
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from agents.lm import sample_tokens
+from agents.text import unslot
+
+
+class NarrationError(ValueError):
+    """Live narration cannot run as asked; the message names the problem and the fix."""
+
+
+@dataclass
+class NarrationStep:
+    """One step's narration of ``B`` streams.
+
+    Attributes:
+        ids: Long [B, k] the frame's narration slot.
+        text: B strings (the slot's sentences joined by ``"; "``; ``""`` for an all-``<nil>`` slot).
+        entropy: float [B] mean entropy (nats) of the slot's token distributions.
+        forecast_ids: Long [B, N, k] the predictor's narration of the next N frames (N = 0: empty).
+        forecast: B lists of N strings, one per forecast frame.
+    """
+
+    ids: torch.Tensor
+    text: list[str]
+    entropy: torch.Tensor
+    forecast_ids: torch.Tensor
+    forecast: list[list[str]]
+
+
+class Narrator:
+    """Incremental narration of ``batch_size`` synchronous frame streams with a bounded context.
+
+    Args:
+        agent: A :class:`agents.model.BYOGAgent` (put in eval mode here).
+        batch_size: Number of streams stepped together.
+        window: Most frames in the context; the cache never exceeds ``window * k`` positions.
+        keep: Frames re-encoded when the window is full (default ``window // 2``); must be in
+            ``[1, window - 1]``.
+        forecast: Future frames the predictor narrates each step (0 = none).
+        greedy: Argmax narration (otherwise sampling at ``temperature``).
+        temperature: Sampling temperature (ignored when greedy).
+        top_k: Keep the k most likely tokens when sampling (None = all).
+        seed: Seed of the sampling generator when :meth:`reset` gets none.
+    """
+
+    def __init__(self, agent: Any, *, batch_size: int = 1, window: int = 32, keep: int | None = None,
+                 forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int = 0) -> None:
+        keep = window // 2 if keep is None else keep
+        if batch_size < 1:
+            raise NarrationError(f"batch_size must be >= 1 stream, got {batch_size}.")
+        if window < 2:
+            raise NarrationError(f"window must be >= 2 frames (so that a slide keeps one), got {window}.")
+        if not 1 <= keep < window:
+            raise NarrationError(f"keep must be in [1, window - 1] = [1, {window - 1}] frames, got {keep}.")
+        if forecast < 0:
+            raise NarrationError(f"forecast must be >= 0 frames, got {forecast}.")
+        if not greedy and temperature <= 0:
+            raise NarrationError(f"temperature must be > 0 when sampling, got {temperature}; "
+                                 "pass greedy=True for argmax narration.")
+        if top_k is not None and top_k < 1:
+            raise NarrationError(f"top_k must be >= 1 or None, got {top_k}.")
+        enc = agent.encoder
+        if enc.obs.needs_column:
+            raise NarrationError(
+                f"This agent's observation encoder reads the dataset's {enc.obs.needs_column!r} "
+                "column, which a live env does not provide; narrate live with an agent trained "
+                "on frames (obs kind cnn, vqvae or units)."
+            )
+        if forecast and agent.predictor is None:
+            raise NarrationError("forecast needs the BYOG predictor, but this agent has none "
+                                 "(a captioner, w_byog = 0); pass forecast=0.")
+        max_pos = agent.cfg.lm.max_positions
+        if window * enc.k > max_pos:
+            raise NarrationError(
+                f"window {window} frames x {enc.k} tokens = {window * enc.k} positions exceeds "
+                f"the LM's max_positions {max_pos}; pass window <= {max_pos // enc.k}.")
+        self.agent = agent.eval()
+        self.enc = enc
+        self.k = enc.k
+        self.batch_size, self.window, self.keep, self.forecast = batch_size, window, keep, forecast
+        self.greedy, self.temperature, self.top_k = greedy, temperature, top_k or 0
+        self.device = next(agent.parameters()).device
+        self._seed = seed
+        self.generator = torch.Generator(device=self.device)
+        self.state = None
+        self.reencodes = 0  # slides done since the last reset (for tests and benchmarks)
+
+    # ------------------------------------------------------------------ state
+    def reset(self, seed: int | None = None) -> None:
+        """Clear the context; seed the sampling generator (``seed`` or the constructor's)."""
+        self.generator.manual_seed(self._seed if seed is None else int(seed))
+        self.state = self.enc.start(self.batch_size, self.device)
+        self._e: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, D] per frame
+        self._ids: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, k] per frame
+        self._pcache: DynamicCache | None = None
+        self._ppos = 0
+        self.reencodes = 0
+        if self.forecast and self.agent.cfg.predictor.mode == "prefix":
+            self._pcache = self.agent.predictor.tlm.new_cache()
+
+    @property
+    def cache_length(self) -> int:
+        """Token positions in the encoder's KV cache (0 before the first frame)."""
+        return 0 if self.state is None else int(self.state.cache.get_seq_length())
+
+    @property
+    def context_frames(self) -> int:
+        """Frames in the current context window."""
+        return 0 if self.state is None else len(self._e)
+
+    # ------------------------------------------------------------------ stepping
+    @torch.no_grad()
+    def step(self, frames: np.ndarray | torch.Tensor) -> NarrationStep:
+        """Narrate one new frame per stream: frames uint8 [B, H, W, 3] -> :class:`NarrationStep`."""
+        if self.state is None:
+            raise NarrationError("Narrator.step called before reset(); call reset() at the "
+                                 "start of every episode.")
+        x = torch.as_tensor(np.asarray(frames), device=self.device)
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[0] != self.batch_size or x.shape[-1] != 3:
+            raise NarrationError(
+                f"Expected uint8 frames [{self.batch_size}, H, W, 3], got {x.dtype} "
+                f"{tuple(x.shape)}; narrate RGB frames of a byog_env environment.")
+        if len(self._e) == self.window:
+            self._slide()
+        e_t = self.enc.frame_embeddings(x[:, None])[:, 0]  # [B, D]
+        prev = self.state.prev  # [B] the token before this frame's slot
+        ids, logits, self.state = self.enc.step_frame(
+            self.state, e_t, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
+            generator=self.generator)  # [B, k], [B, k, V]
+        self._e.append(e_t)
+        self._ids.append(ids)
+        f_ids = ids.new_zeros(self.batch_size, 0, self.k)
+        if self.forecast:
+            feats = self.agent.predictor.features(self.state.hidden, logits)  # [B, k, Dx]
+            f_ids = (self._forecast_prefix(feats, prev, ids) if self._pcache is not None
+                     else self._forecast_parallel(feats[:, -1], ids[:, -1]))
+        ent = torch.special.entr(torch.softmax(logits.float(), -1)).sum(-1).mean(-1)  # [B]
+        tok = self.agent.tokenizer
+        text = [_slot_text(s) for s in unslot(ids[:, None], tok)]
+        forecast = [[_slot_text([fr]) for fr in frames_] for frames_ in unslot(f_ids, tok)] \
+            if self.forecast else [[] for _ in range(self.batch_size)]
+        return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids, forecast=forecast)
+
+    def _slide(self) -> None:
+        """Re-encode the last ``keep`` frames from position 0 (see the module docstring)."""
+        e = torch.stack(list(self._e)[-self.keep:], 1)  # [B, R, D]
+        ids = torch.stack(list(self._ids)[-self.keep:], 1)  # [B, R, k]
+        h, z, self.state = self.enc.prefill(ids, e)  # [B, R*k, D], [B, R*k, V]
+        for _ in range(self.window - self.keep):
+            self._e.popleft()
+            self._ids.popleft()
+        if self._pcache is not None:
+            B, R, k = ids.shape
+            flat = ids.reshape(B, R * k)
+            prev = torch.cat([flat.new_full((B, 1), self.enc.bos_id), flat[:, :-1]], 1)
+            self._pcache = self.agent.predictor.tlm.new_cache()
+            self._ppos = 0
+            self._predictor_feed(self.agent.predictor.features(h, z), prev)
+        self.reencodes += 1
+
+    # ------------------------------------------------------------------ forecasts
+    def _predictor_feed(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Extend the prefix-mode predictor cache: feats [B, L, Dx] (m = 1), prev Long [B, L]."""
+        pred = self.agent.predictor
+        inp = pred.w_in(feats) + pred.tlm.embed(prev)  # the training input with m = 1
+        h = pred.tlm.hidden(inp, cache=self._pcache, start=self._ppos)
+        self._ppos += prev.shape[1]
+        return h
+
+    def _sample(self, z: torch.Tensor) -> torch.Tensor:
+        return sample_tokens(z, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
+                             banned=self.enc.banned, generator=self.generator)
+
+    def _forecast_prefix(self, feats: torch.Tensor, prev: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Prefix mode: feed this frame's states, roll N*k tokens with m = 0, crop back."""
+        B, k = ids.shape
+        prevs = torch.cat([prev[:, None], ids[:, :-1]], 1)  # [B, k] teacher-forced encoder tokens
+        h = self._predictor_feed(feats, prevs)
+        tlm = self.agent.predictor.tlm
+        base, pos = self._ppos, self._ppos
+        out = []
+        tok = ids[:, -1]
+        z = None
+        for _ in range(self.forecast * k):
+            h = tlm.hidden(tlm.embed(tok)[:, None], cache=self._pcache, start=pos)  # m = 0
+            pos += 1
+            z = tlm.logits(h[:, 0])
+            tok = self._sample(z)
+            out.append(tok)
+        # forget the rollout (transformers 5: crop(-n) removes the last n positions)
+        self._pcache.crop(-(pos - base))
+        return torch.stack(out, 1).view(B, self.forecast, k)
+
+    def _forecast_parallel(self, x_i: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Parallel mode: condition on the frame's last state x_i [B, Dx], roll N*k tokens."""
+        pred = self.agent.predictor
+        tlm = pred.tlm
+        B = x_i.shape[0]
+        cache = tlm.new_cache()
+        inp = tlm.embed(last)[:, None] + pred.w_in(x_i)[:, None]  # [B, 1, D]: input j = 0
+        out = []
+        for j in range(self.forecast * self.k):
+            h = tlm.hidden(inp, cache=cache, start=j)
+            tok = self._sample(tlm.logits(h[:, 0]))
+            out.append(tok)
+            inp = tlm.embed(tok)[:, None]
+        return torch.stack(out, 1).view(B, self.forecast, self.k)
+
+
+def _slot_text(sentences_per_frame: list[list[str]]) -> str:
+    return "; ".join(sentences_per_frame[0])
+
+
+# --------------------------------------------------------------------------- gymnasium wrapper
+
+
+class NarrationWrapper(gym.Wrapper):
+    """Narrates every frame of a single (non-vector) env with a BYOG agent.
+
+    ``reset`` and ``step`` add to ``info``: ``narration`` (str), ``narration_tokens``
+    (int64 [k]), ``narration_entropy`` (float) and, with ``forecast=N``, ``forecast`` (N str)
+    and ``forecast_tokens`` (int64 [N, k]). Reset clears the context (and seeds sampling with
+    the reset seed, so the same seed gives the same narration); memory stays bounded by
+    ``window`` frames (see the module docstring).
+
+    >>> import byog_env, torch
+    >>> from agents.config import make_model_config
+    >>> from agents.model import BYOGAgent
+    >>> from agents.text import train_tokenizer
+    >>> tok = train_tokenizer(["collected 1 wood"])
+    >>> agent = BYOGAgent(make_model_config("tiny", text={"tokens_per_frame": 4}), tok)
+    >>> env = NarrationWrapper(byog_env.make("crafter", length=20), agent, window=8)
+    >>> obs, info = env.reset(seed=0)
+    >>> info["narration_tokens"].shape, isinstance(info["narration"], str)
+    ((4,), True)
+
+    Args:
+        env: An env with ``Box(0, 255, (H, W, 3), uint8)`` observations (any ``byog_env.make`` env).
+        agent: A BYOG agent; when it carries ``frame_shape`` (set by :func:`load_narrating_agent`)
+            it must match the env's.
+        window, keep, forecast, greedy, temperature, top_k: see :class:`Narrator`.
+    """
+
+    def __init__(self, env: gym.Env, agent: Any, *, window: int = 32, keep: int | None = None,
+                 forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
+                 top_k: int | None = None) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
+                and len(space.shape) == 3 and space.shape[-1] == 3):
+            raise NarrationError(
+                f"NarrationWrapper needs RGB frames Box(0, 255, (H, W, 3), uint8), got {space}; "
+                "build the env with byog_env.make, which gives every env RGB frames.")
+        check_frame_shape(getattr(agent, "frame_shape", None), tuple(space.shape))
+        self.narrator = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=greedy,
+                                 temperature=temperature, top_k=top_k)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.narrator.reset(seed)
+        return obs, self._narrate(obs, info)
+
+    def step(self, action: Any):
+        if self.narrator.state is None:
+            raise NarrationError("NarrationWrapper.step called before reset(); call env.reset() first.")
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._narrate(obs, info)
+
+    def _narrate(self, obs: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
+        out = self.narrator.step(np.asarray(obs)[None])
+        info = dict(info)
+        info["narration"] = out.text[0]
+        info["narration_tokens"] = out.ids[0].cpu().numpy()
+        info["narration_entropy"] = float(out.entropy[0])
+        if self.narrator.forecast:
+            info["forecast"] = out.forecast[0]
+            info["forecast_tokens"] = out.forecast_ids[0].cpu().numpy()
+        return info
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def check_frame_shape(expected: tuple[int, ...] | None, actual: tuple[int, ...]) -> None:
+    """Raise :class:`NarrationError` when a checkpoint's frame shape differs from the env's.
+
+    Args:
+        expected: The frame shape the checkpoint was trained on (None = unknown: no check).
+        actual: The env's observation shape.
+    """
+    if expected is not None and tuple(expected) != tuple(actual):
+        raise NarrationError(
+            f"The checkpoint was trained on {_shape(expected)} frames but this env gives "
+            f"{_shape(actual)} frames; narrate an env with the checkpoint's frame size (e.g. "
+            f"byog_env.make(name, size={tuple(expected)[0]}) where the env takes a size) or "
+            "use a checkpoint trained on this env.")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def checkpoint_frame_shape(path: str | Path) -> tuple[int, int, int] | None:
+    """The frame shape recorded with a checkpoint (the dataset identity), or None.
+
+    Looks for a ``frame_shape`` key (at any depth) in the JSON files of the checkpoint
+    directory and, for a checkpoint inside a run directory, of its parent.
+    """
+    path = Path(path)
+    dirs = [path, path.parent] if path.is_dir() else [path.parent]
+    for d in dirs:
+        for f in sorted(d.glob("*.json")):
+            try:
+                found = _find_key(json.loads(f.read_text()), "frame_shape")
+            except (OSError, ValueError):
+                continue
+            if found is not None and len(found) == 3:
+                return tuple(int(s) for s in found)  # type: ignore[return-value]
+    return None
+
+
+def _find_key(obj: Any, key: str) -> Any:
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            found = _find_key(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def load_narrating_agent(path: str | Path, *, device: str = "cpu") -> Any:
+    """Load an agent for live narration from a run directory or a checkpoint directory.
+
+    Uses the trainer's ``load_agent`` (``agents.load_agent`` / ``agents.training.checkpoint``)
+    when present, else ``BYOGAgent.from_pretrained`` (a ``save_pretrained`` directory, or a
+    checkpoint's ``agent/``); sets ``agent.frame_shape`` from the checkpoint's dataset identity
+    when one is recorded, so :class:`NarrationWrapper` refuses an env with another frame size.
+
+    Raises:
+        NarrationError: no such directory, or nothing loadable there.
+    """
+    import agents
+
+    path = Path(path)
+    if not path.exists():
+        raise NarrationError(f"Checkpoint {str(path)!r} does not exist; pass a run directory "
+                             "written by `python -m agents.train` or a checkpoint directory.")
+    loader = getattr(agents, "load_agent", None)
+    if loader is None:
+        try:
+            from agents.training.checkpoint import load_agent as loader
+        except ImportError:
+            loader = _load_pretrained
+    try:
+        agent = loader(path)
+    except (ValueError, OSError) as err:  # ModelError, TrainError, TextError are ValueErrors
+        raise NarrationError(f"Cannot load a narrating agent from {str(path)!r}: {err}") from None
+    agent = agent.to(device).eval()
+    dataset = (getattr(agent, "metadata", None) or {}).get("dataset") or {}
+    shape = dataset.get("frame_shape")
+    agent.frame_shape = tuple(int(s) for s in shape) if shape else checkpoint_frame_shape(path)
+    return agent
+
+
+def _load_pretrained(path: Path) -> Any:
+    from agents.model import BYOGAgent
+
+    return BYOGAgent.from_pretrained(path / "agent" if (path / "agent").is_dir() else path)
+
+
+__all__ = ["NarrationError", "NarrationStep", "NarrationWrapper", "Narrator", "check_frame_shape",
+           "checkpoint_frame_shape", "load_narrating_agent"]
