@@ -34,7 +34,9 @@ def _minigrid_ids() -> dict[str, str]:
 
     best: dict[str, tuple[int, str]] = {}
     for env_id in gym.registry:
-        if env_id.startswith(("BabyAI-", "MiniGrid-")):
+        # MiniGrid-WFC-* fail at construction here (FileNotFoundError: their pattern images are
+        # not in the minigrid wheel), so they are not listed; their full ids still route here.
+        if env_id.startswith(("BabyAI-", "MiniGrid-")) and not env_id.startswith("MiniGrid-WFC-"):
             m = _VERSION.search(env_id)
             version = int(m.group(1)) if m else 0
             short = _short(env_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from byog_env.annotators.base import Annotator
 
@@ -11,7 +12,7 @@ from byog_env.annotators.base import Annotator
 class AnnotatedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds ``info["annotations"]: list[str]`` at reset and at every step.
 
-    The annotator sees the env's info plus this step's ``reward``, ``terminated`` and
+    ``annotator`` is an annotator instance or its ``"module:Class"`` path. The annotator sees the env's info plus this step's ``reward``, ``terminated`` and
     ``truncated`` (reset: 0.0, False, False); the info returned to the caller is a fresh dict
     with only ``annotations`` added.
 
@@ -22,8 +23,14 @@ class AnnotatedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     True
     """
 
-    def __init__(self, env: gym.Env, annotator: Annotator) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, annotator=annotator)
+    def __init__(self, env: gym.Env, annotator: Annotator | str) -> None:
+        if isinstance(annotator, str):  # "module:Class", as recorded in the env spec
+            annotator = load_env_creator(annotator)()
+        # Record the annotator by import path so env specs stay JSON-serialisable.
+        cls = type(annotator)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, annotator=f"{cls.__module__}:{cls.__qualname__}"
+        )
         gym.Wrapper.__init__(self, env)
         self.annotator = annotator
         # Frames are the product: only rgb_array rendering is offered (no windows on servers).

@@ -59,7 +59,7 @@ class CrafterAnnotator:
     ``sleeping``, ``discount``. Events: first unlock of every achievement, made/placed/ate/
     drank/defeated for every achievement counter step, inventory gains and losses, vital drops
     (and health/energy rises), sleeping and waking, things entering or leaving the view, the
-    thing faced, and death.
+    thing faced, death, and the length limit (``time ran out``).
     """
 
     def __call__(self, prev_info: Info | None, action: Any, info: Info) -> list[str]:
@@ -86,6 +86,8 @@ class CrafterAnnotator:
             out.append(sentence("see" if now_seen[i] else "unsee", thing=VIEW_THINGS[i]))
         if info.get("discount", 1.0) == 0 and prev.get("discount", 1.0) != 0:
             out.append(sentence("death"))
+        if info.get("truncated"):
+            out.append(sentence("done", reason="truncated"))
         return out
 
     @staticmethod
