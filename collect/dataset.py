@@ -150,7 +150,7 @@ class Dataset:
             raise DatasetError(f"Episode file {f} has no column(s) {missing}; available: {pf.schema_arrow.names}.")
         try:
             groups = list(range(pf.num_row_groups)) if row_groups is None else list(row_groups)
-            table = pf.read_row_groups(groups, columns=wanted)
+            table = pf.read_row_groups(groups, columns=wanted, use_threads=False)
             return _decode(table, self.frame_shape, f)
         except (OSError, pa.ArrowException) as e:
             raise DatasetError(f"Episode file {f} is corrupt ({e}); delete it and re-collect with `--resume`.") from None

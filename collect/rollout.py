@@ -381,6 +381,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     bar = tqdm(total=total, initial=len(writer.records) if cfg.episodes else min(source.done_steps, total),
                unit="ep" if cfg.episodes else "step", disable=not cfg.progress, dynamic_ncols=True)
     t0, counts = time.perf_counter(), Counter()
+    loop = {"start": t0, "end": t0}  # the stepping loop alone, without env start-up and meta
 
     def on_episode(record: dict[str, Any]) -> None:
         source.finished(record)
@@ -394,17 +395,23 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         if cfg.workers or cfg.ray_address:
             from collect.distributed import collect_with_ray
 
+            loop["start"] = time.perf_counter()
             collect_with_ray(cfg, info, source, on_episode)
         else:
             collector = Collector(cfg, writer, on_episode=on_episode)
             try:
+                loop["start"] = time.perf_counter()
                 collector.run(source.next)
             finally:
                 collector.close()
+        loop["end"] = time.perf_counter()
     finally:
         bar.close()
     final = writer.finalize()
-    return summarize(cfg.out, final, time.perf_counter() - t0, counts["steps"])
+    summary = summarize(cfg.out, final, time.perf_counter() - t0, counts["steps"])
+    summary["loop_seconds"] = loop["end"] - loop["start"]
+    summary["loop_steps_per_s"] = counts["steps"] / summary["loop_seconds"] if summary["loop_seconds"] > 0 else None
+    return summary
 
 
 def summarize(path: Path, info: dict[str, Any], seconds: float = 0.0, new_steps: int = 0) -> dict[str, Any]:

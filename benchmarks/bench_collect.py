@@ -1,0 +1,135 @@
+"""Collector and reader throughput, measured side by side in one run.
+
+    python benchmarks/bench_collect.py [--env crafter] [--episodes 4] [--max-episode-steps 200]
+
+Figures (the last line is one JSON object):
+- ``raw_steps_per_s``: the annotated env stepped by the same random policy on the same episode
+  seeds, nothing recorded (the baseline);
+- ``collector_steps_per_s``: ``collect`` with one env (annotation, buffering, Parquet writing),
+  over its stepping loop (``*_end_to_end`` adds env start-up and ``meta/``);
+  ``collector_vs_raw`` (target >= 0.85);
+- ``async2_steps_per_s``: ``--num-envs 2 --vector-mode async``; ``async2_speedup`` over the
+  one-env collector (target >= 1.6 on 2 free cores);
+- ``reader_frames_per_s``: iterating a ``WindowDataset`` (T=32, cold cache) over the collected
+  data; ``reader_vs_collector`` (target >= 20: reading frames beats simulating them).
+The machine's load average is reported because other jobs share the cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+@dataclass
+class BenchConfig:
+    """Settings of the collector benchmark."""
+
+    env: str = "crafter"
+    """Environment to benchmark."""
+    episodes: int = 4
+    """Episodes per measurement."""
+    max_episode_steps: int = 100
+    """Episode length cap."""
+    rounds: int = 2
+    """Interleaved repetitions of the raw and one-env measurements (best kept: robust to load)."""
+    seed: int = 0
+    """Base seed (the same episodes in every measurement)."""
+    window: int = 32
+    """Window length for the reader measurement."""
+
+
+def raw_steps_per_s(cfg: BenchConfig) -> tuple[float, int]:
+    """Steps the annotated env with the random policy on the collector's episode seeds."""
+    from collect.policies import make_policy
+    from collect.rollout import CollectConfig, episode_seed, make_env
+
+    env = make_env(CollectConfig(env=cfg.env, out=Path("unused"), episodes=1, max_episode_steps=cfg.max_episode_steps))
+    policy = make_policy("random", env)
+    steps, t0 = 0, time.perf_counter()
+    for i in range(cfg.episodes):
+        s = episode_seed(cfg.seed, i)
+        obs, info = env.reset(seed=s)
+        policy.seed(s)
+        policy.reset(obs, info)
+        done = False
+        while not done:
+            obs, _, term, trunc, info = env.step(policy.act(obs, info))
+            steps, done = steps + 1, term or trunc
+    dt = time.perf_counter() - t0
+    env.close()
+    return steps / dt, steps
+
+
+def collector_steps_per_s(cfg: BenchConfig, out: Path, num_envs: int, mode: str) -> tuple[float, float, int]:
+    """Runs the real collector; returns (stepping-loop steps/s, end-to-end steps/s, steps).
+
+    The loop figure excludes starting the env processes and writing ``meta/`` (fixed costs
+    that a short benchmark would otherwise over-weight); episode writing is included in both.
+    """
+    from collect.rollout import CollectConfig, collect
+
+    t0 = time.perf_counter()
+    summary = collect(CollectConfig(env=cfg.env, out=out, episodes=cfg.episodes, seed=cfg.seed,
+                                    max_episode_steps=cfg.max_episode_steps, num_envs=num_envs,
+                                    vector_mode=mode, progress=False))
+    return summary["loop_steps_per_s"], summary["steps"] / (time.perf_counter() - t0), summary["steps"]
+
+
+def reader_frames_per_s(path: Path, window: int) -> float:
+    """Iterates every window once (fresh dataset object, cold cache)."""
+    from collect.dataset import WindowDataset
+
+    t0 = time.perf_counter()
+    ds = WindowDataset(path, window=window)
+    frames = sum(int(ds[i]["valid"].sum()) for i in range(len(ds)))
+    return frames / (time.perf_counter() - t0)
+
+
+def main(cfg: BenchConfig) -> dict[str, float]:
+    """Runs every measurement and prints the figures."""
+    import torch
+
+    torch.set_num_threads(1)
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = BenchConfig(env=cfg.env, episodes=1, max_episode_steps=5, seed=cfg.seed)
+        raw_steps_per_s(warm)  # imports, textures, first world generation
+        raws, ones = [], []
+        for r in range(cfg.rounds):
+            raws.append(raw_steps_per_s(cfg)[0])
+            one, one_e2e, steps = collector_steps_per_s(cfg, Path(tmp) / f"one{r}", 1, "sync")
+            ones.append((one, one_e2e))
+            print(f"round {r}: raw env {raws[-1]:8.1f} steps/s, collector 1 env {one:8.1f} steps/s "
+                  f"(end to end {one_e2e:.1f}; {steps} steps)")
+        raw, (one, one_e2e) = max(raws), max(ones)
+        print(f"raw env:            {raw:8.1f} steps/s (best of {cfg.rounds})")
+        print(f"collector, 1 env:   {one:8.1f} steps/s ({one / raw:.2f}x raw)")
+        two, two_e2e, _ = collector_steps_per_s(cfg, Path(tmp) / "two", 2, "async")
+        print(f"collector, 2 async: {two:8.1f} steps/s ({two / one:.2f}x one env; end to end {two_e2e:.1f})")
+        reader = reader_frames_per_s(Path(tmp) / "one0", cfg.window)
+        print(f"window reader:      {reader:8.1f} frames/s ({reader / one:.1f}x collector)")
+    figures = {
+        "env": cfg.env, "steps": steps, "raw_steps_per_s": round(raw, 1),
+        "collector_steps_per_s": round(one, 1), "collector_vs_raw": round(one / raw, 3),
+        "collector_end_to_end_steps_per_s": round(one_e2e, 1),
+        "async2_steps_per_s": round(two, 1), "async2_speedup": round(two / one, 3),
+        "async2_end_to_end_speedup": round(two_e2e / one_e2e, 3),
+        "reader_frames_per_s": round(reader, 1), "reader_vs_collector": round(reader / one, 1),
+        "cpus": os.cpu_count(), "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    import tyro
+
+    main(tyro.cli(BenchConfig))
