@@ -1,0 +1,139 @@
+"""Per-frame features for action heads: a BYOG/captioner encoder's hidden states, or an
+observation encoder's output (scratch CNN, VQ-VAE, units).
+
+Context convention (shared by offline training and live rollouts, so both see *identical*
+features): an episode is cut into consecutive blocks of ``context`` frames; the narration state
+(KV cache) is reset at every block start. Within a block, frame t's feature is the encoder
+LM's hidden state at frame t's token slot -- the slot's *last* position (``pool="last"``, the
+state that has read the frame embedding and the frame's first k-1 greedy narration tokens) or
+the mean over the slot's k positions (``pool="mean"``). Narration is greedy, so features are
+deterministic. Offline, a block is narrated with the cached sampler and re-read in one
+teacher-forced pass (gradients reach the encoder for the fine-tuned variant); live, each new
+frame is pushed through the encoder incrementally with its KV cache (:meth:`step`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from agents.lm import sample_tokens
+from agents.model import BYOGAgent
+from agents.obs import ObsEncoder
+
+Pool = Literal["last", "mean"]
+
+
+@dataclass
+class FeatureState:
+    """Live state of a featurizer: the narration state and the frames seen in this block."""
+
+    narration: Any = None
+    in_block: int = 0
+
+
+class Featurizer(nn.Module):
+    """Maps frames to per-frame features, offline (whole blocks) or live (one frame a step)."""
+
+    out_dim: int
+    context: int
+
+    def sequence(self, frames: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """frames uint8 [B, T, H, W, 3] (T <= context, a block start at t=0) -> float [B, T, D]."""
+        raise NotImplementedError
+
+    def start(self, batch_size: int) -> FeatureState:
+        """A fresh live state for ``batch_size`` streams."""
+        return FeatureState()
+
+    def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
+        """One new frame per stream: uint8 [B, H, W, 3] -> (float [B, D], new state)."""
+        raise NotImplementedError
+
+
+class BYOGFeaturizer(Featurizer):
+    """Hidden states of a :class:`BYOGAgent`'s narrating encoder at each frame's slot."""
+
+    def __init__(self, agent: BYOGAgent, *, pool: Pool = "last", context: int = 16) -> None:
+        super().__init__()
+        if pool not in ("last", "mean"):
+            raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}.")
+        if context < 1:
+            raise ValueError(f"context must be >= 1 frame, got {context}.")
+        self.encoder = agent.encoder
+        self.pool, self.context = pool, int(context)
+        self.out_dim = int(self.encoder.tlm.hidden_size)
+
+    def _pool(self, h: torch.Tensor) -> torch.Tensor:
+        """h [..., k, D] -> [..., D]."""
+        return h[..., -1, :] if self.pool == "last" else h.mean(-2)
+
+    def sequence(self, frames: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        B, T = frames.shape[:2]
+        if T > self.context:
+            raise ValueError(f"A block has at most context={self.context} frames, got {T}.")
+        enc = self.encoder
+        e = enc.frame_embeddings(frames, valid)  # [B, T, D]
+        with torch.no_grad():
+            ids, _ = enc.sample(e.detach(), greedy=True)  # [B, T, k]
+        h, _ = enc(ids, e)  # [B, T*k, D]
+        return self._pool(h.view(B, T, enc.k, -1))
+
+    def start(self, batch_size: int) -> FeatureState:
+        return FeatureState()
+
+    def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
+        enc = self.encoder
+        B = frame.shape[0]
+        nar = state.narration
+        if nar is None or state.in_block >= self.context:
+            nar = enc.start(B, frame.device)
+            state = FeatureState(narration=nar, in_block=0)
+        e_t = enc.frame_embeddings(frame[:, None])[:, 0]  # [B, D]
+        mem = hook = None
+        if enc.xattn is not None:
+            mem = e_t[:, None] if nar.memory is None else torch.cat([nar.memory, e_t[:, None]], 1)
+            hook = enc._hook(mem, torch.full((1,), nar.frames, device=frame.device))
+        prev, pos, hs = nar.prev, nar.position, []
+        for j in range(enc.k):  # the cached loop of NarrationEncoder.step_frame, keeping h
+            x = enc.tlm.embed(prev)[:, None]  # [B, 1, D]
+            if j == 0 and enc.fusion == "additive":
+                x = x + e_t[:, None]
+            h = enc.tlm.hidden(x, cache=nar.cache, start=pos, layer_hook=hook)[:, 0]  # [B, D]
+            prev = sample_tokens(enc.tlm.logits(h), greedy=True, banned=enc.banned)
+            hs.append(h)
+            pos += 1
+        nar.prev, nar.position, nar.frames, nar.memory = prev, pos, nar.frames + 1, mem
+        return self._pool(torch.stack(hs, 1)), FeatureState(narration=nar, in_block=state.in_block + 1)
+
+
+class ObsFeaturizer(Featurizer):
+    """An observation encoder's per-frame output (no temporal context of its own)."""
+
+    def __init__(self, obs: ObsEncoder, *, context: int = 16) -> None:
+        super().__init__()
+        self.obs = obs
+        self.context = int(context)
+        out = getattr(obs, "out_dim", None)
+        if out is None:
+            raise ValueError("The observation encoder has no out_dim; fit it before use.")
+        self.out_dim = int(out)
+
+    def sequence(self, frames: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.obs(frames, valid=valid)
+
+    def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
+        return self.obs(frame[:, None])[:, 0], FeatureState(in_block=state.in_block + 1)
+
+
+def set_trainable(module: nn.Module, trainable: bool) -> nn.Module:
+    """Freeze (eval mode, no grad) or unfreeze a featurizer's parameters."""
+    for p in module.parameters():
+        p.requires_grad_(trainable)
+    module.train(trainable)
+    return module
+
+
+__all__ = ["BYOGFeaturizer", "FeatureState", "Featurizer", "ObsFeaturizer", "Pool", "set_trainable"]
