@@ -336,7 +336,7 @@ class WindowDataset:
         out: dict[str, Any] = {}
         for name in parts[0][0]:
             pieces = [b[name][max(start - s, 0): stop - s] for b, s in parts]
-            out[name] = sum(pieces, []) if isinstance(pieces[0], list) else np.concatenate(pieces)
+            out[name] = [x for p in pieces for x in p] if isinstance(pieces[0], list) else np.concatenate(pieces)
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -418,7 +418,7 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[l
         raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}.")
     if num_episodes < 0:
         raise DatasetError(f"num_episodes must be >= 0, got {num_episodes}.")
-    n_val = int(round(num_episodes * val_fraction))
+    n_val = round(num_episodes * val_fraction)
     if val_fraction > 0 and num_episodes >= 2:
         n_val = min(max(n_val, 1), num_episodes - 1)
     perm = np.random.default_rng(seed).permutation(num_episodes)

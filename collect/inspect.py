@@ -81,14 +81,14 @@ def format_stats(stats: dict[str, Any], top: int = 10) -> str:
     """The statistics as a few readable lines."""
     lines = [
         f"{stats['path']}: env {stats['env']}, policy {stats['policy']}, annotator {stats['annotator_version']}",
-        f"episodes {stats['episodes']}, frames {stats['frames']} of {stats['frame_shape']}, "
-        f"length mean {stats['length_mean']:.1f} (min {stats['length_min']}, max {stats['length_max']})",
+        (f"episodes {stats['episodes']}, frames {stats['frames']} of {stats['frame_shape']}, "
+         f"length mean {stats['length_mean']:.1f} (min {stats['length_min']}, max {stats['length_max']})"),
         f"return {stats['return_mean']:.3f} ± {stats['return_std']:.3f}"
         + ("" if stats["success_rate"] is None else f", success rate {stats['success_rate']:.1%}"),
-        f"annotations {stats['annotations']} ({stats['annotated_frame_fraction']:.1%} of frames annotated, "
-        f"{stats['distinct_sentences']} distinct sentences)",
-        f"bytes on disk {stats['bytes']:,} ({stats['bytes'] / max(stats['frames'], 1) / 1024:.2f} KB/frame), "
-        f"columns {', '.join(stats['columns'])}",
+        (f"annotations {stats['annotations']} ({stats['annotated_frame_fraction']:.1%} of frames annotated, "
+         f"{stats['distinct_sentences']} distinct sentences)"),
+        (f"bytes on disk {stats['bytes']:,} ({stats['bytes'] / max(stats['frames'], 1) / 1024:.2f} KB/frame), "
+         f"columns {', '.join(stats['columns'])}"),
     ]
     if stats["events_by_kind"]:
         lines.append("event kinds: " + ", ".join(f"{k} {v}" for k, v in stats["events_by_kind"].items()))

@@ -260,7 +260,6 @@ class Collector:
             buffers[j] = self._start(j, assigned[j], obs[j], unbatch_info(infos, j))
         actions: list[Any] = [None] * n
         while any(b is not None for b in buffers) or any(resetting):
-            intents = [None] * n
             for j in range(n):
                 b = buffers[j]
                 if b is None:
@@ -453,10 +452,10 @@ def event_kind(sentence: str) -> str:
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable multi-line summary."""
     lines = [
-        f"episodes {summary['episodes']}  steps {summary['steps']}  frames {summary['frames']}  "
-        f"annotations {summary['annotations']}",
-        f"bytes on disk {summary['bytes']:,} ({summary['bytes_per_frame'] / 1024:.2f} KB/frame)  "
-        f"mean return {summary['mean_return']:.3f}",
+        (f"episodes {summary['episodes']}  steps {summary['steps']}  frames {summary['frames']}  "
+         f"annotations {summary['annotations']}"),
+        (f"bytes on disk {summary['bytes']:,} ({summary['bytes_per_frame'] / 1024:.2f} KB/frame)  "
+         f"mean return {summary['mean_return']:.3f}"),
     ]
     if summary["steps_per_s"]:
         lines.append(f"this run: {summary['seconds']:.1f} s, {summary['steps_per_s']:.0f} steps/s")

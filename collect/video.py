@@ -92,7 +92,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray,
         for frame, lines in zip(frames, subs):
             img = draw_subtitles(frame, lines, scale=scale, band_lines=band_lines)
             if stream is None:
-                stream = container.add_stream("libx264", rate=int(round(fps)))
+                stream = container.add_stream("libx264", rate=round(fps))
                 stream.width, stream.height = img.shape[1], img.shape[0]
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": str(crf)}

@@ -179,7 +179,7 @@ def unflatten_action(vector: np.ndarray, layout: Sequence[dict[str, Any]]) -> An
     parts = {}
     for e in layout:
         chunk = np.asarray(vector[e["offset"]: e["offset"] + e["size"]])
-        parts[e["key"]] = int(round(float(chunk[0]))) if not e["shape"] else chunk.reshape(e["shape"])
+        parts[e["key"]] = round(float(chunk[0])) if not e["shape"] else chunk.reshape(e["shape"])
     return parts[None] if list(parts) == [None] else parts
 
 

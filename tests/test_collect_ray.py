@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_collect_standin import ENV_ID
 
 from collect.dataset import open_dataset
 from collect.rollout import CollectConfig, collect
-from test_collect_standin import ENV_ID
 
 ray = pytest.importorskip("ray")
 TESTS = str(Path(__file__).resolve().parent)

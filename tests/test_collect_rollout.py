@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_collect_standin import ENV_ID, decode_frame
 
 from collect.dataset import open_dataset
 from collect.rollout import CollectConfig, CollectError, Collector, collect, episode_seed
-from test_collect_standin import ENV_ID, decode_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +119,7 @@ def test_config_validation_messages(tmp_path):
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
     return subprocess.run([sys.executable, str(ROOT / "collect" / "rollout.py"), *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, check=False, env=env, cwd=ROOT, timeout=120)
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ limit truncates them first. Built with ``gymnasium.make("test_collect_standin:St
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
@@ -17,7 +19,7 @@ ENV_ID = "test_collect_standin:StandIn-v0"
 class StandInEnv(gym.Env):
     """RGB uint8 [8, 8, 3] frames, Discrete(4) actions, ``info["annotations"]`` every step."""
 
-    metadata = {"render_fps": 10, "render_modes": []}
+    metadata: ClassVar[dict] = {"render_fps": 10, "render_modes": []}
 
     def __init__(self) -> None:
         self.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
@@ -62,6 +64,6 @@ def test_standin_passes_check_env_and_encodes_seed_and_step():
     obs, info = env.reset(seed=11)
     assert decode_frame(obs) == (11, 0) and info["annotations"] == ["start 11"]
     for t in range(1, 5):
-        obs, r, term, trunc, info = env.step(1)
+        obs, r, term, _, info = env.step(1)
         assert decode_frame(obs) == (11, t)
     assert term and r == 1.0 and info["annotations"] == ["action 1", "goal reached"]
