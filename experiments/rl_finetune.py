@@ -1,0 +1,244 @@
+"""RL fine-tuning: stable-baselines3 PPO whose features extractor wraps an encoder (frozen or
+trainable), against SB3's own ``CnnPolicy``, with optional behavioural-cloning initialisation.
+
+History: the extractor sees the last ``n_stack`` frames through SB3's ``VecFrameStack``
+(channels stacked last, then SB3 transposes to channel-first and scales to [0, 1]); the
+extractor converts back to uint8 HWC *exactly* (``round(x * 255)``) and returns the encoder's
+feature of the newest frame with the stack as its context block. (sb3-contrib's RecurrentPPO is
+not used: it is not installed and frame stacking keeps both policies on the same algorithm.)
+
+    python -m experiments.rl_finetune --env babyai-gotolocal --encoder byog \\
+        --checkpoint runs/enc/byog --timesteps 20000 --out runs/rl/byog
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from experiments.pretrain import ExperimentError
+
+RLEncoder = Literal["cnnpolicy", "byog", "captioner", "random", "scratch", "vqvae", "units"]
+
+
+@dataclass
+class RLConfig:
+    """One PPO run."""
+
+    env: str
+    """Environment short name (``babyai-gotolocal``, ``crafter``)."""
+    out: Path
+    """Directory for ``result.json`` and ``curve.csv`` (skipped when they exist, unless --force)."""
+    encoder: RLEncoder = "cnnpolicy"
+    """``cnnpolicy`` = SB3's CnnPolicy (NatureCNN); otherwise our encoder as features extractor."""
+    checkpoint: Path | None = None
+    """Pretrained encoder dir (see experiments.action_transfer)."""
+    trainable: bool = False
+    """Train the wrapped encoder with PPO (False: frozen)."""
+    timesteps: int = 2048
+    """Environment steps of PPO."""
+    num_envs: int = 4
+    """Vector envs (DummyVecEnv)."""
+    n_stack: int = 4
+    """Frames stacked for history."""
+    n_steps: int = 128
+    """PPO rollout length per env."""
+    max_episode_steps: int = 64
+    """Episode step limit."""
+    bc_data: Path | None = None
+    """Dataset of expert episodes for BC initialisation on the policy's own log_prob (None: off)."""
+    bc_steps: int = 0
+    """BC gradient steps before PPO."""
+    seed: int = 0
+    """Seed."""
+    threads: int = 1
+    """torch CPU threads."""
+    force: bool = False
+    """Recompute even if the result exists."""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        for name in ("timesteps", "num_envs", "n_stack", "n_steps", "max_episode_steps", "threads"):
+            if getattr(self, name) < 1:
+                raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
+        if self.bc_steps and self.bc_data is None:
+            raise ExperimentError("--bc-steps needs --bc-data DIR (expert episodes to clone).")
+
+
+def sb3_to_uint8(obs: torch.Tensor, n_stack: int) -> torch.Tensor:
+    """SB3 image batch float [B, 3*n, H, W] in [0, 1] -> uint8 [B, n, H, W, 3] (exact inverse)."""
+    B, C, H, W = obs.shape
+    x = (obs * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return x.view(B, n_stack, C // n_stack, H, W).permute(0, 1, 3, 4, 2)
+
+
+def make_extractor_class():
+    """The ``BaseFeaturesExtractor`` subclass (built lazily: SB3 imports take seconds)."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class EncoderExtractor(BaseFeaturesExtractor):
+        """Wraps a :class:`~experiments.features.Featurizer`; feature of the newest frame."""
+
+        def __init__(self, observation_space: gym.spaces.Box, featurizer: Any, n_stack: int,
+                     trainable: bool) -> None:
+            super().__init__(observation_space, features_dim=int(featurizer.out_dim))
+            from experiments.features import set_trainable
+
+            self.featurizer = set_trainable(featurizer, trainable)
+            self.n_stack, self.trainable = n_stack, trainable
+
+        def forward(self, observations: torch.Tensor) -> torch.Tensor:
+            frames = sb3_to_uint8(observations, self.n_stack)  # [B, n, H, W, 3]
+            with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+                return self.featurizer.sequence(frames)[:, -1]
+
+    return EncoderExtractor
+
+
+class CurveCallback:
+    """Collects (timesteps, episode return, success) of every finished episode."""
+
+    @staticmethod
+    def make():
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class _CB(BaseCallback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.rows: list[dict[str, float]] = []
+
+            def _on_step(self) -> bool:
+                for info in self.locals.get("infos", []):
+                    ep = info.get("episode")
+                    if ep is not None:
+                        self.rows.append({"timesteps": float(self.num_timesteps), "return": float(ep["r"]),
+                                          "length": float(ep["l"]), "success": float(ep["r"] > 0)})
+                return True
+
+        return _CB()
+
+
+def make_vec_env(cfg: RLConfig):
+    """DummyVecEnv of annotated envs with VecMonitor and VecFrameStack (channels last)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecMonitor
+
+    from experiments.live import make_env
+
+    def thunk(i: int):
+        def _f():
+            env = make_env(cfg.env, cfg.max_episode_steps)
+            env.reset(seed=cfg.seed * 100 + i)
+            return env
+        return _f
+
+    venv = VecMonitor(DummyVecEnv([thunk(i) for i in range(cfg.num_envs)]))
+    venv.seed(cfg.seed)
+    return VecFrameStack(venv, n_stack=cfg.n_stack, channels_order="last")
+
+
+def bc_initialise(model: Any, cfg: RLConfig) -> float:
+    """Minimise ``-policy.get_distribution(obs).log_prob(expert actions)`` on ``cfg.bc_data``."""
+    from collect.dataset import open_dataset
+
+    ds = open_dataset(cfg.bc_data)
+    obs, acts = [], []
+    for i in range(ds.num_episodes):
+        ep = ds.episode(i)
+        fr = ep.frames  # [L, H, W, 3]
+        pad = np.zeros((cfg.n_stack - 1, *fr.shape[1:]), fr.dtype)  # VecFrameStack pads with zeros
+        full = np.concatenate([pad, fr])
+        for t in range(len(fr)):
+            if int(ep.actions[t]) < 0 or t >= len(ep.actions):
+                continue
+            stack = full[t:t + cfg.n_stack]  # [n, H, W, 3]
+            obs.append(np.concatenate(list(stack), axis=-1).transpose(2, 0, 1))  # [3n, H, W]
+            acts.append(int(ep.actions[t]))
+    x = torch.as_tensor(np.stack(obs)).float()  # uint8 values; SB3's preprocess scales by 1/255
+    y = torch.as_tensor(acts)
+    opt = model.policy.optimizer
+    rng = np.random.default_rng(cfg.seed)
+    loss = torch.zeros(())
+    for _ in range(cfg.bc_steps):
+        idx = torch.as_tensor(rng.choice(len(x), size=min(64, len(x)), replace=False))
+        loss = -model.policy.get_distribution(x[idx]).log_prob(y[idx]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def run(cfg: RLConfig) -> dict[str, Any]:
+    """Train PPO and write ``result.json`` + ``curve.csv``; returns the result dict."""
+    import os
+
+    from stable_baselines3 import PPO
+
+    torch.set_num_threads(cfg.threads)
+    os.environ.setdefault("SB3_LOGDIR", str(cfg.out / "sb3"))
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    venv = make_vec_env(cfg)
+    policy_kwargs: dict[str, Any] = {}
+    if cfg.encoder != "cnnpolicy":
+        from experiments.action_transfer import ActionTransferConfig, build_featurizer
+
+        at = ActionTransferConfig(data=cfg.out, out=cfg.out, encoder=cfg.encoder, checkpoint=cfg.checkpoint,
+                                  context=cfg.n_stack, seed=cfg.seed)
+        policy_kwargs = dict(features_extractor_class=make_extractor_class(),
+                             features_extractor_kwargs=dict(featurizer=build_featurizer(at),
+                                                            n_stack=cfg.n_stack,
+                                                            trainable=cfg.trainable or cfg.encoder == "scratch"),
+                             share_features_extractor=True)
+    model = PPO("CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
+                seed=cfg.seed, verbose=0, policy_kwargs=policy_kwargs, device="cpu",
+                tensorboard_log=None)
+    bc_loss = bc_initialise(model, cfg) if cfg.bc_steps else float("nan")
+    cb = CurveCallback.make()
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=cfg.timesteps, callback=cb)
+    seconds = time.perf_counter() - t0
+    venv.close()
+    rows = cb.rows
+    tail = rows[-max(1, len(rows) // 4):] if rows else []
+    result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+              "encoder": cfg.encoder, "env": cfg.env, "seed": cfg.seed, "rl/seconds": seconds,
+              "rl/timesteps": int(model.num_timesteps), "rl/episodes": len(rows), "rl/bc_loss": bc_loss,
+              "rl/final_return": float(np.mean([r["return"] for r in tail])) if tail else float("nan"),
+              "rl/final_success": float(np.mean([r["success"] for r in tail])) if tail else float("nan")}
+    with open(cfg.out / "curve.csv", "w") as f:
+        f.write("timesteps,return,length,success\n")
+        for r in rows:
+            f.write(f"{r['timesteps']:.0f},{r['return']:.6f},{r['length']:.0f},{r['success']:.0f}\n")
+    (cfg.out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(cfg: RLConfig) -> dict[str, Any]:
+    """Run unless ``out/result.json`` exists (resumable)."""
+    done = cfg.out / "result.json"
+    if done.is_file() and not cfg.force:
+        return json.loads(done.read_text())
+    return run(cfg)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m experiments.rl_finetune``."""
+    import tyro
+
+    try:
+        res = main(tyro.cli(RLConfig, args=argv))
+    except (ExperimentError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in res.items() if k != "config"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
