@@ -1,0 +1,120 @@
+"""Report of a study directory: ``results.csv`` (one row per cell), ``report.md`` (mean ± 95%
+CI per cell over seeds) and PNG plots (accuracy vs N per encoder; PPO return curves)."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from experiments.stats import format_ci, mean_ci
+
+COLUMNS = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "seed",
+           "offline/acc", "offline/nll", "offline/majority_acc", "live/success_rate", "live/return",
+           "live/crafter_score", "narration/event_f1", "train/seconds", "rl/final_return",
+           "rl/final_success", "rl/seconds")
+GROUP = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction")
+METRICS = ("offline/acc", "offline/nll", "live/success_rate", "live/crafter_score",
+           "narration/event_f1", "train/seconds", "rl/final_return", "rl/final_success")
+
+
+def collect_rows(root: Path) -> list[dict[str, Any]]:
+    """Every ``cell.json`` under ``root`` flattened to the :data:`COLUMNS`."""
+    rows = []
+    for f in sorted(root.rglob("cell.json")):
+        d = json.loads(f.read_text())
+        rows.append({c: d.get(c, "") for c in COLUMNS})
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table, one line per cell group, mean ± 95% CI over seeds for each metric."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[g] for g in GROUP)].append(r)
+    metrics = [m for m in METRICS if any(_num(r.get(m)) is not None for r in rows)]
+    head = "| " + " | ".join((*GROUP, *metrics)) + " |"
+    lines = [head, "|" + "---|" * (len(GROUP) + len(metrics))]
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        cells = [format_ci([v for v in (_num(r.get(m)) for r in groups[key]) if v is not None])
+                 for m in metrics]
+        lines.append("| " + " | ".join([*(str(k) for k in key), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
+    """``acc_vs_n_<env>.png`` per env and ``rl_curves.png`` from the runs' curve.csv files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    bc = [r for r in rows if r["study"] == "bc" and _num(r["offline/acc"]) is not None]
+    for env in sorted({r["env"] for r in bc}):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for enc in sorted({r["encoder"] + "/" + r["mode"] for r in bc if r["env"] == env}):
+            pts = defaultdict(list)
+            for r in bc:
+                if r["env"] == env and r["encoder"] + "/" + r["mode"] == enc:
+                    pts[int(r["n_episodes"])].append(_num(r["offline/acc"]))
+            ns = sorted(pts)
+            mc = [mean_ci(pts[n]) for n in ns]
+            ax.errorbar(ns, [m for m, _ in mc], yerr=[0 if h != h else h for _, h in mc], marker="o",
+                        capsize=3, label=enc)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="training episodes N", ylabel="held-out action accuracy", title=env)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out / f"acc_vs_n_{env}.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        written.append(p)
+    curves = sorted(root.rglob("curve.csv"))
+    if curves:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for c in curves:
+            data = list(csv.DictReader(open(c)))
+            if data:
+                ax.plot([float(d["timesteps"]) for d in data], [float(d["return"]) for d in data],
+                        alpha=0.7, label=c.parent.name)
+        ax.set(xlabel="environment steps", ylabel="episode return", title="PPO")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        p = out / "rl_curves.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        written.append(p)
+    return written
+
+
+def write_report(root: Path, command: str = "") -> str:
+    """Write results.csv, report.md and the plots under ``root``; returns the markdown."""
+    rows = collect_rows(root)
+    write_csv(rows, root / "results.csv")
+    pngs = plots(rows, root, root)
+    md = ["# Transfer study", "", f"Command: `{command}`" if command else "", "",
+          "Cells: mean ± 95% CI (Student t over seeds, n = seeds).", "", table(rows), ""]
+    md += [f"![{p.stem}]({p.name})" for p in pngs]
+    text = "\n".join(md) + "\n"
+    (root / "report.md").write_text(text)
+    return text
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x else None
+
+
+__all__ = ["COLUMNS", "collect_rows", "table", "write_report"]
