@@ -14,16 +14,22 @@ episode's buffer and is never recorded as a transition of the old one.
 
 from __future__ import annotations
 
+import os
 import sys
+
+if __package__ in (None, ""):
+    # Run as `python collect/rollout.py`: sys.path[0] is collect/, whose inspect.py would shadow
+    # the standard library's; put the repository root there instead.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
-
-if __package__ in (None, ""):  # run as `python collect/rollout.py`: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gymnasium as gym
 import numpy as np
@@ -487,6 +493,9 @@ def cli(argv: list[str] | None = None) -> int:
     except (CollectError, DatasetError, PolicyError, gym.error.Error, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished episodes are saved; rerun with --resume to continue.", file=sys.stderr)
+        return 130
     return 0
 
 
