@@ -158,6 +158,7 @@ def sb3_env(tmp_path, monkeypatch):
     return gym.make("CartPole-v1")
 
 
+@pytest.mark.slow  # importing SB3 + torch and a 64-step learn: ~4 s idle, more under load
 @pytest.mark.parametrize("algo", ["PPO", "DQN"])
 def test_sb3_policy_loads_and_matches_predict(algo, sb3_env, tmp_path):
     import stable_baselines3 as sb3

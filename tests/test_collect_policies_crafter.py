@@ -79,3 +79,39 @@ def test_scripted_beats_random_on_same_seeds(capsys):
     assert len(scripted_set) >= 8
     assert {"collect_wood", "place_table", "make_wood_pickaxe", "collect_stone",
             "make_stone_pickaxe", "collect_drink", "eat_cow"} <= scripted_set
+
+
+def test_inferred_facing_matches_the_simulator():
+    """Without `player_facing` in info the policy infers it from its moves; check it every step."""
+    from collect.policies.crafter_scripted import CrafterScriptedPolicy
+
+    env = _NoRenderCrafter(seed=3, length=300)
+    env.reset()
+    obs, _, _, info = env.step(0)
+    policy = CrafterScriptedPolicy(env, seed=0)
+    policy.reset(obs, info)
+    for _ in range(250):
+        action = policy.act(obs, info)
+        assert policy._facing == tuple(env._player.facing) or env._player.sleeping
+        obs, _, done, info = env.step(action)
+        if done:
+            break
+    assert info["achievements"]["collect_wood"] > 0
+
+
+def test_scripted_on_byog_crafter_env_states_its_goal():
+    byog_env = pytest.importorskip("byog_env")
+    from collect.policies import make_policy
+
+    env = byog_env.make("crafter")
+    policy = make_policy("crafter-scripted", env, seed=0)
+    obs, info = env.reset(seed=1)
+    policy.reset(obs, info)
+    goals = set()
+    for _ in range(120):
+        obs, _, term, trunc, info = env.step(policy.act(obs, info))
+        goals.update(policy.intent())
+        if term or trunc:
+            break
+    assert info["achievements"]["collect_wood"] > 0 and info["achievements"]["place_table"] > 0
+    assert {"collect wood", "place a table"} <= goals

@@ -108,6 +108,7 @@ class CrafterScriptedPolicy(Policy):
         self._inv = info["inventory"]
         self._pos = (int(info["player_pos"][0]), int(info["player_pos"][1]))
         self._ach = info.get("achievements", {})
+        self._info = info
         action = self._decide()
         self._last_action = action
         self._last_health = self._inv["health"]
@@ -125,6 +126,9 @@ class CrafterScriptedPolicy(Policy):
     def _decide(self) -> int:
         inv = self._inv
         hurt = self._last_health is not None and inv["health"] < self._last_health
+        if "sleeping" in self._info:  # the env says whether the player sleeps: trust it
+            self._sleeping = bool(self._info["sleeping"]) or (
+                self._sleeping and self._last_action == A["sleep"] and not hurt)
         if self._sleeping:
             if inv["energy"] < MAX_ITEM and not hurt:
                 self._goal = "sleep until rested"
