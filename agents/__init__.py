@@ -1,1 +1,22 @@
-"""agents package."""
+"""agents package: the BYOG model (``agents.model.BYOGAgent``), its config, text and encoders.
+
+Heavy names are imported lazily so ``import agents.obs`` / ``agents.text`` stay cheap.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "BYOGAgent": "agents.model",
+    "ModelConfig": "agents.config",
+    "make_model_config": "agents.config",
+    "ModelError": "agents.lm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

@@ -95,6 +95,9 @@ class ScheduleConfig:
     """Shape of the decay after warm-up."""
     min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of the peak."""
+    total_steps: int | None = None
+    """Horizon of the decay (None = the run's ``steps``); set it to stop early on purpose and
+    resume later on the same schedule."""
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
@@ -103,6 +106,8 @@ class ScheduleConfig:
             raise TrainError(f"schedule.decay must be cosine, linear or constant, got {self.decay!r}.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TrainError(f"schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
+        if self.total_steps is not None and self.total_steps < 1:
+            raise TrainError(f"schedule.total_steps must be >= 1 or None, got {self.total_steps}.")
 
 
 @dataclass

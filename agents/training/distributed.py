@@ -90,6 +90,22 @@ def mean_over_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float
     return {k: float(v) / info.world for k, v in zip(keys, t.tolist())}
 
 
+def weight_hashes(module: nn.Module, info: DistInfo) -> list[str]:
+    """A digest of ``module``'s parameters and buffers on every rank (rank order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    mine = h.hexdigest()[:16]
+    if not info.active:
+        return [mine]
+    out: list[str] = [""] * info.world
+    dist.all_gather_object(out, mine)
+    return out
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every rank."""
     if info.active:

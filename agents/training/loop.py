@@ -28,6 +28,7 @@ from agents.training.distributed import (
     barrier,
     broadcast_module,
     init_distributed,
+    weight_hashes,
     mean_over_ranks,
     shutdown,
 )
@@ -69,8 +70,9 @@ def lr_factor(step: int, total: int, warmup: int, decay: str, min_ratio: float) 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """The schedule of ``cfg.schedule`` over ``cfg.steps``."""
     s = cfg.schedule
+    total = s.total_steps or cfg.steps
     return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: lr_factor(step, cfg.steps, s.warmup_steps, s.decay, s.min_lr_ratio))
+        opt, lambda step: lr_factor(step, total, s.warmup_steps, s.decay, s.min_lr_ratio))
 
 
 # comparing a resumed run's config with its checkpoint's: these may change between segments
@@ -276,10 +278,13 @@ def _loop(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBun
     train_time = time.perf_counter() - t_start
     last_ckpt = save(step)
     final = evaluate(step, final=True)
+    hashes = weight_hashes(agent, info)
     summary = None
     if info.is_main:
         summary = _summary(cfg, log, final, identity, data, agent, info, step, start_step,
                            elapsed + train_time, waited, busy, last_ckpt)
+        summary["weight_hash"] = hashes[0]
+        summary["ranks_identical"] = len(set(hashes)) == 1
         if cfg.logging.plots:
             summary["plots"] = [str(p) for p in plot_curves(log, run / "plots")]
         (run / SUMMARY).write_text(json.dumps(_finite(summary), indent=2))

@@ -1,0 +1,247 @@
+"""The training pipeline: config layering, bad-input errors, episode split, labels, tokenizer
+leak-freedom, sampler sharding, schedule, and one smoke run of the CLI on collected Crafter data.
+
+``synthetic_dataset`` (also used by test_checkpoint.py and test_ddp.py) writes a small dataset
+through the collector's writer in well under a second: episode i's annotations mention the word
+``thing{i}``, so the tokenizer's vocabulary shows exactly which episodes it read.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from agents.training.config import TrainConfig, TrainError, config_from_dict, parse_args
+from agents.training.data import ResumableSampler, build_data, labelled_episodes
+from agents.training.loop import lr_factor
+from collect.writer import DatasetWriter
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def synthetic_dataset(path: Path, *, episodes: int = 6, length: int = 24, size: int = 16,
+                      env: str = "synthetic", seed: int = 0) -> Path:
+    """A dataset whose frames encode (episode, step) and whose annotations name the episode."""
+    rng = np.random.default_rng(seed)
+    w = DatasetWriter(path, {"env": env, "env_id": env,
+                             "action_space": {"type": "Discrete", "n": 4, "start": 0}})
+    for i in range(episodes):
+        frames = rng.integers(0, 255, (length, size, size, 3), dtype=np.uint8)
+        frames[:, 0, 0, 0] = i
+        ann = [[f"saw thing{i}"] if t % 3 == 0 else ([] if t % 3 == 1 else ["wood in view"])
+               for t in range(length)]
+        w.write_episode(i, frames, rng.integers(0, 4, length - 1), annotations=ann, seed=i)
+    w.finalize(frame_shape=[size, size, 3])
+    return path
+
+
+def tiny_args(data: Path, out: Path, steps: int = 4, *extra: str) -> list[str]:
+    """CLI flags for a seconds-long CPU run of the tiny model on a synthetic dataset."""
+    return ["--data", str(data), "--out", str(out), "--steps", str(steps),
+            "--loader.window", "8", "--loader.batch_size", "4", "--loader.num_workers", "0",
+            "--loader.val_fraction", "0.34", "--logging.no-progress",
+            "--logging.examples", "0", "--logging.val_batches", "1", "--logging.eval_every", "0",
+            "--logging.no-plots", "--logging.no-tensorboard",
+            "--model.lm.hidden_size", "32", "--model.lm.num_heads", "2",
+            "--model.lm.intermediate_size", "64", "--model.obs.cnn_channels", "8", "8",
+            "--model.obs.out_dim", "32", "--model.text.tokens_per_frame", "4",
+            "--schedule.warmup_steps", "2", "--threads", "1", *extra]
+
+
+# ----------------------------------------------------------------------------- config
+def test_yaml_then_cli_layering_and_separate_axes(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"preset": "captioner", "steps": 7, "optim": {"lr": 0.005},
+                                 "model": {"lm": {"num_layers": 3}, "obs": {"kind": "vqvae"}}}))
+    cfg = parse_args(["--config", str(f), "--data", "d", "--out", "o", "--optim.lr", "0.002",
+                      "--size", "small", "--model.loss.w_ground", "0.5"])
+    assert (cfg.preset, cfg.size, cfg.steps) == ("captioner", "small", 7)
+    assert cfg.optim.lr == 0.002                       # CLI beats YAML
+    assert cfg.model.loss.w_byog == 0.0                # from the preset (YAML)
+    assert cfg.model.loss.w_ground == 0.5              # dotted CLI flag
+    assert cfg.model.lm.num_layers == 3                # YAML beats the size default
+    assert cfg.model.lm.hidden_size == 256             # size axis: small
+    assert cfg.model.obs.kind == "vqvae"
+    # the CLI preset wins over the YAML one; the other axis is untouched
+    cfg2 = parse_args(["--config", str(f), "--data", "d", "--out", "o", "--preset", "byog-xattn"])
+    assert cfg2.model.fusion == "xattn" and cfg2.model.loss.w_byog == 1.0 and cfg2.size == "tiny"
+    # defaults are the laptop ones
+    d = parse_args(["--data", "d", "--out", "o"])
+    assert d.model.lm.hidden_size == 64 and d.preset == "byog" and d.loader.num_workers >= 0
+
+
+def test_saved_config_round_trips(tmp_path):
+    from agents.training.config import config_to_dict, save_yaml
+
+    cfg = parse_args(["--data", "d", "--out", "o", "--preset", "byog-parallel",
+                      "--model.predictor.horizon", "3", "--loader.window", "12"])
+    save_yaml(cfg, tmp_path / "config.yaml")
+    again = parse_args(["--config", str(tmp_path / "config.yaml")])
+    assert config_to_dict(again) == config_to_dict(cfg)
+    assert again.model.predictor.mode == "parallel" and again.model.predictor.horizon == 3
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"preset": "byog-foo"}, "Unknown preset 'byog-foo'"),
+    ({"optim": {"learning_rate": 1}}, "Unknown option 'learning_rate' in optim"),
+    ({"optim": {"lr": -1}}, "optim.lr must be > 0"),
+    ({"label_fraction": 1.5}, "label_fraction must be in [0, 1]"),
+    ({"model": {"lm": {"hidden_size": 30, "num_heads": 4}}}, "divisible"),
+])
+def test_bad_config_values_name_the_problem(bad, message):
+    with pytest.raises(TrainError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config_from_dict(bad)
+
+
+def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
+    from agents.train import cli
+
+    ds = tmp_path / "nothere"
+    assert cli(["--data", str(ds), "--out", str(tmp_path / "r"), "--preset", "byog-lorax"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown preset 'byog-lorax'" in err and "byog-lora" in err and "Traceback" not in err
+    assert cli(["--data", str(ds), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err and str(ds) in err and len(err.splitlines()) == 1
+    assert cli(["--out", str(tmp_path / "r")]) == 2
+    assert "--data DIR" in capsys.readouterr().err
+    assert cli(["--data", "x", "--out", "y", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "Config file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # unknown flag: tyro's own message, exit code 2
+        cli(["--data", "x", "--out", "y", "--optim.learning_rate", "1"])
+    assert e.value.code == 2
+
+
+def test_resume_without_checkpoint_and_overwrite_are_refused(tmp_path, capsys):
+    from agents.train import cli
+
+    data = synthetic_dataset(tmp_path / "ds")
+    assert cli(tiny_args(data, tmp_path / "run", 2, "--resume")) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- data
+def test_split_by_episode_labels_and_tokenizer_see_only_labelled_training(tmp_path):
+    from agents.training.config import LoaderConfig
+
+    data = synthetic_dataset(tmp_path / "ds", episodes=10, length=20)
+    cfg = LoaderConfig(window=8, stride=4, val_fraction=0.3, split_seed=1, num_workers=0)
+    b = build_data(str(data), cfg, label_fraction=0.5, label_seed=3)
+    assert len(b.val_ids) == 3 and len(b.train_ids) == 7
+    assert not set(b.train_ids) & set(b.val_ids)
+    assert b.labelled_ids == labelled_episodes(b.train_ids, 0.5, 3)
+    assert len(b.labelled_ids) == 4 and set(b.labelled_ids) <= set(b.train_ids)
+    # windows never cross the split; labelled flags follow the episode
+    train_eps = {b.train.index[i][0] for i in range(len(b.train))}
+    val_eps = {b.val.index[i][0] for i in range(len(b.val))}
+    assert train_eps == set(b.train_ids) and val_eps == set(b.val_ids)
+    for i in range(0, len(b.train), 3):
+        item = b.train[i]
+        assert bool(item["labelled"]) == (b.train.index[i][0] in b.labelled_ids)
+        assert item["frames"].shape == (8, 16, 16, 3)
+    assert not any(bool(b.val[i]["labelled"]) for i in range(len(b.val)))
+    # the tokenizer knows thing{i} exactly for the labelled training episodes
+    vocab = b.tokenizer.get_vocab()
+    for i in range(10):
+        assert (f"▁thing{i}" in vocab) == (i in b.labelled_ids), i
+    # fixed seeds: the same choice again, another seed another choice
+    assert labelled_episodes(b.train_ids, 0.5, 3) == b.labelled_ids
+    assert labelled_episodes(list(range(100)), 0.5, 4) != labelled_episodes(list(range(100)), 0.5, 3)
+    assert labelled_episodes(b.train_ids, 0.0, 3) == [] and len(labelled_episodes([5], 0.1, 0)) == 1
+
+
+def test_sampler_ranks_split_the_same_global_batch_and_resume_mid_epoch():
+    n, B, W = 23, 4, 2
+    data = list(range(n))
+    single = list(ResumableSampler(data, num_replicas=1, rank=0, seed=5))
+    ranks = [list(ResumableSampler(data, num_replicas=W, rank=r, seed=5)) for r in range(W)]
+    local = B // W
+    for j in range(n // B):
+        shards = sorted(x for r in range(W) for x in ranks[r][j * local:(j + 1) * local])
+        assert shards == sorted(single[j * B:(j + 1) * B])
+    s = ResumableSampler(data, num_replicas=1, rank=0, seed=5)
+    s.set_position(0, 8)
+    assert list(s) == single[8:] and len(s) == n - 8
+    s.set_position(1, 0)
+    assert list(s) != single and sorted(s) == data
+
+
+def test_lr_schedule_warmup_and_decay():
+    assert lr_factor(0, 100, 10, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "cosine", 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10, "cosine", 0.1) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "cosine", 0.1) == pytest.approx(0.55)
+    assert lr_factor(100, 100, 10, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(55, 100, 10, "linear", 0.0) == pytest.approx(0.5)
+    assert lr_factor(70, 100, 0, "constant", 0.1) == 1.0
+
+
+def test_training_too_few_windows_is_a_clear_error(tmp_path, capsys):
+    from agents.train import cli
+
+    data = synthetic_dataset(tmp_path / "ds", episodes=3, length=8)
+    assert cli(tiny_args(data, tmp_path / "run", 2, "--loader.batch_size", "16")) == 2
+    assert "training windows for a batch of 16" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- smoke
+@pytest.fixture(scope="session")
+def crafter_dataset(tmp_path_factory) -> Path:
+    """3 short random Crafter episodes written by the real collector."""
+    from collect.rollout import CollectConfig, collect
+
+    out = tmp_path_factory.getbasetemp() / "crafter_tiny"
+    if not (out / "meta" / "info.json").is_file():
+        collect(CollectConfig(env="crafter", out=out, policy="random", episodes=3,
+                              max_episode_steps=40, vector_mode="sync", progress=False))
+    return out
+
+
+@pytest.mark.slow
+def test_cli_smoke_run_on_collected_crafter(crafter_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = tiny_args(crafter_dataset, run, 6, "--logging.plots",
+                     "--logging.tensorboard", "--logging.eval_every", "3",
+                     "--logging.examples", "1", "--checkpoint.every", "3",
+                     "--checkpoint.keep_last", "1", "--logging.log_every", "1")
+    proc = subprocess.run([PY, "agents/train.py", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "true:" in proc.stdout + proc.stderr and "narrated:" in proc.stdout + proc.stderr
+    s = json.loads((run / "summary.json").read_text())
+    for key in ("val_token_accuracy", "val_majority_token_accuracy", "val_event_f1",
+                "val_prefix_gain", "wall_clock_s", "frames_per_s", "data_wait_frac"):
+        assert isinstance(s[key], float) and math.isfinite(s[key]), key
+    assert 0 <= s["val_token_accuracy"] <= 1 and 0 < s["val_majority_token_accuracy"] <= 1
+    assert s["steps"] == 6 and s["episodes"]["val"] == 1 and s["episodes"]["train"] == 2
+    assert s["dataset"]["env_id"] == "crafter" and s["dataset"]["frame_shape"] == [64, 64, 3]
+    assert math.isfinite(s["train"]["loss/total"]) and s["ranks_identical"]
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["steps"] == 6 and cfg["model"]["lm"]["hidden_size"] == 32
+    ckpts = sorted((run / "checkpoints").iterdir())
+    assert [c.name for c in ckpts] == ["step_000006"]  # keep_last 1, no temp dirs left
+    files = {p.relative_to(ckpts[0]).as_posix() for p in ckpts[0].rglob("*") if p.is_file()}
+    assert {"agent/model.safetensors", "agent/model_config.json", "agent/tokenizer/tokenizer.json",
+            "trainer_state.pt", "meta.json"} <= files
+    meta = json.loads((ckpts[0] / "meta.json").read_text())
+    assert meta["step"] == 6 and meta["dataset"]["vocab_hash"] and meta["dataset"]["action_space"]["n"] == 17
+    assert {p.name for p in (run / "plots").glob("*.png")} >= {"losses.png", "validation.png"}
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss/total" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if "val/token_accuracy" in r] == [3, 6]
+    # the script form rejects a bad preset with one line and exit code 2
+    bad = subprocess.run([PY, "agents/train.py", "--data", str(crafter_dataset), "--out",
+                          str(tmp_path / "x"), "--preset", "captioneer"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "Did you mean 'captioner'" in bad.stderr
+
