@@ -92,6 +92,10 @@ class Dataset:
         if validate:
             self.validate(deep=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Open file handles stay behind: each process (DataLoader worker) opens its own.
+        return {**self.__dict__, "_files": {}}
+
     # ---------------------------------------------------------------- basic facts
     @property
     def num_episodes(self) -> int:
@@ -305,6 +309,10 @@ class WindowDataset:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Decoded blocks stay behind: a worker process starts with an empty cache.
+        return {**self.__dict__, "_cache": OrderedDict(), "_groups": {}}
 
     def _group_starts(self, pos: int) -> np.ndarray:
         starts = self._groups.get(pos)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import gymnasium as gym
@@ -209,8 +210,12 @@ def test_collate_and_dataloader_workers(dataset):
     assert batch["frames"].shape == (2, 8, 6, 5, 3) and batch["valid"].sum().item() == 5 + 3
     assert batch["episode_index"].tolist() == [0, 2] and len(batch["annotations"]) == 2
     assert len(batch["annotations"][0]) == 8
-    loader = torch.utils.data.DataLoader(WindowDataset(path, window=16), batch_size=4, num_workers=2,
-                                         collate_fn=collate_windows)
+    windows = WindowDataset(path, window=16)
+    first = windows[0]  # opens files and fills the cache in this process
+    clone = pickle.loads(pickle.dumps(windows))  # what a spawned worker receives
+    assert not clone._cache and not clone.dataset._files
+    assert torch.equal(clone[0]["frames"], first["frames"])
+    loader = torch.utils.data.DataLoader(windows, batch_size=4, num_workers=2, collate_fn=collate_windows)
     total = sum(int(b["valid"].sum()) for b in loader)
     assert total == sum(LENGTHS)
 
