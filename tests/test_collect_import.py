@@ -115,6 +115,12 @@ def test_import_vpt_bad_jsonl(vpt_dir, tmp_path):
         import_vpt(vpt_dir, tmp_path / "ds")
 
 
+def test_import_vpt_corrupt_video(vpt_dir, tmp_path):
+    (vpt_dir / "player-1.mp4").write_bytes(b"\x00" * 64)
+    with pytest.raises(ImporterError, match="no decodable frames|Cannot open video"):
+        import_vpt(vpt_dir, tmp_path / "ds")
+
+
 def action_layout_from_info(info):
     return info["action_space"]["layout"]
 
@@ -214,8 +220,17 @@ def test_minari_export_raw_frames_and_round_trip(byog_dataset, tmp_path):
 
 
 def test_minari_import_errors(tmp_path):
+    import gymnasium as gym
+    from minari.dataset.minari_storage import MinariStorage
+
     with pytest.raises(ImporterError, match="neither a Minari dataset directory"):
         import_minari(tmp_path / "nothing", tmp_path / "out")
+    (tmp_path / "vec").mkdir()
+    storage = MinariStorage.new(tmp_path / "vec" / "data", observation_space=gym.spaces.Box(-1, 1, (4,)),
+                                action_space=gym.spaces.Discrete(2), data_format="arrow")
+    storage.update_metadata({"dataset_id": "test/vec-v0", "minari_version": "0.4.3"})
+    with pytest.raises(ImporterError, match="holds no RGB frames"):
+        import_minari(tmp_path / "vec", tmp_path / "out")
 
 
 def test_mp4_export(byog_dataset, tmp_path, capsys):

@@ -129,6 +129,9 @@ def convert_recording(
         last_hotbar = hotbar
         frame = next(frame_iter, None)  # read even for null actions, to stay in sync
         if frame is None:
+            if i == 0:
+                raise ImporterError(
+                    f"{video} has no decodable frames; the video is corrupt or empty (re-download it).")
             missing = len(steps) - i
             break
         if is_null and not keep_null:
