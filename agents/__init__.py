@@ -11,6 +11,7 @@ _LAZY = {
     "ModelConfig": "agents.config",
     "make_model_config": "agents.config",
     "ModelError": "agents.lm",
+    "load_agent": "agents.training.checkpoint",
 }
 
 

@@ -151,6 +151,19 @@ class TokenLM(nn.Module):
         extra = h @ self.delta_out.T  # [..., n_special]
         return z.index_add(-1, self.special_ids, extra)
 
+    def _rope(self, h: torch.Tensor, start: int, L: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE (cos, sin) for positions start..start+L-1, from a table built once (sampling
+        calls the model once per position; rebuilding the table each time is pure overhead)."""
+        tab = getattr(self, "_rope_table", None)
+        if tab is None or tab[0].shape[1] < start + L or tab[0].device != h.device \
+                or tab[0].dtype != h.dtype:
+            n = max(start + L, 1024)
+            pos = torch.arange(n, device=h.device).unsqueeze(0)
+            with torch.no_grad():
+                tab = self.core.gpt_neox.rotary_emb(h, position_ids=pos)
+            object.__setattr__(self, "_rope_table", tab)
+        return tab[0][:, start:start + L], tab[1][:, start:start + L]
+
     def new_cache(self) -> DynamicCache:
         return DynamicCache(config=self.core.config)
 
@@ -186,7 +199,7 @@ class TokenLM(nn.Module):
             kpos = torch.arange(start + L, device=x.device)[None, :]
             mask = (kpos <= q)[None, None]  # [1, 1, L, start+L]
         h = gpt.emb_dropout(x)
-        pe = gpt.rotary_emb(h, position_ids=pos)
+        pe = self._rope(h, start, L)
         for i, layer in enumerate(gpt.layers):
             if layer_hook is not None:
                 h = layer_hook(i, h)
