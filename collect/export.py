@@ -22,7 +22,7 @@ import tyro
 from tqdm import tqdm
 
 from collect.dataset import DatasetError, open_dataset
-from collect.importers.common import run_subcommand_cli
+from collect.importers.common import ImporterError, require_minari, run_subcommand_cli
 
 
 class ExportError(Exception):
@@ -45,7 +45,10 @@ def export_minari(src: str | Path, out: str | Path, dataset_id: str | None = Non
     Returns:
         The Minari data directory (`minari.MinariDataset(path)` opens it).
     """
-    import minari
+    try:
+        minari = require_minari()
+    except ImporterError as exc:
+        raise ExportError(str(exc)) from None
     from minari.data_collector.episode_buffer import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
 

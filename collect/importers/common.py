@@ -13,6 +13,15 @@ class ImporterError(Exception):
     """Input files are missing or malformed; the message names the file and the fix."""
 
 
+def require_minari() -> Any:
+    """Imports minari, or fails with the install command (it is an optional dependency)."""
+    try:
+        import minari
+    except ImportError:
+        raise ImporterError('Minari import/export needs minari: pip install "minari>=0.5".') from None
+    return minari
+
+
 def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resizes an RGB frame to `size` = (height, width) with INTER_LINEAR, as VPT does.
 

@@ -15,14 +15,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from collect.importers.common import ImporterError
+from collect.importers.common import ImporterError, require_minari
 
 IMAGE_KEYS = ("image", "pixels", "pov", "rgb")
 
 
 def open_minari(src: str | Path) -> Any:
     """Opens a local Minari dataset from its `data/` directory, its root, or its id (no download)."""
-    import minari
+    minari = require_minari()
     from minari.dataset.minari_storage import METADATA_FILE_NAME
 
     path = Path(src)
