@@ -21,7 +21,7 @@ over hundreds of steps, across fresh env instances). Remaining caveat: world gen
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -118,7 +118,7 @@ def _simulator_classes():
             self._local_view = _LocalView(self._world, self._textures, grid)
             self._sem_view = engine.SemanticView(self._world, self._sem_view_types)
 
-        _sem_view_types = [
+        _sem_view_types: ClassVar[list] = [
             crafter.objects.Player, crafter.objects.Cow, crafter.objects.Zombie,
             crafter.objects.Skeleton, crafter.objects.Arrow, crafter.objects.Plant,
         ]
@@ -181,7 +181,7 @@ class CrafterEnv(gym.Env):
     ``reward`` (Crafter's unmasked reward).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
         self, size: int = 64, length: int = 10_000, reward: bool = True,

@@ -7,7 +7,7 @@ command, while the observation conversion and :class:`MineRLAnnotator` work on p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import gymnasium as gym
@@ -94,7 +94,7 @@ class MineRLEnv(gym.Env):
     :func:`minerl_info` of the observation (inventory, mainhand, vitals, biome, stats).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, env: Any, size: int = 64, render_mode: str | None = "rgb_array") -> None:
         self._env, self.size, self.render_mode = env, int(size), render_mode

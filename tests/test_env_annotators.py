@@ -4,7 +4,11 @@ import pytest
 
 from byog_env import parse_event
 from byog_env.annotators import (
-    CrafterAnnotator, GenericAnnotator, MineRLAnnotator, MiniGridAnnotator, info_from_inventory,
+    CrafterAnnotator,
+    GenericAnnotator,
+    MineRLAnnotator,
+    MiniGridAnnotator,
+    info_from_inventory,
     minerl_info,
 )
 from byog_env.annotators.crafter import SEMANTIC_IDS
@@ -36,32 +40,32 @@ def test_crafter_reset_reports_view_and_facing():
 
 
 @pytest.mark.parametrize("before,after,expected", [
-    (dict(), dict(inv={"wood": 1}, ach={"collect_wood": 1}),
+    ({}, {"inv": {"wood": 1}, "ach": {"collect_wood": 1}},
      ["achievement collect wood", "collected 1 wood"]),
-    (dict(inv={"wood": 3}, ach={"collect_wood": 1}), dict(inv={"wood": 4}, ach={"collect_wood": 2}),
+    ({"inv": {"wood": 3}, "ach": {"collect_wood": 1}}, {"inv": {"wood": 4}, "ach": {"collect_wood": 2}},
      ["collected 1 wood"]),
-    (dict(inv={"wood": 2}), dict(inv={"wood": 1, "wood_pickaxe": 1}, ach={"make_wood_pickaxe": 1}),
+    ({"inv": {"wood": 2}}, {"inv": {"wood": 1, "wood_pickaxe": 1}, "ach": {"make_wood_pickaxe": 1}},
      ["achievement make wood pickaxe", "made wood pickaxe", "lost 1 wood"]),
-    (dict(inv={"wood": 1}, ach={"place_table": 1}), dict(ach={"place_table": 2}),
+    ({"inv": {"wood": 1}, "ach": {"place_table": 1}}, {"ach": {"place_table": 2}},
      ["placed table", "lost 1 wood"]),
-    (dict(inv={"sapling": 1}), dict(ach={"place_plant": 1}),
+    ({"inv": {"sapling": 1}}, {"ach": {"place_plant": 1}},
      ["achievement place plant", "placed plant", "lost 1 sapling"]),
-    (dict(inv={"food": 3}), dict(inv={"food": 9}, ach={"eat_cow": 1}), ["achievement eat cow", "ate cow"]),
-    (dict(inv={"drink": 5}, ach={"collect_drink": 2}), dict(inv={"drink": 6}, ach={"collect_drink": 3}),
+    ({"inv": {"food": 3}}, {"inv": {"food": 9}, "ach": {"eat_cow": 1}}, ["achievement eat cow", "ate cow"]),
+    ({"inv": {"drink": 5}, "ach": {"collect_drink": 2}}, {"inv": {"drink": 6}, "ach": {"collect_drink": 3}},
      ["drank water"]),
-    (dict(), dict(ach={"defeat_zombie": 1}), ["achievement defeat zombie", "defeated zombie"]),
-    (dict(), dict(inv={"health": 7, "food": 8, "drink": 8, "energy": 8}),
+    ({}, {"ach": {"defeat_zombie": 1}}, ["achievement defeat zombie", "defeated zombie"]),
+    ({}, {"inv": {"health": 7, "food": 8, "drink": 8, "energy": 8}},
      ["health dropped", "food dropped", "drink dropped", "energy dropped"]),
-    (dict(inv={"health": 5, "energy": 3}), dict(inv={"health": 6, "energy": 4}),
+    ({"inv": {"health": 5, "energy": 3}}, {"inv": {"health": 6, "energy": 4}},
      ["health rose", "energy rose"]),
-    (dict(), dict(sleeping=True), ["fell asleep"]),
-    (dict(sleeping=True), dict(ach={"wake_up": 1}), ["achievement wake up", "woke up"]),
-    (dict(), dict(things=[("zombie", 2, 1)]), ["zombie in view"]),
-    (dict(things=[("skeleton", -4, 3)]), dict(), ["skeleton out of view"]),
-    (dict(things=[("zombie", 1, 1)]), dict(things=[("zombie", 0, 1)]), ["facing zombie"]),
-    (dict(things=[("tree", 1, 0)]), dict(things=[("tree", 1, 0)], facing=(1, 0)), ["facing tree"]),
-    (dict(inv={"health": 2}), dict(inv={"health": 0}, discount=0.0), ["health dropped", "died"]),
-    (dict(), dict(), []),
+    ({}, {"sleeping": True}, ["fell asleep"]),
+    ({"sleeping": True}, {"ach": {"wake_up": 1}}, ["achievement wake up", "woke up"]),
+    ({}, {"things": [("zombie", 2, 1)]}, ["zombie in view"]),
+    ({"things": [("skeleton", -4, 3)]}, {}, ["skeleton out of view"]),
+    ({"things": [("zombie", 1, 1)]}, {"things": [("zombie", 0, 1)]}, ["facing zombie"]),
+    ({"things": [("tree", 1, 0)]}, {"things": [("tree", 1, 0)], "facing": (1, 0)}, ["facing tree"]),
+    ({"inv": {"health": 2}}, {"inv": {"health": 0}, "discount": 0.0}, ["health dropped", "died"]),
+    ({}, {}, []),
 ])
 def test_crafter_events(before, after, expected):
     out = CrafterAnnotator()(crafter_info(**before), 0, crafter_info(**after))
@@ -86,19 +90,19 @@ def grid_info(**kw):
 
 
 @pytest.mark.parametrize("before,after,expected", [
-    (None, dict(front="red ball"), ["mission pick up the red ball", "facing red ball"]),
-    (dict(front="red ball"), dict(carrying="red ball"), ["picked up red ball"]),
-    (dict(carrying="blue key"), dict(front="blue key"), ["dropped blue key", "facing blue key"]),
-    (dict(front="wall"), dict(front="grey box"), ["facing grey box"]),
-    (dict(front="grey box"), dict(front="wall"), []),
-    (dict(), dict(doors={10: "yellow open", 20: "red closed"}), ["unlocked yellow door"]),
-    (dict(), dict(doors={10: "yellow locked", 20: "red open"}), ["opened red door"]),
-    (dict(doors={20: "red open"}), dict(doors={20: "red closed"}), ["closed red door"]),
-    (dict(doors={20: "red closed"}), dict(doors={20: "red locked"}), ["locked red door"]),
-    (dict(front="goal"), dict(front="goal", reward=0.9, terminated=True),
+    (None, {"front": "red ball"}, ["mission pick up the red ball", "facing red ball"]),
+    ({"front": "red ball"}, {"carrying": "red ball"}, ["picked up red ball"]),
+    ({"carrying": "blue key"}, {"front": "blue key"}, ["dropped blue key", "facing blue key"]),
+    ({"front": "wall"}, {"front": "grey box"}, ["facing grey box"]),
+    ({"front": "grey box"}, {"front": "wall"}, []),
+    ({}, {"doors": {10: "yellow open", 20: "red closed"}}, ["unlocked yellow door"]),
+    ({}, {"doors": {10: "yellow locked", 20: "red open"}}, ["opened red door"]),
+    ({"doors": {20: "red open"}}, {"doors": {20: "red closed"}}, ["closed red door"]),
+    ({"doors": {20: "red closed"}}, {"doors": {20: "red locked"}}, ["locked red door"]),
+    ({"front": "goal"}, {"front": "goal", "reward": 0.9, "terminated": True},
      ["reached the goal", "episode ended"]),
-    (dict(), dict(terminated=True), ["episode ended"]),
-    (dict(), dict(truncated=True), ["time ran out"]),
+    ({}, {"terminated": True}, ["episode ended"]),
+    ({}, {"truncated": True}, ["time ran out"]),
 ])
 def test_minigrid_events(before, after, expected):
     prev = None if before is None else grid_info(**before)
@@ -106,10 +110,10 @@ def test_minigrid_events(before, after, expected):
 
 
 @pytest.mark.parametrize("info,expected", [
-    (dict(reward=1.0), ["got reward"]),
-    (dict(reward=-0.5, terminated=True), ["got penalty", "episode ended"]),
-    (dict(reward=0.0, truncated=True), ["time ran out"]),
-    (dict(reward=0.0), []),
+    ({"reward": 1.0}, ["got reward"]),
+    ({"reward": -0.5, "terminated": True}, ["got penalty", "episode ended"]),
+    ({"reward": 0.0, "truncated": True}, ["time ran out"]),
+    ({"reward": 0.0}, []),
 ])
 def test_generic_events(info, expected):
     assert GenericAnnotator()({}, 0, info) == expected

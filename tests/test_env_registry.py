@@ -26,7 +26,7 @@ def test_cli_lists_names():
     out = subprocess.run([sys.executable, "-m", "byog_env", "list"], capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == byog_env.list_envs()
-    bad = subprocess.run([sys.executable, "-m", "byog_env", "nope"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "byog_env", "nope"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "usage" in bad.stderr
 
 
@@ -79,7 +79,7 @@ def test_grid_env_contract_and_determinism(name, view):
         assert obs.shape == (64, 64, 3) and info["annotations"][0] == f"mission {info['mission']}"
         rng, frames, anns = np.random.default_rng(0), [obs], [info["annotations"]]
         for _ in range(60):
-            obs, r, te, tr, info = env.step(int(rng.integers(6)))
+            obs, _r, te, tr, info = env.step(int(rng.integers(6)))
             frames.append(obs)
             anns.append(info["annotations"])
             if te or tr:
@@ -92,11 +92,11 @@ def test_babyai_bot_on_unwrapped_reaches_goal(capsys):
     from minigrid.utils.baby_ai_bot import BabyAIBot
 
     env = byog_env.make("babyai-gotolocal", max_episode_steps=64)
-    obs, info = env.reset(seed=1)
+    _, info = env.reset(seed=1)
     bot = BabyAIBot(env.unwrapped)
     events = []
     for _ in range(64):
-        obs, r, te, tr, info = env.step(bot.replan())
+        _obs, _r, te, tr, info = env.step(bot.replan())
         events += info["annotations"]
         if te or tr:
             break
@@ -124,6 +124,6 @@ def test_check_env_every_listed_grid_env():
         for name in GRID_NAMES:
             try:
                 check_env(byog_env.make(name), skip_render_check=True)
-            except Exception as err:  # collect all failures into one message
+            except Exception as err:  # noqa: BLE001  (collect all failures into one message)
                 failures[name] = repr(err)
     assert not failures, failures
