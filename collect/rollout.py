@@ -182,6 +182,40 @@ def unbatch_info(infos: dict[str, Any], j: int) -> dict[str, Any]:
     return out
 
 
+class SingleEnv:
+    """One env behind the subset of the vector-env API the collector uses, without batching.
+
+    Same NextStep autoreset semantics as gymnasium's vector envs (the call after a done resets
+    and ignores its action), but observations and infos stay per-env lists, which spares the
+    one-env collector gymnasium's info batching and unbatching.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        self.envs = [env]
+        self.num_envs = 1
+        self.single_action_space = env.action_space
+        self._needs_reset = False
+
+    def set_attr(self, name: str, values: list[Any]) -> None:
+        self.envs[0].set_wrapper_attr(name, values[0])
+
+    def reset(self) -> tuple[list[Any], list[dict[str, Any]]]:
+        obs, info = self.envs[0].reset()
+        self._needs_reset = False
+        return [obs], [info]
+
+    def step(self, actions: list[Any]) -> tuple[list[Any], list[float], list[bool], list[bool], list[dict]]:
+        if self._needs_reset:
+            obs, info = self.reset()
+            return obs, [0.0], [False], [False], info
+        obs, reward, term, trunc, info = self.envs[0].step(actions[0])
+        self._needs_reset = bool(term or trunc)
+        return [obs], [reward], [term], [trunc], [info]
+
+    def close(self) -> None:
+        self.envs[0].close()
+
+
 class EpisodeBuffer:
     """Rows of one running episode (``L`` frames, ``L - 1`` actions)."""
 
@@ -230,8 +264,11 @@ class Collector:
                   "(--vector-mode sync); use --workers N for parallelism.", file=sys.stderr)
             mode = "sync"
         thunks = [lambda: EpisodeSeeder(make_env(cfg)) for _ in range(n)]
-        vec_cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
-        self.vec = vec_cls(thunks, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+        if n == 1:
+            self.vec: Any = SingleEnv(thunks[0]())
+        else:
+            vec_cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
+            self.vec = vec_cls(thunks, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
         self.mode = mode
         # Policies act in this process: on the real sub-envs (sync) or on a local, never-stepped
         # template env with the same spaces (async).
@@ -259,11 +296,11 @@ class Collector:
         if all(a is None for a in assigned):
             return
         self.vec.set_attr("pending_episode", list(assigned))
-        obs, infos = self.vec.reset()
+        obs, infos = self._infos(*self.vec.reset())
         buffers: list[EpisodeBuffer | None] = [None] * n
         resetting = [False] * n
         for j in range(n):
-            buffers[j] = self._start(j, assigned[j], obs[j], unbatch_info(infos, j))
+            buffers[j] = self._start(j, assigned[j], obs[j], infos[j])
         actions: list[Any] = [None] * n
         while any(b is not None for b in buffers) or any(resetting):
             for j in range(n):
@@ -275,10 +312,11 @@ class Collector:
                 if self.record_intent:
                     b.intent.append(list(self.policies[j].intent()))
             obs, rewards, terms, truncs, infos = self.vec.step(self._batch(actions))
+            infos = self._infos(obs, infos)[1]
             new_pending: list[tuple[int, int] | None] = [None] * n
             any_pending = False
             for j in range(n):
-                info = unbatch_info(infos, j)
+                info = infos[j]
                 if resetting[j]:  # NextStep autoreset: this row is env j's new episode's reset
                     resetting[j] = False
                     buffers[j] = self._start(j, assigned[j], obs[j], info)
@@ -299,7 +337,14 @@ class Collector:
             if any_pending:
                 self.vec.set_attr("pending_episode", new_pending)
 
+    def _infos(self, obs: Any, infos: Any) -> tuple[Any, list[dict[str, Any]]]:
+        if isinstance(infos, list):  # SingleEnv
+            return obs, infos
+        return obs, [unbatch_info(infos, j) for j in range(self.cfg.num_envs)]
+
     def _batch(self, actions: list[Any]) -> Any:
+        if isinstance(self.vec, SingleEnv):
+            return actions
         if self.layout is None:
             return np.asarray(actions, np.int64)
         return gym.vector.utils.concatenate(
