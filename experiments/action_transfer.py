@@ -305,9 +305,11 @@ def cli(argv: list[str] | None = None) -> int:
     """``python -m experiments.action_transfer``: errors print as one line, exit status 2."""
     import tyro
 
+    from collect.writer import DatasetError
+
     try:
         res = main(tyro.cli(ActionTransferConfig, args=argv))
-    except (ExperimentError, ValueError, FileNotFoundError) as e:
+    except (ExperimentError, DatasetError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in res.items() if k != "config" and not k.startswith("live/ach_")}, indent=2))

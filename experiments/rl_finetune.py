@@ -231,9 +231,11 @@ def cli(argv: list[str] | None = None) -> int:
     """``python -m experiments.rl_finetune``."""
     import tyro
 
+    from collect.writer import DatasetError
+
     try:
         res = main(tyro.cli(RLConfig, args=argv))
-    except (ExperimentError, ValueError, FileNotFoundError) as e:
+    except (ExperimentError, DatasetError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in res.items() if k != "config"}, indent=2))

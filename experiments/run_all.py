@@ -221,9 +221,11 @@ def main(cfg: RunAllConfig) -> dict[str, Any]:
 def cli(argv: list[str] | None = None) -> int:
     import tyro
 
+    from collect.writer import DatasetError
+
     try:
         res = main(tyro.cli(RunAllConfig, args=argv))
-    except (ExperimentError, ValueError, FileNotFoundError) as e:
+    except (ExperimentError, DatasetError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(res.get("report", json.dumps(res, indent=2, default=str)))

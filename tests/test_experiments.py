@@ -1,0 +1,154 @@
+"""Transfer experiments: CI helper, synthetic BC learnability, live-eval references, schemas."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.stats import format_ci, mean_ci
+
+
+def test_mean_ci_matches_hand_values():
+    # values 1, 2, 3: mean 2, sd 1, sem 1/sqrt(3), t_{0.975, 2} = 4.302653
+    m, h = mean_ci([1.0, 2.0, 3.0])
+    assert m == pytest.approx(2.0)
+    assert h == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    m, h = mean_ci([5.0, float("nan")])
+    assert m == 5.0 and np.isnan(h)
+    assert format_ci([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48 (n=3)"
+    assert format_ci([]) == "–"
+    with pytest.raises(ValueError, match="confidence"):
+        mean_ci([1.0, 2.0], confidence=1.5)
+
+
+@pytest.mark.slow
+def test_bc_pipeline_learns_a_synthetic_task():
+    """Action = which quadrant holds a bright square; a scratch CNN + head must learn it."""
+    from experiments.action_transfer import Blocks, evaluate_offline, train_head
+    from experiments.features import ObsFeaturizer
+    from experiments.heads import ActionHead
+    from agents.obs import CNNEncoder
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+
+    def make(n: int, seed: int) -> Blocks:
+        g = torch.Generator().manual_seed(seed)
+        acts = torch.randint(0, 4, (n, 4), generator=g)
+        frames = torch.zeros(n, 4, 32, 32, 3, dtype=torch.uint8)
+        for i in range(n):
+            for t in range(4):
+                a = int(acts[i, t])
+                frames[i, t, (a // 2) * 16:(a // 2) * 16 + 16, (a % 2) * 16:(a % 2) * 16 + 16] = 255
+        return Blocks(frames, acts, torch.ones(n, 4, dtype=torch.bool), None)
+
+    feat = ObsFeaturizer(CNNEncoder(out_dim=32, channels=(8, 16)), context=4)
+    head = ActionHead(in_dim=32, num_actions=4, hidden=32)
+    train_head(feat, head, make(32, 0), steps=60, batch_size=16, lr=3e-3, train_encoder=True, seed=0,
+               progress=False)
+    m = evaluate_offline(feat, head, make(16, 1))
+    assert m["offline/acc"] > 0.9  # chance is 0.25
+    assert m["offline/nll"] < 0.5
+
+
+def test_byog_live_features_equal_offline_features():
+    from agents.config import make_model_config
+    from agents.model import BYOGAgent
+    from agents.text import train_tokenizer
+    from experiments.features import BYOGFeaturizer
+
+    torch.manual_seed(0)
+    agent = BYOGAgent(make_model_config("tiny", "byog"), train_tokenizer(["you see a red ball"])).eval()
+    for pool in ("last", "mean"):
+        f = BYOGFeaturizer(agent, pool=pool, context=3)
+        fr = torch.randint(0, 255, (2, 5, 32, 32, 3), dtype=torch.uint8)
+        with torch.no_grad():
+            off = torch.cat([f.sequence(fr[:, :3]), f.sequence(fr[:, 3:])], 1)  # blocks of 3
+            st, live = f.start(2), []
+            for t in range(5):
+                y, st = f.step(st, fr[:, t])
+                live.append(y)
+        assert off.shape == (2, 5, 64)
+        torch.testing.assert_close(torch.stack(live, 1), off, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_live_eval_references():
+    """The bot through the evaluation code solves GoToLocal; random matches a plain loop."""
+    from collect.policies import make_policy
+    from experiments.live import PerEnvPolicies, evaluate_live, make_env
+
+    bot = evaluate_live("babyai-gotolocal", PerEnvPolicies("babyai-bot"), episodes=6, max_steps=64, num_envs=3)
+    assert bot["live/success_rate"] == 1.0
+    rnd = evaluate_live("babyai-gotolocal", PerEnvPolicies("random", seed=7), episodes=6, max_steps=20, num_envs=3)
+    wins, lengths = [], []
+    for i in range(6):  # the same episodes by hand: seeds 0..5, policy seeds 7 + slot
+        env = make_env("babyai-gotolocal", 20)
+        obs, info = env.reset(seed=i)
+        pol = make_policy("random", env, seed=7 + i % 3)
+        pol.reset(obs, info)
+        done, n, r = False, 0, 0.0
+        while not done:
+            obs, r, term, trunc, info = env.step(pol.act(obs, info))
+            n += 1
+            done = term or trunc
+        wins.append(term and r > 0)
+        lengths.append(n)
+    assert rnd["live/success_rate"] == pytest.approx(np.mean(wins))
+    assert rnd["live/length"] == pytest.approx(np.mean(lengths))
+    assert rnd["live/success_rate"] < 0.9
+
+
+def test_sb3_observation_roundtrip_is_exact():
+    from experiments.rl_finetune import sb3_to_uint8
+
+    frames = torch.randint(0, 256, (2, 3, 8, 8, 3), dtype=torch.uint8)  # [B, n, H, W, 3]
+    sb3 = frames.permute(0, 1, 4, 2, 3).reshape(2, 9, 8, 8).float() / 255.0  # stacked CHW in [0,1]
+    assert torch.equal(sb3_to_uint8(sb3, 3), frames)
+
+
+def test_config_errors_name_the_fix(tmp_path):
+    from experiments.action_transfer import ActionTransferConfig, cli
+    from experiments.pretrain import ExperimentError
+
+    with pytest.raises(ExperimentError, match="--checkpoint"):
+        ActionTransferConfig(data=tmp_path, out=tmp_path, encoder="byog")
+    with pytest.raises(ExperimentError, match="Unknown encoder"):
+        ActionTransferConfig(data=tmp_path, out=tmp_path, encoder="clip")  # type: ignore[arg-type]
+    assert cli(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--encoder", "scratch"]) == 2
+
+
+@pytest.mark.slow
+def test_run_all_end_to_end_schema(tmp_path, monkeypatch):
+    """Collection, pretraining, BC cells, narration F1, PPO, report: files and schema; resumable."""
+    import csv
+
+    from experiments.report import COLUMNS
+    from experiments.run_all import RunAllConfig, main
+
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
+    torch.set_num_threads(1)
+    over = dict(episodes={"babyai-gotolocal": 6}, ns=(2,), seeds=(0, 1), encoders=("byog", "scratch"),
+                pretrain_steps=2, bc_steps=3, live_episodes=2, rl_timesteps=64, rl_encoders=("cnnpolicy",))
+    cfg = RunAllConfig(out=tmp_path / "study", preset="tiny", progress=False, steps_override=over)
+    main(cfg)
+    root = tmp_path / "study"
+    rows = list(csv.DictReader(open(root / "results.csv")))
+    assert tuple(rows[0].keys()) == COLUMNS
+    bc = [r for r in rows if r["study"] == "bc"]
+    assert {(r["encoder"], r["seed"]) for r in bc} == {("byog", "0"), ("byog", "1"), ("scratch", "0"), ("scratch", "1")}
+    for r in bc:
+        assert 0.0 <= float(r["offline/acc"]) <= 1.0 and float(r["offline/nll"]) > 0
+        assert 0.0 <= float(r["live/success_rate"]) <= 1.0
+    assert all(0.0 <= float(r["narration/event_f1"]) <= 1.0 for r in bc if r["encoder"] == "byog")
+    rl = [r for r in rows if r["study"] == "rl"]
+    assert len(rl) == 2 and all(r["rl/final_return"] != "" for r in rl)
+    md = (root / "report.md").read_text()
+    assert "± " in md and "| bc | babyai-gotolocal | byog | frozen | 2 |" in md
+    assert (root / "acc_vs_n_babyai-gotolocal.png").stat().st_size > 1000
+    assert (root / "rl_curves.png").is_file()
+    mtime = (root / "cells" / "bc").rglob("cell.json").__next__().stat().st_mtime
+    main(cfg)  # resumable: nothing recomputed
+    assert (root / "cells" / "bc").rglob("cell.json").__next__().stat().st_mtime == mtime
