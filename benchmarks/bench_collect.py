@@ -9,7 +9,8 @@ Figures (the last line is one JSON object):
   over its stepping loop (``*_end_to_end`` adds env start-up and ``meta/``);
   ``collector_vs_raw`` (target >= 0.85);
 - ``async2_steps_per_s``: ``--num-envs 2 --vector-mode async``; ``async2_speedup`` over the
-  one-env collector (target >= 1.6 on 2 free cores);
+  one-env collector (target >= 1.6 on 2 free cores); ``raw_async2_speedup``: a bare gymnasium
+  ``AsyncVectorEnv`` of 2 over the raw env, i.e. what the machine's free cores allow right now;
 - ``reader_frames_per_s``: iterating a ``WindowDataset`` (T=32, cold cache) over the collected
   data; ``reader_vs_collector`` (target >= 20: reading frames beats simulating them).
 The machine's load average is reported because other jobs share the cores.
@@ -39,7 +40,7 @@ class BenchConfig:
     max_episode_steps: int = 100
     """Episode length cap."""
     rounds: int = 2
-    """Interleaved repetitions of the raw and one-env measurements (best kept: robust to load)."""
+    """Interleaved repetitions of every measurement (the best is kept: robust to other load)."""
     seed: int = 0
     """Base seed (the same episodes in every measurement)."""
     window: int = 32
@@ -66,6 +67,26 @@ def raw_steps_per_s(cfg: BenchConfig) -> tuple[float, int]:
     dt = time.perf_counter() - t0
     env.close()
     return steps / dt, steps
+
+
+def raw_async_steps_per_s(cfg: BenchConfig, steps: int, num_envs: int = 2) -> float:
+    """Plain ``gymnasium.vector.AsyncVectorEnv`` of the annotated env, random actions, nothing
+    recorded: what ``num_envs`` processes give on this machine right now (the async baseline)."""
+    import gymnasium as gym
+
+    from collect.rollout import CollectConfig, make_env
+
+    ccfg = CollectConfig(env=cfg.env, out=Path("unused"), episodes=1, max_episode_steps=cfg.max_episode_steps)
+    vec = gym.vector.AsyncVectorEnv([lambda: make_env(ccfg)] * num_envs)
+    vec.action_space.seed(cfg.seed)
+    vec.reset(seed=cfg.seed)
+    n, t0 = 0, time.perf_counter()
+    while n < steps:
+        vec.step(vec.action_space.sample())
+        n += num_envs
+    dt = time.perf_counter() - t0
+    vec.close()
+    return n / dt
 
 
 def collector_steps_per_s(cfg: BenchConfig, out: Path, num_envs: int, mode: str) -> tuple[float, float, int]:
@@ -102,17 +123,19 @@ def main(cfg: BenchConfig) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         warm = BenchConfig(env=cfg.env, episodes=1, max_episode_steps=5, seed=cfg.seed)
         raw_steps_per_s(warm)  # imports, textures, first world generation
-        raws, ones = [], []
+        raws, ones, raw2s, twos = [], [], [], []
         for r in range(cfg.rounds):
             raws.append(raw_steps_per_s(cfg)[0])
             one, one_e2e, steps = collector_steps_per_s(cfg, Path(tmp) / f"one{r}", 1, "sync")
             ones.append((one, one_e2e))
-            print(f"round {r}: raw env {raws[-1]:8.1f} steps/s, collector 1 env {one:8.1f} steps/s "
-                  f"(end to end {one_e2e:.1f}; {steps} steps)")
-        raw, (one, one_e2e) = max(raws), max(ones)
+            raw2s.append(raw_async_steps_per_s(cfg, steps))
+            twos.append(collector_steps_per_s(cfg, Path(tmp) / f"two{r}", 2, "async")[:2])
+            print(f"round {r}: raw {raws[-1]:.1f}, collector {one:.1f} (end to end {one_e2e:.1f}), "
+                  f"raw async x2 {raw2s[-1]:.1f}, collector async x2 {twos[-1][0]:.1f} steps/s ({steps} steps)")
+        raw, (one, one_e2e), raw2, (two, two_e2e) = max(raws), max(ones), max(raw2s), max(twos)
         print(f"raw env:            {raw:8.1f} steps/s (best of {cfg.rounds})")
         print(f"collector, 1 env:   {one:8.1f} steps/s ({one / raw:.2f}x raw)")
-        two, two_e2e, _ = collector_steps_per_s(cfg, Path(tmp) / "two", 2, "async")
+        print(f"raw async, 2 envs:  {raw2:8.1f} steps/s ({raw2 / raw:.2f}x raw: the cores this machine gives now)")
         print(f"collector, 2 async: {two:8.1f} steps/s ({two / one:.2f}x one env; end to end {two_e2e:.1f})")
         reader = reader_frames_per_s(Path(tmp) / "one0", cfg.window)
         print(f"window reader:      {reader:8.1f} frames/s ({reader / one:.1f}x collector)")
@@ -122,6 +145,8 @@ def main(cfg: BenchConfig) -> dict[str, float]:
         "collector_end_to_end_steps_per_s": round(one_e2e, 1),
         "async2_steps_per_s": round(two, 1), "async2_speedup": round(two / one, 3),
         "async2_end_to_end_speedup": round(two_e2e / one_e2e, 3),
+        "raw_async2_steps_per_s": round(raw2, 1), "raw_async2_speedup": round(raw2 / raw, 3),
+        "collector_async2_vs_raw_async2": round(two / raw2, 3),
         "reader_frames_per_s": round(reader, 1), "reader_vs_collector": round(reader / one, 1),
         "cpus": os.cpu_count(), "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
     }
