@@ -1,0 +1,235 @@
+"""Live narration: the wrapper matches offline narration, slides its window faithfully,
+forecasts consistently with the predictor, stays bounded on long episodes, and is seedable."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.config import make_model_config
+from agents.model import BYOGAgent
+from agents.narration import NarrationError, NarrationWrapper, Narrator, check_frame_shape
+from agents.text import train_tokenizer, unslot
+
+SENTENCES = ["collected 1 wood", "tree in view", "made wood pickaxe", "cow in view"]
+COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255],
+                    [255, 0, 255]], np.uint8)
+
+
+class PatternEnv(gym.Env):
+    """A cheap stand-in: 16x16 frames cycling through 6 colours (+ seeded noise), annotations."""
+
+    def __init__(self, size: int = 16, length: int = 10**9) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(3)
+        self.size, self.length, self.t = size, length, 0
+
+    def _obs(self) -> np.ndarray:
+        base = COLOURS[(self.t + self.offset) % len(COLOURS)]
+        noise = self.np_random.integers(0, 40, (self.size, self.size, 3), dtype=np.uint8)
+        return np.clip(base.astype(np.int16) - noise, 0, 255).astype(np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.offset = 0, int(self.np_random.integers(0, 6))
+        return self._obs(), {"annotations": []}
+
+    def step(self, action):
+        self.t += 1
+        ann = [SENTENCES[self.t % 4]] if self.t % 3 == 0 else []
+        return self._obs(), 0.0, False, self.t >= self.length, {"annotations": ann}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: threads only add contention
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(SENTENCES)
+
+
+def make_agent(tok, preset="byog", k=4, **over):
+    torch.manual_seed(0)
+    agent = BYOGAgent(make_model_config("tiny", preset, text={"tokens_per_frame": k}, **over), tok)
+    agent.encoder.projector[1].weight.data.mul_(8.0)  # loud frames: narration varies with them
+    if agent.encoder.xattn is not None:  # open the gates so frames matter through xattn
+        for blk in agent.encoder.xattn:
+            blk.gate_attn.data.fill_(1.0)
+            blk.gate_ff.data.fill_(1.0)
+    return agent.eval()
+
+
+def rollout(env, steps, seed, key="narration_tokens"):
+    obs, info = env.reset(seed=seed)
+    frames, infos = [obs], [info]
+    for i in range(steps):
+        obs, _, _, _, info = env.step(i % env.action_space.n)
+        frames.append(obs)
+        infos.append(info)
+    return np.stack(frames), infos
+
+
+def banned_argmax(agent, z):
+    return z.index_fill(-1, agent.encoder.banned, float("-inf")).argmax(-1)
+
+
+# ----------------------------------------------------------------------------- equivalence
+@pytest.mark.parametrize("preset", ["byog", "byog-xattn"])
+def test_live_greedy_equals_offline_greedy_within_the_window(tok, preset):
+    agent = make_agent(tok, preset)
+    env = NarrationWrapper(PatternEnv(), agent, window=16, greedy=True)
+    frames, infos = rollout(env, 13, seed=5)  # 14 frames < window: no slide yet
+    live = torch.as_tensor(np.stack([i["narration_tokens"] for i in infos]))  # [T, k]
+    offline = agent.narrate(torch.as_tensor(frames)[None], greedy=True)[0]  # [T, k]
+    assert live.shape == (14, 4) and live.dtype == torch.long
+    assert torch.equal(live, offline)
+    if preset == "byog":  # the narration depends on the frames (xattn at init: only the logits)
+        assert len({tuple(r) for r in live.tolist()}) > 1
+    assert len({round(i["narration_entropy"], 6) for i in infos}) > 7
+    texts = ["; ".join(unslot(offline[t][None], tok)[0]) for t in range(14)]
+    assert [i["narration"] for i in infos] == texts
+    assert env.narrator.reencodes == 0 and env.narrator.cache_length == 14 * 4
+    assert all(isinstance(i["narration_entropy"], float) and i["narration_entropy"] > 0 for i in infos)
+
+
+@pytest.mark.parametrize("preset", ["byog", "byog-xattn"])
+def test_sliding_window_continues_as_a_fresh_window_of_the_kept_frames(tok, preset):
+    agent = make_agent(tok, preset)
+    n = Narrator(agent, window=6, keep=3)
+    n.reset(0)
+    env = PatternEnv()
+    env.reset(seed=1)
+    for t in range(11):  # slides before frames 6 and 9 (context 6 -> 3, then 3 new each)
+        obs = env.step(0)[0]
+        n.step(obs[None])
+        assert n.cache_length == n.context_frames * 4 <= 6 * 4
+    assert n.reencodes == 2 and n.context_frames == 5
+    # the 2 frames narrated after the last slide are the greedy continuation of a window that
+    # starts (<bos>, position 0) at the first kept frame: check with a teacher-forced pass
+    e = torch.stack(list(n._e), 1)  # [1, 5, D]
+    ids = torch.stack(list(n._ids), 1)  # [1, 5, k]
+    _, z = agent.encoder(ids, e)  # [1, 20, V]
+    assert torch.equal(banned_argmax(agent, z)[0, 12:], ids[0, 3:].reshape(-1))
+
+
+def test_greedy_forecast_is_the_predictors_rollout_from_the_current_state(tok):
+    agent = make_agent(tok, "byog")
+    n = Narrator(agent, window=6, keep=3, forecast=2)
+    n.reset(0)
+    env = PatternEnv()
+    env.reset(seed=2)
+    for _ in range(8):  # one slide, so the predictor cache was re-encoded too
+        out = n.step(env.step(0)[0][None])
+    assert out.forecast_ids.shape == (1, 2, 4) and len(out.forecast[0]) == 2
+    assert n._pcache.get_seq_length() == n.cache_length  # the rollout was cropped away
+    e = torch.stack(list(n._e), 1)
+    ids = torch.stack(list(n._ids), 1)  # [1, 5, k]
+    h, z = agent.encoder(ids, e)
+    y = torch.cat([ids.reshape(1, -1), out.forecast_ids.reshape(1, -1)], 1)  # [1, 28]
+    x = agent.predictor.features(h, z)
+    x = torch.cat([x, x.new_zeros(1, 8, x.shape[-1])], 1)
+    m = torch.zeros(1, 28)
+    m[:, :20] = 1  # the prefix = the context; the forecast positions see no encoder state
+    logits = agent.predictor.forward_prefix(x, y, m)
+    assert torch.equal(banned_argmax(agent, logits)[0, 20:28], out.forecast_ids.reshape(-1))
+
+
+def test_parallel_forecast_conditions_on_the_last_state(tok):
+    agent = make_agent(tok, "byog-parallel")
+    n = Narrator(agent, window=8, forecast=1)
+    n.reset(0)
+    env = PatternEnv()
+    env.reset(seed=3)
+    for _ in range(3):
+        out = n.step(env.step(0)[0][None])
+    x_i = agent.predictor.features(n.state.hidden, None)[:, -1]  # [1, D]
+    inputs = torch.cat([out.ids[:, -1:], out.forecast_ids.reshape(1, -1)[:, :-1]], 1)  # [1, 4]
+    logits = agent.predictor.forward_parallel(x_i, inputs)
+    assert torch.equal(banned_argmax(agent, logits)[0], out.forecast_ids.reshape(-1))
+
+
+# ----------------------------------------------------------------------------- memory
+@pytest.mark.slow
+def test_cache_stays_bounded_over_5000_steps(tok):
+    agent = make_agent(tok, "byog", k=1, lm={"num_layers": 1, "hidden_size": 32, "num_heads": 2,
+                                             "intermediate_size": 64},
+                       obs={"out_dim": 16, "cnn_channels": (4, 4)})
+    env = NarrationWrapper(PatternEnv(size=8), agent, window=16, keep=8)
+    env.reset(seed=0)
+    lengths = []
+    for t in range(5000):
+        env.step(0)
+        lengths.append(env.narrator.cache_length)
+    nar = env.narrator
+    assert max(lengths) == 16 and min(lengths[20:]) == 9  # between keep + 1 and window frames
+    assert nar.reencodes == (5001 - 16 - 1) // 8 + 1
+    layer = nar.state.cache.layers[0]
+    assert layer.keys.shape[-2] == nar.cache_length  # the tensors themselves are bounded
+    assert len(nar._e) == len(nar._ids) == nar.context_frames <= 16
+    assert nar.state.position == nar.cache_length  # positions restart at 0 on every slide
+
+
+def test_xattn_memory_and_predictor_cache_stay_bounded(tok):
+    agent = make_agent(tok, "byog-xattn")
+    n = Narrator(agent, window=5, keep=2, forecast=1)
+    n.reset(0)
+    env = PatternEnv()
+    env.reset(seed=0)
+    for _ in range(40):
+        n.step(env.step(0)[0][None])
+        assert n.state.memory.shape[1] == n.context_frames <= 5
+        assert n._pcache.get_seq_length() == n.cache_length <= 20
+    assert n.reencodes == 12
+
+
+# ----------------------------------------------------------------------------- seeding, envs
+@pytest.mark.parametrize("name", ["crafter", "babyai-gotolocal"])
+def test_reset_with_the_same_seed_gives_the_same_narration(tok, name):
+    import byog_env
+
+    agent = make_agent(tok, "byog")
+    env = NarrationWrapper(byog_env.make(name), agent, window=8, forecast=1, greedy=False,
+                           temperature=1.0)
+    _, a = rollout(env, 10, seed=3)
+    _, b = rollout(env, 10, seed=3)
+    _, c = rollout(env, 10, seed=4)
+
+    def key(infos):
+        return [(i["narration"], tuple(i["narration_tokens"]), tuple(i["forecast"])) for i in infos]
+
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+    assert env.narrator.reencodes == 1  # 11 frames through an 8-frame window
+    info = a[-1]
+    assert info["narration_tokens"].shape == (4,) and info["forecast_tokens"].shape == (1, 4)
+    assert isinstance(info["annotations"], list)  # the env's own info is kept
+
+
+# ----------------------------------------------------------------------------- errors
+def test_bad_inputs_give_one_clear_error(tok):
+    agent = make_agent(tok, "byog")
+    with pytest.raises(NarrationError, match="RGB frames"):
+        NarrationWrapper(gym.make("CartPole-v1"), agent)
+    env = NarrationWrapper(PatternEnv(), agent)
+    with pytest.raises(NarrationError, match="before reset"):
+        env.step(0)
+    with pytest.raises(NarrationError, match="max_positions"):
+        Narrator(agent, window=1000)
+    with pytest.raises(NarrationError, match="keep must be in"):
+        Narrator(agent, window=8, keep=8)
+    with pytest.raises(NarrationError, match="temperature must be > 0"):
+        Narrator(agent, greedy=False, temperature=0.0)
+    with pytest.raises(NarrationError, match="predictor"):
+        Narrator(make_agent(tok, "captioner"), forecast=2)
+    n = Narrator(agent)
+    n.reset()
+    with pytest.raises(NarrationError, match="uint8 frames"):
+        n.step(np.zeros((1, 16, 16, 3), np.float32))
+    agent.frame_shape = (32, 32, 3)
+    with pytest.raises(NarrationError, match="trained on 32x32x3 frames but this env gives 16x16x3"):
+        NarrationWrapper(PatternEnv(), agent)
+    check_frame_shape(None, (16, 16, 3))  # unknown shape: no check
