@@ -314,6 +314,9 @@ def cli(argv: list[str] | None = None) -> int:
 
     try:
         cfg = tyro.cli(NarrateConfig, args=argv, description=__doc__.split("\n")[0])
+    except SystemExit as exit_:  # --help, or tyro's own one-message parse/validation error
+        return int(exit_.code or 0)
+    try:
         main(cfg)
     except (NarrationError, ModelError, PolicyError, gym.error.Error, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
