@@ -10,15 +10,15 @@ DEMO_OUT ?= runs/demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -qq --upgrade pip
 
 $(VENV)/.core: pyproject.toml | $(PY)
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -qq "$(TORCH)"
+	$(PY) -m pip install -qq -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.core
-	$(PY) -m pip install -q -e ".[dev,distributed]"
+	$(PY) -m pip install -qq -e ".[dev,distributed]"
 	touch $@
 
 install: $(VENV)/.core
