@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python agents/train.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.training.config import TrainConfig, TrainError, parse_args  # noqa: E402
+from agents.training.config import TrainConfig, TrainError, parse_args
 
 
 def main(cfg: TrainConfig) -> dict:

@@ -30,12 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.model import BYOGAgent  # noqa: E402
-from agents.training.config import TrainConfig  # noqa: E402
-from agents.training.data import build_data, train_loader  # noqa: E402
-from agents.training.evaluate import to_device  # noqa: E402
-from agents.training.loop import _train_step, make_optimizer, make_scheduler, seed_everything  # noqa: E402
-from agents.training.distributed import DistInfo  # noqa: E402
+from agents.model import BYOGAgent
+from agents.training.config import TrainConfig
+from agents.training.data import build_data, train_loader
+from agents.training.distributed import DistInfo
+from agents.training.evaluate import to_device
+from agents.training.loop import _train_step, make_optimizer, make_scheduler, seed_everything
 
 
 def synthetic_crafter_like(path: Path, episodes: int = 8, length: int = 200) -> Path:
@@ -61,7 +61,7 @@ def run(agent, batches, cfg, steps: int) -> dict[str, float]:
     params = [p for p in agent.parameters() if p.requires_grad]
     info = DistInfo()
     waited = busy = 0.0
-    it = iter(batches) if not hasattr(batches, "__next__") else batches
+    it = iter(batches)
     t0 = time.perf_counter()
     for step in range(steps):
         raw = next(it)

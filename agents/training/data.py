@@ -24,7 +24,7 @@ def labelled_episodes(train_ids: list[int], fraction: float, seed: int) -> list[
     """The training episodes whose annotations count (``round(fraction * n)``, at least one
     when ``fraction > 0``), chosen with a fixed seed; sorted."""
     n = len(train_ids)
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     if fraction > 0 and n:
         k = max(k, 1)
     order = np.random.default_rng(seed).permutation(n)
@@ -126,7 +126,7 @@ def build_data(path: str, cfg: LoaderConfig, *, label_fraction: float, label_see
     train_ids, val_ids = split_episodes(ds.num_episodes, cfg.val_fraction, cfg.split_seed)
     labelled = labelled_episodes(train_ids, label_fraction, label_seed)
     tok = tokenizer if tokenizer is not None else build_tokenizer(ds, labelled, cfg)
-    kw = dict(window=cfg.window, columns=columns, labelled=labelled)
+    kw = {"window": cfg.window, "columns": columns, "labelled": labelled}
     train_w = LabelledWindows(path, stride=cfg.stride, episodes=train_ids, **kw)
     val_w = LabelledWindows(path, stride=cfg.window, episodes=val_ids, **kw) if val_ids else None
     return DataBundle(ds, train_w, val_w, train_ids, val_ids, labelled, tok, tuple(columns))

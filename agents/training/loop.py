@@ -28,9 +28,9 @@ from agents.training.distributed import (
     barrier,
     broadcast_module,
     init_distributed,
-    weight_hashes,
     mean_over_ranks,
     shutdown,
+    weight_hashes,
 )
 from agents.training.evaluate import format_examples, to_device, validate
 from agents.training.logs import MetricLog, plot_curves
