@@ -11,10 +11,12 @@ METRICS_FILE = "metrics.jsonl"
 # which keys go in which plot (prefix match), one PNG each
 PLOTS: dict[str, tuple[str, ...]] = {
     "losses": ("loss/",),
-    "monitors": ("monitor/", "byog/mean_cut"),
     "validation": ("val/token_accuracy", "val/majority_token_accuracy", "val/event_f1",
-                   "val/prefix_gain", "val/predictor_nll", "val/unigram_nll"),
-    "throughput": ("perf/",),
+                   "val/event_precision", "val/event_recall"),
+    "predictor": ("monitor/predictor_nll", "monitor/unigram_nll", "monitor/prefix_gain",
+                  "val/predictor_nll", "val/unigram_nll", "val/prefix_gain"),
+    "collapse": ("monitor/distinct", "monitor/nil_rate", "val/distinct", "val/nil_rate"),
+    "throughput": ("perf/frames_per_s",),
 }
 
 
