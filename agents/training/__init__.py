@@ -8,5 +8,6 @@ Small modules, one job each: ``config`` (the ``TrainConfig`` tree, YAML + CLI la
 """
 from agents.training.checkpoint import load_agent
 from agents.training.config import TrainConfig, TrainError, parse_args
+from agents.training.loop import train
 
-__all__ = ["TrainConfig", "TrainError", "load_agent", "parse_args"]
+__all__ = ["TrainConfig", "TrainError", "load_agent", "parse_args", "train"]
