@@ -9,7 +9,8 @@ forecasts); :class:`NarrationWrapper` puts one stream on a gymnasium env and wri
 Why the sliding window *re-encodes* instead of trimming the cache
 -----------------------------------------------------------------
 The cache must stay bounded on arbitrarily long episodes. ``DynamicCache.crop`` only trims the
-end, and slicing the oldest positions off the front would be cheap but wrong in two ways:
+end (as does the project's ``KVCache`` trims only its newest positions), and slicing the oldest positions off the
+front would be cheap but wrong in two ways:
 
 1. The kept keys/values of layers >= 2 were computed while attending to the dropped frames, and
    the stream no longer starts with ``<bos>`` at position 0: the model was trained only on
@@ -39,7 +40,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
 from agents.lm import sample_tokens
 from agents.text import unslot
@@ -134,7 +135,7 @@ class Narrator:
         self.state = self.enc.start(self.batch_size, self.device)
         self._e: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, D] per frame
         self._ids: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, k] per frame
-        self._pcache: DynamicCache | None = None
+        self._pcache: Cache | None = None
         self._ppos = 0
         self.reencodes = 0
         if self.forecast and self.agent.cfg.predictor.mode == "prefix":

@@ -1,0 +1,156 @@
+"""Live narration speed: KV cache vs re-encoding the context, and the live loop's frames/s.
+
+Measured side by side in one run, on one CPU thread (k = 8 tokens per frame, a window of 32
+frames = a 256-position context):
+
+1. Narration latency per frame at a full 256-position context, for the tiny and the small model
+   (the tiny one is so small that a 256-position pass costs little more than per-call overhead,
+   so its ratios understate what the cache saves on any real model):
+   * ``cached``: :class:`agents.narration.Narrator` (one cached call per token; the window's
+     re-encodes every ``window - keep`` frames are included, amortised);
+   * ``reencode``: re-encode the whole context each frame (one teacher-forced pass over the
+     previous 31 frames, then the new frame's k tokens with the cache that pass built);
+   * ``uncached``: no cache at all (a full pass over the context for each of the k tokens).
+2. Frames/s of the live Crafter loop (random policy) without narration, with narration, and
+   of the narration alone on the same frames (target >= 20 frames/s: Minecraft's 20 Hz).
+
+Run: ``python benchmarks/bench_narrate.py [--quick]``; the last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SENTENCES = ["collected 1 wood", "tree in view", "cow in view", "zombie in view", "made wood pickaxe",
+             "placed table", "health dropped", "food dropped", "drink dropped", "woke up",
+             "achievement collect wood", "facing water", "facing grass"]
+
+
+def make_agent(size: str = "tiny"):
+    from agents.config import make_model_config
+    from agents.model import BYOGAgent
+    from agents.text import train_tokenizer
+
+    torch.manual_seed(0)
+    return BYOGAgent(make_model_config(size), train_tokenizer(SENTENCES)).eval()
+
+
+def crafter_frames(n: int, seed: int = 0) -> np.ndarray:
+    import byog_env
+
+    env = byog_env.make("crafter")
+    obs, _ = env.reset(seed=seed)
+    frames = [obs]
+    rng = np.random.default_rng(seed)
+    while len(frames) < n:
+        obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        frames.append(obs)
+        if term or trunc:
+            obs, _ = env.reset(seed=seed + len(frames))
+    return np.stack(frames)
+
+
+@torch.no_grad()
+def latency(agent, frames: np.ndarray, window: int, n: int) -> dict[str, float]:
+    """ms per frame at a full window for the three strategies."""
+    from agents.lm import sample_tokens
+    from agents.narration import Narrator
+
+    enc, k = agent.encoder, agent.encoder.k
+    nar = Narrator(agent, window=window)
+    nar.reset(0)
+    for t in range(window):  # fill the window
+        nar.step(frames[t][None])
+    t0 = time.perf_counter()
+    for t in range(window, window + n):  # >= 2 slides for n >= window
+        nar.step(frames[t][None])
+    cached = (time.perf_counter() - t0) / n
+    slides = nar.reencodes
+
+    e_all = enc.frame_embeddings(torch.as_tensor(frames[: window + n])[None])  # [1, F, D]
+    ids_all = agent.narrate(torch.as_tensor(frames[: window + n])[None], greedy=True)  # [1, F, k]
+    m = max(4, n // 4)
+    t0 = time.perf_counter()
+    for t in range(window, window + m):
+        e_t = enc.frame_embeddings(torch.as_tensor(frames[t])[None, None])[:, 0]
+        _, _, st = enc.prefill(ids_all[:, t - window + 1 : t], e_all[:, t - window + 1 : t])
+        enc.step_frame(st, e_t, greedy=True)
+    reencode = (time.perf_counter() - t0) / m
+
+    t0 = time.perf_counter()
+    for t in range(window, window + m):
+        e_t = enc.frame_embeddings(torch.as_tensor(frames[t])[None, None])[:, 0]
+        e = torch.cat([e_all[:, t - window + 1 : t], e_t[:, None]], 1)  # [1, window, D]
+        ids = ids_all[:, t - window + 1 : t + 1].clone()
+        for j in range(k):  # a full pass over the context per token
+            _, z = enc(ids, e)
+            ids[:, -1, j] = sample_tokens(z[:, (window - 1) * k + j], greedy=True, banned=enc.banned)
+    uncached = (time.perf_counter() - t0) / m
+    return {"cached_ms_per_frame": 1e3 * cached, "reencode_ms_per_frame": 1e3 * reencode,
+            "uncached_ms_per_frame": 1e3 * uncached, "slides_in_cached_run": slides}
+
+
+def live_loop(agent, steps: int, window: int) -> dict[str, float]:
+    """Frames/s of the Crafter loop with and without the NarrationWrapper."""
+    import byog_env
+    from agents.narration import NarrationWrapper
+
+    def run(env) -> float:
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            _, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+            if term or trunc:
+                env.reset(seed=1)
+        return steps / (time.perf_counter() - t0)
+
+    plain = run(byog_env.make("crafter"))
+    narrated = run(NarrationWrapper(byog_env.make("crafter"), agent, window=window))
+    return {"env_fps": plain, "env_with_narration_fps": narrated}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
+    ap.add_argument("--window", type=int, default=32, help="context window in frames (x k=8 positions)")
+    ap.add_argument("--sizes", default="tiny,small", help="model sizes of the latency comparison")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    n = 32 if args.quick else 64
+    frames = crafter_frames(args.window + n)
+    out: dict[str, float] = {"context_positions": 0, "threads": 1}
+    for size in args.sizes.split(","):
+        agent = make_agent(size)
+        k = agent.encoder.k
+        out["context_positions"], out["tokens_per_frame"] = args.window * k, k
+        lat = latency(agent, frames, args.window, n)
+        out.update({f"{size}/{key}": round(v, 3) for key, v in lat.items()})
+        out[f"{size}/speedup_vs_reencode"] = round(lat["reencode_ms_per_frame"] / lat["cached_ms_per_frame"], 2)
+        out[f"{size}/speedup_vs_uncached"] = round(lat["uncached_ms_per_frame"] / lat["cached_ms_per_frame"], 2)
+        print(f"[{size}] latency per frame at {args.window * k} positions: cached "
+              f"{lat['cached_ms_per_frame']:.2f} ms (incl. {lat['slides_in_cached_run']} window "
+              f"re-encodes) | re-encode the context each frame then cache the slot "
+              f"{lat['reencode_ms_per_frame']:.2f} ms ({out[f'{size}/speedup_vs_reencode']}x) | "
+              f"no cache {lat['uncached_ms_per_frame']:.2f} ms ({out[f'{size}/speedup_vs_uncached']}x)")
+    tiny = make_agent("tiny")
+    if "tiny/cached_ms_per_frame" not in out:
+        out["tiny/cached_ms_per_frame"] = round(latency(tiny, frames, args.window, n)["cached_ms_per_frame"], 3)
+    out["narration_fps"] = round(1e3 / out["tiny/cached_ms_per_frame"], 1)
+    live = live_loop(tiny, 50 if args.quick else 200, args.window)
+    out.update({key: round(v, 1) for key, v in live.items()})
+    print(f"[tiny] narration alone: {out['narration_fps']} frames/s (target >= 20); live Crafter "
+          f"loop: {out['env_fps']} frames/s plain, {out['env_with_narration_fps']} with narration")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
