@@ -271,9 +271,9 @@ def _finite(x: Any) -> Any:
 
 def main(cfg: NarrateConfig) -> dict[str, Any]:
     """Run the narration, write the outputs, print and return the summary."""
-    import byog_env
     from rich.console import Console
 
+    import byog_env
     from collect.policies import make_policy
     from collect.video import write_video
 

@@ -335,7 +335,7 @@ def check_frame_shape(expected: tuple[int, ...] | None, actual: tuple[int, ...])
         raise NarrationError(
             f"The checkpoint was trained on {_shape(expected)} frames but this env gives "
             f"{_shape(actual)} frames; narrate an env with the checkpoint's frame size (e.g. "
-            f"byog_env.make(name, size={tuple(expected)[0]}) where the env takes a size) or "
+            f"byog_env.make(name, size={int(expected[0])}) where the env takes a size) or "
             "use a checkpoint trained on this env.")
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 SENTENCES = ["collected 1 wood", "tree in view", "cow in view", "zombie in view", "made wood pickaxe",
              "placed table", "health dropped", "food dropped", "drink dropped", "woke up",
