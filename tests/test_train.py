@@ -163,6 +163,7 @@ def test_sampler_ranks_split_the_same_global_batch_and_resume_mid_epoch():
     single = list(ResumableSampler(data, num_replicas=1, rank=0, seed=5))
     ranks = [list(ResumableSampler(data, num_replicas=W, rank=r, seed=5)) for r in range(W)]
     local = B // W
+    assert all(len(r) // local == n // B for r in ranks)  # same number of batches per epoch
     for j in range(n // B):
         shards = sorted(x for r in range(W) for x in ranks[r][j * local:(j + 1) * local])
         assert shards == sorted(single[j * B:(j + 1) * B])

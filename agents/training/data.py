@@ -72,8 +72,10 @@ class ResumableSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Any, *, num_replicas: int, rank: int, seed: int) -> None:
+        # drop_last: the tail that does not split evenly is dropped (never padded with repeats),
+        # so every rank has floor(n / B) local batches per epoch, as one process with batch B
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
-                         drop_last=False)
+                         drop_last=True)
         self.skip = 0
 
     def set_position(self, epoch: int, skip: int) -> None:
