@@ -156,3 +156,19 @@ def test_load_agent_bad_path_is_a_clear_error(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert agents.load_agent is C.load_agent
+
+
+def test_fitted_obs_encoder_is_fitted_on_training_frames_and_checkpointed(tmp_path):
+    data = synthetic_dataset(tmp_path / "ds", episodes=4, length=16)
+    run = tmp_path / "run"
+    assert cli(tiny_args(data, run, 2, "--model.obs.kind", "units", "--model.obs.units_k", "4",
+                         "--model.obs.units_dim", "32", "--obs_fit.units_max_frames", "200")) == 0
+    ckpt = C.latest_checkpoint(run)
+    assert (ckpt / C.OBS / "config.json").is_file() and (run / C.OBS / "config.json").is_file()
+    agent = C.load_agent(run)
+    assert type(agent.encoder.obs).__name__ == "UnitsEncoder"
+    frames = torch.randint(0, 255, (1, 3, 16, 16, 3), dtype=torch.uint8)
+    assert torch.equal(agent.narrate(frames), C.load_agent(ckpt).narrate(frames))
+    saved = load_file(str(ckpt / "agent" / "model.safetensors"))
+    cents = [k for k in saved if "centroid" in k]
+    assert cents and all(torch.equal(agent.state_dict()[k], saved[k]) for k in cents)

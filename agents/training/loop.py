@@ -104,8 +104,10 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) ->
 def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, run: Path,
                         info: DistInfo) -> Any:
     """Fit (rank 0) or load the vqvae/units encoder on training frames; None for cnn/precomputed."""
+    from torch.utils.data import DataLoader
+
     from agents.obs import build_obs_encoder
-    from collect.dataset import WindowDataset
+    from collect.dataset import WindowDataset, collate_windows
 
     ocfg = cfg.model.obs
     if ocfg.kind not in ("vqvae", "units"):
@@ -115,8 +117,12 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
         return build_obs_encoder(ocfg, fitted_path=ckpt / C.OBS)
     if info.is_main and not (fitted / "config.json").is_file():
         enc = build_obs_encoder(ocfg)
-        frames = WindowDataset(cfg.data, window=cfg.obs_fit.window, episodes=data.train_ids,
-                               columns=data.columns)
+        windows = WindowDataset(cfg.data, window=cfg.obs_fit.window, episodes=data.train_ids,
+                                columns=data.columns)
+        # training episodes only, shuffled with a fixed seed, read lazily batch by batch
+        frames = DataLoader(windows, batch_size=cfg.obs_fit.batch_size, shuffle=True,
+                            collate_fn=collate_windows,
+                            generator=torch.Generator().manual_seed(cfg.seed))
         progress = cfg.logging.progress
         if ocfg.kind == "vqvae":
             enc.fit(frames, steps=cfg.obs_fit.vqvae_steps, batch_size=cfg.obs_fit.batch_size,
