@@ -72,6 +72,12 @@ def test_yaml_then_cli_layering_and_separate_axes(tmp_path):
     # the CLI preset wins over the YAML one; the other axis is untouched
     cfg2 = parse_args(["--config", str(f), "--data", "d", "--out", "o", "--preset", "byog-xattn"])
     assert cfg2.model.fusion == "xattn" and cfg2.model.loss.w_byog == 1.0 and cfg2.size == "tiny"
+    # byog-lora needs its base checkpoint path at build time; a flag is enough
+    lora = parse_args(["--data", "d", "--out", "o", "--preset", "byog-lora",
+                       "--model.lm.pretrained_path", "/ckpt/pythia"])
+    assert lora.model.lora.enabled and lora.model.lm.pretrained_path == "/ckpt/pythia"
+    with pytest.raises(TrainError, match="pretrained_path"):
+        parse_args(["--data", "d", "--out", "o", "--preset", "byog-lora"])
     # defaults are the laptop ones
     d = parse_args(["--data", "d", "--out", "o"])
     assert d.model.lm.hidden_size == 64 and d.preset == "byog" and d.loader.num_workers >= 0

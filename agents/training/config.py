@@ -319,8 +319,16 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     pre.add_argument("--config", default=None)
     pre.add_argument("--size", default=None)
     pre.add_argument("--preset", default=None)
+    # byog-lora cannot even be built without its base checkpoint, so read that one early too
+    pre.add_argument("--model.lm.pretrained_path", "--model.lm.pretrained-path", dest="lm_path",
+                     default=None)
     known, rest = pre.parse_known_args(argv)
     base = load_yaml(known.config) if known.config else {}
+    if known.lm_path:
+        model = base.setdefault("model", {}) or {}
+        model.setdefault("lm", {})["pretrained_path"] = known.lm_path
+        base["model"] = model
+        rest = [*rest, f"--model.lm.pretrained_path={known.lm_path}"]
     default = config_from_dict(base, size=known.size, preset=known.preset)
     # size/preset were consumed above; hand them back so tyro records them (choices checked)
     rest = rest + [f"--size={default.size}", f"--preset={default.preset}"]
