@@ -9,8 +9,14 @@ p = t*k + j is slot j of frame t, and its logits predict token y[p]. Two fusions
   (block-causal over frames, with an ALiBi-style recency bias so the current frame is
   identifiable); its tanh gates start at 0, so at init the LM is exactly the text-only LM.
 
-Sampling one slot per frame with a ``DynamicCache`` is exposed both offline (:meth:`sample`)
-and incrementally (:meth:`start` / :meth:`step_frame`) for live narration.
+Sampling one slot per frame with a KV cache (:class:`agents.kv_cache.KVCache`, preallocated
+buffers written in place) is exposed both offline (:meth:`sample`) and incrementally
+(:meth:`start` / :meth:`step_frame`) for live narration. The per-token loop is kept lean: it
+runs under ``torch.inference_mode``, the cache is preallocated for the window when its length is
+known, each token costs one embedding lookup, one pass of the cached decode path
+(:meth:`TokenLM.hidden`), the logits and the sampler; no mask, no ``.item()`` sync, no loop over
+batch rows. Results handed back are ordinary tensors (cloned out of inference mode), so callers
+may use them in training losses.
 """
 from __future__ import annotations
 
@@ -19,8 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache
-
+from agents.kv_cache import KVCache
 from agents.lm import ModelError, TokenLM, sample_tokens
 from agents.obs.base import ObsEncoder
 
@@ -72,7 +77,7 @@ class GatedCrossAttention(nn.Module):
 class NarrationState:
     """Incremental narration state: KV cache, last token, frames seen (xattn memory)."""
 
-    cache: DynamicCache
+    cache: KVCache  # a transformers Cache; cache.get_seq_length() == position
     prev: torch.Tensor  # Long [B], the last token emitted (<bos> at the start)
     position: int = 0  # token positions already in the cache
     frames: int = 0  # frames narrated so far
@@ -146,41 +151,61 @@ class NarrationEncoder(nn.Module):
         return h, self.tlm.logits(h)
 
     # ---------------------------------------------------------------- sampling
-    def start(self, batch_size: int, device: torch.device | str = "cpu") -> NarrationState:
-        """A fresh narration state for ``batch_size`` streams."""
-        return NarrationState(cache=self.tlm.new_cache(),
+    def start(self, batch_size: int, device: torch.device | str = "cpu", *,
+              capacity: int = 0) -> NarrationState:
+        """A fresh narration state for ``batch_size`` streams (``capacity``: token positions to
+        preallocate in the cache when the length is known; it grows on demand otherwise)."""
+        return NarrationState(cache=self.tlm.new_cache(capacity),
                               prev=torch.full((batch_size,), self.bos_id, dtype=torch.long,
                                               device=device))
 
-    @torch.no_grad()
+    def _frame(self, state: NarrationState, e_t: torch.Tensor, *, greedy: bool,
+               temperature: float, top_k: int, generator: torch.Generator | None,
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Narrate one frame: e_t [B, D] -> k tokens [B], logits [B, V] and final hidden states
+        [B, D] (lists); advances ``state`` in place. Call under ``torch.inference_mode``."""
+        tlm = self.tlm
+        hook = None
+        if self.xattn is not None:
+            mem = e_t[:, None] if state.memory is None else torch.cat([state.memory, e_t[:, None]], 1)
+            hook = self._hook(mem, torch.full((1,), state.frames, device=e_t.device))
+            state.memory = mem
+        embed, cache, banned = tlm.embedder(), state.cache, self.banned
+        prev, pos = state.prev, state.position
+        ids, logits, hs = [], [], []
+        for j in range(self.k):
+            x = embed(prev)[:, None]  # [B, 1, D]
+            if j == 0 and self.fusion == "additive":
+                x = x + e_t[:, None]
+            h = tlm.hidden(x, cache=cache, start=pos + j, layer_hook=hook)[:, 0]  # [B, D]
+            z = tlm.logits(h)  # [B, V]
+            prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
+                                 banned=banned, generator=generator)
+            ids.append(prev)
+            logits.append(z)
+            hs.append(h)
+        state.prev, state.position, state.frames = prev, pos + self.k, state.frames + 1
+        return ids, logits, hs
+
     def step_frame(self, state: NarrationState, e_t: torch.Tensor, *, greedy: bool = False,
                    temperature: float = 1.0, top_k: int = 0,
                    generator: torch.Generator | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor, NarrationState]:
         """Narrate one frame: e_t [B, D] -> (ids Long [B, k], logits [B, k, V], new state).
 
-        One cached model call per token position; the state's cache grows by k positions.
+        One cached model call per token position; the state's cache grows by k positions (in
+        place: the returned state shares the cache with ``state``).
         """
-        mem = hook = None
-        if self.xattn is not None:
-            mem = e_t[:, None] if state.memory is None else torch.cat([state.memory, e_t[:, None]], 1)
-            hook = self._hook(mem, torch.full((1,), state.frames, device=e_t.device))
-        prev, pos = state.prev, state.position
-        ids, logits, hs = [], [], []
-        for j in range(self.k):
-            x = self.tlm.embed(prev)[:, None]  # [B, 1, D]
-            if j == 0 and self.fusion == "additive":
-                x = x + e_t[:, None]
-            h = self.tlm.hidden(x, cache=state.cache, start=pos, layer_hook=hook)
-            z = self.tlm.logits(h[:, 0])  # [B, V]
-            hs.append(h[:, 0])
-            prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
-                                 banned=self.banned, generator=generator)
-            ids.append(prev)
-            logits.append(z)
-            pos += 1
-        new = NarrationState(cache=state.cache, prev=prev, position=pos, frames=state.frames + 1,
-                             memory=mem, extra=state.extra, hidden=torch.stack(hs, 1))
+        B = e_t.shape[0]
+        new = NarrationState(cache=state.cache, prev=state.prev, position=state.position,
+                             frames=state.frames, memory=state.memory, extra=state.extra)
+        with torch.inference_mode():
+            ids, logits, hs = self._frame(new, e_t, greedy=greedy, temperature=temperature,
+                                          top_k=top_k, generator=generator)
+        # ordinary tensors for the caller (inference tensors cannot enter autograd later)
+        new.prev, new.hidden = new.prev.clone(), torch.stack(hs, 1)
+        if new.memory is not None and new.memory.is_inference():
+            new.memory = new.memory.clone()
         return torch.stack(ids, 1), torch.stack(logits, 1), new
 
     @torch.no_grad()
@@ -210,23 +235,26 @@ class NarrationEncoder(nn.Module):
         state.hidden = h[:, -k:]
         return h, self.tlm.logits(h), state
 
-    @torch.no_grad()
     def sample(self, e: torch.Tensor, *, greedy: bool = False, temperature: float = 1.0,
                top_k: int = 0, generator: torch.Generator | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Narrate a window offline: e [B, T, D] -> (ids Long [B, T, k], logits [B, T, k, V]).
 
-        All B sequences are sampled in parallel, one cached model call per token position.
+        All B sequences are sampled in parallel, one cached model call per token position,
+        into a cache preallocated for the window's T*k positions.
         """
         B, T, _ = e.shape
-        state = self.start(B, e.device)
-        ids, logits = [], []
-        for t in range(T):
-            y, z, state = self.step_frame(state, e[:, t], greedy=greedy, temperature=temperature,
-                                          top_k=top_k, generator=generator)
-            ids.append(y)
-            logits.append(z)
-        return torch.stack(ids, 1), torch.stack(logits, 1)
+        with torch.inference_mode():
+            state = self.start(B, e.device, capacity=T * self.k)
+            ids, logits = [], []
+            for t in range(T):
+                y, z, _ = self._frame(state, e[:, t], greedy=greedy, temperature=temperature,
+                                      top_k=top_k, generator=generator)
+                ids += y
+                logits += z
+        # outside inference mode: ordinary tensors (callers may use them in training losses)
+        return (torch.stack(ids, 1).view(B, T, self.k),
+                torch.stack(logits, 1).view(B, T, self.k, -1))
 
     @torch.no_grad()
     def sample_uncached(self, e: torch.Tensor, *, greedy: bool = True) -> torch.Tensor:

@@ -3,12 +3,29 @@
 ``build_gpt_neox`` makes the ``transformers`` model (a tiny config built locally, or a local
 pretrained checkpoint); :class:`TokenLM` is one *role's* view of such a model (encoder,
 predictor, EMA target): token embeddings with trainable special-token rows, the layer stack run
-teacher-forced or one position at a time with a ``DynamicCache``, and logits.
+teacher-forced or one position at a time with a KV cache, and logits.
 
 Why our own layer loop instead of ``GPTNeoXForCausalLM.forward``: sampling makes one call per
 token position, and the stock forward spends most of a tiny model's step building masks; the
 loop also lets gated cross-attention blocks sit between the layers and lets two LoRA adapters
 share one base model (the loop calls the peft-wrapped layers directly).
+
+Two paths through the layers, numerically the same computation:
+
+* the **teacher-forced / training path** (no cache, or any cache with autograd on) calls the
+  ``transformers`` GPT-NeoX layers themselves, unchanged;
+* the **cached decode path** (a :class:`agents.kv_cache.KVCache` under ``no_grad`` /
+  ``inference_mode``: sampling, live narration) is a lean re-statement of the same layer: one
+  qkv matmul (through the layer's own ``query_key_value`` module, so LoRA adapters apply),
+  rotary from a table built once and indexed by position (``rotate_half`` folded into a signed
+  sine table: bit-identical), keys and values written in place into the preallocated buffer
+  with ONE copy, SDPA over the filled part of the buffer (no mask at all for one position, a
+  causal flag or one small mask for a multi-position feed), the layer's own dense/MLP modules.
+  Per token it issues a few dozen tensor ops and no ``torch.cat`` over the cache.
+
+Why not ``DynamicCache`` (the cache of the first version) or transformers' ``StaticCache``: see
+:mod:`agents.kv_cache`; :class:`KVCache` still IS a transformers ``Cache``, so the stock layers'
+``update`` calls and ``get_seq_length`` / ``crop`` work on it unchanged.
 """
 from __future__ import annotations
 
@@ -18,7 +35,10 @@ from typing import TYPE_CHECKING, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import Cache, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers.activations import GELUActivation
+
+from agents.kv_cache import KVCache
 
 if TYPE_CHECKING:
     from agents.config import LMConfig
@@ -140,9 +160,16 @@ class TokenLM(nn.Module):
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """ids Long [...] -> embeddings [..., D]."""
-        base = self.core.gpt_neox.embed_in(ids)
+        return self.embedder()(ids)
+
+    def embedder(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`embed` with the special rows' delta table built once (for per-token loops)."""
         delta = torch.cat([self.delta_in, self.delta_in.new_zeros(1, self.hidden_size)])
-        return base + delta[self.special_rows[ids]]
+        emb, rows = self.core.gpt_neox.embed_in, self.special_rows
+        if type(emb) is nn.Embedding and emb.max_norm is None:
+            w = emb.weight
+            return lambda ids: F.embedding(ids, w) + delta[rows[ids]]
+        return lambda ids: emb(ids) + delta[rows[ids]]
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """h [..., D] -> logits [..., V]."""
@@ -152,26 +179,44 @@ class TokenLM(nn.Module):
         return z.index_add(-1, self.special_ids, extra)
 
     def _rope(self, h: torch.Tensor, start: int, L: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE (cos, sin) for positions start..start+L-1, from a table built once (sampling
-        calls the model once per position; rebuilding the table each time is pure overhead)."""
-        tab = getattr(self, "_rope_table", None)
-        if tab is None or tab[0].shape[1] < start + L or tab[0].device != h.device \
-                or tab[0].dtype != h.dtype:
-            n = max(start + L, 1024)
-            pos = torch.arange(n, device=h.device).unsqueeze(0)
-            with torch.no_grad():
-                tab = self.core.gpt_neox.rotary_emb(h, position_ids=pos)
-            object.__setattr__(self, "_rope_table", tab)
+        """RoPE (cos, sin) [1, L, r] for positions start..start+L-1, from a table built once
+        (sampling calls the model once per position; rebuilding the table is pure overhead)."""
+        tab = self._tables(h, start + L)
         return tab[0][:, start:start + L], tab[1][:, start:start + L]
 
-    def new_cache(self) -> DynamicCache:
-        return DynamicCache(config=self.core.config)
+    def _tables(self, h: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+        """(cos [1, N, r], sin [1, N, r], cos [N, 1, 1, r], signed sin [N, 1, 1, r], perm [r]).
+
+        N >= n. The last three serve the decode path:
+        ``rotate_half(x) * sin == x[..., perm] * sin_signed`` (``perm`` = the half-roll)
+        with ``sin_signed = (-sin[:r/2], sin[r/2:])`` (a sign flip: exact). Built outside
+        inference mode so the training path may save them for backward.
+        """
+        tab = getattr(self, "_rope_table", None)
+        if tab is None or tab[0].shape[1] < n or tab[0].device != h.device \
+                or tab[0].dtype != h.dtype:
+            n = max(n, 1024)
+            with torch.inference_mode(False), torch.no_grad():
+                pos = torch.arange(n, device=h.device).unsqueeze(0)
+                cos, sin = self.core.gpt_neox.rotary_emb(h, position_ids=pos)  # [1, n, r]
+                r = cos.shape[-1]
+                sign = torch.ones(r, dtype=sin.dtype, device=sin.device)
+                sign[: r // 2] = -1
+                perm = torch.arange(r, device=h.device).roll(r // 2)  # x[perm] = x.roll(r/2)
+                tab = (cos, sin, cos[0, :, None, None].clone(),
+                       (sin[0] * sign)[:, None, None].clone(), perm)
+            object.__setattr__(self, "_rope_table", tab)
+        return tab
+
+    def new_cache(self, capacity: int = 0) -> KVCache:
+        """An empty KV cache for this LM (``capacity``: positions to preallocate, 0 = grow)."""
+        return KVCache(self.core.config.num_hidden_layers, capacity)
 
     def hidden(
         self,
         x: torch.Tensor,
         *,
-        cache: DynamicCache | None = None,
+        cache: Cache | None = None,
         start: int = 0,
         layer_hook: LayerHook | None = None,
     ) -> torch.Tensor:
@@ -180,7 +225,8 @@ class TokenLM(nn.Module):
         Args:
             x: float [B, L, D] input embeddings for positions ``start .. start+L-1``.
             cache: KV cache holding positions ``< start`` (updated in place), or None for a
-                teacher-forced pass from position 0.
+                teacher-forced pass from position 0. A :class:`KVCache` with autograd off
+                takes the lean decode path (see the module docstring).
             start: Position of ``x[:, 0]``.
             layer_hook: Called as ``hook(i, hidden)`` before layer ``i`` (fusion blocks).
 
@@ -188,10 +234,12 @@ class TokenLM(nn.Module):
             Final hidden states [B, L, D] (after the final layer norm).
         """
         self._activate()
-        gpt = self.core.gpt_neox
-        B, L, _ = x.shape
         if cache is not None and start != cache.get_seq_length():
             raise ModelError(f"KV cache holds {cache.get_seq_length()} positions, asked for {start}.")
+        if isinstance(cache, KVCache) and not torch.is_grad_enabled():
+            return self._decode(x, cache, start, layer_hook)
+        gpt = self.core.gpt_neox
+        B, L, _ = x.shape
         pos = torch.arange(start, start + L, device=x.device).unsqueeze(0)  # [1, L]
         mask = None  # SDPA: None = causal when L > 1 without past, all-visible for L == 1
         if cache is not None and start > 0 and L > 1:
@@ -206,6 +254,135 @@ class TokenLM(nn.Module):
             h = layer(h, attention_mask=mask, position_ids=pos, layer_past=cache,
                       use_cache=cache is not None, position_embeddings=pe)
         return gpt.final_layer_norm(h)
+
+    def _decode(self, x: torch.Tensor, cache: KVCache, start: int,
+                layer_hook: LayerHook | None) -> torch.Tensor:
+        """The cached path: the GPT-NeoX layers restated with in-place KV writes (no autograd).
+
+        Same maths and op order as ``GPTNeoXLayer.forward`` with SDPA attention; dropout is
+        applied exactly where the stock layer applies it when the model is in training mode.
+        The layers' modules and weights are looked up once per cache (:func:`_bind_layer`).
+        """
+        # oneDNN runs F.gelu through a primitive costing ~10 us per call even on a handful of
+        # values (vs ~2 us for ATen's own kernel); a decode step has one gelu per layer, so the
+        # step runs with oneDNN off and restores the flag (the same erf GELU, allclose).
+        mkldnn = torch.backends.mkldnn
+        was = mkldnn.enabled
+        mkldnn.enabled = False
+        try:
+            return self._decode_layers(x, cache, start, layer_hook)
+        finally:
+            mkldnn.enabled = was
+
+    def _decode_layers(self, x: torch.Tensor, cache: KVCache, start: int,
+                       layer_hook: LayerHook | None) -> torch.Tensor:
+        plan = cache.plan
+        if plan is None or plan[0] is not self:
+            gpt = self.core.gpt_neox
+            plan = cache.plan = (self, [_bind_layer(layer) for layer in gpt.layers],
+                                 _bound(gpt.final_layer_norm), gpt.emb_dropout,
+                                 self.core.config.num_attention_heads,
+                                 x.new_zeros(1, 1, 1))  # baddbmm's ignored input (beta = 0)
+        _, layers, final_ln, emb_dropout, H, _ = plan
+        B, L, D = x.shape
+        train = self.core.training
+        _, _, cos, sin, perm = self._tables(x, start + L)
+        cos, sin = cos[start:start + L], sin[start:start + L]  # [L, 1, 1, r]
+        r = cos.shape[-1]
+        mask, causal = None, False  # one position sees the whole cache: no mask at all
+        if L > 1 and start == 0:
+            causal = True
+        elif L > 1:  # a multi-position feed after a prefix: row i sees positions <= start + i
+            mask = torch.ones(L, start + L, dtype=torch.bool, device=x.device).tril(start)
+        h = emb_dropout(x) if train else x
+        for i, (ln1, qkv_proj, dense, ln2, fc1, act, fc2, parallel, d, scale, p_att, drop_att,
+                drop_mlp, fused) in enumerate(layers):
+            if layer_hook is not None:
+                h = layer_hook(i, h)
+            if fused is not None:  # one LayerNorm and ONE matmul for both branches' inputs
+                w_cat, b_cat, eps, zero = fused
+                y = F.linear(F.layer_norm(h, (D,), None, None, eps), w_cat, b_cat)
+                qkv, f = y[..., :3 * D], y[..., 3 * D:]  # [B, L, 3D], [B, L, I]
+            else:
+                qkv, f = qkv_proj(ln1(h)), None
+            qkv = qkv.view(B, L, H, 3, d)  # [B, L, H, (q, k, v), d]
+            qk = qkv[..., :2, :r]
+            qk.copy_(torch.addcmul(qk * cos, qk.index_select(-1, perm), sin))  # rotary, in place
+            cl = cache.layers[i]
+            if not cl.is_initialized:
+                empty = qkv.new_empty(B, H, 0, d)
+                cl.lazy_initialization(empty, empty)
+            cl.reserve(L).copy_(qkv[:, :, :, 1:].transpose(1, 2))  # keys+values, one write
+            keys, values = cl.advance(L)  # [B, H, n, d] views of the buffer, n = start+L
+            if L == 1:  # one query per head: two batched matmuls beat SDPA's kernel on CPU
+                n = keys.shape[2]
+                a = torch.baddbmm(plan[5], qkv[:, 0, :, 0].reshape(B * H, 1, d),
+                                  keys.reshape(B * H, n, d).transpose(1, 2), beta=0.0, alpha=scale)
+                a = a.softmax(-1)  # [B*H, 1, n]
+                if train and p_att > 0:
+                    a = F.dropout(a, p_att)
+                o = torch.bmm(a, values.reshape(B * H, n, d)).view(B, 1, D)  # heads in order
+            else:
+                o = F.scaled_dot_product_attention(
+                    qkv[:, :, :, 0].transpose(1, 2), keys, values, attn_mask=mask,
+                    is_causal=causal, dropout_p=p_att if train else 0.0, scale=scale)
+                o = o.transpose(1, 2).reshape(B, L, D)
+            o = dense(o)
+            if train:
+                o = drop_att(o)
+            if parallel:
+                m = fc2(act(fc1(ln2(h)) if f is None else f))
+                h = (drop_mlp(m) if train else m) + o + h
+            else:
+                o = o + h
+                m = fc2(act(fc1(ln2(o))))
+                h = (drop_mlp(m) if train else m) + o
+        return final_ln(h)
+
+
+def _bound(m: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``m`` as a plain function: ``F.linear`` / ``F.layer_norm`` on its (live) parameters for
+    a plain ``nn.Linear`` / ``nn.LayerNorm`` (no module-call overhead per token), else the
+    module itself (e.g. a peft LoRA layer, which applies its active adapter)."""
+    if type(m) is nn.Linear:
+        w, b = m.weight, m.bias
+        return lambda x: F.linear(x, w, b)
+    if type(m) is nn.LayerNorm:
+        shape, w, b, eps = m.normalized_shape, m.weight, m.bias, m.eps
+        return lambda x: F.layer_norm(x, shape, w, b, eps)
+    return m
+
+
+def _bind_layer(layer: nn.Module) -> tuple:
+    """One ``GPTNeoXLayer``'s parts for :meth:`TokenLM._decode`, looked up once per cache.
+
+    Parameters are held by reference (in-place updates are seen), except for the fused input
+    projection: with a parallel residual and plain LayerNorm/Linear modules (no LoRA there),
+    ``qkv(ln1(h))`` and ``fc1(ln2(h))`` are ONE matmul of the normalised ``h`` with
+    ``[W_qkv * w1; W_fc1 * w2]`` (biases ``W b_ln + b``): the same affine maps, rounded
+    differently (allclose). Those folded weights are computed when the cache is first used, so a
+    cache (a narration state) must not outlive a change of the weights; :meth:`sample` makes a
+    new cache per call.
+    """
+    att, mlp = layer.attention, layer.mlp
+    act = mlp.act.act if type(mlp.act) is GELUActivation else mlp.act  # its function, unwrapped
+    ln1, ln2, qkv, fc1 = (layer.input_layernorm, layer.post_attention_layernorm,
+                          att.query_key_value, mlp.dense_h_to_4h)
+    fused = None
+    if (layer.use_parallel_residual and type(ln1) is type(ln2) is nn.LayerNorm
+            and type(qkv) is type(fc1) is nn.Linear and ln1.eps == ln2.eps
+            and ln1.elementwise_affine and ln2.elementwise_affine
+            and ln1.bias is not None and ln2.bias is not None):
+        with torch.no_grad(), torch.inference_mode(False):
+            parts = []
+            for ln, lin in ((ln1, qkv), (ln2, fc1)):
+                b = lin.weight @ ln.bias
+                parts.append((lin.weight * ln.weight, b if lin.bias is None else b + lin.bias))
+            fused = (torch.cat([parts[0][0], parts[1][0]]), torch.cat([parts[0][1], parts[1][1]]),
+                     ln1.eps, None)
+    return (_bound(ln1), _bound(qkv), _bound(att.dense), _bound(ln2), _bound(fc1), act,
+            _bound(mlp.dense_4h_to_h), layer.use_parallel_residual, att.head_size, att.scaling,
+            att.attention_dropout, layer.post_attention_dropout, layer.post_mlp_dropout, fused)
 
 
 def sample_tokens(
@@ -226,9 +403,13 @@ def sample_tokens(
         logits = logits.index_fill(-1, banned, float("-inf"))
     if greedy or temperature <= 0:
         return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k > 0:
-        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+    if temperature != 1.0:  # dividing by 1 is exact: skip the op
+        logits = logits / temperature
+    if 0 < top_k < logits.shape[-1]:  # k >= V keeps every token
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # For one sample, torch.multinomial(probs, 1) draws argmax(probs / Exp(1) noise) (the
+    # exponential race: an exact sample); on CPU this gives its very draw from the same
+    # generator state, without its per-call input checks (tests/test_model.py checks both).
+    return (probs / torch.empty_like(probs).exponential_(1.0, generator=generator)).argmax(-1)
