@@ -15,7 +15,7 @@ buffers written in place) is exposed both offline (:meth:`sample`) and increment
 runs under ``torch.inference_mode``, the cache is preallocated for the window when its length is
 known, each token costs one embedding lookup, one pass of the cached decode path
 (:meth:`TokenLM.hidden`), the logits and the sampler; no mask, no ``.item()`` sync, no loop over
-batch rows. Results handed back are ordinary tensors (cloned out of inference mode), so callers
+batch rows. Results handed back are ordinary tensors (built outside inference mode), so callers
 may use them in training losses.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from agents.kv_cache import KVCache
 from agents.lm import ModelError, TokenLM, sample_tokens
 from agents.obs.base import ObsEncoder
@@ -143,7 +144,7 @@ class NarrationEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced pass: ids Long [B, T, k], e [B, T, D] -> (h [B, L, D], z [B, L, V])."""
-        B, T, k = ids.shape
+        _, T, k = ids.shape
         if k != self.k:
             raise ModelError(f"ids have {k} slots per frame, the encoder was built for {self.k}.")
         q_frame = torch.arange(T * k, device=ids.device) // k
@@ -159,18 +160,19 @@ class NarrationEncoder(nn.Module):
                               prev=torch.full((batch_size,), self.bos_id, dtype=torch.long,
                                               device=device))
 
-    def _frame(self, state: NarrationState, e_t: torch.Tensor, *, greedy: bool,
+    def _frame(self, state: NarrationState, e_t: torch.Tensor, io: tuple, *, greedy: bool,
                temperature: float, top_k: int, generator: torch.Generator | None,
                ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """Narrate one frame: e_t [B, D] -> k tokens [B], logits [B, V] and final hidden states
-        [B, D] (lists); advances ``state`` in place. Call under ``torch.inference_mode``."""
+        [B, D] (lists); advances ``state`` in place. ``io`` = ``tlm.token_io()``. Call under
+        ``torch.inference_mode``."""
         tlm = self.tlm
         hook = None
         if self.xattn is not None:
             mem = e_t[:, None] if state.memory is None else torch.cat([state.memory, e_t[:, None]], 1)
             hook = self._hook(mem, torch.full((1,), state.frames, device=e_t.device))
             state.memory = mem
-        embed, cache, banned = tlm.embedder(), state.cache, self.banned
+        (embed, logits_of), cache, banned = io, state.cache, self.banned
         prev, pos = state.prev, state.position
         ids, logits, hs = [], [], []
         for j in range(self.k):
@@ -178,7 +180,7 @@ class NarrationEncoder(nn.Module):
             if j == 0 and self.fusion == "additive":
                 x = x + e_t[:, None]
             h = tlm.hidden(x, cache=cache, start=pos + j, layer_hook=hook)[:, 0]  # [B, D]
-            z = tlm.logits(h)  # [B, V]
+            z = logits_of(h)  # [B, V]
             prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
                                  banned=banned, generator=generator)
             ids.append(prev)
@@ -196,12 +198,12 @@ class NarrationEncoder(nn.Module):
         One cached model call per token position; the state's cache grows by k positions (in
         place: the returned state shares the cache with ``state``).
         """
-        B = e_t.shape[0]
         new = NarrationState(cache=state.cache, prev=state.prev, position=state.position,
                              frames=state.frames, memory=state.memory, extra=state.extra)
         with torch.inference_mode():
-            ids, logits, hs = self._frame(new, e_t, greedy=greedy, temperature=temperature,
-                                          top_k=top_k, generator=generator)
+            ids, logits, hs = self._frame(new, e_t, self.tlm.token_io(), greedy=greedy,
+                                          temperature=temperature, top_k=top_k,
+                                          generator=generator)
         # ordinary tensors for the caller (inference tensors cannot enter autograd later)
         new.prev, new.hidden = new.prev.clone(), torch.stack(hs, 1)
         if new.memory is not None and new.memory.is_inference():
@@ -246,9 +248,9 @@ class NarrationEncoder(nn.Module):
         B, T, _ = e.shape
         with torch.inference_mode():
             state = self.start(B, e.device, capacity=T * self.k)
-            ids, logits = [], []
+            ids, logits, io = [], [], self.tlm.token_io()
             for t in range(T):
-                y, z, _ = self._frame(state, e[:, t], greedy=greedy, temperature=temperature,
+                y, z, _ = self._frame(state, e[:, t], io, greedy=greedy, temperature=temperature,
                                       top_k=top_k, generator=generator)
                 ids += y
                 logits += z
@@ -256,19 +258,22 @@ class NarrationEncoder(nn.Module):
         return (torch.stack(ids, 1).view(B, T, self.k),
                 torch.stack(logits, 1).view(B, T, self.k, -1))
 
-    @torch.no_grad()
     def sample_uncached(self, e: torch.Tensor, *, greedy: bool = True) -> torch.Tensor:
-        """Baseline for the benchmark: re-run the whole prefix for every new token (no cache)."""
+        """Baseline for the benchmark: re-run the whole prefix for every new token (no cache).
+
+        Each position runs the teacher-forced :meth:`forward` (the training code path) over the
+        frames so far, under the same ``torch.inference_mode`` as :meth:`sample`.
+        """
         B, T, _ = e.shape
         L = T * self.k
-        ids = torch.full((B, T, self.k), self.bos_id, dtype=torch.long, device=e.device)
-        flat = ids.view(B, L)
-        for p in range(L):
-            t = p // self.k + 1
-            _, z = self.forward(ids[:, :t], e[:, :t])
-            z_p = z[:, p]
-            flat[:, p] = sample_tokens(z_p, greedy=greedy, banned=self.banned)
-        return ids
+        with torch.inference_mode():
+            ids = torch.full((B, T, self.k), self.bos_id, dtype=torch.long, device=e.device)
+            flat = ids.view(B, L)
+            for p in range(L):
+                t = p // self.k + 1
+                _, z = self.forward(ids[:, :t], e[:, :t])
+                flat[:, p] = sample_tokens(z[:, p], greedy=greedy, banned=self.banned)
+        return ids.clone()  # an ordinary tensor
 
 
 def num_params(module: nn.Module) -> int:

@@ -40,6 +40,26 @@ class BufferLayer(CacheLayerMixin):
         self.capacity = capacity
         self.length = 0
         self.kv: torch.Tensor | None = None  # [B, H, capacity, 2, d]
+        self.kv3: torch.Tensor | None = None  # the same buffer as [B*H, capacity, 2, d]
+
+    # transformers' interface: the filled part, [B, H, length, d] views of the buffer
+    @property
+    def keys(self) -> torch.Tensor | None:
+        return None if self.kv is None else self.kv[:, :, :self.length, 0]
+
+    @keys.setter
+    def keys(self, value: torch.Tensor | None) -> None:
+        if value is not None:
+            raise AttributeError("BufferLayer.keys is a view of its buffer; use update().")
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        return None if self.kv is None else self.kv[:, :, :self.length, 1]
+
+    @values.setter
+    def values(self, value: torch.Tensor | None) -> None:
+        if value is not None:
+            raise AttributeError("BufferLayer.values is a view of its buffer; use update().")
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         if key_states.shape != value_states.shape:
@@ -47,7 +67,7 @@ class BufferLayer(CacheLayerMixin):
                              f"(got {tuple(key_states.shape)} and {tuple(value_states.shape)}).")
         self.dtype, self.device = key_states.dtype, key_states.device
         B, H, _, d = key_states.shape
-        self.kv = self._alloc(B, H, max(self.capacity, 64), d)
+        self._set(self._alloc(B, H, max(self.capacity, 64), d))
         self.is_initialized = True
 
     def _alloc(self, B: int, H: int, n: int, d: int) -> torch.Tensor:
@@ -55,6 +75,11 @@ class BufferLayer(CacheLayerMixin):
         # torch.inference_mode (sampling) and under torch.no_grad (narration's prefill/feeds)
         with torch.inference_mode(False):
             return torch.empty(B, H, n, 2, d, dtype=self.dtype, device=self.device)
+
+    def _set(self, kv: torch.Tensor) -> None:
+        B, H, n, _, d = kv.shape
+        self.kv = kv
+        self.kv3 = kv.view(B * H, n, 2, d) if kv.is_contiguous() else None
 
     def reserve(self, n: int) -> torch.Tensor:
         """Make room for ``n`` more positions; returns the buffer slot [B, H, n, 2, d] for them."""
@@ -64,14 +89,12 @@ class BufferLayer(CacheLayerMixin):
             B, H, _, _, d = self.kv.shape
             new = self._alloc(B, H, max(2 * cap, end), d)
             new[:, :, :self.length] = self.kv[:, :, :self.length]
-            self.kv = new
+            self._set(new)
         return self.kv[:, :, self.length:end]
 
     def advance(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Count ``n`` positions written into :meth:`reserve`'s slot; returns (keys, values)."""
         self.length += n
-        filled = self.kv[:, :, :self.length]
-        self.keys, self.values = filled[:, :, :, 0], filled[:, :, :, 1]  # [B, H, length, d]
         return self.keys, self.values
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs,
@@ -84,7 +107,7 @@ class BufferLayer(CacheLayerMixin):
             # autograd keeps the cached tensors of earlier steps for backward: never overwrite
             # them in place; grow out of place like DynamicCache (training through the cache)
             new = torch.stack([key_states, value_states], dim=3)  # [B, H, L, 2, d]
-            self.kv = torch.cat([self.kv[:, :, :self.length], new], dim=2)
+            self._set(torch.cat([self.kv[:, :, :self.length], new], dim=2))
             return self.advance(L)
         slot = self.reserve(L)
         slot[:, :, :, 0] = key_states
@@ -102,7 +125,6 @@ class BufferLayer(CacheLayerMixin):
 
     def reset(self) -> None:
         self.length = 0
-        self.keys = self.values = None
 
     def crop(self, tokens_to_remove: int) -> None:
         """Drop the last ``-tokens_to_remove`` positions (transformers 5 semantics: negative)."""
@@ -115,12 +137,10 @@ class BufferLayer(CacheLayerMixin):
             raise ValueError(f"Cannot crop {-tokens_to_remove} positions from a cache of "
                              f"{self.length}.")
         self.length += tokens_to_remove
-        self.advance(0)
 
     def _select(self, index: torch.Tensor) -> None:
         if self.is_initialized:
-            self.kv = self.kv.index_select(0, index.to(self.kv.device))
-            self.advance(0)
+            self._set(self.kv.index_select(0, index.to(self.kv.device)))
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self._select(beam_idx)

@@ -29,8 +29,9 @@ Why not ``DynamicCache`` (the cache of the first version) or transformers' ``Sta
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -166,10 +167,28 @@ class TokenLM(nn.Module):
         """:meth:`embed` with the special rows' delta table built once (for per-token loops)."""
         delta = torch.cat([self.delta_in, self.delta_in.new_zeros(1, self.hidden_size)])
         emb, rows = self.core.gpt_neox.embed_in, self.special_rows
-        if type(emb) is nn.Embedding and emb.max_norm is None:
-            w = emb.weight
-            return lambda ids: F.embedding(ids, w) + delta[rows[ids]]
         return lambda ids: emb(ids) + delta[rows[ids]]
+
+    # tables up to this many elements are folded per sampling call (a pretrained 50k x 512
+    # vocabulary is not: it keeps the unfolded ops rather than copy 100 MB per call)
+    FOLD_LIMIT = 1 << 22
+
+    def token_io(self) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                Callable[[torch.Tensor], torch.Tensor]]:
+        """(embed, logits) for a per-token loop under ``no_grad``, with the special rows' deltas
+        folded into one embedding table and one output matrix when both are plain modules and
+        small (one op each per token instead of four and three; the same sums, rounded
+        differently for the logits). Build it per call: it copies the current weights."""
+        self._activate()
+        emb, head = self.core.gpt_neox.embed_in, self.core.lm_head
+        if (type(emb) is not nn.Embedding or type(head) is not nn.Linear or head.bias is not None
+                or emb.max_norm is not None or emb.weight.numel() > self.FOLD_LIMIT
+                or head.weight.numel() > self.FOLD_LIMIT):
+            return self.embedder(), self.logits
+        pad = self.delta_in.new_zeros(1, self.hidden_size)
+        table = emb.weight + torch.cat([self.delta_in, pad])[self.special_rows]  # [V, D]
+        w_out = head.weight.index_add(0, self.special_ids, self.delta_out).T  # [D, V]
+        return (lambda ids: F.embedding(ids, table)), (lambda h: h @ w_out)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """h [..., D] -> logits [..., V]."""
@@ -185,12 +204,14 @@ class TokenLM(nn.Module):
         return tab[0][:, start:start + L], tab[1][:, start:start + L]
 
     def _tables(self, h: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
-        """(cos [1, N, r], sin [1, N, r], cos [N, 1, 1, r], signed sin [N, 1, 1, r], perm [r]).
+        """RoPE tables for positions 0..N-1 (N >= n), built once, outside inference mode (the
+        training path may save them for backward).
 
-        N >= n. The last three serve the decode path:
-        ``rotate_half(x) * sin == x[..., perm] * sin_signed`` (``perm`` = the half-roll)
-        with ``sin_signed = (-sin[:r/2], sin[r/2:])`` (a sign flip: exact). Built outside
-        inference mode so the training path may save them for backward.
+        (cos [1, N, r], sin [1, N, r]) for the stock layers; for the decode path
+        (cos [N, 1, 1, r], signed sin [N, 1, 1, r], perm [r]) with
+        ``rotate_half(x) * sin == x[..., perm] * sin_signed`` (``perm`` = the half-roll,
+        ``sin_signed = (-sin[:r/2], sin[r/2:])``), and rot complex [N, 1, 1, r/2] = e^{i theta}
+        for interleaved channel pairs.
         """
         tab = getattr(self, "_rope_table", None)
         if tab is None or tab[0].shape[1] < n or tab[0].device != h.device \
@@ -203,8 +224,9 @@ class TokenLM(nn.Module):
                 sign = torch.ones(r, dtype=sin.dtype, device=sin.device)
                 sign[: r // 2] = -1
                 perm = torch.arange(r, device=h.device).roll(r // 2)  # x[perm] = x.roll(r/2)
+                rot = torch.complex(cos[0, :, : r // 2], sin[0, :, : r // 2])  # e^{i theta}
                 tab = (cos, sin, cos[0, :, None, None].clone(),
-                       (sin[0] * sign)[:, None, None].clone(), perm)
+                       (sin[0] * sign)[:, None, None].clone(), perm, rot[:, None, None])
             object.__setattr__(self, "_rope_table", tab)
         return tab
 
@@ -236,10 +258,15 @@ class TokenLM(nn.Module):
         self._activate()
         if cache is not None and start != cache.get_seq_length():
             raise ModelError(f"KV cache holds {cache.get_seq_length()} positions, asked for {start}.")
-        if isinstance(cache, KVCache) and not torch.is_grad_enabled():
-            return self._decode(x, cache, start, layer_hook)
+        if isinstance(cache, KVCache):
+            if not torch.is_grad_enabled():
+                return self._decode(x, cache, start, layer_hook)
+            if cache.plan is not None:
+                raise ModelError(
+                    "This KV cache was filled with autograd off (the decode path's key layout); "
+                    "extend it under torch.no_grad, or start a new cache for a pass with autograd.")
         gpt = self.core.gpt_neox
-        B, L, _ = x.shape
+        L = x.shape[1]
         pos = torch.arange(start, start + L, device=x.device).unsqueeze(0)  # [1, L]
         mask = None  # SDPA: None = causal when L > 1 without past, all-visible for L == 1
         if cache is not None and start > 0 and L > 1:
@@ -259,74 +286,134 @@ class TokenLM(nn.Module):
                 layer_hook: LayerHook | None) -> torch.Tensor:
         """The cached path: the GPT-NeoX layers restated with in-place KV writes (no autograd).
 
-        Same maths and op order as ``GPTNeoXLayer.forward`` with SDPA attention; dropout is
-        applied exactly where the stock layer applies it when the model is in training mode.
-        The layers' modules and weights are looked up once per cache (:func:`_bind_layer`).
+        The same affine maps, attention and op order as ``GPTNeoXLayer.forward`` (rounded
+        differently: allclose); dropout is applied where the stock layer applies it when the
+        model is in training mode. The layers' weights are bound once per cache
+        (:class:`_DecodePlan`).
         """
+        plan = cache.plan
+        if plan is None or plan.lm is not self:
+            if cache.get_seq_length():
+                raise ModelError(
+                    "This KV cache was filled by another model or with autograd on (the stock "
+                    "layers' layout); keep extending it the same way, or start a new cache.")
+            plan = cache.plan = _DecodePlan(self, x)
         # oneDNN runs F.gelu through a primitive costing ~10 us per call even on a handful of
         # values (vs ~2 us for ATen's own kernel); a decode step has one gelu per layer, so the
-        # step runs with oneDNN off and restores the flag (the same erf GELU, allclose).
+        # step runs with oneDNN off and restores the flag (the same erf GELU).
         mkldnn = torch.backends.mkldnn
         was = mkldnn.enabled
         mkldnn.enabled = False
         try:
-            return self._decode_layers(x, cache, start, layer_hook)
+            return plan.run(x, cache, start, layer_hook, self.core.training)
         finally:
             mkldnn.enabled = was
 
-    def _decode_layers(self, x: torch.Tensor, cache: KVCache, start: int,
-                       layer_hook: LayerHook | None) -> torch.Tensor:
-        plan = cache.plan
-        if plan is None or plan[0] is not self:
-            gpt = self.core.gpt_neox
-            plan = cache.plan = (self, [_bind_layer(layer) for layer in gpt.layers],
-                                 _bound(gpt.final_layer_norm), gpt.emb_dropout,
-                                 self.core.config.num_attention_heads,
-                                 x.new_zeros(1, 1, 1))  # baddbmm's ignored input (beta = 0)
-        _, layers, final_ln, emb_dropout, H, _ = plan
+
+class _DecodePlan:
+    """A ``TokenLM``'s GPT-NeoX layers bound for the cached decode path (one per KV cache).
+
+    Per layer: plain ``nn.Linear`` / ``nn.LayerNorm`` become ``addmm`` / ``layer_norm`` calls
+    on their live parameters (no module-call overhead; any other module, e.g. a peft LoRA
+    layer, is called as is). With a parallel residual and plain modules, ``qkv(ln1(h))`` and
+    ``fc1(ln2(h))`` are ONE matmul of the normalised ``h`` with ``[W_qkv * w1; W_fc1 * w2]``
+    (biases ``W b_ln + b``), and the rotary channels of each head's q and k rows are
+    interleaved so that ``rotate_half`` becomes one in-place complex multiply by ``e^{i theta}``
+    (attention scores are dot products, invariant to a channel permutation applied to both q and
+    k; the cache holds keys in that order, so a cache is only ever extended by its own plan).
+    These folded weights are computed when the cache is first used: a cache (a narration state)
+    must not outlive a change of the weights; ``NarrationEncoder.sample`` makes one per call.
+    """
+
+    def __init__(self, tlm: TokenLM, x: torch.Tensor) -> None:
+        self.lm = tlm
+        gpt = tlm.core.gpt_neox
+        self.H = tlm.core.config.num_attention_heads
+        self.emb_dropout = gpt.emb_dropout
+        self.final_ln = _bound(gpt.final_layer_norm)
+        self.zero = x.new_zeros(1, 1, 1)  # baddbmm's ignored input (beta = 0)
+        cos = tlm._tables(x, 1)[0]
+        self.r = cos.shape[-1]
+        self.layers = [self._bind(layer) for layer in gpt.layers]
+
+    def _bind(self, layer: nn.Module) -> tuple:
+        att, mlp = layer.attention, layer.mlp
+        act = mlp.act.act if type(mlp.act) is GELUActivation else mlp.act  # unwrapped function
+        ln1, ln2, qkv, fc1 = (layer.input_layernorm, layer.post_attention_layernorm,
+                              att.query_key_value, mlp.dense_h_to_4h)
+        fused = None
+        if (layer.use_parallel_residual and type(ln1) is type(ln2) is nn.LayerNorm
+                and type(qkv) is type(fc1) is nn.Linear and ln1.eps == ln2.eps
+                and ln1.weight is not None and ln1.bias is not None
+                and ln2.weight is not None and ln2.bias is not None and self.r % 2 == 0):
+            with torch.no_grad(), torch.inference_mode(False):
+                D, d, r = qkv.in_features, att.head_size, self.r
+                order = torch.arange(3 * D).view(self.H, 3, d)
+                inter = torch.arange(r).view(2, r // 2).T.reshape(r)  # 0, r/2, 1, r/2+1, ...
+                order[:, :2, :r] = order[:, :2, inter]  # q and k rotary pairs side by side
+                order = order.reshape(-1).to(qkv.weight.device)
+                ws, bs = [], []
+                for ln, lin, rows in ((ln1, qkv, order), (ln2, fc1, None)):
+                    w = lin.weight if rows is None else lin.weight[rows]
+                    b = w @ ln.bias
+                    if lin.bias is not None:
+                        b = b + (lin.bias if rows is None else lin.bias[rows])
+                    ws.append(w * ln.weight)
+                    bs.append(b)
+                fused = (torch.cat(ws).T, torch.cat(bs), ln1.eps)  # W^T [D, 3D + I], b
+        return (_bound(ln1), _bound(qkv), _bound(att.dense), _bound(ln2), _bound(fc1), act,
+                _bound(mlp.dense_4h_to_h), layer.use_parallel_residual, att.head_size,
+                att.scaling, att.attention_dropout, layer.post_attention_dropout,
+                layer.post_mlp_dropout, fused)
+
+    def run(self, x: torch.Tensor, cache: KVCache, start: int, layer_hook: LayerHook | None,
+            train: bool) -> torch.Tensor:
+        """x [B, L, D] at positions start.. -> final hidden states [B, L, D]; fills ``cache``."""
         B, L, D = x.shape
-        train = self.core.training
-        _, _, cos, sin, perm = self._tables(x, start + L)
-        cos, sin = cos[start:start + L], sin[start:start + L]  # [L, 1, 1, r]
-        r = cos.shape[-1]
+        H, r, tlm = self.H, self.r, self.lm
+        _, _, cos, sin, perm, rot = tlm._tables(x, start + L)
+        cos, sin, rot = cos[start:start + L], sin[start:start + L], rot[start:start + L]
         mask, causal = None, False  # one position sees the whole cache: no mask at all
         if L > 1 and start == 0:
             causal = True
         elif L > 1:  # a multi-position feed after a prefix: row i sees positions <= start + i
             mask = torch.ones(L, start + L, dtype=torch.bool, device=x.device).tril(start)
-        h = emb_dropout(x) if train else x
+        h = (self.emb_dropout(x) if train else x).reshape(B * L, D)  # rows [B*L, D]
         for i, (ln1, qkv_proj, dense, ln2, fc1, act, fc2, parallel, d, scale, p_att, drop_att,
-                drop_mlp, fused) in enumerate(layers):
+                drop_mlp, fused) in enumerate(self.layers):
             if layer_hook is not None:
-                h = layer_hook(i, h)
+                h = layer_hook(i, h.view(B, L, D)).reshape(B * L, D)
             if fused is not None:  # one LayerNorm and ONE matmul for both branches' inputs
-                w_cat, b_cat, eps, zero = fused
-                y = F.linear(F.layer_norm(h, (D,), None, None, eps), w_cat, b_cat)
-                qkv, f = y[..., :3 * D], y[..., 3 * D:]  # [B, L, 3D], [B, L, I]
+                w_cat, b_cat, eps = fused
+                y = torch.addmm(b_cat, F.layer_norm(h, (D,), None, None, eps), w_cat)
+                qkv, f = y[:, :3 * D].view(B, L, H, 3, d), y[:, 3 * D:]  # [B, L, H, 3, d]
+                qc = torch.view_as_complex(qkv.view(B, L, H, 3, d // 2, 2))
+                qc[:, :, :, :2, :r // 2].mul_(rot)  # rotary on interleaved q, k pairs
             else:
-                qkv, f = qkv_proj(ln1(h)), None
-            qkv = qkv.view(B, L, H, 3, d)  # [B, L, H, (q, k, v), d]
-            qk = qkv[..., :2, :r]
-            qk.copy_(torch.addcmul(qk * cos, qk.index_select(-1, perm), sin))  # rotary, in place
+                qkv, f = qkv_proj(ln1(h)).view(B, L, H, 3, d), None
+                qk = qkv[..., :2, :r]
+                qk.copy_(torch.addcmul(qk * cos, qk.index_select(-1, perm), sin))
             cl = cache.layers[i]
             if not cl.is_initialized:
                 empty = qkv.new_empty(B, H, 0, d)
                 cl.lazy_initialization(empty, empty)
             cl.reserve(L).copy_(qkv[:, :, :, 1:].transpose(1, 2))  # keys+values, one write
-            keys, values = cl.advance(L)  # [B, H, n, d] views of the buffer, n = start+L
+            cl.length += L
+            n = cl.length
             if L == 1:  # one query per head: two batched matmuls beat SDPA's kernel on CPU
-                n = keys.shape[2]
-                a = torch.baddbmm(plan[5], qkv[:, 0, :, 0].reshape(B * H, 1, d),
-                                  keys.reshape(B * H, n, d).transpose(1, 2), beta=0.0, alpha=scale)
+                kv = cl.kv3[:, :n]  # [B*H, n, 2, d]
+                a = torch.baddbmm(self.zero, qkv[:, 0, :, 0].reshape(B * H, 1, d),
+                                  kv[:, :, 0].transpose(1, 2), beta=0.0, alpha=scale)
                 a = a.softmax(-1)  # [B*H, 1, n]
                 if train and p_att > 0:
                     a = F.dropout(a, p_att)
-                o = torch.bmm(a, values.reshape(B * H, n, d)).view(B, 1, D)  # heads in order
+                o = torch.bmm(a, kv[:, :, 1]).view(B, D)  # heads in order
             else:
+                kv = cl.kv[:, :, :n]  # [B, H, n, 2, d]
                 o = F.scaled_dot_product_attention(
-                    qkv[:, :, :, 0].transpose(1, 2), keys, values, attn_mask=mask,
+                    qkv[:, :, :, 0].transpose(1, 2), kv[..., 0, :], kv[..., 1, :], attn_mask=mask,
                     is_causal=causal, dropout_p=p_att if train else 0.0, scale=scale)
-                o = o.transpose(1, 2).reshape(B, L, D)
+                o = o.transpose(1, 2).reshape(B * L, D)
             o = dense(o)
             if train:
                 o = drop_att(o)
@@ -337,52 +424,20 @@ class TokenLM(nn.Module):
                 o = o + h
                 m = fc2(act(fc1(ln2(o))))
                 h = (drop_mlp(m) if train else m) + o
-        return final_ln(h)
+        return self.final_ln(h).view(B, L, D)
 
 
 def _bound(m: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``m`` as a plain function: ``F.linear`` / ``F.layer_norm`` on its (live) parameters for
-    a plain ``nn.Linear`` / ``nn.LayerNorm`` (no module-call overhead per token), else the
-    module itself (e.g. a peft LoRA layer, which applies its active adapter)."""
+    """``m`` as a plain function on rows [N, D]: ``addmm`` / ``layer_norm`` on its live
+    parameters for a plain ``nn.Linear`` / ``nn.LayerNorm`` (no module-call overhead per
+    token), else the module itself (e.g. a peft LoRA layer, which applies its adapter)."""
     if type(m) is nn.Linear:
-        w, b = m.weight, m.bias
-        return lambda x: F.linear(x, w, b)
+        wt, b = m.weight.T, m.bias  # a view: in-place weight updates are seen
+        return (lambda x: torch.mm(x, wt)) if b is None else (lambda x: torch.addmm(b, x, wt))
     if type(m) is nn.LayerNorm:
         shape, w, b, eps = m.normalized_shape, m.weight, m.bias, m.eps
         return lambda x: F.layer_norm(x, shape, w, b, eps)
     return m
-
-
-def _bind_layer(layer: nn.Module) -> tuple:
-    """One ``GPTNeoXLayer``'s parts for :meth:`TokenLM._decode`, looked up once per cache.
-
-    Parameters are held by reference (in-place updates are seen), except for the fused input
-    projection: with a parallel residual and plain LayerNorm/Linear modules (no LoRA there),
-    ``qkv(ln1(h))`` and ``fc1(ln2(h))`` are ONE matmul of the normalised ``h`` with
-    ``[W_qkv * w1; W_fc1 * w2]`` (biases ``W b_ln + b``): the same affine maps, rounded
-    differently (allclose). Those folded weights are computed when the cache is first used, so a
-    cache (a narration state) must not outlive a change of the weights; :meth:`sample` makes a
-    new cache per call.
-    """
-    att, mlp = layer.attention, layer.mlp
-    act = mlp.act.act if type(mlp.act) is GELUActivation else mlp.act  # its function, unwrapped
-    ln1, ln2, qkv, fc1 = (layer.input_layernorm, layer.post_attention_layernorm,
-                          att.query_key_value, mlp.dense_h_to_4h)
-    fused = None
-    if (layer.use_parallel_residual and type(ln1) is type(ln2) is nn.LayerNorm
-            and type(qkv) is type(fc1) is nn.Linear and ln1.eps == ln2.eps
-            and ln1.elementwise_affine and ln2.elementwise_affine
-            and ln1.bias is not None and ln2.bias is not None):
-        with torch.no_grad(), torch.inference_mode(False):
-            parts = []
-            for ln, lin in ((ln1, qkv), (ln2, fc1)):
-                b = lin.weight @ ln.bias
-                parts.append((lin.weight * ln.weight, b if lin.bias is None else b + lin.bias))
-            fused = (torch.cat([parts[0][0], parts[1][0]]), torch.cat([parts[0][1], parts[1][1]]),
-                     ln1.eps, None)
-    return (_bound(ln1), _bound(qkv), _bound(att.dense), _bound(ln2), _bound(fc1), act,
-            _bound(mlp.dense_4h_to_h), layer.use_parallel_residual, att.head_size, att.scaling,
-            att.attention_dropout, layer.post_attention_dropout, layer.post_mlp_dropout, fused)
 
 
 def sample_tokens(
