@@ -335,6 +335,7 @@ class _DecodePlan:
         cos = tlm._tables(x, 1)[0]
         self.r = cos.shape[-1]
         self.layers = [self._bind(layer) for layer in gpt.layers]
+        self.buffers: dict[int, list[tuple | None]] = {}  # batch size -> step buffers
 
     def _bind(self, layer: nn.Module) -> tuple:
         att, mlp = layer.attention, layer.mlp
@@ -366,6 +367,29 @@ class _DecodePlan:
                 att.scaling, att.attention_dropout, layer.post_attention_dropout,
                 layer.post_mlp_dropout, fused)
 
+    def _buffers(self, B: int, x: torch.Tensor) -> list[tuple | None]:
+        """Per fused layer, a one-position step's output buffer y [B, 3D + I] and its views
+        (qkv [B, 1, H, 3, d], rotary pairs (complex), new keys+values [B, H, 1, 2, d], q
+        [B, H, d], MLP input [B, I]): views made once, not per token. Nothing read from them
+        outlives the step (the cache write and the attention/MLP ops copy what they need)."""
+        bufs = self.buffers.get(B)
+        if bufs is None:
+            bufs = []
+            for layer in self.layers:
+                fused, d = layer[-1], layer[8]
+                if fused is None:
+                    bufs.append(None)
+                    continue
+                D3 = 3 * self.H * d
+                with torch.inference_mode(False):  # writable in and out of inference mode
+                    y = x.new_empty(B, fused[0].shape[1])
+                qkv = y[:, :D3].view(B, 1, self.H, 3, d)
+                rotc = torch.view_as_complex(qkv.view(B, 1, self.H, 3, d // 2, 2))
+                bufs.append((y, qkv, rotc[:, :, :, :2, :self.r // 2],
+                             qkv[:, :, :, 1:].transpose(1, 2), qkv[:, 0, :, 0], y[:, D3:]))
+            self.buffers[B] = bufs
+        return bufs
+
     def run(self, x: torch.Tensor, cache: KVCache, start: int, layer_hook: LayerHook | None,
             train: bool) -> torch.Tensor:
         """x [B, L, D] at positions start.. -> final hidden states [B, L, D]; fills ``cache``."""
@@ -383,26 +407,37 @@ class _DecodePlan:
                 drop_mlp, fused) in enumerate(self.layers):
             if layer_hook is not None:
                 h = layer_hook(i, h.view(B, L, D)).reshape(B * L, D)
+            q = None
             if fused is not None:  # one LayerNorm and ONE matmul for both branches' inputs
                 w_cat, b_cat, eps = fused
-                y = torch.addmm(b_cat, F.layer_norm(h, (D,), None, None, eps), w_cat)
-                qkv, f = y[:, :3 * D].view(B, L, H, 3, d), y[:, 3 * D:]  # [B, L, H, 3, d]
-                qc = torch.view_as_complex(qkv.view(B, L, H, 3, d // 2, 2))
-                qc[:, :, :, :2, :r // 2].mul_(rot)  # rotary on interleaved q, k pairs
+                xn = F.layer_norm(h, (D,), None, None, eps)
+                if L == 1:  # into this layer's step buffer, whose views are made once
+                    y, qkv, rotc, kv_new, q, f = self._buffers(B, x)[i]
+                    torch.addmm(b_cat, xn, w_cat, out=y)
+                    rotc.mul_(rot)  # rotary on interleaved q, k pairs
+                else:
+                    y = torch.addmm(b_cat, xn, w_cat)
+                    qkv, f = y[:, :3 * D].view(B, L, H, 3, d), y[:, 3 * D:]  # [B, L, H, 3, d]
+                    qc = torch.view_as_complex(qkv.view(B, L, H, 3, d // 2, 2))
+                    qc[:, :, :, :2, :r // 2].mul_(rot)  # rotary on interleaved q, k pairs
+                    kv_new = qkv[:, :, :, 1:].transpose(1, 2)
             else:
                 qkv, f = qkv_proj(ln1(h)).view(B, L, H, 3, d), None
                 qk = qkv[..., :2, :r]
                 qk.copy_(torch.addcmul(qk * cos, qk.index_select(-1, perm), sin))
+                kv_new = qkv[:, :, :, 1:].transpose(1, 2)  # [B, H, L, 2, d]
             cl = cache.layers[i]
             if not cl.is_initialized:
                 empty = qkv.new_empty(B, H, 0, d)
                 cl.lazy_initialization(empty, empty)
-            cl.reserve(L).copy_(qkv[:, :, :, 1:].transpose(1, 2))  # keys+values, one write
+            cl.reserve(L).copy_(kv_new)  # keys+values, one write
             cl.length += L
             n = cl.length
             if L == 1:  # one query per head: two batched matmuls beat SDPA's kernel on CPU
                 kv = cl.kv3[:, :n]  # [B*H, n, 2, d]
-                a = torch.baddbmm(self.zero, qkv[:, 0, :, 0].reshape(B * H, 1, d),
+                if q is None:
+                    q = qkv[:, 0, :, 0]  # [B, H, d]
+                a = torch.baddbmm(self.zero, q.reshape(B * H, 1, d),
                                   kv[:, :, 0].transpose(1, 2), beta=0.0, alpha=scale)
                 a = a.softmax(-1)  # [B*H, 1, n]
                 if train and p_att > 0:
