@@ -24,8 +24,21 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.core
 install: $(VENV)/.core
 install-dev: $(VENV)/.dev
 
+# The whole pipeline on the embedded default (Crafter), small enough for a laptop CPU:
+# collect -> train a tiny narrator -> narrate a live episode -> tiny transfer study.
+DEMO_COLLECT ?= --env crafter --policy crafter-scripted --episodes 16 --max-episode-steps 400 --vector-mode sync
+DEMO_TRAIN ?= --size tiny --preset byog --steps 200 --loader.window 8 --loader.batch_size 32 \
+	--model.text.tokens_per_frame 6 --model.loss.nil_weight 0.3 --optim.lr 5e-3 \
+	--schedule.warmup_steps 10 --loader.num_workers 1
+
 demo: install
-	$(PY) -m byog_env.demo --out $(DEMO_OUT)
+	rm -rf $(DEMO_OUT)
+	$(PY) collect/rollout.py $(DEMO_COLLECT) --out $(DEMO_OUT)/data
+	$(PY) -m agents.train --data $(DEMO_OUT)/data --out $(DEMO_OUT)/run $(DEMO_TRAIN)
+	$(PY) -m agents.narrate --env crafter --checkpoint $(DEMO_OUT)/run --policy crafter-scripted \
+		--steps 300 --greedy --out $(DEMO_OUT)/narration
+	$(PY) -m experiments.run_all --preset tiny --out $(DEMO_OUT)/study
+	@echo "demo outputs: $(DEMO_OUT)/run/summary.json, $(DEMO_OUT)/run/plots/, $(DEMO_OUT)/narration/narration.mp4, $(DEMO_OUT)/study/report.md"
 
 test: install-dev
 	$(PY) -m pytest -q
