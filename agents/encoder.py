@@ -60,14 +60,24 @@ class GatedCrossAttention(nn.Module):
         bias = -self.slopes[:, None, None] * dist  # [H, L, F]
         return bias.masked_fill(dist < 0, float("-inf")).unsqueeze(0)
 
-    def forward(self, h: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """h [B, L, D], mem [B, F, D] frame embeddings, bias [1, H, L, F] -> h [B, L, D]."""
+    def memory_kv(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mem [B, F, D] frame embeddings -> (keys, values) [B, H, F, d]."""
+        B, _, D = mem.shape
+        k, v = self.kv(self.ln_kv(mem)).chunk(2, dim=-1)
+        k = k.view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2)  # [B, H, F, d]
+        v = v.view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2)
+        return k, v
+
+    def forward(self, h: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """h [B, L, D], mem [B, F, D] frame embeddings, bias [1, H, L, F] -> h [B, L, D].
+
+        ``kv``: :meth:`memory_kv` of ``mem`` when already computed (sampling reuses it for
+        every token of a frame)."""
         B, L, D = h.shape
         H = self.num_heads
         q = self.q(self.ln_q(h)).view(B, L, H, D // H).transpose(1, 2)  # [B, H, L, d]
-        k, v = self.kv(self.ln_kv(mem)).chunk(2, dim=-1)
-        k = k.view(B, -1, H, D // H).transpose(1, 2)  # [B, H, F, d]
-        v = v.view(B, -1, H, D // H).transpose(1, 2)
+        k, v = self.memory_kv(mem) if kv is None else kv
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, H, L, d]
         a = a.transpose(1, 2).reshape(B, L, D)
         h = h + torch.tanh(self.gate_attn) * self.out(a)
@@ -168,9 +178,12 @@ class NarrationEncoder(nn.Module):
         ``torch.inference_mode``."""
         tlm = self.tlm
         hook = None
-        if self.xattn is not None:
+        if self.xattn is not None:  # the frames' keys/values once per frame, not per token
             mem = e_t[:, None] if state.memory is None else torch.cat([state.memory, e_t[:, None]], 1)
-            hook = self._hook(mem, torch.full((1,), state.frames, device=e_t.device))
+            bias = self.xattn[0].frame_bias(torch.full((1,), state.frames, device=e_t.device),
+                                            mem.shape[1])
+            kvs = [blk.memory_kv(mem) for blk in self.xattn]
+            hook = lambda i, h: self.xattn[i](h, mem, bias, kvs[i])
             state.memory = mem
         (embed, logits_of), cache, banned = io, state.cache, self.banned
         prev, pos = state.prev, state.position
