@@ -361,7 +361,12 @@ class _DecodePlan:
                         b = b + (lin.bias if rows is None else lin.bias[rows])
                     ws.append(w * ln.weight)
                     bs.append(b)
-                fused = (torch.cat(ws).T, torch.cat(bs), ln1.eps)  # W^T [D, 3D + I], b
+                dense, fc2 = att.dense, mlp.dense_4h_to_h
+                tail = None  # dense + fc2 + both residual adds as two addmm and one add
+                if type(dense) is type(fc2) is nn.Linear and dense.bias is not None \
+                        and fc2.bias is not None:
+                    tail = (dense.weight.T, fc2.weight.T, dense.bias + fc2.bias)
+                fused = (torch.cat(ws).T, torch.cat(bs), ln1.eps, tail)  # W^T [D, 3D + I], b
         return (_bound(ln1), _bound(qkv), _bound(att.dense), _bound(ln2), _bound(fc1), act,
                 _bound(mlp.dense_4h_to_h), layer.use_parallel_residual, att.head_size,
                 att.scaling, att.attention_dropout, layer.post_attention_dropout,
@@ -409,7 +414,7 @@ class _DecodePlan:
                 h = layer_hook(i, h.view(B, L, D)).reshape(B * L, D)
             q = None
             if fused is not None:  # one LayerNorm and ONE matmul for both branches' inputs
-                w_cat, b_cat, eps = fused
+                w_cat, b_cat, eps, _ = fused
                 xn = F.layer_norm(h, (D,), None, None, eps)
                 if L == 1:  # into this layer's step buffer, whose views are made once
                     y, qkv, rotc, kv_new, q, f = self._buffers(B, x)[i]
@@ -449,6 +454,10 @@ class _DecodePlan:
                     qkv[:, :, :, 0].transpose(1, 2), kv[..., 0, :], kv[..., 1, :], attn_mask=mask,
                     is_causal=causal, dropout_p=p_att if train else 0.0, scale=scale)
                 o = o.transpose(1, 2).reshape(B * L, D)
+            if fused is not None and fused[3] is not None and not train:
+                wd, w2, b2 = fused[3]  # h + dense(o) + fc2(act(f)), biases summed once
+                h = torch.addmm(torch.addmm(b2, o, wd).add_(h), act(f), w2)
+                continue
             o = dense(o)
             if train:
                 o = drop_att(o)
@@ -482,12 +491,14 @@ def sample_tokens(
     temperature: float = 1.0,
     top_k: int = 0,
     banned: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Choose one token per row: logits [B, V] -> Long [B].
 
     ``banned`` (Long [n]) ids are never chosen (e.g. ``<pad>``/``<bos>``); ``top_k`` > 0 keeps
-    the k most likely tokens; ``greedy`` takes the argmax.
+    the k most likely tokens; ``greedy`` takes the argmax. ``generator``: a torch generator, or
+    a callable ``probs [B, V] -> Exp(1) noise [B, V]`` (per-row noise sources, e.g.
+    ``agents.losses.RowNoise``, so that a row's draw does not depend on the batch around it).
     """
     if banned is not None and banned.numel():
         logits = logits.index_fill(-1, banned, float("-inf"))
@@ -502,4 +513,6 @@ def sample_tokens(
     # For one sample, torch.multinomial(probs, 1) draws argmax(probs / Exp(1) noise) (the
     # exponential race: an exact sample); on CPU this gives its very draw from the same
     # generator state, without its per-call input checks (tests/test_model.py checks both).
+    if generator is not None and not isinstance(generator, torch.Generator):
+        return (probs / generator(probs)).argmax(-1)
     return (probs / torch.empty_like(probs).exponential_(1.0, generator=generator)).argmax(-1)
