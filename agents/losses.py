@@ -35,6 +35,61 @@ def sample_cuts(n_valid: torch.Tensor, *, seed: int, episode_index: torch.Tensor
     return cuts
 
 
+def row_seed(seed: int, episode_index: int, start: int, step: int, stream: int = 1) -> int:
+    """A 63-bit seed for one sample's RNG, from its key ``(seed, episode_index, start, step)``.
+
+    ``stream`` separates independent uses of one key (target sampling uses stream 1, so its
+    noise is independent of :func:`sample_cuts`' draw).
+    """
+    key = [abs(int(v)) for v in (seed, episode_index, start, step, stream)]
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class RowNoise:
+    """Per-sample Exp(1) noise for the exponential race of ``agents.lm.sample_tokens``.
+
+    Row b draws from its own ``torch.Generator`` seeded with ``seeds[b]``, so a window's sampled
+    tokens depend only on its own seed and the model, never on which batch, batch position or
+    DDP rank it lands in. Noise is drawn in blocks of ``block`` positions per row (one generator
+    call per row and block; the block depends only on the vocabulary size, so a row's noise
+    stream is the same whatever the batch size): for a small vocabulary the whole window's
+    noise is drawn at the first call.
+
+    Args:
+        seeds: one seed per row (see :func:`row_seed`).
+        positions: token positions that will be sampled (the window's T*k).
+        device: where the noise lives.
+        max_block_elems: bound on one row's block (``block * V`` floats).
+    """
+
+    def __init__(self, seeds: list[int], positions: int, device: torch.device | str = "cpu",
+                 max_block_elems: int = 1 << 20) -> None:
+        self.gens = []
+        for s in seeds:
+            g = torch.Generator(device=device)
+            g.manual_seed(int(s))
+            self.gens.append(g)
+        self.positions = positions
+        self.max_block_elems = max_block_elems
+        self.buf: torch.Tensor | None = None  # [B, block, V]
+        self.i = 0
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs [B, V] -> Exp(1) noise [B, V] (the next position's, per row)."""
+        B, V = probs.shape
+        if B != len(self.gens):
+            raise ValueError(f"RowNoise was built for {len(self.gens)} rows, got probs of {B} rows.")
+        if self.buf is None or self.i == self.buf.shape[1]:
+            block = max(1, min(self.positions, self.max_block_elems // V))
+            self.buf = torch.empty(B, block, V, dtype=probs.dtype, device=probs.device)
+            for b, g in enumerate(self.gens):
+                self.buf[b].exponential_(1.0, generator=g)
+            self.i = 0
+        noise = self.buf[:, self.i]
+        self.i += 1
+        return noise
+
+
 def frame_mask(frames_mask: torch.Tensor, k: int) -> torch.Tensor:
     """bool [B, T] per frame -> bool [B, T*k] per token position."""
     return frames_mask.repeat_interleave(k, dim=1)

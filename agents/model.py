@@ -136,12 +136,13 @@ class BYOGAgent(nn.Module):
         return enc.frame_embeddings(batch["frames"], batch["valid"].bool(),
                                     batch.get(col) if col else None)
 
-    def _generator(self, step: int, batch: dict[str, Any]) -> torch.Generator:
-        ep = int(torch.as_tensor(batch.get("episode_index", 0)).reshape(-1)[0])
-        st = int(torch.as_tensor(batch.get("start", 0)).reshape(-1)[0])
-        g = torch.Generator(device=batch["frames"].device)
-        g.manual_seed(hash((self.cfg.loss.seed, step, ep, st)) & 0x7FFFFFFF)
-        return g
+    def _noise(self, step: int, batch: dict[str, Any], positions: int) -> L.RowNoise:
+        """Per-row sampling noise keyed by (seed, episode_index, start, step), like the cuts."""
+        B = batch["frames"].shape[0]
+        ep = _as_long(batch.get("episode_index"), B).tolist()
+        st = _as_long(batch.get("start"), B).tolist()
+        seeds = [L.row_seed(self.cfg.loss.seed, e, s, step) for e, s in zip(ep, st)]
+        return L.RowNoise(seeds, positions, device=batch["frames"].device)
 
     @torch.no_grad()
     def sample_targets(self, batch: dict[str, Any], e: torch.Tensor, step: int,
@@ -151,7 +152,8 @@ class BYOGAgent(nn.Module):
         e_t = self.frame_embeddings(batch, enc) if self.target is not None else e.detach()
         temp = self.cfg.loss.sample_temperature
         ids, logits = enc.sample(e_t, greedy=temp == 0, temperature=max(temp, 1e-6),
-                                 generator=self._generator(step, batch))
+                                 generator=None if temp == 0 else
+                                 self._noise(step, batch, e_t.shape[1] * enc.k))
         valid = batch["valid"].bool()
         ids = ids.masked_fill(~valid[:, :, None], self.special.pad)
         return ids, logits

@@ -26,11 +26,12 @@ def _losses(run: Path) -> list[float]:
 @pytest.mark.slow
 def test_two_process_run_matches_single_process(tmp_path):
     # windows of 8 frames from 20-frame episodes tile them without padding (stride 4, starts
-    # 0/4/8/12), so per-rank means average exactly to the global mean; greedy targets make the
-    # BYOG targets a function of each window alone (the cuts are seeded per window already)
+    # 0/4/8/12), so per-rank means average exactly to the global mean; the cuts and the
+    # stochastic BYOG targets (sample_temperature 1, the default) are both drawn per window
+    # from (seed, episode, start, step), so each rank draws what the single process draws
     data = synthetic_dataset(tmp_path / "ds", episodes=6, length=20)
     extra = ("--loader.stride", "4", "--logging.log_every", "1",
-             "--model.loss.sample_temperature", "0")
+             "--model.loss.sample_temperature", "1.0")
     single, multi = tmp_path / "single", tmp_path / "multi"
     assert cli(tiny_args(data, single, STEPS, *extra)) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

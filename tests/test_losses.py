@@ -133,3 +133,29 @@ def test_reinforce_loss_hand_value():
     loss.backward()
     assert torch.allclose(logp.grad, torch.tensor([[-0.25, -0.25], [0.75, 0.0]]))
     assert m["reinforce/advantage"] == pytest.approx(-0.5)
+
+
+# ----------------------------------------------------------------------------- per-row noise
+def test_row_seed_depends_on_every_key_part_and_stream():
+    base = L.row_seed(0, 3, 16, 7)
+    assert base == L.row_seed(0, 3, 16, 7) and 0 <= base < 2**63
+    others = {L.row_seed(1, 3, 16, 7), L.row_seed(0, 4, 16, 7), L.row_seed(0, 3, 17, 7),
+              L.row_seed(0, 3, 16, 8), L.row_seed(0, 3, 16, 7, stream=0)}
+    assert base not in others and len(others) == 5
+
+
+def test_row_noise_rows_are_independent_of_the_batch_and_block_size():
+    seeds = [L.row_seed(0, e, 0, 0) for e in range(4)]
+    probs = torch.full((4, 10), 0.1)
+    whole = L.RowNoise(seeds, positions=6)
+    a = torch.stack([whole(probs) for _ in range(6)], 1)  # [4, 6, 10]
+    # one row alone, drawn one position per block: the same stream
+    alone = L.RowNoise(seeds[2:3], positions=6, max_block_elems=10)
+    b = torch.stack([alone(probs[:1]) for _ in range(6)], 1)
+    assert torch.equal(a[2], b[0])
+    assert (a > 0).all() and not torch.equal(a[0], a[1])
+    # each row is Exp(1): mean ~ 1 over many draws
+    many = L.RowNoise(seeds[:1], positions=2000)(torch.full((1, 1000), 1e-3))
+    assert abs(float(many.mean()) - 1.0) < 0.1
+    with pytest.raises(ValueError, match="built for 4 rows"):
+        whole(probs[:2])

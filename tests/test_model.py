@@ -120,6 +120,23 @@ def test_xattn_with_zero_gates_is_the_text_only_lm(tok):
     assert set(agent.encoder.gate_values().values()) == {0.0}
 
 
+def test_sampled_targets_are_per_sample_whatever_the_batch(tok):
+    """A window's sampled targets depend on (seed, episode, start, step), not on its batch."""
+    agent = _agent(tok, "byog", loss={"target_ema": 0.0})
+    b = cycle_batch(B=6, T=5, g=torch.Generator().manual_seed(1))
+    e = agent.frame_embeddings(b)
+    y, _ = agent.sample_targets(b, e, step=4)
+    order = torch.tensor([4, 1, 5])  # a different batch: other rows, other positions
+    sub = {k_: (v[order] if isinstance(v, torch.Tensor) else [v[i] for i in order.tolist()])
+           for k_, v in b.items()}
+    y_sub, _ = agent.sample_targets(sub, e[order], step=4)
+    assert torch.equal(y_sub, y[order])
+    y_next, _ = agent.sample_targets(b, e, step=5)
+    assert not torch.equal(y_next, y)  # stochastic: another step draws other tokens
+    b2 = dict(b, episode_index=b["episode_index"] + 100)
+    assert not torch.equal(agent.sample_targets(b2, e, step=4)[0], y)
+
+
 # ----------------------------------------------------------------------------- masks and gradients
 def test_prefix_gradient_reaches_encoder_only_through_prefix_states(tok):
     agent = _agent(tok, "byog", loss={"w_ground": 0.0})
