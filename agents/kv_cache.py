@@ -14,7 +14,13 @@ as with ``DynamicCache``); each :class:`BufferLayer` holds ONE buffer [B, H, cap
 (keys and values side by side, so the fused decode path writes both with one copy), a Python
 int length, and ``keys`` / ``values`` as views of the filled part. The buffer is preallocated
 when the caller knows the length (``capacity``) and otherwise doubles when full (amortised
-O(1) per position).
+O(1) per position). With autograd on (training through the cache) ``update`` grows out of
+place instead, like ``DynamicCache``, since backward needs the earlier keys unchanged.
+
+``KVCache.plan`` holds the model's decode plan (``agents.lm._DecodePlan``) once the lean decode
+path has used the cache; that path stores keys with the rotary channels of each head
+interleaved (attention is invariant to it), so ``TokenLM.hidden`` refuses to mix the two paths
+on one cache.
 """
 from __future__ import annotations
 

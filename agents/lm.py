@@ -10,18 +10,21 @@ token position, and the stock forward spends most of a tiny model's step buildin
 loop also lets gated cross-attention blocks sit between the layers and lets two LoRA adapters
 share one base model (the loop calls the peft-wrapped layers directly).
 
-Two paths through the layers, numerically the same computation:
+Two paths through the layers, the same computation (allclose: only the rounding differs):
 
 * the **teacher-forced / training path** (no cache, or any cache with autograd on) calls the
   ``transformers`` GPT-NeoX layers themselves, unchanged;
-* the **cached decode path** (a :class:`agents.kv_cache.KVCache` under ``no_grad`` /
-  ``inference_mode``: sampling, live narration) is a lean re-statement of the same layer: one
-  qkv matmul (through the layer's own ``query_key_value`` module, so LoRA adapters apply),
-  rotary from a table built once and indexed by position (``rotate_half`` folded into a signed
-  sine table: bit-identical), keys and values written in place into the preallocated buffer
-  with ONE copy, SDPA over the filled part of the buffer (no mask at all for one position, a
-  causal flag or one small mask for a multi-position feed), the layer's own dense/MLP modules.
-  Per token it issues a few dozen tensor ops and no ``torch.cat`` over the cache.
+* the **cached decode path** (a :class:`agents.kv_cache.KVCache` with autograd off: sampling,
+  live narration, forecasts) restates the layer for a decode step (:class:`_DecodePlan`, bound
+  once per cache): with a parallel residual and plain modules, ONE LayerNorm and ONE matmul give
+  the qkv and MLP inputs (LayerNorm affines folded into the weights); rotary is one in-place
+  complex multiply from a table indexed by position (q/k rotary channels interleaved in the
+  folded weights); keys and values go into the preallocated buffer with one in-place copy; one
+  query attends to the filled part of the buffer with two batched matmuls (faster than SDPA's
+  CPU kernel for one query), a multi-position feed uses SDPA with a causal flag or one small
+  mask; one-position steps write into per-layer buffers whose views are made once. A peft LoRA
+  layer (any non-plain module) is called as a module, with the unfused ops. Per token: ~20 tensor
+  ops a layer, no ``torch.cat`` over the cache, no mask, no host sync.
 
 Why not ``DynamicCache`` (the cache of the first version) or transformers' ``StaticCache``: see
 :mod:`agents.kv_cache`; :class:`KVCache` still IS a transformers ``Cache``, so the stock layers'
