@@ -27,7 +27,7 @@ from tqdm import tqdm
 from collect.dataset import WindowDataset, collate_windows, open_dataset
 from experiments.features import BYOGFeaturizer, Featurizer, ObsFeaturizer, set_trainable
 from experiments.heads import ActionHead, mission_ids
-from experiments.pretrain import ENCODER_KINDS, ExperimentError, labelled_split
+from experiments.pretrain import ENCODER_KINDS, ExperimentError, bc_split
 
 EncoderKind = Literal["byog", "captioner", "random", "scratch", "vqvae", "units"]
 
@@ -44,13 +44,15 @@ class ActionTransferConfig:
     """Encoder: byog, captioner, random (fresh agent, frozen floor), scratch (CNN trained on the
     actions only), vqvae, units."""
     checkpoint: Path | None = None
-    """Pretrained encoder dir (BYOGAgent.save_pretrained for byog/captioner/random, the fitted
-    encoder dir for vqvae/units); unused for scratch."""
+    """Pretrained encoder: a trainer run directory (or checkpoint / save_pretrained dir) for
+    byog/captioner (random: optional, else a fresh agent), the fitted observation-encoder dir
+    (``RUNDIR/checkpoints/step_N/obs_encoder``) for vqvae/units; unused for scratch."""
     mode: Literal["frozen", "finetune"] = "frozen"
     """Freeze the encoder (features computed once) or fine-tune it with the head (scratch is
     always trained)."""
     n_episodes: int = 16
-    """Training episodes N (the first N of the seeded training split)."""
+    """Training episodes N (a seeded draw from the trainer's training split; the held-out
+    episodes are the trainer's validation split, unseen in pretraining)."""
     steps: int = 300
     """Optimizer steps (the same for every encoder)."""
     batch_size: int = 16
@@ -68,8 +70,6 @@ class ActionTransferConfig:
     mission: bool | None = None
     """Feed the mission text (hashed bag of words) to the head; None = when the dataset has
     missions (BabyAI: the mission is not drawn in the frame)."""
-    val_fraction: float = 0.2
-    """Held-out fraction of the dataset's episodes."""
     live_episodes: int = 16
     """Live evaluation episodes (0 = skip)."""
     live_max_steps: int | None = None
@@ -114,10 +114,14 @@ def build_featurizer(cfg: ActionTransferConfig, tokenizer_sentences: list[str] |
 
     torch.manual_seed(cfg.seed)
     if cfg.encoder in ("byog", "captioner") or (cfg.encoder == "random" and cfg.checkpoint):
-        if not (cfg.checkpoint / "model_config.json").is_file():
-            raise ExperimentError(f"{cfg.checkpoint} is not a BYOG checkpoint (no model_config.json); "
-                                  "pass a directory written by BYOGAgent.save_pretrained.")
-        return BYOGFeaturizer(BYOGAgent.from_pretrained(cfg.checkpoint), pool=cfg.pool, context=cfg.context)
+        from agents.training import TrainError, load_agent
+
+        try:
+            agent = load_agent(cfg.checkpoint)
+        except TrainError as e:
+            raise ExperimentError(f"{cfg.checkpoint} is not a BYOG checkpoint ({e}); pass a run "
+                                  "directory written by python -m agents.train.") from None
+        return BYOGFeaturizer(agent, pool=cfg.pool, context=cfg.context)
     if cfg.encoder == "random":
         from agents.text import train_tokenizer
 
@@ -251,10 +255,7 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
 
     torch.set_num_threads(cfg.threads)
     ds = open_dataset(cfg.data)
-    train_ids, val_ids, _ = labelled_split(ds.num_episodes, 1.0, cfg.seed, cfg.val_fraction)
-    if cfg.n_episodes > len(train_ids):
-        raise ExperimentError(f"--n-episodes {cfg.n_episodes} exceeds the {len(train_ids)} training "
-                              f"episodes of {cfg.data}; collect more or lower N.")
+    train_ids, val_ids = bc_split(ds.num_episodes, cfg.n_episodes, cfg.seed)
     use_mission = cfg.mission if cfg.mission is not None else any(r.get("mission") for r in ds.records)
     sentences = [s for step in ds.episode(train_ids[0]).annotations for s in step]
     feat = build_featurizer(cfg, sentences)
@@ -262,7 +263,7 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     head = ActionHead(in_dim=feat.out_dim, num_actions=n_actions, hidden=cfg.hidden, gru=cfg.gru,
                       mission_dim=32 if use_mission else 0)
-    train = load_blocks(cfg.data, train_ids[: cfg.n_episodes], cfg.context, use_mission)
+    train = load_blocks(cfg.data, train_ids, cfg.context, use_mission)
     val = load_blocks(cfg.data, val_ids, cfg.context, use_mission)
     t0 = time.perf_counter()
     last = train_head(feat, head, train, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from agents.lm import sample_tokens
 from agents.model import BYOGAgent
 from agents.obs import ObsEncoder
 
@@ -86,27 +85,15 @@ class BYOGFeaturizer(Featurizer):
 
     def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
         enc = self.encoder
-        B = frame.shape[0]
         nar = state.narration
         if nar is None or state.in_block >= self.context:
-            nar = enc.start(B, frame.device)
+            nar = enc.start(frame.shape[0], frame.device, capacity=self.context * enc.k)
             state = FeatureState(narration=nar, in_block=0)
-        e_t = enc.frame_embeddings(frame[:, None])[:, 0]  # [B, D]
-        mem = hook = None
-        if enc.xattn is not None:
-            mem = e_t[:, None] if nar.memory is None else torch.cat([nar.memory, e_t[:, None]], 1)
-            hook = enc._hook(mem, torch.full((1,), nar.frames, device=frame.device))
-        prev, pos, hs = nar.prev, nar.position, []
-        for j in range(enc.k):  # the cached loop of NarrationEncoder.step_frame, keeping h
-            x = enc.tlm.embed(prev)[:, None]  # [B, 1, D]
-            if j == 0 and enc.fusion == "additive":
-                x = x + e_t[:, None]
-            h = enc.tlm.hidden(x, cache=nar.cache, start=pos, layer_hook=hook)[:, 0]  # [B, D]
-            prev = sample_tokens(enc.tlm.logits(h), greedy=True, banned=enc.banned)
-            hs.append(h)
-            pos += 1
-        nar.prev, nar.position, nar.frames, nar.memory = prev, pos, nar.frames + 1, mem
-        return self._pool(torch.stack(hs, 1)), FeatureState(narration=nar, in_block=state.in_block + 1)
+        with torch.no_grad():
+            e_t = enc.frame_embeddings(frame[:, None])[:, 0]  # [B, D]
+        # the encoder's cached decode path; new.hidden = the frame's k hidden states [B, k, D]
+        _, _, nar = enc.step_frame(nar, e_t, greedy=True)
+        return self._pool(nar.hidden), FeatureState(narration=nar, in_block=state.in_block + 1)
 
 
 class ObsFeaturizer(Featurizer):

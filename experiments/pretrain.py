@@ -1,28 +1,29 @@
-"""Pretraining of the encoders the transfer experiments compare, on the same unlabelled
-collection with the same labelled fraction for grounding.
+"""Pretraining of the encoders the transfer experiments compare, through the project trainer
+(:func:`agents.training.train`), on the same unlabelled collection with the same labelled
+fraction for grounding.
 
-Kinds: ``byog`` and ``captioner`` (``w_byog = 0``) train a :class:`agents.model.BYOGAgent`;
-``random`` saves a freshly initialised agent (the floor); ``vqvae`` and ``units`` fit the
-observation encoders of :mod:`agents.obs`; ``scratch`` needs no pretraining (its CNN is trained
-on the actions only, in :mod:`experiments.action_transfer`).
+Kinds: ``byog`` and ``captioner`` (``w_byog = 0``) train a :class:`agents.model.BYOGAgent`
+with the trainer's ``--preset byog|captioner``; ``vqvae`` and ``units`` are fitted by the
+trainer's observation-encoder fitting (``--model.obs.kind vqvae|units``; the agent on top gets
+a single step, only the fitted encoder is used); ``random`` (a fresh agent, the floor) and
+``scratch`` (a CNN trained on the actions only) need no pretraining.
 
-The loop here is deliberately minimal (AdamW on ``BYOGAgent.training_step`` + EMA target
-update); the project trainer (``agents.train``) is the full-featured path for long runs.
+Every encoder uses the trainer's episode split (``loader.split_seed = 0``): the transfer
+experiments hold out exactly its validation episodes, which no encoder has seen.
 """
 from __future__ import annotations
 
-import random
-import time
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from tqdm import tqdm
-
-from collect.dataset import WindowDataset, collate_windows, open_dataset, split_episodes
 
 ENCODER_KINDS = ("byog", "captioner", "random", "scratch", "vqvae", "units")
+PRETRAINED_KINDS = ("byog", "captioner", "vqvae", "units")
+SPLIT_SEED = 0
+VAL_FRACTION = 0.2
 
 
 class ExperimentError(ValueError):
@@ -30,110 +31,111 @@ class ExperimentError(ValueError):
 
 
 @dataclass
-class Source:
-    """One pretraining dataset and the fraction of its training episodes that keep labels."""
+class PretrainSpec:
+    """How every encoder of a study is pretrained (the same for all kinds)."""
 
-    path: Path
-    label_fraction: float = 1.0
+    steps: int = 200
+    """Optimizer steps of the agent (byog, captioner) and of the VQ-VAE fit."""
+    size: str = "tiny"
+    """Model size (agents.config)."""
+    window: int = 16
+    """Frames per training window."""
+    batch_size: int = 8
+    """Windows per step."""
+    seed: int = 0
+    """Seed of the model init and the data order."""
+    units_k: int = 32
+    """k-means units of the ``units`` encoder."""
+    threads: int = 1
+    """torch CPU threads."""
+    progress: bool = True
+    """Progress bar."""
 
-
-def labelled_split(num_episodes: int, label_fraction: float, seed: int, val_fraction: float = 0.2,
-                   ) -> tuple[list[int], list[int], set[int]]:
-    """``(train_ids, val_ids, labelled_ids)``: labelled episodes are a seeded ``label_fraction``
-    of the training episodes (at least one when the fraction is > 0)."""
-    if not 0.0 <= label_fraction <= 1.0:
-        raise ExperimentError(f"label_fraction must be in [0, 1], got {label_fraction}.")
-    train, val = split_episodes(num_episodes, val_fraction, seed)
-    n_lab = 0 if label_fraction == 0 else max(1, int(round(label_fraction * len(train))))
-    lab = set(random.Random(seed).sample(train, min(n_lab, len(train))))
-    return train, val, lab
-
-
-def tokenizer_for(sources: list[Source], seed: int):
-    """Word-level tokenizer on the labelled training episodes' annotations only."""
-    from agents.text import train_tokenizer
-
-    sentences: list[str] = []
-    for src in sources:
-        ds = open_dataset(src.path)
-        _, _, lab = labelled_split(ds.num_episodes, src.label_fraction, seed)
-        for i in sorted(lab):
-            sentences += [s for step in ds.episode(i).annotations for s in step]
-    return train_tokenizer(sentences)
+    def __post_init__(self) -> None:
+        for name in ("steps", "window", "batch_size", "units_k", "threads"):
+            if getattr(self, name) < 1:
+                raise ExperimentError(f"Pretraining {name} must be >= 1, got {getattr(self, name)}.")
 
 
-def pretrain_agent(sources: list[Source], out: Path, *, preset: str = "byog", size: str = "tiny",
-                   steps: int = 200, window: int = 16, batch_size: int = 8, lr: float = 1e-3,
-                   seed: int = 0, progress: bool = True) -> dict[str, float]:
-    """Train a BYOG agent (or captioner, or none for ``random``) and save it to ``out``."""
-    from agents.config import make_model_config
-    from agents.model import BYOGAgent
+def bc_split(num_episodes: int, n_train: int, seed: int) -> tuple[list[int], list[int]]:
+    """``(train_ids, val_ids)`` for behavioural cloning.
 
-    torch.manual_seed(seed)
-    tok = tokenizer_for(sources, seed)
-    cfg = make_model_config(size, "captioner" if preset == "captioner" else "byog")
-    agent = BYOGAgent(cfg, tok)
-    t0 = time.perf_counter()
-    metrics: dict[str, float] = {}
-    if preset != "random" and steps > 0:
-        items, labelled = [], []
-        for src in sources:
-            ds = open_dataset(src.path)
-            train, _, lab = labelled_split(ds.num_episodes, src.label_fraction, seed)
-            wd = WindowDataset(src.path, window=window, episodes=train)
-            for j in range(len(wd)):
-                it = wd[j]
-                items.append(it)
-                labelled.append(wd.index[j][0] in lab)  # index[j] = (episode position, start)
-        if preset == "captioner" and not any(labelled):
-            raise ExperimentError("The captioner needs labelled episodes; use label_fraction > 0.")
-        opt = torch.optim.AdamW(agent.parameters(), lr=lr)
-        rng = np.random.default_rng(seed)
-        agent.train()
-        for step in tqdm(range(steps), desc=f"pretrain {preset}", disable=not progress, leave=False):
-            pick = rng.choice(len(items), size=min(batch_size, len(items)), replace=False)
-            batch = collate_windows([items[i] for i in pick])
-            batch["labelled"] = torch.tensor([labelled[i] for i in pick])
-            if preset == "captioner" and not bool(batch["labelled"].any()):
-                lab_ids = [i for i, f in enumerate(labelled) if f]
-                batch = collate_windows([items[i] for i in lab_ids[:batch_size]])
-                batch["labelled"] = torch.ones(len(batch["valid"]), dtype=torch.bool)
-            loss, m = agent.training_step(batch, step)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
-            opt.step()
-            agent.update_target()
-            metrics = m
-    agent.save_pretrained(out)
-    return {"pretrain/seconds": time.perf_counter() - t0, **{k: float(v) for k, v in metrics.items()
-                                                            if k.startswith("loss/")}}
+    The held-out episodes are the trainer's validation split (fixed, never seen in
+    pretraining); the ``n_train`` training episodes are a seeded draw from its training split.
+    """
+    from collect.dataset import split_episodes
+
+    train, val = split_episodes(num_episodes, VAL_FRACTION, SPLIT_SEED)
+    if n_train > len(train):
+        raise ExperimentError(f"N = {n_train} training episodes requested but the dataset has "
+                              f"{len(train)} (of {num_episodes}); collect more episodes or lower N.")
+    order = np.random.default_rng(seed).permutation(len(train))
+    return sorted(int(train[i]) for i in order[:n_train]), val
 
 
-def pretrain_obs(kind: str, sources: list[Source], out: Path, *, steps: int = 300, seed: int = 0,
-                 units_k: int = 32, progress: bool = True) -> dict[str, float]:
-    """Fit a ``vqvae`` or ``units`` observation encoder on the sources' training frames; save it."""
-    from agents.obs import ObsEncoderConfig, build_obs_encoder
+def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fraction: float):
+    """The trainer's :class:`~agents.training.config.TrainConfig` for one encoder kind."""
+    from agents.training.config import TrainError, config_from_dict
 
-    torch.manual_seed(seed)
-    frames = []
-    for src in sources:
-        ds = open_dataset(src.path)
-        train, _, _ = labelled_split(ds.num_episodes, 0.0, seed)
-        frames += [ds.episode(e).frames for e in train]
-    arr = np.concatenate(frames)  # [N, H, W, 3]
-    t0 = time.perf_counter()
-    if kind == "vqvae":
-        enc = build_obs_encoder(ObsEncoderConfig(kind="vqvae", vqvae_codebook_size=64, vqvae_hidden=32))
-        enc.fit(arr, steps=steps, batch_size=32, seed=seed, progress=progress)
-    elif kind == "units":
-        enc = build_obs_encoder(ObsEncoderConfig(kind="units", units_k=units_k))
-        enc.fit(arr, max_frames=5000, progress=progress)
-    else:
-        raise ExperimentError(f"pretrain_obs fits 'vqvae' or 'units', not {kind!r}.")
-    enc.save(out)
-    return {"pretrain/seconds": time.perf_counter() - t0}
+    if kind not in PRETRAINED_KINDS:
+        raise ExperimentError(f"Kind {kind!r} is not pretrained; pretrained kinds: {', '.join(PRETRAINED_KINDS)}.")
+    obs_fit = kind in ("vqvae", "units")
+    d: dict[str, Any] = {
+        "data": str(data), "out": str(out), "steps": 1 if obs_fit else spec.steps, "seed": spec.seed,
+        "label_fraction": label_fraction, "label_seed": SPLIT_SEED, "threads": spec.threads,
+        "loader": {"window": spec.window, "batch_size": spec.batch_size, "num_workers": 0,
+                   "split_seed": SPLIT_SEED, "val_fraction": VAL_FRACTION},
+        "schedule": {"warmup_steps": min(50, max(1, spec.steps // 10))},
+        "logging": {"tensorboard": False, "plots": False, "examples": 0, "eval_every": 0,
+                    "progress": spec.progress, "val_batches": 0 if obs_fit else 8},
+        "checkpoint": {"every": 0, "keep_last": 1},
+    }
+    if obs_fit:
+        d["model"] = {"obs": {"kind": kind, "out_dim": None, "units_k": spec.units_k}}
+        d["obs_fit"] = {"vqvae_steps": spec.steps, "window": spec.window}
+    try:
+        return config_from_dict(d, size=spec.size, preset="byog" if obs_fit else kind)
+    except TrainError as e:
+        raise ExperimentError(f"Cannot pretrain {kind!r} on {data}: {e}") from None
 
 
-__all__ = ["ENCODER_KINDS", "ExperimentError", "Source", "labelled_split", "pretrain_agent",
-           "pretrain_obs", "tokenizer_for"]
+def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fraction: float = 1.0,
+             ) -> dict[str, float]:
+    """Pretrain one encoder into the run directory ``out`` (skipped when done; an interrupted
+    run is resumed). Returns ``pretrain/seconds`` and, for byog/captioner, the trainer's
+    held-out ``narration/event_f1`` and ``narration/token_acc``."""
+    from agents.training import TrainError, train
+
+    done = Path(out) / "pretrain.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    cfg = train_config(kind, data, out, spec, label_fraction)
+    from agents.training.checkpoint import latest_checkpoint
+
+    cfg.resume = latest_checkpoint(out) is not None
+    try:
+        s = train(cfg)
+    except TrainError as e:
+        raise ExperimentError(f"Pretraining {kind!r} failed: {e}") from None
+    res = {"pretrain/seconds": float(s.get("wall_clock_s", float("nan")))}
+    if kind in ("byog", "captioner"):
+        res["narration/event_f1"] = float(s.get("val_event_f1", float("nan")))
+        res["narration/token_acc"] = float(s.get("val_token_accuracy", float("nan")))
+    done.write_text(json.dumps(res, indent=2))
+    return res
+
+
+def encoder_checkpoint(kind: str, run: Path) -> Path:
+    """The directory the featurizer loads: the agent's for byog/captioner (a run directory,
+    read by :func:`agents.load_agent`), the fitted observation encoder's for vqvae/units."""
+    from agents.training.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(run)
+    if ckpt is None:
+        raise ExperimentError(f"{run} holds no trained checkpoint; pretrain the {kind!r} encoder first "
+                              "(python -m experiments.run_all does).")
+    return ckpt / "obs_encoder" if kind in ("vqvae", "units") else Path(run)
+
+
+__all__ = ["ENCODER_KINDS", "ExperimentError", "PRETRAINED_KINDS", "PretrainSpec", "bc_split",
+           "encoder_checkpoint", "pretrain", "train_config"]

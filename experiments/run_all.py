@@ -1,12 +1,14 @@
-"""One command for the transfer study: collection, pretraining of every encoder, the BC and
-label-scarcity sweeps, the cross-domain setting, short PPO runs, and the report.
+"""One command for the transfer study: collection, pretraining of every encoder (through the
+project trainer), the BC and label-scarcity sweeps, the cross-domain setting, short PPO runs,
+and the report.
 
     python -m experiments.run_all --preset tiny --out runs/study-tiny
 
 Resumable: every cell writes ``cell.json`` when done and is skipped on the next run; datasets
-resume through the collector and pretrained encoders are reused when their directory exists.
-Encoders are pretrained once per (kind, label fraction) with seed 0; the seeds vary the BC
-split, the head's init and the live episodes (``full`` pretrains per seed).
+resume through the collector and an interrupted pretraining run resumes from its checkpoint.
+Encoders are pretrained once per (env, label fraction) with seed 0; the seeds vary the BC
+training episodes, the head's init and the live episodes. Any preset field can be overridden
+from the command line (``--seeds 0 1 2 --ns 1 4 16 --encoders byog scratch``).
 """
 from __future__ import annotations
 
@@ -18,65 +20,119 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from experiments.pretrain import ExperimentError, Source
+from experiments.pretrain import ENCODER_KINDS, PRETRAINED_KINDS, ExperimentError, PretrainSpec
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # a few minutes on 2 CPU cores (make demo)
-    "tiny": dict(episodes={"babyai-gotolocal": 24}, max_steps=64, encoders=("byog", "captioner", "random", "scratch"),
-                 ns=(4, 16), seeds=(0, 1, 2), label_fractions=(1.0,), pretrain_steps=30, bc_steps=60,
+    # make demo: ~3-4 minutes on 2 CPU cores; every encoder kind, 2 seeds (so a CI exists)
+    "tiny": dict(episodes={"babyai-gotolocal": 20}, max_steps=64, encoders=ENCODER_KINDS,
+                 ns=(8,), seeds=(0, 1), label_fractions=(1.0,), pretrain_steps=40, pretrain_batch=8, bc_steps=40,
                  live_episodes=8, finetune=False, cross_domain=False, rl_timesteps=0, rl_encoders=(),
                  size="tiny"),
     # about 2 hours on 2 CPU cores
-    "small": dict(episodes={"babyai-gotolocal": 160, "crafter": 24}, max_steps=64,
-                  encoders=("byog", "captioner", "random", "scratch", "vqvae", "units"),
+    "small": dict(episodes={"babyai-gotolocal": 160, "crafter": 24}, max_steps=64, encoders=ENCODER_KINDS,
                   ns=(1, 4, 16, 64), seeds=(0, 1, 2), label_fractions=(0.01, 0.1, 1.0),
-                  pretrain_steps=600, bc_steps=300, live_episodes=32, finetune=True, cross_domain=True,
+                  pretrain_steps=600, pretrain_batch=8, bc_steps=300, live_episodes=32, finetune=True, cross_domain=True,
                   rl_timesteps=8192, rl_encoders=("cnnpolicy", "byog", "captioner"), size="tiny"),
-    # the GPU scale (real config; too large for this machine)
-    "full": dict(episodes={"babyai-gotolocal": 5000, "crafter": 500}, max_steps=None,
-                 encoders=("byog", "captioner", "random", "scratch", "vqvae", "units"),
+    # the GPU scale (too large for a CPU machine)
+    "full": dict(episodes={"babyai-gotolocal": 5000, "crafter": 500}, max_steps=None, encoders=ENCODER_KINDS,
                  ns=(1, 4, 16, 64, 256, 1024), seeds=(0, 1, 2, 3, 4), label_fractions=(0.01, 0.1, 1.0),
-                 pretrain_steps=50000, bc_steps=5000, live_episodes=200, finetune=True, cross_domain=True,
+                 pretrain_steps=50000, pretrain_batch=32, bc_steps=5000, live_episodes=200, finetune=True, cross_domain=True,
                  rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "captioner", "scratch"),
                  size="small"),
 }
 POLICY = {"crafter": "crafter-scripted"}
-CROSS_SOURCES = ("babyai-gotoobj", "babyai-gotoredballgrey")
+CROSS_SOURCE = "babyai-gotoobj"
+TARGET = "babyai-gotolocal"
 
 
 @dataclass
 class RunAllConfig:
-    """The whole study."""
+    """The whole study: a preset, optionally with some of its fields overridden."""
 
     out: Path
     """Study directory (datasets, encoders, cells, report)."""
     preset: Literal["tiny", "small", "full"] = "tiny"
     """Scale: tiny (minutes), small (~2 h on 2 CPU cores), full (GPU)."""
+    envs: tuple[str, ...] | None = None
+    """Override: only these of the preset's envs (e.g. babyai-gotolocal)."""
+    encoders: tuple[str, ...] | None = None
+    """Override: encoders of the BC sweep (byog captioner random scratch vqvae units)."""
+    ns: tuple[int, ...] | None = None
+    """Override: numbers of training episodes N."""
+    seeds: tuple[int, ...] | None = None
+    """Override: seeds."""
+    label_fractions: tuple[float, ...] | None = None
+    """Override: label fractions of pretraining (byog and captioner; others use 1.0)."""
+    pretrain_steps: int | None = None
+    """Override: pretraining steps."""
+    bc_steps: int | None = None
+    """Override: BC optimizer steps."""
+    live_episodes: int | None = None
+    """Override: live evaluation episodes per cell."""
+    finetune: bool | None = None
+    """Override: also fine-tune the BYOG encoder with the head."""
+    cross_domain: bool | None = None
+    """Override: run the cross-domain setting."""
+    rl_timesteps: int | None = None
+    """Override: PPO timesteps (0 = no PPO)."""
     plan_only: bool = False
-    """Write ``plan.json`` (the preset, the cell count) and stop."""
+    """Write ``plan.json`` (the resolved preset, the cell count) and stop."""
     progress: bool = True
     """Progress bars."""
-    steps_override: dict[str, int] = field(default_factory=dict)
-    """Override preset numbers (tests), e.g. {"bc_steps": 5}."""
+    steps_override: dict[str, Any] = field(default_factory=dict)
+    """Python API only: override any preset entry (tests), e.g. {"episodes": {"babyai-gotolocal": 6}}."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         if self.preset not in PRESETS:
             raise ExperimentError(f"Unknown preset {self.preset!r}; choose tiny, small or full.")
+        bad = [e for e in self.encoders or () if e not in ENCODER_KINDS]
+        if bad:
+            raise ExperimentError(f"Unknown encoder(s) {bad}; choose from {', '.join(ENCODER_KINDS)}.")
+        unknown = [e for e in self.envs or () if e not in PRESETS[self.preset]["episodes"]]
+        if unknown:
+            raise ExperimentError(f"Env(s) {unknown} are not in preset {self.preset!r}; choose from "
+                                  f"{', '.join(PRESETS[self.preset]['episodes'])}.")
+        if any(n < 1 for n in self.ns or ()) or any(not 0 <= f <= 1 for f in self.label_fractions or ()):
+            raise ExperimentError("--ns must be >= 1 and --label-fractions in [0, 1].")
 
 
 def plan(cfg: RunAllConfig) -> dict[str, Any]:
-    """The preset with overrides applied, and the number of cells it runs."""
+    """The preset with overrides applied, and the number of BC cells it runs."""
     p = {**PRESETS[cfg.preset], **cfg.steps_override}
-    n_bc = len(p["episodes"]) * len(p["encoders"]) * len(p["ns"]) * len(p["seeds"]) * len(p["label_fractions"])
-    return {**p, "preset": cfg.preset, "bc_cells_upper_bound": n_bc}
+    for name in ("encoders", "ns", "seeds", "label_fractions", "pretrain_steps", "bc_steps",
+                 "live_episodes", "finetune", "cross_domain", "rl_timesteps"):
+        if getattr(cfg, name) is not None:
+            p[name] = getattr(cfg, name)
+    if cfg.envs is not None:
+        p["episodes"] = {e: n for e, n in p["episodes"].items() if e in cfg.envs}
+    jobs = bc_jobs(p)
+    return {**p, "preset": cfg.preset, "bc_cells": len(jobs)}
+
+
+def bc_jobs(p: dict[str, Any]) -> list[tuple[str, float, str, str, int, int]]:
+    """``(env, label_fraction, encoder, mode, n, seed)`` of every BC cell (label fractions < 1
+    only for byog and captioner; fine-tuning only for byog with all labels)."""
+    jobs = []
+    for env in p["episodes"]:
+        for lf in p["label_fractions"]:
+            for kind in p["encoders"]:
+                if lf != 1.0 and kind not in ("byog", "captioner"):
+                    continue
+                for n in p["ns"]:
+                    for seed in p["seeds"]:
+                        jobs.append((env, lf, kind, "frozen", n, seed))
+                        if p["finetune"] and kind == "byog" and lf == 1.0:
+                            jobs.append((env, lf, kind, "finetune", n, seed))
+    return jobs
 
 
 def collect_data(env: str, n: int, out: Path, max_steps: int | None, progress: bool) -> Path:
+    """Collect ``n`` expert episodes of ``env`` into ``out`` (resumes a partial collection)."""
     from collect.rollout import CollectConfig, collect
 
-    if (out / "meta" / "info.json").is_file() and json.loads((out / "meta" / "info.json").read_text()) \
-            .get("num_episodes", 0) >= n:
+    info = out / "meta" / "info.json"
+    if info.is_file() and json.loads(info.read_text()).get("num_episodes", 0) >= n:
         return out
     collect(CollectConfig(env=env, out=out, policy=POLICY.get(env, "babyai-bot"), episodes=n,
                           max_episode_steps=max_steps, num_envs=1, vector_mode="sync",
@@ -84,32 +140,31 @@ def collect_data(env: str, n: int, out: Path, max_steps: int | None, progress: b
     return out
 
 
-def encoder_dir(kind: str, sources: list[Source], root: Path, p: dict, tag: str, progress: bool) -> Path | None:
-    from experiments.pretrain import pretrain_agent, pretrain_obs
+def encoder(kind: str, data: Path, root: Path, p: dict, tag: str, lf: float, progress: bool,
+            ) -> tuple[Path | None, dict[str, float]]:
+    """Pretrain (once) the ``kind`` encoder on ``data``; ``(checkpoint for the featurizer,
+    pretraining metrics)``; ``(None, {})`` for kinds without pretraining."""
+    from experiments.pretrain import encoder_checkpoint, pretrain
 
-    if kind == "scratch":
-        return None
-    d = root / "encoders" / tag / kind
-    if (d / "done.json").is_file():
-        return d
-    if kind in ("vqvae", "units"):
-        m = pretrain_obs(kind, sources, d, steps=p["pretrain_steps"], progress=progress)
-    else:
-        m = pretrain_agent(sources, d, preset=kind, size=p["size"], steps=p["pretrain_steps"], progress=progress)
-    (d / "done.json").write_text(json.dumps(m))
-    return d
+    if kind not in PRETRAINED_KINDS:
+        return None, {}
+    run = root / "encoders" / tag / kind
+    spec = PretrainSpec(steps=p["pretrain_steps"], size=p["size"], batch_size=p["pretrain_batch"], progress=progress)
+    metrics = pretrain(kind, data, run, spec, label_fraction=lf if kind in ("byog", "captioner") else 1.0)
+    return encoder_checkpoint(kind, run), metrics
 
 
-def narration_f1(ckpt: Path, data: Path, seed: int = 0) -> float:
-    """Greedy narration event F1 of a BYOG/captioner checkpoint on held-out episodes."""
+def narration_f1(ckpt: Path, data: Path) -> float:
+    """Greedy narration event F1 of a BYOG/captioner run on ``data``'s held-out episodes
+    (used for the cross-domain target, which the encoder's own validation does not cover)."""
     import torch
 
-    from agents.model import BYOGAgent
+    from agents.training import load_agent
     from collect.dataset import WindowDataset, collate_windows, open_dataset
-    from experiments.pretrain import labelled_split
+    from experiments.pretrain import bc_split
 
-    agent = BYOGAgent.from_pretrained(ckpt).eval()
-    _, val, _ = labelled_split(open_dataset(data).num_episodes, 0.0, seed)
+    agent = load_agent(ckpt)
+    _, val = bc_split(open_dataset(data).num_episodes, 0, 0)
     wd = WindowDataset(data, window=16, episodes=val)
     with torch.no_grad():
         m = agent.evaluate(collate_windows([wd[i] for i in range(len(wd))]))
@@ -121,11 +176,29 @@ def write_cell(path: Path, row: dict[str, Any]) -> None:
     path.write_text(json.dumps(row, indent=2))
 
 
+def run_bc_cell(root: Path, p: dict, data: Path, job: tuple, study: str = "bc", ckpt: Path | None = None,
+                extra: dict[str, Any] | None = None) -> None:
+    """One BC cell (skipped when its ``cell.json`` exists)."""
+    from experiments.action_transfer import ActionTransferConfig
+    from experiments.action_transfer import main as bc_main
+
+    env, lf, kind, mode, n, seed = job
+    sub = f"{env}/lf{lf}" if study == "bc" else "cross"
+    cell = root / "cells" / study / sub / f"{kind}-{mode}" / f"n{n}" / f"s{seed}" / "cell.json"
+    if cell.is_file():
+        return
+    res = bc_main(ActionTransferConfig(data=data, out=cell.parent, encoder=kind, checkpoint=ckpt, mode=mode,
+                                       n_episodes=n, steps=p["bc_steps"], seed=seed,
+                                       live_episodes=p["live_episodes"], progress=False, size=p["size"]))
+    write_cell(cell, {"study": study, "env": env, "encoder": kind, "mode": mode, "n_episodes": n,
+                      "label_fraction": lf, "seed": seed, **res, **(extra or {})})
+
+
 def run(cfg: RunAllConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from experiments.action_transfer import ActionTransferConfig
-    from experiments.action_transfer import main as bc_main
+    from collect.dataset import open_dataset
+    from experiments.pretrain import VAL_FRACTION
     from experiments.report import write_report
 
     p = plan(cfg)
@@ -137,72 +210,62 @@ def run(cfg: RunAllConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     data = {env: collect_data(env, n, root / "data" / env, p["max_steps"], cfg.progress)
             for env, n in p["episodes"].items()}
-    jobs = []
-    for env, path in data.items():
-        for lf in p["label_fractions"]:
-            for kind in p["encoders"]:
-                if lf != 1.0 and kind not in ("byog", "captioner"):
-                    continue
-                for n in p["ns"]:
-                    for seed in p["seeds"]:
-                        jobs.append((env, path, lf, kind, "frozen", n, seed))
-                        if p["finetune"] and kind == "byog" and lf == 1.0:
-                            jobs.append((env, path, lf, kind, "finetune", n, seed))
-    for env, path, lf, kind, mode, n, seed in tqdm(jobs, desc="bc cells", disable=not cfg.progress):
-        cell = root / "cells" / "bc" / env / f"lf{lf}" / f"{kind}-{mode}" / f"n{n}" / f"s{seed}" / "cell.json"
-        if cell.is_file():
-            continue
-        from collect.dataset import open_dataset
-
-        n_train = open_dataset(path).num_episodes - max(1, round(0.2 * open_dataset(path).num_episodes))
-        if n > n_train:
-            continue
-        ckpt = encoder_dir(kind, [Source(path, lf)], root, p, f"{env}/lf{lf}", cfg.progress)
-        res = bc_main(ActionTransferConfig(data=path, out=cell.parent, encoder=kind, checkpoint=ckpt, mode=mode,
-                                           n_episodes=n, steps=p["bc_steps"], seed=seed,
-                                           live_episodes=p["live_episodes"], progress=False, size=p["size"]))
-        row = {"study": "bc", "env": env, "encoder": kind, "mode": mode, "n_episodes": n,
-               "label_fraction": lf, "seed": seed, **res}
-        if kind in ("byog", "captioner"):
-            row["narration/event_f1"] = narration_f1(ckpt, path)
-        write_cell(cell, row)
-    if p["cross_domain"] and "babyai-gotolocal" in data:
-        _cross_domain(cfg, p, data["babyai-gotolocal"], root)
-    for enc in p["rl_encoders"]:
-        _rl(cfg, p, root, data, enc)
-    report = write_report(root, command=f"python -m experiments.run_all --preset {cfg.preset} --out {shlex.quote(str(root))}")
+    n_train = {env: open_dataset(d).num_episodes - max(1, round(VAL_FRACTION * open_dataset(d).num_episodes))
+               for env, d in data.items()}
+    jobs = [j for j in bc_jobs(p) if j[4] <= n_train[j[0]]]
+    for job in tqdm(jobs, desc="bc cells", disable=not cfg.progress):
+        env, lf, kind = job[:3]
+        ckpt, pre = encoder(kind, data[env], root, p, f"{env}/lf{lf}", lf, cfg.progress)
+        run_bc_cell(root, p, data[env], job, ckpt=ckpt, extra={k: v for k, v in pre.items() if k.startswith("narration/")})
+    if p["cross_domain"] and TARGET in data:
+        _cross_domain(cfg, p, data[TARGET], root)
+    if p["rl_timesteps"]:
+        for enc in p["rl_encoders"]:
+            _rl(cfg, p, root, data, enc)
+    report = write_report(root, command=command(cfg))
     return {**p, "seconds": time.perf_counter() - t0, "report": report}
 
 
-def _cross_domain(cfg: RunAllConfig, p: dict, target: Path, root: Path) -> None:
-    """Annotations only in the source levels; narration and BC transfer on the target level."""
-    from experiments.action_transfer import ActionTransferConfig
-    from experiments.action_transfer import main as bc_main
+def command(cfg: RunAllConfig) -> str:
+    """The command line that reproduces ``cfg`` (the preset plus its overrides)."""
+    parts = ["python -m experiments.run_all", f"--preset {cfg.preset}", f"--out {shlex.quote(str(cfg.out))}"]
+    for name in ("envs", "encoders", "ns", "seeds", "label_fractions", "pretrain_steps", "bc_steps",
+                 "live_episodes", "finetune", "cross_domain", "rl_timesteps"):
+        v = getattr(cfg, name)
+        flag = "--" + name.replace("_", "-")
+        if isinstance(v, tuple):
+            parts.append(f"{flag} {' '.join(str(x) for x in v)}")
+        elif v is not None:
+            parts.append(f"{flag} {v}")
+    if cfg.steps_override:
+        parts.append(f"(Python API overrides: {json.dumps(cfg.steps_override, default=str)})")
+    return " ".join(parts)
 
-    srcs = [Source(collect_data(e, max(16, p["episodes"]["babyai-gotolocal"] // 2), root / "data" / e,
-                                p["max_steps"], cfg.progress), 1.0) for e in CROSS_SOURCES]
-    sources = [*srcs, Source(target, 0.0)]
+
+def _cross_domain(cfg: RunAllConfig, p: dict, target: Path, root: Path) -> None:
+    """Encoders pretrained (fully labelled) on a source level only; narration F1 and BC
+    transfer measured on the target level, which they never saw."""
+    source = collect_data(CROSS_SOURCE, max(16, p["episodes"][TARGET] // 2), root / "data" / CROSS_SOURCE,
+                          p["max_steps"], cfg.progress)
+    n = max(x for x in p["ns"] if x <= 16) if min(p["ns"]) <= 16 else min(p["ns"])
     for kind in ("byog", "captioner"):
-        ckpt = encoder_dir(kind, sources, root, p, "cross", cfg.progress)
+        ckpt, _ = encoder(kind, source, root, p, "cross", 1.0, cfg.progress)
+        f1 = None
         for seed in p["seeds"]:
-            n = max(x for x in p["ns"] if x <= 16)
-            cell = root / "cells" / "cross" / kind / f"s{seed}" / "cell.json"
-            if cell.is_file():
-                continue
-            res = bc_main(ActionTransferConfig(data=target, out=cell.parent, encoder=kind, checkpoint=ckpt,
-                                               n_episodes=n, steps=p["bc_steps"], seed=seed,
-                                               live_episodes=p["live_episodes"], progress=False))
-            write_cell(cell, {"study": "cross", "env": "babyai-gotolocal", "encoder": kind, "mode": "frozen",
-                              "n_episodes": n, "label_fraction": 0.0, "seed": seed,
-                              "narration/event_f1": narration_f1(ckpt, target), **res})
+            if f1 is None:
+                f1 = narration_f1(ckpt, target)
+            run_bc_cell(root, p, target, (TARGET, 0.0, kind, "frozen", n, seed), study="cross", ckpt=ckpt,
+                        extra={"narration/event_f1": f1})
 
 
 def _rl(cfg: RunAllConfig, p: dict, root: Path, data: dict, enc: str) -> None:
     from experiments.rl_finetune import RLConfig
     from experiments.rl_finetune import main as rl_main
 
-    env = "babyai-gotolocal"
-    ckpt = None if enc in ("cnnpolicy", "scratch") else root / "encoders" / f"{env}/lf1.0" / enc
+    env = TARGET
+    ckpt = None
+    if enc in PRETRAINED_KINDS:
+        ckpt, _ = encoder(enc, data[env], root, p, f"{env}/lf1.0", 1.0, cfg.progress)
     for seed in p["seeds"]:
         cell = root / "cells" / "rl" / env / enc / f"s{seed}" / "cell.json"
         if cell.is_file():
@@ -214,11 +277,12 @@ def _rl(cfg: RunAllConfig, p: dict, root: Path, data: dict, enc: str) -> None:
 
 
 def main(cfg: RunAllConfig) -> dict[str, Any]:
-    """Run the study (``full`` only writes its plan unless run where it fits)."""
+    """Run the study (resumable; ``--plan-only`` writes the resolved plan and stops)."""
     return run(cfg)
 
 
 def cli(argv: list[str] | None = None) -> int:
+    """``python -m experiments.run_all``: prints the report's markdown; errors: one line, exit 2."""
     import tyro
 
     from collect.writer import DatasetError

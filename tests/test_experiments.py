@@ -120,35 +120,105 @@ def test_config_errors_name_the_fix(tmp_path):
     assert cli(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--encoder", "scratch"]) == 2
 
 
+@pytest.fixture(scope="module")
+def babyai_data(tmp_path_factory):
+    """Six BabyAI bot episodes (collected once for the module)."""
+    from experiments.run_all import collect_data
+
+    out = tmp_path_factory.mktemp("exp") / "babyai"
+    return collect_data("babyai-gotolocal", 6, out, max_steps=32, progress=False)
+
+
+def test_bc_split_holds_out_the_trainers_validation_episodes():
+    from collect.dataset import split_episodes
+    from experiments.pretrain import ExperimentError, bc_split
+
+    _, val_trainer = split_episodes(20, 0.2, 0)
+    tr0, val0 = bc_split(20, 8, seed=0)
+    tr1, val1 = bc_split(20, 8, seed=1)
+    assert val0 == val1 == val_trainer and len(val0) == 4
+    assert len(tr0) == len(tr1) == 8 and tr0 != tr1  # seeds draw different training episodes
+    assert not set(tr0) & set(val0) and tr0 == sorted(tr0)
+    assert bc_split(20, 8, seed=0) == (tr0, val0)  # deterministic
+    with pytest.raises(ExperimentError, match="collect more episodes or lower N"):
+        bc_split(20, 17, seed=0)
+
+
 @pytest.mark.slow
-def test_run_all_end_to_end_schema(tmp_path, monkeypatch):
-    """Collection, pretraining, BC cells, narration F1, PPO, report: files and schema; resumable."""
+def test_run_all_end_to_end_schema(tmp_path, babyai_data, monkeypatch):
+    """Collection, trainer pretraining, BC cells (offline + live), narration F1, report: files
+    and schema; a second run recomputes nothing."""
     import csv
+    import shutil
 
     from experiments.report import COLUMNS
-    from experiments.run_all import RunAllConfig, main
+    from experiments.run_all import RunAllConfig, command, main
+
+    torch.set_num_threads(1)
+    root = tmp_path / "study"
+    shutil.copytree(babyai_data, root / "data" / "babyai-gotolocal")  # reused: 6 >= 6 episodes
+    over = dict(episodes={"babyai-gotolocal": 6}, max_steps=32, pretrain_steps=2, pretrain_batch=2,
+                live_episodes=2)
+    cfg = RunAllConfig(out=root, preset="tiny", progress=False, steps_override=over,
+                       encoders=("byog", "scratch"), ns=(2,), seeds=(0, 1), bc_steps=3)
+    main(cfg)
+    rows = list(csv.DictReader(open(root / "results.csv")))
+    assert tuple(rows[0].keys()) == COLUMNS
+    assert {(r["study"], r["encoder"], r["mode"], r["n_episodes"], r["seed"]) for r in rows} == {
+        ("bc", e, "frozen", "2", s) for e in ("byog", "scratch") for s in ("0", "1")}
+    for r in rows:
+        assert 0.0 <= float(r["offline/acc"]) <= 1.0 and float(r["offline/nll"]) > 0
+        assert 0.0 <= float(r["offline/majority_acc"]) <= 1.0
+        assert 0.0 <= float(r["live/success_rate"]) <= 1.0 and float(r["train/seconds"]) > 0
+        assert (r["narration/event_f1"] != "") == (r["encoder"] == "byog")
+    summary = json.loads((root / "encoders" / "babyai-gotolocal" / "lf1.0" / "byog" / "summary.json").read_text())
+    assert summary["steps"] == 2  # pretrained by agents.training.train
+    cell = json.loads(next((root / "cells" / "bc").rglob("byog-frozen/n2/s0/cell.json")).read_text())
+    assert cell["live/episodes"] == 2.0 and cell["train/steps"] == 3
+    md = (root / "report.md").read_text()
+    assert "| bc | babyai-gotolocal | byog | frozen | 2 | 1.0 |" in md and " ± " in md and "(n=2)" in md
+    assert command(cfg) in md and "--encoders byog scratch" in md
+    assert (root / "acc_vs_n_babyai-gotolocal.png").stat().st_size > 1000
+    mtimes = {p: p.stat().st_mtime for p in (root / "cells").rglob("cell.json")}
+    main(cfg)  # resumable: nothing recomputed
+    assert {p: p.stat().st_mtime for p in (root / "cells").rglob("cell.json")} == mtimes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["units", "vqvae"])
+def test_obs_encoders_are_fitted_by_the_trainer(tmp_path, babyai_data, kind):
+    """vqvae/units: the trainer fits them; the BC featurizer loads the fitted encoder."""
+    from experiments.action_transfer import ActionTransferConfig, build_featurizer
+    from experiments.pretrain import PretrainSpec, encoder_checkpoint, pretrain
+
+    torch.set_num_threads(1)
+    run = tmp_path / kind
+    res = pretrain(kind, babyai_data, run, PretrainSpec(steps=3, batch_size=2, units_k=8, progress=False))
+    assert res["pretrain/seconds"] > 0 and "narration/event_f1" not in res
+    ckpt = encoder_checkpoint(kind, run)
+    assert ckpt.name == "obs_encoder" and ckpt.is_dir()
+    feat = build_featurizer(ActionTransferConfig(data=babyai_data, out=tmp_path, encoder=kind, checkpoint=ckpt))
+    x = feat.sequence(torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8))
+    assert x.shape == (2, 3, feat.out_dim) and torch.isfinite(x).all()
+    if kind == "units":
+        assert feat.obs.embedding.num_embeddings == 8  # k units
+    assert pretrain(kind, babyai_data, run, PretrainSpec(steps=3, progress=False)) == res  # done: reused
+
+
+@pytest.mark.slow
+def test_rl_finetune_ppo_end_to_end(tmp_path, monkeypatch):
+    """PPO with SB3's CnnPolicy and with our (random BYOG) encoder as features extractor."""
+    from experiments.rl_finetune import RLConfig, main
 
     monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
     torch.set_num_threads(1)
-    over = dict(episodes={"babyai-gotolocal": 6}, ns=(2,), seeds=(0, 1), encoders=("byog", "scratch"),
-                pretrain_steps=2, bc_steps=3, live_episodes=2, rl_timesteps=64, rl_encoders=("cnnpolicy",))
-    cfg = RunAllConfig(out=tmp_path / "study", preset="tiny", progress=False, steps_override=over)
-    main(cfg)
-    root = tmp_path / "study"
-    rows = list(csv.DictReader(open(root / "results.csv")))
-    assert tuple(rows[0].keys()) == COLUMNS
-    bc = [r for r in rows if r["study"] == "bc"]
-    assert {(r["encoder"], r["seed"]) for r in bc} == {("byog", "0"), ("byog", "1"), ("scratch", "0"), ("scratch", "1")}
-    for r in bc:
-        assert 0.0 <= float(r["offline/acc"]) <= 1.0 and float(r["offline/nll"]) > 0
-        assert 0.0 <= float(r["live/success_rate"]) <= 1.0
-    assert all(0.0 <= float(r["narration/event_f1"]) <= 1.0 for r in bc if r["encoder"] == "byog")
-    rl = [r for r in rows if r["study"] == "rl"]
-    assert len(rl) == 2 and all(r["rl/final_return"] != "" for r in rl)
-    md = (root / "report.md").read_text()
-    assert "± " in md and "| bc | babyai-gotolocal | byog | frozen | 2 |" in md
-    assert (root / "acc_vs_n_babyai-gotolocal.png").stat().st_size > 1000
-    assert (root / "rl_curves.png").is_file()
-    mtime = (root / "cells" / "bc").rglob("cell.json").__next__().stat().st_mtime
-    main(cfg)  # resumable: nothing recomputed
-    assert (root / "cells" / "bc").rglob("cell.json").__next__().stat().st_mtime == mtime
+    for enc in ("cnnpolicy", "random"):
+        out = tmp_path / enc
+        res = main(RLConfig(env="babyai-gotolocal", out=out, encoder=enc, timesteps=64, num_envs=2,
+                            n_steps=32, max_episode_steps=8, n_stack=2))
+        assert res["rl/timesteps"] == 64 and res["rl/episodes"] >= 6  # 8-step episodes, 2 envs
+        assert 0.0 <= res["rl/final_success"] <= 1.0 and np.isfinite(res["rl/final_return"])
+        lines = (out / "curve.csv").read_text().splitlines()
+        assert lines[0] == "timesteps,return,length,success" and len(lines) == res["rl/episodes"] + 1
+        assert all(0 < float(ln.split(",")[0]) <= 64 and float(ln.split(",")[2]) <= 8 for ln in lines[1:])
+        assert json.loads((out / "result.json").read_text())["encoder"] == enc
