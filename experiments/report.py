@@ -11,8 +11,8 @@ from typing import Any
 from experiments.stats import format_ci, mean_ci
 
 COLUMNS = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "seed",
-           "offline/acc", "offline/nll", "offline/majority_acc", "live/success_rate", "live/return",
-           "live/crafter_score", "narration/event_f1", "train/seconds", "rl/final_return",
+           "offline/acc", "offline/nll", "offline/majority_acc", "live/success_rate", "live/return", "live/length",
+           "live/crafter_score", "narration/event_f1", "narration/token_acc", "train/seconds", "rl/final_return",
            "rl/final_success", "rl/seconds")
 GROUP = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction")
 METRICS = ("offline/acc", "offline/nll", "live/success_rate", "live/crafter_score",
@@ -59,25 +59,29 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
 
     written = []
     bc = [r for r in rows if r["study"] == "bc" and _num(r["offline/acc"]) is not None]
-    for env in sorted({r["env"] for r in bc}):
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for enc in sorted({r["encoder"] + "/" + r["mode"] for r in bc if r["env"] == env}):
-            pts = defaultdict(list)
+    for metric, name, label in (("offline/acc", "acc_vs_n", "held-out action accuracy"),
+                                ("live/success_rate", "success_vs_n", "live success rate")):
+        for env in sorted({r["env"] for r in bc}):
+            pts: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
             for r in bc:
-                if r["env"] == env and r["encoder"] + "/" + r["mode"] == enc:
-                    pts[int(r["n_episodes"])].append(_num(r["offline/acc"]))
-            ns = sorted(pts)
-            mc = [mean_ci(pts[n]) for n in ns]
-            ax.errorbar(ns, [m for m, _ in mc], yerr=[0 if h != h else h for _, h in mc], marker="o",
-                        capsize=3, label=enc)
-        ax.set_xscale("log", base=2)
-        ax.set(xlabel="training episodes N", ylabel="held-out action accuracy", title=env)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out / f"acc_vs_n_{env}.png"
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        written.append(p)
+                if r["env"] == env and _num(r[metric]) is not None:
+                    pts[series(r)][int(r["n_episodes"])].append(_num(r[metric]))
+            if not pts:
+                continue
+            fig, ax = plt.subplots(figsize=(5.5, 3.8))
+            for key in sorted(pts):
+                ns = sorted(pts[key])
+                mc = [mean_ci(pts[key][n]) for n in ns]
+                ax.errorbar(ns, [m for m, _ in mc], yerr=[0 if h != h else h for _, h in mc], marker="o",
+                            capsize=3, label=key, linestyle="--" if "lf" in key else "-")
+            ax.set_xscale("log", base=2)
+            ax.set(xlabel="training episodes N", ylabel=label, title=f"{env} (mean ± 95% CI over seeds)")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            p = out / f"{name}_{env}.png"
+            fig.savefig(p, dpi=100)
+            plt.close(fig)
+            written.append(p)
     curves = sorted(root.rglob("curve.csv"))
     if curves:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -94,6 +98,12 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(p)
     return written
+
+
+def series(row: dict[str, Any]) -> str:
+    """Plot legend of a BC row: ``encoder/mode``, plus ``lf<fraction>`` below full labels."""
+    lf = _num(row.get("label_fraction"))
+    return f"{row['encoder']}/{row['mode']}" + (f" lf{lf:g}" if lf is not None and lf != 1.0 else "")
 
 
 def write_report(root: Path, command: str = "") -> str:

@@ -24,8 +24,8 @@ from experiments.pretrain import ENCODER_KINDS, PRETRAINED_KINDS, ExperimentErro
 
 PRESETS: dict[str, dict[str, Any]] = {
     # make demo: ~3-4 minutes on 2 CPU cores; every encoder kind, 2 seeds (so a CI exists)
-    "tiny": dict(episodes={"babyai-gotolocal": 20}, max_steps=64, encoders=ENCODER_KINDS,
-                 ns=(8,), seeds=(0, 1), label_fractions=(1.0,), pretrain_steps=40, pretrain_batch=8, bc_steps=40,
+    "tiny": dict(episodes={"babyai-gotolocal": 32}, max_steps=64, encoders=ENCODER_KINDS,
+                 ns=(8,), seeds=(0, 1), label_fractions=(1.0,), pretrain_steps=40, pretrain_batch=8, bc_steps=80,
                  live_episodes=8, finetune=False, cross_domain=False, rl_timesteps=0, rl_encoders=(),
                  size="tiny"),
     # about 2 hours on 2 CPU cores

@@ -109,7 +109,7 @@ def test_sb3_observation_roundtrip_is_exact():
     assert torch.equal(sb3_to_uint8(sb3, 3), frames)
 
 
-def test_config_errors_name_the_fix(tmp_path):
+def test_config_errors_name_the_fix(tmp_path, capsys):
     from experiments.action_transfer import ActionTransferConfig, cli
     from experiments.pretrain import ExperimentError
 
@@ -118,6 +118,16 @@ def test_config_errors_name_the_fix(tmp_path):
     with pytest.raises(ExperimentError, match="Unknown encoder"):
         ActionTransferConfig(data=tmp_path, out=tmp_path, encoder="clip")  # type: ignore[arg-type]
     assert cli(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--encoder", "scratch"]) == 2
+    from experiments import run_all
+
+    with pytest.raises(SystemExit) as exit_:  # tyro prints the config's message, no traceback
+        run_all.cli(["--out", str(tmp_path / "s"), "--encoders", "byog", "clip"])
+    assert exit_.value.code == 2 and "Unknown encoder(s) ['clip']" in capsys.readouterr().err
+    with pytest.raises(ExperimentError, match="not in preset 'tiny'"):
+        run_all.RunAllConfig(out=tmp_path, envs=("crafter",))
+    p = run_all.plan(run_all.RunAllConfig(out=tmp_path, preset="small", ns=(4,), seeds=(0, 1, 2),
+                                          label_fractions=(1.0, 0.1), finetune=False))
+    assert p["bc_cells"] == 2 * (6 * 3 + 2 * 3)  # 2 envs; lf 0.1 only for byog and captioner
 
 
 @pytest.fixture(scope="module")
