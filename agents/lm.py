@@ -515,7 +515,7 @@ def sample_tokens(
     probs = F.softmax(logits, dim=-1)
     # For one sample, torch.multinomial(probs, 1) draws argmax(probs / Exp(1) noise) (the
     # exponential race: an exact sample); on CPU this gives its very draw from the same
-    # generator state, without its per-call input checks (tests/test_model.py checks both).
+    # generator state, without its per-call input checks (tests/test_model_kvcache.py checks).
     if generator is not None and not isinstance(generator, torch.Generator):
         return (probs / generator(probs)).argmax(-1)
     return (probs / torch.empty_like(probs).exponential_(1.0, generator=generator)).argmax(-1)
