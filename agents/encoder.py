@@ -117,6 +117,7 @@ class NarrationEncoder(nn.Module):
                                     for _ in tlm.core.gpt_neox.layers)
                       if fusion == "xattn" else None)
         self.register_buffer("banned", torch.tensor(banned_ids, dtype=torch.long), persistent=False)
+        self.nil_rule: tuple[int, float] | None = None  # greedy: (nil_id, p), see sample_tokens
 
     # ---------------------------------------------------------------- frames
     def frame_embeddings(self, frames: torch.Tensor, valid: torch.Tensor | None = None,
@@ -195,7 +196,7 @@ class NarrationEncoder(nn.Module):
             h = tlm.hidden(x, cache=cache, start=pos + j, layer_hook=hook)[:, 0]  # [B, D]
             z = logits_of(h)  # [B, V]
             prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
-                                 banned=banned, generator=generator)
+                                 banned=banned, generator=generator, nil_rule=self.nil_rule)
             ids.append(prev)
             logits.append(z)
             hs.append(h)
@@ -285,7 +286,8 @@ class NarrationEncoder(nn.Module):
             for p in range(L):
                 t = p // self.k + 1
                 _, z = self.forward(ids[:, :t], e[:, :t])
-                flat[:, p] = sample_tokens(z[:, p], greedy=greedy, banned=self.banned)
+                flat[:, p] = sample_tokens(z[:, p], greedy=greedy, banned=self.banned,
+                                           nil_rule=self.nil_rule)
         return ids.clone()  # an ordinary tensor
 
 

@@ -495,6 +495,7 @@ def sample_tokens(
     top_k: int = 0,
     banned: torch.Tensor | None = None,
     generator: torch.Generator | Callable[[torch.Tensor], torch.Tensor] | None = None,
+    nil_rule: tuple[int, float] | None = None,
 ) -> torch.Tensor:
     """Choose one token per row: logits [B, V] -> Long [B].
 
@@ -502,9 +503,18 @@ def sample_tokens(
     the k most likely tokens; ``greedy`` takes the argmax. ``generator``: a torch generator, or
     a callable ``probs [B, V] -> Exp(1) noise [B, V]`` (per-row noise sources, e.g.
     ``agents.losses.RowNoise``, so that a row's draw does not depend on the batch around it).
+    ``nil_rule = (nil_id, p)`` changes greedy decoding only: ``nil_id`` iff its probability is
+    > p, else the most likely other token (plain argmax lets ``<nil>`` win whenever the word
+    mass is split over several words, even when a word is more likely than not).
     """
     if banned is not None and banned.numel():
         logits = logits.index_fill(-1, banned, float("-inf"))
+    if (greedy or temperature <= 0) and nil_rule is not None:
+        nil_id, p = nil_rule
+        silent = F.softmax(logits, dim=-1)[:, nil_id] > p
+        word = logits.index_fill(-1, torch.tensor([nil_id], device=logits.device),
+                                 float("-inf")).argmax(-1)
+        return word.masked_fill(silent, nil_id)
     if greedy or temperature <= 0:
         return logits.argmax(-1)
     if temperature != 1.0:  # dividing by 1 is exact: skip the op
