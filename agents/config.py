@@ -128,6 +128,10 @@ class LossConfig:
     """Temperature at which the target encoder samples the token stream (0 = greedy)."""
     nil_weight: float = 1.0
     """Weight of <nil> targets in the grounding CE (down-weight to < 1 to favour words)."""
+    history_dropout: float = 0.0
+    """Grounding: probability that a frame's slot is replaced by <nil> in the teacher-forced
+    input (positions inside it leave the loss), so the model learns to narrate after a silent
+    history as free-running greedy narration produces (against exposure bias)."""
     token_objective: Literal["none", "reinforce"] = "none"
     """reinforce: also train the sampled words with REINFORCE, reward = -predictor NLL."""
     w_reinforce: float = 0.1
@@ -150,6 +154,8 @@ class LossConfig:
             raise ModelError(f"loss.tau must be > 0, got {self.tau}.")
         if self.sample_temperature < 0:
             raise ModelError(f"loss.sample_temperature must be >= 0, got {self.sample_temperature}.")
+        if not 0.0 <= self.history_dropout < 1.0:
+            raise ModelError(f"loss.history_dropout must be in [0, 1), got {self.history_dropout}.")
         if self.nil_weight < 0:
             raise ModelError(f"loss.nil_weight must be >= 0, got {self.nil_weight}.")
         if self.token_objective not in ("none", "reinforce"):
@@ -182,6 +188,10 @@ class ModelConfig:
     """Loss weights, targets and EMA."""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """Shared pretrained base with LoRA adapters (byog-lora)."""
+    nil_threshold: float | None = None
+    """Greedy narration's decision rule: say <nil> iff P(<nil>) > nil_threshold, else the most
+    likely word (None = plain argmax, where <nil> wins whenever the word mass is split over
+    several words). Used by evaluation, offline and live narration."""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -195,6 +205,8 @@ class ModelConfig:
                 "LoRA mode (preset byog-lora) needs lm.pretrained_path, a local GPT-NeoX "
                 "checkpoint directory to share between encoder and predictor."
             )
+        if self.nil_threshold is not None and not 0.0 < self.nil_threshold < 1.0:
+            raise ModelError(f"nil_threshold must be in (0, 1) or None, got {self.nil_threshold}.")
         if self.lora.enabled and self.fusion == "xattn":
             raise ModelError("LoRA mode supports additive fusion only; use fusion='additive'.")
 

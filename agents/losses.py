@@ -241,6 +241,39 @@ def grounding_loss(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: int, 
     return loss, {"ground/ce": plain, "ground/accuracy": acc, "ground/word_accuracy": wacc}
 
 
+def history_dropout(ids: torch.Tensor, valid: torch.Tensor, *, rate: float, seeds: list[int],
+                    nil_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grounding inputs with some frames' slots silenced, against exposure bias.
+
+    Free-running narration feeds the encoder its own earlier slots; when those say nothing
+    (all ``<nil>``), a model trained only on true histories sees a history it never saw and
+    tends to stay silent. Here each valid frame's slot is replaced, with probability ``rate``,
+    by ``<nil>`` in the teacher-forced *input* stream. The positions inside a silenced slot
+    (slot positions 1..k-1, whose inputs are the replaced tokens) are dropped from the targets
+    (``pad_id``); every other position keeps its true target, so the following frames learn to
+    narrate from the frames after a silent history.
+
+    Args:
+        ids: Long [B, T, k] slotted annotation ids.
+        valid: bool [B, T] valid frames.
+        rate: probability that a frame's slot is silenced.
+        seeds: one RNG seed per row (per-sample draws, like the cuts).
+        nil_id, pad_id: the special ids.
+
+    Returns:
+        (inputs Long [B, T, k], targets Long [B, T, k]).
+    """
+    B, T, _ = ids.shape
+    if rate <= 0:
+        return ids, ids
+    drop = torch.tensor(np.stack([np.random.default_rng(s).random(T) < rate for s in seeds]),
+                        dtype=torch.bool, device=ids.device).reshape(B, T) & valid
+    inputs = ids.masked_fill(drop[:, :, None], nil_id)
+    targets = ids.clone()
+    targets[:, :, 1:] = targets[:, :, 1:].masked_fill(drop[:, :, None], pad_id)
+    return inputs, targets
+
+
 def reinforce_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor,
                    baseline: float) -> tuple[torch.Tensor, dict[str, float]]:
     """REINFORCE on sampled tokens: -(reward - baseline) * sum of their log-probs, batch mean.

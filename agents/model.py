@@ -75,6 +75,8 @@ class BYOGAgent(nn.Module):
             enc_tlm = TokenLM(build_gpt_neox(cfg.lm, vocab), special_ids=specials)
         self.encoder = NarrationEncoder(obs=obs, tlm=enc_tlm, tokens_per_frame=k, bos_id=sp.bos,
                                         fusion=cfg.fusion, banned_ids=banned)
+        if cfg.nil_threshold is not None:
+            self.encoder.nil_rule = (sp.nil, cfg.nil_threshold)
         self.predictor: Predictor | None = None
         if use_pred:
             pred_lm = (TokenLM(self.shared_lm, special_ids=specials, adapter="predictor",
@@ -136,13 +138,18 @@ class BYOGAgent(nn.Module):
         return enc.frame_embeddings(batch["frames"], batch["valid"].bool(),
                                     batch.get(col) if col else None)
 
-    def _noise(self, step: int, batch: dict[str, Any], positions: int) -> L.RowNoise:
-        """Per-row sampling noise keyed by (seed, episode_index, start, step), like the cuts."""
+    def _row_seeds(self, batch: dict[str, Any], step: int, stream: int) -> torch.Tensor:
+        """Long [B] per-window seeds keyed by (seed, episode_index, start, step, stream)."""
         B = batch["frames"].shape[0]
         ep = _as_long(batch.get("episode_index"), B).tolist()
         st = _as_long(batch.get("start"), B).tolist()
-        seeds = [L.row_seed(self.cfg.loss.seed, e, s, step) for e, s in zip(ep, st)]
-        return L.RowNoise(seeds, positions, device=batch["frames"].device)
+        return torch.tensor([L.row_seed(self.cfg.loss.seed, e, s, step, stream)
+                             for e, s in zip(ep, st)], dtype=torch.long)
+
+    def _noise(self, step: int, batch: dict[str, Any], positions: int) -> L.RowNoise:
+        """Per-row sampling noise keyed by (seed, episode_index, start, step), like the cuts."""
+        return L.RowNoise(self._row_seeds(batch, step, stream=1).tolist(), positions,
+                          device=batch["frames"].device)
 
     @torch.no_grad()
     def sample_targets(self, batch: dict[str, Any], e: torch.Tensor, step: int,
@@ -177,7 +184,11 @@ class BYOGAgent(nn.Module):
         if use_ground:
             slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, cfg.text)
             g_ids = slotted.ids.to(e.device)[labelled]  # [Bg, T, k]
-            ids_parts.append(g_ids)
+            g_in, g_ids = L.history_dropout(
+                g_ids, valid[labelled], rate=cfg.loss.history_dropout,
+                seeds=self._row_seeds(batch, step, stream=2)[labelled.cpu()].tolist(),
+                nil_id=sp.nil, pad_id=sp.pad)
+            ids_parts.append(g_in)
             e_parts.append(e[labelled])
             metrics.update(M.slot_counts(slotted))
         y = y_logits = None
@@ -320,6 +331,11 @@ class BYOGAgent(nn.Module):
             ignore = (sp.nil, sp.pad)
             out["eval/token_accuracy"] = M.token_accuracy(ids, truth, ignore, vmask)
             out["eval/majority_token_accuracy"] = M.majority_token_accuracy(truth, ignore, vmask)
+            # beside the greedy figure: the same accuracy when every position is fed the true
+            # previous tokens (the gap between the two is the cost of free-running decoding)
+            _, z_tf = self.encoder(truth, e)
+            tf = z_tf.index_fill(-1, self.encoder.banned, float("-inf")).argmax(-1).view_as(truth)
+            out["eval/teacher_forced_token_accuracy"] = M.token_accuracy(tf, truth, ignore, vmask)
             pred_s = unslot(ids, self.tokenizer)
             prf = M.combine_prf(
                 M.event_prf(pred_s[b][: int(valid[b].sum())],

@@ -159,3 +159,20 @@ def test_row_noise_rows_are_independent_of_the_batch_and_block_size():
     assert abs(float(many.mean()) - 1.0) < 0.1
     with pytest.raises(ValueError, match="built for 4 rows"):
         whole(probs[:2])
+
+
+def test_history_dropout_silences_input_slots_and_their_inner_targets():
+    ids = torch.arange(2 * 5 * 3).view(2, 5, 3) + 10  # [B, T, k], all words
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    valid[1, 3:] = False
+    seeds = [L.row_seed(0, e, 0, 0, stream=2) for e in range(2)]
+    inp, tgt = L.history_dropout(ids, valid, rate=0.5, seeds=seeds, nil_id=2, pad_id=0)
+    drop = (inp == 2).all(-1)  # [B, T] silenced frames
+    assert drop.any() and not drop.all() and not drop[1, 3:].any()  # padded frames never chosen
+    assert torch.equal(inp[~drop], ids[~drop])
+    assert torch.equal(tgt[..., 0], ids[..., 0])  # slot position 0 keeps its target
+    assert torch.all(tgt[drop][:, 1:] == 0) and torch.equal(tgt[~drop], ids[~drop])
+    again = L.history_dropout(ids[:1], valid[:1], rate=0.5, seeds=seeds[:1], nil_id=2, pad_id=0)
+    assert torch.equal(again[0], inp[:1])  # per-row draws: the same alone as in the batch
+    same = L.history_dropout(ids, valid, rate=0.0, seeds=seeds, nil_id=2, pad_id=0)
+    assert same[0] is ids and same[1] is ids

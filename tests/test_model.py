@@ -281,3 +281,31 @@ def test_lora_gradients_per_adapter(tok, tmp_path):
     assert all(p.grad is None for p in base_parameters(agent.shared_lm).values())
     assert grads("target") == 0.0
     assert agent.encoder.tlm.delta_in.grad is not None  # special rows stay trainable
+
+
+def test_nil_threshold_rule_in_greedy_narration(tok):
+    from agents.lm import sample_tokens
+
+    # <nil> (id 2) is the argmax at 0.4, but words hold 0.6 together: the rule says the best word
+    logits = torch.tensor([[0.0, 0.0, 0.4, 0.0, 0.0, 0.35, 0.25],
+                           [0.0, 0.0, 0.7, 0.0, 0.0, 0.2, 0.1]]).clamp_min(1e-9).log()
+    assert sample_tokens(logits, greedy=True).tolist() == [2, 2]
+    assert sample_tokens(logits, greedy=True, nil_rule=(2, 0.5)).tolist() == [5, 2]
+    agent = _agent(tok, "captioner", nil_threshold=0.5)
+    assert agent.encoder.nil_rule == (agent.special.nil, 0.5)
+    with torch.no_grad():
+        e = agent.frame_embeddings(cycle_batch(B=2, T=3))
+        ids, z = agent.encoder.sample(e, greedy=True)
+    p = z.softmax(-1)
+    nil = agent.special.nil
+    assert torch.equal(ids == nil, p[..., nil] > 0.5)
+    with pytest.raises(ModelError, match="nil_threshold must be in"):
+        make_model_config("tiny", "byog", nil_threshold=1.5)
+
+
+def test_evaluate_reports_teacher_forced_beside_greedy_accuracy(tok):
+    agent = _agent(tok, "captioner")
+    out = agent.evaluate(cycle_batch(B=3, T=6))
+    for key in ("eval/token_accuracy", "eval/teacher_forced_token_accuracy",
+                "eval/majority_token_accuracy"):
+        assert 0.0 <= out[key] <= 1.0

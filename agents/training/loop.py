@@ -335,6 +335,7 @@ def _summary(cfg: TrainConfig, log: MetricLog, final: dict[str, float], identity
         "val_majority_token_accuracy": final.get("val/majority_token_accuracy"),
         "val_accuracy_over_majority": final.get("val/accuracy_over_majority"),
         "val_event_f1": final.get("val/event_f1"),
+        "val_teacher_forced_token_accuracy": final.get("val/teacher_forced_token_accuracy"),
         "val_prefix_gain": final.get("val/prefix_gain"),
         "train": {k: log.last(k) for k in keys},
         "val": final,
