@@ -278,12 +278,17 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
         actor = ClonedActor(feat, head, use_mission=use_mission, sample=cfg.sample_actions, seed=cfg.seed)
         t1 = time.perf_counter()
         result.update(evaluate_live(str(ds.info.get("env")), actor, episodes=cfg.live_episodes,
-                                    seed=10_000 + cfg.seed * 1000, num_envs=cfg.live_envs,
+                                    seed=live_seed(cfg.seed), num_envs=cfg.live_envs,
                                     max_steps=max_steps, progress=cfg.progress))
         result["live/seconds"] = time.perf_counter() - t1
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def live_seed(seed: int) -> int:
+    """First env seed of the live episodes of run seed ``seed`` (disjoint from collection's)."""
+    return 10_000 + seed * 1000
 
 
 def main(cfg: ActionTransferConfig) -> dict[str, Any]:

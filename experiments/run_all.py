@@ -217,6 +217,8 @@ def run(cfg: RunAllConfig) -> dict[str, Any]:
         env, lf, kind = job[:3]
         ckpt, pre = encoder(kind, data[env], root, p, f"{env}/lf{lf}", lf, cfg.progress)
         run_bc_cell(root, p, data[env], job, ckpt=ckpt, extra={k: v for k, v in pre.items() if k.startswith("narration/")})
+    for env, path in data.items():
+        _references(root, p, env, path)
     if p["cross_domain"] and TARGET in data:
         _cross_domain(cfg, p, data[TARGET], root)
     if p["rl_timesteps"]:
@@ -224,6 +226,32 @@ def run(cfg: RunAllConfig) -> dict[str, Any]:
             _rl(cfg, p, root, data, enc)
     report = write_report(root, command=command(cfg))
     return {**p, "seconds": time.perf_counter() - t0, "report": report}
+
+
+def reference_policies(env: str) -> tuple[str, ...]:
+    """The expert that made the demonstrations, and a uniform random policy."""
+    return (POLICY.get(env, "babyai-bot"), "random")
+
+
+def _references(root: Path, p: dict, env: str, data: Path) -> None:
+    """Live references through the same evaluation code, episodes and step limit as the cloned
+    policies: the demonstrating expert (the ceiling) and a random policy (the floor)."""
+    from collect.dataset import open_dataset
+    from experiments.action_transfer import live_seed
+    from experiments.live import PerEnvPolicies, evaluate_live
+
+    if not p["live_episodes"]:
+        return
+    max_steps = max(open_dataset(data).lengths)
+    for policy in reference_policies(env):
+        for seed in p["seeds"]:
+            cell = root / "cells" / "ref" / env / policy / f"s{seed}" / "cell.json"
+            if cell.is_file():
+                continue
+            res = evaluate_live(env, PerEnvPolicies(policy, seed=seed), episodes=p["live_episodes"],
+                                seed=live_seed(seed), num_envs=8, max_steps=max_steps)
+            write_cell(cell, {"study": "ref", "env": env, "encoder": policy, "mode": "policy", "n_episodes": "",
+                              "label_fraction": "", "seed": seed, **res})
 
 
 def command(cfg: RunAllConfig) -> str:

@@ -175,7 +175,13 @@ def test_run_all_end_to_end_schema(tmp_path, babyai_data, monkeypatch):
     rows = list(csv.DictReader(open(root / "results.csv")))
     assert tuple(rows[0].keys()) == COLUMNS
     assert {(r["study"], r["encoder"], r["mode"], r["n_episodes"], r["seed"]) for r in rows} == {
-        ("bc", e, "frozen", "2", s) for e in ("byog", "scratch") for s in ("0", "1")}
+        ("bc", e, "frozen", "2", s) for e in ("byog", "scratch") for s in ("0", "1")} | {
+        ("ref", e, "policy", "", s) for e in ("babyai-bot", "random") for s in ("0", "1")}
+    for r in rows:
+        assert 0.0 <= float(r["live/success_rate"]) <= 1.0 and float(r["live/length"]) >= 1
+    ref = {r["encoder"]: float(r["live/success_rate"]) for r in rows if r["study"] == "ref" and r["seed"] == "0"}
+    assert ref["babyai-bot"] >= ref["random"]
+    rows = [r for r in rows if r["study"] == "bc"]
     for r in rows:
         assert 0.0 <= float(r["offline/acc"]) <= 1.0 and float(r["offline/nll"]) > 0
         assert 0.0 <= float(r["offline/majority_acc"]) <= 1.0
