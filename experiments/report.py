@@ -69,11 +69,17 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
             if not pts:
                 continue
             fig, ax = plt.subplots(figsize=(5.5, 3.8))
-            for key in sorted(pts):
+            keys = sorted(pts)
+            for i, key in enumerate(keys):
                 ns = sorted(pts[key])
                 mc = [mean_ci(pts[key][n]) for n in ns]
-                ax.errorbar(ns, [m for m, _ in mc], yerr=[0 if h != h else h for _, h in mc], marker="o",
+                shift = 2 ** (0.05 * (i - (len(keys) - 1) / 2))  # side by side, so the bars stay apart
+                ax.errorbar([n * shift for n in ns], [m for m, _ in mc], yerr=[0 if h != h else h for _, h in mc], marker="o",
                             capsize=3, label=key, linestyle="--" if "lf" in key else "-")
+            for name_, value in references(rows, env, metric).items():
+                ax.axhline(value, color="grey", linestyle=":", linewidth=1)
+                ax.annotate(name_, (0.01, value), xycoords=("axes fraction", "data"), fontsize=7, color="grey",
+                            va="bottom")
             ax.set_xscale("log", base=2)
             ax.set(xlabel="training episodes N", ylabel=label, title=f"{env} (mean ± 95% CI over seeds)")
             ax.legend(fontsize=7)
@@ -98,6 +104,22 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(p)
     return written
+
+
+def references(rows: list[dict[str, Any]], env: str, metric: str) -> dict[str, float]:
+    """Horizontal reference lines: the majority action's held-out accuracy (for accuracy) or
+    the reference policies' mean live success (``ref`` rows: expert, random)."""
+    if metric == "offline/acc":
+        v = [_num(r["offline/majority_acc"]) for r in rows if r["study"] == "bc" and r["env"] == env]
+        v = [x for x in v if x is not None]
+        return {"majority action": sum(v) / len(v)} if v else {}
+    out = {}
+    for pol in sorted({r["encoder"] for r in rows if r["study"] == "ref" and r["env"] == env}):
+        v = [_num(r[metric]) for r in rows if r["study"] == "ref" and r["env"] == env and r["encoder"] == pol]
+        v = [x for x in v if x is not None]
+        if v:
+            out[pol] = sum(v) / len(v)
+    return out
 
 
 def series(row: dict[str, Any]) -> str:
