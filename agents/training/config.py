@@ -33,7 +33,7 @@ class LoaderConfig:
     """T, frames per training window."""
     stride: int | None = None
     """Frames between window starts in training episodes (None = window, no overlap)."""
-    batch_size: int = 8
+    batch_size: int = 16
     """Global batch size in windows (split evenly across DDP ranks)."""
     val_fraction: float = 0.2
     """Share of episodes held out for validation (split by episode, never by window)."""
