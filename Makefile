@@ -34,11 +34,12 @@ DEMO_TRAIN ?= --size tiny --preset byog --steps 300 --loader.window 8 --loader.b
 demo: install
 	rm -rf $(DEMO_OUT)
 	$(PY) collect/rollout.py $(DEMO_COLLECT) --out $(DEMO_OUT)/data
+	$(PY) -m collect.inspect $(DEMO_OUT)/data --out $(DEMO_OUT)/inspect
 	$(PY) -m agents.train --data $(DEMO_OUT)/data --out $(DEMO_OUT)/run $(DEMO_TRAIN)
 	$(PY) -m agents.narrate --env crafter --checkpoint $(DEMO_OUT)/run --policy crafter-scripted \
 		--steps 300 --greedy --out $(DEMO_OUT)/narration
 	$(PY) -m experiments.run_all --preset tiny --out $(DEMO_OUT)/study
-	@echo "demo outputs: $(DEMO_OUT)/run/summary.json, $(DEMO_OUT)/run/plots/, $(DEMO_OUT)/narration/narration.mp4, $(DEMO_OUT)/study/report.md"
+	@echo "demo outputs: $(DEMO_OUT)/inspect/contact_sheet.png, $(DEMO_OUT)/run/summary.json, $(DEMO_OUT)/run/plots/, $(DEMO_OUT)/narration/narration.mp4, $(DEMO_OUT)/study/report.md"
 
 test: install-dev
 	$(PY) -m pytest -q
