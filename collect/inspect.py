@@ -77,6 +77,18 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
     }
 
 
+def examples_by_kind(top_sentences: list[tuple[str, int]], n: int = 3) -> dict[str, list[str]]:
+    """The ``n`` most frequent sentences of each event kind (``top_sentences`` most common first)."""
+    from collect.rollout import event_kind
+
+    out: dict[str, list[str]] = {}
+    for sentence, _ in top_sentences:
+        examples = out.setdefault(event_kind(sentence), [])
+        if len(examples) < n:
+            examples.append(sentence)
+    return out
+
+
 def format_stats(stats: dict[str, Any], top: int = 10) -> str:
     """The statistics as a few readable lines."""
     lines = [
@@ -92,6 +104,9 @@ def format_stats(stats: dict[str, Any], top: int = 10) -> str:
     ]
     if stats["events_by_kind"]:
         lines.append("event kinds: " + ", ".join(f"{k} {v}" for k, v in stats["events_by_kind"].items()))
+        lines.append("examples by kind:")
+        lines += [f"  {kind:<12} {' | '.join(examples)}"
+                  for kind, examples in examples_by_kind(stats["top_sentences"]).items()]
     if stats["achievements"]:
         lines.append("achievements (episodes): " + ", ".join(f"{k} {v}" for k, v in stats["achievements"].items()))
     for s, n in stats["top_sentences"][:top]:

@@ -40,3 +40,15 @@ def test_inspect_cli_reports_broken_dataset(tmp_path, capsys):
     assert cli([str(tmp_path / "ds")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Episode file") and "episode_000002.parquet" in err and "missing" in err
+
+
+def test_examples_by_kind_keeps_the_most_frequent_sentences_of_each_kind():
+    from collect.inspect import examples_by_kind
+
+    top = [("facing tree", 9), ("collected 1 wood", 7), ("facing stone", 5), ("facing water", 4),
+           ("facing sand", 3), ("not a template", 2), ("collected 2 stone", 1)]
+    assert examples_by_kind(top, n=3) == {
+        "face": ["facing tree", "facing stone", "facing water"],
+        "collect": ["collected 1 wood", "collected 2 stone"],
+        "unparsed": ["not a template"],
+    }
