@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from experiments.pretrain import ENCODER_KINDS, PRETRAINED_KINDS, ExperimentError, PretrainSpec
+from experiments.pretrain import ENCODER_KINDS, PRETRAINED_KINDS, ExperimentError, PretrainSpec, narration_f1
 
 PRESETS: dict[str, dict[str, Any]] = {
     # make demo: ~3-4 minutes on 2 CPU cores; every encoder kind, 2 seeds (so a CI exists)
@@ -152,23 +152,6 @@ def encoder(kind: str, data: Path, root: Path, p: dict, tag: str, lf: float, pro
     spec = PretrainSpec(steps=p["pretrain_steps"], size=p["size"], batch_size=p["pretrain_batch"], progress=progress)
     metrics = pretrain(kind, data, run, spec, label_fraction=lf if kind in ("byog", "captioner") else 1.0)
     return encoder_checkpoint(kind, run), metrics
-
-
-def narration_f1(ckpt: Path, data: Path) -> float:
-    """Greedy narration event F1 of a BYOG/captioner run on ``data``'s held-out episodes
-    (used for the cross-domain target, which the encoder's own validation does not cover)."""
-    import torch
-
-    from agents.training import load_agent
-    from collect.dataset import WindowDataset, collate_windows, open_dataset
-    from experiments.pretrain import bc_split
-
-    agent = load_agent(ckpt)
-    _, val = bc_split(open_dataset(data).num_episodes, 0, 0)
-    wd = WindowDataset(data, window=16, episodes=val)
-    with torch.no_grad():
-        m = agent.evaluate(collate_windows([wd[i] for i in range(len(wd))]))
-    return float(m["eval/event_f1"])
 
 
 def write_cell(path: Path, row: dict[str, Any]) -> None:
