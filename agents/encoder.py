@@ -86,7 +86,8 @@ class GatedCrossAttention(nn.Module):
 
 @dataclass
 class NarrationState:
-    """Incremental narration state: KV cache, last token, frames seen (xattn memory)."""
+    """Incremental narration state: KV cache, last token, frames seen (xattn memory), and the
+    last frame narrated (for observation encoders that read frame deltas)."""
 
     cache: KVCache  # a transformers Cache; cache.get_seq_length() == position
     prev: torch.Tensor  # Long [B], the last token emitted (<bos> at the start)
@@ -95,6 +96,7 @@ class NarrationState:
     memory: torch.Tensor | None = None  # float [B, frames, D] frame embeddings (xattn only)
     extra: dict = field(default_factory=dict)
     hidden: torch.Tensor | None = None  # float [B, k, D] the last frame's final hidden states
+    last_frame: torch.Tensor | None = None  # uint8 [B, H, W, 3] set by embed_frame (None: none yet)
 
 
 class NarrationEncoder(nn.Module):
@@ -121,10 +123,28 @@ class NarrationEncoder(nn.Module):
 
     # ---------------------------------------------------------------- frames
     def frame_embeddings(self, frames: torch.Tensor, valid: torch.Tensor | None = None,
-                         embedding: torch.Tensor | None = None) -> torch.Tensor:
-        """frames uint8 [B, T, H, W, 3] -> e float [B, T, D] (LM hidden size)."""
-        feats = self.obs(frames, embedding=embedding, valid=valid)  # [B, T, obs_dim]
+                         embedding: torch.Tensor | None = None,
+                         prev_frame: torch.Tensor | None = None) -> torch.Tensor:
+        """frames uint8 [B, T, H, W, 3] -> e float [B, T, D] (LM hidden size).
+
+        ``prev_frame`` uint8 [B, H, W, 3]: the frame before ``frames[:, 0]``, read only by
+        observation encoders with ``uses_previous_frame`` (None: the clip starts afresh)."""
+        kw = {"prev_frame": prev_frame} if self.obs.uses_previous_frame else {}
+        feats = self.obs(frames, embedding=embedding, valid=valid, **kw)  # [B, T, obs_dim]
         return self.projector(feats)
+
+    def embed_frame(self, state: NarrationState, frame: torch.Tensor,
+                    embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """Live narration's frame embedding: frame uint8 [B, H, W, 3] -> e_t float [B, D].
+
+        Encodes the frame after ``state.last_frame`` (so frame-delta encoders see the same
+        delta as in an offline clip) and records it there; call it once per frame, before
+        :meth:`step_frame` (which carries ``last_frame`` into the new state). ``embedding``:
+        float [B, Dc], the frame's dataset column for encoders that read one."""
+        emb = None if embedding is None else embedding[:, None]
+        e_t = self.frame_embeddings(frame[:, None], None, emb, prev_frame=state.last_frame)[:, 0]
+        state.last_frame = frame
+        return e_t
 
     def gate_values(self) -> dict[str, float]:
         """tanh of each xattn gate (``gate/attn_i``, ``gate/ff_i``); empty for additive."""
@@ -213,7 +233,8 @@ class NarrationEncoder(nn.Module):
         place: the returned state shares the cache with ``state``).
         """
         new = NarrationState(cache=state.cache, prev=state.prev, position=state.position,
-                             frames=state.frames, memory=state.memory, extra=state.extra)
+                             frames=state.frames, memory=state.memory, extra=state.extra,
+                             last_frame=state.last_frame)
         with torch.inference_mode():
             ids, logits, hs = self._frame(new, e_t, self.tlm.token_io(), greedy=greedy,
                                           temperature=temperature, top_k=top_k,

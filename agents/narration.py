@@ -28,6 +28,11 @@ started ``keep`` frames ago, the cache never exceeds ``window * k`` positions, a
 re-encoding costs one parallel pass every ``window - keep`` frames (amortised, see
 ``benchmarks/bench_narrate.py``). While an episode still fits the window, live narration is
 identical to offline narration of the same frames.
+
+Observation encoders that read frame deltas (``cnn_frame_delta``) see, for each new frame, the
+previous frame kept in the narration state (``NarrationState.last_frame``), exactly as in an
+offline clip; after a slide the first kept frame is re-embedded with a zero delta, as the first
+frame of a training window is, so the re-encoded state is again that of a fresh window.
 """
 from __future__ import annotations
 
@@ -135,6 +140,7 @@ class Narrator:
         self.state = self.enc.start(self.batch_size, self.device)
         self._e: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, D] per frame
         self._ids: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, k] per frame
+        self._frames: deque[torch.Tensor] = deque(maxlen=self.window)  # uint8 [B, H, W, 3]
         self._pcache: Cache | None = None
         self._ppos = 0
         self.reencodes = 0
@@ -165,13 +171,15 @@ class Narrator:
                 f"{tuple(x.shape)}; narrate RGB frames of a byog_env environment.")
         if len(self._e) == self.window:
             self._slide()
-        e_t = self.enc.frame_embeddings(x[:, None])[:, 0]  # [B, D]
+        e_t = self.enc.embed_frame(self.state, x)  # [B, D] (after state.last_frame)
         prev = self.state.prev  # [B] the token before this frame's slot
         ids, logits, self.state = self.enc.step_frame(
             self.state, e_t, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
             generator=self.generator)  # [B, k], [B, k, V]
         self._e.append(e_t)
         self._ids.append(ids)
+        if self.enc.obs.uses_previous_frame:
+            self._frames.append(x)
         f_ids = ids.new_zeros(self.batch_size, 0, self.k)
         if self.forecast:
             feats = self.agent.predictor.features(self.state.hidden, logits)  # [B, k, Dx]
@@ -186,12 +194,18 @@ class Narrator:
 
     def _slide(self) -> None:
         """Re-encode the last ``keep`` frames from position 0 (see the module docstring)."""
-        e = torch.stack(list(self._e)[-self.keep:], 1)  # [B, R, D]
-        ids = torch.stack(list(self._ids)[-self.keep:], 1)  # [B, R, k]
-        h, z, self.state = self.enc.prefill(ids, e)  # [B, R*k, D], [B, R*k, V]
         for _ in range(self.window - self.keep):
             self._e.popleft()
             self._ids.popleft()
+            if self._frames:
+                self._frames.popleft()
+        if self._frames:  # the new first frame starts a window: zero delta, as in training
+            self._e[0] = self.enc.frame_embeddings(self._frames[0][:, None])[:, 0]
+        e = torch.stack(list(self._e), 1)  # [B, R, D]
+        ids = torch.stack(list(self._ids), 1)  # [B, R, k]
+        last_frame = self.state.last_frame
+        h, z, self.state = self.enc.prefill(ids, e)  # [B, R*k, D], [B, R*k, V]
+        self.state.last_frame = last_frame  # the next frame's predecessor
         if self._pcache is not None:
             B, R, k = ids.shape
             flat = ids.reshape(B, R * k)
@@ -212,7 +226,8 @@ class Narrator:
 
     def _sample(self, z: torch.Tensor) -> torch.Tensor:
         return sample_tokens(z, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
-                             banned=self.enc.banned, generator=self.generator)
+                             banned=self.enc.banned, generator=self.generator,
+                             nil_rule=self.enc.nil_rule)
 
     def _forecast_prefix(self, feats: torch.Tensor, prev: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Prefix mode: feed this frame's states, roll N*k tokens with m = 0, crop back."""

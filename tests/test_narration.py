@@ -63,6 +63,18 @@ def make_agent(tok, preset="byog", k=4, **over):
     return agent.eval()
 
 
+def make_delta_agent(tok, preset="byog", k=4):
+    """A frame-delta agent whose narration varies with the frames: the plain agent's weights,
+    its first conv reading o_t with the plain weights and the delta o_t - o_{t-1} with twice them."""
+    base = make_agent(tok, preset, k=k)
+    agent = make_agent(tok, preset, k=k, obs={"cnn_frame_delta": True})
+    agent.load_state_dict({n: v for n, v in base.state_dict().items()
+                           if not n.endswith("obs.convs.0.weight")}, strict=False)
+    w = base.encoder.obs.convs[0].weight.data  # [C, 3, k, k]
+    agent.encoder.obs.convs[0].weight.data.copy_(torch.cat([w, 2 * w], 1))
+    return agent.eval()
+
+
 def rollout(env, steps, seed, key="narration_tokens"):
     obs, info = env.reset(seed=seed)
     frames, infos = [obs], [info]
@@ -78,9 +90,10 @@ def banned_argmax(agent, z):
 
 
 # ----------------------------------------------------------------------------- equivalence
-@pytest.mark.parametrize("preset", ["byog", "byog-xattn"])
-def test_live_greedy_equals_offline_greedy_within_the_window(tok, preset):
-    agent = make_agent(tok, preset)
+@pytest.mark.parametrize("preset,delta", [("byog", False), ("byog-xattn", False), ("byog", True)])
+def test_live_greedy_equals_offline_greedy_within_the_window(tok, preset, delta):
+    agent = make_delta_agent(tok, preset) if delta else make_agent(tok, preset)
+    assert agent.encoder.obs.uses_previous_frame is delta
     env = NarrationWrapper(PatternEnv(), agent, window=16, greedy=True)
     frames, infos = rollout(env, 13, seed=5)  # 14 frames < window: no slide yet
     live = torch.as_tensor(np.stack([i["narration_tokens"] for i in infos]))  # [T, k]
@@ -93,12 +106,19 @@ def test_live_greedy_equals_offline_greedy_within_the_window(tok, preset):
     texts = ["; ".join(unslot(offline[t][None], tok)[0]) for t in range(14)]
     assert [i["narration"] for i in infos] == texts
     assert env.narrator.reencodes == 0 and env.narrator.cache_length == 14 * 4
+    clip = torch.as_tensor(frames)[None]  # [1, 14, H, W, 3]
+    e = agent.encoder.frame_embeddings(clip)[0]  # [14, D]
+    assert torch.allclose(torch.cat(list(env.narrator._e)), e, atol=1e-5)
+    if delta:  # each frame after the first is embedded with its predecessor's delta
+        alone = agent.encoder.frame_embeddings(clip[0, :, None])[:, 0]  # [14, D] zero deltas
+        assert torch.allclose(alone[0], e[0], atol=1e-5)
+        assert (alone[1:] - e[1:]).abs().amax(-1).min() > 1e-3
     assert all(isinstance(i["narration_entropy"], float) and i["narration_entropy"] > 0 for i in infos)
 
 
-@pytest.mark.parametrize("preset", ["byog", "byog-xattn"])
-def test_sliding_window_continues_as_a_fresh_window_of_the_kept_frames(tok, preset):
-    agent = make_agent(tok, preset)
+@pytest.mark.parametrize("preset,delta", [("byog", False), ("byog-xattn", False), ("byog", True)])
+def test_sliding_window_continues_as_a_fresh_window_of_the_kept_frames(tok, preset, delta):
+    agent = make_delta_agent(tok, preset) if delta else make_agent(tok, preset)
     n = Narrator(agent, window=6, keep=3)
     n.reset(0)
     env = PatternEnv()
@@ -114,6 +134,10 @@ def test_sliding_window_continues_as_a_fresh_window_of_the_kept_frames(tok, pres
     ids = torch.stack(list(n._ids), 1)  # [1, 5, k]
     _, z = agent.encoder(ids, e)  # [1, 20, V]
     assert torch.equal(banned_argmax(agent, z)[0, 12:], ids[0, 3:].reshape(-1))
+    if delta:  # the kept frames embed as an offline clip of them (first frame: zero delta)
+        clip = torch.stack(list(n._frames), 1)  # [1, 5, H, W, 3]
+        assert len(n._frames) == 5 and torch.equal(n.state.last_frame, clip[:, -1])
+        assert torch.allclose(agent.encoder.frame_embeddings(clip), e, atol=1e-5)
 
 
 def test_greedy_forecast_is_the_predictors_rollout_from_the_current_state(tok):
@@ -150,6 +174,32 @@ def test_parallel_forecast_conditions_on_the_last_state(tok):
     inputs = torch.cat([out.ids[:, -1:], out.forecast_ids.reshape(1, -1)[:, :-1]], 1)  # [1, 4]
     logits = agent.predictor.forward_parallel(x_i, inputs)
     assert torch.equal(banned_argmax(agent, logits)[0], out.forecast_ids.reshape(-1))
+
+
+def test_forecasts_decode_with_the_encoders_nil_rule(tok):
+    from agents.lm import sample_tokens
+
+    agent = make_agent(tok, "byog-parallel")
+    nil = agent.special.nil
+    env = PatternEnv()
+    for p, check in [(1.0, lambda f: (f != nil).all()), (0.0, lambda f: (f == nil).all())]:
+        agent.encoder.nil_rule = (nil, p)  # p = 1: never <nil>; p = 0: always <nil>
+        n = Narrator(agent, window=8, forecast=2)
+        n.reset(0)
+        env.reset(seed=3)
+        out = n.step(env.step(0)[0][None])
+        assert check(out.forecast_ids) and check(out.ids)
+    agent.encoder.nil_rule = (nil, 0.5)
+    n = Narrator(agent, window=8, forecast=1)
+    n.reset(0)
+    env.reset(seed=3)
+    for _ in range(3):
+        out = n.step(env.step(0)[0][None])
+    x_i = agent.predictor.features(n.state.hidden, None)[:, -1]
+    inputs = torch.cat([out.ids[:, -1:], out.forecast_ids.reshape(1, -1)[:, :-1]], 1)
+    logits = agent.predictor.forward_parallel(x_i, inputs)[0]  # [k, V]
+    want = sample_tokens(logits, greedy=True, banned=agent.encoder.banned, nil_rule=(nil, 0.5))
+    assert torch.equal(want, out.forecast_ids.reshape(-1))
 
 
 # ----------------------------------------------------------------------------- memory

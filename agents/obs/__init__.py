@@ -40,7 +40,8 @@ def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None =
             "from its config (a cnn is trained with the model and saved in its checkpoint)."
         )
     if cfg.kind == "cnn":
-        enc: ObsEncoder = CNNEncoder(out_dim=cfg.out_dim or 256, channels=cfg.cnn_channels)
+        enc: ObsEncoder = CNNEncoder(out_dim=cfg.out_dim or 256, channels=cfg.cnn_channels,
+                                     frame_delta=cfg.cnn_frame_delta)
     elif cfg.kind == "vqvae":
         from agents.obs.vqvae import VQVAEEncoder
 

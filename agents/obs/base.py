@@ -8,7 +8,13 @@ Calling convention (what the model relies on):
   ``columns=(encoder.needs_column,)`` and calls ``encoder(frames, embedding=batch["embedding"])``
   (``float32 [B, T, D]``).
 * ``valid: bool [B, T]`` may be passed so clip-level statistics (the ``units`` encoder's clip
-  mean) ignore padded frames; encoders that work frame by frame ignore it.
+  mean) ignore padded frames, and frame deltas never cross padding; encoders that work frame by
+  frame ignore it.
+* Encoders that read the previous frame too (``uses_previous_frame``: the ``cnn`` with
+  ``cnn_frame_delta``) also take ``prev_frame: uint8 [B, H, W, 3] | None``, the frame just
+  before the clip's first (live narration passes the last frame narrated); ``None`` means the
+  clip starts an episode or a window (zero delta at its first frame). Callers pass it only to
+  encoders that set ``uses_previous_frame``.
 * ``trainable`` says whether the BYOG loss may update the encoder's weights; ``requires_fit``
   says the encoder must be fitted on data (``fit``) or loaded (``load``) before use.
 """
@@ -32,6 +38,7 @@ class ObsEncoder(nn.Module):
     """
 
     out_dim: int
+    uses_previous_frame: bool = False
     trainable: bool = True
     requires_fit: bool = False
     needs_column: str | None = None
@@ -58,15 +65,19 @@ class ObsEncoder(nn.Module):
         Returns:
             float [B, T, out_dim].
         """
+        self.check_frames(frames)
+        B, T = frames.shape[:2]
+        feats = self.encode_frames(frames.reshape(B * T, *frames.shape[2:]))  # [B*T, D]
+        return feats.reshape(B, T, -1)
+
+    def check_frames(self, frames: torch.Tensor | None) -> None:
+        """Raise :class:`ObsEncoderError` unless ``frames`` is a [B, T, H, W, 3] clip batch."""
         if frames is None or frames.ndim != 5 or frames.shape[-1] != 3:
             shape = None if frames is None else tuple(frames.shape)
             raise ObsEncoderError(
                 f"{type(self).__name__} expects frames uint8 [B, T, H, W, 3], got {shape}; "
                 "pass the batch's 'frames' tensor from collate_windows."
             )
-        B, T = frames.shape[:2]
-        feats = self.encode_frames(frames.reshape(B * T, *frames.shape[2:]))  # [B*T, D]
-        return feats.reshape(B, T, -1)
 
 
 def to_float_chw(frames: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,11 @@ class ObsEncoderConfig:
     # --- cnn ---------------------------------------------------------------------------
     cnn_channels: tuple[int, ...] = (32, 64, 64)
     """Conv channels of the CNN (the first layers stride 2, the last stride 1)."""
+    cnn_frame_delta: bool = False
+    """Feed the CNN ``[o_t, o_t - o_{t-1}]`` (6 channels) instead of ``o_t``: change between
+    consecutive frames (things entering/leaving view, items collected, vitals dropping in the
+    status bar) is then visible to the encoder directly. The first frame of a clip or episode,
+    and frames next to padding, get a zero delta; live narration carries the previous frame."""
 
     # --- vqvae -------------------------------------------------------------------------
     vqvae_hidden: int = 64
@@ -94,6 +99,11 @@ class ObsEncoderConfig:
         if not self.cnn_channels or min(self.cnn_channels) < 1:
             raise ObsEncoderError(
                 f"cnn_channels must be a non-empty tuple of positive widths, got {self.cnn_channels}."
+            )
+        if self.cnn_frame_delta and self.kind != "cnn":
+            raise ObsEncoderError(
+                f"cnn_frame_delta applies to kind='cnn' only, not {self.kind!r}; drop it "
+                "(the units encoder has units_deltas for frame deltas)."
             )
         _positive(self, "vqvae_hidden", "vqvae_codebook_size", "vqvae_code_dim", "vqvae_pool",
                   "units_pixel_size", "units_dim")

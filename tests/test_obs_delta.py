@@ -1,0 +1,83 @@
+"""The cnn observation encoder's frame-delta input ([o_t, o_t - o_{t-1}], cnn_frame_delta)."""
+import pytest
+import torch
+
+from agents.obs import build_obs_encoder
+from agents.obs.base import ObsEncoderError
+from agents.obs.cnn import CNNEncoder
+from agents.obs.config import ObsEncoderConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def clip(B=2, T=5, H=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (B, T, H, H, 3), generator=g, dtype=torch.uint8)
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    return CNNEncoder(out_dim=16, channels=(8, 8), frame_delta=True, **kw).eval()
+
+
+def test_config_builds_a_six_channel_cnn_and_defaults_to_off():
+    assert ObsEncoderConfig().cnn_frame_delta is False
+    off = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8)))
+    on = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8), cnn_frame_delta=True))
+    assert off.convs[0].in_channels == 3 and not off.uses_previous_frame
+    assert on.convs[0].in_channels == 6 and on.uses_previous_frame
+    cfg = ObsEncoderConfig(cnn_frame_delta=True)
+    assert ObsEncoderConfig.from_dict(cfg.to_dict()).cnn_frame_delta is True
+    with pytest.raises(ObsEncoderError, match="cnn_frame_delta applies to kind='cnn' only"):
+        ObsEncoderConfig(kind="units", cnn_frame_delta=True)
+
+
+def test_each_frame_sees_its_predecessor_and_the_first_a_zero_delta():
+    enc, x = make(), clip()
+    out = enc(x)  # [B, T, 16]
+    assert out.shape == (2, 5, 16)
+    flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731
+    prev = torch.cat([x[:, :1], x[:, :-1]], 1)
+    assert torch.allclose(out, enc.encode_frames(flat(x), flat(prev)).view(2, 5, 16), atol=1e-6)
+    # the first frame alone (zero delta) gives the same features as inside the clip
+    assert torch.allclose(out[:, 0], enc(x[:, :1])[:, 0], atol=1e-6)
+    # a later frame depends on its predecessor, not only on itself
+    assert not torch.allclose(out[:, 3], enc(x[:, 3:4])[:, 0], atol=1e-4)
+    # frame by frame with prev_frame == the whole clip (live narration == offline)
+    steps = [enc(x[:, :1])[:, 0]] + [enc(x[:, t:t + 1], prev_frame=x[:, t - 1])[:, 0]
+                                    for t in range(1, 5)]
+    assert torch.allclose(torch.stack(steps, 1), out, atol=1e-6)
+
+
+def test_padding_never_leaks_into_a_real_frames_delta():
+    enc, x = make(), clip()
+    valid = torch.tensor([[False, False, True, True, True], [True, True, True, False, False]])
+    y = x.clone()
+    y[0, :2] = 7  # change only the padded frames
+    y[1, 3:] = 200
+    a, b = enc(x, valid=valid), enc(y, valid=valid)
+    assert torch.allclose(a[valid], b[valid], atol=1e-6)
+    # the first real frame after padding starts with a zero delta
+    assert torch.allclose(a[0, 2], enc(x[:1, 2:3])[0, 0], atol=1e-6)
+
+
+def test_gradients_reach_the_delta_channels():
+    enc, x = make(), clip()
+    enc.train()
+    enc(x).square().sum().backward()
+    g = enc.convs[0].weight.grad  # [8, 6, k, k]
+    assert g.shape[1] == 6 and g[:, 3:].abs().sum() > 0 and g[:, :3].abs().sum() > 0
+
+
+def test_bad_prev_frame_gives_one_clear_error():
+    enc, x = make(), clip()
+    with pytest.raises(ObsEncoderError, match=r"prev_frame must be uint8 \[B, H, W, 3\]"):
+        enc(x, prev_frame=x[:, 0, :6])
+    with pytest.raises(ObsEncoderError, match=r"expects frames uint8 \[B, T, H, W, 3\]"):
+        enc(x[:, 0])
