@@ -379,10 +379,10 @@ class BYOGAgent(nn.Module):
         """Narrate one new frame per stream: frame uint8 [B, H, W, 3] -> (ids Long [B, k], state).
 
         The cache grows by k positions per frame; to bound memory on long episodes, start a new
-        state and re-narrate the last frames (``DynamicCache.crop`` only trims the end).
+        state and re-narrate the last frames (a KV cache's ``crop`` only trims the end; the
+        :class:`agents.narration.NarrationWrapper` does this).
         """
-        emb = None if embedding is None else embedding[:, None]
-        e_t = self.encoder.frame_embeddings(frame[:, None], None, emb)[:, 0]  # [B, D]
+        e_t = self.encoder.embed_frame(state, frame, embedding)  # [B, D]; sees the previous frame
         ids, _, state = self.encoder.step_frame(state, e_t, greedy=greedy, temperature=temperature,
                                                 top_k=top_k)
         return ids, state

@@ -309,3 +309,20 @@ def test_evaluate_reports_teacher_forced_beside_greedy_accuracy(tok):
     for key in ("eval/token_accuracy", "eval/teacher_forced_token_accuracy",
                 "eval/majority_token_accuracy"):
         assert 0.0 <= out[key] <= 1.0
+
+
+def test_narrate_step_with_frame_delta_cnn_matches_offline_narration(tok):
+    # a frame-delta encoder must see each frame's predecessor live, as it does in an offline clip
+    agent = _agent(tok, obs={"kind": "cnn", "cnn_frame_delta": True}).eval()
+    b = cycle_batch(B=2, T=5)
+    greedy = agent.narrate(b["frames"], b["valid"])
+    state = agent.start(2)
+    steps = []
+    for t in range(5):
+        y, state = agent.narrate_step(state, b["frames"][:, t])
+        steps.append(y)
+    assert torch.equal(torch.stack(steps, 1), greedy)
+    assert torch.equal(state.last_frame, b["frames"][:, 4])  # the next step's predecessor
+    e_live = agent.encoder.embed_frame(agent.start(2), b["frames"][:, 1])  # no predecessor: zero delta
+    e_clip = agent.encoder.frame_embeddings(b["frames"][:, :2])[:, 1]
+    assert not torch.allclose(e_live, e_clip)
