@@ -66,4 +66,4 @@ def _bag(bag: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     return (emb * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
-__all__ = ["ActionHead", "MISSION_BUCKETS", "mission_ids"]
+__all__ = ["MISSION_BUCKETS", "ActionHead", "mission_ids"]

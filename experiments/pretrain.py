@@ -190,5 +190,15 @@ def encoder_checkpoint(kind: str, run: Path) -> Path:
     return ckpt / "obs_encoder" if kind in ("vqvae", "units") else Path(run)
 
 
-__all__ = ["ENCODER_KINDS", "ExperimentError", "PRETRAINED_KINDS", "PretrainSpec", "bc_split",
-           "encoder_checkpoint", "labelled_subset", "narration_f1", "pretrain", "train_config"]
+__all__ = [
+    "ENCODER_KINDS",
+    "PRETRAINED_KINDS",
+    "ExperimentError",
+    "PretrainSpec",
+    "bc_split",
+    "encoder_checkpoint",
+    "labelled_subset",
+    "narration_f1",
+    "pretrain",
+    "train_config",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     metrics = [m for m in METRICS if any(_num(r.get(m)) is not None for r in rows)]
     head = "| " + " | ".join((*GROUP, *metrics)) + " |"
     lines = [head, "|" + "---|" * (len(GROUP) + len(metrics))]
-    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+    for key in sorted(groups, key=lambda k: tuple((0, _num(x), "") if _num(x) is not None else (1, 0.0, str(x))
+                                                  for x in k)):  # numbers numerically (N = 1, 4, 16)
         cells = [format_ci([v for v in (_num(r.get(m)) for r in groups[key]) if v is not None])
                  for m in metrics]
         lines.append("| " + " | ".join([*(str(k) for k in key), *cells]) + " |")
@@ -74,7 +76,7 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
                 ns = sorted(pts[key])
                 mc = [mean_ci(pts[key][n]) for n in ns]
                 shift = 2 ** (0.05 * (i - (len(keys) - 1) / 2))  # side by side, so the bars stay apart
-                ax.errorbar([n * shift for n in ns], [m for m, _ in mc], yerr=[0 if h != h else h for _, h in mc], marker="o",
+                ax.errorbar([n * shift for n in ns], [m for m, _ in mc], yerr=[0 if math.isnan(h) else h for _, h in mc], marker="o",
                             capsize=3, label=key, linestyle="--" if "lf" in key else "-")
             for name_, value in references(rows, env, metric).items():
                 ax.axhline(value, color="grey", linestyle=":", linewidth=1)
@@ -92,7 +94,8 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
     if curves:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for c in curves:
-            data = list(csv.DictReader(open(c)))
+            with open(c) as f:
+                data = list(csv.DictReader(f))
             if data:
                 ax.plot([float(d["timesteps"]) for d in data], [float(d["return"]) for d in data],
                         alpha=0.7, label=c.parent.name)
@@ -146,7 +149,7 @@ def _num(v: Any) -> float | None:
         x = float(v)
     except (TypeError, ValueError):
         return None
-    return x if x == x else None
+    return None if math.isnan(x) else x
 
 
 __all__ = ["COLUMNS", "collect_rows", "table", "write_report"]

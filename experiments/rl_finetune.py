@@ -190,11 +190,11 @@ def run(cfg: RLConfig) -> dict[str, Any]:
 
         at = ActionTransferConfig(data=cfg.out, out=cfg.out, encoder=cfg.encoder, checkpoint=cfg.checkpoint,
                                   context=cfg.n_stack, seed=cfg.seed)
-        policy_kwargs = dict(features_extractor_class=make_extractor_class(),
-                             features_extractor_kwargs=dict(featurizer=build_featurizer(at),
-                                                            n_stack=cfg.n_stack,
-                                                            trainable=cfg.trainable or cfg.encoder == "scratch"),
-                             share_features_extractor=True)
+        policy_kwargs = {"features_extractor_class": make_extractor_class(),
+                             "features_extractor_kwargs": {"featurizer": build_featurizer(at),
+                                                            "n_stack": cfg.n_stack,
+                                                            "trainable": cfg.trainable or cfg.encoder == "scratch"},
+                             "share_features_extractor": True}
     model = PPO("CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
                 seed=cfg.seed, verbose=0, policy_kwargs=policy_kwargs, device="cpu",
                 tensorboard_log=None)
@@ -213,8 +213,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
               "rl/final_success": float(np.mean([r["success"] for r in tail])) if tail else float("nan")}
     with open(cfg.out / "curve.csv", "w") as f:
         f.write("timesteps,return,length,success\n")
-        for r in rows:
-            f.write(f"{r['timesteps']:.0f},{r['return']:.6f},{r['length']:.0f},{r['success']:.0f}\n")
+        f.writelines(f"{r['timesteps']:.0f},{r['return']:.6f},{r['length']:.0f},{r['success']:.0f}\n" for r in rows)
     (cfg.out / "result.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -20,25 +20,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from experiments.pretrain import ENCODER_KINDS, PRETRAINED_KINDS, ExperimentError, PretrainSpec, narration_f1
+from experiments.pretrain import (
+    ENCODER_KINDS,
+    PRETRAINED_KINDS,
+    ExperimentError,
+    PretrainSpec,
+    narration_f1,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # make demo: ~3-4 minutes on 2 CPU cores; every encoder kind, 2 seeds (so a CI exists)
-    "tiny": dict(episodes={"babyai-gotolocal": 32}, max_steps=64, encoders=ENCODER_KINDS,
-                 ns=(8,), seeds=(0, 1), label_fractions=(1.0,), pretrain_steps=40, pretrain_batch=8, bc_steps=80,
-                 live_episodes=8, finetune=False, cross_domain=False, rl_timesteps=0, rl_encoders=(),
-                 size="tiny"),
+    "tiny": {"episodes": {"babyai-gotolocal": 32}, "max_steps": 64, "encoders": ENCODER_KINDS,
+                 "ns": (8,), "seeds": (0, 1), "label_fractions": (1.0,), "pretrain_steps": 40, "pretrain_batch": 8, "bc_steps": 80,
+                 "live_episodes": 8, "finetune": False, "cross_domain": False, "rl_timesteps": 0, "rl_encoders": (),
+                 "size": "tiny"},
     # about 2 hours on 2 CPU cores
-    "small": dict(episodes={"babyai-gotolocal": 160, "crafter": 24}, max_steps=64, encoders=ENCODER_KINDS,
-                  ns=(1, 4, 16, 64), seeds=(0, 1, 2), label_fractions=(0.01, 0.1, 1.0),
-                  pretrain_steps=600, pretrain_batch=8, bc_steps=300, live_episodes=32, finetune=True, cross_domain=True,
-                  rl_timesteps=8192, rl_encoders=("cnnpolicy", "byog", "captioner"), size="tiny"),
+    "small": {"episodes": {"babyai-gotolocal": 160, "crafter": 24}, "max_steps": 64, "encoders": ENCODER_KINDS,
+                  "ns": (1, 4, 16, 64), "seeds": (0, 1, 2), "label_fractions": (0.01, 0.1, 1.0),
+                  "pretrain_steps": 600, "pretrain_batch": 8, "bc_steps": 300, "live_episodes": 32, "finetune": True, "cross_domain": True,
+                  "rl_timesteps": 8192, "rl_encoders": ("cnnpolicy", "byog", "captioner"), "size": "tiny"},
     # the GPU scale (too large for a CPU machine)
-    "full": dict(episodes={"babyai-gotolocal": 5000, "crafter": 500}, max_steps=None, encoders=ENCODER_KINDS,
-                 ns=(1, 4, 16, 64, 256, 1024), seeds=(0, 1, 2, 3, 4), label_fractions=(0.01, 0.1, 1.0),
-                 pretrain_steps=50000, pretrain_batch=32, bc_steps=5000, live_episodes=200, finetune=True, cross_domain=True,
-                 rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "captioner", "scratch"),
-                 size="small"),
+    "full": {"episodes": {"babyai-gotolocal": 5000, "crafter": 500}, "max_steps": None, "encoders": ENCODER_KINDS,
+                 "ns": (1, 4, 16, 64, 256, 1024), "seeds": (0, 1, 2, 3, 4), "label_fractions": (0.01, 0.1, 1.0),
+                 "pretrain_steps": 50000, "pretrain_batch": 32, "bc_steps": 5000, "live_episodes": 200, "finetune": True, "cross_domain": True,
+                 "rl_timesteps": 1_000_000, "rl_encoders": ("cnnpolicy", "byog", "captioner", "scratch"),
+                 "size": "small"},
 }
 POLICY = {"crafter": "crafter-scripted"}
 CROSS_SOURCE = "babyai-gotoobj"

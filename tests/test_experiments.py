@@ -26,10 +26,10 @@ def test_mean_ci_matches_hand_values():
 @pytest.mark.slow
 def test_bc_pipeline_learns_a_synthetic_task():
     """Action = which quadrant holds a bright square; a scratch CNN + head must learn it."""
+    from agents.obs import CNNEncoder
     from experiments.action_transfer import Blocks, evaluate_offline, train_head
     from experiments.features import ObsFeaturizer
     from experiments.heads import ActionHead
-    from agents.obs import CNNEncoder
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -167,12 +167,13 @@ def test_run_all_end_to_end_schema(tmp_path, babyai_data, monkeypatch):
     torch.set_num_threads(1)
     root = tmp_path / "study"
     shutil.copytree(babyai_data, root / "data" / "babyai-gotolocal")  # reused: 6 >= 6 episodes
-    over = dict(episodes={"babyai-gotolocal": 6}, max_steps=32, pretrain_steps=2, pretrain_batch=2,
-                live_episodes=2)
+    over = {"episodes": {"babyai-gotolocal": 6}, "max_steps": 32, "pretrain_steps": 2, "pretrain_batch": 2,
+                "live_episodes": 2}
     cfg = RunAllConfig(out=root, preset="tiny", progress=False, steps_override=over,
                        encoders=("byog", "scratch"), ns=(2,), seeds=(0, 1), bc_steps=3)
     main(cfg)
-    rows = list(csv.DictReader(open(root / "results.csv")))
+    with open(root / "results.csv") as f:
+        rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == COLUMNS
     assert {(r["study"], r["encoder"], r["mode"], r["n_episodes"], r["seed"]) for r in rows} == {
         ("bc", e, "frozen", "2", s) for e in ("byog", "scratch") for s in ("0", "1")} | {
