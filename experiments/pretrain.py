@@ -8,6 +8,9 @@ trainer's observation-encoder fitting (``--model.obs.kind vqvae|units``; the age
 a single step, only the fitted encoder is used); ``random`` (a fresh agent, the floor) and
 ``scratch`` (a CNN trained on the actions only) need no pretraining.
 
+The captioner below full labels is trained on its labelled episodes alone (see
+:func:`labelled_subset`), with the batch capped at the subset's window count.
+
 Every encoder uses the trainer's episode split (``loader.split_seed = 0``): the transfer
 experiments hold out exactly its validation episodes, which no encoder has seen.
 """
@@ -158,8 +161,13 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
     train_data = labelled_subset(data, Path(out).parent / f"{kind}-labelled-data", label_fraction) if subset else data
     cfg = train_config(kind, train_data, out, spec, 1.0 if subset else label_fraction)
     if subset:  # only labelled training episodes: nothing to hold out (scored on data's below)
+        from collect.dataset import WindowDataset, open_dataset
+
         cfg.loader.val_fraction = 0.0
         cfg.logging.val_batches = 0
+        n = open_dataset(train_data).num_episodes
+        windows = len(WindowDataset(train_data, window=spec.window, episodes=list(range(n))))
+        cfg.loader.batch_size = min(cfg.loader.batch_size, windows)  # 1% labels: a window or two
     from agents.training.checkpoint import latest_checkpoint
 
     cfg.resume = latest_checkpoint(out) is not None

@@ -256,7 +256,8 @@ def test_captioner_below_full_labels_trains_on_its_labelled_episodes(tmp_path, b
     sub = open_dataset(labelled_subset(babyai_data, tmp_path / "sub", 0.5))
     assert sorted(int(r["episode_index"]) for r in sub.records) == want and len(want) == 2
     assert sub.frame_shape == full.frame_shape and sub.info["subset_of"] == str(babyai_data)
-    res = pretrain("captioner", babyai_data, tmp_path / "cap", PretrainSpec(steps=2, batch_size=1, progress=False),
+    res = pretrain("captioner", babyai_data, tmp_path / "cap", PretrainSpec(steps=2, batch_size=8, progress=False),
                    label_fraction=0.5)
     assert 0.0 <= res["narration/event_f1"] <= 1.0 and res["pretrain/labelled_subset"].endswith("captioner-labelled-data")
-    assert json.loads((tmp_path / "cap" / "summary.json").read_text())["episodes"]["train"] == 2
+    summary = json.loads((tmp_path / "cap" / "summary.json").read_text())
+    assert summary["episodes"]["train"] == 2 and summary["windows"]["train"] == 2  # batch clamped 8 -> 2
