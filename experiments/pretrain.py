@@ -8,8 +8,8 @@ trainer's observation-encoder fitting (``--model.obs.kind vqvae|units``; the age
 a single step, only the fitted encoder is used); ``random`` (a fresh agent, the floor) and
 ``scratch`` (a CNN trained on the actions only) need no pretraining.
 
-The captioner below full labels is trained on its labelled episodes alone (see
-:func:`labelled_subset`), with the batch capped at the subset's window count.
+The captioner (``w_byog = 0``) is trained by the trainer on its labelled episodes alone (it has no
+loss on the others); below full labels its batch is capped at their window count.
 
 Every encoder uses the trainer's episode split (``loader.split_seed = 0``): the transfer
 experiments hold out exactly its validation episodes, which no encoder has seen.
@@ -76,35 +76,6 @@ def bc_split(num_episodes: int, n_train: int, seed: int) -> tuple[list[int], lis
     return sorted(int(train[i]) for i in order[:n_train]), val
 
 
-def labelled_subset(data: Path, out: Path, label_fraction: float) -> Path:
-    """A dataset of only the training episodes the trainer labels at ``label_fraction``
-    (episode files hard-linked or copied, ``meta/`` rebuilt by :func:`collect.writer.write_meta`).
-
-    Workaround for the captioner below full labels: ``BYOGAgent.training_step`` raises when a
-    batch holds no labelled window and ``w_byog = 0``, which a random batch of a 10%-labelled
-    dataset often does. The captioner's loss ignores unlabelled windows, so training it on its
-    labelled episodes alone keeps its objective (and gives it more labelled windows per step).
-    """
-    import shutil
-
-    from agents.training.data import labelled_episodes
-    from collect.dataset import open_dataset, split_episodes
-    from collect.writer import write_meta
-
-    if (out / "meta" / "info.json").is_file():
-        return out
-    ds = open_dataset(data)
-    train, _ = split_episodes(ds.num_episodes, VAL_FRACTION, SPLIT_SEED)
-    for pos in labelled_episodes(train, label_fraction, SPLIT_SEED):
-        src = Path(ds.file(pos))
-        dst = out / src.relative_to(data)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-    info = {k: v for k, v in ds.info.items() if not k.startswith("num_") and k not in ("columns", "total_bytes")}
-    write_meta(out, {**info, "subset_of": str(data), "label_fraction": label_fraction})
-    return out
-
-
 def narration_f1(run: Path, data: Path) -> float:
     """Greedy narration event F1 (``BYOGAgent.evaluate``) of a byog/captioner run on ``data``'s
     held-out episodes (the BC held-out split)."""
@@ -157,17 +128,16 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
     done = Path(out) / "pretrain.json"
     if done.is_file():
         return json.loads(done.read_text())
-    subset = kind == "captioner" and label_fraction < 1.0
-    train_data = labelled_subset(data, Path(out).parent / f"{kind}-labelled-data", label_fraction) if subset else data
-    cfg = train_config(kind, train_data, out, spec, 1.0 if subset else label_fraction)
-    if subset:  # only labelled training episodes: nothing to hold out (scored on data's below)
-        from collect.dataset import WindowDataset, open_dataset
+    cfg = train_config(kind, data, out, spec, label_fraction)
+    if kind == "captioner" and label_fraction < 1.0:  # 1% labels: a labelled window or two
+        from agents.training.data import build_data
 
-        cfg.loader.val_fraction = 0.0
-        cfg.logging.val_batches = 0
-        n = open_dataset(train_data).num_episodes
-        windows = len(WindowDataset(train_data, window=spec.window, episodes=list(range(n))))
-        cfg.loader.batch_size = min(cfg.loader.batch_size, windows)  # 1% labels: a window or two
+        try:
+            windows = len(build_data(str(data), cfg.loader, label_fraction=label_fraction,
+                                     label_seed=cfg.label_seed, labelled_only=True).train)
+        except TrainError as e:
+            raise ExperimentError(f"Cannot pretrain 'captioner' on {data}: {e}") from None
+        cfg.loader.batch_size = min(cfg.loader.batch_size, windows)
     from agents.training.checkpoint import latest_checkpoint
 
     cfg.resume = latest_checkpoint(out) is not None
@@ -176,10 +146,7 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
     except TrainError as e:
         raise ExperimentError(f"Pretraining {kind!r} failed: {e}") from None
     res = {"pretrain/seconds": float(s.get("wall_clock_s", float("nan")))}
-    if subset:
-        res["narration/event_f1"] = narration_f1(Path(out), data)
-        res["pretrain/labelled_subset"] = str(train_data)
-    elif kind in ("byog", "captioner"):
+    if kind in ("byog", "captioner"):
         res["narration/event_f1"] = float(s.get("val_event_f1", float("nan")))
         res["narration/token_acc"] = float(s.get("val_token_accuracy", float("nan")))
     done.write_text(json.dumps(res, indent=2))
@@ -205,7 +172,6 @@ __all__ = [
     "PretrainSpec",
     "bc_split",
     "encoder_checkpoint",
-    "labelled_subset",
     "narration_f1",
     "pretrain",
     "train_config",

@@ -252,3 +252,18 @@ def test_cli_smoke_run_on_collected_crafter(crafter_dataset, tmp_path, capsys):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "Did you mean 'captioner'" in bad.stderr
 
+
+
+def test_captioner_trains_on_labelled_episodes_only(tmp_path):
+    # w_byog = 0 has no loss on unlabelled windows: they must not be sampled (a batch of only
+    # unlabelled windows would have nothing to train on)
+    from agents.training.config import LoaderConfig
+
+    data = synthetic_dataset(tmp_path / "ds", episodes=10, length=20)
+    cfg = LoaderConfig(window=8, stride=4, val_fraction=0.3, split_seed=1, num_workers=0)
+    b = build_data(str(data), cfg, label_fraction=0.3, label_seed=3, labelled_only=True)
+    eps = {b.train.index[i][0] for i in range(len(b.train))}
+    assert eps == set(b.labelled_ids) and len(eps) == 2
+    assert all(bool(b.train[i]["labelled"]) for i in range(len(b.train)))
+    with pytest.raises(TrainError, match="nothing to train on"):
+        build_data(str(data), cfg, label_fraction=0.0, label_seed=3, labelled_only=True)

@@ -106,7 +106,8 @@ class DataBundle:
 
 
 def build_data(path: str, cfg: LoaderConfig, *, label_fraction: float, label_seed: int,
-               columns: tuple[str, ...] = (), tokenizer: Any = None) -> DataBundle:
+               columns: tuple[str, ...] = (), tokenizer: Any = None,
+               labelled_only: bool = False) -> DataBundle:
     """Split by episode, choose the labelled ones, build the windows and the tokenizer.
 
     Args:
@@ -116,6 +117,8 @@ def build_data(path: str, cfg: LoaderConfig, *, label_fraction: float, label_see
         label_seed: Seed of that choice.
         columns: Extra dataset columns the observation encoder reads.
         tokenizer: Reuse this tokenizer (resume) instead of building one.
+        labelled_only: Train on the labelled episodes only (the supervised captioner,
+            ``w_byog = 0``, has no loss on unlabelled windows, so they would only waste steps).
     """
     try:
         train = WindowDataset(path, window=cfg.window, episodes=[], columns=columns)
@@ -129,7 +132,12 @@ def build_data(path: str, cfg: LoaderConfig, *, label_fraction: float, label_see
     labelled = labelled_episodes(train_ids, label_fraction, label_seed)
     tok = tokenizer if tokenizer is not None else build_tokenizer(ds, labelled, cfg)
     kw = {"window": cfg.window, "columns": columns, "labelled": labelled}
-    train_w = LabelledWindows(path, stride=cfg.stride, episodes=train_ids, **kw)
+    if labelled_only and not labelled:
+        raise TrainError("No training episode is labelled (label_fraction too small for this "
+                         "dataset) and w_byog is 0, so there is nothing to train on; raise "
+                         "label_fraction or set model.loss.w_byog > 0.")
+    fit_ids = sorted(labelled) if labelled_only else train_ids
+    train_w = LabelledWindows(path, stride=cfg.stride, episodes=fit_ids, **kw)
     val_w = LabelledWindows(path, stride=cfg.window, episodes=val_ids, **kw) if val_ids else None
     return DataBundle(ds, train_w, val_w, train_ids, val_ids, labelled, tok, tuple(columns))
 

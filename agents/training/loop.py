@@ -171,7 +171,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         obs_cols = ("embedding",) if cfg.model.obs.kind == "precomputed" or \
             cfg.model.obs.units_source == "embedding" and cfg.model.obs.kind == "units" else ()
         data = build_data(cfg.data, cfg.loader, label_fraction=cfg.label_fraction,
-                          label_seed=cfg.label_seed, columns=obs_cols, tokenizer=tok)
+                          label_seed=cfg.label_seed, columns=obs_cols, tokenizer=tok,
+                          labelled_only=cfg.model.loss.w_byog == 0)
         identity = dataset_identity(data.dataset, data.tokenizer)
         if ckpt is not None:
             fresh = data.tokenizer if cfg.loader.tokenizer_path else \
