@@ -1,4 +1,6 @@
-"""Collection in Ray actors: ``--workers N`` (local Ray) or ``--ray-address auto|HOST:PORT``.
+"""Collection in worker processes: Ray actors (``--workers N`` starts a local Ray,
+``--ray-address auto|HOST:PORT`` joins a cluster) or, on one machine without Ray, a process pool
+(``--num-envs N --vector-mode process``).
 
 Each actor owns its envs and policies (a :class:`collect.rollout.Collector`) and writes the
 episodes it is handed straight into the dataset directory, so the directory must be on a
@@ -101,3 +103,61 @@ def collect_with_ray(cfg: Any, info: dict[str, Any], source: Any,
     finally:
         if started:
             ray.shutdown()
+
+
+_WORKER: CollectorActor | None = None  # one per pool process (see collect_with_processes)
+
+
+def _init_worker(cfg_fields: dict[str, Any], info: dict[str, Any]) -> None:
+    global _WORKER
+    _WORKER = CollectorActor({**cfg_fields, "num_envs": 1, "vector_mode": "sync", "workers": 0,
+                              "ray_address": None}, info)
+
+
+def _run_episode(index: int) -> list[dict[str, Any]]:
+    assert _WORKER is not None, "worker process not initialised"
+    return _WORKER.run([index])
+
+
+def _ready(_: int) -> int:
+    import time
+
+    time.sleep(0.2)  # hold this worker so the next ping starts (and initialises) another
+    return os.getpid()
+
+
+def collect_with_processes(cfg: Any, info: dict[str, Any], source: Any,
+                           on_episode: Callable[[dict[str, Any]], None],
+                           on_ready: Callable[[], None] = lambda: None) -> None:
+    """Runs the episodes ``source`` hands out in ``cfg.num_envs`` local worker processes.
+
+    Each process owns one env and its policy and writes whole episodes, exactly like a Ray actor
+    (same seeds, same files); there is no lock-step, so on 2 cores two processes give close to
+    2x, where gymnasium's AsyncVectorEnv waits for its slowest env every step (measured by
+    ``benchmarks/bench_collect.py``). ``on_ready`` is called once every worker has started
+    and built its env (the stepping loop starts there, as after a vector env's start-up).
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    fields = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+    with cf.ProcessPoolExecutor(cfg.num_envs, mp_context=mp.get_context("spawn"),
+                                initializer=_init_worker, initargs=(fields, info)) as pool:
+        list(pool.map(_ready, range(cfg.num_envs)))
+        on_ready()
+        pending: set[cf.Future] = set()
+
+        def submit() -> None:
+            idx = source.next(0)  # in-flight episodes count toward --steps once written
+            if idx is not None:
+                pending.add(pool.submit(_run_episode, idx))
+
+        for _ in range(cfg.num_envs):
+            submit()
+        while pending:
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                pending.discard(future)
+                for record in future.result():
+                    on_episode(record)
+                submit()

@@ -65,8 +65,11 @@ class CollectConfig:
     """Base seed; episode i is reset with ``episode_seed(seed, i)``."""
     num_envs: int = 1
     """Environments stepped together in a gymnasium vector env."""
-    vector_mode: Literal["sync", "async"] = "async"
-    """``async``: one subprocess per env (policies needing the live env fall back to ``sync``)."""
+    vector_mode: Literal["sync", "async", "process"] = "async"
+    """``async``: a gymnasium AsyncVectorEnv, one subprocess per env stepped in lock-step (policies
+    needing the live env fall back to ``sync``); ``process``: ``num_envs`` independent worker
+    processes, each running whole episodes (env, annotator, policy, writer) with no lock-step,
+    which scales across cores where the vector env waits for its slowest env every step."""
     resume: bool = False
     """Continue an interrupted collection in ``--out`` without losing or duplicating episodes."""
     video: bool = False
@@ -447,6 +450,11 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
 
             loop["start"] = time.perf_counter()
             collect_with_ray(cfg, info, source, on_episode)
+        elif cfg.vector_mode == "process" and cfg.num_envs > 1:
+            from collect.distributed import collect_with_processes
+
+            collect_with_processes(cfg, info, source, on_episode,
+                                   on_ready=lambda: loop.update(start=time.perf_counter()))
         else:
             collector = Collector(cfg, writer, on_episode=on_episode)
             try:

@@ -162,3 +162,20 @@ def test_babyai_bot_collects_intent_with_sync_fallback(tmp_path, capsys):
         assert e.intent is not None and any(e.intent[:-1]) and e.intent[-1] == []
         assert e.record["mission"] and e.frames.dtype == np.uint8
         assert any(e.annotations)
+
+
+@pytest.mark.slow
+def test_process_mode_records_the_same_episodes_as_the_vector_env(tmp_path):
+    # --vector-mode process: independent worker processes write whole episodes, same seeds/files
+    base = {"env": ENV_ID, "episodes": 5, "seed": 4, "progress": False, "num_envs": 2}
+    vec = collect(CollectConfig(**base, out=tmp_path / "vec", vector_mode="sync"))
+    proc = collect(CollectConfig(**base, out=tmp_path / "proc", vector_mode="process"))
+    assert proc["episodes"] == vec["episodes"] == 5 and proc["steps"] == vec["steps"]
+    a, b = open_dataset(tmp_path / "vec"), open_dataset(tmp_path / "proc")
+    b.validate(deep=True)
+    assert [r["seed"] for r in a.records] == [r["seed"] for r in b.records]
+    for ea, eb in zip(a.iter_episodes(), b.iter_episodes()):
+        np.testing.assert_array_equal(ea.frames, eb.frames)
+        np.testing.assert_array_equal(ea.actions, eb.actions)
+        assert ea.annotations == eb.annotations
+    assert not list((tmp_path / "proc").rglob("*.tmp"))
