@@ -3,8 +3,8 @@
 Measured side by side in one run on the same model and window (one CPU thread by default):
 1. sampling a window's k tokens per frame with the KV cache (all B sequences in parallel, one
    model call per token position, temperature sampling) vs ONE teacher-forced forward of the
-   same window (the training code path), at the trainer's default batch (16; target ratio <= 4x),
-   32 and 64, and at
+   same window (the training code path), at the trainer's default batch (32; target ratio <= 4x),
+   16 and 64, and at
    batch 1 (reported only: one forward is a single parallel pass, sampling is sequential);
 2. cached greedy sampling vs naive re-computation without a cache (a teacher-forced forward
    over the growing prefix for every token, the training code path) at 256 positions
@@ -44,7 +44,7 @@ class Args:
 
     size: Literal["tiny", "small", "base"] = "tiny"
     """Model size."""
-    batches: tuple[int, ...] = (_DEFAULT.batch_size, 32, 64)
+    batches: tuple[int, ...] = tuple(dict.fromkeys((_DEFAULT.batch_size, 16, 32, 64)))
     """Batch sizes for sampling vs one forward (the first, the trainer's default, is held to the target)."""
     frames: int = _DEFAULT.window
     """Frames per window (x tokens_per_frame positions)."""

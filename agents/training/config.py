@@ -29,12 +29,12 @@ class TrainError(ValueError):
 class LoaderConfig:
     """Windows, the train/validation split and the DataLoader."""
 
-    window: int = 32
+    window: int = 16
     """T, frames per training window."""
     stride: int | None = None
     """Frames between window starts in training episodes (None = window, no overlap)."""
-    batch_size: int = 16
-    """Global batch size in windows (split evenly across DDP ranks)."""
+    batch_size: int = 32
+    """Global batch size in windows (split evenly across DDP ranks); 32 x 16 frames per step."""
     val_fraction: float = 0.2
     """Share of episodes held out for validation (split by episode, never by window)."""
     split_seed: int = 0
