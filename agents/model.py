@@ -173,9 +173,9 @@ class BYOGAgent(nn.Module):
             (loss, metrics) with namespaced keys: ``loss/total``, ``loss/ground``,
             ``loss/byog``, ``loss/reinforce``, ``ground/*``, ``byog/*``, ``monitor/*``, ``text/*``.
         """
-        cfg, sp, k = self.cfg, self.special, self.encoder.k
+        cfg, sp = self.cfg, self.special
         valid = batch["valid"].bool()
-        B, T = valid.shape
+        B = valid.shape[0]
         labelled = torch.as_tensor(batch.get("labelled", torch.zeros(B, dtype=torch.bool))).bool()
         e = self.frame_embeddings(batch)  # [B, T, D]
         metrics: dict[str, float] = {}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from agents import losses as L
-from agents.config import make_model_config, ModelConfig
+from agents.config import ModelConfig, make_model_config
 from agents.lm import ModelError
 from agents.model import BYOGAgent
 from agents.text import train_tokenizer

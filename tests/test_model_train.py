@@ -3,10 +3,10 @@ import math
 
 import pytest
 import torch
+from test_model import cycle_batch, cycle_tokenizer
 
 from agents.config import make_model_config
 from agents.model import BYOGAgent
-from test_model import cycle_batch, cycle_tokenizer
 
 
 def _train(steps, **over):
