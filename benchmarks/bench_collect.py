@@ -1,6 +1,6 @@
 """Collector and reader throughput, measured side by side in one run.
 
-    python benchmarks/bench_collect.py [--env crafter] [--episodes 4] [--max-episode-steps 200]
+    python benchmarks/bench_collect.py [--env crafter] [--episodes 16] [--max-episode-steps 1000]
 
 Figures (the last line is one JSON object):
 - ``raw_steps_per_s``: the annotated env stepped by the same random policy on the same episode
@@ -35,9 +35,9 @@ class BenchConfig:
 
     env: str = "crafter"
     """Environment to benchmark."""
-    episodes: int = 4
-    """Episodes per measurement."""
-    max_episode_steps: int = 100
+    episodes: int = 16
+    """Episodes per measurement (enough that two workers are not left waiting on one long one)."""
+    max_episode_steps: int = 1000
     """Episode length cap."""
     rounds: int = 2
     """Interleaved repetitions of every measurement (the best is kept: robust to other load)."""
@@ -45,6 +45,15 @@ class BenchConfig:
     """Base seed (the same episodes in every measurement)."""
     window: int = 32
     """Window length for the reader measurement."""
+
+
+def cold_worlds() -> None:
+    """Empties this process's cache of generated Crafter worlds, so every measurement pays world
+    generation the way fresh worker processes do (otherwise in-process runs after the first
+    reuse its worlds and look faster than parallel ones)."""
+    import byog_env.crafter
+
+    byog_env.crafter._WORLD_CACHE.clear()
 
 
 def raw_steps_per_s(cfg: BenchConfig) -> tuple[float, int]:
@@ -144,7 +153,9 @@ def main(cfg: BenchConfig) -> dict[str, float]:
         raw_steps_per_s(warm)  # imports, textures, first world generation
         raws, ones, raw2s, twos, procs = [], [], [], [], []
         for r in range(cfg.rounds):
+            cold_worlds()
             raws.append(raw_steps_per_s(cfg)[0])
+            cold_worlds()
             one, one_e2e, steps = collector_steps_per_s(cfg, Path(tmp) / f"one{r}", 1, "sync")
             ones.append((one, one_e2e))
             raw2s.append(raw_async_steps_per_s(cfg, steps))
