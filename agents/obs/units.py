@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -36,10 +36,10 @@ from agents.obs.config import ObsEncoderConfig
 from agents.obs.data import iter_clip_batches
 from agents.obs.vqvae import (
     CONFIG_FILE,
-    FORMAT_VERSION,
     WEIGHTS_FILE,
     VQVAEEncoder,
     read_fitted_config,
+    write_fitted,
 )
 
 UNIT_WORD = "unit"
@@ -361,16 +361,9 @@ class UnitsEncoder(ObsEncoder):
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (the source VQ-VAE included)."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
-        meta: dict[str, Any] = {"kind": "units", "format_version": FORMAT_VERSION,
-                                "config": self.cfg.to_dict()}
-        if self.source_vqvae is not None:
-            meta["source_vqvae_config"] = self.source_vqvae.cfg.to_dict()
-        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        return path
+        extra = {} if self.source_vqvae is None else {
+            "source_vqvae_config": self.source_vqvae.cfg.to_dict()}
+        return write_fitted(self, path, "units", **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> UnitsEncoder:

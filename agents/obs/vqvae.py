@@ -338,13 +338,7 @@ class VQVAEEncoder(ObsEncoder):
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to directory ``path``."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
-        meta = {"kind": "vqvae", "format_version": FORMAT_VERSION, "config": self.cfg.to_dict()}
-        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        return path
+        return write_fitted(self, path, "vqvae")
 
     @classmethod
     def load(cls, path: str | Path) -> VQVAEEncoder:
@@ -353,6 +347,18 @@ class VQVAEEncoder(ObsEncoder):
         enc = cls(cfg)
         enc.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)))
         return enc.freeze()
+
+
+def write_fitted(encoder: nn.Module, path: str | Path, kind: str, **extra: Any) -> Path:
+    """Write a fitted encoder's ``model.safetensors`` and ``config.json`` (its ``cfg``, ``kind``
+    and ``extra`` metadata) to directory ``path``; the inverse of :func:`read_fitted_config`."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(path / WEIGHTS_FILE))
+    meta = {"kind": kind, "format_version": FORMAT_VERSION, "config": encoder.cfg.to_dict(), **extra}
+    (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    return path
 
 
 def read_fitted_config(path: str | Path, kind: str) -> ObsEncoderConfig:
