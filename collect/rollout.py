@@ -1,9 +1,11 @@
 """Collect an annotated dataset: ``python collect/rollout.py --env crafter --policy random --episodes 20 --out data/crafter``.
 
 Runs a policy in ``byog_env`` environments and writes every finished episode to a Parquet dataset
-(format: :mod:`collect.writer`). Scaling: ``--num-envs K`` steps K environments in a gymnasium
-vector env (``async``: one process each, annotation happens there; policies run in this process);
-``--workers N`` / ``--ray-address A`` spreads episodes over Ray actors (:mod:`collect.distributed`).
+(format: :mod:`collect.writer`). Scaling: ``--num-envs K`` runs K worker processes, each running
+whole episodes with its own env, annotator, policy and writer (``--vector-mode process``, the
+default), or steps K environments in a gymnasium vector env (``--vector-mode async``: one process
+each, annotation there, policies here; ``sync``: all in this process); ``--workers N`` /
+``--ray-address A`` spreads episodes over Ray actors (:mod:`collect.distributed`).
 
 Determinism: episode ``i`` is always reset with ``episode_seed(seed, i)`` and its policy reseeded
 with the same seed, whichever env, process or actor runs it, so ``--resume`` and Ray runs record
@@ -64,12 +66,15 @@ class CollectConfig:
     seed: int = 0
     """Base seed; episode i is reset with ``episode_seed(seed, i)``."""
     num_envs: int = 1
-    """Environments stepped together in a gymnasium vector env."""
-    vector_mode: Literal["sync", "async", "process"] = "async"
-    """``async``: a gymnasium AsyncVectorEnv, one subprocess per env stepped in lock-step (policies
-    needing the live env fall back to ``sync``); ``process``: ``num_envs`` independent worker
-    processes, each running whole episodes (env, annotator, policy, writer) with no lock-step,
-    which scales across cores where the vector env waits for its slowest env every step."""
+    """Environments run in parallel (worker processes or a vector env: see ``--vector-mode``)."""
+    vector_mode: Literal["sync", "async", "process"] = "process"
+    """How ``--num-envs K > 1`` envs run. ``process`` (default): K independent worker processes,
+    each running whole episodes (env, annotator, policy, writer) pulled from a shared queue, no
+    lock-step; on 2 cores it is the fastest mode for Crafter (``benchmarks/bench_collect.py``)
+    and records the same episodes as the others. ``async``: a gymnasium AsyncVectorEnv, one
+    subprocess per env stepped in lock-step, waiting for its slowest env every step (policies
+    needing the live env fall back to ``sync``); ``sync``: the K envs in this process. Inside
+    one Ray actor with K > 1, ``process`` means ``async``."""
     resume: bool = False
     """Continue an interrupted collection in ``--out`` without losing or duplicating episodes."""
     video: bool = False
@@ -261,10 +266,12 @@ class Collector:
 
         self.cfg, self.writer, self.on_episode = cfg, writer, on_episode
         n = cfg.num_envs
-        mode = cfg.vector_mode if n > 1 else "sync"
+        # `process` spawns workers in `collect`; a Collector itself (e.g. in a Ray actor) steps
+        # its envs in a vector env, and the nearest one is async.
+        mode = {"process": "async"}.get(cfg.vector_mode, cfg.vector_mode) if n > 1 else "sync"
         if mode == "async" and cfg.needs_live_env:
             print(f"note: policy {cfg.policy!r} reads the live env, so the {n} envs run in-process "
-                  "(--vector-mode sync); use --workers N for parallelism.", file=sys.stderr)
+                  "(--vector-mode sync); use --vector-mode process or --workers N for parallelism.", file=sys.stderr)
             mode = "sync"
         thunks = [lambda: EpisodeSeeder(make_env(cfg)) for _ in range(n)]
         if n == 1:

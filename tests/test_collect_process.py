@@ -1,0 +1,149 @@
+"""``--vector-mode process``: warm workers, a shared episode queue, errors and dead workers.
+
+A probe env (the stand-in with a log) records, per worker process, every reset seed and step in
+a file named by ``BYOG_PROBE_LOG`` (spawned workers inherit the environment); it sleeps on the
+first step of the episode seeded ``BYOG_PROBE_SLOW_SEED`` and exits its process on a step of
+``BYOG_PROBE_DIE_SEED``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from test_collect_standin import StandInEnv
+
+from collect.dataset import open_dataset
+from collect.distributed import WARM_UP_SEED, collect_with_processes
+from collect.policies import PolicyError
+from collect.rollout import (
+    CollectConfig,
+    CollectError,
+    EpisodeSource,
+    collect,
+    dataset_info,
+    episode_seed,
+)
+from collect.writer import DatasetWriter
+
+PROBE_ID = "test_collect_process:Probe-v0"
+SEED = 3
+
+
+class ProbeEnv(StandInEnv):
+    """The stand-in env, logging ``pid reset SEED`` / ``pid step SEED`` lines."""
+
+    def _log(self, what: str) -> None:
+        path = os.environ.get("BYOG_PROBE_LOG")
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{os.getpid()} {what} {self.ep_seed}\n")
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        out = super().reset(seed=seed, options=options)
+        self._log("reset")
+        return out
+
+    def step(self, action):
+        out = super().step(action)
+        self._log("step")
+        if self.t == 1 and str(self.ep_seed) == os.environ.get("BYOG_PROBE_SLOW_SEED"):
+            time.sleep(1.5)
+        if str(self.ep_seed) == os.environ.get("BYOG_PROBE_DIE_SEED"):
+            os._exit(3)
+        return out
+
+
+if PROBE_ID.split(":")[1] not in gym.registry:
+    gym.register(id=PROBE_ID.split(":")[1], entry_point=ProbeEnv)
+
+
+def _cfg(out: Path, **kw) -> CollectConfig:
+    return CollectConfig(**{"env": PROBE_ID, "out": out, "episodes": 6, "seed": SEED, "progress": False,
+                            "num_envs": 2, "vector_mode": "process", **kw})
+
+
+def _log_lines(path: Path) -> list[tuple[int, str, int]]:
+    if not path.exists():
+        return []
+    return [(int(p), what, int(s)) for p, what, s in (line.split() for line in path.read_text().splitlines())]
+
+
+def _assert_same_episodes(a: Path, b: Path) -> None:
+    da, db = open_dataset(a), open_dataset(b)
+    db.validate(deep=True)
+    assert [r["seed"] for r in db.records] == [r["seed"] for r in da.records]
+    for ea, eb in zip(da.iter_episodes(), db.iter_episodes(), strict=True):
+        np.testing.assert_array_equal(ea.frames, eb.frames)
+        np.testing.assert_array_equal(ea.actions, eb.actions)
+        assert ea.annotations == eb.annotations
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The six episodes collected by one env in this process."""
+    out = tmp_path_factory.mktemp("ref") / "ds"
+    collect(_cfg(out, num_envs=1, vector_mode="sync"))
+    return out
+
+
+def test_process_mode_is_the_default_for_several_envs(tmp_path):
+    assert _cfg(tmp_path, vector_mode="process").vector_mode == CollectConfig(
+        env=PROBE_ID, out=tmp_path, episodes=1, num_envs=2).vector_mode == "process"
+
+
+@pytest.mark.slow
+def test_workers_warm_up_then_pull_episodes_from_a_shared_queue(tmp_path, monkeypatch, reference):
+    log = tmp_path / "probe.log"
+    monkeypatch.setenv("BYOG_PROBE_LOG", str(log))
+    monkeypatch.setenv("BYOG_PROBE_SLOW_SEED", str(episode_seed(SEED, 0)))
+    cfg = _cfg(tmp_path / "ds")
+    info = dataset_info(cfg)
+    writer = DatasetWriter(cfg.out, info)
+    source = EpisodeSource(cfg, writer.records)
+    at_ready: list[tuple[int, str, int]] = []
+    finished: list[int] = []
+
+    def on_episode(record: dict) -> None:
+        source.finished(record)
+        finished.append(int(record["episode_index"]))
+
+    collect_with_processes(cfg, info, source, on_episode, on_ready=lambda: at_ready.extend(_log_lines(log)))
+    writer.finalize()
+
+    # Ready means: every worker has reset (warm-up seed) and stepped its env, and no episode began.
+    pids = sorted({p for p, _, _ in at_ready})
+    assert len(pids) == 2
+    assert sorted(at_ready) == sorted([(p, "reset", WARM_UP_SEED) for p in pids]
+                                      + [(p, "step", WARM_UP_SEED) for p in pids])
+    # Shared queue: while one worker sleeps in episode 0, the other runs all five others.
+    seeds = {episode_seed(SEED, i): i for i in range(6)}
+    ran = {p: [seeds[s] for q, what, s in _log_lines(log) if q == p and what == "reset" and s in seeds]
+           for p in pids}
+    assert sorted(ran.values()) == [[0], [1, 2, 3, 4, 5]]
+    assert finished == [1, 2, 3, 4, 5, 0]
+    _assert_same_episodes(reference, cfg.out)
+
+
+@pytest.mark.slow
+def test_a_dead_worker_stops_the_run_and_resume_completes_it(tmp_path, monkeypatch, reference):
+    out = tmp_path / "ds"
+    monkeypatch.setenv("BYOG_PROBE_DIE_SEED", str(episode_seed(SEED, 3)))
+    with pytest.raises(CollectError, match=r"worker byog-collect-\d died \(exit code 3\).*rerun with --resume"):
+        collect(_cfg(out))
+    done = sorted(p.name for p in (out / "data").rglob("*.parquet"))
+    assert "episode_000003.parquet" not in done and len(done) < 6
+    monkeypatch.delenv("BYOG_PROBE_DIE_SEED")
+    summary = collect(_cfg(out, resume=True))
+    assert summary["episodes"] == 6 and not list(out.rglob("*.tmp"))
+    _assert_same_episodes(reference, out)
+
+
+@pytest.mark.slow
+def test_a_worker_error_is_raised_with_its_own_type_and_message(tmp_path):
+    with pytest.raises(PolicyError, match="crafter-scripted needs a Crafter env with 17 discrete actions") as e:
+        collect(_cfg(tmp_path / "ds", policy="crafter-scripted"))
+    assert any("in collector worker" in note for note in getattr(e.value, "__notes__", []))
