@@ -474,6 +474,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         bar.close()
     final = writer.finalize()
     summary = summarize(cfg.out, final, time.perf_counter() - t0, counts["steps"])
+    summary["startup_seconds"] = loop["start"] - t0  # env, vector env or worker start-up (process mode: warm-up too)
     summary["loop_seconds"] = loop["end"] - loop["start"]
     summary["loop_steps_per_s"] = counts["steps"] / summary["loop_seconds"] if summary["loop_seconds"] > 0 else None
     return summary
