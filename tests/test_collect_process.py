@@ -147,3 +147,13 @@ def test_a_worker_error_is_raised_with_its_own_type_and_message(tmp_path):
     with pytest.raises(PolicyError, match="crafter-scripted needs a Crafter env with 17 discrete actions") as e:
         collect(_cfg(tmp_path / "ds", policy="crafter-scripted"))
     assert any("in collector worker" in note for note in getattr(e.value, "__notes__", []))
+
+
+@pytest.mark.slow
+def test_crafter_after_warm_up_records_the_same_episodes(tmp_path):
+    """The warm-up reset and step leave no trace in Crafter's episodes (world, frames, annotations)."""
+    base = {"env": "crafter", "episodes": 3, "seed": 1, "max_episode_steps": 25, "progress": False}
+    collect(CollectConfig(**base, out=tmp_path / "one"))
+    collect(CollectConfig(**base, out=tmp_path / "proc", num_envs=2))  # the default: process
+    _assert_same_episodes(tmp_path / "one", tmp_path / "proc")
+    assert len(open_dataset(tmp_path / "proc").records) == 3
