@@ -26,8 +26,8 @@ install-dev: $(VENV)/.dev
 
 # The whole pipeline on the embedded default (Crafter), small enough for a laptop CPU:
 # collect -> train a tiny narrator -> narrate a live episode -> tiny transfer study.
-DEMO_COLLECT ?= --env crafter --policy crafter-scripted --episodes 16 --max-episode-steps 400 --vector-mode sync
-DEMO_TRAIN ?= --size tiny --preset byog --steps 300 --loader.window 8 --loader.batch_size 32 \
+DEMO_COLLECT ?= --env crafter --policy crafter-scripted --episodes 48 --max-episode-steps 400 --vector-mode sync
+DEMO_TRAIN ?= --size tiny --preset byog --steps 900 --loader.window 8 --loader.batch_size 32 \
 	--model.text.tokens_per_frame 8 --model.nil_threshold 0.5 --optim.lr 5e-3 \
 	--schedule.warmup_steps 10 --loader.num_workers 1
 

@@ -247,12 +247,12 @@ def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
 
 _SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(lm=dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256),
-                 obs=dict(out_dim=64, cnn_channels=(16, 32, 32))),
+                 obs=dict(out_dim=64, cnn_channels=(32, 32))),
     "small": dict(lm=dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
-                  obs=dict(out_dim=256, cnn_channels=(32, 64, 64))),
+                  obs=dict(out_dim=256, cnn_channels=(64, 64))),
     # pythia-70m's shape: 6 layers, width 512, 8 heads, MLP 2048, rotary 25 %
     "base": dict(lm=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048),
-                 obs=dict(out_dim=512, cnn_channels=(32, 64, 128))),
+                 obs=dict(out_dim=512, cnn_channels=(128, 128, 128))),
 }
 
 

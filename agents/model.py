@@ -135,8 +135,9 @@ class BYOGAgent(nn.Module):
         """e [B, T, D] of a batch through ``encoder`` (default: the online one)."""
         enc = encoder or self.encoder
         col = enc.obs.needs_column
+        # windows carry the frame before them, so a frame-delta encoder sees every real change
         return enc.frame_embeddings(batch["frames"], batch["valid"].bool(),
-                                    batch.get(col) if col else None)
+                                    batch.get(col) if col else None, prev_frame=batch.get("prev_frame"))
 
     def _row_seeds(self, batch: dict[str, Any], step: int, stream: int) -> torch.Tensor:
         """Long [B] per-window seeds keyed by (seed, episode_index, start, step, stream)."""
@@ -360,11 +361,14 @@ class BYOGAgent(nn.Module):
     @torch.no_grad()
     def narrate(self, frames: torch.Tensor, valid: torch.Tensor | None = None, *, greedy: bool = True,
                 temperature: float = 1.0, top_k: int = 0, embedding: torch.Tensor | None = None,
-                ) -> torch.Tensor:
-        """Offline narration: frames uint8 [B, T, H, W, 3] -> ids Long [B, T, k] (<pad> where invalid)."""
+                prev_frame: torch.Tensor | None = None) -> torch.Tensor:
+        """Offline narration: frames uint8 [B, T, H, W, 3] -> ids Long [B, T, k] (<pad> where invalid).
+
+        ``prev_frame`` uint8 [B, H, W, 3]: the frame before the clip (a window's ``prev_frame``),
+        read by frame-delta encoders; None = the clip starts afresh."""
         if valid is None:
             valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
-        e = self.encoder.frame_embeddings(frames, valid, embedding)
+        e = self.encoder.frame_embeddings(frames, valid, embedding, prev_frame=prev_frame)
         ids, _ = self.encoder.sample(e, greedy=greedy, temperature=temperature, top_k=top_k)
         return ids.masked_fill(~valid[:, :, None], self.special.pad)
 

@@ -12,6 +12,7 @@ time (target < 10 %); ``slowdown`` is the loader run's time per step over the in
     python benchmarks/bench_train.py                 # default TrainConfig, synthetic 64x64 data
     python benchmarks/bench_train.py --data data/crafter --steps 20
     python benchmarks/bench_train.py --quick         # fewer steps
+    python benchmarks/bench_train.py --device cuda --size small   # on a GPU (peak GPU memory too)
 
 The last line is one JSON object with the figures.
 """
@@ -30,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.config import make_model_config
 from agents.model import BYOGAgent
 from agents.training.config import TrainConfig
 from agents.training.data import build_data, train_loader
@@ -54,7 +56,12 @@ def synthetic_crafter_like(path: Path, episodes: int = 8, length: int = 200) -> 
     return path
 
 
-def run(agent, batches, cfg, steps: int) -> dict[str, float]:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()  # kernels run asynchronously: time them, not their launch
+
+
+def run(agent, batches, cfg, steps: int, device: str = "cpu") -> dict[str, float]:
     """Train ``steps`` steps pulling batches from the iterable; time waiting vs computing."""
     opt = make_optimizer(agent, cfg)
     sched = make_scheduler(opt, cfg)
@@ -66,7 +73,8 @@ def run(agent, batches, cfg, steps: int) -> dict[str, float]:
     for step in range(steps):
         raw = next(it)
         t1 = time.perf_counter()
-        _train_step(agent, opt, sched, params, to_device(raw, "cpu"), step, cfg, info)
+        _train_step(agent, opt, sched, params, to_device(raw, device), step, cfg, info)
+        _sync(device)
         t2 = time.perf_counter()
         waited, busy = waited + (t1 - t0), busy + (t2 - t1)
         t0 = t2
@@ -83,17 +91,20 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="override loader.num_workers")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--quick", action="store_true", help="2 timed steps")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    ap.add_argument("--size", default="tiny", choices=("tiny", "small", "base"), help="model size")
     args = ap.parse_args()
     steps = 2 if args.quick else args.steps
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(data="", out="")
+    cfg = TrainConfig(data="", out="", size=args.size, device=args.device,
+                      model=make_model_config(args.size, "byog"))
     if args.workers is not None:
         cfg.loader.num_workers = args.workers
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or str(synthetic_crafter_like(Path(tmp) / "ds"))
         seed_everything(0)
         bundle = build_data(data, cfg.loader, label_fraction=1.0, label_seed=0)
-        agent = BYOGAgent(cfg.model, bundle.tokenizer)
+        agent = BYOGAgent(cfg.model, bundle.tokenizer).to(args.device)
         loader, _ = train_loader(bundle.train, cfg.loader, seed=0)
         n = args.warmup + steps
 
@@ -102,33 +113,36 @@ def main() -> None:
                 yield from loader
 
         stream = cycle()  # one iterator: worker start-up is paid in the warm-up, not timed
-        run(agent, stream, cfg, args.warmup)
+        run(agent, stream, cfg, args.warmup, args.device)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        live = run(agent, stream, cfg, steps)
+        live = run(agent, stream, cfg, steps, args.device)
         cached = []
         for b in stream:
             cached.append(b)
             if len(cached) == n:
                 break
-        mem = run(agent, iter(cached[args.warmup:]), cfg, steps)
+        mem = run(agent, iter(cached[args.warmup:]), cfg, steps, args.device)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        gpu_mb = (torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda")
+                  else None)
     figures = {
         "config": {"size": cfg.size, "preset": cfg.preset, "window": cfg.loader.window,
                    "batch_size": cfg.loader.batch_size, "num_workers": cfg.loader.num_workers,
                    "tokens_per_frame": cfg.model.text.tokens_per_frame, "steps": steps,
-                   "threads": args.threads, "data": "synthetic-64x64" if not args.data else args.data},
+                   "threads": args.threads, "device": args.device,
+                   "data": "synthetic-64x64" if not args.data else args.data},
         "frames_per_s": live["frames_per_s"], "frames_per_s_in_memory": mem["frames_per_s"],
         "s_per_step": live["s_per_step"], "s_per_step_in_memory": mem["s_per_step"],
         "data_wait_frac": live["data_wait_frac"],
         "slowdown_vs_in_memory": live["s_per_step"] / mem["s_per_step"],
-        "peak_rss_mb": peak_mb, "rss_before_timed_mb": rss0 / 1024,
+        "peak_rss_mb": peak_mb, "rss_before_timed_mb": rss0 / 1024, "peak_gpu_mb": gpu_mb,
         "data_wait_target_met": live["data_wait_frac"] < 0.10,
     }
     print(f"loader:    {live['frames_per_s']:.0f} frames/s, {live['s_per_step']:.2f} s/step, "
           f"waiting for data {100 * live['data_wait_frac']:.1f} % of the step")
     print(f"in memory: {mem['frames_per_s']:.0f} frames/s, {mem['s_per_step']:.2f} s/step "
           f"(loader/in-memory time per step = {figures['slowdown_vs_in_memory']:.2f}x)")
-    print(f"peak RSS {peak_mb:.0f} MB")
+    print(f"peak RSS {peak_mb:.0f} MB" + (f", peak GPU memory {gpu_mb:.0f} MB" if gpu_mb else ""))
     print(json.dumps(figures))
 
 

@@ -263,7 +263,8 @@ class WindowDataset:
     group at a time, through a small per-process LRU cache; the dataset itself is cheap to
     pickle into DataLoader workers, which open their own files.
 
-    Items are dicts: ``frames uint8 [T,H,W,3]`` (zeros on padding), ``valid bool [T]``,
+    Items are dicts: ``frames uint8 [T,H,W,3]`` (zeros on padding), ``prev_frame uint8 [H,W,3]``
+    (the frame before the window; the first frame itself at an episode's start), ``valid bool [T]``,
     ``actions int64 [T]`` (Discrete; ``-1`` on padding and where no action was taken) or
     ``float32 [T, D]`` (vector actions; NaN there), ``action_valid bool [T]``,
     ``rewards float32 [T]``, ``annotations`` (T lists of sentences, ``[]`` on padding),
@@ -355,6 +356,9 @@ class WindowDataset:
         stop = min(start + self.window, length)
         n, T = stop - start, self.window
         rows = self._rows(pos, start, stop)
+        # the frame before the window (the first frame itself at an episode's start: a zero
+        # delta), so frame-delta encoders see the change into the window's first frame
+        prev = self._rows(pos, start - 1, start)["frame"][0] if start > 0 else rows["frame"][0]
         frames = np.zeros((T, *self.dataset.frame_shape), np.uint8)
         frames[:n] = rows["frame"]
         valid = np.zeros(T, bool)
@@ -370,7 +374,8 @@ class WindowDataset:
         rewards = np.zeros(T, np.float32)
         rewards[:n] = rows["reward"]
         item = {
-            "frames": torch.from_numpy(frames), "valid": torch.from_numpy(valid),
+            "frames": torch.from_numpy(frames), "prev_frame": torch.from_numpy(np.array(prev)),
+            "valid": torch.from_numpy(valid),
             "actions": torch.from_numpy(actions), "action_valid": torch.from_numpy(action_valid),
             "rewards": torch.from_numpy(rewards),
             "annotations": list(rows["annotations"]) + [[] for _ in range(T - n)],

@@ -31,6 +31,9 @@ class FeatureState:
 
     narration: Any = None
     in_block: int = 0
+    last_frame: Any = None
+    """The block's previous frame uint8 [B, H, W, 3] (frame-delta encoders read it; None at a
+    block's start, where the offline path gives a zero delta too)."""
 
 
 class Featurizer(nn.Module):
@@ -90,10 +93,11 @@ class BYOGFeaturizer(Featurizer):
             nar = enc.start(frame.shape[0], frame.device, capacity=self.context * enc.k)
             state = FeatureState(narration=nar, in_block=0)
         with torch.no_grad():
-            e_t = enc.frame_embeddings(frame[:, None])[:, 0]  # [B, D]
+            e_t = enc.frame_embeddings(frame[:, None], prev_frame=state.last_frame)[:, 0]  # [B, D]
         # the encoder's cached decode path; new.hidden = the frame's k hidden states [B, k, D]
         _, _, nar = enc.step_frame(nar, e_t, greedy=True)
-        return self._pool(nar.hidden), FeatureState(narration=nar, in_block=state.in_block + 1)
+        return self._pool(nar.hidden), FeatureState(narration=nar, in_block=state.in_block + 1,
+                                                    last_frame=frame)
 
 
 class ObsFeaturizer(Featurizer):
@@ -112,7 +116,11 @@ class ObsFeaturizer(Featurizer):
         return self.obs(frames, valid=valid)
 
     def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
-        return self.obs(frame[:, None])[:, 0], FeatureState(in_block=state.in_block + 1)
+        if state.in_block >= self.context:  # a new block, as the offline path cuts them
+            state = FeatureState()
+        kw = {"prev_frame": state.last_frame} if getattr(self.obs, "uses_previous_frame", False) else {}
+        return self.obs(frame[:, None], **kw)[:, 0], FeatureState(in_block=state.in_block + 1,
+                                                                   last_frame=frame)
 
 
 def set_trainable(module: nn.Module, trainable: bool) -> nn.Module:

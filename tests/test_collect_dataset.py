@@ -189,6 +189,8 @@ def test_windows_boundaries_masks_and_values(dataset):
         assert item["valid"].tolist() == [True] * k + [False] * (4 - k)
         np.testing.assert_array_equal(item["frames"][:k].numpy(), ref["frames"][start: start + k])
         assert not item["frames"][k:].any()
+        # the frame before the window (frame deltas); an episode's first window repeats frame 0
+        np.testing.assert_array_equal(item["prev_frame"].numpy(), ref["frames"][max(start - 1, 0)])
         acts = np.concatenate([ref["actions"], [-1]])[start: start + k]
         assert item["actions"].tolist() == acts.tolist() + [-1] * (4 - k)
         assert item["action_valid"].tolist() == [a >= 0 for a in acts] + [False] * (4 - k)
@@ -208,6 +210,7 @@ def test_collate_and_dataloader_workers(dataset):
     assert len(wd) == 2
     batch = collate_windows([wd[0], wd[1]])
     assert batch["frames"].shape == (2, 8, 6, 5, 3) and batch["valid"].sum().item() == 5 + 3
+    assert batch["prev_frame"].shape == (2, 6, 5, 3) and batch["prev_frame"].dtype == torch.uint8
     assert batch["episode_index"].tolist() == [0, 2] and len(batch["annotations"]) == 2
     assert len(batch["annotations"][0]) == 8
     windows = WindowDataset(path, window=16)

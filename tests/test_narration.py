@@ -54,6 +54,9 @@ def tok():
 
 def make_agent(tok, preset="byog", k=4, **over):
     torch.manual_seed(0)
+    # frame-wise unless a test asks for deltas; the equivalences below do not depend on the obs
+    # arch, and the conv stack's init gives greedy narration that varies with these frames
+    over["obs"] = {"cnn_frame_delta": False, "cnn_arch": "conv", **over.get("obs", {})}
     agent = BYOGAgent(make_model_config("tiny", preset, text={"tokens_per_frame": k}, **over), tok)
     agent.encoder.projector[1].weight.data.mul_(8.0)  # loud frames: narration varies with them
     if agent.encoder.xattn is not None:  # open the gates so frames matter through xattn

@@ -36,9 +36,12 @@ def test_cnn_default_and_width():
     assert enc.needs_column is None
     out = enc(torch.randint(0, 255, (2, 3, 20, 24, 3), dtype=torch.uint8))
     assert out.shape == (2, 3, 32)
-    # frame-wise: a clip's features equal those of its frames encoded alone
+    # by default a frame's features read it and its predecessor (frame deltas) ...
     frames = torch.randint(0, 255, (1, 2, 16, 16, 3), dtype=torch.uint8)
-    assert torch.allclose(enc(frames)[0, 1], enc.encode_frames(frames[0, 1:])[0], atol=1e-6)
+    assert torch.allclose(enc(frames)[0, 1], enc.encode_frames(frames[0, 1:], frames[0, :1])[0], atol=1e-6)
+    # ... and without deltas a clip's features equal those of its frames encoded alone
+    plain = build_obs_encoder(ObsEncoderConfig(out_dim=32, cnn_channels=(8, 16), cnn_frame_delta=False))
+    assert torch.allclose(plain(frames)[0, 1], plain.encode_frames(frames[0, 1:])[0], atol=1e-6)
     with pytest.raises(ObsEncoderError, match="expects frames uint8 \\[B, T, H, W, 3\\]"):
         enc(torch.zeros(2, 16, 16, 3, dtype=torch.uint8))
 

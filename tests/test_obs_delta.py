@@ -26,16 +26,38 @@ def make(**kw):
     return CNNEncoder(out_dim=16, channels=(8, 8), frame_delta=True, **kw).eval()
 
 
-def test_config_builds_a_six_channel_cnn_and_defaults_to_off():
-    assert ObsEncoderConfig().cnn_frame_delta is False
-    off = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8)))
-    on = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8), cnn_frame_delta=True))
+def test_config_builds_a_six_channel_cnn_and_defaults_to_on():
+    assert ObsEncoderConfig().cnn_frame_delta is None  # None = on for the cnn
+    on = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8)))
+    off = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8), cnn_frame_delta=False))
     assert off.convs[0].in_channels == 3 and not off.uses_previous_frame
     assert on.convs[0].in_channels == 6 and on.uses_previous_frame
     cfg = ObsEncoderConfig(cnn_frame_delta=True)
     assert ObsEncoderConfig.from_dict(cfg.to_dict()).cnn_frame_delta is True
+    ObsEncoderConfig(kind="units")  # the cnn default does not leak into other kinds
     with pytest.raises(ObsEncoderError, match="cnn_frame_delta applies to kind='cnn' only"):
         ObsEncoderConfig(kind="units", cnn_frame_delta=True)
+
+
+def test_patch_arch_keeps_where_things_are():
+    """One patch cell per tile: changing one tile changes the features, and the cell grid is
+    flattened (not pooled away), so the same tile at two places gives different features."""
+    torch.manual_seed(0)
+    enc = build_obs_encoder(ObsEncoderConfig(out_dim=32, cnn_channels=(8, 8), cnn_frame_delta=False)).eval()
+    assert enc.convs[0].kernel_size == (8, 8) and enc.convs[0].stride == (8, 8)
+    assert enc.head[1].in_features == 8 * 8 * 8  # channels x grid x grid
+    x = torch.zeros(1, 1, 64, 64, 3, dtype=torch.uint8)
+    a, b = x.clone(), x.clone()
+    a[0, 0, 0:8, 0:8] = 255  # a white tile top-left
+    b[0, 0, 56:64, 56:64] = 255  # the same tile bottom-right
+    fa, fb, f0 = enc(a), enc(b), enc(x)
+    assert not torch.allclose(fa, f0, atol=1e-5) and not torch.allclose(fa, fb, atol=1e-5)
+    # any frame size: a 96x80 frame pools its 12x10 cells to the 8x8 grid
+    assert enc(torch.zeros(2, 3, 96, 80, 3, dtype=torch.uint8)).shape == (2, 3, 32)
+    with pytest.raises(ObsEncoderError, match="cnn_arch must be"):
+        ObsEncoderConfig(cnn_arch="vit")
+    with pytest.raises(ObsEncoderError, match="cnn_patch"):
+        ObsEncoderConfig(cnn_patch=0)
 
 
 def test_each_frame_sees_its_predecessor_and_the_first_a_zero_delta():

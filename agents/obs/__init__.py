@@ -41,7 +41,8 @@ def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None =
         )
     if cfg.kind == "cnn":
         enc: ObsEncoder = CNNEncoder(out_dim=cfg.out_dim or 256, channels=cfg.cnn_channels,
-                                     frame_delta=cfg.cnn_frame_delta)
+                                     frame_delta=cfg.cnn_frame_delta is not False,
+                                     arch=cfg.cnn_arch, patch=cfg.cnn_patch, grid=cfg.cnn_grid)
     elif cfg.kind == "vqvae":
         from agents.obs.vqvae import VQVAEEncoder
 

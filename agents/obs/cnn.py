@@ -8,7 +8,13 @@ from agents.obs.base import ObsEncoder, ObsEncoderError, to_float_chw
 
 
 class CNNEncoder(ObsEncoder):
-    """Nature-DQN-like conv stack with adaptive pooling, so any frame size works.
+    """A small CNN trained end to end; any frame size works.
+
+    ``arch='patch'`` (default): a ``patch`` x ``patch`` stride-``patch`` conv gives one cell per
+    patch (a game tile when the sizes match), 3x3 convs mix neighbouring cells, and the
+    ``grid`` x ``grid`` cell grid (average-pooled to it if the frame gives another) is flattened
+    into the head, which keeps *where* things are. ``arch='conv'``: Nature-DQN-like stride-2
+    convs average-pooled to 4x4 (coarse layout only).
 
     With ``frame_delta`` the input of frame t is ``[o_t, o_t - o_{t-1}]`` (6 channels, both in
     the [0, 1] / [-1, 1] pixel scale): the delta of a clip's first frame is zero unless
@@ -17,20 +23,28 @@ class CNNEncoder(ObsEncoder):
     """
 
     def __init__(self, *, out_dim: int = 256, channels: tuple[int, ...] = (32, 64, 64),
-                 frame_delta: bool = False) -> None:
+                 frame_delta: bool = False, arch: str = "patch", patch: int = 8, grid: int = 8) -> None:
         super().__init__()
+        if arch not in ("patch", "conv"):
+            raise ObsEncoderError(f"arch must be 'patch' or 'conv', got {arch!r}.")
         self.frame_delta = bool(frame_delta)
         self.uses_previous_frame = self.frame_delta
+        self.arch = arch
         layers: list[nn.Module] = []
         c_in = 6 if self.frame_delta else 3
         for i, c in enumerate(channels):
-            stride = 2 if i < len(channels) - 1 else 1
-            layers += [nn.Conv2d(c_in, c, kernel_size=4 if stride == 2 else 3, stride=stride,
-                                 padding=1), nn.GELU()]
+            if arch == "patch":
+                conv = (nn.Conv2d(c_in, c, kernel_size=patch, stride=patch) if i == 0
+                        else nn.Conv2d(c_in, c, kernel_size=3, padding=1))
+            else:
+                stride = 2 if i < len(channels) - 1 else 1
+                conv = nn.Conv2d(c_in, c, kernel_size=4 if stride == 2 else 3, stride=stride, padding=1)
+            layers += [conv, nn.GELU()]
             c_in = c
         self.convs = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(4)  # fixed 4x4 grid keeps spatial layout, any H, W
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 16, out_dim), nn.GELU())
+        side = grid if arch == "patch" else 4
+        self.pool = nn.AdaptiveAvgPool2d(side)  # fixed grid: spatial layout kept, any H, W
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, out_dim), nn.GELU())
         self.out_dim = out_dim
 
     def encode_frames(self, frames: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:

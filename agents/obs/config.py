@@ -25,13 +25,29 @@ class ObsEncoderConfig:
     error at build time."""
 
     # --- cnn ---------------------------------------------------------------------------
+    cnn_arch: Literal["patch", "conv"] = "patch"
+    """'patch' (default): a ``cnn_patch`` x ``cnn_patch`` stride-``cnn_patch`` conv cuts the frame
+    into a grid of cells (one per game tile when the patch matches the tile size), 3x3 convs mix
+    neighbouring cells, and the ``cnn_grid`` x ``cnn_grid`` grid is flattened, so *where* things
+    are (the tile the agent faces, the inventory row) survives; 'conv': the Nature-DQN-like
+    stack (stride-2 convs) average-pooled to 4x4. On the demo's Crafter frames a per-frame event
+    probe scores F1 0.53 with 'patch' + deltas against 0.14 with 'conv' + deltas, and runs
+    ~4x faster."""
     cnn_channels: tuple[int, ...] = (32, 64, 64)
-    """Conv channels of the CNN (the first layers stride 2, the last stride 1)."""
-    cnn_frame_delta: bool = False
+    """Conv channels: 'patch' = the patch conv's width then each 3x3 conv's; 'conv' = the stack
+    (the first layers stride 2, the last stride 1)."""
+    cnn_patch: int = 8
+    """Patch side in pixels ('patch'): 8 puts one cell on a BabyAI tile and ~one on a Crafter
+    tile (7 px) at 64x64."""
+    cnn_grid: int = 8
+    """Side of the flattened grid ('patch'); frames whose patch grid differs are average-pooled
+    to it, so any frame size works."""
+    cnn_frame_delta: bool | None = None
     """Feed the CNN ``[o_t, o_t - o_{t-1}]`` (6 channels) instead of ``o_t``: change between
     consecutive frames (things entering/leaving view, items collected, vitals dropping in the
-    status bar) is then visible to the encoder directly. The first frame of a clip or episode,
-    and frames next to padding, get a zero delta; live narration carries the previous frame."""
+    status bar) is then visible to the encoder directly. None = on for the cnn (the default).
+    The first frame of an episode, and frames next to padding, get a zero delta; training
+    windows and live narration carry the frame before the clip."""
 
     # --- vqvae -------------------------------------------------------------------------
     vqvae_hidden: int = 64
@@ -100,6 +116,9 @@ class ObsEncoderConfig:
             raise ObsEncoderError(
                 f"cnn_channels must be a non-empty tuple of positive widths, got {self.cnn_channels}."
             )
+        if self.cnn_arch not in ("patch", "conv"):
+            raise ObsEncoderError(f"cnn_arch must be 'patch' or 'conv', got {self.cnn_arch!r}.")
+        _positive(self, "cnn_patch", "cnn_grid")
         if self.cnn_frame_delta and self.kind != "cnn":
             raise ObsEncoderError(
                 f"cnn_frame_delta applies to kind='cnn' only, not {self.kind!r}; drop it "

@@ -40,7 +40,8 @@ def validate(agent: Any, batches: list[dict[str, Any]], *, step: int, tolerance:
                 sums[name] = sums.get(name, 0.0) + float(value)
                 counts[name] = counts.get(name, 0) + 1
         valid = batch["valid"].bool()
-        ids = agent.narrate(batch["frames"], valid, embedding=batch.get(col) if col else None)
+        ids = agent.narrate(batch["frames"], valid, embedding=batch.get(col) if col else None,
+                            prev_frame=batch.get("prev_frame"))
         preds.append(ids.cpu())
         truths.append(slot_annotations(batch["annotations"], valid.cpu(), agent.tokenizer,
                                        agent.cfg.text).ids)
