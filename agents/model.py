@@ -312,9 +312,13 @@ class BYOGAgent(nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, batch: dict[str, Any], *, step: int = 0, tolerance: int = 2) -> dict[str, float]:
+    def evaluate(self, batch: dict[str, Any], *, step: int = 0, tolerance: int = 2,
+                 return_ids: bool = False) -> dict[str, float] | tuple[dict[str, float], torch.Tensor]:
         """Monitors on a batch (no gradient): collapse detectors, predictor vs unigram,
-        prefix gain, greedy narration vs annotations, carried/cut counts, gate values."""
+        prefix gain, greedy narration vs annotations, carried/cut counts, gate values.
+
+        With ``return_ids`` also the greedy narration ids ``[B, T, k]`` the monitors scored
+        (``<pad>`` where invalid), so callers need not decode a second time."""
         was = self.training
         self.eval()
         try:
@@ -353,7 +357,7 @@ class BYOGAgent(nn.Module):
                 out["eval/unigram_nll"] = M.unigram_nll(r["counted_targets"], None, z.shape[-1])
                 out["eval/prefix_gain"] = r["prefix_gain"]
             out.update({f"eval/{n}": v for n, v in self.encoder.gate_values().items()})
-            return out
+            return (out, ids) if return_ids else out
         finally:
             self.train(was)
 

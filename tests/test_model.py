@@ -309,6 +309,24 @@ def test_evaluate_reports_teacher_forced_beside_greedy_accuracy(tok):
     for key in ("eval/token_accuracy", "eval/teacher_forced_token_accuracy",
                 "eval/majority_token_accuracy"):
         assert 0.0 <= out[key] <= 1.0
+    # the ids it scored are the greedy narration (validation reuses them instead of decoding twice)
+    b = cycle_batch(B=3, T=6)
+    again, ids = agent.evaluate(b, return_ids=True)
+    assert again == agent.evaluate(b)
+    assert torch.equal(ids, agent.narrate(b["frames"], b["valid"].bool()))
+
+
+def test_window_prev_frame_gives_the_first_frame_its_real_delta(tok):
+    # a window cut from the middle of an episode: with the batch's prev_frame its first frame is
+    # embedded exactly as inside the longer clip; without it, with a zero delta
+    agent = _agent(tok, obs={"kind": "cnn", "cnn_frame_delta": True}).eval()
+    b = cycle_batch(B=2, T=6)
+    whole = agent.encoder.frame_embeddings(b["frames"], b["valid"].bool())
+    tail = {"frames": b["frames"][:, 2:], "valid": b["valid"][:, 2:], "prev_frame": b["frames"][:, 1]}
+    assert torch.allclose(agent.frame_embeddings(tail), whole[:, 2:], atol=1e-5)
+    cold = agent.frame_embeddings({"frames": tail["frames"], "valid": tail["valid"]})
+    assert not torch.allclose(cold[:, 0], whole[:, 2], atol=1e-5)
+    assert torch.allclose(cold[:, 1:], whole[:, 3:], atol=1e-5)
 
 
 def test_narrate_step_with_frame_delta_cnn_matches_offline_narration(tok):

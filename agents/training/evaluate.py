@@ -31,18 +31,16 @@ def validate(agent: Any, batches: list[dict[str, Any]], *, step: int, tolerance:
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     preds, truths, anns, valids = [], [], [], []
-    col = agent.encoder.obs.needs_column
     for raw in batches:
         batch = to_device(raw, device)
-        for key, value in agent.evaluate(batch, step=step, tolerance=tolerance).items():
+        metrics, ids = agent.evaluate(batch, step=step, tolerance=tolerance, return_ids=True)
+        for key, value in metrics.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 name = "val/" + key.split("/", 1)[-1]
                 sums[name] = sums.get(name, 0.0) + float(value)
                 counts[name] = counts.get(name, 0) + 1
         valid = batch["valid"].bool()
-        ids = agent.narrate(batch["frames"], valid, embedding=batch.get(col) if col else None,
-                            prev_frame=batch.get("prev_frame"))
-        preds.append(ids.cpu())
+        preds.append(ids.cpu())  # the greedy narration evaluate scored, not a second decode
         truths.append(slot_annotations(batch["annotations"], valid.cpu(), agent.tokenizer,
                                        agent.cfg.text).ids)
         anns.extend(batch["annotations"])
