@@ -92,21 +92,42 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
             written.append(p)
     curves = sorted(root.rglob("curve.csv"))
     if curves:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for c in curves:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        by_encoder: dict[str, list[tuple[list[float], list[float]]]] = defaultdict(list)
+        for c in curves:  # cells/rl/<env>/<encoder>/s<seed>/curve.csv
             with open(c) as f:
                 data = list(csv.DictReader(f))
             if data:
-                ax.plot([float(d["timesteps"]) for d in data], [float(d["return"]) for d in data],
-                        alpha=0.7, label=c.parent.name)
-        ax.set(xlabel="environment steps", ylabel="episode return", title="PPO")
-        ax.legend(fontsize=6)
+                steps = [float(d["timesteps"]) for d in data]
+                by_encoder[f"{c.parent.parent.parent.name} {c.parent.parent.name}"].append(
+                    (steps, smooth([float(d["return"]) for d in data], RL_SMOOTH)))
+        for i, (key, runs) in enumerate(sorted(by_encoder.items())):
+            colour = f"C{i}"
+            for steps, ret in runs:  # one thin line per seed, the label once
+                ax.plot(steps, ret, color=colour, alpha=0.8, linewidth=1,
+                        label=f"{key} ({len(runs)} seeds)" if (steps, ret) == runs[0] else None)
+        ax.set(xlabel="environment steps",
+               ylabel=f"episode return (mean of last {RL_SMOOTH} episodes)", title="PPO, one line per seed")
+        ax.legend(fontsize=7)
         fig.tight_layout()
         p = out / "rl_curves.png"
         fig.savefig(p, dpi=100)
         plt.close(fig)
         written.append(p)
     return written
+
+
+RL_SMOOTH = 20
+"""Episodes in the trailing mean of the PPO return curves."""
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
 
 
 def references(rows: list[dict[str, Any]], env: str, metric: str) -> dict[str, float]:

@@ -258,3 +258,10 @@ def test_captioner_below_full_labels_trains_on_its_labelled_episodes(tmp_path, b
     assert 0.0 <= res["narration/event_f1"] <= 1.0
     summary = json.loads((tmp_path / "cap" / "summary.json").read_text())
     assert summary["episodes"]["labelled"] == 2 and summary["windows"]["train"] == 2  # batch clamped 8 -> 2
+
+
+def test_rl_curves_are_a_trailing_mean():
+    from experiments.report import smooth
+
+    assert smooth([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+    assert smooth([0.0, 1.0], 20) == [0.0, 0.5]  # fewer than the window at the start
