@@ -118,7 +118,7 @@ class ObsFeaturizer(Featurizer):
     def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
         if state.in_block >= self.context:  # a new block, as the offline path cuts them
             state = FeatureState()
-        kw = {"prev_frame": state.last_frame} if getattr(self.obs, "uses_previous_frame", False) else {}
+        kw = {"prev_frame": state.last_frame} if self.obs.uses_previous_frame else {}
         return self.obs(frame[:, None], **kw)[:, 0], FeatureState(in_block=state.in_block + 1,
                                                                    last_frame=frame)
 

@@ -103,9 +103,9 @@ def plots(rows: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
                     (steps, smooth([float(d["return"]) for d in data], RL_SMOOTH)))
         for i, (key, runs) in enumerate(sorted(by_encoder.items())):
             colour = f"C{i}"
-            for steps, ret in runs:  # one thin line per seed, the label once
+            for j, (steps, ret) in enumerate(runs):  # one thin line per seed, the label once
                 ax.plot(steps, ret, color=colour, alpha=0.8, linewidth=1,
-                        label=f"{key} ({len(runs)} seeds)" if (steps, ret) == runs[0] else None)
+                        label=f"{key} ({len(runs)} seeds)" if j == 0 else None)
         ax.set(xlabel="environment steps",
                ylabel=f"episode return (mean of last {RL_SMOOTH} episodes)", title="PPO, one line per seed")
         ax.legend(fontsize=7)

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pytest
-from test_collect_standin import StandInEnv
+from test_collect_standin import StandInEnv, assert_same_episodes
 
 from collect.dataset import open_dataset
 from collect.distributed import WARM_UP_SEED, collect_with_processes
@@ -72,16 +71,6 @@ def _log_lines(path: Path) -> list[tuple[int, str, int]]:
     return [(int(p), what, int(s)) for p, what, s in (line.split() for line in path.read_text().splitlines())]
 
 
-def _assert_same_episodes(a: Path, b: Path) -> None:
-    da, db = open_dataset(a), open_dataset(b)
-    db.validate(deep=True)
-    assert [r["seed"] for r in db.records] == [r["seed"] for r in da.records]
-    for ea, eb in zip(da.iter_episodes(), db.iter_episodes(), strict=True):
-        np.testing.assert_array_equal(ea.frames, eb.frames)
-        np.testing.assert_array_equal(ea.actions, eb.actions)
-        assert ea.annotations == eb.annotations
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The six episodes collected by one env in this process."""
@@ -125,7 +114,7 @@ def test_workers_warm_up_then_pull_episodes_from_a_shared_queue(tmp_path, monkey
            for p in pids}
     assert sorted(ran.values()) == [[0], [1, 2, 3, 4, 5]]
     assert finished == [1, 2, 3, 4, 5, 0]
-    _assert_same_episodes(reference, cfg.out)
+    assert_same_episodes(reference, cfg.out)
 
 
 @pytest.mark.slow
@@ -139,7 +128,7 @@ def test_a_dead_worker_stops_the_run_and_resume_completes_it(tmp_path, monkeypat
     monkeypatch.delenv("BYOG_PROBE_DIE_SEED")
     summary = collect(_cfg(out, resume=True))
     assert summary["episodes"] == 6 and not list(out.rglob("*.tmp"))
-    _assert_same_episodes(reference, out)
+    assert_same_episodes(reference, out)
 
 
 @pytest.mark.slow
@@ -155,5 +144,5 @@ def test_crafter_after_warm_up_records_the_same_episodes(tmp_path):
     base = {"env": "crafter", "episodes": 3, "seed": 1, "max_episode_steps": 25, "progress": False}
     collect(CollectConfig(**base, out=tmp_path / "one"))
     collect(CollectConfig(**base, out=tmp_path / "proc", num_envs=2))  # the default: process
-    _assert_same_episodes(tmp_path / "one", tmp_path / "proc")
+    assert_same_episodes(tmp_path / "one", tmp_path / "proc")
     assert len(open_dataset(tmp_path / "proc").records) == 3

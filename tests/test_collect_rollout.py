@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_collect_standin import ENV_ID, decode_frame
+from test_collect_standin import ENV_ID, assert_same_episodes, decode_frame
 
 from collect.dataset import open_dataset
 from collect.rollout import CollectConfig, CollectError, Collector, collect, episode_seed
@@ -171,11 +171,4 @@ def test_process_mode_records_the_same_episodes_as_the_vector_env(tmp_path):
     vec = collect(CollectConfig(**base, out=tmp_path / "vec", vector_mode="sync"))
     proc = collect(CollectConfig(**base, out=tmp_path / "proc", vector_mode="process"))
     assert proc["episodes"] == vec["episodes"] == 5 and proc["steps"] == vec["steps"]
-    a, b = open_dataset(tmp_path / "vec"), open_dataset(tmp_path / "proc")
-    b.validate(deep=True)
-    assert [r["seed"] for r in a.records] == [r["seed"] for r in b.records]
-    for ea, eb in zip(a.iter_episodes(), b.iter_episodes()):
-        np.testing.assert_array_equal(ea.frames, eb.frames)
-        np.testing.assert_array_equal(ea.actions, eb.actions)
-        assert ea.annotations == eb.annotations
-    assert not list((tmp_path / "proc").rglob("*.tmp"))
+    assert_same_episodes(tmp_path / "vec", tmp_path / "proc")

@@ -7,6 +7,7 @@ limit truncates them first. Built with ``gymnasium.make("test_collect_standin:St
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import gymnasium as gym
@@ -56,6 +57,21 @@ if ENV_ID.split(":")[1] not in gym.registry:
 def decode_frame(frame: np.ndarray) -> tuple[int, int]:
     """(seed % 251, step) encoded in a stand-in frame."""
     return int(frame[0, 0, 0]), int(frame[0, 0, 1])
+
+
+def assert_same_episodes(a: Path, b: Path) -> None:
+    """Datasets ``a`` and ``b`` hold the same episodes (seeds, frames, actions, annotations) and
+    ``b`` is complete: valid on a deep check, no temp files left."""
+    from collect.dataset import open_dataset
+
+    da, db = open_dataset(a), open_dataset(b)
+    db.validate(deep=True)
+    assert [r["seed"] for r in db.records] == [r["seed"] for r in da.records]
+    for ea, eb in zip(da.iter_episodes(), db.iter_episodes(), strict=True):
+        np.testing.assert_array_equal(ea.frames, eb.frames)
+        np.testing.assert_array_equal(ea.actions, eb.actions)
+        assert ea.annotations == eb.annotations
+    assert not list(Path(b).rglob("*.tmp"))
 
 
 def test_standin_passes_check_env_and_encodes_seed_and_step():

@@ -92,12 +92,8 @@ def test_cached_sampling_matches_teacher_forced_logits(tok, fusion):
     assert torch.allclose(z.view_as(logits), logits, atol=1e-5)
     # the incremental API gives the same tokens frame by frame (greedy)
     greedy = agent.narrate(b["frames"], b["valid"])
-    state = agent.start(3)
-    steps = []
-    for t in range(5):
-        y, state = agent.narrate_step(state, b["frames"][:, t])
-        steps.append(y)
-    assert torch.equal(torch.stack(steps, 1), greedy)
+    live, state = narrate_live(agent, b["frames"])
+    assert torch.equal(live, greedy)
     assert state.position == 20 and state.frames == 5
     # and the no-cache baseline agrees
     assert torch.equal(agent.encoder.sample_uncached(e), greedy)
@@ -303,6 +299,16 @@ def test_nil_threshold_rule_in_greedy_narration(tok):
         make_model_config("tiny", "byog", nil_threshold=1.5)
 
 
+def narrate_live(agent, frames):
+    """Greedy narration frame by frame through the incremental API: (ids [B, T, k], final state)."""
+    state = agent.start(frames.shape[0])
+    steps = []
+    for t in range(frames.shape[1]):
+        y, state = agent.narrate_step(state, frames[:, t])
+        steps.append(y)
+    return torch.stack(steps, 1), state
+
+
 def test_evaluate_reports_teacher_forced_beside_greedy_accuracy(tok):
     agent = _agent(tok, "captioner")
     out = agent.evaluate(cycle_batch(B=3, T=6))
@@ -334,12 +340,8 @@ def test_narrate_step_with_frame_delta_cnn_matches_offline_narration(tok):
     agent = _agent(tok, obs={"kind": "cnn", "cnn_frame_delta": True}).eval()
     b = cycle_batch(B=2, T=5)
     greedy = agent.narrate(b["frames"], b["valid"])
-    state = agent.start(2)
-    steps = []
-    for t in range(5):
-        y, state = agent.narrate_step(state, b["frames"][:, t])
-        steps.append(y)
-    assert torch.equal(torch.stack(steps, 1), greedy)
+    live, state = narrate_live(agent, b["frames"])
+    assert torch.equal(live, greedy)
     assert torch.equal(state.last_frame, b["frames"][:, 4])  # the next step's predecessor
     e_live = agent.encoder.embed_frame(agent.start(2), b["frames"][:, 1])  # no predecessor: zero delta
     e_clip = agent.encoder.frame_embeddings(b["frames"][:, :2])[:, 1]

@@ -29,7 +29,6 @@ class CNNEncoder(ObsEncoder):
             raise ObsEncoderError(f"arch must be 'patch' or 'conv', got {arch!r}.")
         self.frame_delta = bool(frame_delta)
         self.uses_previous_frame = self.frame_delta
-        self.arch = arch
         layers: list[nn.Module] = []
         c_in = 6 if self.frame_delta else 3
         for i, c in enumerate(channels):
