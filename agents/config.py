@@ -237,6 +237,16 @@ class ModelConfig:
             kw["obs"] = ObsEncoderConfig.from_dict(kw["obs"])
         return cls(**kw)
 
+    @classmethod
+    def from_saved(cls, d: dict[str, Any]) -> ModelConfig:
+        """A config read back from a saved agent: fields whose default changed since are filled
+        as such an agent was built (a cnn saved without ``cnn_arch`` is the older 'conv' stack),
+        so older checkpoints keep loading."""
+        obs = d.get("obs")
+        if isinstance(obs, dict) and obs.get("kind", "cnn") == "cnn" and "cnn_arch" not in obs:
+            d = {**d, "obs": {**obs, "cnn_arch": "conv"}}
+        return cls.from_dict(d)
+
 
 def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}

@@ -418,7 +418,7 @@ class BYOGAgent(nn.Module):
                 f"{str(path)!r} is not a BYOG checkpoint (needs {CONFIG} and {WEIGHTS}); pass a "
                 "directory written by BYOGAgent.save_pretrained."
             )
-        cfg = ModelConfig.from_dict(json.loads((path / CONFIG).read_text()))
+        cfg = ModelConfig.from_saved(json.loads((path / CONFIG).read_text()))
         tok = load_tokenizer(path / TOKENIZER_DIR)
         if obs_encoder is None and cfg.obs.kind in ("vqvae", "units"):
             obs_encoder = build_obs_encoder(cfg.obs)

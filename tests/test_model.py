@@ -239,6 +239,22 @@ def test_save_load_round_trip(tok, tmp_path):
         BYOGAgent.from_pretrained(tmp_path / "nothing")
 
 
+def test_an_agent_saved_before_the_patch_cnn_still_loads(tok, tmp_path):
+    # checkpoints written before cnn_arch existed hold the stride-2 'conv' stack and no key for it
+    agent = _agent(tok, obs={"cnn_arch": "conv", "cnn_frame_delta": False}).eval()
+    agent.save_pretrained(tmp_path / "old")
+    cfg_file = tmp_path / "old" / "model_config.json"
+    d = json.loads(cfg_file.read_text())
+    del d["obs"]["cnn_arch"], d["obs"]["cnn_patch"], d["obs"]["cnn_grid"]
+    cfg_file.write_text(json.dumps(d))
+    again = BYOGAgent.from_pretrained(tmp_path / "old").eval()
+    assert again.encoder.obs.convs[0].stride == (2, 2)
+    b = cycle_batch(B=2, T=3)
+    assert torch.equal(again.narrate(b["frames"], b["valid"]), agent.narrate(b["frames"], b["valid"]))
+    # a config built today without the key gets today's default
+    assert ModelConfig.from_dict({"obs": {"kind": "cnn"}}).obs.cnn_arch == "patch"
+
+
 def test_lora_gradients_per_adapter(tok, tmp_path):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 

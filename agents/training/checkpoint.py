@@ -214,7 +214,7 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
         if (ckpt / OBS).is_dir():
             from agents.config import ModelConfig
 
-            cfg = ModelConfig.from_dict(json.loads((agent_dir / "model_config.json").read_text()))
+            cfg = ModelConfig.from_saved(json.loads((agent_dir / "model_config.json").read_text()))
             obs = build_obs_encoder(cfg.obs, fitted_path=ckpt / OBS)
         agent = BYOGAgent.from_pretrained(agent_dir, obs_encoder=obs)
     except (ModelError, ObsEncoderError, TextError, OSError, json.JSONDecodeError) as e:
