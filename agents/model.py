@@ -420,9 +420,10 @@ class BYOGAgent(nn.Module):
             )
         cfg = ModelConfig.from_saved(json.loads((path / CONFIG).read_text()))
         tok = load_tokenizer(path / TOKENIZER_DIR)
-        if obs_encoder is None and cfg.obs.kind in ("vqvae", "units"):
+        if obs_encoder is None:
             obs_encoder = build_obs_encoder(cfg.obs)
-            obs_encoder.requires_fit = False  # its fitted state comes from the weights below
+            if obs_encoder.requires_fit:
+                obs_encoder.mark_fitted()  # its fitted state comes from the weights below
         agent = cls(cfg, tok, obs_encoder=obs_encoder)
         missing, unexpected = load_model(agent, str(path / WEIGHTS), strict=False)
         if missing or unexpected:

@@ -43,6 +43,11 @@ class ObsEncoder(nn.Module):
     requires_fit: bool = False
     needs_column: str | None = None
 
+    def mark_fitted(self) -> None:
+        """Declare the fitted state present because the caller loads it next (from an agent's
+        weights); only encoders with ``requires_fit`` implement it."""
+        raise ObsEncoderError(f"{type(self).__name__} is not fitted on data; nothing to mark.")
+
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """frames uint8 [N, H, W, 3] -> float [N, out_dim]."""
         raise NotImplementedError
@@ -78,6 +83,23 @@ class ObsEncoder(nn.Module):
                 f"{type(self).__name__} expects frames uint8 [B, T, H, W, 3], got {shape}; "
                 "pass the batch's 'frames' tensor from collate_windows."
             )
+
+
+class FittedObsEncoder(ObsEncoder):
+    """An encoder fitted on data (``fit``) before use, its fitted state in a ``fitted`` buffer
+    (so it travels in the agent's weights): ``requires_fit`` until fitted or loaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @property
+    def requires_fit(self) -> bool:  # type: ignore[override]
+        return not bool(self.fitted)
+
+    def mark_fitted(self) -> None:
+        """Declare the fitted state present: the caller loads it next (an agent's weights)."""
+        self.fitted.fill_(True)
 
 
 def to_float_chw(frames: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ Every source becomes an endless or finite stream of clip batches, dicts with
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,7 @@ def iter_clip_batches(
     if isinstance(source, (torch.Tensor, np.ndarray)):
         yield _as_clip(source)
         return
-    if isinstance(source, torch.utils.data.Dataset) and hasattr(source, "__getitem__") and hasattr(
-        source, "__len__"
-    ):
+    if _is_map_style(source):
         n = len(source)  # type: ignore[arg-type]
         if n == 0:
             raise ObsEncoderError("The window dataset is empty; collect some episodes first.")
@@ -67,6 +65,16 @@ def iter_clip_batches(
         f"Cannot read training frames from a {type(source).__name__}; pass a dataset directory, "
         "a WindowDataset, a DataLoader of window batches, or a uint8 frame array [N, H, W, 3]."
     )
+
+
+def _is_map_style(source: Any) -> bool:
+    """A map-style dataset of window items: ``torch.utils.data.Dataset`` or anything with
+    ``__getitem__`` and ``__len__`` that is not a plain sequence or mapping (``WindowDataset``
+    subclasses nothing, so an ``isinstance`` check alone misses it)."""
+    if isinstance(source, torch.utils.data.Dataset):
+        return hasattr(source, "__getitem__") and hasattr(source, "__len__")
+    return (hasattr(source, "__getitem__") and hasattr(source, "__len__")
+            and not isinstance(source, (Sequence, Mapping, torch.Tensor, np.ndarray)))
 
 
 def cycle_clip_batches(source: Any, **kwargs: Any) -> Iterator[Clip]:

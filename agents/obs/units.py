@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.obs.base import ObsEncoder, ObsEncoderError, to_float_chw
+from agents.obs.base import FittedObsEncoder, ObsEncoderError, to_float_chw
 from agents.obs.config import ObsEncoderConfig
 from agents.obs.data import iter_clip_batches
 from agents.obs.vqvae import (
@@ -154,7 +154,7 @@ def parse_unit_sentence(sentence: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Encoder
 # ---------------------------------------------------------------------------------------------
-class UnitsEncoder(ObsEncoder):
+class UnitsEncoder(FittedObsEncoder):
     """k-means hidden units over frozen frame features; see the module docstring."""
 
     def __init__(self, cfg: ObsEncoderConfig, *, source_vqvae: VQVAEEncoder | None = None) -> None:
@@ -173,7 +173,6 @@ class UnitsEncoder(ObsEncoder):
         else:
             self.feature_dim = None  # the embedding column's width, known once fitted
         self.register_buffer("centroids", torch.zeros(self.k, self.feature_dim or 0))
-        self.register_buffer("fitted", torch.tensor(False))
         self.embedding: nn.Embedding | None = None
         if cfg.units_embedding == "learned":
             self.embedding = nn.Embedding(self.k, cfg.out_dim or cfg.units_dim)
@@ -185,10 +184,6 @@ class UnitsEncoder(ObsEncoder):
         if self.cfg.units_embedding == "onehot":
             return self.k
         return self.feature_dim
-
-    @property
-    def requires_fit(self) -> bool:  # type: ignore[override]
-        return not bool(self.fitted)
 
     # -- features -----------------------------------------------------------------------------
     def frame_features(

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.obs.base import ObsEncoder, ObsEncoderError, to_float_chw
+from agents.obs.base import FittedObsEncoder, ObsEncoderError, to_float_chw
 from agents.obs.config import ObsEncoderConfig
 from agents.obs.data import cycle_clip_batches, valid_frames
 
@@ -187,7 +187,7 @@ class VQVAE(nn.Module):
         return rec + vq, {"z_e": z_e, "indices": idx, "recon": recon, "metrics": metrics}
 
 
-class VQVAEEncoder(ObsEncoder):
+class VQVAEEncoder(FittedObsEncoder):
     """A VQ-VAE fitted on frames (``fit``), then frozen; features per ``cfg.vqvae_features``."""
 
     trainable = False
@@ -199,12 +199,7 @@ class VQVAEEncoder(ObsEncoder):
                            codebook_size=cfg.vqvae_codebook_size, code_dim=cfg.vqvae_code_dim,
                            beta=cfg.vqvae_beta, ema=cfg.vqvae_codebook_update == "ema",
                            ema_decay=cfg.vqvae_ema_decay)
-        self.register_buffer("fitted", torch.tensor(False))
         self.out_dim = self.feature_dim(cfg.vqvae_features)
-
-    @property
-    def requires_fit(self) -> bool:  # type: ignore[override]
-        return not bool(self.fitted)
 
     def feature_dim(self, kind: str) -> int:
         """Width of the features of ``kind`` (quantized / pre_quant / codes)."""
