@@ -13,14 +13,6 @@ from agents.obs import ObsEncoderConfig, build_obs_encoder
 from agents.text import train_tokenizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
     return synthetic_dataset(tmp_path_factory.mktemp("seams") / "ds", episodes=3, length=12, size=16)
