@@ -1,6 +1,8 @@
 """agents package: the BYOG model (``agents.model.BYOGAgent``), its config, text and encoders.
 
-Heavy names are imported lazily so ``import agents.obs`` / ``agents.text`` stay cheap.
+Heavy names are imported lazily, so ``import agents`` and the leaf modules ``agents.config``
+and ``agents.errors`` load neither torch nor transformers (tested); ``agents.text``,
+``agents.obs`` and the model modules do.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ _LAZY = {
     "BYOGAgent": "agents.model",
     "ModelConfig": "agents.config",
     "make_model_config": "agents.config",
-    "ModelError": "agents.lm",
+    "AgentsError": "agents.errors",
+    "ModelError": "agents.errors",
     "load_agent": "agents.training.checkpoint",
 }
 

@@ -1,5 +1,9 @@
 """The BYOG model's typed config tree and the ``make_model_config(size, preset)`` factory.
 
+A leaf module: it imports neither torch nor transformers (tested), so configs can be built,
+validated and saved without loading a model. Plugins it names (predictor objectives) are
+registered here by string entry point and imported only when used.
+
 Size (``tiny`` / ``small`` / ``base``) and objective preset (``byog``, ``captioner``,
 ``byog-parallel``, ``byog-lora``, ``byog-xattn``) are separate axes. Every dataclass validates
 itself in ``__post_init__`` and the tree round-trips through ``to_dict`` / ``from_dict`` (JSON).
@@ -10,14 +14,42 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from agents.lm import ModelError
+from agents.errors import ModelError, TextError
 from agents.obs.config import ObsEncoderConfig
-from agents.text import SlotConfig
+from agents.registry import Registry
 
 Size = Literal["tiny", "small", "base"]
 Preset = Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn"]
 SIZES = ("tiny", "small", "base")
 PRESETS = ("byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn")
+
+
+OBJECTIVES: Registry = Registry(
+    "predictor objective", error=ModelError,
+    hint="Add one with agents.objectives.register_objective(name, fn) in a module of yours and "
+         "name it as 'your.module:name' (see docs/architecture.md).")
+"""Predictor objectives by name (``PredictorConfig.mode``); values are loss functions of
+:mod:`agents.objectives`, registered here as entry points so this module stays torch-free."""
+OBJECTIVES.register("prefix", "agents.objectives:prefix_objective")
+OBJECTIVES.register("parallel", "agents.objectives:parallel_objective")
+
+
+@dataclass
+class SlotConfig:
+    """How a window's annotations become token slots (see :mod:`agents.text`)."""
+
+    tokens_per_frame: int = 8
+    """Token positions per frame (k)."""
+    max_carry: int = 4
+    """Frames an overflowing token may wait in the backlog before it is cut (0: no carry)."""
+
+    def __post_init__(self) -> None:
+        if self.tokens_per_frame < 1:
+            raise TextError(
+                f"tokens_per_frame must be >= 1 (each frame needs a slot), got {self.tokens_per_frame}."
+            )
+        if self.max_carry < 0:
+            raise TextError(f"max_carry must be >= 0 frames, got {self.max_carry}.")
 
 
 @dataclass
@@ -89,9 +121,11 @@ class LoRAConfig:
 class PredictorConfig:
     """The predictor of future narration (see DESIGN.md, *The BYOG model*)."""
 
-    mode: Literal["prefix", "parallel"] = "prefix"
-    """prefix: masked encoder states of frames <= the cut, loss on the rest; parallel: from
-    the state at index i alone predict the next ``horizon`` tokens, all i in one pass."""
+    mode: str = "prefix"
+    """The predictor objective, a name in ``agents.config.OBJECTIVES`` (or ``"module:name"`` of
+    a plugin that registers itself when imported). prefix: masked encoder states of frames
+    <= the cut, loss on the rest; parallel: from the state at index i alone predict the next
+    ``horizon`` tokens, all i in one pass."""
     input: Literal["hidden", "logits"] = "hidden"
     """What the predictor sees of the encoder: its hidden state or its output distribution."""
     horizon: int = 8
@@ -100,8 +134,7 @@ class PredictorConfig:
     """parallel mode: indices i = each frame's last slot position, or every token position."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("prefix", "parallel"):
-            raise ModelError(f"predictor.mode must be 'prefix' or 'parallel', got {self.mode!r}.")
+        OBJECTIVES.check(self.mode)
         if self.input not in ("hidden", "logits"):
             raise ModelError(f"predictor.input must be 'hidden' or 'logits', got {self.input!r}.")
         if self.index not in ("frame", "token"):

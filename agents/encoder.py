@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.errors import ModelError
 from agents.kv_cache import KVCache
-from agents.lm import ModelError, TokenLM, sample_tokens
+from agents.lm import TokenLM, sample_tokens
 from agents.obs.base import ObsEncoder
 
 

@@ -42,14 +42,11 @@ from torch import nn
 from transformers import Cache, GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers.activations import GELUActivation
 
+from agents.errors import ModelError  # re-exported: the old import path
 from agents.kv_cache import KVCache
 
 if TYPE_CHECKING:
     from agents.config import LMConfig
-
-
-class ModelError(ValueError):
-    """A bad model config, checkpoint or input; the message names the problem and the fix."""
 
 
 def build_gpt_neox(cfg: LMConfig, vocab_size: int) -> GPTNeoXForCausalLM:

@@ -25,7 +25,9 @@ from agents import losses as L
 from agents import monitors as M
 from agents.config import ModelConfig
 from agents.encoder import NarrationEncoder, NarrationState
-from agents.lm import ModelError, TokenLM, build_gpt_neox
+from agents.errors import ModelError
+from agents.lm import TokenLM, build_gpt_neox
+from agents.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
 from agents.obs import ObsEncoder, build_obs_encoder
 from agents.predictor import Predictor
 from agents.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids, unslot
@@ -78,6 +80,8 @@ class BYOGAgent(nn.Module):
         if cfg.nil_threshold is not None:
             self.encoder.nil_rule = (sp.nil, cfg.nil_threshold)
         self.predictor: Predictor | None = None
+        # the objective is looked up by name: an unknown mode fails here, listing the known ones
+        self.objective = get_objective(cfg.predictor.mode) if use_pred else None
         if use_pred:
             pred_lm = (TokenLM(self.shared_lm, special_ids=specials, adapter="predictor",
                                register_lm=False) if self.shared_lm is not None
@@ -213,8 +217,8 @@ class BYOGAgent(nn.Module):
             metrics.update(m_g)
             metrics["loss/ground"] = float(l_g.detach())
         if self.predictor is not None:
-            l_b, m_b = self._byog(batch, h[n_g:], z[n_g:], y, y_logits, step)
-            total = total + cfg.loss.w_byog * l_b + m_b.pop("_reinforce_term")
+            l_b, l_r, m_b = self._byog(batch, h[n_g:], z[n_g:], y, y_logits, step)
+            total = total + cfg.loss.w_byog * l_b + l_r
             metrics.update(m_b)
             metrics["loss/byog"] = float(l_b.detach())
         metrics["loss/total"] = float(total.detach())
@@ -222,93 +226,55 @@ class BYOGAgent(nn.Module):
         return total, metrics
 
     def _byog(self, batch: dict[str, Any], h: torch.Tensor, z: torch.Tensor, y: torch.Tensor,
-              y_logits: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The predictor loss (+ REINFORCE term and monitors) on the sampled targets y [B, T, k]."""
+              y_logits: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """(predictor loss, weighted REINFORCE term, metrics) on the sampled targets y [B, T, k]."""
         cfg, sp, k = self.cfg, self.special, self.encoder.k
         assert self.predictor is not None
         valid = batch["valid"].bool()
         B, T = valid.shape
         y_flat = y.reshape(B, T * k)
         soft = y_logits.reshape(B, T * k, -1) if cfg.loss.targets == "soft" else None
-        pos_valid = L.frame_mask(valid, k)
         x = self.predictor.features(h, z)  # [B, L, Dx]
         out = self.byog_loss(x, y_flat, valid, batch, step, soft_logits=soft)
-        loss, metrics, per_seq = out["loss"], out["metrics"], out["per_seq_nll"]
+        metrics = dict(out.metrics)
         metrics.update({f"monitor/{k_}": v for k_, v in M.collapse_monitors(
             y, sp, logits=y_logits, mask=valid[:, :, None].expand_as(y), prefix="").items()})
-        metrics["monitor/unigram_nll"] = M.unigram_nll(out["counted_targets"], None, z.shape[-1])
-        metrics["monitor/predictor_nll"] = metrics["byog/ce"]
-        metrics["monitor/prefix_gain"] = out["prefix_gain"]
-        term = loss.new_zeros(())
+        metrics["monitor/predictor_nll"] = metrics.get("byog/ce", float("nan"))
+        term = out.loss.new_zeros(())
         if cfg.loss.token_objective == "reinforce":
-            logp = F.log_softmax(z, -1).gather(-1, y_flat[..., None].clamp_min(0))[..., 0]  # [B, L]
-            reward = -per_seq.detach()
-            has = out["has_target"]
-            if bool(has.any()):
-                if not bool(self.baseline_ready):
-                    self.reward_baseline.fill_(float(reward[has].mean()))
-                    self.baseline_ready.fill_(True)
-                l_r, m_r = L.reinforce_loss(logp[has], pos_valid[has], reward[has],
-                                            float(self.reward_baseline))
-                mom = cfg.loss.baseline_momentum
-                self.reward_baseline.mul_(mom).add_((1 - mom) * float(reward[has].mean()))
-                term = cfg.loss.w_reinforce * l_r
-                metrics.update(m_r)
-                metrics["loss/reinforce"] = float(l_r.detach())
-        metrics["_reinforce_term"] = term
-        return loss, metrics
+            term, m_r = self._reinforce(z, y_flat, L.frame_mask(valid, k), out)
+            metrics.update(m_r)
+        return out.loss, term, metrics
+
+    def _reinforce(self, z: torch.Tensor, y_flat: torch.Tensor, pos_valid: torch.Tensor,
+                   out: ObjectiveOutput) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted REINFORCE term: reward = -(the predictor's per-sequence NLL)."""
+        cfg = self.cfg
+        logp = F.log_softmax(z, -1).gather(-1, y_flat[..., None].clamp_min(0))[..., 0]  # [B, L]
+        reward = -out.per_seq_nll.detach()
+        has = out.has_target
+        if not bool(has.any()):
+            return logp.new_zeros(()), {}
+        if not bool(self.baseline_ready):
+            self.reward_baseline.fill_(float(reward[has].mean()))
+            self.baseline_ready.fill_(True)
+        l_r, m_r = L.reinforce_loss(logp[has], pos_valid[has], reward[has], float(self.reward_baseline))
+        mom = cfg.loss.baseline_momentum
+        self.reward_baseline.mul_(mom).add_((1 - mom) * float(reward[has].mean()))
+        m_r["loss/reinforce"] = float(l_r.detach())
+        return cfg.loss.w_reinforce * l_r, m_r
 
     def byog_loss(self, x: torch.Tensor, y_flat: torch.Tensor, valid: torch.Tensor,
                   batch: dict[str, Any], step: int, *, soft_logits: torch.Tensor | None = None,
-                  ) -> dict[str, Any]:
-        """Predictor loss on encoder features x [B, L, Dx] and target tokens y_flat [B, L].
-
-        Returns a dict with ``loss``, ``metrics``, ``per_seq_nll`` [B], ``has_target`` [B],
-        ``counted_targets`` (the target ids the loss counted, flat) and ``prefix_gain`` (float, nats).
-        """
-        cfg, k = self.cfg, self.encoder.k
+                  ) -> ObjectiveOutput:
+        """The configured predictor objective on encoder features x [B, L, Dx] and target
+        tokens y_flat [B, L] (see :mod:`agents.objectives`)."""
         assert self.predictor is not None
-        B, T = valid.shape
-        pos_valid = L.frame_mask(valid, k)
-        tau = cfg.loss.tau
-        if cfg.predictor.mode == "prefix":
-            cuts = L.sample_cuts(valid.sum(1), seed=cfg.loss.seed,
-                                 episode_index=_as_long(batch.get("episode_index"), B),
-                                 start=_as_long(batch.get("start"), B), step=step)
-            m, tmask = L.prefix_masks(cuts, valid, k)
-            logits = self.predictor.forward_prefix(x, y_flat, m)
-            loss, metrics = L.prefix_loss(logits, y_flat, tmask, target_logits=soft_logits, tau=tau)
-            with torch.no_grad():
-                ce = L.token_ce(logits, y_flat)
-                per_seq = (ce * tmask).sum(1) / tmask.sum(1).clamp_min(1)
-                first = tmask & (torch.arange(T * k, device=y_flat.device) % k == 0)[None]
-                ce0 = L.token_ce(self.predictor.forward_prefix(x, y_flat, torch.zeros_like(m)), y_flat)
-                gain = _masked_mean(ce0, first) - _masked_mean(ce, first)
-            metrics["byog/mean_cut"] = float(cuts.float().mean())
-            return dict(loss=loss, metrics=metrics, per_seq_nll=per_seq, has_target=tmask.any(1),
-                        counted_targets=y_flat[tmask], prefix_gain=gain)
-        K = cfg.predictor.horizon
-        idx = L.parallel_indices(valid, k, cfg.predictor.index)  # [N]
-        inputs, targets, pmask = L.parallel_windows(y_flat, pos_valid, idx, K)  # [B, N, K]
-        N = idx.shape[0]
-        x_i = x[:, idx].reshape(B * N, -1)
-        logits = self.predictor.forward_parallel(x_i, inputs.reshape(B * N, K)).view(B, N, K, -1)
-        soft = None
-        if soft_logits is not None:
-            tgt_pos = (idx[:, None] + 1 + torch.arange(K, device=idx.device)).clamp_max(T * k - 1)
-            soft = soft_logits[:, tgt_pos]  # [B, N, K, V]
-        loss, metrics = L.parallel_loss(logits, targets, pmask, target_logits=soft, tau=tau)
-        with torch.no_grad():
-            ce = L.token_ce(logits, targets)  # [B, N, K]
-            per_seq = (ce * pmask).sum((1, 2)) / pmask.sum((1, 2)).clamp_min(1)
-            first = pmask.clone()
-            first[..., 1:] = False
-            first &= ((idx + 1) % k == 0)[None, :, None]
-            ce0 = L.token_ce(self.predictor.forward_parallel(x_i, inputs.reshape(B * N, K), 0.0)
-                             .view(B, N, K, -1), targets)
-            gain = _masked_mean(ce0, first) - _masked_mean(ce, first)
-        return dict(loss=loss, metrics=metrics, per_seq_nll=per_seq, has_target=pmask.any((1, 2)),
-                    counted_targets=targets[pmask], prefix_gain=gain)
+        B = valid.shape[0]
+        return self.objective(ObjectiveInputs(
+            predictor=self.predictor, x=x, targets=y_flat, valid=valid, k=self.encoder.k,
+            cfg=self.cfg, step=step, episode_index=_as_long(batch.get("episode_index"), B),
+            start=_as_long(batch.get("start"), B), soft_logits=soft_logits))
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -353,9 +319,10 @@ class BYOGAgent(nn.Module):
                 h, z = self.encoder(y, e)
                 r = self.byog_loss(self.predictor.features(h, z), y.reshape(B, T * k), valid,
                                    batch, step)
-                out["eval/predictor_nll"] = r["metrics"]["byog/ce"]
-                out["eval/unigram_nll"] = M.unigram_nll(r["counted_targets"], None, z.shape[-1])
-                out["eval/prefix_gain"] = r["prefix_gain"]
+                nan = float("nan")  # a plugin objective need not report every monitor
+                out["eval/predictor_nll"] = r.metrics.get("byog/ce", nan)
+                out["eval/unigram_nll"] = r.metrics.get("monitor/unigram_nll", nan)
+                out["eval/prefix_gain"] = r.metrics.get("monitor/prefix_gain", nan)
             out.update({f"eval/{n}": v for n, v in self.encoder.gate_values().items()})
             return (out, ids) if return_ids else out
         finally:
@@ -432,10 +399,6 @@ class BYOGAgent(nn.Module):
                 f"unexpected {unexpected[:5]}); it was written by a different model version."
             )
         return agent
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
-    return float((x * mask).sum() / mask.sum()) if bool(mask.any()) else float("nan")
 
 
 def _as_long(x: Any, B: int) -> torch.Tensor:

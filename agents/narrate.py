@@ -309,7 +309,7 @@ def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point; errors print one message (no traceback) and return 2."""
     import tyro
 
-    from agents.lm import ModelError
+    from agents.errors import ModelError
     from collect.policies import PolicyError
 
     try:

@@ -9,8 +9,8 @@ forecasts); :class:`NarrationWrapper` puts one stream on a gymnasium env and wri
 Why the sliding window *re-encodes* instead of trimming the cache
 -----------------------------------------------------------------
 The cache must stay bounded on arbitrarily long episodes. ``DynamicCache.crop`` only trims the
-end (as does the project's ``KVCache`` trims only its newest positions), and slicing the oldest positions off the
-front would be cheap but wrong in two ways:
+end, as does the project's ``KVCache``; slicing the oldest positions off the front instead
+would be cheap but wrong in two ways:
 
 1. The kept keys/values of layers >= 2 were computed while attending to the dropped frames, and
    the stream no longer starts with ``<bos>`` at position 0: the model was trained only on
@@ -47,12 +47,10 @@ import numpy as np
 import torch
 from transformers.cache_utils import Cache
 
+from agents.errors import NarrationError
 from agents.lm import sample_tokens
+from agents.registry import Registry
 from agents.text import unslot
-
-
-class NarrationError(ValueError):
-    """Live narration cannot run as asked; the message names the problem and the fix."""
 
 
 @dataclass
@@ -132,6 +130,8 @@ class Narrator:
         self.generator = torch.Generator(device=self.device)
         self.state = None
         self.reencodes = 0  # slides done since the last reset (for tests and benchmarks)
+        # the objective's live forecast, by name: an objective without one fails here
+        self._forecaster = FORECASTS[agent.cfg.predictor.mode](self) if forecast else None
 
     # ------------------------------------------------------------------ state
     def reset(self, seed: int | None = None) -> None:
@@ -141,11 +141,9 @@ class Narrator:
         self._e: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, D] per frame
         self._ids: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, k] per frame
         self._frames: deque[torch.Tensor] = deque(maxlen=self.window)  # uint8 [B, H, W, 3]
-        self._pcache: Cache | None = None
-        self._ppos = 0
         self.reencodes = 0
-        if self.forecast and self.agent.cfg.predictor.mode == "prefix":
-            self._pcache = self.agent.predictor.tlm.new_cache()
+        if self._forecaster is not None:
+            self._forecaster.reset()
 
     @property
     def cache_length(self) -> int:
@@ -181,10 +179,9 @@ class Narrator:
         if self.enc.obs.uses_previous_frame:
             self._frames.append(x)
         f_ids = ids.new_zeros(self.batch_size, 0, self.k)
-        if self.forecast:
+        if self._forecaster is not None:
             feats = self.agent.predictor.features(self.state.hidden, logits)  # [B, k, Dx]
-            f_ids = (self._forecast_prefix(feats, prev, ids) if self._pcache is not None
-                     else self._forecast_parallel(feats[:, -1], ids[:, -1]))
+            f_ids = self._forecaster(feats, prev, ids)
         ent = torch.special.entr(torch.softmax(logits.float(), -1)).sum(-1).mean(-1)  # [B]
         tok = self.agent.tokenizer
         text = [_slot_text(s) for s in unslot(ids[:, None], tok)]
@@ -206,63 +203,103 @@ class Narrator:
         last_frame = self.state.last_frame
         h, z, self.state = self.enc.prefill(ids, e)  # [B, R*k, D], [B, R*k, V]
         self.state.last_frame = last_frame  # the next frame's predecessor
-        if self._pcache is not None:
-            B, R, k = ids.shape
-            flat = ids.reshape(B, R * k)
-            prev = torch.cat([flat.new_full((B, 1), self.enc.bos_id), flat[:, :-1]], 1)
-            self._pcache = self.agent.predictor.tlm.new_cache()
-            self._ppos = 0
-            self._predictor_feed(self.agent.predictor.features(h, z), prev)
+        if self._forecaster is not None:
+            self._forecaster.refill(h, z, ids)
         self.reencodes += 1
 
-    # ------------------------------------------------------------------ forecasts
-    def _predictor_feed(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        """Extend the prefix-mode predictor cache: feats [B, L, Dx] (m = 1), prev Long [B, L]."""
-        pred = self.agent.predictor
-        inp = pred.w_in(feats) + pred.tlm.embed(prev)  # the training input with m = 1
-        h = pred.tlm.hidden(inp, cache=self._pcache, start=self._ppos)
-        self._ppos += prev.shape[1]
-        return h
-
-    def _sample(self, z: torch.Tensor) -> torch.Tensor:
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        """Next tokens Long [B] from logits z [B, V] with the narrator's sampling settings."""
         return sample_tokens(z, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
                              banned=self.enc.banned, generator=self.generator,
                              nil_rule=self.enc.nil_rule)
 
-    def _forecast_prefix(self, feats: torch.Tensor, prev: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Prefix mode: feed this frame's states, roll N*k tokens with m = 0, crop back."""
+
+# --------------------------------------------------------------------------- live forecasts
+
+
+FORECASTS: Registry = Registry(
+    "live forecast", error=NarrationError,
+    hint="Register a forecaster for this predictor objective with "
+         "agents.narration.FORECASTS.register(name, cls), or pass forecast=0.")
+"""Live forecasters by predictor objective name: ``cls(narrator)`` with ``reset()``,
+``refill(h, z, ids)`` after a slide and ``__call__(feats, prev, ids) -> Long [B, N, k]``."""
+
+
+@FORECASTS.register("prefix")
+class PrefixForecast:
+    """Prefix mode: the predictor's cache holds the context with m = 1; each step feeds the
+    new frame's states, rolls N*k tokens with m = 0 and crops the rollout back off."""
+
+    def __init__(self, narrator: Narrator) -> None:
+        self.n = narrator
+        self.pred = narrator.agent.predictor
+        self.cache: Cache | None = None
+        self.pos = 0
+
+    def reset(self) -> None:
+        self.cache = self.pred.tlm.new_cache()
+        self.pos = 0
+
+    def refill(self, h: torch.Tensor, z: torch.Tensor, ids: torch.Tensor) -> None:
+        """Re-feed the re-encoded context: h/z [B, R*k, ...], ids Long [B, R, k]."""
+        B, R, k = ids.shape
+        flat = ids.reshape(B, R * k)
+        prev = torch.cat([flat.new_full((B, 1), self.n.enc.bos_id), flat[:, :-1]], 1)
+        self.reset()
+        self._feed(self.pred.features(h, z), prev)
+
+    def _feed(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Extend the cache: feats [B, L, Dx] (m = 1), prev Long [B, L]."""
+        inp = self.pred.w_in(feats) + self.pred.tlm.embed(prev)  # the training input with m = 1
+        h = self.pred.tlm.hidden(inp, cache=self.cache, start=self.pos)
+        self.pos += prev.shape[1]
+        return h
+
+    def __call__(self, feats: torch.Tensor, prev: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         B, k = ids.shape
         prevs = torch.cat([prev[:, None], ids[:, :-1]], 1)  # [B, k] teacher-forced encoder tokens
-        h = self._predictor_feed(feats, prevs)
-        tlm = self.agent.predictor.tlm
-        base, pos = self._ppos, self._ppos
+        self._feed(feats, prevs)
+        tlm = self.pred.tlm
+        base = pos = self.pos
         out = []
         tok = ids[:, -1]
-        z = None
-        for _ in range(self.forecast * k):
-            h = tlm.hidden(tlm.embed(tok)[:, None], cache=self._pcache, start=pos)  # m = 0
+        for _ in range(self.n.forecast * k):
+            h = tlm.hidden(tlm.embed(tok)[:, None], cache=self.cache, start=pos)  # m = 0
             pos += 1
-            z = tlm.logits(h[:, 0])
-            tok = self._sample(z)
+            tok = self.n.sample(tlm.logits(h[:, 0]))
             out.append(tok)
         # forget the rollout (transformers 5: crop(-n) removes the last n positions)
-        self._pcache.crop(-(pos - base))
-        return torch.stack(out, 1).view(B, self.forecast, k)
+        self.cache.crop(-(pos - base))
+        return torch.stack(out, 1).view(B, self.n.forecast, k)
 
-    def _forecast_parallel(self, x_i: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """Parallel mode: condition on the frame's last state x_i [B, Dx], roll N*k tokens."""
-        pred = self.agent.predictor
-        tlm = pred.tlm
-        B = x_i.shape[0]
+
+@FORECASTS.register("parallel")
+class ParallelForecast:
+    """Parallel mode: condition on the frame's last state, roll N*k tokens (no context cache)."""
+
+    def __init__(self, narrator: Narrator) -> None:
+        self.n = narrator
+        self.pred = narrator.agent.predictor
+
+    def reset(self) -> None:
+        pass
+
+    def refill(self, h: torch.Tensor, z: torch.Tensor, ids: torch.Tensor) -> None:
+        pass
+
+    def __call__(self, feats: torch.Tensor, prev: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        x_i, last = feats[:, -1], ids[:, -1]  # [B, Dx], [B]
+        tlm = self.pred.tlm
+        B, k = ids.shape
         cache = tlm.new_cache()
-        inp = tlm.embed(last)[:, None] + pred.w_in(x_i)[:, None]  # [B, 1, D]: input j = 0
+        inp = tlm.embed(last)[:, None] + self.pred.w_in(x_i)[:, None]  # [B, 1, D]: input j = 0
         out = []
-        for j in range(self.forecast * self.k):
+        for j in range(self.n.forecast * k):
             h = tlm.hidden(inp, cache=cache, start=j)
-            tok = self._sample(tlm.logits(h[:, 0]))
+            tok = self.n.sample(tlm.logits(h[:, 0]))
             out.append(tok)
             inp = tlm.embed(tok)[:, None]
-        return torch.stack(out, 1).view(B, self.forecast, self.k)
+        return torch.stack(out, 1).view(B, self.n.forecast, k)
 
 
 def _slot_text(sentences_per_frame: list[list[str]]) -> str:
@@ -428,5 +465,5 @@ def _load_pretrained(path: Path) -> Any:
     return BYOGAgent.from_pretrained(path / "agent" if (path / "agent").is_dir() else path)
 
 
-__all__ = ["NarrationError", "NarrationStep", "NarrationWrapper", "Narrator", "check_frame_shape",
+__all__ = ["FORECASTS", "NarrationError", "NarrationStep", "NarrationWrapper", "Narrator", "check_frame_shape",
            "checkpoint_frame_shape", "load_narrating_agent"]

@@ -45,12 +45,12 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+# SlotConfig lives in the torch-free agents.config; TextError in agents.errors (old paths kept)
+from agents.config import SlotConfig
+from agents.errors import TextError
+
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<nil>", "<sep>", "<unk>")
 """The special tokens, in the id order :func:`train_tokenizer` gives them (0..4)."""
-
-
-class TextError(ValueError):
-    """Bad text-side input: a tokenizer without our special tokens, a bad slot config, bad shapes."""
 
 
 @dataclass(frozen=True)
@@ -209,24 +209,6 @@ def vocab_hash(tokenizer: PreTrainedTokenizerFast) -> str:
     items = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
     blob = json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@dataclass
-class SlotConfig:
-    """How a window's annotations become token slots."""
-
-    tokens_per_frame: int = 8
-    """Token positions per frame (k)."""
-    max_carry: int = 4
-    """Frames an overflowing token may wait in the backlog before it is cut (0: no carry)."""
-
-    def __post_init__(self) -> None:
-        if self.tokens_per_frame < 1:
-            raise TextError(
-                f"tokens_per_frame must be >= 1 (each frame needs a slot), got {self.tokens_per_frame}."
-            )
-        if self.max_carry < 0:
-            raise TextError(f"max_carry must be >= 0 frames, got {self.max_carry}.")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python agents/train.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.training.config import TrainConfig, TrainError, parse_args
+from agents.training.config import TrainConfig, parse_args
 
 
 def main(cfg: TrainConfig) -> dict:
@@ -30,9 +30,7 @@ def main(cfg: TrainConfig) -> dict:
 
 def cli(argv: list[str] | None = None) -> int:
     """Parse the command line, train, print one clear line on a bad input (exit code 2)."""
-    from agents.lm import ModelError
-    from agents.obs.base import ObsEncoderError
-    from agents.text import TextError
+    from agents.errors import AgentsError
     from collect.dataset import DatasetError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -40,7 +38,7 @@ def cli(argv: list[str] | None = None) -> int:
         cfg = parse_args(_with_run_config(argv))
         cfg.check_paths()
         summary = main(cfg)
-    except (TrainError, ModelError, ObsEncoderError, TextError, DatasetError) as e:
+    except (AgentsError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if summary:

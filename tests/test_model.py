@@ -143,14 +143,14 @@ def test_prefix_gradient_reaches_encoder_only_through_prefix_states(tok):
     h.retain_grad()
     x = agent.predictor.features(h, z)
     out = agent.byog_loss(x, y.view(4, -1), b["valid"], b, step=3)
-    out["loss"].backward()
+    out.loss.backward()
     cuts = L.sample_cuts(b["valid"].sum(1), seed=0, episode_index=b["episode_index"],
                          start=b["start"], step=3)
     m, _ = L.prefix_masks(cuts, b["valid"], 4)
     g = h.grad.abs().sum(-1)  # [B, L]
     assert torch.all(g[~m] == 0)  # nothing from states after the cut
     assert torch.all(g.sum(1) > 0)  # every sequence's prefix gets gradient
-    assert torch.isfinite(out["loss"])
+    assert torch.isfinite(out.loss)
 
 
 def test_predictor_inputs_fixed_unmasked_label_change_keeps_loss(tok):
@@ -221,7 +221,7 @@ def test_parallel_batched_loss_equals_naive_loop(tok):
                     total += torch.nn.functional.cross_entropy(lg[j][None], y.view(2, -1)[bi, i + 1 + j][None]).item()
                     n += 1
     assert n == 6 + 9  # window 0 (3 valid frames): 3 + 3 + 0; window 1: 3 + 3 + 3 + 0
-    assert out["loss"].item() == pytest.approx(total / n, rel=1e-5)
+    assert out.loss.item() == pytest.approx(total / n, rel=1e-5)
 
 
 def test_save_load_round_trip(tok, tmp_path):

@@ -152,7 +152,7 @@ def test_greedy_forecast_is_the_predictors_rollout_from_the_current_state(tok):
     for _ in range(8):  # one slide, so the predictor cache was re-encoded too
         out = n.step(env.step(0)[0][None])
     assert out.forecast_ids.shape == (1, 2, 4) and len(out.forecast[0]) == 2
-    assert n._pcache.get_seq_length() == n.cache_length  # the rollout was cropped away
+    assert n._forecaster.cache.get_seq_length() == n.cache_length  # the rollout was cropped away
     e = torch.stack(list(n._e), 1)
     ids = torch.stack(list(n._ids), 1)  # [1, 5, k]
     h, z = agent.encoder(ids, e)
@@ -243,7 +243,7 @@ def test_xattn_memory_and_predictor_cache_stay_bounded(tok):
     for _ in range(40):
         n.step(env.step(0)[0][None])
         assert n.state.memory.shape[1] == n.context_frames <= 5
-        assert n._pcache.get_seq_length() == n.cache_length <= 20
+        assert n._forecaster.cache.get_seq_length() == n.cache_length <= 20
     assert n.reencodes == 12
 
 

@@ -13,10 +13,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from agents.obs.base import ObsEncoder, ObsEncoderError
-from agents.obs.cnn import CNNEncoder
+from agents.errors import ObsEncoderError
 from agents.obs.config import ObsEncoderConfig
+
+if TYPE_CHECKING:
+    from agents.obs.base import ObsEncoder
+
+# torch-heavy names load on first use, so the torch-free agents.config can import
+# agents.obs.config (which runs this file first) without pulling in torch
+_LAZY = {"ObsEncoder": "agents.obs.base", "CNNEncoder": "agents.obs.cnn"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents.obs' has no attribute {name!r}")
 
 
 def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None = None) -> ObsEncoder:
@@ -40,6 +55,8 @@ def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None =
             "from its config (a cnn is trained with the model and saved in its checkpoint)."
         )
     if cfg.kind == "cnn":
+        from agents.obs.cnn import CNNEncoder
+
         enc: ObsEncoder = CNNEncoder(out_dim=cfg.out_dim or 256, channels=cfg.cnn_channels,
                                      frame_delta=cfg.cnn_frame_delta is not False,
                                      arch=cfg.cnn_arch, patch=cfg.cnn_patch, grid=cfg.cnn_grid)

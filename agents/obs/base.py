@@ -23,9 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class ObsEncoderError(ValueError):
-    """A bad observation-encoder config, checkpoint or input; the message names the fix."""
+from agents.errors import ObsEncoderError  # re-exported: the old import path
 
 
 class ObsEncoder(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from agents.obs.base import ObsEncoderError
+from agents.errors import ObsEncoderError
 
 ObsKind = Literal["cnn", "vqvae", "units", "precomputed"]
 KINDS: tuple[str, ...] = ("cnn", "vqvae", "units", "precomputed")

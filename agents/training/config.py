@@ -19,10 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from agents.config import PRESETS, SIZES, ModelConfig, make_model_config
-
-
-class TrainError(ValueError):
-    """A bad training config, dataset, checkpoint or run directory; the message names the fix."""
+from agents.errors import TrainError
 
 
 @dataclass

@@ -1,0 +1,150 @@
+"""Predictor objectives: how the predictor is trained to forecast the target encoder's tokens.
+
+Each objective is a function ``fn(inp: ObjectiveInputs) -> ObjectiveOutput`` registered by
+name in :data:`OBJECTIVES` (``PredictorConfig.mode`` names it); ``BYOGAgent`` looks the name up
+and never asks "which mode?". Built in:
+
+* ``prefix``: the predictor reads the encoder states of the frames before a sampled cut
+  (masked input, see :class:`agents.predictor.Predictor`) and predicts the tokens after it.
+* ``parallel``: from the state at each index i alone it predicts the next ``horizon`` tokens,
+  all indices folded into one batch.
+
+Adding one is one new module that calls :func:`register_objective` when imported, plus its
+test; name it in configs as ``"your.module:name"`` so a fresh process (a reloaded checkpoint)
+imports it (see ``docs/architecture.md``).
+
+An objective returns the loss and its float metrics, plus the per-sequence NLL that the
+optional REINFORCE term reads as its reward, as explicit tensors (never inside the metrics).
+Its metrics carry ``byog/ce`` (hard CE, for monitoring), ``monitor/unigram_nll`` (the
+context-free baseline on the same targets) and ``monitor/prefix_gain`` (how much worse the
+predictor does with its encoder conditioning zeroed).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+
+from agents import losses as L
+from agents import monitors as M
+from agents.config import OBJECTIVES
+
+if TYPE_CHECKING:
+    from agents.config import ModelConfig
+    from agents.predictor import Predictor
+
+
+@dataclass
+class ObjectiveInputs:
+    """What an objective reads: the predictor, the encoder's features and the sampled targets."""
+
+    predictor: Predictor
+    x: torch.Tensor
+    """float [B, L, Dx] encoder features the predictor reads (L = T * k)."""
+    targets: torch.Tensor
+    """Long [B, L] the target encoder's sampled token ids."""
+    valid: torch.Tensor
+    """bool [B, T] valid frames."""
+    k: int
+    """Tokens per frame."""
+    cfg: ModelConfig
+    """The model config (``predictor`` and ``loss`` sections)."""
+    step: int
+    """Training step (part of the per-window RNG key of the cuts)."""
+    episode_index: torch.Tensor
+    """Long [B] episode of each window (RNG key)."""
+    start: torch.Tensor
+    """Long [B] first frame of each window (RNG key)."""
+    soft_logits: torch.Tensor | None = None
+    """float [B, L, V] the target's logits for soft targets; None = hard targets."""
+
+
+class ObjectiveOutput(NamedTuple):
+    """``(loss, metrics)`` first, then the tensors the REINFORCE term reads."""
+
+    loss: torch.Tensor
+    """Scalar predictor loss (attached to the graph)."""
+    metrics: dict[str, float]
+    """Float metrics (``byog/*``, ``monitor/unigram_nll``, ``monitor/prefix_gain``)."""
+    per_seq_nll: torch.Tensor
+    """float [B] hard-target NLL per sequence (no gradient): the REINFORCE reward is its negative."""
+    has_target: torch.Tensor
+    """bool [B] sequences with any counted target position."""
+
+
+Objective = Callable[[ObjectiveInputs], ObjectiveOutput]
+
+
+def register_objective(name: str, fn: Objective | str | None = None, *, overwrite: bool = False):
+    """Register a predictor objective under ``name`` (also usable as a decorator)."""
+    return OBJECTIVES.register(name, fn, overwrite=overwrite)
+
+
+def get_objective(name: str) -> Objective:
+    """The objective ``name`` (or ``"module:name"``) names; ModelError listing the known ones."""
+    return OBJECTIVES[name]
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((x * mask).sum() / mask.sum()) if bool(mask.any()) else float("nan")
+
+
+def _monitors(ce: torch.Tensor, ce0: torch.Tensor, first: torch.Tensor, counted: torch.Tensor,
+              vocab: int) -> dict[str, float]:
+    """Prefix gain on each future frame's first slot position, and the unigram baseline."""
+    gain = M.prefix_gain(_masked_mean(ce0, first), _masked_mean(ce, first))
+    return {"monitor/prefix_gain": gain,
+            "monitor/unigram_nll": M.unigram_nll(counted, None, vocab)}
+
+
+def prefix_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
+    """Prefix mode: states of frames before a per-window cut in, the tokens after it out."""
+    pred, x, y, valid, k = inp.predictor, inp.x, inp.targets, inp.valid, inp.k
+    T = valid.shape[1]
+    cuts = L.sample_cuts(valid.sum(1), seed=inp.cfg.loss.seed, episode_index=inp.episode_index,
+                         start=inp.start, step=inp.step)  # [B]
+    m, tmask = L.prefix_masks(cuts, valid, k)  # [B, L] seen, counted
+    logits = pred.forward_prefix(x, y, m)  # [B, L, V]
+    loss, metrics = L.prefix_loss(logits, y, tmask, target_logits=inp.soft_logits,
+                                  tau=inp.cfg.loss.tau)
+    with torch.no_grad():
+        ce = L.token_ce(logits, y)  # [B, L]
+        per_seq = (ce * tmask).sum(1) / tmask.sum(1).clamp_min(1)
+        first = tmask & (torch.arange(T * k, device=y.device) % k == 0)[None]
+        ce0 = L.token_ce(pred.forward_prefix(x, y, torch.zeros_like(m)), y)
+        metrics.update(_monitors(ce, ce0, first, y[tmask], logits.shape[-1]))
+    metrics["byog/mean_cut"] = float(cuts.float().mean())
+    return ObjectiveOutput(loss, metrics, per_seq, tmask.any(1))
+
+
+def parallel_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
+    """Parallel mode: from the state at each index i, the next ``horizon`` tokens."""
+    pred, x, y, valid, k = inp.predictor, inp.x, inp.targets, inp.valid, inp.k
+    B, T = valid.shape
+    K = inp.cfg.predictor.horizon
+    idx = L.parallel_indices(valid, k, inp.cfg.predictor.index)  # [N]
+    inputs, targets, pmask = L.parallel_windows(y, L.frame_mask(valid, k), idx, K)  # [B, N, K]
+    N = idx.shape[0]
+    x_i = x[:, idx].reshape(B * N, -1)
+    logits = pred.forward_parallel(x_i, inputs.reshape(B * N, K)).view(B, N, K, -1)
+    soft = None
+    if inp.soft_logits is not None:
+        tgt_pos = (idx[:, None] + 1 + torch.arange(K, device=idx.device)).clamp_max(T * k - 1)
+        soft = inp.soft_logits[:, tgt_pos]  # [B, N, K, V]
+    loss, metrics = L.parallel_loss(logits, targets, pmask, target_logits=soft, tau=inp.cfg.loss.tau)
+    with torch.no_grad():
+        ce = L.token_ce(logits, targets)  # [B, N, K]
+        per_seq = (ce * pmask).sum((1, 2)) / pmask.sum((1, 2)).clamp_min(1)
+        first = pmask.clone()  # j = 0 of indices that end a frame: the next frame's first token
+        first[..., 1:] = False
+        first &= ((idx + 1) % k == 0)[None, :, None]
+        ce0 = L.token_ce(pred.forward_parallel(x_i, inputs.reshape(B * N, K), 0.0)
+                         .view(B, N, K, -1), targets)
+        metrics.update(_monitors(ce, ce0, first, targets[pmask], logits.shape[-1]))
+    return ObjectiveOutput(loss, metrics, per_seq, pmask.any((1, 2)))
+
+
+__all__ = ["OBJECTIVES", "Objective", "ObjectiveInputs", "ObjectiveOutput", "get_objective",
+           "parallel_objective", "prefix_objective", "register_objective"]

@@ -1,0 +1,90 @@
+"""Predictor objectives: the registry (unknown names, plugins by import path) and the
+explicit (loss, metrics, per-sequence NLL) contract of each objective."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from agents import objectives as O
+from agents.config import OBJECTIVES, make_model_config
+from agents.errors import AgentsError, ModelError
+from agents.model import BYOGAgent
+from agents.text import train_tokenizer
+
+TOY = "byog_plugins.toy_objective:toy"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(["collected 1 wood", "tree in view", "made wood pickaxe"])
+
+
+def _batch(B=3, T=5, size=16):
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (B, T, size, size, 3), generator=g, dtype=torch.uint8)
+    ann = [[["collected 1 wood"] if t % 2 else [] for t in range(T)] for _ in range(B)]
+    return {"frames": frames, "valid": torch.ones(B, T, dtype=torch.bool), "annotations": ann,
+            "episode_index": torch.arange(B), "start": torch.zeros(B, dtype=torch.long),
+            "labelled": torch.ones(B, dtype=torch.bool)}
+
+
+def test_builtin_objectives_are_registered_by_name():
+    assert set(OBJECTIVES) >= {"prefix", "parallel"}
+    assert O.get_objective("prefix") is O.prefix_objective
+    assert O.get_objective("parallel") is O.parallel_objective
+
+
+def test_unknown_objective_is_one_error_listing_the_known_ones():
+    with pytest.raises(ModelError, match=r"Unknown predictor objective 'bogus'; known: parallel, prefix"):
+        make_model_config("tiny", predictor={"mode": "bogus"})
+    with pytest.raises(AgentsError, match="cannot be imported"):
+        make_model_config("tiny", predictor={"mode": "no_such_pkg.mod:toy"})
+
+
+@pytest.mark.parametrize("mode", ["prefix", "parallel"])
+def test_objective_returns_loss_metrics_and_reward_tensors_explicitly(tok, mode):
+    agent = BYOGAgent(make_model_config("tiny", predictor={"mode": mode, "horizon": 3},
+                                        text={"tokens_per_frame": 4},
+                                        loss={"token_objective": "reinforce"}), tok)
+    loss, metrics = agent.training_step(_batch(), step=0)
+    assert all(isinstance(v, float) for v in metrics.values())  # no tensor in the metrics
+    assert "_reinforce_term" not in metrics and "loss/reinforce" in metrics
+    loss.backward()
+    assert torch.isfinite(loss)
+    b = _batch()
+    e = agent.frame_embeddings(b)
+    y, _ = agent.sample_targets(b, e, step=0)
+    h, z = agent.encoder(y, e)
+    out = agent.byog_loss(agent.predictor.features(h, z), y.view(3, -1), b["valid"], b, step=0)
+    assert isinstance(out, O.ObjectiveOutput)
+    assert out.per_seq_nll.shape == (3,) and out.has_target.dtype == torch.bool
+    assert not out.per_seq_nll.requires_grad and out.loss.requires_grad
+    for key in ("byog/ce", "monitor/prefix_gain", "monitor/unigram_nll"):
+        assert isinstance(out.metrics[key], float)
+
+
+def test_plugin_objective_by_import_path_trains_and_reloads_in_a_fresh_process(tok, tmp_path,
+                                                                           plugin_env):
+    cfg = make_model_config("tiny", predictor={"mode": TOY}, text={"tokens_per_frame": 4})
+    agent = BYOGAgent(cfg, tok)
+    loss, metrics = agent.training_step(_batch(), step=0)
+    assert metrics["toy/calls"] == 1.0 and torch.isfinite(loss)
+    agent.save_pretrained(tmp_path / "agent")
+    code = ("import sys; from agents.model import BYOGAgent; "
+            f"a = BYOGAgent.from_pretrained({str(tmp_path / 'agent')!r}); "
+            "assert 'byog_plugins.toy_objective' in sys.modules; print(a.cfg.predictor.mode)")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                         env=plugin_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == TOY
+
+
+def test_narrator_forecast_for_an_objective_without_one_is_a_clear_error(tok):
+    from agents.errors import NarrationError
+    from agents.narration import Narrator
+
+    agent = BYOGAgent(make_model_config("tiny", predictor={"mode": TOY}), tok)
+    with pytest.raises(NarrationError, match="Unknown live forecast 'byog_plugins.toy_objective:toy'"):
+        Narrator(agent, forecast=1)
+    Narrator(agent, forecast=0)  # narration itself needs no forecaster
