@@ -1,0 +1,36 @@
+"""Thread counts follow the cores a process may use, not the machine's core count."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from byog_env.threads import available_cores, resolve_threads
+
+CHILD = """
+import os, sys
+import torch
+from byog_env.threads import available_cores, set_threads
+n = set_threads(0)
+print(available_cores(), n, torch.get_num_threads(), os.environ["OMP_NUM_THREADS"])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and >= 2 cores")
+def test_default_threads_follow_the_cpu_affinity_not_the_machine():
+    core = min(os.sched_getaffinity(0))
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    # one allowed core -> one thread everywhere, although os.cpu_count() says more
+    assert out.stdout.split() == ["1", "1", "1", "1"]
+    assert (os.cpu_count() or 1) >= 2
+
+
+def test_explicit_threads_win_and_negative_is_refused():
+    assert resolve_threads(3) == 3
+    assert resolve_threads(0) == available_cores() == resolve_threads(None)
+    with pytest.raises(ValueError, match="--threads must be >= 0"):
+        resolve_threads(-1)
