@@ -216,8 +216,10 @@ class NarrationEncoder(nn.Module):
                 x = x + e_t[:, None]
             h = tlm.hidden(x, cache=cache, start=pos + j, layer_hook=hook)[:, 0]  # [B, D]
             z = logits_of(h)  # [B, V]
+            if banned.numel():  # banned/extra ids leave the sampler at -inf (soft targets, entropy)
+                z = z.index_fill(-1, banned, float("-inf"))
             prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
-                                 banned=banned, generator=generator, nil_rule=self.nil_rule)
+                                 generator=generator, nil_rule=self.nil_rule)
             ids.append(prev)
             logits.append(z)
             hs.append(h)
@@ -277,6 +279,9 @@ class NarrationEncoder(nn.Module):
                top_k: int = 0, generator: torch.Generator | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Narrate a window offline: e [B, T, D] -> (ids Long [B, T, k], logits [B, T, k, V]).
+
+        The logits are those sampled from: banned ids (``<pad> <bos> <unk>`` and vocabulary
+        rows beyond the tokenizer) are ``-inf``, so soft targets and entropies never count them.
 
         All B sequences are sampled in parallel, one cached model call per token position,
         into a cache preallocated for the window's T*k positions.

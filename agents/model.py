@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,7 @@ class BYOGAgent(nn.Module):
             )
         specials = list(sp.as_tuple())
         k = cfg.text.tokens_per_frame
-        banned = (sp.pad, sp.bos, sp.unk)
+        banned: tuple[int, ...] = (sp.pad, sp.bos, sp.unk)
         use_pred = cfg.uses_predictor
         with_target = use_pred and cfg.loss.target_ema > 0
         self.shared_lm: nn.Module | None = None
@@ -75,6 +77,9 @@ class BYOGAgent(nn.Module):
                               register_lm=False)
         else:
             enc_tlm = TokenLM(build_gpt_neox(cfg.lm, vocab), special_ids=specials)
+        # a pretrained LM may have more rows than the tokenizer has tokens (pythia: 50,304 vs
+        # ~50,282): those ids decode to nothing, so they are never sampled nor used as targets
+        banned += tuple(range(vocab, enc_tlm.vocab_size))
         self.encoder = NarrationEncoder(obs=obs, tlm=enc_tlm, tokens_per_frame=k, bos_id=sp.bos,
                                         fusion=cfg.fusion, banned_ids=banned)
         if cfg.nil_threshold is not None:
@@ -105,6 +110,7 @@ class BYOGAgent(nn.Module):
                                       tokens_per_frame=self.encoder.k, bos_id=self.special.bos,
                                       fusion=self.cfg.fusion, banned_ids=banned)
             target.load_state_dict(self.encoder.state_dict())
+            target.nil_rule = self.encoder.nil_rule  # the deepcopy above carries it; this must too
         for p in target.parameters():
             p.requires_grad_(False)
         return target.eval()
@@ -159,13 +165,17 @@ class BYOGAgent(nn.Module):
     @torch.no_grad()
     def sample_targets(self, batch: dict[str, Any], e: torch.Tensor, step: int,
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The target encoder's tokens ids Long [B, T, k] (<pad> on padded frames) and logits."""
+        """The target encoder's tokens ids Long [B, T, k] (<pad> on padded frames) and logits.
+
+        Sampled in eval mode (no dropout), also when the target is the online encoder itself
+        (``target_ema = 0``) or a LoRA adapter on the shared base."""
         enc = self.target if self.target is not None else self.encoder
-        e_t = self.frame_embeddings(batch, enc) if self.target is not None else e.detach()
         temp = self.cfg.loss.sample_temperature
-        ids, logits = enc.sample(e_t, greedy=temp == 0, temperature=max(temp, 1e-6),
-                                 generator=None if temp == 0 else
-                                 self._noise(step, batch, e_t.shape[1] * enc.k))
+        with _eval_mode(enc, self.shared_lm):
+            e_t = self.frame_embeddings(batch, enc) if self.target is not None else e.detach()
+            ids, logits = enc.sample(e_t, greedy=temp == 0, temperature=max(temp, 1e-6),
+                                     generator=None if temp == 0 else
+                                     self._noise(step, batch, e_t.shape[1] * enc.k))
         valid = batch["valid"].bool()
         ids = ids.masked_fill(~valid[:, :, None], self.special.pad)
         return ids, logits
@@ -399,6 +409,20 @@ class BYOGAgent(nn.Module):
                 f"unexpected {unexpected[:5]}); it was written by a different model version."
             )
         return agent
+
+
+@contextmanager
+def _eval_mode(*modules: nn.Module | None) -> Iterator[None]:
+    """Put ``modules`` (None entries skipped) in eval mode for the block, then restore them."""
+    mods = [m for m in modules if m is not None]
+    was = [m.training for m in mods]
+    for m in mods:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, w in zip(mods, was):
+            m.train(w)
 
 
 def _as_long(x: Any, B: int) -> torch.Tensor:
