@@ -71,6 +71,9 @@ def distinct_n(
 
     Ignored ids (``<nil> <pad> <sep>`` typically) and masked-out positions break a stream into
     runs; n-grams are taken within runs, never across a gap, and pooled over the batch.
+    Narration that says no word at all (all ``<nil>``: collapse to silence) has distinct-n 0,
+    not NaN, so the monitor does not vanish exactly when it matters; only a mask that counts no
+    position at all gives NaN.
 
     Args:
         ids: ``[B, N]`` token ids (a ``[B, T, k]`` slot tensor flattened to ``[B, T*k]``).
@@ -95,7 +98,9 @@ def distinct_n(
                 grams.add(tuple(run[i : i + n]))
                 total += 1
             run = []
-    return len(grams) / total if total else NAN
+    if total:
+        return len(grams) / total
+    return 0.0 if bool(_mask_like(ids, mask).any()) else NAN
 
 
 @torch.no_grad()

@@ -62,7 +62,8 @@ def test_distinct_n_hand_values():
     assert distinct_n(ids, 2, [2], gap) == pytest.approx(1 / 2)
     # Collapse: one word repeated.
     assert distinct_n(torch.full((2, 8), 9), 1) == pytest.approx(1 / 16)
-    assert math.isnan(distinct_n(torch.full((1, 4), 2), 1, [2]))
+    assert distinct_n(torch.full((1, 4), 2), 1, [2]) == 0.0  # all ignored (silence): 0, not NaN
+    assert math.isnan(distinct_n(torch.full((1, 4), 2), 1, [2], torch.zeros(1, 4, dtype=torch.bool)))
     with pytest.raises(ValueError, match="n >= 1"):
         distinct_n(ids, 0)
 

@@ -20,7 +20,8 @@ def validate(agent: Any, batches: list[dict[str, Any]], *, step: int, tolerance:
              device: str | torch.device = "cpu") -> tuple[dict[str, float], list[torch.Tensor]]:
     """Run ``agent.evaluate`` on each batch and pool the grounding metrics over all of them.
 
-    Predictor/collapse monitors are averaged over batches (ignoring NaN); the non-``<nil>``
+    Predictor/collapse monitors are averaged over batches (ignoring NaN; a monitor NaN in every
+    batch is kept as NaN rather than dropped, so it cannot vanish from the log); the non-``<nil>``
     token accuracy, its majority-token baseline and event precision/recall/F1 are computed
     once on all windows together (``agents.monitors.grounding_monitors``), so small batches
     do not skew them.
@@ -35,17 +36,18 @@ def validate(agent: Any, batches: list[dict[str, Any]], *, step: int, tolerance:
         batch = to_device(raw, device)
         metrics, ids = agent.evaluate(batch, step=step, tolerance=tolerance, return_ids=True)
         for key, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
+            if isinstance(value, (int, float)):
                 name = "val/" + key.split("/", 1)[-1]
-                sums[name] = sums.get(name, 0.0) + float(value)
-                counts[name] = counts.get(name, 0) + 1
+                finite = math.isfinite(value)
+                sums[name] = sums.get(name, 0.0) + (float(value) if finite else 0.0)
+                counts[name] = counts.get(name, 0) + int(finite)
         valid = batch["valid"].bool()
         preds.append(ids.cpu())  # the greedy narration evaluate scored, not a second decode
         truths.append(slot_annotations(batch["annotations"], valid.cpu(), agent.tokenizer,
                                        agent.cfg.text).ids)
         anns.extend(batch["annotations"])
         valids.append(valid.cpu())
-    out = {k: sums[k] / counts[k] for k in sums}
+    out = {k: sums[k] / counts[k] if counts[k] else float("nan") for k in sums}
     if preds:
         pooled = M.grounding_monitors(torch.cat(preds), torch.cat(truths), anns, torch.cat(valids),
                                       agent.tokenizer, tolerance=tolerance, prefix="val/")
