@@ -52,8 +52,9 @@ class NarrateConfig:
     """Sample among the k most likely tokens only (None = all)."""
     forecast: int = 0
     """Frames of future narration the predictor forecasts each step (0 = none)."""
-    window: int = 32
-    """Context window in frames; memory stays bounded by it on long episodes."""
+    window: int | None = None
+    """Context window in frames; memory stays bounded by it on long episodes (None = the
+    checkpoint's training window: a longer context is one the model never saw)."""
     keep: int | None = None
     """Frames re-encoded when the window slides (None = window // 2)."""
     out: Path = Path("runs/narration")

@@ -31,8 +31,13 @@ identical to offline narration of the same frames.
 
 Observation encoders that read frame deltas (``cnn_frame_delta``) see, for each new frame, the
 previous frame kept in the narration state (``NarrationState.last_frame``), exactly as in an
-offline clip; after a slide the first kept frame is re-embedded with a zero delta, as the first
-frame of a training window is, so the re-encoded state is again that of a fresh window.
+offline clip. A slide keeps the kept frames' embeddings as they are: the first kept frame keeps
+its real delta to the frame before it, as the first frame of a training window has (training
+windows carry the frame before them), so the re-encoded state is that of a training window.
+
+The default context window is the checkpoint's training window (``loader.window``, recorded in
+the checkpoint's metadata): a longer context than the model was trained on is a context it never
+saw.
 """
 from __future__ import annotations
 
@@ -78,7 +83,8 @@ class Narrator:
     Args:
         agent: A :class:`agents.model.BYOGAgent` (put in eval mode here).
         batch_size: Number of streams stepped together.
-        window: Most frames in the context; the cache never exceeds ``window * k`` positions.
+        window: Most frames in the context; the cache never exceeds ``window * k`` positions
+            (None = the checkpoint's training window, see :func:`training_window`).
         keep: Frames re-encoded when the window is full (default ``window // 2``); must be in
             ``[1, window - 1]``.
         forecast: Future frames the predictor narrates each step (0 = none).
@@ -88,9 +94,10 @@ class Narrator:
         seed: Seed of the sampling generator when :meth:`reset` gets none.
     """
 
-    def __init__(self, agent: Any, *, batch_size: int = 1, window: int = 32, keep: int | None = None,
-                 forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int = 0) -> None:
+    def __init__(self, agent: Any, *, batch_size: int = 1, window: int | None = None,
+                 keep: int | None = None, forecast: int = 0, greedy: bool = True,
+                 temperature: float = 1.0, top_k: int | None = None, seed: int = 0) -> None:
+        window = training_window(agent) if window is None else window
         keep = window // 2 if keep is None else keep
         if batch_size < 1:
             raise NarrationError(f"batch_size must be >= 1 stream, got {batch_size}.")
@@ -140,7 +147,6 @@ class Narrator:
         self.state = self.enc.start(self.batch_size, self.device)
         self._e: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, D] per frame
         self._ids: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, k] per frame
-        self._frames: deque[torch.Tensor] = deque(maxlen=self.window)  # uint8 [B, H, W, 3]
         self.reencodes = 0
         if self._forecaster is not None:
             self._forecaster.reset()
@@ -176,8 +182,6 @@ class Narrator:
             generator=self.generator)  # [B, k], [B, k, V]
         self._e.append(e_t)
         self._ids.append(ids)
-        if self.enc.obs.uses_previous_frame:
-            self._frames.append(x)
         f_ids = ids.new_zeros(self.batch_size, 0, self.k)
         if self._forecaster is not None:
             feats = self.agent.predictor.features(self.state.hidden, logits)  # [B, k, Dx]
@@ -194,10 +198,8 @@ class Narrator:
         for _ in range(self.window - self.keep):
             self._e.popleft()
             self._ids.popleft()
-            if self._frames:
-                self._frames.popleft()
-        if self._frames:  # the new first frame starts a window: zero delta, as in training
-            self._e[0] = self.enc.frame_embeddings(self._frames[0][:, None])[:, 0]
+        # the kept embeddings stay as computed: the first kept frame keeps its real delta, as
+        # the first frame of a training window (which carries the frame before it) has
         e = torch.stack(list(self._e), 1)  # [B, R, D]
         ids = torch.stack(list(self._ids), 1)  # [B, R, k]
         last_frame = self.state.last_frame
@@ -302,6 +304,19 @@ class ParallelForecast:
         return torch.stack(out, 1).view(B, self.n.forecast, k)
 
 
+# the trainer's default window (agents.training.config.LoaderConfig.window), for agents whose
+# metadata does not record theirs (e.g. built in memory or saved with save_pretrained)
+DEFAULT_TRAINING_WINDOW = 16
+
+
+def training_window(agent: Any) -> int:
+    """The window (frames) the agent was trained on: ``loader.window`` of the training config in
+    ``agent.metadata`` (set by the trainer's ``load_agent``), else the trainer's default."""
+    config = (getattr(agent, "metadata", None) or {}).get("config") or {}
+    window = (config.get("loader") or {}).get("window")
+    return int(window) if window else DEFAULT_TRAINING_WINDOW
+
+
 def _slot_text(sentences_per_frame: list[list[str]]) -> str:
     return "; ".join(sentences_per_frame[0])
 
@@ -336,7 +351,7 @@ class NarrationWrapper(gym.Wrapper):
         window, keep, forecast, greedy, temperature, top_k: see :class:`Narrator`.
     """
 
-    def __init__(self, env: gym.Env, agent: Any, *, window: int = 32, keep: int | None = None,
+    def __init__(self, env: gym.Env, agent: Any, *, window: int | None = None, keep: int | None = None,
                  forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
                  top_k: int | None = None) -> None:
         super().__init__(env)
@@ -465,5 +480,5 @@ def _load_pretrained(path: Path) -> Any:
     return BYOGAgent.from_pretrained(path / "agent" if (path / "agent").is_dir() else path)
 
 
-__all__ = ["FORECASTS", "NarrationError", "NarrationStep", "NarrationWrapper", "Narrator", "check_frame_shape",
-           "checkpoint_frame_shape", "load_narrating_agent"]
+__all__ = ["FORECASTS", "NarrationError", "NarrationStep", "NarrationWrapper", "Narrator",
+           "check_frame_shape", "checkpoint_frame_shape", "load_narrating_agent", "training_window"]

@@ -126,8 +126,10 @@ def test_sliding_window_continues_as_a_fresh_window_of_the_kept_frames(tok, pres
     n.reset(0)
     env = PatternEnv()
     env.reset(seed=1)
+    seen = []
     for t in range(11):  # slides before frames 6 and 9 (context 6 -> 3, then 3 new each)
         obs = env.step(0)[0]
+        seen.append(torch.as_tensor(obs)[None])
         n.step(obs[None])
         assert n.cache_length == n.context_frames * 4 <= 6 * 4
     assert n.reencodes == 2 and n.context_frames == 5
@@ -137,10 +139,11 @@ def test_sliding_window_continues_as_a_fresh_window_of_the_kept_frames(tok, pres
     ids = torch.stack(list(n._ids), 1)  # [1, 5, k]
     _, z = agent.encoder(ids, e)  # [1, 20, V]
     assert torch.equal(banned_argmax(agent, z)[0, 12:], ids[0, 3:].reshape(-1))
-    if delta:  # the kept frames embed as an offline clip of them (first frame: zero delta)
-        clip = torch.stack(list(n._frames), 1)  # [1, 5, H, W, 3]
-        assert len(n._frames) == 5 and torch.equal(n.state.last_frame, clip[:, -1])
-        assert torch.allclose(agent.encoder.frame_embeddings(clip), e, atol=1e-5)
+    if delta:  # the kept frames embed as a training window of them: the first one keeps its
+        # real delta to the frame before it (windows carry their prev_frame)
+        clip = torch.stack(seen[-5:], 1)  # [1, 5, H, W, 3]
+        assert torch.equal(n.state.last_frame, clip[:, -1])
+        assert torch.allclose(agent.encoder.frame_embeddings(clip, prev_frame=seen[-6]), e, atol=1e-5)
 
 
 def test_greedy_forecast_is_the_predictors_rollout_from_the_current_state(tok):
