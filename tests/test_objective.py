@@ -86,7 +86,7 @@ def test_byog_gradient_reaches_the_output_distribution_only_in_logits_mode(tok):
         _, y, _, h, z = byog_parts(agent, b)
         x = agent.predictor.features(h, z)
         out = agent.byog_loss(x, y.reshape(4, -1), b["valid"], b, 0)
-        g = torch.autograd.grad(out["loss"], z, allow_unused=True)[0]
+        g = torch.autograd.grad(out.loss, z, allow_unused=True)[0]
         if reaches:
             assert g is not None and float(g.abs().sum()) > 0
         else:
@@ -380,7 +380,7 @@ def test_byog_nil_weight_and_slot0_weighting(tok):
     with torch.no_grad():
         _, y, _, h, z = byog_parts(agent, b)
         x = agent.predictor.features(h, z)
-        base = agent.byog_loss(x, y.reshape(4, -1), b["valid"], b, 0)["loss"]
+        base = agent.byog_loss(x, y.reshape(4, -1), b["valid"], b, 0).loss
         logits_in = y.clone()
         # changing the later-slot targets changes the inputs too: compare with the hand sum
         cuts = L.sample_cuts(b["valid"].sum(1), seed=0, episode_index=b["episode_index"],
