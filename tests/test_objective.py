@@ -19,7 +19,6 @@ from agents.encoder import NarrationEncoder
 from agents.lm import ModelError
 from agents.model import BYOGAgent
 
-
 # defects whose fix touches the objective code that issue 11 is moving (lands right after it)
 PENDING = pytest.mark.xfail(strict=True, reason="issue 12: fixed after the objectives move")
 
