@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from test_model import cycle_batch, cycle_tokenizer
+from test_model import _one_thread, cycle_batch, cycle_tokenizer  # noqa: F401  (autouse fixture)
 
 from agents import losses as L
 from agents.config import make_model_config
@@ -21,14 +21,6 @@ from agents.model import BYOGAgent
 
 # defects whose fix touches the objective code that issue 11 is moving (lands right after it)
 PENDING = pytest.mark.xfail(strict=True, reason="issue 12: fixed after the objectives move")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine is small and shared
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -441,10 +433,10 @@ def test_parallel_token_index_trains_through_the_trainer(tmp_path):
 def test_tokenizer_path_is_used_by_the_trainer(tmp_path):
     from agents.text import save_tokenizer, train_tokenizer
 
-    tok = train_tokenizer(["saw thing0", "wood in view", "a word only here"])
-    save_tokenizer(tok, tmp_path / "tok")
+    saved = train_tokenizer(["saw thing0", "wood in view", "a word only here"])
+    save_tokenizer(saved, tmp_path / "tok")
     _, _, run = _train_run(tmp_path, "--loader.tokenizer_path", str(tmp_path / "tok"))
-    assert _load(run).tokenizer.get_vocab() == tok.get_vocab()
+    assert _load(run).tokenizer.get_vocab() == saved.get_vocab()
 
 
 def test_baseline_momentum_through_the_trainer(tmp_path):
