@@ -10,6 +10,8 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
+from byog_env.errors import EnvOptionError
+
 VIEWS = ("full", "agent")
 
 
@@ -40,9 +42,9 @@ class MiniGridRGB(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: gym.Env, view: str = "full", size: int = 64) -> None:
         if view not in VIEWS:
-            raise ValueError(f"view must be one of {VIEWS}; got view={view!r}.")
+            raise EnvOptionError(f"view must be one of {VIEWS}; got view={view!r}.")
         if int(size) < 8:
-            raise ValueError(f"Frame size must be at least 8 pixels; got size={size}.")
+            raise EnvOptionError(f"Frame size must be at least 8 pixels; got size={size}.")
         gym.utils.RecordConstructorArgs.__init__(self, view=view, size=size)
         gym.Wrapper.__init__(self, env)
         self.view, self.size = view, int(size)
@@ -117,5 +119,6 @@ def make_minigrid(
     if max_episode_steps is not None:
         kwargs["max_steps"] = int(max_episode_steps)
     # disable_env_checker: the checker wraps the MiniGrid env; ours is run on the final env.
-    base = gym.make(env_id, render_mode=render_mode, disable_env_checker=True, **kwargs)
+    with contextlib.redirect_stdout(io.StringIO()):  # some levels print while they construct
+        base = gym.make(env_id, render_mode=render_mode, disable_env_checker=True, **kwargs)
     return AnnotatedEnv(MiniGridRGB(base, view=view, size=size), MiniGridAnnotator())

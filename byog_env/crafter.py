@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from byog_env.errors import EnvError, EnvOptionError
+
 ACHIEVEMENTS: tuple[str, ...] = (
     "collect_coal", "collect_diamond", "collect_drink", "collect_iron", "collect_sapling",
     "collect_stone", "collect_wood", "defeat_skeleton", "defeat_zombie", "eat_cow", "eat_plant",
@@ -55,7 +57,7 @@ def crafter_score(success_rates_percent: Any) -> float:
         success_rates_percent = list(success_rates_percent.values())
     p = np.asarray(success_rates_percent, dtype=np.float64)
     if p.size == 0 or np.any(p < 0) or np.any(p > 100) or not np.all(np.isfinite(p)):
-        raise ValueError(
+        raise EnvError(
             f"crafter_score needs success rates in percent within [0, 100]; got {p.tolist()}."
         )
     return float(np.exp(np.mean(np.log1p(p))) - 1.0)
@@ -188,11 +190,11 @@ class CrafterEnv(gym.Env):
         render_mode: str | None = "rgb_array", seed: int | None = None,
     ) -> None:
         if int(size) < 9:
-            raise ValueError(f"Crafter frame size must be at least 9 pixels; got size={size}.")
+            raise EnvOptionError(f"Crafter frame size must be at least 9 pixels; got size={size}.")
         if int(length) < 1:
-            raise ValueError(f"Crafter episode length must be positive; got length={length}.")
+            raise EnvOptionError(f"Crafter episode length must be positive; got length={length}.")
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"Crafter supports render_mode='rgb_array' or None; got {render_mode!r}.")
+            raise EnvOptionError(f"Crafter supports render_mode='rgb_array' or None; got {render_mode!r}.")
         self.size, self.length, self.reward = int(size), int(length), bool(reward)
         self.render_mode = render_mode
         self._default_seed = seed

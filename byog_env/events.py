@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from byog_env.errors import AnnotationError
+
 # Closed vocabularies for fields whose value sits next to another free field (keeps parsing unique).
 VITALS = ("health", "food", "drink", "energy", "air")
 DOOR_ACTIONS = ("opened", "closed", "unlocked", "locked")
@@ -129,9 +131,9 @@ def sentence(kind: str, **args: Any) -> str:
         values = {n: str(args[n]).replace("_", " ") for n in names}
         text = fmt.format(**values)
         if not regex.match(text):
-            raise ValueError(f"Value {values} does not fit the template {fmt!r} of kind {kind!r}.")
+            raise AnnotationError(f"Value {values} does not fit the template {fmt!r} of kind {kind!r}.")
         return text
-    raise ValueError(
+    raise AnnotationError(
         f"No template of kind {kind!r} takes arguments {sorted(args)}; known kinds: {', '.join(KINDS)}."
     )
 
@@ -147,7 +149,7 @@ def parse_event(text: str) -> Event:
         if m:
             args = {n: _FIELDS[n][1](m.group(n)) for n in names}
             return Event(kind, {**args, **fixed})
-    raise ValueError(f"Not an annotation sentence (matches no template): {text!r}.")
+    raise AnnotationError(f"Not an annotation sentence (matches no template): {text!r}.")
 
 
 def name(identifier: str) -> str:

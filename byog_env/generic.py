@@ -5,6 +5,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from byog_env.errors import RenderModeError
+
 
 def make_generic(
     env_id: str, size: int | None = None, max_episode_steps: int | None = None, **kwargs: Any
@@ -27,7 +29,7 @@ def make_generic(
 
     mode = kwargs.setdefault("render_mode", "rgb_array")
     if mode != "rgb_array":
-        raise gym.error.Error(
+        raise RenderModeError(
             f"byog_env takes frames from render(), so {env_id} needs render_mode='rgb_array'; "
             f"got render_mode={mode!r}. Leave render_mode out."
         )
@@ -35,7 +37,7 @@ def make_generic(
     modes = env.metadata.get("render_modes", [])
     if "rgb_array" not in modes:
         env.close()
-        raise gym.error.Error(
+        raise RenderModeError(
             f"{env_id} cannot give RGB frames: byog_env needs render_mode='rgb_array', and this "
             f"env offers render modes {list(modes)}. Pick an env that renders rgb_array."
         )

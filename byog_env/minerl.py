@@ -20,24 +20,16 @@ from byog_env.annotators.minerl import (
     minerl_info,
     parse_stat_key,
 )
+from byog_env.errors import ObservationError
+from byog_env.families import MINERL_TASKS
 
 __all__ = [
     "TASKS", "MineRLAnnotator", "MineRLEnv", "biome_name", "info_from_inventory", "make_minerl",
     "minerl_info", "observation_frame", "parse_stat_key",
 ]
 
-# Short task name -> MineRL gym id (0.4 tasks; ``humansurvival`` is MineRL 1.0).
-TASKS: dict[str, str] = {
-    "treechop": "MineRLTreechop-v0",
-    "navigate": "MineRLNavigate-v0",
-    "navigatedense": "MineRLNavigateDense-v0",
-    "navigateextreme": "MineRLNavigateExtreme-v0",
-    "obtainironpickaxe": "MineRLObtainIronPickaxe-v0",
-    "obtainironpickaxedense": "MineRLObtainIronPickaxeDense-v0",
-    "obtaindiamond": "MineRLObtainDiamond-v0",
-    "obtaindiamonddense": "MineRLObtainDiamondDense-v0",
-    "humansurvival": "MineRLHumanSurvival-v0",
-}
+TASKS = MINERL_TASKS
+"""Short task name -> MineRL gym id (0.4 tasks; ``humansurvival`` is MineRL 1.0)."""
 
 INSTALL_HINT = (
     'pip install "byog[minerl]" (MineRL needs a Java 8 JDK and downloads Minecraft with gradle '
@@ -53,11 +45,11 @@ def observation_frame(obs: Mapping[str, Any], size: int = 64) -> np.ndarray:
     """
     pov = obs.get("pov") if isinstance(obs, Mapping) else None
     if pov is None:
-        raise ValueError("A MineRL observation needs a 'pov' image; this one has keys "
+        raise ObservationError("A MineRL observation needs a 'pov' image; this one has keys "
                          f"{sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__}.")
     pov = np.asarray(pov)
     if pov.ndim != 3 or pov.shape[2] != 3:
-        raise ValueError(f"MineRL 'pov' must be [H, W, 3]; got shape {pov.shape}.")
+        raise ObservationError(f"MineRL 'pov' must be [H, W, 3]; got shape {pov.shape}.")
     if pov.shape[:2] != (size, size):
         pov = cv2.resize(pov, (size, size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(pov, dtype=np.uint8)

@@ -103,19 +103,3 @@ def test_bad_arguments():
         byog_env.make("crafter", size=4)
     with pytest.raises(ValueError, match="render_mode"):
         byog_env.make("crafter", render_mode="human")
-
-
-def test_demo_writes_summary(tmp_path, capsys):
-    import json
-
-    from byog_env.demo import DemoConfig, main
-
-    summary = main(DemoConfig(out=tmp_path, episodes=2, max_steps=25, seed=3))
-    saved = json.loads((tmp_path / "summary.json").read_text())
-    assert saved["steps"] == summary["steps"] == 50
-    assert [e["steps"] for e in saved["episodes"]] == [25, 25]
-    assert saved["event_counts"]["done"] == 2  # both episodes hit the step limit
-    assert all(byog_env.parse_event(s).kind == k for k, v in saved["examples"].items() for s in v)
-    assert "annotations by event kind" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="episodes and max_steps must be positive"):
-        DemoConfig(episodes=0)
