@@ -62,7 +62,7 @@ def export_minari(src: str | Path, out: str | Path, dataset_id: str | None = Non
     act_space = _action_space(info)
     out.mkdir(parents=True, exist_ok=True)
     storage = MinariStorage.new(
-        out / "data", observation_space=obs_space, action_space=act_space,
+        out / "data", observation_space=obs_space, action_space=act_space, env_spec=_env_spec(info),
         data_format="arrow", jpeg_encoding=False,
     )
     dataset_id = dataset_id or f"byog/{_slug(str(info.get('env', 'dataset')))}/export-v0"
@@ -97,6 +97,28 @@ def export_minari(src: str | Path, out: str | Path, dataset_id: str | None = Non
         "code_permalink": "", "fps": info.get("fps"),
     })
     return out / "data"
+
+
+def _env_spec(info: dict[str, Any]) -> Any:
+    """The gymnasium spec of the env that made the dataset, so Minari's ``recover_environment()``
+    rebuilds it: the one recorded at collection (``env_spec``), else (datasets collected before
+    it was recorded) the spec of ``byog_env.make(env)`` when that env gives the dataset's frames;
+    None for imported datasets, whose env cannot be built here."""
+    from gymnasium.envs.registration import EnvSpec
+
+    if info.get("env_spec"):
+        return EnvSpec.from_json(info["env_spec"])
+    import byog_env
+
+    try:
+        env = byog_env.make(str(info.get("env")), max_episode_steps=info.get("max_episode_steps"))
+    except (ValueError, ImportError, gym.error.Error):
+        return None
+    try:
+        same = env.observation_space.shape == tuple(info.get("frame_shape") or ())
+        return env.spec if same else None
+    finally:
+        env.close()
 
 
 def _minari_dataset_version(minari: Any) -> str:

@@ -121,16 +121,13 @@ def episode_seed(seed: int, index: int) -> int:
 def make_env(cfg: CollectConfig) -> gym.Env:
     """Builds one annotated environment for ``cfg`` (annotation happens inside it).
 
-    Names go through ``byog_env.make``; a gymnasium ``module:EnvId`` name instead makes that
-    env directly (``gymnasium.make``), for custom envs that already give RGB frames and
-    ``info["annotations"]``.
+    Names go through ``byog_env.make``: a ``module:name`` name imports ``module`` first (a
+    plugin env family registers itself there, so worker processes find it too); a gymnasium
+    ``module:EnvId`` of no family is made as is, for envs that annotate themselves.
     """
     import byog_env
 
-    kwargs = {} if cfg.max_episode_steps is None else {"max_episode_steps": cfg.max_episode_steps}
-    if ":" in cfg.env:
-        return gym.make(cfg.env, **kwargs)
-    return byog_env.make(cfg.env, **kwargs)
+    return byog_env.make(cfg.env, max_episode_steps=cfg.max_episode_steps)
 
 
 class EpisodeSeeder(gym.Wrapper):
@@ -287,6 +284,9 @@ class Collector:
         self.policies = [make_policy(cfg.policy, env, seed=None) for env in envs]
         self.record_intent = type(self.policies[0]).intent is not Policy.intent
         space = self.vec.single_action_space
+        import byog_env
+
+        self.family = byog_env.family(cfg.env)
         self.layout = None if isinstance(space, gym.spaces.Discrete) else space_to_json(space)["layout"]
         self.idle_action = space.sample()
 
@@ -377,20 +377,15 @@ class Collector:
     def _write(self, b: EpisodeBuffer) -> dict[str, Any]:
         info = b.last_info
         actions = b.actions if self.layout is None else [flatten_action(a, self.layout) for a in b.actions]
-        achievements: list[str] = []
-        if isinstance(info.get("achievements"), dict):
-            achievements = [k for k, v in info["achievements"].items() if int(v) > 0]
-            success = None
-        else:
-            success = bool(info["success"]) if "success" in info else bool(b.terminated[-1] and b.rewards[-1] > 0)
-        extra_fields = {"mission": str(info["mission"])} if isinstance(info.get("mission"), str) else {}
+        # The env family declares which info keys become episode fields (achievements, mission).
+        fields = self.family.episode_fields(info, terminated=bool(b.terminated[-1]), reward=float(b.rewards[-1]))
         intent = None
         if self.record_intent:
             intent = b.intent + [[]]  # no intent on the final frame (no action is chosen there)
         record = self.writer.write_episode(
             b.index, b.frames, actions, rewards=b.rewards, terminated=b.terminated,
             truncated=b.truncated, annotations=b.annotations, intent=intent, seed=b.seed,
-            success=success, achievements=achievements, **extra_fields)
+            **fields)
         if self.cfg.video:
             from collect.video import hold_subtitles, write_video
 
@@ -401,6 +396,15 @@ class Collector:
                         fps=float(self.writer.info.get("fps", 10)))
         self.on_episode(record)
         return record
+
+
+def _spec_json(env: gym.Env) -> str | None:
+    """The env's gymnasium spec as JSON (``gymnasium.make(EnvSpec.from_json(s))`` rebuilds it;
+    Minari exports carry it), or None when it has none or it does not serialise."""
+    try:
+        return None if env.spec is None else env.spec.to_json()
+    except (TypeError, ValueError):
+        return None
 
 
 def dataset_info(cfg: CollectConfig) -> dict[str, Any]:
@@ -415,7 +419,7 @@ def dataset_info(cfg: CollectConfig) -> dict[str, Any]:
         fps = (env.metadata or {}).get("render_fps") or 10
         spec = env.spec.id if env.spec is not None else cfg.env
         return {
-            "env": cfg.env, "env_id": spec, "policy": cfg.policy, "seed": cfg.seed,
+            "env": cfg.env, "env_id": spec, "env_spec": _spec_json(env), "policy": cfg.policy, "seed": cfg.seed,
             "max_episode_steps": cfg.max_episode_steps, "fps": fps,
             "observation_space": space_to_json(obs_space), "frame_shape": list(obs_space.shape),
             "action_space": space_to_json(env.action_space),

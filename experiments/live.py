@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,12 +56,10 @@ class EpisodeResult:
 
 
 def make_env(env_name: str, max_steps: int | None) -> gym.Env:
-    """``byog_env.make`` with stdout silenced (BabyAI prints while sampling levels)."""
+    """``byog_env.make`` (which silences BabyAI's level-sampling prints itself)."""
     import byog_env
 
-    kw = {} if max_steps is None else {"max_episode_steps": max_steps}
-    with contextlib.redirect_stdout(io.StringIO()):
-        return byog_env.make(env_name, **kw)
+    return byog_env.make(env_name, max_episode_steps=max_steps)
 
 
 def run_episodes(env_name: str, actor: BatchActor, *, episodes: int, seed: int = 0,
@@ -136,6 +133,5 @@ def evaluate_live(env_name: str, actor: BatchActor, **kwargs: Any) -> dict[str, 
     return summarize(run_episodes(env_name, actor, **kwargs))
 
 
-Factory = Callable[[], BatchActor]
 __all__ = ["BatchActor", "EpisodeResult", "PerEnvPolicies", "evaluate_live", "make_env",
            "run_episodes", "summarize"]
