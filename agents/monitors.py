@@ -347,6 +347,8 @@ def combine_prf(results: Iterable[dict[str, float]]) -> dict[str, float]:
         bad_pred += r.get("unparsed_pred", 0)
         bad_true += r.get("unparsed_true", 0)
     out = _prf(int(tp), int(fp), int(fn))
+    if tp + fn == 0:  # pooled over everything, no true event: recall and F1 are undefined,
+        out.update(recall=float("nan"), f1=float("nan"))  # not the vacuous 1.0 of one window
     out.update(unparsed_pred=bad_pred, unparsed_true=bad_true)
     return out
 

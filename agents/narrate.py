@@ -275,12 +275,14 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
     from rich.console import Console
 
     import byog_env
+    from agents.training.checkpoint import check_trained_env
     from collect.policies import make_policy
     from collect.video import write_video
 
     console = Console(highlight=False)
     agent = load_narrating_agent(cfg.checkpoint, device=cfg.device)
     base = byog_env.make(cfg.env)
+    check_trained_env(agent, base, name=cfg.env)  # same frame size, other env: warn
     env = NarrationWrapper(base, agent, window=cfg.window, keep=cfg.keep, forecast=cfg.forecast,
                            greedy=cfg.greedy, temperature=cfg.temperature, top_k=cfg.top_k)
     policy = make_policy(cfg.policy, base, seed=cfg.seed)

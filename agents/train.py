@@ -31,6 +31,7 @@ def main(cfg: TrainConfig) -> dict:
 def cli(argv: list[str] | None = None) -> int:
     """Parse the command line, train, print one clear line on a bad input (exit code 2)."""
     from agents.errors import AgentsError
+    from agents.training.checkpoint import TrainInterrupted
     from collect.dataset import DatasetError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -41,6 +42,13 @@ def cli(argv: list[str] | None = None) -> int:
     except (AgentsError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainInterrupted as e:  # Ctrl-C: a checkpoint was saved at a step boundary
+        print(str(e), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before the first step (a second Ctrl-C inside the loop)
+        print("interrupted: no checkpoint written since the last one; rerun the same command "
+              "(with --resume if the run has checkpoints).", file=sys.stderr)
+        return 130
     if summary:
         acc, base = summary.get("val_token_accuracy"), summary.get("val_majority_token_accuracy")
         print(f"done: {summary['steps']} steps in {summary['wall_clock_s']:.0f} s, "

@@ -209,8 +209,9 @@ def test_out_equal_to_data_is_refused(run, capsys):
 
 
 def test_zero_annotations_give_no_event_f1_and_a_warning(tmp_path, capsys):
-    from collect.writer import DatasetWriter
     import numpy as np
+
+    from collect.writer import DatasetWriter
 
     rng = np.random.default_rng(0)
     w = DatasetWriter(tmp_path / "ds", {"env": "quiet", "env_id": "quiet",
@@ -252,7 +253,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(run, tmp_path):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 2, stderr
     ckpt = C.latest_checkpoint(out)

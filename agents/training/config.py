@@ -233,6 +233,11 @@ class TrainConfig:
             raise TrainError("No dataset given; pass --data DIR (a directory written by collect/rollout.py).")
         if not self.out:
             raise TrainError("No run directory given; pass --out RUNDIR.")
+        out, data = Path(self.out).resolve(), Path(self.data).resolve()
+        if out == data or data in out.parents or (out / "meta" / "info.json").is_file():
+            raise TrainError(f"--out {self.out} is {'inside ' if out != data else ''}a dataset "
+                             f"directory{' (--data)' if data in (out, *out.parents) else ''}; the "
+                             "run's files would mix with its episodes: choose another --out.")
 
 
 _SECTIONS: dict[str, type] = {"loader": LoaderConfig, "optim": OptimConfig,
@@ -278,7 +283,10 @@ def config_from_dict(d: dict[str, Any], *, size: str | None = None,
     for name, cls in _SECTIONS.items():
         section = dict(d.get(name) or {})
         _check_keys(cls, section, name)
+        _check_types(cls, section, name)
         d[name] = cls(**section)
+    _check_types(TrainConfig, {k: v for k, v in d.items() if k != "model" and k not in _SECTIONS},
+                 "")
     return TrainConfig(**d)
 
 
@@ -353,3 +361,59 @@ def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
             near = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean {near[0]!r}?" if near else ""
             raise TrainError(f"Unknown option {key!r} in {where}; known: {', '.join(known)}.{hint}")
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a field's annotation (scalars, Literals, unions; other
+    annotations are left to the dataclass)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return True
+
+
+def _check_types(cls: type, d: dict[str, Any], where: str) -> None:
+    """A YAML value of the wrong type (``lr: fast``) is one error naming the field, the value
+    and the type wanted, not a TypeError from deep inside ``__post_init__``."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for key, value in d.items():
+        hint = hints.get(key)
+        if hint is not None and not _type_ok(value, hint):
+            name = f"{where}.{key}" if where else key
+            wanted = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise TrainError(f"Config value {name}: {value!r} is not a {wanted}; fix it in the "
+                             f"YAML file (e.g. {name}: {_example(hint)}).")
+
+
+def _example(hint: Any) -> str:
+    import typing
+
+    for h in (hint, *typing.get_args(hint)):
+        if h is float:
+            return "0.001"
+        if h is int:
+            return "4"
+        if h is bool:
+            return "true"
+        if typing.get_origin(h) is typing.Literal:
+            return str(typing.get_args(h)[0])
+    return "..."

@@ -38,8 +38,52 @@ class DistInfo:
         return self.world > 1
 
 
+def check_device(device: str) -> None:
+    """A device this torch build can use, else one clear error naming the fix.
+
+    Raises:
+        TrainError: an unknown device string, or CUDA/MPS asked of a build or machine without it.
+    """
+    from agents.training.config import TrainError
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise TrainError(f"--device {device!r} is not a torch device; pass cpu or cuda "
+                         "(cuda:N for one GPU).") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        why = ("this torch build has no CUDA support" if torch.version.cuda is None
+               else "no GPU is visible")
+        raise TrainError(f"--device {device} asked for a GPU but {why} (torch "
+                         f"{torch.__version__}); pass --device cpu, or install a CUDA build of "
+                         "torch on a machine with a GPU.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise TrainError(f"--device {device} asked for Apple's MPS, which this machine lacks; "
+                         "pass --device cpu.")
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (a torchrun rank whose launcher
+    was kill -9'd would otherwise train on, orphaned); a no-op elsewhere."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl: nobody would signal us
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def init_distributed(device: str = "cpu") -> DistInfo:
     """Join the process group when launched by torchrun/accelerate (``WORLD_SIZE`` > 1)."""
+    check_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -48,6 +92,7 @@ def init_distributed(device: str = "cpu") -> DistInfo:
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     if world > 1 and not dist.is_initialized():
+        die_with_parent()  # a rank never outlives its launcher
         dist.init_process_group("nccl" if cuda else "gloo")
     return DistInfo(rank=rank, world=world, local_rank=local, device=device)
 

@@ -138,10 +138,11 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
 def _open_run(cfg: TrainConfig, info: DistInfo) -> tuple[Path, Path | None, dict[str, Any]]:
     run = Path(cfg.out)
     if cfg.resume:
-        ckpt = C.latest_checkpoint(run)
+        ckpt = C.intact_checkpoint(run, resume=True)  # corrupt newer ones: warned about, left in place
         if ckpt is None:
-            raise TrainError(f"--resume was given but {run} holds no checkpoint; drop --resume "
-                             "to start a new run there.")
+            what = "only corrupt checkpoints" if C.list_checkpoints(run) else "no checkpoint"
+            raise TrainError(f"--resume was given but {run} holds {what}; drop --resume "
+                             "and choose another --out to start a new run.")
         meta = C.read_meta(ckpt)
         check_resume_config(cfg, meta.get("config", {}), ckpt)
         return run, ckpt, meta
@@ -174,6 +175,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                           label_seed=cfg.label_seed, columns=obs_cols, tokenizer=tok,
                           labelled_only=cfg.model.loss.w_byog == 0)
         identity = dataset_identity(data.dataset, data.tokenizer)
+        C.warn_unannotated(data.dataset, data.labelled_ids, data.val_ids)
         if ckpt is not None:
             fresh = data.tokenizer if cfg.loader.tokenizer_path else \
                 build_tokenizer(data.dataset, data.labelled_ids, cfg.loader)
@@ -186,18 +188,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         obs = prepare_obs_encoder(cfg, data, ckpt, run, info)
         agent = BYOGAgent(cfg.model, data.tokenizer, obs_encoder=obs)
         if ckpt is not None:
-            from safetensors.torch import load_model
-
-            load_model(agent, str(ckpt / C.AGENT / "model.safetensors"), strict=False)
+            C.load_weights(agent, ckpt)  # strict: every tensor, same names, same shapes
         agent.to(info.device)
         broadcast_module(agent, info)
-        return _loop(cfg, info, run, agent, data, obs, identity, ckpt, meta)
+        with C.InterruptGuard() as guard:  # Ctrl-C: stop at a step boundary, save, exit 130
+            return _loop(cfg, info, run, agent, data, obs, identity, ckpt, meta, guard)
     finally:
         shutdown(info)
 
 
 def _loop(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBundle, obs: Any,
-          identity: dict[str, Any], ckpt: Path | None, meta: dict[str, Any]) -> dict[str, Any]:
+          identity: dict[str, Any], ckpt: Path | None, meta: dict[str, Any],
+          guard: C.InterruptGuard) -> dict[str, Any]:
     params = [p for p in agent.parameters() if p.requires_grad]
     opt = make_optimizer(agent, cfg)
     sched = make_scheduler(opt, cfg)
@@ -256,7 +258,8 @@ def _loop(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBun
     waited = busy = 0.0
     start_step = step
     last_ckpt: Path | None = None
-    while step < cfg.steps:
+    stopping = False
+    while step < cfg.steps and not stopping:
         sampler.set_position(step // per_epoch, (step % per_epoch) * loader.batch_size)
         t0 = time.perf_counter()
         for raw in loader:
@@ -278,10 +281,13 @@ def _loop(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBun
                 evaluate(step)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps:
                 last_ckpt = save(step)
-            if step >= cfg.steps:
+            stopping = guard.stop(info)
+            if step >= cfg.steps or stopping:
                 break
             t0 = time.perf_counter()
     bar.close()
+    if stopping:
+        raise C.TrainInterrupted(step, save(step), cfg.out)
     train_time = time.perf_counter() - t_start
     last_ckpt = save(step)
     final = evaluate(step, final=True)
