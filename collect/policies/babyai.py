@@ -112,3 +112,8 @@ class BabyAIBotPolicy(Policy):
             return []
         base = self.env.unwrapped
         return [describe_subgoal(sg, base) for sg in reversed(self.bot.stack)]
+
+
+def make(arg: str | None, env: Any, seed: int | None) -> BabyAIBotPolicy:
+    """Registry factory of `babyai-bot` (deterministic: the seed is unused)."""
+    return BabyAIBotPolicy(env)

@@ -7,9 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-
-class PolicyError(ValueError):
-    """A policy could not be built or cannot act on the given environment (message says the fix)."""
+from collect.errors import PolicyError  # noqa: F401  (re-exported: policies raise it)
 
 
 class Policy:
@@ -68,3 +66,8 @@ class RandomPolicy(Policy):
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> Any:
         return self.action_space.sample()
+
+
+def make_random(arg: str | None, env: gym.Env, seed: int | None) -> RandomPolicy:
+    """Registry factory of `random`."""
+    return RandomPolicy(env.action_space, seed=seed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,24 @@ def _place_cost(name: str) -> dict[str, int]:
 
 def _make_cost(name: str) -> dict[str, int]:
     return dict(_C.make[name]["uses"])
+
+
+_NEXT = object()
+"""A `_progress` stage's answer "nothing to decide here, ask the next stage"."""
+
+
+@dataclass
+class _Progress:
+    """What the tech-tree stages of `_progress` share for one step."""
+
+    inv: dict[str, int]
+    ach: dict[str, int]
+    table_near: bool
+    furnace_near: bool
+    known_table: tuple[int, int] | None
+
+    def can(self, cost: dict[str, int]) -> bool:
+        return all(self.inv.get(k, 0) >= v for k, v in cost.items())
 
 
 class CrafterScriptedPolicy(Policy):
@@ -194,26 +213,38 @@ class CrafterScriptedPolicy(Policy):
 
     # ------------------------------------------------------------------ achievement tree
     def _progress(self) -> int | None:
-        inv, ach = self._inv, self._ach
-        table_near = self._near_material(MAT["table"], 1)
-        furnace_near = self._near_material(MAT["furnace"], 1)
-        known_table = self._nearest_cell({MAT["table"]}, radius=10)
+        """Works up the tech tree: the first stage that decides returns its action (``None``:
+        nothing to do, explore); a stage returns ``_NEXT`` to hand over to the next one."""
+        ctx = _Progress(
+            inv=self._inv, ach=self._ach,
+            table_near=self._near_material(MAT["table"], 1),
+            furnace_near=self._near_material(MAT["furnace"], 1),
+            known_table=self._nearest_cell({MAT["table"]}, radius=10),
+        )
+        for stage in (self._craft_at_station, self._eat_ripe_plant, self._wood_and_table,
+                      self._stone_and_furnace, self._coal_and_sapling, self._iron_and_diamond,
+                      self._stock_up):
+            act = stage(ctx)
+            if act is not _NEXT:
+                return act
+        return None
 
-        def can(cost: dict[str, int]) -> bool:
-            return all(inv.get(k, 0) >= v for k, v in cost.items())
-
-        # Crafting when standing at the right station.
-        if table_near:
-            for tool in ("wood_pickaxe", "wood_sword", "stone_pickaxe", "stone_sword"):
-                if inv[tool] == 0 and can(_make_cost(tool)):
-                    self._goal = f"make a {tool.replace('_', ' ')}"
+    def _craft_at_station(self, ctx: _Progress) -> Any:
+        inv = ctx.inv
+        if not ctx.table_near:
+            return _NEXT
+        for tool in ("wood_pickaxe", "wood_sword", "stone_pickaxe", "stone_sword"):
+            if inv[tool] == 0 and ctx.can(_make_cost(tool)):
+                self._goal = f"make a {tool.replace('_', ' ')}"
+                return A[f"make_{tool}"]
+        if ctx.furnace_near:
+            for tool in ("iron_pickaxe", "iron_sword"):
+                if inv[tool] == 0 and ctx.can(_make_cost(tool)):
+                    self._goal = f"make an {tool.replace('_', ' ')}"
                     return A[f"make_{tool}"]
-            if furnace_near:
-                for tool in ("iron_pickaxe", "iron_sword"):
-                    if inv[tool] == 0 and can(_make_cost(tool)):
-                        self._goal = f"make an {tool.replace('_', ' ')}"
-                        return A[f"make_{tool}"]
-        # Eat a planted sapling once it is ripe.
+        return _NEXT
+
+    def _eat_ripe_plant(self, ctx: _Progress) -> Any:
         ripe = [p for p, t in self._plants.items() if self._step - t > 320]
         for p in ripe:
             if self._sem[p] != OBJ["plant"]:
@@ -224,6 +255,10 @@ class CrafterScriptedPolicy(Policy):
             act = self._interact_with({OBJ["plant"]}, A["do"], only=set(ripe))
             if act is not None:
                 return act
+        return _NEXT
+
+    def _wood_and_table(self, ctx: _Progress) -> Any:
+        inv, known_table = ctx.inv, ctx.known_table
         want_wood = 0
         if known_table is None:
             want_wood += _place_cost("table")["wood"]
@@ -235,17 +270,21 @@ class CrafterScriptedPolicy(Policy):
         if inv["wood"] < min(want_wood, MAX_ITEM):
             self._goal = "collect wood"
             return self._interact_with({MAT["tree"]}, A["do"])
-        if known_table is None and can(_place_cost("table")):
+        if known_table is None and ctx.can(_place_cost("table")):
             self._goal = "place a table"
             return self._place("table")
         needs_table = (inv["wood_pickaxe"] == 0 or inv["wood_sword"] == 0) or (
             inv["stone"] >= 1 and (inv["stone_pickaxe"] == 0 or inv["stone_sword"] == 0)
         )
-        if needs_table and known_table is not None and not table_near:
+        if needs_table and known_table is not None and not ctx.table_near:
             self._goal = "go to the table"
             return self._step_towards(self._near_mask(MAT["table"]))
         if inv["wood_pickaxe"] == 0:
             return None
+        return _NEXT
+
+    def _stone_and_furnace(self, ctx: _Progress) -> Any:
+        inv, ach = ctx.inv, ctx.ach
         want_stone = sum(
             _make_cost(t).get("stone", 0) for t in ("stone_pickaxe", "stone_sword") if inv[t] == 0
         )
@@ -261,16 +300,20 @@ class CrafterScriptedPolicy(Policy):
         if not ach.get("place_stone") and inv["stone"] > 0:
             self._goal = "place a stone"
             return self._place("stone")
-        if not ach.get("place_furnace") and can(_place_cost("furnace")):
-            if table_near:
+        if not ach.get("place_furnace") and ctx.can(_place_cost("furnace")):
+            if ctx.table_near:
                 self._goal = "place a furnace"
                 return self._place("furnace")
-            if known_table is not None:
+            if ctx.known_table is not None:
                 self._goal = "go to the table"
                 return self._step_towards(self._near_mask(MAT["table"]))
             self._goal = "place a table"
-            if can(_place_cost("table")):
+            if ctx.can(_place_cost("table")):
                 return self._place("table")
+        return _NEXT
+
+    def _coal_and_sapling(self, ctx: _Progress) -> Any:
+        inv, ach = ctx.inv, ctx.ach
         if inv["coal"] < 2:
             self._goal = "collect coal"
             act = self._interact_with({MAT["coal"]}, A["do"], radius=16)
@@ -287,6 +330,10 @@ class CrafterScriptedPolicy(Policy):
                 self._goal = "plant a sapling"
                 self._plants[ahead] = self._step
                 return A["place_plant"]
+        return _NEXT
+
+    def _iron_and_diamond(self, ctx: _Progress) -> Any:
+        inv, known_table = ctx.inv, ctx.known_table
         if inv["stone_pickaxe"] > 0 and inv["iron"] < 2:
             self._goal = "collect iron"
             act = self._interact_with({MAT["iron"]}, A["do"], radius=20)
@@ -308,17 +355,17 @@ class CrafterScriptedPolicy(Policy):
             elif inv["stone"] >= _place_cost("furnace")["stone"] and known_table is not None:
                 self._goal = "go to the table"
                 return self._step_towards(self._near_mask(MAT["table"]))
-        if inv["wood"] < 5:
-            self._goal = "collect wood"
-            act = self._interact_with({MAT["tree"]}, A["do"], radius=8)
-            if act is not None:
-                return act
-        if inv["stone"] < 5:
-            self._goal = "mine stone"
-            act = self._interact_with({MAT["stone"]}, A["do"], radius=8)
-            if act is not None:
-                return act
-        if inv["food"] < MAX_ITEM - 2:
+        return _NEXT
+
+    def _stock_up(self, ctx: _Progress) -> Any:
+        for item, targets, goal in (("wood", {MAT["tree"]}, "collect wood"),
+                                    ("stone", {MAT["stone"]}, "mine stone")):
+            if ctx.inv[item] < 5:
+                self._goal = goal
+                act = self._interact_with(targets, A["do"], radius=8)
+                if act is not None:
+                    return act
+        if ctx.inv["food"] < MAX_ITEM - 2:
             self._goal = "hunt a cow"
             act = self._interact_with({OBJ["cow"]}, A["do"], radius=8)
             if act is not None:
@@ -490,3 +537,8 @@ class CrafterScriptedPolicy(Policy):
 
 
 _OBJ_IDS = set(OBJ.values())
+
+
+def make(arg: str | None, env: Any, seed: int | None) -> CrafterScriptedPolicy:
+    """Registry factory of `crafter-scripted`."""
+    return CrafterScriptedPolicy(env, seed=seed)

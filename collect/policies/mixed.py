@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -81,3 +82,10 @@ class MixedPolicy(Policy):
 
     def intent(self) -> list[str]:
         return self.inner.intent()
+
+
+def make(arg: str | None, env: gym.Env, seed: int | None, make_inner: Callable[..., Policy]) -> MixedPolicy:
+    """Registry factory of `mixed:<policy>:<eps>` (``arg`` is ``<policy>:<eps>``; ``make_inner``
+    is ``make_policy``, passed in because this policy wraps another)."""
+    inner_name, eps = parse_mixed(f"mixed:{arg}")
+    return MixedPolicy(make_inner(inner_name, env, seed=seed), env.action_space, eps=eps, seed=seed)

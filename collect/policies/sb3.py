@@ -96,3 +96,8 @@ def _spaces_match(a: gym.Space, b: gym.Space) -> bool:
     if isinstance(a, gym.spaces.Box) and isinstance(b, gym.spaces.Box):
         return a.shape == b.shape and a.dtype == b.dtype
     return a == b
+
+
+def make(arg: str | None, env: gym.Env, seed: int | None) -> SB3Policy:
+    """Registry factory of `sb3:<path.zip>`."""
+    return SB3Policy(str(arg), env)
