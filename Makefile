@@ -34,7 +34,7 @@ DEMO_TRAIN ?= --size tiny --preset byog --steps 900 --loader.window 8 --loader.b
 demo: install
 	rm -rf $(DEMO_OUT)
 	$(PY) collect/rollout.py $(DEMO_COLLECT) --out $(DEMO_OUT)/data
-	$(PY) -m collect.inspect $(DEMO_OUT)/data --out $(DEMO_OUT)/inspect
+	$(PY) -m collect.inspect_dataset $(DEMO_OUT)/data --out $(DEMO_OUT)/inspect
 	$(PY) -m agents.train --data $(DEMO_OUT)/data --out $(DEMO_OUT)/run $(DEMO_TRAIN)
 	$(PY) -m agents.narrate --env crafter --checkpoint $(DEMO_OUT)/run --policy crafter-scripted \
 		--steps 300 --greedy --out $(DEMO_OUT)/narration

@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 import tyro
 from tqdm.auto import tqdm
@@ -95,22 +94,6 @@ def embed_frames(embedder: FrameEmbedder, frames: np.ndarray, *, batch_size: int
         if on_batch is not None:
             on_batch(len(chunk))
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, embedder.dim), np.float32)
-
-
-def table_frames(table: pa.Table, frame_shape: list[int]) -> np.ndarray:
-    """An episode table's ``frame`` column as uint8 [L, H, W, 3] (no per-row copies)."""
-    from collect.writer import DatasetError
-
-    col = table.column("frame").combine_chunks()
-    n, size = len(col), int(np.prod(frame_shape))
-    offsets = np.frombuffer(col.buffers()[1], np.int32)[col.offset: col.offset + n + 1]
-    if not np.array_equal(np.diff(offsets), np.full(n, size)):
-        raise DatasetError(
-            f"Frame sizes do not match the dataset's frame_shape {frame_shape}; the episode file "
-            "is inconsistent with meta/info.json (re-collect it)."
-        )
-    data = np.frombuffer(col.buffers()[2], np.uint8)[offsets[0]: offsets[0] + n * size]
-    return data.reshape(n, *frame_shape)
 
 
 def read_info(path: Path) -> dict[str, Any]:
@@ -196,8 +179,8 @@ def embed_dataset(path: str | Path, spec: str | FrameEmbedder, *, batch_size: in
     bar = tqdm(total=summary["frames_written"], desc=f"embed {column}", unit="frame",
                disable=not progress)
 
-    def values(episode_index: int, table: pa.Table) -> np.ndarray:
-        frames = table_frames(table, frame_shape)
+    def values(episode_index: int, rows: Any) -> np.ndarray:
+        frames = rows.frames  # collect.format.EpisodeTable: uint8 [L, H, W, 3]
         return embed_frames(embedder, frames, batch_size=batch_size, on_batch=bar.update)
 
     try:

@@ -28,18 +28,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collect.writer import (  # noqa: F401  (re-exported: the dataset API lives here)
+from collect.errors import DatasetError
+from collect.format import (  # noqa: F401  (re-exported: the dataset API lives here)
     CHUNK_SIZE,
     FORMAT_VERSION,
-    DatasetError,
-    DatasetWriter,
+    _decode,
     action_layout,
-    add_column,
     episode_relpath,
     flatten_action,
     space_to_json,
     unflatten_action,
 )
+from collect.writer import DatasetWriter, add_column  # noqa: F401  (re-exported)
 
 _ROW_COLUMNS = ("frame", "action", "reward", "terminated", "truncated", "annotations")
 
@@ -159,6 +159,25 @@ class Dataset:
         except (OSError, pa.ArrowException) as e:
             raise DatasetError(f"Episode file {f} is corrupt ({e}); delete it and re-collect with `--resume`.") from None
 
+    def read_column(self, position: int, name: str) -> list[Any] | np.ndarray:
+        """One column of the episode at ``position``, reading nothing else (no frames).
+
+        Returns:
+            A list per row for list columns (``annotations``, ``intent``), frames as
+            ``uint8 [L, H, W, 3]``, vector columns as ``[L, D]``, scalars as ``[L]`` arrays.
+
+        Raises:
+            DatasetError: naming the file, for a missing column or an unreadable file.
+        """
+        pf = self._parquet(position)
+        f = self.file(position)
+        if name not in pf.schema_arrow.names:
+            raise DatasetError(f"Episode file {f} has no column {name!r}; available: {pf.schema_arrow.names}.")
+        try:
+            return _decode(pf.read(columns=[name], use_threads=False), self.frame_shape, f)[name]
+        except (OSError, pa.ArrowException) as e:
+            raise DatasetError(f"Episode file {f} is corrupt ({e}); delete it and re-collect with `--resume`.") from None
+
     def episode(self, position: int) -> Episode:
         """Decodes the whole episode at ``position`` (0 … ``num_episodes - 1``)."""
         if not 0 <= position < self.num_episodes:
@@ -222,35 +241,6 @@ def _read_episode_index(path: Path) -> list[dict[str, Any]]:
         full = json.loads(r.pop("record")) if r.get("record") else {}
         out.append({**full, **r})
     return out
-
-
-def _decode(table: pa.Table, frame_shape: tuple[int, ...], f: Path) -> dict[str, Any]:
-    """Turns an Arrow table of episode rows into numpy arrays (frames zero-copy where possible)."""
-    out: dict[str, Any] = {}
-    n = table.num_rows
-    for name in table.column_names:
-        col = table.column(name).combine_chunks()
-        if name == "frame":
-            out[name] = _frames(col, n, frame_shape, f)
-        elif name in ("annotations", "intent"):
-            out[name] = col.to_pylist()
-        elif isinstance(col.type, pa.FixedSizeListType):
-            flat = col.flatten().to_numpy(zero_copy_only=False)
-            out[name] = flat.reshape(n, col.type.list_size)
-        else:
-            out[name] = col.to_numpy(zero_copy_only=False)
-    return out
-
-
-def _frames(col: pa.Array, n: int, shape: tuple[int, ...], f: Path) -> np.ndarray:
-    size = int(np.prod(shape))
-    offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
-    lengths = np.diff(offsets)
-    if n and (lengths != size).any():
-        bad = int(np.argmax(lengths != size))
-        raise DatasetError(f"Episode file {f}: frame at row {bad} has {lengths[bad]} bytes but meta/info.json frame_shape {list(shape)} needs {size}; the file does not match this dataset.")
-    data = np.frombuffer(col.buffers()[2], np.uint8, n * size, int(offsets[0]))
-    return data.reshape(n, *shape)
 
 
 # =========================================================================== windows

@@ -21,12 +21,9 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from collect.dataset import DatasetError, open_dataset
+from collect.dataset import open_dataset
+from collect.errors import ExportError, UsageError
 from collect.importers.common import ImporterError, require_minari, run_subcommand_cli
-
-
-class ExportError(Exception):
-    """The export cannot be done as asked; the message says why and what to do."""
 
 
 def _action_space(info: dict[str, Any]) -> gym.Space:
@@ -178,7 +175,7 @@ class Mp4Export:
 
     def __post_init__(self) -> None:
         if self.scale < 1:
-            raise ExportError(f"--scale must be a positive integer, got {self.scale}.")
+            raise UsageError(f"--scale must be a positive integer, got {self.scale}.")
 
 
 def run(cfg: MinariExport | Mp4Export) -> None:
@@ -191,11 +188,9 @@ def run(cfg: MinariExport | Mp4Export) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point; errors are printed as one message without a traceback."""
+    """Command-line entry point; exit codes follow :mod:`collect.errors`."""
     return run_subcommand_cli(
-        {"minari": MinariExport, "mp4": Mp4Export}, run, argv, __doc__.split("\n")[0],
-        (ExportError, DatasetError),
-    )
+        {"minari": MinariExport, "mp4": Mp4Export}, run, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

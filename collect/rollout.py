@@ -1,439 +1,39 @@
 """Collect an annotated dataset: ``python collect/rollout.py --env crafter --policy random --episodes 20 --out data/crafter``.
 
 Runs a policy in ``byog_env`` environments and writes every finished episode to a Parquet dataset
-(format: :mod:`collect.writer`). Scaling: ``--num-envs K`` runs K worker processes, each running
+(format: :mod:`collect.format`). Scaling: ``--num-envs K`` runs K worker processes, each running
 whole episodes with its own env, annotator, policy and writer (``--vector-mode process``, the
 default), or steps K environments in a gymnasium vector env (``--vector-mode async``: one process
 each, annotation there, policies here; ``sync``: all in this process); ``--workers N`` /
-``--ray-address A`` spreads episodes over Ray actors (:mod:`collect.distributed`).
+``--ray-address A`` spreads episodes over Ray actors.
 
-Determinism: episode ``i`` is always reset with ``episode_seed(seed, i)`` and its policy reseeded
-with the same seed, whichever env, process or actor runs it, so ``--resume`` and Ray runs record
-the same episodes. The vector env runs in gymnasium's default *NextStep* autoreset mode: the step
-after an episode ends is that env's reset step (its action is ignored); it starts the next
-episode's buffer and is never recorded as a transition of the old one.
+This module is the entry point (also ``byog-collect``): the settings live in
+:mod:`collect.config`, the engine (envs, episodes, the ``Collector``) in :mod:`collect.engine`,
+where episodes run in :mod:`collect.backends`, and the statistics in :mod:`collect.stats`.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-
-if __package__ in (None, ""):
-    # Run as `python collect/rollout.py`: sys.path[0] is collect/, whose inspect.py would shadow
-    # the standard library's; put the repository root there instead.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import gymnasium as gym
-import numpy as np
-
-from collect.writer import DatasetError, DatasetWriter, flatten_action, space_to_json
-
-LIVE_ENV_POLICIES = ("babyai-bot",)
-"""Policies that read the live env object (``env.unwrapped``) and so cannot act on an async sub-env."""
-
-
-class CollectError(Exception):
-    """Bad collector settings or environment; the message says what to change."""
+from collect.backends import backend_name, run_backend
+from collect.config import CollectConfig, episode_seed  # noqa: F401  (re-exported)
+from collect.engine import (  # noqa: F401  (re-exported for old imports)
+    Collector,
+    EpisodeSource,
+    dataset_info,
+    make_env,
+)
+from collect.errors import CollectError, parse_cli, run_cli  # noqa: F401  (re-exported)
+from collect.stats import event_kind, format_summary, summarize  # noqa: F401  (re-exported)
+from collect.writer import DatasetWriter
 
 
-@dataclass
-class CollectConfig:
-    """Settings of one collection run (saved in ``meta/info.json["collect_config"]``)."""
-
-    env: str
-    """Environment name for ``byog_env.make`` (e.g. ``crafter``, ``babyai-gotolocal``), or a
-    gymnasium ``module:EnvId`` of an env that already annotates itself."""
-    out: Path
-    """Dataset directory to write."""
-    policy: str = "random"
-    """Policy name for ``collect.policies.make_policy`` (``random``, ``crafter-scripted``, ...)."""
-    episodes: int | None = None
-    """Number of episodes to collect (give this or ``--steps``)."""
-    steps: int | None = None
-    """Collect until this many environment steps are recorded (running episodes are finished)."""
-    max_episode_steps: int | None = None
-    """Truncate episodes after this many steps (``None``: the environment's default)."""
-    seed: int = 0
-    """Base seed; episode i is reset with ``episode_seed(seed, i)``."""
-    num_envs: int = 1
-    """Environments run in parallel (worker processes or a vector env: see ``--vector-mode``)."""
-    vector_mode: Literal["sync", "async", "process"] = "process"
-    """How ``--num-envs K > 1`` envs run. ``process`` (default): K independent worker processes,
-    each running whole episodes (env, annotator, policy, writer) pulled from a shared queue, no
-    lock-step; on 2 cores it is the fastest mode for Crafter (``benchmarks/bench_collect.py``)
-    and records the same episodes as the others. ``async``: a gymnasium AsyncVectorEnv, one
-    subprocess per env stepped in lock-step, waiting for its slowest env every step (policies
-    needing the live env fall back to ``sync``); ``sync``: the K envs in this process. Inside
-    one Ray actor with K > 1, ``process`` means ``async``."""
-    resume: bool = False
-    """Continue an interrupted collection in ``--out`` without losing or duplicating episodes."""
-    video: bool = False
-    """Also write ``videos/episode_XXXXXX.mp4`` previews with annotations as subtitles."""
-    video_scale: int = 4
-    """Upscaling factor of the preview videos."""
-    workers: int = 0
-    """Start a local Ray with this many actors (0: no Ray)."""
-    ray_address: str | None = None
-    """Connect to a Ray cluster (``auto`` or ``HOST:PORT``) and use one actor per CPU."""
-    progress: bool = True
-    """Show a progress bar."""
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        if (self.episodes is None) == (self.steps is None):
-            raise CollectError("Give exactly one of --episodes N or --steps N.")
-        if self.episodes is not None and self.episodes < 1:
-            raise CollectError(f"--episodes must be >= 1, got {self.episodes}.")
-        if self.steps is not None and self.steps < 1:
-            raise CollectError(f"--steps must be >= 1, got {self.steps}.")
-        if self.max_episode_steps is not None and self.max_episode_steps < 1:
-            raise CollectError(f"--max-episode-steps must be >= 1, got {self.max_episode_steps}.")
-        if self.num_envs < 1:
-            raise CollectError(f"--num-envs must be >= 1, got {self.num_envs}.")
-        if self.workers < 0:
-            raise CollectError(f"--workers must be >= 0, got {self.workers}.")
-        if self.workers and self.ray_address:
-            raise CollectError("Give --workers N (local Ray) or --ray-address A (existing cluster), not both.")
-        if self.video_scale < 1:
-            raise CollectError(f"--video-scale must be >= 1, got {self.video_scale}.")
-
-    @property
-    def needs_live_env(self) -> bool:
-        """Whether the policy must see the live env object (sync vector env or in-process)."""
-        return any(p in self.policy for p in LIVE_ENV_POLICIES)
-
-
-def episode_seed(seed: int, index: int) -> int:
-    """The reset seed of episode ``index`` (independent of which worker runs it)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def make_env(cfg: CollectConfig) -> gym.Env:
-    """Builds one annotated environment for ``cfg`` (annotation happens inside it).
-
-    Names go through ``byog_env.make``: a ``module:name`` name imports ``module`` first (a
-    plugin env family registers itself there, so worker processes find it too); a gymnasium
-    ``module:EnvId`` of no family is made as is, for envs that annotate themselves.
-    """
-    import byog_env
-
-    return byog_env.make(cfg.env, max_episode_steps=cfg.max_episode_steps)
-
-
-class EpisodeSeeder(gym.Wrapper):
-    """Outermost wrapper of each sub-env: an unseeded (auto)reset uses the pending assignment.
-
-    The collector sets ``pending_episode = (index, seed)`` through ``VectorEnv.set_attr`` before
-    the reset happens; the reset info then carries ``episode_index`` (``-1`` when unassigned).
-    """
-
-    pending_episode: tuple[int, int] | None = None
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
-        index = -1
-        if seed is None and self.pending_episode is not None:
-            index, seed = self.pending_episode
-        self.pending_episode = None
-        obs, info = self.env.reset(seed=seed, options=options)
-        return obs, {**info, "episode_index": index}
-
-
-class EpisodeSource:
-    """Hands out episode indices: the missing ones of ``--episodes N``, or new ones until the
-    ``--steps`` budget (recorded plus running steps) is reached."""
-
-    def __init__(self, cfg: CollectConfig, completed: dict[int, dict[str, Any]]) -> None:
-        self.cfg = cfg
-        self.done_steps = sum(int(r["num_steps"]) for r in completed.values())
-        self.taken = set(completed)
-        self.next_free = 0
-
-    def next(self, running_steps: int = 0) -> int | None:
-        """The next episode index to run, or ``None`` when the target is met."""
-        if self.cfg.steps is not None and self.done_steps + running_steps >= self.cfg.steps:
-            return None
-        while self.next_free in self.taken:
-            self.next_free += 1
-        if self.cfg.episodes is not None and self.next_free >= self.cfg.episodes:
-            return None
-        self.taken.add(self.next_free)
-        return self.next_free
-
-    def finished(self, record: dict[str, Any]) -> None:
-        """Counts a written episode's steps toward the budget."""
-        self.done_steps += int(record["num_steps"])
-
-
-def unbatch_info(infos: dict[str, Any], j: int) -> dict[str, Any]:
-    """Sub-env ``j``'s info from a vector env's batched info dict (keys masked by ``_key``)."""
-    out = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        mask = infos.get("_" + key)
-        if mask is not None and not mask[j]:
-            continue
-        out[key] = unbatch_info(value, j) if isinstance(value, dict) else value[j]
-    return out
-
-
-class SingleEnv:
-    """One env behind the subset of the vector-env API the collector uses, without batching.
-
-    Same NextStep autoreset semantics as gymnasium's vector envs (the call after a done resets
-    and ignores its action), but observations and infos stay per-env lists, which spares the
-    one-env collector gymnasium's info batching and unbatching.
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        self.envs = [env]
-        self.num_envs = 1
-        self.single_action_space = env.action_space
-        self._needs_reset = False
-
-    def set_attr(self, name: str, values: list[Any]) -> None:
-        self.envs[0].set_wrapper_attr(name, values[0])
-
-    def reset(self) -> tuple[list[Any], list[dict[str, Any]]]:
-        obs, info = self.envs[0].reset()
-        self._needs_reset = False
-        return [obs], [info]
-
-    def step(self, actions: list[Any]) -> tuple[list[Any], list[float], list[bool], list[bool], list[dict]]:
-        if self._needs_reset:
-            obs, info = self.reset()
-            return obs, [0.0], [False], [False], info
-        obs, reward, term, trunc, info = self.envs[0].step(actions[0])
-        self._needs_reset = bool(term or trunc)
-        return [obs], [reward], [term], [trunc], [info]
-
-    def close(self) -> None:
-        self.envs[0].close()
-
-
-class EpisodeBuffer:
-    """Rows of one running episode (``L`` frames, ``L - 1`` actions)."""
-
-    def __init__(self, index: int, seed: int, obs: np.ndarray, info: dict[str, Any]) -> None:
-        self.index, self.seed = index, seed
-        self.frames = [np.ascontiguousarray(obs).tobytes()]
-        self.actions: list[Any] = []
-        self.rewards, self.terminated, self.truncated = [0.0], [False], [False]
-        self.annotations = [list(info.get("annotations", []))]
-        self.intent: list[list[str]] = []
-        self.last_info = info
-
-    def add(self, action: Any, obs: np.ndarray, reward: float, term: bool, trunc: bool,
-            info: dict[str, Any]) -> None:
-        self.actions.append(action)
-        self.frames.append(np.ascontiguousarray(obs).tobytes())
-        self.rewards.append(float(reward))
-        self.terminated.append(bool(term))
-        self.truncated.append(bool(trunc))
-        self.annotations.append(list(info.get("annotations", [])))
-        self.last_info = info
-
-    @property
-    def steps(self) -> int:
-        return len(self.actions)
-
-
-class Collector:
-    """Runs episodes in (vector) envs and writes them; one instance per process or Ray actor.
-
-    Args:
-        cfg: The run's settings.
-        writer: Where finished episodes go.
-        on_episode: Called with each written episode's record.
-    """
-
-    def __init__(self, cfg: CollectConfig, writer: DatasetWriter,
-                 on_episode: Callable[[dict[str, Any]], None] = lambda r: None) -> None:
-        from collect.policies import Policy, make_policy
-
-        self.cfg, self.writer, self.on_episode = cfg, writer, on_episode
-        n = cfg.num_envs
-        # `process` spawns workers in `collect`; a Collector itself (e.g. in a Ray actor) steps
-        # its envs in a vector env, and the nearest one is async.
-        mode = {"process": "async"}.get(cfg.vector_mode, cfg.vector_mode) if n > 1 else "sync"
-        if mode == "async" and cfg.needs_live_env:
-            print(f"note: policy {cfg.policy!r} reads the live env, so the {n} envs run in-process "
-                  "(--vector-mode sync); use --vector-mode process or --workers N for parallelism.", file=sys.stderr)
-            mode = "sync"
-        thunks = [lambda: EpisodeSeeder(make_env(cfg)) for _ in range(n)]
-        if n == 1:
-            self.vec: Any = SingleEnv(thunks[0]())
-        else:
-            vec_cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
-            self.vec = vec_cls(thunks, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
-        self.mode = mode
-        # Policies act in this process: on the real sub-envs (sync) or on a local, never-stepped
-        # template env with the same spaces (async).
-        self.template = None if mode == "sync" else make_env(cfg)
-        envs = self.vec.envs if mode == "sync" else [self.template] * n
-        self.policies = [make_policy(cfg.policy, env, seed=None) for env in envs]
-        self.record_intent = type(self.policies[0]).intent is not Policy.intent
-        space = self.vec.single_action_space
-        import byog_env
-
-        self.family = byog_env.family(cfg.env)
-        self.layout = None if isinstance(space, gym.spaces.Discrete) else space_to_json(space)["layout"]
-        self.idle_action = space.sample()
-
-    def close(self) -> None:
-        """Closes the envs."""
-        self.vec.close()
-        if self.template is not None:
-            self.template.close()
-
-    def run(self, next_index: Callable[[int], int | None], finished: Callable[[dict], None] = lambda r: None) -> None:
-        """Runs until ``next_index(running_steps)`` returns ``None`` and all episodes are written."""
-        n, seed = self.cfg.num_envs, self.cfg.seed
-        assigned: list[tuple[int, int] | None] = [None] * n
-        for j in range(n):
-            idx = next_index(0)
-            assigned[j] = None if idx is None else (idx, episode_seed(seed, idx))
-        if all(a is None for a in assigned):
-            return
-        self.vec.set_attr("pending_episode", list(assigned))
-        obs, infos = self._infos(*self.vec.reset())
-        buffers: list[EpisodeBuffer | None] = [None] * n
-        resetting = [False] * n
-        for j in range(n):
-            buffers[j] = self._start(j, assigned[j], obs[j], infos[j])
-        actions: list[Any] = [None] * n
-        while any(b is not None for b in buffers) or any(resetting):
-            for j in range(n):
-                b = buffers[j]
-                if b is None:
-                    actions[j] = self.idle_action
-                    continue
-                actions[j] = self.policies[j].act(obs[j], b.last_info)
-                if self.record_intent:
-                    b.intent.append(list(self.policies[j].intent()))
-            obs, rewards, terms, truncs, infos = self.vec.step(self._batch(actions))
-            infos = self._infos(obs, infos)[1]
-            new_pending: list[tuple[int, int] | None] = [None] * n
-            any_pending = False
-            for j in range(n):
-                info = infos[j]
-                if resetting[j]:  # NextStep autoreset: this row is env j's new episode's reset
-                    resetting[j] = False
-                    buffers[j] = self._start(j, assigned[j], obs[j], info)
-                    continue
-                b = buffers[j]
-                if b is None:
-                    continue
-                b.add(actions[j], obs[j], rewards[j], terms[j], truncs[j], info)
-                if terms[j] or truncs[j]:
-                    finished(self._write(b))
-                    buffers[j] = None
-                    running = sum(x.steps for x in buffers if x is not None)
-                    idx = next_index(running)
-                    assigned[j] = None if idx is None else (idx, episode_seed(seed, idx))
-                    new_pending[j] = assigned[j]
-                    any_pending |= idx is not None
-                    resetting[j] = idx is not None
-            if any_pending:
-                self.vec.set_attr("pending_episode", new_pending)
-
-    def _infos(self, obs: Any, infos: Any) -> tuple[Any, list[dict[str, Any]]]:
-        if isinstance(infos, list):  # SingleEnv
-            return obs, infos
-        return obs, [unbatch_info(infos, j) for j in range(self.cfg.num_envs)]
-
-    def _batch(self, actions: list[Any]) -> Any:
-        if isinstance(self.vec, SingleEnv):
-            return actions
-        if self.layout is None:
-            return np.asarray(actions, np.int64)
-        return gym.vector.utils.concatenate(
-            self.vec.single_action_space, actions,
-            gym.vector.utils.create_empty_array(self.vec.single_action_space, len(actions)))
-
-    def _start(self, j: int, assignment: tuple[int, int] | None, obs: np.ndarray,
-               info: dict[str, Any]) -> EpisodeBuffer | None:
-        if assignment is None:
-            return None
-        index, ep_seed = assignment
-        got = int(info.get("episode_index", index))
-        if got != index:
-            raise CollectError(f"Internal error: env {j} reset for episode {got}, expected {index}.")
-        policy = self.policies[j]
-        policy.seed(ep_seed)
-        policy.reset(obs, info)
-        return EpisodeBuffer(index, ep_seed, obs, info)
-
-    def _write(self, b: EpisodeBuffer) -> dict[str, Any]:
-        info = b.last_info
-        actions = b.actions if self.layout is None else [flatten_action(a, self.layout) for a in b.actions]
-        # The env family declares which info keys become episode fields (achievements, mission).
-        fields = self.family.episode_fields(info, terminated=bool(b.terminated[-1]), reward=float(b.rewards[-1]))
-        intent = None
-        if self.record_intent:
-            intent = b.intent + [[]]  # no intent on the final frame (no action is chosen there)
-        record = self.writer.write_episode(
-            b.index, b.frames, actions, rewards=b.rewards, terminated=b.terminated,
-            truncated=b.truncated, annotations=b.annotations, intent=intent, seed=b.seed,
-            **fields)
-        if self.cfg.video:
-            from collect.video import hold_subtitles, write_video
-
-            shape = self.writer.info["frame_shape"]
-            frames = np.frombuffer(b"".join(b.frames), np.uint8).reshape(-1, *shape)
-            write_video(self.cfg.out / "videos" / f"episode_{b.index:06d}.mp4", frames,
-                        hold_subtitles(b.annotations), scale=self.cfg.video_scale,
-                        fps=float(self.writer.info.get("fps", 10)))
-        self.on_episode(record)
-        return record
-
-
-def _spec_json(env: gym.Env) -> str | None:
-    """The env's gymnasium spec as JSON (``gymnasium.make(EnvSpec.from_json(s))`` rebuilds it;
-    Minari exports carry it), or None when it has none or it does not serialise."""
-    try:
-        return None if env.spec is None else env.spec.to_json()
-    except (TypeError, ValueError):
-        return None
-
-
-def dataset_info(cfg: CollectConfig) -> dict[str, Any]:
-    """The ``meta/info.json`` facts of a collection (env, spaces, policy, seeds, annotator)."""
-    import byog_env
-
-    env = make_env(cfg)
-    try:
-        obs_space = env.observation_space
-        if not (isinstance(obs_space, gym.spaces.Box) and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3):
-            raise CollectError(f"Environment {cfg.env!r} must give uint8 [H, W, 3] frames, got {obs_space}.")
-        fps = (env.metadata or {}).get("render_fps") or 10
-        spec = env.spec.id if env.spec is not None else cfg.env
-        return {
-            "env": cfg.env, "env_id": spec, "env_spec": _spec_json(env), "policy": cfg.policy, "seed": cfg.seed,
-            "max_episode_steps": cfg.max_episode_steps, "fps": fps,
-            "observation_space": space_to_json(obs_space), "frame_shape": list(obs_space.shape),
-            "action_space": space_to_json(env.action_space),
-            "annotator_version": getattr(byog_env, "ANNOTATOR_VERSION", None),
-            "episode_seeds": "episode i is reset with collect.rollout.episode_seed(seed, i) = "
-                             "SeedSequence([seed, i]).generate_state(1)[0] & 0x7FFFFFFF",
-            "collect_config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        }
-    finally:
-        env.close()
-
-
-def collect(cfg: CollectConfig) -> dict[str, Any]:
-    """Runs a whole collection (local vector envs or Ray) and returns the summary."""
+def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
+    """Runs a whole collection (in the backend the settings pick) and returns the summary."""
     from tqdm import tqdm
 
     info = dataset_info(cfg)
@@ -441,14 +41,16 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         info["collect_config"]["resume"] = False  # not part of the dataset's identity
     writer = DatasetWriter(cfg.out, info, resume=cfg.resume)
     source = EpisodeSource(cfg, writer.records)
+    resumed = len(writer.records)
     total = cfg.episodes if cfg.episodes is not None else cfg.steps
-    bar = tqdm(total=total, initial=len(writer.records) if cfg.episodes else min(source.done_steps, total),
+    bar = tqdm(total=total, initial=resumed if cfg.episodes else min(source.done_steps, total),
                unit="ep" if cfg.episodes else "step", disable=not cfg.progress, dynamic_ncols=True)
     t0, counts = time.perf_counter(), Counter()
     loop = {"start": t0, "end": t0}  # the stepping loop alone, without env start-up and meta
 
     def on_episode(record: dict[str, Any]) -> None:
         source.finished(record)
+        counts["episodes"] += 1
         counts["steps"] += record["num_steps"]
         counts["events"] += record["num_annotations"]
         bar.update(1 if cfg.episodes else record["num_steps"])
@@ -456,116 +58,39 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         bar.set_postfix(steps_s=f"{counts['steps'] / dt:.0f}", events_s=f"{counts['events'] / dt:.1f}")
 
     try:
-        if cfg.workers or cfg.ray_address:
-            from collect.distributed import collect_with_ray
-
-            loop["start"] = time.perf_counter()
-            collect_with_ray(cfg, info, source, on_episode)
-        elif cfg.vector_mode == "process" and cfg.num_envs > 1:
-            from collect.distributed import collect_with_processes
-
-            collect_with_processes(cfg, info, source, on_episode,
-                                   on_ready=lambda: loop.update(start=time.perf_counter()))
-        else:
-            collector = Collector(cfg, writer, on_episode=on_episode)
-            try:
-                loop["start"] = time.perf_counter()
-                collector.run(source.next)
-            finally:
-                collector.close()
+        run_backend(cfg, info, writer, source, on_episode,
+                    on_ready=lambda: loop.update(start=time.perf_counter()))
         loop["end"] = time.perf_counter()
     finally:
         bar.close()
-    final = writer.finalize()
-    summary = summarize(cfg.out, final, time.perf_counter() - t0, counts["steps"])
+    writer.finalize()
+    summary = summarize(cfg.out, None, time.perf_counter() - t0, counts["steps"])
+    summary["backend"] = backend_name(cfg)
+    summary["resumed_episodes"], summary["collected_episodes"] = resumed, counts["episodes"]
     summary["startup_seconds"] = loop["start"] - t0  # env, vector env or worker start-up (process mode: warm-up too)
     summary["loop_seconds"] = loop["end"] - loop["start"]
     summary["loop_steps_per_s"] = counts["steps"] / summary["loop_seconds"] if summary["loop_seconds"] > 0 else None
     return summary
 
 
-def summarize(path: Path, info: dict[str, Any], seconds: float = 0.0, new_steps: int = 0) -> dict[str, Any]:
-    """Counts episodes, steps, annotations by event kind, achievements/successes and bytes."""
-    import pyarrow.parquet as pq
-
-    from collect.dataset import open_dataset
-
-    ds = open_dataset(path)
-    kinds: Counter[str] = Counter()
-    for pos in range(ds.num_episodes):
-        for sentences in pq.read_table(ds.file(pos), columns=["annotations"]).column(0).to_pylist():
-            kinds.update(event_kind(s) for s in sentences)
-    achievements: Counter[str] = Counter()
-    successes = [r.get("success") for r in ds.records if r.get("success") is not None]
-    for r in ds.records:
-        achievements.update(r.get("achievements") or [])
-    return {
-        "episodes": ds.num_episodes, "steps": info["num_steps"], "frames": info["num_frames"],
-        "annotations": info["num_annotations"], "events_by_kind": dict(kinds.most_common()),
-        "achievements": dict(achievements.most_common()),
-        "success_rate": (sum(successes) / len(successes)) if successes else None,
-        "mean_return": float(np.mean([r["return"] for r in ds.records])) if ds.records else 0.0,
-        "bytes": info["total_bytes"], "bytes_per_frame": info["total_bytes"] / max(info["num_frames"], 1),
-        "seconds": seconds, "steps_per_s": new_steps / seconds if seconds > 0 else None,
-    }
-
-
-def event_kind(sentence: str) -> str:
-    """The event kind of an annotation (``unparsed`` if ``byog_env.parse_event`` rejects it)."""
-    from byog_env import parse_event
-
-    try:
-        return parse_event(sentence).kind
-    except ValueError:
-        return "unparsed"
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """Human-readable multi-line summary."""
-    lines = [
-        (f"episodes {summary['episodes']}  steps {summary['steps']}  frames {summary['frames']}  "
-         f"annotations {summary['annotations']}"),
-        (f"bytes on disk {summary['bytes']:,} ({summary['bytes_per_frame'] / 1024:.2f} KB/frame)  "
-         f"mean return {summary['mean_return']:.3f}"),
-    ]
-    if summary["steps_per_s"]:
-        lines.append(f"this run: {summary['seconds']:.1f} s, {summary['steps_per_s']:.0f} steps/s")
-    if summary["success_rate"] is not None:
-        lines.append(f"success rate {summary['success_rate']:.1%}")
-    if summary["achievements"]:
-        lines.append("achievements (episodes): " + ", ".join(f"{k} {v}" for k, v in summary["achievements"].items()))
-    if summary["events_by_kind"]:
-        lines.append("annotations by event kind: " + ", ".join(f"{k} {v}" for k, v in summary["events_by_kind"].items()))
-    return "\n".join(lines)
+collect = collect_dataset
+"""Old name of :func:`collect_dataset` (it shadowed the package name); kept for callers."""
 
 
 def main(cfg: CollectConfig) -> dict[str, Any]:
-    """Collects, prints the summary and returns it."""
-    summary = collect(cfg)
+    """Collects, prints the summary and where the dataset went, and returns the summary."""
+    summary = collect_dataset(cfg)
     print(format_summary(summary))
+    print(f"dataset: {cfg.out} (resumed {summary['resumed_episodes']} episodes, "
+          f"collected {summary['collected_episodes']})")
     return summary
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point; errors are printed as one message without a traceback."""
-    import tyro
-
-    from collect.policies import PolicyError
-
-    try:
-        cfg = tyro.cli(CollectConfig, args=argv, description=__doc__.split("\n")[0])
-        main(cfg)
-    except (CollectError, DatasetError, PolicyError, gym.error.Error, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: finished episodes are saved; rerun with --resume to continue.", file=sys.stderr)
-        return 130
-    return 0
+    """Command-line entry point (``byog-collect``); exit codes follow :mod:`collect.errors`."""
+    return run_cli(lambda: main(parse_cli(CollectConfig, argv, __doc__.split("\n")[0])),
+                   interrupted="finished episodes are saved; rerun with --resume to continue.")
 
 
 if __name__ == "__main__":
-    # Re-import so pickled classes (vector-env thunks, Ray actors) live in `collect.rollout`.
-    from collect.rollout import cli as _cli
-
-    sys.exit(_cli())
+    sys.exit(cli())

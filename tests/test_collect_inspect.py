@@ -1,11 +1,15 @@
-"""`python -m collect.inspect`: stats, contact sheet, frequency plot, clear errors."""
+"""`byog-inspect` (`collect.inspect_dataset`): stats, contact sheet, frequency plot, clear errors."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
+import tomllib
 
 from collect.dataset import DatasetWriter
-from collect.inspect import InspectConfig, cli, main
+from collect.inspect_dataset import InspectConfig, cli, main
 
 
 def _write(path):
@@ -43,7 +47,7 @@ def test_inspect_cli_reports_broken_dataset(tmp_path, capsys):
 
 
 def test_examples_by_kind_keeps_the_most_frequent_sentences_of_each_kind():
-    from collect.inspect import examples_by_kind
+    from collect.stats import examples_by_kind
 
     top = [("facing tree", 9), ("collected 1 wood", 7), ("facing stone", 5), ("facing water", 4),
            ("facing sand", 3), ("not a template", 2), ("collected 2 stone", 1)]
@@ -52,3 +56,22 @@ def test_examples_by_kind_keeps_the_most_frequent_sentences_of_each_kind():
         "collect": ["collected 1 wood", "collected 2 stone"],
         "unparsed": ["not a template"],
     }
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path, capsys):
+    _write(tmp_path / "ds")
+    assert cli([str(tmp_path / "ds"), "--frames", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --frames and --top must be >= 1") and err.count("\n") == 1
+
+
+def test_old_module_name_is_retired_and_the_console_script_exists():
+    """`collect/inspect.py` shadowed the standard library's `inspect` when `python
+    collect/rollout.py` ran as a script; no module of collect/ may carry a stdlib name."""
+    root = Path(__file__).resolve().parent.parent
+    assert not (root / "collect" / "inspect.py").exists()
+    names = {p.stem for p in (root / "collect").iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert not names & set(sys.stdlib_module_names)
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["byog-inspect"] == "collect.inspect_dataset:cli"
+    assert scripts["byog-collect"] == "collect.rollout:cli"

@@ -1,63 +1,25 @@
 """``--vector-mode process``: warm workers, a shared episode queue, errors and dead workers.
 
-A probe env (the stand-in with a log) records, per worker process, every reset seed and step in
-a file named by ``BYOG_PROBE_LOG`` (spawned workers inherit the environment); it sleeps on the
-first step of the episode seeded ``BYOG_PROBE_SLOW_SEED`` and exits its process on a step of
-``BYOG_PROBE_DIE_SEED``.
+Uses ``standin_env.ProbeEnv`` (the stand-in env with a per-process log, a slow seed and a dying
+seed, all set through environment variables).
 """
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
-import gymnasium as gym
 import pytest
-from test_collect_standin import StandInEnv, assert_same_episodes
+from standin_env import PROBE_ID, assert_same_episodes
 
+from collect.backends.process import collect_with_processes
+from collect.config import CollectConfig, episode_seed
 from collect.dataset import open_dataset
-from collect.distributed import WARM_UP_SEED, collect_with_processes
+from collect.engine import WARM_UP_SEED, EpisodeSource, dataset_info
+from collect.errors import CollectError
 from collect.policies import PolicyError
-from collect.rollout import (
-    CollectConfig,
-    CollectError,
-    EpisodeSource,
-    collect,
-    dataset_info,
-    episode_seed,
-)
+from collect.rollout import collect_dataset
 from collect.writer import DatasetWriter
 
-PROBE_ID = "test_collect_process:Probe-v0"
 SEED = 3
-
-
-class ProbeEnv(StandInEnv):
-    """The stand-in env, logging ``pid reset SEED`` / ``pid step SEED`` lines."""
-
-    def _log(self, what: str) -> None:
-        path = os.environ.get("BYOG_PROBE_LOG")
-        if path:
-            with open(path, "a") as f:
-                f.write(f"{os.getpid()} {what} {self.ep_seed}\n")
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        out = super().reset(seed=seed, options=options)
-        self._log("reset")
-        return out
-
-    def step(self, action):
-        out = super().step(action)
-        self._log("step")
-        if self.t == 1 and str(self.ep_seed) == os.environ.get("BYOG_PROBE_SLOW_SEED"):
-            time.sleep(1.5)
-        if str(self.ep_seed) == os.environ.get("BYOG_PROBE_DIE_SEED"):
-            os._exit(3)
-        return out
-
-
-if PROBE_ID.split(":")[1] not in gym.registry:
-    gym.register(id=PROBE_ID.split(":")[1], entry_point=ProbeEnv)
 
 
 def _cfg(out: Path, **kw) -> CollectConfig:
@@ -75,7 +37,7 @@ def _log_lines(path: Path) -> list[tuple[int, str, int]]:
 def reference(tmp_path_factory) -> Path:
     """The six episodes collected by one env in this process."""
     out = tmp_path_factory.mktemp("ref") / "ds"
-    collect(_cfg(out, num_envs=1, vector_mode="sync"))
+    collect_dataset(_cfg(out, num_envs=1, vector_mode="sync"))
     return out
 
 
@@ -122,11 +84,11 @@ def test_a_dead_worker_stops_the_run_and_resume_completes_it(tmp_path, monkeypat
     out = tmp_path / "ds"
     monkeypatch.setenv("BYOG_PROBE_DIE_SEED", str(episode_seed(SEED, 3)))
     with pytest.raises(CollectError, match=r"worker byog-collect-\d died \(exit code 3\).*rerun with --resume"):
-        collect(_cfg(out))
+        collect_dataset(_cfg(out))
     done = sorted(p.name for p in (out / "data").rglob("*.parquet"))
     assert "episode_000003.parquet" not in done and len(done) < 6
     monkeypatch.delenv("BYOG_PROBE_DIE_SEED")
-    summary = collect(_cfg(out, resume=True))
+    summary = collect_dataset(_cfg(out, resume=True))
     assert summary["episodes"] == 6 and not list(out.rglob("*.tmp"))
     assert_same_episodes(reference, out)
 
@@ -134,7 +96,7 @@ def test_a_dead_worker_stops_the_run_and_resume_completes_it(tmp_path, monkeypat
 @pytest.mark.slow
 def test_a_worker_error_is_raised_with_its_own_type_and_message(tmp_path):
     with pytest.raises(PolicyError, match="crafter-scripted needs a Crafter env with 17 discrete actions") as e:
-        collect(_cfg(tmp_path / "ds", policy="crafter-scripted"))
+        collect_dataset(_cfg(tmp_path / "ds", policy="crafter-scripted"))
     assert any("in collector worker" in note for note in getattr(e.value, "__notes__", []))
 
 
@@ -142,7 +104,7 @@ def test_a_worker_error_is_raised_with_its_own_type_and_message(tmp_path):
 def test_crafter_after_warm_up_records_the_same_episodes(tmp_path):
     """The warm-up reset and step leave no trace in Crafter's episodes (world, frames, annotations)."""
     base = {"env": "crafter", "episodes": 3, "seed": 1, "max_episode_steps": 25, "progress": False}
-    collect(CollectConfig(**base, out=tmp_path / "one"))
-    collect(CollectConfig(**base, out=tmp_path / "proc", num_envs=2))  # the default: process
+    collect_dataset(CollectConfig(**base, out=tmp_path / "one"))
+    collect_dataset(CollectConfig(**base, out=tmp_path / "proc", num_envs=2))  # the default: process
     assert_same_episodes(tmp_path / "one", tmp_path / "proc")
     assert len(open_dataset(tmp_path / "proc").records) == 3

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_collect_standin import ENV_ID, assert_same_episodes
+from standin_env import ENV_ID, assert_same_episodes
 
+from collect.config import CollectConfig
 from collect.dataset import open_dataset
-from collect.rollout import CollectConfig, collect
+from collect.rollout import collect_dataset
 
 ray = pytest.importorskip("ray")
 TESTS = str(Path(__file__).resolve().parent)
@@ -25,8 +26,8 @@ def local_ray():
 @pytest.mark.slow
 def test_ray_and_vector_paths_record_the_same_episodes(tmp_path, local_ray):
     base = {"env": ENV_ID, "episodes": 6, "seed": 9, "progress": False}
-    vec = collect(CollectConfig(**base, out=tmp_path / "vec", num_envs=2, vector_mode="sync"))
-    ray_summary = collect(CollectConfig(**base, out=tmp_path / "ray", workers=2))
+    vec = collect_dataset(CollectConfig(**base, out=tmp_path / "vec", num_envs=2, vector_mode="sync"))
+    ray_summary = collect_dataset(CollectConfig(**base, out=tmp_path / "ray", workers=2))
     assert ray_summary["episodes"] == vec["episodes"] == 6
     assert ray_summary["steps"] == vec["steps"]
     assert_same_episodes(tmp_path / "vec", tmp_path / "ray")

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_collect_standin import ENV_ID, assert_same_episodes, decode_frame
+from standin_env import ENV_ID, assert_same_episodes, decode_frame
 
+from collect.config import CollectConfig, episode_seed
 from collect.dataset import open_dataset
-from collect.rollout import CollectConfig, CollectError, Collector, collect, episode_seed
+from collect.engine import Collector
+from collect.errors import CollectError
+from collect.rollout import collect_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +32,7 @@ def _episodes(path: Path) -> list:
 def reference(tmp_path_factory) -> list:
     """Eight episodes collected with a single env."""
     out = tmp_path_factory.mktemp("ref") / "ds"
-    collect(_cfg(out))
+    collect_dataset(_cfg(out))
     return _episodes(out)
 
 
@@ -51,7 +54,7 @@ def test_episodes_follow_their_seed_and_never_mix(reference):
 def test_vector_env_autoreset_records_the_same_episodes(tmp_path, reference, num_envs, mode):
     """NextStep autoreset: the reset step starts the new episode, never extends the old one."""
     out = tmp_path / "ds"
-    summary = collect(_cfg(out, num_envs=num_envs, vector_mode=mode))
+    summary = collect_dataset(_cfg(out, num_envs=num_envs, vector_mode=mode))
     episodes = _episodes(out)
     assert summary["episodes"] == 8 and summary["steps"] == sum(e.length - 1 for e in reference)
     for e, ref in zip(episodes, reference):
@@ -62,7 +65,7 @@ def test_vector_env_autoreset_records_the_same_episodes(tmp_path, reference, num
 
 
 def test_steps_budget_finishes_running_episodes(tmp_path):
-    summary = collect(_cfg(tmp_path / "ds", episodes=None, steps=20, num_envs=2, vector_mode="sync"))
+    summary = collect_dataset(_cfg(tmp_path / "ds", episodes=None, steps=20, num_envs=2, vector_mode="sync"))
     episodes = _episodes(tmp_path / "ds")
     assert summary["steps"] >= 20 and [e.index for e in episodes] == list(range(len(episodes)))
     assert all(e.terminated[-1] for e in episodes)
@@ -82,7 +85,7 @@ def test_resume_after_kill_mid_collection(tmp_path, reference, monkeypatch):
 
     monkeypatch.setattr(Collector, "_write", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        collect(_cfg(out, num_envs=2, vector_mode="sync"))
+        collect_dataset(_cfg(out, num_envs=2, vector_mode="sync"))
     monkeypatch.setattr(Collector, "_write", original)
     chunk = out / "data" / "chunk-000"
     (chunk / "episode_000005.parquet.abc.tmp").write_bytes(b"PAR1 half-written")  # killed writer
@@ -90,21 +93,21 @@ def test_resume_after_kill_mid_collection(tmp_path, reference, monkeypatch):
     assert len(list(chunk.glob("*.parquet"))) == 3
 
     with pytest.raises(Exception, match="already holds a dataset; pass `--resume`"):
-        collect(_cfg(out))
-    summary = collect(_cfg(out, resume=True))
+        collect_dataset(_cfg(out))
+    summary = collect_dataset(_cfg(out, resume=True))
     episodes = _episodes(out)
     assert summary["episodes"] == 8 and [e.index for e in episodes] == list(range(8))
     assert not list(out.rglob("*.tmp"))
     for e, ref in zip(episodes, reference):
         np.testing.assert_array_equal(e.frames, ref.frames)
         assert e.annotations == ref.annotations
-    assert collect(_cfg(out, resume=True))["episodes"] == 8  # nothing left to do, nothing duplicated
+    assert collect_dataset(_cfg(out, resume=True))["episodes"] == 8  # nothing left to do, nothing duplicated
 
 
 def test_resume_refuses_other_settings(tmp_path):
-    collect(_cfg(tmp_path / "ds", episodes=2))
+    collect_dataset(_cfg(tmp_path / "ds", episodes=2))
     with pytest.raises(Exception, match="collected with seed=5 but this run has seed=6"):
-        collect(_cfg(tmp_path / "ds", episodes=3, seed=6, resume=True))
+        collect_dataset(_cfg(tmp_path / "ds", episodes=3, seed=6, resume=True))
 
 
 def test_config_validation_messages(tmp_path):
@@ -152,7 +155,7 @@ def test_cli_smoke_writes_dataset_video_and_summary(tmp_path):
 @pytest.mark.slow
 def test_babyai_bot_collects_intent_with_sync_fallback(tmp_path, capsys):
     out = tmp_path / "ds"
-    summary = collect(CollectConfig(env="babyai-gotolocal", policy="babyai-bot", out=out, episodes=2,
+    summary = collect_dataset(CollectConfig(env="babyai-gotolocal", policy="babyai-bot", out=out, episodes=2,
                                     num_envs=2, vector_mode="async", max_episode_steps=64,
                                     progress=False))
     assert "run in-process (--vector-mode sync)" in capsys.readouterr().err
@@ -168,7 +171,21 @@ def test_babyai_bot_collects_intent_with_sync_fallback(tmp_path, capsys):
 def test_process_mode_records_the_same_episodes_as_the_vector_env(tmp_path):
     # --vector-mode process: independent worker processes write whole episodes, same seeds/files
     base = {"env": ENV_ID, "episodes": 5, "seed": 4, "progress": False, "num_envs": 2}
-    vec = collect(CollectConfig(**base, out=tmp_path / "vec", vector_mode="sync"))
-    proc = collect(CollectConfig(**base, out=tmp_path / "proc", vector_mode="process"))
+    vec = collect_dataset(CollectConfig(**base, out=tmp_path / "vec", vector_mode="sync"))
+    proc = collect_dataset(CollectConfig(**base, out=tmp_path / "proc", vector_mode="process"))
     assert proc["episodes"] == vec["episodes"] == 5 and proc["steps"] == vec["steps"]
     assert_same_episodes(tmp_path / "vec", tmp_path / "proc")
+
+
+def test_cli_exit_codes_and_where_the_dataset_went(tmp_path, capsys):
+    from collect.rollout import cli
+
+    out = tmp_path / "ds"
+    assert cli(["--env", ENV_ID, "--episodes", "2", "--out", str(out), "--no-progress"]) == 0
+    assert f"dataset: {out} (resumed 0 episodes, collected 2)" in capsys.readouterr().out
+    assert cli(["--env", ENV_ID, "--episodes", "3", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert f"dataset: {out} (resumed 2 episodes, collected 1)" in capsys.readouterr().out
+    # usage error: exit 2, one `error:` line, nothing written
+    assert cli(["--env", ENV_ID, "--episodes", "2", "--num-envs", "0", "--out", str(tmp_path / "u")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --num-envs must be >= 1, got 0.\n" and not (tmp_path / "u").exists()

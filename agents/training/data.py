@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -33,11 +32,7 @@ def labelled_episodes(train_ids: list[int], fraction: float, seed: int) -> list[
 
 def episode_annotations(ds: Dataset, position: int) -> list[list[str]]:
     """One episode's per-frame annotations, reading only that column (no frames)."""
-    f = ds.file(position)
-    try:
-        return pq.read_table(f, columns=["annotations"]).column(0).to_pylist()
-    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a broken file
-        raise DatasetError(f"Episode file {f} cannot be read ({e}); re-collect it with `--resume`.") from None
+    return ds.read_column(position, "annotations")  # raises DatasetError naming the file
 
 
 def build_tokenizer(ds: Dataset, labelled: list[int], cfg: LoaderConfig) -> Any:

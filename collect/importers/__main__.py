@@ -7,9 +7,9 @@ from pathlib import Path
 
 import tyro
 
-from collect.importers import ImporterError, import_minari, import_minerl, import_vpt
+from collect.errors import UsageError
+from collect.importers import import_minari, import_minerl, import_vpt
 from collect.importers.common import run_subcommand_cli
-from collect.writer import DatasetError
 
 
 @dataclass
@@ -25,7 +25,7 @@ class MineRLImport:
 
     def __post_init__(self) -> None:
         if min(self.size) <= 0:
-            raise ImporterError(f"--size must be two positive integers, got {self.size}.")
+            raise UsageError(f"--size must be two positive integers, got {self.size}.")
 
 
 @dataclass
@@ -61,8 +61,7 @@ def main(cfg: VPTImport | MineRLImport | MinariImport) -> dict:
 def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point; errors are printed as one message without a traceback."""
     return run_subcommand_cli(
-        {"vpt": VPTImport, "minerl": MineRLImport, "minari": MinariImport}, main, argv,
-        __doc__, (ImporterError, DatasetError),
+        {"vpt": VPTImport, "minerl": MineRLImport, "minari": MinariImport}, main, argv, __doc__,
     )
 
 

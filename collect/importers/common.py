@@ -1,16 +1,13 @@
 """Shared pieces of the importers: the error type, video reading and frame resizing."""
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-class ImporterError(Exception):
-    """Input files are missing or malformed; the message names the file and the fix."""
+from collect.errors import ImporterError  # re-exported: importers raise it
 
 
 def require_minari() -> Any:
@@ -57,18 +54,14 @@ def read_video_frames(path: Path) -> Iterator[np.ndarray]:
 
 def run_subcommand_cli(
     subcommands: dict[str, type], run: Callable[[Any], None], argv: list[str] | None,
-    description: str, errors: tuple[type[BaseException], ...],
+    description: str, errors: tuple[type[BaseException], ...] = (),
 ) -> int:
     """Parses `argv` into one of the `subcommands` configs (tyro) and calls `run(cfg)`.
 
-    Returns the exit status: 0, or 1 after printing an expected error (`errors`) as one
-    `error: ...` line on stderr, without a traceback.
+    Returns the exit status of :func:`collect.errors.run_cli` (0; 1 runtime, 2 usage, 130
+    interrupted), printing expected errors as one `error: ...` line. `errors` is unused: every
+    collect error derives from `CollectError`.
     """
-    import tyro
+    from collect.errors import parse_cli, run_cli
 
-    try:
-        run(tyro.extras.subcommand_cli_from_dict(subcommands, args=argv, description=description))
-    except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(lambda: run(parse_cli(subcommands, argv, description)))

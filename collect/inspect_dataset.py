@@ -1,4 +1,4 @@
-"""Inspect a dataset: ``python -m collect.inspect DIR [--out DIR]``.
+"""Inspect a dataset: ``byog-inspect DIR [--out DIR]`` (or ``python -m collect.inspect_dataset DIR``).
 
 Validates the dataset, prints its statistics, and writes two PNGs: ``contact_sheet.png``
 (annotated frames with their annotations) and ``annotation_frequency.png`` (event kinds and the
@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import tyro
 
-from collect.dataset import Dataset, DatasetError, open_dataset
+from collect.dataset import Dataset, open_dataset
+from collect.errors import UsageError, parse_cli, run_cli
+from collect.stats import dataset_stats, examples_by_kind, format_stats  # noqa: F401  (re-exported)
 
 
 @dataclass
 class InspectConfig:
-    """Settings of ``python -m collect.inspect``."""
+    """Settings of ``byog-inspect``."""
 
     path: tyro.conf.Positional[Path]
     """Dataset directory."""
@@ -41,77 +41,7 @@ class InspectConfig:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         if self.frames < 1 or self.top < 1:
-            raise DatasetError(f"--frames and --top must be >= 1, got {self.frames} and {self.top}.")
-
-
-def dataset_stats(ds: Dataset) -> dict[str, Any]:
-    """Counts and distributions over a dataset (reads only the small columns)."""
-    from collect.rollout import event_kind
-
-    kinds: Counter[str] = Counter()
-    sentences: Counter[str] = Counter()
-    annotated = 0
-    for pos in range(ds.num_episodes):
-        for row in pq.read_table(ds.file(pos), columns=["annotations"]).column(0).to_pylist():
-            annotated += bool(row)
-            sentences.update(row)
-            kinds.update(event_kind(s) for s in row)
-    lengths = np.array(ds.lengths) if ds.num_episodes else np.zeros(1)
-    returns = np.array([r["return"] for r in ds.records]) if ds.records else np.zeros(1)
-    successes = [r["success"] for r in ds.records if r.get("success") is not None]
-    achievements: Counter[str] = Counter()
-    for r in ds.records:
-        achievements.update(r.get("achievements") or [])
-    frames = int(lengths.sum())
-    return {
-        "path": str(ds.path), "env": ds.info.get("env"), "policy": ds.info.get("policy"),
-        "episodes": ds.num_episodes, "frames": frames, "frame_shape": list(ds.frame_shape),
-        "length_mean": float(lengths.mean()), "length_min": int(lengths.min()), "length_max": int(lengths.max()),
-        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-        "success_rate": float(np.mean(successes)) if successes else None,
-        "annotations": sum(sentences.values()), "annotated_frame_fraction": annotated / max(frames, 1),
-        "distinct_sentences": len(sentences), "events_by_kind": dict(kinds.most_common()),
-        "top_sentences": sentences.most_common(), "achievements": dict(achievements.most_common()),
-        "bytes": int(ds.info.get("total_bytes", 0)), "columns": ds.info.get("columns", []),
-        "annotator_version": ds.info.get("annotator_version"),
-    }
-
-
-def examples_by_kind(top_sentences: list[tuple[str, int]], n: int = 3) -> dict[str, list[str]]:
-    """The ``n`` most frequent sentences of each event kind (``top_sentences`` most common first)."""
-    from collect.rollout import event_kind
-
-    out: dict[str, list[str]] = {}
-    for sentence, _ in top_sentences:
-        examples = out.setdefault(event_kind(sentence), [])
-        if len(examples) < n:
-            examples.append(sentence)
-    return out
-
-
-def format_stats(stats: dict[str, Any], top: int = 10) -> str:
-    """The statistics as a few readable lines."""
-    lines = [
-        f"{stats['path']}: env {stats['env']}, policy {stats['policy']}, annotator {stats['annotator_version']}",
-        (f"episodes {stats['episodes']}, frames {stats['frames']} of {stats['frame_shape']}, "
-         f"length mean {stats['length_mean']:.1f} (min {stats['length_min']}, max {stats['length_max']})"),
-        f"return {stats['return_mean']:.3f} ± {stats['return_std']:.3f}"
-        + ("" if stats["success_rate"] is None else f", success rate {stats['success_rate']:.1%}"),
-        (f"annotations {stats['annotations']} ({stats['annotated_frame_fraction']:.1%} of frames annotated, "
-         f"{stats['distinct_sentences']} distinct sentences)"),
-        (f"bytes on disk {stats['bytes']:,} ({stats['bytes'] / max(stats['frames'], 1) / 1024:.2f} KB/frame), "
-         f"columns {', '.join(stats['columns'])}"),
-    ]
-    if stats["events_by_kind"]:
-        lines.append("event kinds: " + ", ".join(f"{k} {v}" for k, v in stats["events_by_kind"].items()))
-        lines.append("examples by kind:")
-        lines += [f"  {kind:<12} {' | '.join(examples)}"
-                  for kind, examples in examples_by_kind(stats["top_sentences"]).items()]
-    if stats["achievements"]:
-        lines.append("achievements (episodes): " + ", ".join(f"{k} {v}" for k, v in stats["achievements"].items()))
-    for s, n in stats["top_sentences"][:top]:
-        lines.append(f"  {n:6d}  {s}")
-    return "\n".join(lines)
+            raise UsageError(f"--frames and --top must be >= 1, got {self.frames} and {self.top}.")
 
 
 def pick_frames(ds: Dataset, n: int, seed: int = 0) -> list[tuple[int, int]]:
@@ -120,7 +50,7 @@ def pick_frames(ds: Dataset, n: int, seed: int = 0) -> list[tuple[int, int]]:
     rng = np.random.default_rng(seed)
     annotated, plain = [], []
     for pos in range(ds.num_episodes):
-        rows = pq.read_table(ds.file(pos), columns=["annotations"]).column(0).to_pylist()
+        rows = ds.read_column(pos, "annotations")
         for t, row in enumerate(rows):
             (annotated if row and t > 0 else plain).append((pos, t))
     picks: list[tuple[int, int]] = []
@@ -204,13 +134,8 @@ def main(cfg: InspectConfig) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point; dataset errors print one message and exit 1."""
-    try:
-        main(tyro.cli(InspectConfig, args=argv, description=__doc__.split("\n")[0]))
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    """Command-line entry point (``byog-inspect``); exit codes follow :mod:`collect.errors`."""
+    return run_cli(lambda: main(parse_cli(InspectConfig, argv, __doc__.split("\n")[0])))
 
 
 if __name__ == "__main__":
