@@ -20,7 +20,7 @@ may use them in training losses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,6 @@ class NarrationState:
     position: int = 0  # token positions already in the cache
     frames: int = 0  # frames narrated so far
     memory: torch.Tensor | None = None  # float [B, frames, D] frame embeddings (xattn only)
-    extra: dict = field(default_factory=dict)
     hidden: torch.Tensor | None = None  # float [B, k, D] the last frame's final hidden states
     last_frame: torch.Tensor | None = None  # uint8 [B, H, W, 3] set by embed_frame (None: none yet)
 
@@ -236,7 +235,7 @@ class NarrationEncoder(nn.Module):
         place: the returned state shares the cache with ``state``).
         """
         new = NarrationState(cache=state.cache, prev=state.prev, position=state.position,
-                             frames=state.frames, memory=state.memory, extra=state.extra,
+                             frames=state.frames, memory=state.memory,
                              last_frame=state.last_frame)
         with torch.inference_mode():
             ids, logits, hs = self._frame(new, e_t, self.tlm.token_io(), greedy=greedy,
@@ -298,24 +297,6 @@ class NarrationEncoder(nn.Module):
         # outside inference mode: ordinary tensors (callers may use them in training losses)
         return (torch.stack(ids, 1).view(B, T, self.k),
                 torch.stack(logits, 1).view(B, T, self.k, -1))
-
-    def sample_uncached(self, e: torch.Tensor, *, greedy: bool = True) -> torch.Tensor:
-        """Baseline for the benchmark: re-run the whole prefix for every new token (no cache).
-
-        Each position runs the teacher-forced :meth:`forward` (the training code path) over the
-        frames so far, under the same ``torch.inference_mode`` as :meth:`sample`.
-        """
-        B, T, _ = e.shape
-        L = T * self.k
-        with torch.inference_mode():
-            ids = torch.full((B, T, self.k), self.bos_id, dtype=torch.long, device=e.device)
-            flat = ids.view(B, L)
-            for p in range(L):
-                t = p // self.k + 1
-                _, z = self.forward(ids[:, :t], e[:, :t])
-                flat[:, p] = sample_tokens(z[:, p], greedy=greedy, banned=self.banned,
-                                           nil_rule=self.nil_rule)
-        return ids.clone()  # an ordinary tensor
 
 
 def num_params(module: nn.Module) -> int:

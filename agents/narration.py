@@ -252,7 +252,7 @@ class PrefixForecast:
 
     def _feed(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """Extend the cache: feats [B, L, Dx] (m = 1), prev Long [B, L]."""
-        inp = self.pred.w_in(feats) + self.pred.tlm.embed(prev)  # the training input with m = 1
+        inp = self.pred.prefix_inputs(feats, prev)  # the training input with m = 1
         h = self.pred.tlm.hidden(inp, cache=self.cache, start=self.pos)
         self.pos += prev.shape[1]
         return h
@@ -294,7 +294,7 @@ class ParallelForecast:
         tlm = self.pred.tlm
         B, k = ids.shape
         cache = tlm.new_cache()
-        inp = tlm.embed(last)[:, None] + self.pred.w_in(x_i)[:, None]  # [B, 1, D]: input j = 0
+        inp = self.pred.parallel_inputs(x_i, last[:, None])  # [B, 1, D]: input j = 0
         out = []
         for j in range(self.n.forecast * k):
             h = tlm.hidden(inp, cache=cache, start=j)
@@ -443,41 +443,29 @@ def _find_key(obj: Any, key: str) -> Any:
 def load_narrating_agent(path: str | Path, *, device: str = "cpu") -> Any:
     """Load an agent for live narration from a run directory or a checkpoint directory.
 
-    Uses the trainer's ``load_agent`` (``agents.load_agent`` / ``agents.training.checkpoint``)
-    when present, else ``BYOGAgent.from_pretrained`` (a ``save_pretrained`` directory, or a
-    checkpoint's ``agent/``); sets ``agent.frame_shape`` from the checkpoint's dataset identity
-    when one is recorded, so :class:`NarrationWrapper` refuses an env with another frame size.
+    Uses the trainer's :func:`agents.training.checkpoint.load_agent` (a run directory, a
+    checkpoint directory or a ``save_pretrained`` directory); sets ``agent.frame_shape`` from
+    the checkpoint's dataset identity when one is recorded, so :class:`NarrationWrapper`
+    refuses an env with another frame size.
 
     Raises:
         NarrationError: no such directory, or nothing loadable there.
     """
-    import agents
+    from agents.training.checkpoint import load_agent
 
     path = Path(path)
     if not path.exists():
         raise NarrationError(f"Checkpoint {str(path)!r} does not exist; pass a run directory "
                              "written by `python -m agents.train` or a checkpoint directory.")
-    loader = getattr(agents, "load_agent", None)
-    if loader is None:
-        try:
-            from agents.training.checkpoint import load_agent as loader
-        except ImportError:
-            loader = _load_pretrained
     try:
-        agent = loader(path)
-    except (ValueError, OSError) as err:  # ModelError, TrainError, TextError are ValueErrors
+        agent = load_agent(path)
+    except (ValueError, OSError) as err:  # every AgentsError is a ValueError
         raise NarrationError(f"Cannot load a narrating agent from {str(path)!r}: {err}") from None
     agent = agent.to(device).eval()
     dataset = (getattr(agent, "metadata", None) or {}).get("dataset") or {}
     shape = dataset.get("frame_shape")
     agent.frame_shape = tuple(int(s) for s in shape) if shape else checkpoint_frame_shape(path)
     return agent
-
-
-def _load_pretrained(path: Path) -> Any:
-    from agents.model import BYOGAgent
-
-    return BYOGAgent.from_pretrained(path / "agent" if (path / "agent").is_dir() else path)
 
 
 __all__ = ["FORECASTS", "NarrationError", "NarrationStep", "NarrationWrapper", "Narrator",

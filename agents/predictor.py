@@ -31,12 +31,29 @@ class Predictor(nn.Module):
         """The encoder output the predictor reads: h [.., D] or softmax(z) [.., V]."""
         return h if self.input_kind == "hidden" else F.softmax(z, dim=-1)
 
+    def prefix_inputs(self, x: torch.Tensor, prev: torch.Tensor,
+                      m: torch.Tensor | None = None) -> torch.Tensor:
+        """The prefix mode's input, stated once (training and live forecasts use it):
+        ``m_p * W_in x_p + embed(prev_p)``; x [B, L, Dx], prev Long [B, L] the token before
+        each position, m [B, L] (None = 1 everywhere) -> [B, L, D]."""
+        cond = self.w_in(x)
+        if m is not None:
+            cond = m.to(x.dtype)[..., None] * cond
+        return cond + self.tlm.embed(prev)
+
+    def parallel_inputs(self, x_i: torch.Tensor, tokens: torch.Tensor,
+                        scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """The parallel mode's input, stated once: ``embed(tokens_j)``, plus ``scale * W_in x_i``
+        at j = 0; x_i [N, Dx], tokens Long [N, J] -> [N, J, D]."""
+        inp = self.tlm.embed(tokens)  # [N, J, D]
+        cond = self.w_in(x_i) * scale  # [N, D]
+        return torch.cat([inp[:, :1] + cond[:, None], inp[:, 1:]], dim=1)
+
     def forward_prefix(self, x: torch.Tensor, ids: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """x [B, L, Dx] encoder features, ids Long [B, L] encoder tokens, m [B, L] -> logits [B, L, V]."""
-        B, L = ids.shape
+        B = ids.shape[0]
         prev = torch.cat([ids.new_full((B, 1), self.bos_id), ids[:, :-1]], dim=1)
-        inp = m.to(x.dtype)[..., None] * self.w_in(x) + self.tlm.embed(prev)
-        return self.tlm.logits(self.tlm.hidden(inp))
+        return self.tlm.logits(self.tlm.hidden(self.prefix_inputs(x, prev, m)))
 
     def forward_parallel(self, x_i: torch.Tensor, inputs: torch.Tensor,
                          scale: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -44,7 +61,4 @@ class Predictor(nn.Module):
 
         ``scale`` multiplies the conditioning (0 = zeroed, for the prefix-gain monitor).
         """
-        inp = self.tlm.embed(inputs)  # [N, K, D]
-        cond = self.w_in(x_i) * scale  # [N, D]
-        inp = torch.cat([inp[:, :1] + cond[:, None], inp[:, 1:]], dim=1)
-        return self.tlm.logits(self.tlm.hidden(inp))
+        return self.tlm.logits(self.tlm.hidden(self.parallel_inputs(x_i, inputs, scale)))
