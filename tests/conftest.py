@@ -17,6 +17,6 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 @pytest.fixture
 def plugin_env() -> dict[str, str]:
-    """os.environ for a subprocess that must import the suite's plugins (``byog_plugins.*``)."""
+    """os.environ for a subprocess that must import the suite's plugins (``plugins.*``)."""
     path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path}

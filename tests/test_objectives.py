@@ -12,7 +12,7 @@ from agents.errors import AgentsError, ModelError
 from agents.model import BYOGAgent
 from agents.text import train_tokenizer
 
-TOY = "byog_plugins.toy_objective:toy"
+TOY = "plugins.toy_objective:toy"
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_plugin_objective_by_import_path_trains_and_reloads_in_a_fresh_process(t
     agent.save_pretrained(tmp_path / "agent")
     code = ("import sys; from agents.model import BYOGAgent; "
             f"a = BYOGAgent.from_pretrained({str(tmp_path / 'agent')!r}); "
-            "assert 'byog_plugins.toy_objective' in sys.modules; print(a.cfg.predictor.mode)")
+            "assert 'plugins.toy_objective' in sys.modules; print(a.cfg.predictor.mode)")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                          env=plugin_env)
     assert out.returncode == 0, out.stderr
@@ -85,6 +85,6 @@ def test_narrator_forecast_for_an_objective_without_one_is_a_clear_error(tok):
     from agents.narration import Narrator
 
     agent = BYOGAgent(make_model_config("tiny", predictor={"mode": TOY}), tok)
-    with pytest.raises(NarrationError, match="Unknown live forecast 'byog_plugins.toy_objective:toy'"):
+    with pytest.raises(NarrationError, match="Unknown live forecast 'plugins.toy_objective:toy'"):
         Narrator(agent, forecast=1)
     Narrator(agent, forecast=0)  # narration itself needs no forecaster

@@ -2,7 +2,7 @@
 
 Objective ``toy``: the predictor sees every encoder state (no cut) and predicts each token
 from them, a teacher-forced "reconstruct the narration" loss. Configs name it
-``"byog_plugins.toy_objective:toy"`` so a fresh process imports this module first.
+``"plugins.toy_objective:toy"`` so a fresh process imports this module first.
 """
 from __future__ import annotations
 
