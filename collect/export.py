@@ -1,4 +1,4 @@
-"""Export a BYOG dataset: `python -m collect.export {minari,mp4} DIR --out DEST`.
+"""Export a BYOG dataset: `python -m collect.export {minari,mp4,lerobot} DIR --out DEST`.
 
 - `minari`: a Minari 0.5 dataset (Arrow storage) with RAW uint8 frames. Minari JPEG-encodes image
   observations by default (lossy); we create the storage with `jpeg_encoding=False` through
@@ -8,6 +8,7 @@
   observation than actions: the last row's action is dropped if the source has one (VPT imports).
   Vector (Dict/Box) actions are exported as their flat float32 vector in a `Box`.
 - `mp4`: one H.264 preview per episode with the annotations drawn as subtitles.
+- `lerobot`: a LeRobot v3.0 dataset (:mod:`collect.lerobot`; `--language` adds language_events).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from collect.dataset import open_dataset
 from collect.errors import ExportError, UsageError
 from collect.importers.common import ImporterError, require_minari, run_subcommand_cli
+from collect.lerobot import LeRobotExport
 
 
 def _action_space(info: dict[str, Any]) -> gym.Space:
@@ -178,9 +180,11 @@ class Mp4Export:
             raise UsageError(f"--scale must be a positive integer, got {self.scale}.")
 
 
-def run(cfg: MinariExport | Mp4Export) -> None:
+def run(cfg: MinariExport | Mp4Export | LeRobotExport) -> None:
     """Runs one export subcommand and prints where the output went."""
-    if isinstance(cfg, MinariExport):
+    if isinstance(cfg, LeRobotExport):
+        cfg.run()
+    elif isinstance(cfg, MinariExport):
         print(f"wrote Minari dataset {export_minari(cfg.src, cfg.out, cfg.dataset_id)}")
     else:
         paths = export_mp4(cfg.src, cfg.out, cfg.episodes, cfg.fps, cfg.scale)
@@ -190,7 +194,7 @@ def run(cfg: MinariExport | Mp4Export) -> None:
 def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point; exit codes follow :mod:`collect.errors`."""
     return run_subcommand_cli(
-        {"minari": MinariExport, "mp4": Mp4Export}, run, argv, __doc__.split("\n")[0])
+        {"minari": MinariExport, "mp4": Mp4Export, "lerobot": LeRobotExport}, run, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Import existing data into a BYOG dataset: `python -m collect.importers {vpt,minerl,minari} SRC --out DIR`."""
+"""Import existing data into a BYOG dataset: `python -m collect.importers {vpt,minerl,minari,lerobot} SRC --out DIR`."""
 from __future__ import annotations
 
 import sys
@@ -10,6 +10,7 @@ import tyro
 from collect.errors import UsageError
 from collect.importers import import_minari, import_minerl, import_vpt
 from collect.importers.common import run_subcommand_cli
+from collect.lerobot import LeRobotImport
 
 
 @dataclass
@@ -46,8 +47,10 @@ class MinariImport:
     """New dataset directory."""
 
 
-def main(cfg: VPTImport | MineRLImport | MinariImport) -> dict:
-    if isinstance(cfg, VPTImport):
+def main(cfg: VPTImport | MineRLImport | MinariImport | LeRobotImport) -> dict:
+    if isinstance(cfg, LeRobotImport):
+        info = cfg.run()
+    elif isinstance(cfg, VPTImport):
         info = import_vpt(cfg.src, cfg.out, size=cfg.size, keep_null=cfg.keep_null)
     elif isinstance(cfg, MineRLImport):
         info = import_minerl(cfg.src, cfg.out, size=cfg.size)
@@ -61,7 +64,8 @@ def main(cfg: VPTImport | MineRLImport | MinariImport) -> dict:
 def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point; errors are printed as one message without a traceback."""
     return run_subcommand_cli(
-        {"vpt": VPTImport, "minerl": MineRLImport, "minari": MinariImport}, main, argv, __doc__,
+        {"vpt": VPTImport, "minerl": MineRLImport, "minari": MinariImport, "lerobot": LeRobotImport},
+        main, argv, __doc__,
     )
 
 

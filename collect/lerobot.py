@@ -1,0 +1,568 @@
+"""LeRobot datasets in and out: ``python -m collect.export lerobot DIR --out DEST [--language]`` and
+``python -m collect.importers lerobot SRC --out DIR``.
+
+Written with pyarrow and PyAV against LeRobot's documented layout (``codebase_version`` v3.0),
+because the ``lerobot`` package pins torch/transformers versions that clash with ours::
+
+    meta/info.json                                   codebase_version, fps, features, path templates
+    meta/stats.json                                  per feature min/max/mean/std/count/q01…q99
+    meta/tasks.parquet                               task (pandas index) -> task_index
+    meta/episodes/chunk-000/file-000.parquet         one row per episode: length, tasks, data and
+                                                     video file indices, from/to timestamps
+    data/chunk-000/file-000.parquet                  one row per frame (many episodes per file)
+    videos/<camera key>/chunk-000/file-000.mp4       many episodes per file, located by timestamps
+
+Our rows map to LeRobot rows one to one: frame ``t`` -> the camera key, ``action`` (the last row,
+where we store "no action", repeats the previous action, as LeRobot needs one per row),
+``next.reward`` / ``next.done`` (the reward and termination of the step *from* row ``t``),
+``timestamp = t / fps``, ``frame_index``, ``episode_index``, ``index``, ``task_index`` (tasks
+are BabyAI missions, else the env name). With ``--language`` the per-row sentences become
+``language_events`` (a list of ``{role, content, style, camera, tool_calls}`` structs on the row
+where they fire, feature dtype ``"language"``, ``style`` and ``camera`` None): annotations with
+role ``"user"`` (language that reaches the agent from outside: the environment's ground truth),
+narrations (a ``narration`` column, when the dataset has one) with role ``"assistant"`` (what the
+agent itself says). The importer reads v3.0 and v2.1 (one file per episode) back.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tyro
+
+from collect.errors import ExportError, ImporterError, UsageError
+
+CODEBASE_VERSION = "v3.0"
+CAMERA_KEY = "observation.images.frame"
+ANNOTATION_ROLE = "user"
+NARRATION_ROLE = "assistant"
+CHUNKS_SIZE = 1000
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+CODECS = {"av1": "libsvtav1", "h264": "libx264"}
+"""``--vcodec`` -> PyAV encoder (LeRobot's default is AV1 through SVT-AV1)."""
+QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
+
+
+# ============================================================================ language columns
+def _json_type() -> pa.DataType:
+    return pa.json_() if hasattr(pa, "json_") else pa.string()
+
+
+def language_event_type() -> pa.ListType:
+    """Arrow type of ``language_events`` (LeRobot's ``language_events_arrow_type``)."""
+    return pa.list_(pa.struct([
+        pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string()),
+        pa.field("style", pa.string()), pa.field("camera", pa.string()),
+        pa.field("tool_calls", pa.list_(_json_type())),
+    ]))
+
+
+def language_events(annotations: Sequence[Sequence[str]],
+                    narrations: Sequence[Sequence[str]] | None = None) -> pa.Array:
+    """Per-row event lists: annotations as role ``user``, narrations as role ``assistant``."""
+    roles, contents, offsets = [], [], [0]
+    for t, notes in enumerate(annotations):
+        said = [] if narrations is None else list(narrations[t])
+        roles += [ANNOTATION_ROLE] * len(notes) + [NARRATION_ROLE] * len(said)
+        contents += [str(s) for s in (*notes, *said)]
+        offsets.append(len(roles))
+    m = len(roles)
+    struct_type = language_event_type().value_type
+    # Built column by column: pa.array() cannot convert Python values into the json extension type.
+    fields = [pa.array(roles, pa.string()), pa.array(contents, pa.string()), pa.nulls(m, pa.string()),
+              pa.nulls(m, pa.string()), pa.nulls(m, struct_type.field("tool_calls").type)]
+    events = pa.StructArray.from_arrays(fields, fields=list(struct_type))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), events, type=language_event_type())
+
+
+# ============================================================================ video
+def encode_video(path: Path, frames: Iterator[np.ndarray], fps: int, vcodec: str = "av1",
+                 crf: int | None = None) -> int:
+    """Writes RGB frames as one mp4 (yuv420p, a keyframe every 2 frames as LeRobot encodes).
+
+    Returns:
+        The number of frames written.
+    """
+    import os
+
+    import av
+
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration otherwise
+    codec = CODECS[vcodec]
+    if codec not in av.codecs_available:
+        raise ExportError(f"PyAV here cannot encode {vcodec} ({codec} missing); use --vcodec "
+                           f"{' or '.join(c for c, n in CODECS.items() if n in av.codecs_available)}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with av.open(str(path), "w") as box:
+        stream = box.add_stream(codec, rate=fps)
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = 2
+        stream.options = {"crf": str(crf if crf is not None else (30 if vcodec == "av1" else 18))}
+        for frame in frames:
+            if n == 0:
+                stream.height, stream.width = frame.shape[:2]
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts, vf.time_base = n, Fraction(1, fps)
+            box.mux(stream.encode(vf))
+            n += 1
+        box.mux(stream.encode(None))
+    return n
+
+
+def decode_video(path: Path, start: float, stop: float, fps: float) -> dict[int, np.ndarray]:
+    """Frames of ``path`` whose time lies in ``[start, stop)``, keyed by ``round((t - start) * fps)``.
+
+    Seeks to the keyframe before ``start`` (multi-episode files), then decodes forward.
+    """
+    import av
+
+    out: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as box:
+            stream = box.streams.video[0]
+            if start > 0:
+                box.seek(int(start / stream.time_base), stream=stream, backward=True)
+            for frame in box.decode(stream):
+                t = float(frame.pts * stream.time_base) if frame.pts is not None else float(frame.time)
+                if t >= stop - 0.5 / fps:
+                    break
+                if t >= start - 0.5 / fps:
+                    out[round((t - start) * fps)] = frame.to_ndarray(format="rgb24")
+    except (OSError, av.error.FFmpegError) as err:
+        raise ImporterError(f"Cannot decode video {path} ({err}); PyAV decodes H.264 and AV1 (libdav1d).") from None
+    return out
+
+
+# ============================================================================ export
+def export_lerobot(src: str | Path, out: str | Path, *, language: bool = False, vcodec: str = "av1",
+                   episodes_per_file: int = 100, crf: int | None = None) -> Path:
+    """Writes the BYOG dataset ``src`` as a LeRobot v3.0 dataset at ``out`` (see the module doc).
+
+    Args:
+        src: BYOG dataset directory.
+        out: New directory (must not hold files).
+        language: Also write ``language_events`` (annotations, and narrations when present).
+        vcodec: ``av1`` (SVT-AV1, LeRobot's default) or ``h264`` (libx264).
+        episodes_per_file: Episodes per data/video file (LeRobot packs many episodes per file).
+        crf: Encoder quality (default 30 for AV1, 18 for H.264; lower is better and bigger).
+
+    Returns:
+        ``out``.
+    """
+    from collect.dataset import open_dataset
+
+    ds = open_dataset(src)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ExportError(f"{out} already exists and is not empty; choose another --out.")
+    if vcodec not in CODECS:
+        raise ExportError(f"--vcodec must be one of {sorted(CODECS)}; got {vcodec!r}.")
+    fps = round(float(ds.info.get("fps") or 10))
+    tasks: dict[str, int] = {}
+    episodes, stats = [], _Stats()
+    positions = list(range(ds.num_episodes))
+    for file_index, start in enumerate(range(0, len(positions), episodes_per_file)):
+        group = [ds.episode(p) for p in positions[start:start + episodes_per_file]]
+        offset = episodes[-1]["dataset_to_index"] if episodes else 0
+        tables, metas = _episode_tables(ds.info, group, tasks, fps, language, offset)
+        where = {"chunk_index": file_index // CHUNKS_SIZE, "file_index": file_index % CHUNKS_SIZE}
+        data = pa.concat_tables(tables)
+        _write_parquet(data, out / DATA_PATH.format(**where))
+        video = out / VIDEO_PATH.format(video_key=CAMERA_KEY, **where)
+        encode_video(video, (f for ep in group for f in ep.frames), fps, vcodec, crf)
+        stats.add(data, [ep.frames for ep in group])
+        clock = 0.0
+        for meta, ep in zip(metas, group):
+            length = len(ep.frames) / fps
+            meta.update({"data/chunk_index": where["chunk_index"], "data/file_index": where["file_index"],
+                         f"videos/{CAMERA_KEY}/chunk_index": where["chunk_index"],
+                         f"videos/{CAMERA_KEY}/file_index": where["file_index"],
+                         f"videos/{CAMERA_KEY}/from_timestamp": clock,
+                         f"videos/{CAMERA_KEY}/to_timestamp": clock + length,
+                         "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
+            clock += length
+        episodes += metas
+    if not episodes:
+        raise ExportError(f"{src} has no episodes to export.")
+    _write_parquet(pa.Table.from_pylist(episodes), out / EPISODES_PATH.format(chunk_index=0, file_index=0))
+    _write_tasks(out, tasks)
+    features = _features(ds.info, language, fps, vcodec)
+    (out / "meta" / "stats.json").write_text(json.dumps(stats.finish(features), indent=2))
+    info = {
+        "codebase_version": CODEBASE_VERSION, "robot_type": None, "fps": fps,
+        "total_episodes": len(episodes), "total_frames": episodes[-1]["dataset_to_index"],
+        "total_tasks": len(tasks), "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100,
+        "video_files_size_in_mb": 200, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
+        "splits": {"train": f"0:{len(episodes)}"}, "features": features,
+    }
+    (out / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    return out
+
+
+def _episode_tables(info: dict[str, Any], group: list[Any], tasks: dict[str, int], fps: int,
+                    language: bool, offset: int) -> tuple[list[pa.Table], list[dict[str, Any]]]:
+    tables, metas = [], []
+    for ep in group:
+        n = len(ep.frames)
+        task = str(ep.record.get("mission") or info.get("env") or "unknown")
+        task_index = tasks.setdefault(task, len(tasks))
+        idx = int(ep.record.get("episode_index", ep.index))
+        cols: dict[str, Any] = {
+            "action": _actions(ep.actions, n),
+            "next.reward": pa.array(np.r_[np.asarray(ep.rewards, np.float32)[1:], np.float32(0)], pa.float32()),
+            "next.done": pa.array(np.r_[np.asarray(ep.terminated, bool)[1:], bool(ep.terminated[-1])]),
+            "timestamp": pa.array(np.arange(n, dtype=np.float32) / np.float32(fps), pa.float32()),
+            "frame_index": pa.array(np.arange(n, dtype=np.int64)),
+            "episode_index": pa.array(np.full(n, idx, np.int64)),
+            "index": pa.array(np.arange(offset, offset + n, dtype=np.int64)),
+            "task_index": pa.array(np.full(n, task_index, np.int64)),
+        }
+        if language:
+            narr = (ep.extra or {}).get("narration")
+            cols["language_events"] = language_events(ep.annotations, None if narr is None else [list(x) for x in narr])
+        tables.append(pa.table(cols))
+        metas.append({"episode_index": idx, "tasks": [task], "length": n,
+                      "dataset_from_index": offset, "dataset_to_index": offset + n})
+        offset += n
+    return tables, metas
+
+
+def _actions(actions: np.ndarray, n: int) -> pa.Array:
+    """Our actions with the last row's "no action" replaced by the previous action (LeRobot
+    has an action on every row; the importer drops it again)."""
+    acts = np.array(actions, copy=True)
+    if n > 1:
+        acts[-1] = acts[-2]
+    elif acts.ndim == 1:
+        acts[-1] = 0
+    else:
+        acts[-1] = 0.0
+    if acts.ndim == 1:
+        return pa.array(acts.astype(np.int64))
+    return pa.FixedSizeListArray.from_arrays(pa.array(acts.astype(np.float32).ravel()), acts.shape[1])
+
+
+def _features(info: dict[str, Any], language: bool, fps: int, vcodec: str) -> dict[str, Any]:
+    h, w, c = info["frame_shape"]
+    space = info.get("action_space") or {}
+    if space.get("type") == "Discrete":
+        action = {"dtype": "int64", "shape": [1], "names": None}
+        if info.get("action_names"):
+            action["names"] = {"discrete": list(info["action_names"])}
+    else:
+        layout = space.get("layout") or []
+        names = [f"{e.get('key') or 'action'}.{i}" if e["size"] > 1 else (e.get("key") or "action")
+                 for e in layout for i in range(e["size"])]
+        action = {"dtype": "float32", "shape": [len(names)], "names": names}
+    scalar = {"shape": [1], "names": None}
+    feats: dict[str, Any] = {
+        CAMERA_KEY: {"dtype": "video", "shape": [h, w, c], "names": ["height", "width", "channels"],
+                     "info": {"video.height": h, "video.width": w, "video.codec": vcodec,
+                              "video.pix_fmt": "yuv420p", "video.is_depth_map": False,
+                              "video.fps": fps, "video.channels": c, "has_audio": False}},
+        "action": action,
+        "next.reward": {"dtype": "float32", **scalar}, "next.done": {"dtype": "bool", **scalar},
+        "timestamp": {"dtype": "float32", **scalar}, "frame_index": {"dtype": "int64", **scalar},
+        "episode_index": {"dtype": "int64", **scalar}, "index": {"dtype": "int64", **scalar},
+        "task_index": {"dtype": "int64", **scalar},
+    }
+    if language:
+        feats["language_events"] = {"dtype": "language", "shape": [1], "names": None}
+    return feats
+
+
+class _Stats:
+    """meta/stats.json: per numeric feature min/max/mean/std/count/quantiles; per-channel image
+    statistics in [0, 1] with shape [3, 1, 1], as LeRobot computes them."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[np.ndarray]] = {}
+        self.pixels: list[np.ndarray] = []
+
+    def add(self, table: pa.Table, frames: list[np.ndarray]) -> None:
+        """One data file's rows and its episodes' frames (pixels subsampled: ~16 frames each)."""
+        for f in frames:
+            self.pixels.append(f[:: max(1, len(f) // 16)].reshape(-1, f.shape[-1]))
+        for name in table.column_names:
+            if name == "language_events":
+                continue
+            col = table.column(name).combine_chunks()
+            if isinstance(col.type, pa.FixedSizeListType):
+                arr = col.flatten().to_numpy().reshape(len(col), -1)
+            else:
+                arr = col.to_numpy(zero_copy_only=False).reshape(-1, 1)
+            self.columns.setdefault(name, []).append(arr.astype(np.float64))
+
+    def finish(self, features: dict[str, Any]) -> dict[str, Any]:
+        out = {name: _summary(np.concatenate(parts)) for name, parts in self.columns.items()}
+        px = np.concatenate(self.pixels).astype(np.float64) / 255.0
+        out[CAMERA_KEY] = {k: np.asarray(v).reshape(-1, 1, 1).tolist() if k != "count" else v
+                           for k, v in _summary(px).items()}
+        return {k: v for k, v in out.items() if k in features}
+
+
+def _summary(x: np.ndarray) -> dict[str, Any]:
+    s = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0)}
+    s.update({f"q{int(q * 100):02d}": np.quantile(x, q, axis=0) for q in QUANTILES})
+    return {**{k: np.asarray(v).tolist() for k, v in s.items()}, "count": [len(x)]}
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="snappy")
+
+
+def _write_tasks(out: Path, tasks: dict[str, int]) -> None:
+    """meta/tasks.parquet as pandas writes it (LeRobot reads it with ``pd.read_parquet`` and
+    looks tasks up in the index)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ExportError('Writing meta/tasks.parquet needs pandas: pip install "byog[lerobot]".') from None
+    frame = pd.DataFrame({"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task"))
+    frame.to_parquet(out / "meta" / "tasks.parquet")
+
+
+# ============================================================================ import
+def read_lerobot_meta(src: Path) -> dict[str, Any]:
+    """info.json, the episode rows and the tasks of a v3.0 or v2.1 LeRobot dataset."""
+    f = src / "meta" / "info.json"
+    if not f.is_file():
+        raise ImporterError(f"{src} is not a LeRobot dataset: {f} is missing.")
+    info = json.loads(f.read_text())
+    version = str(info.get("codebase_version", ""))
+    if version.startswith("v3"):
+        files = sorted((src / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+        episodes = [r for p in files for r in pq.read_table(p, columns=_episode_columns(p)).to_pylist()]
+        tasks = _read_tasks_v3(src / "meta" / "tasks.parquet")
+    elif version.startswith("v2"):
+        episodes = _jsonl(src / "meta" / "episodes.jsonl")
+        tasks = {int(r["task_index"]): r["task"] for r in _jsonl(src / "meta" / "tasks.jsonl")}
+    else:
+        raise ImporterError(f"{f} has codebase_version {version!r}; this importer reads v3.0 and v2.1.")
+    return {"info": info, "version": version, "episodes": sorted(episodes, key=lambda r: r["episode_index"]),
+            "tasks": tasks}
+
+
+def _episode_columns(path: Path) -> list[str]:
+    return [c for c in pq.read_schema(path).names if not c.startswith("stats/")]
+
+
+def _read_tasks_v3(path: Path) -> dict[int, str]:
+    table = pq.read_table(path)
+    names = table.column_names
+    task_col = "task" if "task" in names else "__index_level_0__" if "__index_level_0__" in names else None
+    if task_col is None:
+        raise ImporterError(f"{path} has no task column (columns {names}).")
+    return dict(zip(table.column("task_index").to_pylist(), table.column(task_col).to_pylist()))
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ImporterError(f"{path} is missing; a v2.1 LeRobot dataset has meta/episodes.jsonl and meta/tasks.jsonl.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def choose_camera(info: dict[str, Any], camera: str | None) -> str:
+    """The camera (video or image feature) to import: ``camera``, or the only one there is."""
+    cams = [k for k, f in info["features"].items() if f.get("dtype") in ("video", "image")]
+    if not cams:
+        raise ImporterError("The LeRobot dataset has no video or image feature; BYOG needs RGB frames.")
+    if camera is None:
+        if len(cams) > 1:
+            raise ImporterError(f"The dataset has several cameras {cams}; choose one with --camera KEY.")
+        return cams[0]
+    if camera not in cams:
+        raise ImporterError(f"Camera {camera!r} is not in the dataset; its cameras: {cams}.")
+    return camera
+
+
+def import_lerobot(src: str | Path, out: str | Path, *, camera: str | None = None,
+                   size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Converts a LeRobot v3.0/v2.1 dataset into a BYOG dataset at ``out``.
+
+    Args:
+        src: LeRobot dataset root (with ``meta/info.json``).
+        out: New BYOG dataset directory.
+        camera: Camera key (``observation.images.…``) when the dataset has several.
+        size: Resize frames to HEIGHT WIDTH (area interpolation); default keeps them.
+
+    Returns:
+        The new dataset's ``meta/info.json``.
+    """
+    from collect.writer import DatasetWriter
+
+    src = Path(src)
+    meta = read_lerobot_meta(src)
+    info, version = meta["info"], meta["version"]
+    cam = choose_camera(info, camera)
+    fps = float(info["fps"])
+    act = info["features"].get("action") or {}
+    discrete = str(act.get("dtype", "")).startswith("int")
+    writer = DatasetWriter(out, info={
+        "env": f"lerobot:{src.name}", "source": "lerobot", "lerobot_codebase_version": version,
+        "lerobot_camera": cam, "fps": fps, "policy": "recorded", **_action_info(src, act, discrete)})
+    for ep in meta["episodes"]:
+        rows = _episode_rows(src, info, version, ep)
+        frames = _episode_frames(src, info, version, ep, cam, rows, fps, size)
+        n = len(frames)
+        rewards = np.r_[0.0, np.asarray(rows.get("next.reward", np.zeros(n)), np.float32)[: n - 1]]
+        done = np.asarray(rows.get("next.done", np.zeros(n, bool)), bool)
+        term = np.r_[False, done[: n - 1]]
+        trunc = np.zeros(n, bool)
+        trunc[-1] = not term[-1]
+        actions = np.asarray(rows["action"])[: n - 1] if "action" in rows else np.zeros(n - 1, np.int64)
+        tasks = ep.get("tasks") or ([meta["tasks"].get(int(rows["task_index"][0]))] if "task_index" in rows else [])
+        fields = {"mission": str(tasks[0])} if tasks and tasks[0] else {}
+        writer.write_episode(int(ep["episode_index"]), frames, actions.reshape(n - 1) if discrete else actions,
+                             rewards=rewards, terminated=term, truncated=trunc,
+                             annotations=_annotations(rows.get("language_events"), n), **fields)
+    return writer.finalize()
+
+
+def _action_info(src: Path, feature: dict[str, Any], discrete: bool) -> dict[str, Any]:
+    names = feature.get("names")
+    if discrete:
+        labels = names.get("discrete") if isinstance(names, dict) else None
+        stats = src / "meta" / "stats.json"
+        top = json.loads(stats.read_text()).get("action", {}).get("max") if stats.is_file() else None
+        n = len(labels) if labels else int(np.max(top)) + 1 if top is not None else None
+        return {"action_space": {"type": "Discrete", "n": n, "start": 0}, "action_names": labels}
+    dim = int(np.prod(feature.get("shape") or [1]))
+    if isinstance(names, dict):  # v2.x style {"motors": [...]}
+        names = next(iter(names.values()), None)
+    labels = [str(x) for x in names] if isinstance(names, list) and len(names) == dim else None
+    layout = [{"key": None, "shape": [dim], "offset": 0, "size": dim}]
+    return {"action_space": {"type": "Box", "shape": [dim], "layout": layout}, "action_names": labels}
+
+
+def _episode_rows(src: Path, info: dict[str, Any], version: str, ep: dict[str, Any]) -> dict[str, Any]:
+    if version.startswith("v3"):
+        f = src / info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"])
+        table = pq.read_table(f, filters=[("episode_index", "=", int(ep["episode_index"]))])
+    else:
+        chunk = int(ep["episode_index"]) // int(info.get("chunks_size", CHUNKS_SIZE))
+        f = src / info["data_path"].format(episode_chunk=chunk, episode_index=int(ep["episode_index"]))
+        table = pq.read_table(f)
+    table = table.sort_by("frame_index") if "frame_index" in table.column_names else table
+    out: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if name == "language_events":
+            out[name] = col.to_pylist()
+        elif isinstance(col.type, (pa.FixedSizeListType, pa.ListType)):
+            out[name] = np.stack([np.asarray(v, np.float32) for v in col.to_pylist()]) if len(col) else np.zeros((0, 0))
+        elif pa.types.is_struct(col.type):
+            out[name] = col.to_pylist()  # image features: {bytes, path}
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    if not out or not len(next(iter(out.values()))):
+        raise ImporterError(f"{f} has no rows for episode {ep['episode_index']}.")
+    return out
+
+
+def _episode_frames(src: Path, info: dict[str, Any], version: str, ep: dict[str, Any], cam: str,
+                    rows: dict[str, Any], fps: float, size: tuple[int, int] | None) -> np.ndarray:
+    from collect.importers.common import resize_frame
+
+    n = len(rows["timestamp"]) if "timestamp" in rows else len(next(iter(rows.values())))
+    if info["features"][cam]["dtype"] == "image":
+        import cv2
+
+        frames = [cv2.cvtColor(cv2.imdecode(np.frombuffer(r["bytes"], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                  for r in rows[cam]]
+    else:
+        if version.startswith("v3"):
+            f = src / info["video_path"].format(video_key=cam, chunk_index=ep[f"videos/{cam}/chunk_index"],
+                                                file_index=ep[f"videos/{cam}/file_index"])
+            start, stop = float(ep[f"videos/{cam}/from_timestamp"]), float(ep[f"videos/{cam}/to_timestamp"])
+        else:
+            chunk = int(ep["episode_index"]) // int(info.get("chunks_size", CHUNKS_SIZE))
+            f = src / info["video_path"].format(video_key=cam, episode_chunk=chunk, episode_index=int(ep["episode_index"]))
+            start, stop = 0.0, n / fps + 1.0
+        decoded = decode_video(f, start, stop, fps)
+        ts = rows.get("timestamp", np.arange(n) / fps)
+        keys = [round(float(t) * fps) for t in ts]
+        missing = [k for k in keys if k not in decoded]
+        if missing:
+            raise ImporterError(f"{f} has no frame at {len(missing)} of episode {ep['episode_index']}'s "
+                               f"timestamps (first: {missing[0] / fps:.3f}s after {start:.3f}s).")
+        frames = [decoded[k] for k in keys]
+    if size is not None:
+        frames = [resize_frame(fr, size) for fr in frames]
+    return np.stack(frames).astype(np.uint8)
+
+
+def _annotations(events: list[list[dict[str, Any]]] | None, n: int) -> list[list[str]]:
+    """Sentences of ``language_events`` per row (every role: a real dataset's subtasks, speech,
+    our own annotations)."""
+    if events is None:
+        return [[] for _ in range(n)]
+    return [[str(e["content"]) for e in (row or []) if e.get("content")] for row in events]
+
+
+# ============================================================================ CLI configs
+@dataclass
+class LeRobotExport:
+    """A LeRobot v3.0 dataset (video per camera key, actions, tasks, stats, language events)."""
+
+    src: tyro.conf.Positional[Path]
+    """BYOG dataset directory."""
+    out: Path
+    """LeRobot dataset root to create."""
+    language: bool = False
+    """Also write annotations (role user) and narrations (role assistant) as language_events."""
+    vcodec: str = "av1"
+    """Video codec: av1 (SVT-AV1, LeRobot's default) or h264."""
+    crf: int | None = None
+    """Encoder quality (default 30 for av1, 18 for h264; lower is better and bigger)."""
+    episodes_per_file: int = 100
+    """Episodes per data/video file."""
+
+    def __post_init__(self) -> None:
+        if self.vcodec not in CODECS:
+            raise UsageError(f"--vcodec must be one of {sorted(CODECS)}; got {self.vcodec!r}.")
+        if self.episodes_per_file < 1:
+            raise UsageError(f"--episodes-per-file must be >= 1, got {self.episodes_per_file}.")
+
+    def run(self) -> None:
+        export_lerobot(self.src, self.out, language=self.language, vcodec=self.vcodec, crf=self.crf,
+                       episodes_per_file=self.episodes_per_file)
+        print(f"wrote LeRobot {CODEBASE_VERSION} dataset {self.out}")
+
+
+@dataclass
+class LeRobotImport:
+    """A LeRobot v3.0 or v2.1 dataset (one camera; H.264 or AV1 video, or image features)."""
+
+    src: tyro.conf.Positional[Path]
+    """LeRobot dataset root (with meta/info.json)."""
+    out: Path
+    """New dataset directory."""
+    camera: str | None = None
+    """Camera feature key (observation.images....) when the dataset has several."""
+    size: tuple[int, int] | None = None
+    """Resize frames to HEIGHT WIDTH (area interpolation); default keeps the camera's size."""
+
+    def __post_init__(self) -> None:
+        if self.size is not None and min(self.size) <= 0:
+            raise UsageError(f"--size must be two positive integers, got {self.size}.")
+
+    def run(self) -> dict[str, Any]:
+        return import_lerobot(self.src, self.out, camera=self.camera, size=self.size)
+
+
+__all__ = ["ANNOTATION_ROLE", "CAMERA_KEY", "NARRATION_ROLE", "ImporterError", "LeRobotExport",
+           "LeRobotImport", "choose_camera",
+           "decode_video", "encode_video", "export_lerobot", "import_lerobot", "language_events",
+           "read_lerobot_meta"]
