@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +26,16 @@ from torch import nn
 from agents import losses as L
 from agents import monitors as M
 from agents.config import ModelConfig
-from agents.encoder import NarrationEncoder, NarrationState
+from agents.encoder import NarrationEncoder
 from agents.errors import ModelError
 from agents.lm import TokenLM, build_gpt_neox
 from agents.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
 from agents.obs import ObsEncoder, build_obs_encoder
 from agents.predictor import Predictor
 from agents.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids, unslot
+
+if TYPE_CHECKING:
+    from agents.narrator import Narrator
 
 WEIGHTS = "model.safetensors"
 CONFIG = "model_config.json"
@@ -353,24 +356,27 @@ class BYOGAgent(nn.Module):
         ids, _ = self.encoder.sample(e, greedy=greedy, temperature=temperature, top_k=top_k)
         return ids.masked_fill(~valid[:, :, None], self.special.pad)
 
-    def start(self, batch_size: int) -> NarrationState:
-        """A fresh incremental narration state for ``batch_size`` streams."""
-        return self.encoder.start(batch_size, next(self.parameters()).device)
+    def start(self, batch_size: int, **narrator: Any) -> Narrator:
+        """A reset :class:`agents.narrator.Narrator` for ``batch_size`` streams: the live
+        narration state :meth:`narrate_step` advances (``narrator``: its options, e.g.
+        ``window``, ``forecast``, ``seed``). Puts the agent in eval mode."""
+        from agents.narrator import Narrator
+
+        narr = Narrator(self, batch_size=batch_size, **narrator)
+        narr.reset()
+        return narr
 
     @torch.no_grad()
-    def narrate_step(self, state: NarrationState, frame: torch.Tensor, *, greedy: bool = True,
+    def narrate_step(self, state: Narrator, frame: torch.Tensor, *, greedy: bool = True,
                      temperature: float = 1.0, top_k: int = 0, embedding: torch.Tensor | None = None,
-                     ) -> tuple[torch.Tensor, NarrationState]:
+                     ) -> tuple[torch.Tensor, Narrator]:
         """Narrate one new frame per stream: frame uint8 [B, H, W, 3] -> (ids Long [B, k], state).
 
-        The cache grows by k positions per frame; to bound memory on long episodes, start a new
-        state and re-narrate the last frames (a KV cache's ``crop`` only trims the end; the
-        :class:`agents.narration.NarrationWrapper` does this).
-        """
-        e_t = self.encoder.embed_frame(state, frame, embedding)  # [B, D]; sees the previous frame
-        ids, _, state = self.encoder.step_frame(state, e_t, greedy=greedy, temperature=temperature,
-                                                top_k=top_k)
-        return ids, state
+        ``state`` is the narrator :meth:`start` made (advanced in place and returned); its
+        context stays bounded by its window (see :mod:`agents.narrator`). The sampling options
+        apply from this step on."""
+        state.greedy, state.temperature, state.top_k = greedy, temperature, top_k
+        return state.step(frame, embedding).ids, state
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:

@@ -47,6 +47,13 @@ def _kept(ids: torch.Tensor, ignore_ids: Iterable[int], mask: torch.Tensor | Non
 
 
 @torch.no_grad()
+def position_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of ``softmax(logits)`` at each position: ``[..., V]`` -> ``[...]``."""
+    # entr(p) = -p log p with entr(0) = 0, so -inf logits (top-k masking) stay finite.
+    return torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(-1)
+
+
+@torch.no_grad()
 def token_entropy(logits: torch.Tensor, mask: torch.Tensor | None = None) -> float:
     """Mean entropy (nats) of the narration distribution ``softmax(logits)`` over positions.
 
@@ -54,8 +61,7 @@ def token_entropy(logits: torch.Tensor, mask: torch.Tensor | None = None) -> flo
         logits: ``[..., V]`` unnormalised log-probabilities.
         mask: ``[...]`` positions that count.
     """
-    # entr(p) = -p log p with entr(0) = 0, so -inf logits (top-k masking) stay finite.
-    ent = torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(-1)  # [...]
+    ent = position_entropy(logits)  # [...]
     keep = _mask_like(ent, mask)
     return float(ent[keep].mean()) if keep.any() else NAN
 

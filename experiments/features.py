@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from agents.model import BYOGAgent
+from agents.narrator import Narrator
 from agents.obs import ObsEncoder
 
 Pool = Literal["last", "mean"]
@@ -65,6 +66,7 @@ class BYOGFeaturizer(Featurizer):
         if context < 1:
             raise ValueError(f"context must be >= 1 frame, got {context}.")
         self.encoder = agent.encoder
+        object.__setattr__(self, "agent", agent)  # for live narration, not a registered submodule
         self.pool, self.context = pool, int(context)
         self.out_dim = int(self.encoder.tlm.hidden_size)
 
@@ -84,19 +86,18 @@ class BYOGFeaturizer(Featurizer):
         return self._pool(h.view(B, T, enc.k, -1))
 
     def start(self, batch_size: int) -> FeatureState:
-        return FeatureState()
+        # the one live narration API; its window never fills (reset at every block start)
+        narrator = Narrator(self.agent, batch_size=batch_size, window=max(2, self.context + 1),
+                            greedy=True, decode=False)
+        return FeatureState(narration=narrator)
 
     def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
-        enc = self.encoder
-        nar = state.narration
-        if nar is None or state.in_block >= self.context:
-            nar = enc.start(frame.shape[0], frame.device, capacity=self.context * enc.k)
-            state = FeatureState(narration=nar, in_block=0)
-        with torch.no_grad():
-            e_t = enc.frame_embeddings(frame[:, None], prev_frame=state.last_frame)[:, 0]  # [B, D]
-        # the encoder's cached decode path; new.hidden = the frame's k hidden states [B, k, D]
-        _, _, nar = enc.step_frame(nar, e_t, greedy=True)
-        return self._pool(nar.hidden), FeatureState(narration=nar, in_block=state.in_block + 1,
+        narrator = state.narration
+        if narrator.state is None or state.in_block >= self.context:
+            narrator.reset()  # a block start: fresh cache, no previous frame (zero delta)
+            state = FeatureState(narration=narrator, in_block=0)
+        out = narrator.step(frame)  # out.hidden = the frame's k hidden states [B, k, D]
+        return self._pool(out.hidden), FeatureState(narration=narrator, in_block=state.in_block + 1,
                                                     last_frame=frame)
 
 

@@ -95,7 +95,7 @@ def test_cached_sampling_matches_teacher_forced_logits(tok, fusion):
     greedy = agent.narrate(b["frames"], b["valid"])
     live, state = narrate_live(agent, b["frames"])
     assert torch.equal(live, greedy)
-    assert state.position == 20 and state.frames == 5
+    assert state.cache_length == 20 and state.state.frames == 5
     # and the no-cache path agrees: greedy narration is the fixed point of teacher forcing
     _, z_tf = agent.encoder(greedy, e)
     tf = z_tf.index_fill(-1, agent.encoder.banned, float("-inf")).argmax(-1)
@@ -361,7 +361,7 @@ def test_narrate_step_with_frame_delta_cnn_matches_offline_narration(tok):
     greedy = agent.narrate(b["frames"], b["valid"])
     live, state = narrate_live(agent, b["frames"])
     assert torch.equal(live, greedy)
-    assert torch.equal(state.last_frame, b["frames"][:, 4])  # the next step's predecessor
-    e_live = agent.encoder.embed_frame(agent.start(2), b["frames"][:, 1])  # no predecessor: zero delta
+    assert torch.equal(state.state.last_frame, b["frames"][:, 4])  # the next step's predecessor
+    e_live = agent.encoder.embed_frame(agent.encoder.start(2), b["frames"][:, 1])  # zero delta
     e_clip = agent.encoder.frame_embeddings(b["frames"][:, :2])[:, 1]
     assert not torch.allclose(e_live, e_clip)
