@@ -165,18 +165,31 @@ class LossConfig:
     """Grounding: probability that a frame's slot is replaced by <nil> in the teacher-forced
     input (positions inside it leave the loss), so the model learns to narrate after a silent
     history as free-running greedy narration produces (against exposure bias)."""
+    byog_nil_weight: float = 1.0
+    """Weight of <nil> targets in the BYOG predictor loss (most slot positions are <nil>, so
+    at 1 the predictor mostly learns to predict silence; < 1 favours the words)."""
+    byog_later_slots_weight: float = 1.0
+    """Weight of slot positions 1..k-1 in the BYOG loss: those are largely predictable from
+    the same frame's earlier tokens; 0 = only each future frame's first slot position counts."""
     token_objective: Literal["none", "reinforce"] = "none"
-    """reinforce: also train the sampled words with REINFORCE, reward = -predictor NLL."""
+    """reinforce: also train the words with REINFORCE: the online encoder samples a stream
+    (on-policy, eval mode), its prefix tokens (those the predictor reads) are credited with
+    reward = -(the predictor's NLL of the stream's future tokens)."""
     w_reinforce: float = 0.1
     """Weight of the REINFORCE term."""
+    w_entropy: float = 0.01
+    """Weight of the entropy bonus on the online encoder's distribution at the credited
+    tokens (REINFORCE only): it opposes collapse to one constant narration."""
     baseline_momentum: float = 0.9
     """Momentum of the REINFORCE moving-average reward baseline."""
     seed: int = 0
     """Seed of the per-sample cut and sampling RNG."""
 
     def __post_init__(self) -> None:
-        if self.w_ground < 0 or self.w_byog < 0 or self.w_reinforce < 0:
-            raise ModelError("loss weights w_ground, w_byog and w_reinforce must be >= 0.")
+        for name in ("w_ground", "w_byog", "w_reinforce", "w_entropy", "byog_nil_weight",
+                     "byog_later_slots_weight"):
+            if getattr(self, name) < 0:
+                raise ModelError(f"loss.{name} must be >= 0, got {getattr(self, name)}.")
         if self.w_ground == 0 and self.w_byog == 0:
             raise ModelError("w_ground and w_byog are both 0: nothing would be trained; set one > 0.")
         if not 0.0 <= self.target_ema < 1.0:

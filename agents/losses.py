@@ -114,9 +114,13 @@ def prefix_masks(cuts: torch.Tensor, valid: torch.Tensor, k: int) -> tuple[torch
     return frame_mask(seen, k), frame_mask(future, k)
 
 
-def _per_sequence_mean(per_pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """per_pos [B, L], mask bool [B, L] -> (mean over sequences that count, count of them)."""
+def _per_sequence_mean(per_pos: torch.Tensor, mask: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """per_pos [B, L], mask bool [B, L] (weights [B, L]) -> (mean over sequences that count,
+    count of them); a sequence's mean is weighted, and one whose counted weight is 0 drops out."""
     m = mask.to(per_pos.dtype)
+    if weights is not None:
+        m = m * weights
     n = m.sum(1)  # [B]
     has = n > 0
     seq = (per_pos * m).sum(1) / n.clamp_min(1.0)  # [B]
@@ -141,9 +145,23 @@ def soft_kl(logits: torch.Tensor, target_logits: torch.Tensor, tau: float) -> to
     return (q * (q_log - p_log)).nan_to_num(0.0).sum(-1)  # 0*log0 from banned (-inf) tokens
 
 
+def byog_target_weights(targets: torch.Tensor, k: int, *, nil_id: int, nil_weight: float = 1.0,
+                        later_slots_weight: float = 1.0) -> torch.Tensor:
+    """Per-position weights of the BYOG loss: targets Long [B, L] (L = T*k) -> float [B, L].
+
+    ``<nil>`` targets weigh ``nil_weight`` (most slot positions are ``<nil>``); slot positions
+    1..k-1 weigh ``later_slots_weight`` (they are largely predictable from the same frame's
+    earlier tokens, so the first slot position carries the frame-to-frame prediction). The two
+    factors multiply.
+    """
+    w = torch.where(targets == nil_id, nil_weight, 1.0).to(torch.float32)
+    later = (torch.arange(targets.shape[-1], device=targets.device) % k) != 0
+    return w * torch.where(later, later_slots_weight, 1.0)
+
+
 def prefix_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor, *,
                 target_logits: torch.Tensor | None = None, tau: float = 1.0,
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Predictor loss of the prefix mode.
 
     Args:
@@ -153,14 +171,16 @@ def prefix_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Te
         target_logits: float [B, L, V] the target's logits for soft targets (KL at ``tau``);
             None = hard targets (CE on ``targets``).
         tau: soft-target temperature.
+        weights: float [B, L] per-position weights (:func:`byog_target_weights`); None = 1.
 
     Returns:
-        Loss = per-sequence mean over counted positions, then mean over sequences that have
-        any; metrics ``byog/ce`` (hard CE, for monitoring in both modes), ``byog/positions``.
+        Loss = per-sequence (weighted) mean over counted positions, then mean over sequences
+        that have any; metrics ``byog/ce`` (unweighted hard CE, for monitoring in both modes),
+        ``byog/positions``.
     """
     ce = token_ce(logits, targets)  # [B, L]
     per_pos = ce if target_logits is None else soft_kl(logits, target_logits, tau)
-    loss, count = _per_sequence_mean(per_pos, loss_mask)
+    loss, count = _per_sequence_mean(per_pos, loss_mask, weights)
     ce_mean, _ = _per_sequence_mean(ce.detach(), loss_mask)
     return loss, {"byog/ce": float(ce_mean), "byog/positions": float(loss_mask.sum()),
                   "byog/sequences": float(count)}
@@ -205,13 +225,15 @@ def parallel_windows(ids: torch.Tensor, pos_valid: torch.Tensor, idx: torch.Tens
 
 def parallel_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, *,
                   target_logits: torch.Tensor | None = None, tau: float = 1.0,
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean CE (or soft KL) over valid (i, j) pairs: logits [..., K, V], targets/mask [..., K]."""
+                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean CE (or soft KL) over valid (i, j) pairs: logits [..., K, V], targets/mask [..., K]
+    (weighted by ``weights`` [..., K] when given; ``byog/ce`` stays unweighted)."""
     ce = token_ce(logits, targets)
     per = ce if target_logits is None else soft_kl(logits, target_logits, tau)
     m = mask.to(per.dtype)
     n = m.sum()
-    loss = (per * m).sum() / n.clamp_min(1.0)
+    mw = m if weights is None else m * weights
+    loss = (per * mw).sum() / mw.sum().clamp_min(1e-8) if bool(mw.sum() > 0) else per.sum() * 0.0
     ce_mean = float((ce.detach() * m).sum() / n.clamp_min(1.0))
     return loss, {"byog/ce": ce_mean, "byog/positions": float(n)}
 
@@ -279,13 +301,37 @@ def reinforce_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor,
     """REINFORCE on sampled tokens: -(reward - baseline) * sum of their log-probs, batch mean.
 
     Args:
-        logp: float [B, L] log-probability of each sampled token under the online encoder.
-        mask: bool [B, L] tokens trained; reward: float [B] (no gradient); baseline: scalar.
+        logp: float [B, L] log-probability of each sampled token under the policy that
+            sampled it (on-policy: no importance weight).
+        mask: bool [B, L] tokens credited (the prefix the predictor read, not the future it
+            predicted); reward: float [B] (no gradient); baseline: scalar.
     """
     adv = (reward - baseline).detach()  # [B]
     seq_logp = (logp * mask.to(logp.dtype)).sum(1)  # [B]
     loss = -(adv * seq_logp).mean()
     return loss, {"reinforce/reward": float(reward.mean()), "reinforce/advantage": float(adv.mean())}
+
+
+def entropy_bonus(logits: torch.Tensor, mask: torch.Tensor,
+                  banned: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean entropy (nats) of softmax(logits) over masked positions, banned ids excluded.
+
+    Args:
+        logits: float [B, L, V]; mask: bool [B, L] positions that count; banned: Long [n] ids
+            the policy never emits.
+
+    Returns:
+        (entropy, a scalar attached to the graph: subtract ``w * entropy`` from the loss to
+        oppose collapse), ``{"reinforce/entropy": float}``.
+    """
+    if banned is not None and banned.numel():
+        # a large finite value, not -inf: p = 0 exactly, and p * log p keeps a finite gradient
+        logits = logits.index_fill(-1, banned, -1e4)
+    logp = F.log_softmax(logits, dim=-1)
+    ent = -(logp.exp() * logp).sum(-1)  # [B, L]
+    m = mask.to(ent.dtype)
+    value = (ent * m).sum() / m.sum() if bool(mask.any()) else ent.sum() * 0.0
+    return value, {"reinforce/entropy": float(value.detach())}
 
 
 @torch.no_grad()

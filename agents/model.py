@@ -209,11 +209,15 @@ class BYOGAgent(nn.Module):
             ids_parts.append(g_in)
             e_parts.append(e[labelled])
             metrics.update(M.slot_counts(slotted))
-        y = y_logits = None
+        y = y_logits = y_pi = None
         if self.predictor is not None:
             y, y_logits = self.sample_targets(batch, e, step)
             ids_parts.append(y)
             e_parts.append(e)
+            if cfg.loss.token_objective == "reinforce":  # on-policy: the online encoder's words
+                y_pi = self.sample_policy(batch, e, step)
+                ids_parts.append(y_pi)
+                e_parts.append(e)
         if not ids_parts:
             raise ModelError(
                 "Nothing to train on this batch: w_byog is 0 (captioner) and no window is "
@@ -230,18 +234,24 @@ class BYOGAgent(nn.Module):
             metrics.update(m_g)
             metrics["loss/ground"] = float(l_g.detach())
         if self.predictor is not None:
-            l_b, l_r, m_b = self._byog(batch, h[n_g:], z[n_g:], y, y_logits, step)
-            total = total + cfg.loss.w_byog * l_b + l_r
+            l_b, m_b = self._byog(batch, h[n_g:n_g + B], z[n_g:n_g + B], y, y_logits, step)
+            total = total + cfg.loss.w_byog * l_b
             metrics.update(m_b)
             metrics["loss/byog"] = float(l_b.detach())
+            if y_pi is not None:
+                l_r, m_r = self._reinforce(batch, h[n_g + B:], z[n_g + B:], y_pi, step)
+                total = total + l_r
+                metrics.update(m_r)
+            else:  # the online encoder's next-token distribution on the sampled history
+                metrics.update(self._online_monitors(z[n_g:n_g + B], None, valid))
         metrics["loss/total"] = float(total.detach())
         metrics.update(self.encoder.gate_values())
         return total, metrics
 
     def _byog(self, batch: dict[str, Any], h: torch.Tensor, z: torch.Tensor, y: torch.Tensor,
-              y_logits: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """(predictor loss, weighted REINFORCE term, metrics) on the sampled targets y [B, T, k]."""
-        cfg, sp, k = self.cfg, self.special, self.encoder.k
+              y_logits: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """(predictor loss, metrics) on the target's sampled tokens y [B, T, k]."""
+        cfg, k = self.cfg, self.encoder.k
         assert self.predictor is not None
         valid = batch["valid"].bool()
         B, T = valid.shape
@@ -250,32 +260,64 @@ class BYOGAgent(nn.Module):
         x = self.predictor.features(h, z)  # [B, L, Dx]
         out = self.byog_loss(x, y_flat, valid, batch, step, soft_logits=soft)
         metrics = dict(out.metrics)
-        metrics.update({f"monitor/{k_}": v for k_, v in M.collapse_monitors(
-            y, sp, logits=y_logits, mask=valid[:, :, None].expand_as(y), prefix="").items()})
-        metrics["monitor/predictor_nll"] = metrics.get("byog/ce", float("nan"))
-        term = out.loss.new_zeros(())
-        if cfg.loss.token_objective == "reinforce":
-            term, m_r = self._reinforce(z, y_flat, L.frame_mask(valid, k), out)
-            metrics.update(m_r)
-        return out.loss, term, metrics
+        metrics.setdefault("monitor/predictor_nll", metrics.get("byog/ce", float("nan")))
+        metrics["monitor/target_nil_rate"] = M.nil_rate(y, self.special.nil,
+                                                        valid[:, :, None].expand_as(y))
+        return out.loss, metrics
 
-    def _reinforce(self, z: torch.Tensor, y_flat: torch.Tensor, pos_valid: torch.Tensor,
-                   out: ObjectiveOutput) -> tuple[torch.Tensor, dict[str, float]]:
-        """The weighted REINFORCE term: reward = -(the predictor's per-sequence NLL)."""
-        cfg = self.cfg
-        logp = F.log_softmax(z, -1).gather(-1, y_flat[..., None].clamp_min(0))[..., 0]  # [B, L]
-        reward = -out.per_seq_nll.detach()
+    @torch.no_grad()
+    def sample_policy(self, batch: dict[str, Any], e: torch.Tensor, step: int) -> torch.Tensor:
+        """The online encoder's own narration Long [B, T, k] (<pad> on padded frames), sampled in
+        eval mode at temperature 1 with per-window noise: the on-policy tokens of REINFORCE."""
+        noise = L.RowNoise(self._row_seeds(batch, step, stream=3).tolist(),
+                           e.shape[1] * self.encoder.k, device=e.device)
+        with _eval_mode(self.encoder, self.shared_lm):
+            ids, _ = self.encoder.sample(e.detach(), generator=noise)
+        return ids.masked_fill(~batch["valid"].bool()[:, :, None], self.special.pad)
+
+    def _online_monitors(self, z: torch.Tensor, ids: torch.Tensor | None,
+                         valid: torch.Tensor) -> dict[str, float]:
+        """Collapse monitors of the ONLINE encoder: entropy of its distribution z [B, L, V]
+        (banned ids excluded) and nil rate / distinct-n of ``ids`` [B, T, k] (None: its greedy
+        words on the same history)."""
+        B, T = valid.shape
+        with torch.no_grad():
+            zm = z.detach().index_fill(-1, self.encoder.banned, float("-inf")).view(B, T, self.encoder.k, -1)
+            ids = zm.argmax(-1) if ids is None else ids
+            mask = valid[:, :, None].expand(B, T, self.encoder.k)
+            return {f"monitor/{n}": v for n, v in M.collapse_monitors(
+                ids, self.special, logits=zm, mask=mask, prefix="").items()}
+
+    def _reinforce(self, batch: dict[str, Any], h: torch.Tensor, z: torch.Tensor,
+                   y_pi: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted REINFORCE term (+ entropy bonus) on the online policy's stream y_pi
+        [B, T, k] (h, z: its teacher-forced online states): reward = -(the predictor's NLL of
+        the stream's future), credited to the prefix tokens the predictor read only."""
+        cfg, k = self.cfg, self.encoder.k
+        valid = batch["valid"].bool()
+        B, T = valid.shape
+        y_flat = y_pi.reshape(B, T * k)
+        metrics = self._online_monitors(z, y_pi, valid)
+        with torch.no_grad():  # the reward: the predictor is not trained on this stream
+            out = self.byog_loss(self.predictor.features(h, z).detach(), y_flat, valid, batch, step)
+        credit = out.credit if out.credit is not None else L.frame_mask(valid, k)
         has = out.has_target
         if not bool(has.any()):
-            return logp.new_zeros(()), {}
+            return z.sum() * 0.0, metrics
+        reward = -out.per_seq_nll
+        zb = z.index_fill(-1, self.encoder.banned, -1e4)  # the policy never emits banned ids
+        logp = F.log_softmax(zb, -1).gather(-1, y_flat[..., None].clamp_min(0))[..., 0]  # [B, L]
         if not bool(self.baseline_ready):
             self.reward_baseline.fill_(float(reward[has].mean()))
             self.baseline_ready.fill_(True)
-        l_r, m_r = L.reinforce_loss(logp[has], pos_valid[has], reward[has], float(self.reward_baseline))
+        l_r, m_r = L.reinforce_loss(logp[has], credit[has], reward[has], float(self.reward_baseline))
         mom = cfg.loss.baseline_momentum
         self.reward_baseline.mul_(mom).add_((1 - mom) * float(reward[has].mean()))
-        m_r["loss/reinforce"] = float(l_r.detach())
-        return cfg.loss.w_reinforce * l_r, m_r
+        ent, m_e = L.entropy_bonus(z, credit & has[:, None], self.encoder.banned)
+        metrics.update(m_r)
+        metrics.update(m_e)
+        metrics["loss/reinforce"] = float(l_r.detach())
+        return cfg.loss.w_reinforce * l_r - cfg.loss.w_entropy * ent, metrics
 
     def byog_loss(self, x: torch.Tensor, y_flat: torch.Tensor, valid: torch.Tensor,
                   batch: dict[str, Any], step: int, *, soft_logits: torch.Tensor | None = None,
@@ -287,7 +329,8 @@ class BYOGAgent(nn.Module):
         return self.objective(ObjectiveInputs(
             predictor=self.predictor, x=x, targets=y_flat, valid=valid, k=self.encoder.k,
             cfg=self.cfg, step=step, episode_index=_as_long(batch.get("episode_index"), B),
-            start=_as_long(batch.get("start"), B), soft_logits=soft_logits))
+            start=_as_long(batch.get("start"), B), soft_logits=soft_logits,
+            nil_id=self.special.nil))
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -328,14 +371,15 @@ class BYOGAgent(nn.Module):
             out.update({f"eval/event_{n}": float(prf[n]) for n in ("precision", "recall", "f1")})
             out.update({f"eval/{n}": v for n, v in M.slot_counts(slotted, prefix="").items()})
             if self.predictor is not None:
-                y, y_logits = self.sample_targets(batch, e, step)
+                y, _ = self.sample_targets(batch, e, step)
                 h, z = self.encoder(y, e)
                 r = self.byog_loss(self.predictor.features(h, z), y.reshape(B, T * k), valid,
                                    batch, step)
                 nan = float("nan")  # a plugin objective need not report every monitor
-                out["eval/predictor_nll"] = r.metrics.get("byog/ce", nan)
-                out["eval/unigram_nll"] = r.metrics.get("monitor/unigram_nll", nan)
-                out["eval/prefix_gain"] = r.metrics.get("monitor/prefix_gain", nan)
+                out["eval/predictor_nll"] = r.metrics.get("monitor/predictor_nll",
+                                                          r.metrics.get("byog/ce", nan))
+                for name in ("unigram_nll", "prefix_gain", "prefix_gain_shuffled"):
+                    out[f"eval/{name}"] = r.metrics.get(f"monitor/{name}", nan)
             out.update({f"eval/{n}": v for n, v in self.encoder.gate_values().items()})
             return (out, ids) if return_ids else out
         finally:

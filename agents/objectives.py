@@ -59,6 +59,18 @@ class ObjectiveInputs:
     """Long [B] first frame of each window (RNG key)."""
     soft_logits: torch.Tensor | None = None
     """float [B, L, V] the target's logits for soft targets; None = hard targets."""
+    nil_id: int | None = None
+    """The ``<nil>`` id, for the loss's ``byog_nil_weight`` (None: no nil weighting)."""
+
+    def weights(self) -> torch.Tensor | None:
+        """float [B, L] per-position loss weights (``loss.byog_nil_weight`` and
+        ``loss.byog_later_slots_weight``); None when both are 1 (unweighted)."""
+        lc = self.cfg.loss
+        if lc.byog_nil_weight == 1.0 and lc.byog_later_slots_weight == 1.0:
+            return None
+        return L.byog_target_weights(self.targets, self.k, nil_id=-1 if self.nil_id is None
+                                     else self.nil_id, nil_weight=lc.byog_nil_weight,
+                                     later_slots_weight=lc.byog_later_slots_weight)
 
 
 class ObjectiveOutput(NamedTuple):
@@ -72,6 +84,9 @@ class ObjectiveOutput(NamedTuple):
     """float [B] hard-target NLL per sequence (no gradient): the REINFORCE reward is its negative."""
     has_target: torch.Tensor
     """bool [B] sequences with any counted target position."""
+    credit: torch.Tensor | None = None
+    """bool [B, L] the tokens REINFORCE credits: those the predictor read (the prefix), not the
+    future it predicted. None (a plugin objective): every valid position."""
 
 
 Objective = Callable[[ObjectiveInputs], ObjectiveOutput]
@@ -91,12 +106,23 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float((x * mask).sum() / mask.sum()) if bool(mask.any()) else float("nan")
 
 
-def _monitors(ce: torch.Tensor, ce0: torch.Tensor, first: torch.Tensor, counted: torch.Tensor,
-              vocab: int) -> dict[str, float]:
-    """Prefix gain on each future frame's first slot position, and the unigram baseline."""
-    gain = M.prefix_gain(_masked_mean(ce0, first), _masked_mean(ce, first))
-    return {"monitor/prefix_gain": gain,
-            "monitor/unigram_nll": M.unigram_nll(counted, None, vocab)}
+def _monitors(ce: torch.Tensor, ce0: torch.Tensor, ce_shuf: torch.Tensor, first: torch.Tensor,
+              mask: torch.Tensor, targets: torch.Tensor, vocab: int) -> dict[str, float]:
+    """Predictor NLL vs the unigram baseline, per token over the counted positions ``mask``,
+    and the prefix gains on each future frame's first slot position ``first``.
+
+    The baseline is the plug-in entropy of the counted targets' own unigram distribution (no
+    smoothing: +1 smoothing over a 50k vocabulary from one batch reads 3 nats for a constant
+    stream, which any predictor "beats"); it is optimistic, a floor for a context-free
+    predictor. ``prefix_gain``: CE with the encoder conditioning zeroed minus CE with it;
+    ``prefix_gain_shuffled``: with another window's conditioning (rolled across the batch),
+    a control that, unlike a zeroed prefix, has the statistics the predictor trained on.
+    """
+    with_prefix = _masked_mean(ce, first)
+    return {"monitor/prefix_gain": M.prefix_gain(_masked_mean(ce0, first), with_prefix),
+            "monitor/prefix_gain_shuffled": M.prefix_gain(_masked_mean(ce_shuf, first), with_prefix),
+            "monitor/predictor_nll": _masked_mean(ce, mask),
+            "monitor/unigram_nll": M.unigram_nll(targets[mask], None, vocab, smoothing=0.0)}
 
 
 def prefix_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
@@ -108,15 +134,17 @@ def prefix_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
     m, tmask = L.prefix_masks(cuts, valid, k)  # [B, L] seen, counted
     logits = pred.forward_prefix(x, y, m)  # [B, L, V]
     loss, metrics = L.prefix_loss(logits, y, tmask, target_logits=inp.soft_logits,
-                                  tau=inp.cfg.loss.tau)
+                                  tau=inp.cfg.loss.tau, weights=inp.weights())
     with torch.no_grad():
         ce = L.token_ce(logits, y)  # [B, L]
         per_seq = (ce * tmask).sum(1) / tmask.sum(1).clamp_min(1)
         first = tmask & (torch.arange(T * k, device=y.device) % k == 0)[None]
         ce0 = L.token_ce(pred.forward_prefix(x, y, torch.zeros_like(m)), y)
-        metrics.update(_monitors(ce, ce0, first, y[tmask], logits.shape[-1]))
+        ce_shuf = L.token_ce(pred.forward_prefix(x.roll(1, 0), y, m), y)
+        metrics.update(_monitors(ce, ce0, ce_shuf, first, tmask, y, logits.shape[-1]))
     metrics["byog/mean_cut"] = float(cuts.float().mean())
-    return ObjectiveOutput(loss, metrics, per_seq, tmask.any(1))
+    credit = m & L.frame_mask(valid, k) & tmask.any(1, keepdim=True)  # the prefix read
+    return ObjectiveOutput(loss, metrics, per_seq, tmask.any(1), credit)
 
 
 def parallel_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
@@ -129,11 +157,11 @@ def parallel_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
     N = idx.shape[0]
     x_i = x[:, idx].reshape(B * N, -1)
     logits = pred.forward_parallel(x_i, inputs.reshape(B * N, K)).view(B, N, K, -1)
-    soft = None
-    if inp.soft_logits is not None:
-        tgt_pos = (idx[:, None] + 1 + torch.arange(K, device=idx.device)).clamp_max(T * k - 1)
-        soft = inp.soft_logits[:, tgt_pos]  # [B, N, K, V]
-    loss, metrics = L.parallel_loss(logits, targets, pmask, target_logits=soft, tau=inp.cfg.loss.tau)
+    tgt_pos = (idx[:, None] + 1 + torch.arange(K, device=idx.device)).clamp_max(T * k - 1)  # [N, K]
+    soft = None if inp.soft_logits is None else inp.soft_logits[:, tgt_pos]  # [B, N, K, V]
+    w = inp.weights()
+    loss, metrics = L.parallel_loss(logits, targets, pmask, target_logits=soft, tau=inp.cfg.loss.tau,
+                                    weights=None if w is None else w[:, tgt_pos])
     with torch.no_grad():
         ce = L.token_ce(logits, targets)  # [B, N, K]
         per_seq = (ce * pmask).sum((1, 2)) / pmask.sum((1, 2)).clamp_min(1)
@@ -142,8 +170,15 @@ def parallel_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
         first &= ((idx + 1) % k == 0)[None, :, None]
         ce0 = L.token_ce(pred.forward_parallel(x_i, inputs.reshape(B * N, K), 0.0)
                          .view(B, N, K, -1), targets)
-        metrics.update(_monitors(ce, ce0, first, targets[pmask], logits.shape[-1]))
-    return ObjectiveOutput(loss, metrics, per_seq, pmask.any((1, 2)))
+        x_shuf = x.roll(1, 0)[:, idx].reshape(B * N, -1)  # another window's state at each index
+        ce_shuf = L.token_ce(pred.forward_parallel(x_shuf, inputs.reshape(B * N, K))
+                             .view(B, N, K, -1), targets)
+        metrics.update(_monitors(ce, ce0, ce_shuf, first, pmask, targets, logits.shape[-1]))
+        # credit: every token up to the last index whose future counted (the states read)
+        read = torch.zeros(B, T * k, dtype=torch.long, device=y.device)
+        read[:, idx] = pmask.any(-1).long()  # [B, L] 1 at indices with a counted future
+        credit = read.flip(1).cummax(1).values.flip(1).bool() & L.frame_mask(valid, k)
+    return ObjectiveOutput(loss, metrics, per_seq, pmask.any((1, 2)), credit)
 
 
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveInputs", "ObjectiveOutput", "get_objective",

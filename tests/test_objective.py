@@ -19,9 +19,6 @@ from agents.encoder import NarrationEncoder
 from agents.lm import ModelError
 from agents.model import BYOGAgent
 
-# defects whose fix touches the objective code that issue 11 is moving (lands right after it)
-PENDING = pytest.mark.xfail(strict=True, reason="issue 12: fixed after the objectives move")
-
 
 @pytest.fixture(scope="module")
 def tok():
@@ -134,7 +131,6 @@ def _reinforce_z_grads(agent, b, step):
     return [z.grad for z in zs], metrics
 
 
-@PENDING
 def test_reinforce_credits_only_the_prefix_tokens(tok):
     # hidden input, no grounding: only the REINFORCE (and entropy) terms reach the online logits
     agent = make(tok, loss={"w_ground": 0.0, "target_ema": 0.0, "token_objective": "reinforce",
@@ -153,7 +149,6 @@ def test_reinforce_credits_only_the_prefix_tokens(tok):
         assert float(per_pos[m[rows]].sum()) > 0
 
 
-@PENDING
 def test_reinforce_samples_from_the_online_policy_in_eval_mode(tok, monkeypatch):
     agent = make(tok, loss={"w_ground": 0.0, "target_ema": 0.99, "token_objective": "reinforce"})
     calls = []
@@ -170,7 +165,6 @@ def test_reinforce_samples_from_the_online_policy_in_eval_mode(tok, monkeypatch)
     assert "reinforce/entropy" in metrics and math.isfinite(metrics["reinforce/entropy"])
 
 
-@PENDING
 def test_entropy_bonus_is_a_validated_option():
     cfg = make_model_config("tiny", "byog", loss={"token_objective": "reinforce", "w_entropy": 0.05})
     assert cfg.loss.w_entropy == 0.05
@@ -279,7 +273,6 @@ def test_validation_keeps_the_collapse_monitors_at_collapse(tok):
     assert "val/entropy" in metrics
 
 
-@PENDING
 def test_unigram_baseline_of_a_constant_stream_is_zero(tok):
     agent = make(tok, loss={"target_ema": 0.0})
     ban_all_but(agent.encoder, agent.special.nil, len(tok))  # targets all <nil>
@@ -289,7 +282,6 @@ def test_unigram_baseline_of_a_constant_stream_is_zero(tok):
     assert ev["eval/unigram_nll"] == pytest.approx(0.0, abs=1e-9)
 
 
-@PENDING
 def test_predictor_nll_monitor_is_per_token_like_the_unigram(tok):
     agent = make(tok, loss={"target_ema": 0.0, "w_ground": 0.0})
     b = cycle_batch(B=4, T=6, size=8, pad_first=3)  # windows with different target counts
@@ -306,7 +298,6 @@ def test_predictor_nll_monitor_is_per_token_like_the_unigram(tok):
     assert metrics["monitor/predictor_nll"] == pytest.approx(per_token, rel=1e-5)
 
 
-@PENDING
 def test_training_monitors_measure_the_online_encoder_without_banned_ids(tok):
     agent = make(tok, loss={"target_ema": 0.99})
     ban_all_but(agent.target, agent.special.nil, len(tok))  # the EMA target says only <nil>
@@ -316,7 +307,6 @@ def test_training_monitors_measure_the_online_encoder_without_banned_ids(tok):
     assert metrics["monitor/entropy"] <= math.log(n_allowed) + 1e-6
 
 
-@PENDING
 def test_prefix_gain_also_against_a_prefix_shuffled_across_the_batch(tok):
     for preset in ("byog", "byog-parallel"):
         agent = make(tok, preset)
@@ -359,7 +349,6 @@ def test_slide_gives_the_first_kept_frame_its_real_delta(tok):
 
 
 # ----------------------------------------------------------------------------- defect 9
-@PENDING
 def test_byog_nil_weight_and_slot0_weighting(tok):
     agent = make(tok, loss={"target_ema": 0.0, "w_ground": 0.0, "byog_nil_weight": 0.0})
     ban_all_but(agent.encoder, agent.special.nil, len(tok))  # all targets <nil>
@@ -460,19 +449,18 @@ def distinct_narrations(agent, frames=100, seed=0):
 
 @pytest.mark.slow
 def test_collapse_safeguards_keep_narration_diverse_and_the_monitors_show_it(tok):
-    safe = make(tok, loss={"w_ground": 0.0, "target_ema": 0.99, "token_objective": "reinforce",
-                           "w_reinforce": 1.0, "w_entropy": 0.1})
-    broken = make(tok, loss={"w_ground": 0.0, "target_ema": 0.0, "token_objective": "reinforce",
-                             "w_reinforce": 10.0, "w_entropy": 0.0})
-    h_safe = train_steps(safe, 40, lr=3e-3)
-    h_broken = train_steps(broken, 40, lr=3e-2)
-    assert distinct_narrations(safe) >= 5
+    # no labels at all: REINFORCE + BYOG alone. Safeguards: EMA target, entropy bonus, a sane lr;
+    # broken: the same without the entropy bonus at a high lr
+    reinforce = {"w_ground": 0.0, "target_ema": 0.99, "token_objective": "reinforce",
+                 "w_reinforce": 1.0}
+    safe = make(tok, loss={**reinforce, "w_entropy": 0.1})
+    broken = make(tok, loss={**reinforce, "w_entropy": 0.0})
+    last_s = train_steps(safe, 40, lr=1e-2)[-1]
+    last_b = train_steps(broken, 40, lr=3e-2)[-1]
+    assert distinct_narrations(safe) >= 5  # measured: 55 of 100 frames
     assert distinct_narrations(broken) == 1
-    last_s, last_b = h_safe[-1], h_broken[-1]
-    for m in (last_s, last_b):
-        for key in ("monitor/nil_rate", "monitor/distinct_1", "monitor/entropy"):
+    for m in (last_s, last_b):  # the monitors stay finite at collapse
+        for key in ("monitor/nil_rate", "monitor/distinct_1", "monitor/distinct_2", "monitor/entropy"):
             assert math.isfinite(m[key]), key
-    assert last_b["monitor/entropy"] < 0.5 * last_s["monitor/entropy"]
-    assert last_b["monitor/distinct_1"] <= last_s["monitor/distinct_1"]
-
-
+    assert last_b["monitor/entropy"] < 0.05 < 0.5 < last_s["monitor/entropy"]  # measured 0.0, 1.08
+    assert last_b["monitor/distinct_1"] < last_s["monitor/distinct_1"]
