@@ -123,7 +123,7 @@ def _per_sequence_mean(per_pos: torch.Tensor, mask: torch.Tensor,
         m = m * weights
     n = m.sum(1)  # [B]
     has = n > 0
-    seq = (per_pos * m).sum(1) / n.clamp_min(1.0)  # [B]
+    seq = (per_pos * m).sum(1) / n.clamp_min(1.0 if weights is None else 1e-8)  # [B]
     count = has.sum()
     # multiply by 0 rather than return a constant, so an empty batch keeps the graph alive
     loss = (seq * has).sum() / count.clamp_min(1) if count > 0 else per_pos.sum() * 0.0

@@ -375,6 +375,26 @@ def test_byog_nil_weight_and_slot0_weighting(tok):
         make_model_config("tiny", "byog", loss={"byog_nil_weight": -1.0})
 
 
+def test_byog_weights_entropy_bonus_and_weighted_loss_hand_values():
+    y = torch.tensor([[2, 5, 2, 6]])  # k = 2: slots (0, 1), (0, 1); <nil> = 2
+    w = L.byog_target_weights(y, 2, nil_id=2, nil_weight=0.5, later_slots_weight=0.25)
+    assert w.tolist() == [[0.5, 0.25, 0.5, 0.25]]
+    # weighted per-sequence mean: (1*0.5 + 3*0.25) / 0.75 on positions 0, 1
+    logits = torch.zeros(1, 4, 7)
+    ce = float(L.token_ce(logits, y)[0, 0])  # log 7 everywhere
+    loss, _ = L.prefix_loss(logits, y, torch.tensor([[True, True, False, False]]), weights=w)
+    assert float(loss) == pytest.approx(ce)
+    zero, _ = L.prefix_loss(logits, y, torch.tensor([[True, False, False, False]]),
+                            weights=torch.zeros(1, 4))
+    assert float(zero) == 0.0  # no counted weight: nothing to learn
+    # entropy bonus: uniform over the 5 allowed of 7 ids -> log 5, banned ids excluded
+    z = torch.zeros(1, 2, 7, requires_grad=True)
+    ent, m = L.entropy_bonus(z, torch.tensor([[True, False]]), torch.tensor([0, 1]))
+    assert float(ent) == pytest.approx(math.log(5)) and m["reinforce/entropy"] == pytest.approx(math.log(5))
+    ent.backward()
+    assert torch.isfinite(z.grad).all()
+
+
 # ----------------------------------------------------------------------------- defect 10
 def _train_run(tmp_path, *extra, steps=3, name="run"):
     from test_train import synthetic_dataset, tiny_args
