@@ -482,5 +482,5 @@ def test_collapse_safeguards_keep_narration_diverse_and_the_monitors_show_it(tok
     for m in (last_s, last_b):  # the monitors stay finite at collapse
         for key in ("monitor/nil_rate", "monitor/distinct_1", "monitor/distinct_2", "monitor/entropy"):
             assert math.isfinite(m[key]), key
-    assert last_b["monitor/entropy"] < 0.05 < 0.5 < last_s["monitor/entropy"]  # measured 0.0, 1.08
+    assert last_b["monitor/entropy"] < 0.05 and last_s["monitor/entropy"] > 0.5  # measured 0.0, 1.08
     assert last_b["monitor/distinct_1"] < last_s["monitor/distinct_1"]
