@@ -20,3 +20,20 @@ def plugin_env() -> dict[str, str]:
     """os.environ for a subprocess that must import the suite's plugins (``plugins.*``)."""
     path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path}
+
+
+
+_FAULT_COUNTS: dict[str, int] = {}
+
+
+@pytest.fixture(scope="session")
+def fault_counts() -> dict[str, int]:
+    """Counters the fault-injection suite adds to (kills survived, bad inputs tried, episodes
+    lost ...); printed at the end of the run."""
+    return _FAULT_COUNTS
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _FAULT_COUNTS:
+        terminalreporter.write_line("fault suite: " + ", ".join(
+            f"{k} = {v}" for k, v in sorted(_FAULT_COUNTS.items())))
