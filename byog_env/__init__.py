@@ -17,6 +17,7 @@ from byog_env.families import register_builtins
 from byog_env.registry import (
     EnvFamily,
     EnvId,
+    action_names,
     families,
     family,
     list_annotators,
@@ -33,7 +34,7 @@ register_builtins()
 
 __all__ = [
     "ANNOTATOR_VERSION", "KINDS", "AnnotatedEnv", "EnvError", "EnvFamily", "EnvId", "Event",
-    "PluginImportError", "RegistryError", "UnknownEnvError", "families", "family",
+    "PluginImportError", "RegistryError", "UnknownEnvError", "action_names", "families", "family",
     "list_annotators", "list_envs", "make", "make_annotator", "parse_event", "register_annotator",
     "register_family", "resolve", "sentence",
 ]

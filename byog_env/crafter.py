@@ -259,6 +259,10 @@ class CrafterEnv(gym.Env):
             "reward": reward,
         }
 
+    def get_action_meanings(self) -> list[str]:
+        """The 17 action names, index = action (the Atari/ALE convention)."""
+        return list(ACTIONS)
+
     def render(self):
         if self.render_mode is None:
             return None

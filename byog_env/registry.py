@@ -324,6 +324,28 @@ def make(name: str, max_episode_steps: int | None = None, **kwargs: Any) -> gym.
     return env
 
 
+def action_names(env: gym.Env) -> list[str] | None:
+    """Names of a Discrete action space, index = action, from the env's own convention:
+    ``get_action_meanings()`` (ALE, Crafter) or MiniGrid's ``actions`` enum; None otherwise.
+
+    >>> import byog_env
+    >>> byog_env.action_names(byog_env.make("babyai-gotolocal"))[:3]
+    ['left', 'right', 'forward']
+    """
+    import enum
+
+    u = env.unwrapped
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        return None
+    if callable(getattr(u, "get_action_meanings", None)):
+        names = [str(a) for a in u.get_action_meanings()]
+    elif isinstance(getattr(u, "actions", None), type) and issubclass(u.actions, enum.Enum):
+        names = [a.name for a in sorted(u.actions, key=lambda a: a.value)]
+    else:
+        return None
+    return names if len(names) == int(env.action_space.n) else None
+
+
 def _check_entry_point(entry_point: str, what: str) -> None:
     if not isinstance(entry_point, str) or entry_point.count(":") != 1:
         raise RegistryError(f"The entry point of {what} must be a 'module:attr' string; got {entry_point!r}.")

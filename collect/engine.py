@@ -330,6 +330,7 @@ def dataset_info(cfg: CollectConfig) -> dict[str, Any]:
             "max_episode_steps": cfg.max_episode_steps, "fps": fps,
             "observation_space": space_to_json(obs_space), "frame_shape": list(obs_space.shape),
             "action_space": space_to_json(env.action_space),
+            "action_names": byog_env.action_names(env),
             "annotator_version": getattr(byog_env, "ANNOTATOR_VERSION", None),
             "episode_seeds": "episode i is reset with collect.rollout.episode_seed(seed, i) = "
                              "SeedSequence([seed, i]).generate_state(1)[0] & 0x7FFFFFFF",

@@ -17,7 +17,8 @@ column          Arrow type                            meaning for row ``t``
 ==============  ====================================  ============================================
 episode_index   int64                                 the episode
 step            int64                                 ``t`` (0 = the reset observation)
-frame           binary (raw ``H*W*3`` uint8 bytes)    observation ``o_t``, lossless, zstd-compressed
+frame           binary (PPM image: header + raw       observation ``o_t``, lossless, zstd-compressed
+                ``H*W*3`` uint8 bytes; 1.0: raw)      (PIL / ``datasets.Image`` decode it)
 action          int64 (Discrete) or                   action taken *from* ``o_t``; ``-1`` (Discrete)
                 fixed_size_list<float32>[D] (others)  or NaN (vector) on the last row (no action)
 reward          float32                               reward received on arriving at ``o_t`` (0 at t=0)
@@ -25,6 +26,8 @@ terminated      bool                                  ``o_t`` is terminal (only 
 truncated       bool                                  the episode was cut at ``o_t`` (time limit)
 annotations     list<string>                          sentences emitted with ``o_t`` (reset info at t=0)
 intent          list<string> (optional)               the policy's stated intent at ``o_t``
+frame_index     int64 (1.1)                           ``t`` again, by the name LeRobot/HF tools use
+timestamp       float32 (1.1, when fps is known)      ``t / fps`` seconds
 <extra>         float32 / fixed_size_list<float32>    optional per-step features (e.g. ``embedding``)
 ==============  ====================================  ============================================
 
@@ -57,9 +60,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from collect.errors import DatasetError
+from collect.hf_card import FRAME_FORMAT, frame_header, ppm_frames, time_columns
 
-FORMAT_VERSION = "1.0"
-"""On-disk format version written to ``meta/info.json["format_version"]``."""
+FORMAT_VERSION = "1.1"
+"""On-disk format version written to ``meta/info.json["format_version"]``. 1.1: frames are PPM
+images and rows have ``frame_index``/``timestamp`` (:mod:`collect.hf_card`); 1.0 datasets still
+read, and resume as 1.0."""
 CHUNK_SIZE = 1000
 """Episodes per ``data/chunk-XXX`` directory."""
 ROW_GROUP_SIZE = 256
@@ -190,6 +196,8 @@ def build_episode_table(
     intent: Sequence[Sequence[str]] | None = None,
     extra: dict[str, Any] | None = None,
     action_dim: int | None = None,
+    frame_format: str = "raw",
+    fps: float | None = None,
 ) -> pa.Table:
     """Builds the Arrow table of one episode (see the module docstring for the columns).
 
@@ -203,6 +211,8 @@ def build_episode_table(
         annotations, intent: One list of sentences per frame.
         extra: Extra per-frame numeric columns, ``[L]`` or ``[L, D]``, stored as float32.
         action_dim: Width of vector actions; ``None`` for Discrete (int64) actions.
+        frame_format: ``ppm`` (format 1.1: frames as PPM images) or ``raw`` (format 1.0).
+        fps: With it, ``frame_index`` and ``timestamp`` columns are added (format 1.1).
     """
     if isinstance(frames, np.ndarray):
         if frames.dtype != np.uint8 or frames.ndim != 4:
@@ -219,6 +229,8 @@ def build_episode_table(
         if bad:
             raise DatasetError(f"Frame {bad[0]} has {len(frames[bad[0]])} bytes, expected {size} for shape {list(frame_shape)}.")
         frame_arr = pa.array(frames, pa.binary())
+    if frame_format == FRAME_FORMAT and n:  # format 1.1: the same bytes behind a PPM header
+        frame_arr = ppm_frames(_frame_matrix(frame_arr, n), frame_shape)
     if n == 0:
         raise DatasetError("Cannot write an empty episode (no frames).")
     cols: dict[str, pa.Array] = {
@@ -233,11 +245,20 @@ def build_episode_table(
     }
     if intent is not None:
         cols["intent"] = _string_lists(intent, n, "intent")
+    if fps is not None:
+        cols.update(time_columns(n, fps))
     for name, values in (extra or {}).items():
         if name in cols:
             raise DatasetError(f"Extra column name `{name}` collides with a core column; rename it.")
         cols[name] = _float_column(values, n, name)
     return pa.table(cols)
+
+
+def _frame_matrix(col: pa.Array, n: int) -> np.ndarray:
+    """A binary column of equal-length raw frames as ``uint8 [n, size]`` (no copy)."""
+    offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
+    size = int(offsets[1] - offsets[0])
+    return np.frombuffer(col.buffers()[2], np.uint8, n * size, int(offsets[0])).reshape(n, size)
 
 
 def _binary_from_array(flat: np.ndarray) -> pa.Array:
@@ -329,9 +350,16 @@ def _frames(col: pa.Array, n: int, shape: tuple[int, ...], f: Path) -> np.ndarra
     size = int(np.prod(shape))
     offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
     lengths = np.diff(offsets)
+    head = len(frame_header(shape))
+    if n and (lengths == size + head).all():  # format 1.1 PPM frames: skip the fixed header
+        data = np.frombuffer(col.buffers()[2], np.uint8, n * (size + head), int(offsets[0]))
+        return data.reshape(n, size + head)[:, head:].reshape(n, *shape)  # a view, no copy
     if n and (lengths != size).any():
         bad = int(np.argmax(lengths != size))
-        raise DatasetError(f"Episode file {f}: frame at row {bad} has {lengths[bad]} bytes but meta/info.json frame_shape {list(shape)} needs {size}; the file does not match this dataset.")
+        value = col[bad].as_py()
+        if value.startswith(b"P6\n"):  # count the pixels of a PPM frame, not its header
+            value = value.split(b"\n", 3)[-1]
+        raise DatasetError(f"Episode file {f}: frame at row {bad} has {len(value)} bytes but meta/info.json frame_shape {list(shape)} needs {size}; the file does not match this dataset.")
     data = np.frombuffer(col.buffers()[2], np.uint8, n * size, int(offsets[0]))
     return data.reshape(n, *shape)
 

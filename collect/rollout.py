@@ -40,6 +40,7 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
     if cfg.resume:
         info["collect_config"]["resume"] = False  # not part of the dataset's identity
     writer = DatasetWriter(cfg.out, info, resume=cfg.resume)
+    info = writer.info  # workers write the dataset's layout (a resumed 1.0 dataset stays 1.0)
     source = EpisodeSource(cfg, writer.records)
     resumed = len(writer.records)
     total = cfg.episodes if cfg.episodes is not None else cfg.steps

@@ -42,6 +42,7 @@ from collect.format import (  # noqa: F401  (re-exported: the format's names as 
     space_to_json,
     unflatten_action,
 )
+from collect.hf_card import FRAME_FORMAT, resumed_layout, write_card
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -117,7 +118,10 @@ class DatasetWriter:
                  chunk_size: int = CHUNK_SIZE, check_existing: bool = True) -> None:
         self.path = Path(path)
         self.chunk_size = int(info.get("chunk_size", chunk_size))
-        self.info = {**info, "format_version": FORMAT_VERSION, "chunk_size": self.chunk_size}
+        # Frame layout: PPM frames + time columns (1.1) unless the info says raw (a 1.0 dataset).
+        frame_format = info.get("frame_format", FRAME_FORMAT)
+        self.info = {**info, "frame_format": frame_format, "chunk_size": self.chunk_size,
+                     "format_version": FORMAT_VERSION if frame_format == FRAME_FORMAT else "1.0"}
         layout = (self.info.get("action_space") or {}).get("layout")
         self.action_dim = None if not layout else sum(e["size"] for e in layout)
         self.records: dict[int, dict[str, Any]] = {}
@@ -130,7 +134,9 @@ class DatasetWriter:
             raise DatasetError(f"{self.path} already holds a dataset; pass `--resume` (resume=True) to continue it, or choose another output directory.")
         if resume:
             if existing.exists():
-                self._check_identity(json.loads(existing.read_text()))
+                old = json.loads(existing.read_text())
+                self.info.update(resumed_layout(old))  # a 1.0 dataset resumes as 1.0
+                self._check_identity(old)
             self.records = scan_episode_files(self.path, remove_partial=True)
         self.path.mkdir(parents=True, exist_ok=True)
 
@@ -162,7 +168,8 @@ class DatasetWriter:
         table = build_episode_table(
             episode_index, frames, actions, frame_shape=self.info.get("frame_shape"), rewards=rewards,
             terminated=terminated, truncated=truncated, annotations=annotations, intent=intent,
-            extra=extra, action_dim=self.action_dim)
+            extra=extra, action_dim=self.action_dim, frame_format=self.info["frame_format"],
+            fps=self.info.get("fps") if self.info["frame_format"] == FRAME_FORMAT else None)
         if isinstance(frames, np.ndarray):
             shape = list(frames.shape[1:])
             if self.info.get("frame_shape") not in (None, shape):
@@ -243,7 +250,7 @@ def write_meta(path: str | Path, info: dict[str, Any]) -> dict[str, Any]:
     ], schema=EPISODES_SCHEMA)
     write_table_atomic(index, path / "meta" / "episodes.parquet")
     info = {
-        **info, "format_version": FORMAT_VERSION, "num_episodes": len(rows),
+        **info, "format_version": info.get("format_version") or FORMAT_VERSION, "num_episodes": len(rows),
         "num_frames": sum(r["length"] for r in rows), "num_steps": sum(r["num_steps"] for r in rows),
         "num_annotations": sum(r["num_annotations"] for r in rows),
         "total_bytes": sum(r["bytes"] for r in rows), "columns": columns,
@@ -251,6 +258,7 @@ def write_meta(path: str | Path, info: dict[str, Any]) -> dict[str, Any]:
     if rows and "frame_shape" not in info:
         info["frame_shape"] = rows[0]["frame_shape"]
     atomic_write_json(path / "meta" / "info.json", info)
+    write_card(path, info)  # README.md: datasets.load_dataset(path) reads data/ with these features
     return info
 
 def add_column(path: str | Path, name: str, values_per_episode: Callable[[int, EpisodeTable], Any],

@@ -137,7 +137,7 @@ def test_cli_smoke_writes_dataset_video_and_summary(tmp_path):
     info = json.loads((out / "meta" / "info.json").read_text())
     assert info["num_episodes"] == 3 and info["frame_shape"] == [8, 8, 3]
     assert info["action_space"] == {"type": "Discrete", "n": 4, "start": 0}
-    assert info["collect_config"]["num_envs"] == 2 and info["format_version"] == "1.0"
+    assert info["collect_config"]["num_envs"] == 2 and info["format_version"] == "1.1"
     lengths = [e.length for e in _episodes(out)]
     assert f"frames {sum(lengths)}" in res.stdout
     for i, n in enumerate(lengths):

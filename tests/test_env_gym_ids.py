@@ -102,6 +102,14 @@ def test_family_info_columns_become_episode_fields():
     assert generic.episode_fields({}, terminated=False, reward=1.0) == {"success": False}
 
 
+def test_action_names_follow_the_env_convention():
+    from byog_env.crafter import ACTIONS
+
+    assert byog_env.action_names(byog_env.make("crafter", length=5)) == list(ACTIONS)  # 17 names
+    assert byog_env.action_names(byog_env.make("minigrid-empty-5x5"))[-1] == "done"
+    assert byog_env.action_names(byog_env.make(TOY)) is None  # a plugin that names none
+
+
 def test_registry_errors_are_one_clear_line():
     with pytest.raises(byog_env.RegistryError, match="not registered; call register_annotator"):
         byog_env.register_family("x", "m:f", ids=(), annotator="nope")

@@ -1,0 +1,85 @@
+"""Hugging Face ``datasets`` reads our dataset directories (collect/hf_card.py): the card's
+config and features, PPM frames decoded without our code, action names, time columns, and 1.0
+datasets that still open and resume as 1.0."""
+import json
+
+import numpy as np
+import pytest
+
+from collect.dataset import open_dataset
+from collect.rollout import CollectConfig, main
+from collect.writer import DatasetWriter
+
+datasets = pytest.importorskip("datasets")
+
+
+@pytest.fixture(scope="module")
+def babyai_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf") / "babyai"
+    main(CollectConfig(env="babyai-gotolocal", out=out, episodes=2, max_episode_steps=8,
+                       vector_mode="sync", progress=False))
+    return out
+
+
+def test_load_dataset_dir_decodes_frames_without_our_code(babyai_dir, tmp_path):
+    ds = datasets.load_dataset(str(babyai_dir), cache_dir=str(tmp_path / "cache"))
+    ours = open_dataset(babyai_dir)
+    assert list(ds) == ["train"] and len(ds["train"]) == ours.info["num_frames"]  # not meta/episodes
+    row = ds["train"][0]
+    frame = np.asarray(row["frame"])  # a PIL image: the datasets Image feature decoded the PPM
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    first = ours.episode(0)
+    np.testing.assert_array_equal(frame, first.frames[0])
+    assert row["annotations"] == first.annotations[0] and row["frame_index"] == 0
+    last = ds["train"][first.frames.shape[0] - 1]
+    assert last["timestamp"] == pytest.approx((first.frames.shape[0] - 1) / ours.info["fps"])
+    assert isinstance(ds["train"].features["frame"], datasets.Image)
+
+
+def test_action_names_in_info_and_card(babyai_dir):
+    info = json.loads((babyai_dir / "meta" / "info.json").read_text())
+    assert info["action_names"] == ["left", "right", "forward", "pickup", "drop", "toggle", "done"]
+    assert info["format_version"] == "1.1" and info["frame_format"] == "ppm"
+    card = (babyai_dir / "README.md").read_text()
+    assert "path: data/*/*.parquet" in card and "0 `left`" in card and "6 `done`" in card
+
+
+def test_our_reader_stays_zero_copy(babyai_dir):
+    frames = open_dataset(babyai_dir).episode(0).frames
+    assert frames.shape[1:] == (64, 64, 3) and not frames.flags.owndata  # a view into Arrow's buffer
+
+
+def _old_dataset(path, rng):
+    """A format 1.0 dataset exactly as the code before 1.1 wrote it: raw frames, no time columns."""
+    w = DatasetWriter(path, info={"env": "crafter", "fps": 10, "frame_format": "raw",
+                                  "action_space": {"type": "Discrete", "n": 17, "start": 0}})
+    frames = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    w.write_episode(0, frames, rng.integers(0, 17, 4), annotations=[["collected 1 wood"]] * 5)
+    w.finalize()
+    info = json.loads((path / "meta" / "info.json").read_text())
+    info.pop("frame_format")
+    (path / "meta" / "info.json").write_text(json.dumps(info))
+    return frames
+
+
+def test_old_datasets_open_and_resume_as_1_0(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "old"
+    frames = _old_dataset(path, rng)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path / "data/chunk-000/episode_000000.parquet")
+    assert "timestamp" not in table.column_names and len(table.column("frame")[0].as_py()) == 8 * 8 * 3
+    np.testing.assert_array_equal(open_dataset(path).episode(0).frames, frames)
+    # Resume with today's writer and today's default info: the dataset keeps its 1.0 layout.
+    w = DatasetWriter(path, info={"env": "crafter", "fps": 10,
+                                  "action_space": {"type": "Discrete", "n": 17, "start": 0}}, resume=True)
+    more = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    w.write_episode(1, more, rng.integers(0, 17, 2))
+    info = w.finalize()
+    assert info["format_version"] == "1.0" and info["frame_format"] == "raw"
+    ds = open_dataset(path)
+    np.testing.assert_array_equal(ds.episode(1).frames, more)
+    # datasets still loads it (frames as raw bytes: the card says binary).
+    hf = datasets.load_dataset(str(path), cache_dir=str(tmp_path / "cache"))["train"]
+    assert len(hf) == 8 and isinstance(hf[0]["frame"], bytes)
