@@ -422,6 +422,16 @@ class BYOGAgent(nn.Module):
         state.greedy, state.temperature, state.top_k = greedy, temperature, top_k
         return state.step(frame, embedding).ids, state
 
+    # ------------------------------------------------------------------ imagination
+    def imagine(self, frames: torch.Tensor, actions: torch.Tensor | None = None, steps: int = 16,
+                **kwargs: Any) -> Any:
+        """Imagine ``steps`` frames after real ``frames`` uint8 [B, T, H, W, 3] with the world
+        model saved beside this agent's checkpoint, and narrate them; ``actions=None`` means no
+        action input (the world model's learned "no action"). See :func:`agents.imagine.imagine`."""
+        from agents.imagine import imagine
+
+        return imagine(self, frames, actions, steps, **kwargs)
+
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``model.safetensors``, ``model_config.json`` and ``tokenizer/`` under ``path``."""

@@ -37,3 +37,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if _FAULT_COUNTS:
         terminalreporter.write_line("fault suite: " + ", ".join(
             f"{k} = {v}" for k, v in sorted(_FAULT_COUNTS.items())))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests on one torch thread (the CPU budget CI measures), then restore."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

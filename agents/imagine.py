@@ -1,0 +1,731 @@
+"""Imagination: roll a world model forward from real frames, in pictures and in words.
+
+``python -m agents.imagine --checkpoint RUN --data DIR|--env ENV [--policy P] --steps K --out DIR``
+
+* ``--train-steps N`` (with ``--data``) first trains the world model (a second stage reading the
+  frozen agent, :mod:`agents.world_model`) on the agent's training episodes and saves it beside
+  the agent's checkpoint (``<checkpoint>/world_model/``); without it the saved one is used.
+* Clips of ``--context`` real frames are taken from the agent's validation episodes (``--data``)
+  or from ``--episodes`` live episodes played by ``--policy`` (``--env``); from the last real
+  frame the model imagines ``--steps`` frames under the actions actually taken, and the agent
+  narrates the imagined frames as it narrates real ones.
+* ``--out`` receives ``imagination.mp4`` (real | imagined side by side, both narrations as
+  subtitles), ``contact_sheet.png`` and ``metrics.json``: per horizon 1..K, PSNR / SSIM and code
+  accuracy of the imagined frames (argmax decoding, and best of ``--samples`` sampled rollouts)
+  against copy-the-last-frame and the tokenizer's own reconstruction (the ceiling), and event
+  F1 between the narration of the imagined frames and that of the real ones.
+* ``--compare-conditions`` also trains world models that read the action only and nothing
+  (the language ablation) and evaluates them on the same clips; ``--compare-decoding`` measures
+  the decoding schemes' quality per CPU second.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.world_model import (
+    CONDITIONS,
+    WORLD_MODEL_DIR,
+    WorldModel,
+    WorldModelConfig,
+    WorldModelError,
+    build_transitions,
+    code_accuracy,
+    frame_tokens_for,
+    narrator_states,
+    psnr,
+    ssim,
+    train_world_model,
+)
+
+METRICS, VIDEO, SHEET = "metrics.json", "imagination.mp4", "contact_sheet.png"
+
+
+# ---------------------------------------------------------------------------------------------
+# agent.imagine
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Imagination:
+    """Imagined continuations of ``B`` clips.
+
+    Attributes:
+        frames: uint8 [B, K, H, W, 3] imagined frames (decoded codes).
+        codes: long [B, K, h, w] the world model's codes.
+        narration_ids: long [B, K, k] the agent's narration of the imagined frames.
+        narration: B lists of K strings (``""`` for a silent frame).
+    """
+
+    frames: torch.Tensor
+    codes: torch.Tensor
+    narration_ids: torch.Tensor
+    narration: list[list[str]]
+
+
+def world_model_dir(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's world model lives: ``<checkpoint>/world_model`` (the newest
+    checkpoint of a run directory)."""
+    from agents.training.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(checkpoint) / WORLD_MODEL_DIR
+
+
+def attach_world_model(agent: Any, wm: WorldModel | None) -> None:
+    """Make ``wm`` the agent's world model (None: detach). Kept out of the agent's modules on
+    purpose: assigning an ``nn.Module`` attribute would register it, and the agent's checkpoint
+    (``save_pretrained``) would then carry the world model's weights."""
+    if wm is None:
+        agent.__dict__.pop("world_model", None)
+    else:
+        agent.__dict__["world_model"] = wm
+
+
+def attached_world_model(agent: Any) -> WorldModel:
+    """``agent.world_model``, loading it from beside the agent's checkpoint on first use."""
+    wm = getattr(agent, "world_model", None)
+    if wm is None:
+        ckpt = (getattr(agent, "metadata", None) or {}).get("checkpoint")
+        if ckpt is None:
+            raise WorldModelError("This agent has no world model; set agent.world_model = "
+                                  "WorldModel.load(dir) or load the agent with load_agent(RUN) "
+                                  "from a run whose checkpoint has world_model/.")
+        wm = WorldModel.load(Path(ckpt) / WORLD_MODEL_DIR)
+        attach_world_model(agent, wm)
+    return wm
+
+
+@torch.no_grad()
+def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
+            world_model: WorldModel | None = None, greedy: bool = True, temperature: float = 1.0,
+            seed: int = 0, decoding: str | None = None, window: int | None = None) -> Imagination:
+    """Imagine ``steps`` frames after each clip of real frames, and narrate them.
+
+    Args:
+        agent: A :class:`agents.model.BYOGAgent` (it narrates; its state conditions the model).
+        frames: uint8 [B, T, H, W, 3] (or [T, H, W, 3]) real frames; imagination starts after
+            the last one, with the agent's narration context built over all T.
+        actions: long [B, steps] (or [steps]): the action taken at the last real frame, then at
+            each imagined frame (an imagined episode when they come from a policy). ``None`` (or
+            -1 entries) means *no action input*: the model's learned "no action" id, trained by
+            action dropout, so it predicts under the action prior of the training data (the
+            marginal over actions) rather than under one action.
+        steps: K, frames to imagine.
+        world_model: The model (default: ``agent.world_model``, loaded from the checkpoint).
+        greedy: Argmax codes; otherwise sampled at ``temperature`` (seeded by ``seed``).
+        temperature: Sampling temperature.
+        seed: Seed of the sampling and of the narrator.
+        decoding: Override of the config's decoding scheme.
+        window: Narration context window (default the world model's ``narration_window``).
+
+    Returns:
+        An :class:`Imagination`.
+    """
+    from agents.narration import Narrator
+
+    wm = world_model or attached_world_model(agent)
+    x = torch.as_tensor(np.asarray(frames))
+    if x.dim() == 4:
+        x = x[None]
+    if x.dtype != torch.uint8 or x.dim() != 5 or tuple(x.shape[2:]) != tuple(wm.tokens.frame_shape):
+        raise WorldModelError(f"imagine expects uint8 frames [B, T, {', '.join(map(str, wm.tokens.frame_shape))}]"
+                              f", got {x.dtype} {tuple(x.shape)}; pass frames of the env the "
+                              "world model was trained on.")
+    if steps < 1:
+        raise WorldModelError(f"steps must be >= 1, got {steps}.")
+    B, T = x.shape[:2]
+    acts = None
+    if actions is not None:
+        acts = torch.as_tensor(np.asarray(actions), dtype=torch.long).reshape(B, -1)
+        if acts.shape[1] < steps:
+            raise WorldModelError(f"{acts.shape[1]} actions per clip for {steps} steps; pass one "
+                                  "action per imagined frame (or None).")
+    nar = Narrator(agent, batch_size=B, window=window or wm.cfg.narration_window, greedy=True,
+                   seed=seed)
+    nar.reset()
+    for t in range(T):
+        nar.step(x[:, t])
+    state = nar.state.hidden[:, -1].float()
+    codes = wm.tokens.encode(x[:, -1])
+    gen = torch.Generator().manual_seed(seed)
+    out_f, out_c, out_ids, texts = [], [], [], []
+    for s in range(steps):
+        codes = wm.predict(codes, state, None if acts is None else acts[:, s], greedy=greedy,
+                           temperature=temperature, generator=gen, decoding=decoding)
+        frame = wm.tokens.decode(codes)
+        step = nar.step(frame)
+        state = nar.state.hidden[:, -1].float()
+        out_f.append(frame)
+        out_c.append(codes)
+        out_ids.append(step.ids)
+        texts.append(step.text)
+    return Imagination(frames=torch.stack(out_f, 1), codes=torch.stack(out_c, 1),
+                       narration_ids=torch.stack(out_ids, 1),
+                       narration=[[texts[s][b] for s in range(steps)] for b in range(B)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation against the baselines
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Clips:
+    """Evaluation clips: ``context`` uint8 [B, C, H, W, 3], ``future`` uint8 [B, K, H, W, 3]
+    (the real continuation), ``actions`` long [B, K] (taken at the last context frame and at
+    each future frame but the last)."""
+
+    context: torch.Tensor
+    future: torch.Tensor
+    actions: torch.Tensor
+
+
+def make_clips(episodes: list[tuple[np.ndarray, np.ndarray]], *, context: int, horizon: int,
+               max_clips: int) -> Clips:
+    """Non-overlapping clips of ``context + horizon`` frames, taken round-robin over episodes
+    (frames uint8 [L, H, W, 3], actions long [L]) so that every episode contributes."""
+    per_ep = []
+    n = context + horizon
+    for frames, actions in episodes:
+        starts = list(range(0, len(frames) - n + 1, n))
+        per_ep.append([(frames[s:s + n], actions[s + context - 1: s + n - 1]) for s in starts])
+    chosen: list[tuple[np.ndarray, np.ndarray]] = []
+    i = 0
+    while len(chosen) < max_clips and any(i < len(c) for c in per_ep):
+        chosen += [c[i] for c in per_ep if i < len(c)]
+        i += 1
+    chosen = chosen[:max_clips]
+    if not chosen:
+        raise WorldModelError(f"No episode has {n} frames (--context {context} + --steps "
+                              f"{horizon}); use longer episodes or smaller values.")
+    f = torch.as_tensor(np.stack([c[0] for c in chosen]))
+    a = torch.as_tensor(np.stack([c[1] for c in chosen]), dtype=torch.long)
+    return Clips(context=f[:, :context], future=f[:, context:], actions=a)
+
+
+@torch.no_grad()
+def narrate_clips(agent: Any, context: torch.Tensor, future: torch.Tensor, *, window: int,
+                  ) -> list[list[str]]:
+    """The agent's greedy narration of ``future`` [B, K, ...] after ``context`` [B, C, ...]:
+    B lists of K sentence lists."""
+    from agents.narration import Narrator
+    from agents.text import unslot
+
+    nar = Narrator(agent, batch_size=context.shape[0], window=window, greedy=True)
+    nar.reset()
+    for t in range(context.shape[1]):
+        nar.step(context[:, t])
+    ids = torch.stack([nar.step(future[:, t]).ids for t in range(future.shape[1])], 1)
+    return unslot(ids, agent.tokenizer)
+
+
+def _sentence_event(text: str) -> Any:
+    """An annotation sentence's event, or the sentence itself as an event (narration may say
+    things no annotation template parses; two identical sentences still match)."""
+    from types import SimpleNamespace
+
+    from byog_env import parse_event
+
+    try:
+        return parse_event(text)
+    except ValueError:
+        return SimpleNamespace(kind="sentence", args={"text": text})
+
+
+def event_f1(pred: list[list[list[str]]], true: list[list[list[str]]], *, tolerance: int,
+             ) -> tuple[float, list[float]]:
+    """Event F1 of narrations ``pred`` against ``true`` (B lists of K sentence lists): over the
+    whole clips within ``tolerance`` frames, and per horizon (same frame only); pooled counts."""
+    from agents.monitors import combine_prf, event_prf
+
+    whole = combine_prf(event_prf(p, t, tolerance=tolerance, parser=_sentence_event)
+                        for p, t in zip(pred, true))
+    K = len(true[0])
+    per_h = [float(combine_prf(event_prf([p[h]], [t[h]], tolerance=0, parser=_sentence_event)
+                               for p, t in zip(pred, true))["f1"]) for h in range(K)]
+    return float(whole["f1"]), per_h
+
+
+def frame_metrics(pred: torch.Tensor, real: torch.Tensor, pred_codes: torch.Tensor,
+                  real_codes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """psnr / ssim / code_accuracy [B, K] of frames [B, K, H, W, 3] and codes [B, K, h, w]."""
+    B, K = real.shape[:2]
+    flat = (lambda x: x.reshape(B * K, *x.shape[2:]))
+    return {"psnr": psnr(flat(pred), flat(real)).view(B, K),
+            "ssim": ssim(flat(pred), flat(real)).view(B, K),
+            "code_accuracy": code_accuracy(flat(pred_codes), flat(real_codes)).view(B, K)}
+
+
+@torch.no_grad()
+def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
+             temperature: float = 1.0, tolerance: int = 2, seed: int = 0,
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Imagine every clip's future and score it against copy-last-frame and the ceiling.
+
+    Returns:
+        ``(metrics, rollouts)``: ``metrics["per_horizon"][h-1]`` holds, for h = 1..K,
+        ``{metric: {"imagined", "best_of_k", "copy_last", "ceiling"}}`` for psnr, ssim and
+        code_accuracy, and ``{"event_f1": {"imagined", "copy_last", "ceiling"}}``; ``rollouts``
+        holds the frames and narrations for the video and contact sheet.
+    """
+    real, ctx = clips.future, clips.context
+    B, K = real.shape[:2]
+    window = wm.cfg.narration_window
+    t0, c0 = time.perf_counter(), time.process_time()
+    img = imagine(agent, ctx, clips.actions, K, world_model=wm, greedy=True, seed=seed)
+    imag_cpu = time.process_time() - c0
+    tok = wm.tokens
+    flat = (lambda x: x.reshape(B * K, *x.shape[2:]))
+    real_codes = tok.encode_all(flat(real)).view(B, K, *tok.grid)
+    recon = tok.decode(flat(real_codes)).view_as(real)
+    last = ctx[:, -1:].expand_as(real)
+    last_codes = tok.encode(ctx[:, -1]).unsqueeze(1).expand_as(real_codes)
+    scores = {
+        "imagined": frame_metrics(img.frames, real, img.codes, real_codes),
+        "copy_last": frame_metrics(last, real, last_codes, real_codes),
+        "ceiling": frame_metrics(recon, real, real_codes, real_codes),
+    }
+    sampled = [imagine(agent, ctx, clips.actions, K, world_model=wm, greedy=False,
+                       temperature=temperature, seed=seed + 1 + j) for j in range(samples)]
+    if sampled:  # best of k, per frame and per metric (an oracle pick: an upper bound)
+        per = [frame_metrics(s.frames, real, s.codes, real_codes) for s in sampled]
+        scores["best_of_k"] = {m: torch.stack([p[m] for p in per]).max(0).values for m in per[0]}
+    # narration: of the real future, of the imagined one, of copy-last and of the reconstruction
+    real_s = narrate_clips(agent, ctx, real, window=window)
+    from agents.text import unslot
+
+    imag_s = unslot(img.narration_ids, agent.tokenizer)
+    copy_s = narrate_clips(agent, ctx, last.contiguous(), window=window)
+    recon_s = narrate_clips(agent, ctx, recon, window=window)
+    f1 = {name: event_f1(s, real_s, tolerance=tolerance)
+          for name, s in (("imagined", imag_s), ("copy_last", copy_s), ("ceiling", recon_s))}
+    per_horizon = []
+    for h in range(K):
+        row: dict[str, Any] = {"horizon": h + 1}
+        for m in ("psnr", "ssim", "code_accuracy"):
+            row[m] = {name: float(sc[m][:, h].mean()) for name, sc in scores.items()}
+        row["event_f1"] = {name: v[1][h] for name, v in f1.items()}
+        per_horizon.append(row)
+    metrics = {
+        "clips": B, "context": ctx.shape[1], "horizon": K, "samples": samples,
+        "condition": wm.cfg.condition, "decoding": wm.cfg.decoding, "tokens": wm.tokens.name,
+        "per_horizon": per_horizon,
+        "event_f1_whole_clip": {name: v[0] for name, v in f1.items()}, "tolerance": tolerance,
+        "imagined_frames_per_cpu_s": B * K / max(imag_cpu, 1e-9),
+        "eval_wall_s": time.perf_counter() - t0,
+    }
+    rollouts = {"context": ctx, "real": real, "imagined": img.frames, "copy_last": last,
+                "real_narration": real_s, "imagined_narration": imag_s}
+    return metrics, rollouts
+
+
+@torch.no_grad()
+def compare_decoding(wm: WorldModel, codes: torch.Tensor, next_codes: torch.Tensor,
+                     next_frames: torch.Tensor, states: torch.Tensor | None,
+                     actions: torch.Tensor, *, schemes: list[tuple[str, int]] | None = None,
+                     ) -> list[dict[str, Any]]:
+    """Quality per CPU second of each decoding scheme on 1-step predictions from real frames.
+
+    Args:
+        codes, next_codes: long [N, h, w] codes of frames t and t+1.
+        next_frames: uint8 [N, H, W, 3] the real frames t+1.
+        states: float [N, D] BYOG states at t (None without a state condition).
+        actions: long [N] actions at t.
+        schemes: ``(name, steps)`` pairs (default parallel, maskgit 4 and 8, autoregressive).
+
+    Returns:
+        One row per scheme: code_accuracy, psnr, ssim (argmax decoding), cpu_ms_per_frame.
+    """
+    n = codes.shape[1] * codes.shape[2]
+    schemes = schemes or [("parallel", 1), ("maskgit", 4), ("maskgit", 8), ("autoregressive", n)]
+    rows = []
+    for name, steps in schemes:
+        c0 = time.process_time()
+        pred = wm.predict(codes, states, actions, greedy=True, decoding=name, steps=steps)
+        cpu = time.process_time() - c0
+        frames = wm.tokens.decode(pred)
+        rows.append({"decoding": name, "passes": steps if name != "parallel" else 1,
+                     "code_accuracy": float(code_accuracy(pred, next_codes).mean()),
+                     "psnr": float(psnr(frames, next_frames).mean()),
+                     "ssim": float(ssim(frames, next_frames).mean()),
+                     "cpu_ms_per_frame": 1000 * cpu / len(codes)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs: video, contact sheet, table
+# ---------------------------------------------------------------------------------------------
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Two frame sequences [L, H, W, 3] -> [L, H, 2W + gap, 3] with a white gap."""
+    sep = np.full((*left.shape[:2], gap, 3), 255, np.uint8)
+    return np.concatenate([left, sep, right], axis=2)
+
+
+def write_outputs(out: Path, rollouts: dict[str, Any], *, clips: int = 4, fps: float = 4.0,
+                  scale: int = 4, video: bool = True) -> list[str]:
+    """The side-by-side video (real | imagined, both narrations as subtitles) of the first
+    ``clips`` clips, and a contact sheet; returns the file names written."""
+    import cv2
+
+    from collect.video import hold_subtitles, write_video
+
+    ctx, real, imag = (rollouts[k].numpy() for k in ("context", "real", "imagined"))
+    n = min(clips, len(real))
+    written = []
+    if video:
+        frames, subs = [], []
+        for b in range(n):
+            C, K = ctx.shape[1], real.shape[1]
+            frames.append(side_by_side(ctx[b], ctx[b]))
+            frames.append(side_by_side(real[b], imag[b]))
+            real_lines = [["real: " + "; ".join(s)] if s else [] for s in rollouts["real_narration"][b]]
+            imag_lines = [["imagined: " + "; ".join(s)] if s else []
+                          for s in rollouts["imagined_narration"][b]]
+            held_r = hold_subtitles(real_lines, hold=3, max_lines=1)
+            held_i = hold_subtitles(imag_lines, hold=3, max_lines=1)
+            subs += [[f"clip {b}: context {t + 1}/{C} (real | real)"] for t in range(C)]
+            subs += [[f"clip {b}: t+{h + 1} (real | imagined)", *held_r[h], *held_i[h]]
+                     for h in range(K)]
+        write_video(out / VIDEO, np.concatenate(frames), subs, scale=scale, fps=fps, band_lines=3)
+        written.append(VIDEO)
+    # contact sheet: per clip a row of real frames over a row of imagined ones at chosen horizons
+    K = real.shape[1]
+    hs = sorted({h for h in (1, 2, 4, 8, 16, 32, K) if h <= K})
+    H, W = real.shape[2:4]
+    pad = 2
+    rows = []
+    for b in range(n):
+        for seq, first in ((real[b], ctx[b, -1]), (imag[b], ctx[b, -1])):
+            tiles = [first] + [seq[h - 1] for h in hs]
+            row = np.full((H + pad, (W + pad) * len(tiles), 3), 255, np.uint8)
+            for i, tile in enumerate(tiles):
+                row[:H, i * (W + pad): i * (W + pad) + W] = tile
+            rows.append(row)
+    sheet = np.concatenate(rows)
+    sheet = np.repeat(np.repeat(sheet, scale // 2 or 1, 0), scale // 2 or 1, 1)
+    label = np.zeros((18, sheet.shape[1], 3), np.uint8)
+    cv2.putText(label, "rows: real / imagined per clip; cols: last real, t+" + ", t+".join(map(str, hs)),
+                (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.imwrite(str(out / SHEET), cv2.cvtColor(np.concatenate([label, sheet]), cv2.COLOR_RGB2BGR))
+    written.append(SHEET)
+    return written
+
+
+def table(metrics: dict[str, Any], horizons: tuple[int, ...] = (1, 4, 16)) -> str:
+    """A markdown table of the per-horizon metrics at ``horizons``."""
+    rows = ["| horizon | metric | imagined | best of k | copy last | ceiling (recon) |",
+            "|---:|---|---:|---:|---:|---:|"]
+    for r in metrics["per_horizon"]:
+        if r["horizon"] not in horizons:
+            continue
+        for m in ("psnr", "ssim", "code_accuracy", "event_f1"):
+            v = r[m]
+            cells = [v.get(k) for k in ("imagined", "best_of_k", "copy_last", "ceiling")]
+            rows.append(f"| {r['horizon']} | {m} | " + " | ".join(
+                "–" if c is None else f"{c:.3f}" for c in cells) + " |")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ImagineConfig:
+    """Settings of one imagination run (saved in ``metrics.json``)."""
+
+    checkpoint: str
+    """Run directory of ``python -m agents.train`` (its newest checkpoint) or a checkpoint
+    directory; the world model lives in ``<checkpoint>/world_model``. (required)"""
+    data: str | None = None
+    """Dataset directory: the world model trains on the agent's training episodes and clips come
+    from its validation episodes (the trainer's split). Give --data or --env."""
+    env: str | None = None
+    """Environment to play live (``crafter``, ...): clips come from --episodes episodes."""
+    policy: str = "random"
+    """Policy playing --env (``random``, ``crafter-scripted``, ``sb3:<zip>``, ...)."""
+    steps: int = 16
+    """K: frames imagined after each clip's context."""
+    out: Path = Path("runs/imagine")
+    """Output directory (metrics.json, imagination.mp4, contact_sheet.png)."""
+    context: int = 8
+    """Real frames narrated before imagination starts."""
+    clips: int = 16
+    """Clips evaluated (non-overlapping, spread over the episodes)."""
+    episodes: int = 4
+    """Episodes played with --env."""
+    samples: int = 4
+    """Sampled rollouts per clip for the best-of-k metrics (0: none)."""
+    temperature: float = 1.0
+    """Temperature of the sampled rollouts."""
+    tolerance: int = 2
+    """Timing tolerance (frames) of the whole-clip event F1."""
+    train_steps: int = 0
+    """> 0: (re)train the world model for this many steps on --data first (overrides
+    --world-model.steps); 0: use the saved one."""
+    max_train_episodes: int | None = None
+    """Train the world model on at most this many training episodes (None: all)."""
+    compare_conditions: bool = False
+    """Also train world models reading the action only and nothing (language ablation) with the
+    same settings, and evaluate them on the same clips (needs --data and --train-steps)."""
+    compare_decoding: bool = False
+    """Measure the decoding schemes (quality per CPU second) on 1-step predictions."""
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    """World-model settings (used when training)."""
+    video_clips: int = 4
+    """Clips shown in the video and contact sheet."""
+    fps: float = 4.0
+    """Video frames per second."""
+    scale: int = 4
+    """Upscaling of the video frames."""
+    video: bool = True
+    """Write imagination.mp4 (``--no-video`` to skip)."""
+    seed: int = 0
+    """Seed of the env resets, the policy and the sampling."""
+    threads: int | None = None
+    """torch CPU threads (None: leave as is)."""
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.env is None):
+            raise WorldModelError("Give exactly one of --data DIR (a dataset) or --env ENV "
+                                  "(play live).")
+        for name in ("steps", "context", "clips", "episodes", "video_clips", "scale"):
+            if getattr(self, name) < 1:
+                raise WorldModelError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
+        for name in ("samples", "train_steps", "tolerance"):
+            if getattr(self, name) < 0:
+                raise WorldModelError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
+        if self.temperature <= 0 or self.fps <= 0:
+            raise WorldModelError("--temperature and --fps must be > 0.")
+        if (self.train_steps or self.compare_conditions) and self.data is None:
+            raise WorldModelError("Training the world model (--train-steps, --compare-conditions)"
+                                  " needs --data DIR.")
+        if self.compare_conditions and not self.train_steps:
+            raise WorldModelError("--compare-conditions trains the ablation models: pass "
+                                  "--train-steps N too.")
+        self.out = Path(self.out)
+
+
+def _discrete_actions(space: dict[str, Any] | Any) -> int:
+    n = space.get("n") if isinstance(space, dict) else getattr(space, "n", None)
+    kind = space.get("type") if isinstance(space, dict) else type(space).__name__
+    if kind != "Discrete" or n is None:
+        raise WorldModelError(f"Imagination needs a Discrete action space, this one is {kind}; "
+                              "use a dataset or env with discrete actions.")
+    return int(n)
+
+
+def dataset_episodes(agent: Any, data: str, *, max_train: int | None,
+                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]], int]:
+    """(train episodes, validation episodes, n_actions) of a dataset, split as the agent's
+    trainer split it (``loader.val_fraction`` / ``loader.split_seed`` of its checkpoint)."""
+    from collect.dataset import open_dataset, split_episodes
+
+    ds = open_dataset(data)
+    n_actions = _discrete_actions(ds.info.get("action_space") or {})
+    loader = ((getattr(agent, "metadata", None) or {}).get("config") or {}).get("loader") or {}
+    train, val = split_episodes(ds.num_episodes, float(loader.get("val_fraction", 0.2)),
+                                int(loader.get("split_seed", 0)))
+    if not val:
+        val = train[-1:]
+    if max_train is not None:
+        train = train[:max_train]
+
+    def read(ids: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        eps = [ds.episode(i) for i in ids]
+        return [(e.frames, np.asarray(e.actions, np.int64)) for e in eps]
+
+    return read(train), read(val), n_actions
+
+
+def play_episodes(cfg: ImagineConfig) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Play ``cfg.episodes`` episodes of ``cfg.env`` with ``cfg.policy`` (context + steps frames
+    per clip, enough for ``cfg.clips`` clips in all)."""
+    import byog_env
+    from collect.policies import make_policy
+
+    env = byog_env.make(cfg.env)
+    n_actions = _discrete_actions(env.action_space)
+    policy = make_policy(cfg.policy, env, seed=cfg.seed)
+    per_ep = -(-cfg.clips // cfg.episodes) * (cfg.context + cfg.steps)
+    episodes = []
+    try:
+        for ep in range(cfg.episodes):
+            obs, info = env.reset(seed=cfg.seed + ep)
+            policy.reset(obs, info)
+            frames, actions = [np.asarray(obs)], []
+            for _ in range(per_ep - 1):
+                a = int(policy.act(obs, info))
+                obs, _, term, trunc, info = env.step(a)
+                actions.append(a)
+                frames.append(np.asarray(obs))
+                if term or trunc:
+                    break
+            episodes.append((np.stack(frames), np.array(actions + [-1], np.int64)))
+    finally:
+        env.close()
+    return episodes, n_actions
+
+
+def fit_world_models(agent: Any, wcfg: WorldModelConfig,
+                     train_eps: list[tuple[np.ndarray, np.ndarray]], n_actions: int,
+                     conditions: list[str], printer: Any = print,
+                     ) -> tuple[dict[str, WorldModel], dict[str, Any]]:
+    """Stage 2 on a frozen agent: frame tokens (the agent's VQ-VAE, or fitted on the training
+    frames), BYOG states read by narrating the training episodes, then one world model per
+    condition (same data, same settings); returns the models and the costs."""
+    frames = [f for f, _ in train_eps]
+    costs: dict[str, Any] = {"train_episodes": len(train_eps),
+                             "train_frames": int(sum(len(f) for f in frames))}
+    t0 = time.perf_counter()
+    tokens, info = frame_tokens_for(agent, np.concatenate(frames), wcfg)
+    costs.update(info, tokens_wall_s=time.perf_counter() - t0)
+    printer(f"frame tokens: {tokens.name}, grid {tokens.grid}, {tokens.vocab} ids "
+            f"({costs['tokens_wall_s']:.1f} s)")
+    states = None
+    if any(CONDITIONS[c].state for c in conditions):
+        c0 = time.process_time()
+        states, _ = narrator_states(agent, frames, window=wcfg.narration_window)
+        costs["states_cpu_s"] = time.process_time() - c0
+    data = build_transitions(tokens, frames, [a for _, a in train_eps], states)
+    costs.update(data.info)
+    state_dim = int(states[0].shape[-1]) if states is not None else 0
+    models = {}
+    for cond in conditions:
+        wm = WorldModel(replace(wcfg, condition=cond), tokens, n_actions=n_actions,
+                        state_dim=state_dim)
+        printer(f"training the world model ({cond}) for {wcfg.steps} steps on "
+                f"{len(data.pairs)} transitions")
+        res = train_world_model(wm, data, log_every=max(1, wcfg.steps // 5), printer=printer)
+        costs[f"train/{cond}"] = {"cpu_s": res["cpu_s"], "wall_s": res["wall_s"],
+                                  "final_ce": float(np.mean(res["history"]["wm/ce"][-50:])),
+                                  "final_masked_accuracy":
+                                      float(np.mean(res["history"]["wm/masked_accuracy"][-50:]))}
+        models[cond] = wm.eval()
+    return models, costs
+
+
+def decoding_inputs(agent: Any, wm: WorldModel, episodes: list[tuple[np.ndarray, np.ndarray]],
+                    max_pairs: int = 64) -> tuple[torch.Tensor, ...]:
+    """1-step prediction inputs from real episodes: codes_t, codes_t+1, frames_t+1, states_t,
+    actions_t (at most ``max_pairs``, spread evenly)."""
+    frames = [f for f, _ in episodes]
+    states = narrator_states(agent, frames, window=wm.cfg.narration_window)[0] \
+        if wm.cfg.conditioning.state else None
+    data = build_transitions(wm.tokens, frames, [a for _, a in episodes], states)
+    pick = data.pairs[torch.linspace(0, len(data.pairs) - 1, min(max_pairs, len(data.pairs))).long()]
+    allf = torch.as_tensor(np.concatenate(frames))
+    return (data.codes[pick], data.codes[pick + 1], allf[pick + 1],
+            None if data.states is None else data.states[pick], data.actions[pick])
+
+
+def main(cfg: ImagineConfig) -> dict[str, Any]:
+    """Train (optionally) and evaluate the world model; write the outputs; return the metrics."""
+    from agents.training.checkpoint import load_agent
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    wall0 = time.perf_counter()
+    agent = load_agent(cfg.checkpoint)
+    wm_path = world_model_dir(cfg.checkpoint)
+    train_eps: list = []
+    if cfg.data is not None:
+        train_eps, eval_eps, n_actions = dataset_episodes(agent, cfg.data,
+                                                          max_train=cfg.max_train_episodes)
+    else:
+        eval_eps, n_actions = play_episodes(cfg)
+    costs: dict[str, Any] = {}
+    if cfg.train_steps:
+        conds = [cfg.world_model.condition]
+        if cfg.compare_conditions:
+            conds += [c for c in ("state+action", "action", "none") if c not in conds]
+        wcfg = replace(cfg.world_model, steps=cfg.train_steps)
+        models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds)
+        wm = models[cfg.world_model.condition]
+        wm.save(wm_path, trained_on=str(cfg.data), costs=costs)
+        for c, m in models.items():
+            if c != cfg.world_model.condition:
+                m.save(cfg.out / f"world_model-{c.replace('+', '_')}")
+    else:
+        wm = WorldModel.load(wm_path)
+        models = {wm.cfg.condition: wm}
+        if wm.n_actions != n_actions:
+            raise WorldModelError(f"The world model at {wm_path} has {wm.n_actions} actions, this "
+                                  f"data has {n_actions}; retrain it with --train-steps N.")
+    attach_world_model(agent, wm)
+    clips = make_clips(eval_eps, context=cfg.context, horizon=cfg.steps, max_clips=cfg.clips)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    rollouts = None
+    for cond, m in models.items():
+        metrics, r = evaluate(agent, m, clips, samples=cfg.samples, temperature=cfg.temperature,
+                              tolerance=cfg.tolerance, seed=cfg.seed)
+        results[cond] = metrics
+        if m is wm:
+            rollouts = r
+    out: dict[str, Any] = {
+        "config": _jsonable(asdict(cfg)), "world_model": str(wm_path),
+        "metrics": results[wm.cfg.condition], "costs": costs,
+    }
+    if len(results) > 1:
+        out["language_ablation"] = results
+    if cfg.compare_decoding:
+        out["decoding"] = compare_decoding(wm, *decoding_inputs(agent, wm, eval_eps))
+    written = write_outputs(cfg.out, rollouts, clips=cfg.video_clips, fps=cfg.fps,
+                            scale=cfg.scale, video=cfg.video)
+    out["wall_s"] = time.perf_counter() - wall0
+    out["files"] = written
+    (cfg.out / METRICS).write_text(json.dumps(_jsonable(out), indent=2))
+    print(table(out["metrics"]))
+    print(f"wrote {', '.join(str(cfg.out / f) for f in [METRICS, *written])} "
+          f"in {out['wall_s']:.1f} s")
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Command-line entry point; bad input prints one ``error:`` line (exit 2), a failure while
+    running exits 1, Ctrl-C 130."""
+    import gymnasium as gym
+    import tyro
+
+    from agents.training.config import TrainError
+    from collect.dataset import DatasetError
+    from collect.policies import PolicyError
+
+    try:
+        cfg = tyro.cli(ImagineConfig, args=argv, description=__doc__.split("\n")[0])
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except WorldModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        main(cfg)
+    except (WorldModelError, TrainError, DatasetError, PolicyError, gym.error.Error) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; outputs already written are kept.", file=sys.stderr)
+        return 130
+    except (OSError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
