@@ -126,7 +126,7 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
     Returns:
         An :class:`Imagination`.
     """
-    from agents.narration import Narrator
+    from agents.narrator import Narrator
 
     wm = world_model or attached_world_model(agent)
     x = torch.as_tensor(np.asarray(frames))
@@ -149,8 +149,8 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
                    seed=seed)
     nar.reset()
     for t in range(T):
-        nar.step(x[:, t])
-    state = nar.state.hidden[:, -1].float()
+        step = nar.step(x[:, t])
+    state = step.hidden[:, -1].float()  # the last real frame's state (its narration included)
     codes = wm.tokens.encode(x[:, -1])
     gen = torch.Generator().manual_seed(seed)
     out_f, out_c, out_ids, texts = [], [], [], []
@@ -159,7 +159,7 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
                            temperature=temperature, generator=gen, decoding=decoding)
         frame = wm.tokens.decode(codes)
         step = nar.step(frame)
-        state = nar.state.hidden[:, -1].float()
+        state = step.hidden[:, -1].float()
         out_f.append(frame)
         out_c.append(codes)
         out_ids.append(step.ids)
@@ -211,7 +211,7 @@ def narrate_clips(agent: Any, context: torch.Tensor, future: torch.Tensor, *, wi
                   ) -> list[list[str]]:
     """The agent's greedy narration of ``future`` [B, K, ...] after ``context`` [B, C, ...]:
     B lists of K sentence lists."""
-    from agents.narration import Narrator
+    from agents.narrator import Narrator
     from agents.text import unslot
 
     nar = Narrator(agent, batch_size=context.shape[0], window=window, greedy=True)

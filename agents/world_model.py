@@ -531,7 +531,7 @@ class Transitions:
 def narrator_states(agent: Any, episodes: Sequence[np.ndarray], *, window: int = 16,
                     batch: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The BYOG state and greedy narration of every frame of every episode, read from the frozen
-    agent by live narration (``agents.narration.Narrator``, a bounded context of ``window``).
+    agent by live narration (``agents.narrator.Narrator``, a bounded context of ``window``).
 
     The state of frame t is the final hidden state of its narration slot's last position, so it
     has read frames <= t and the words narrated for them.
@@ -539,7 +539,7 @@ def narrator_states(agent: Any, episodes: Sequence[np.ndarray], *, window: int =
     Returns:
         ``(states, ids)``: per episode float [L, D] and long [L, k].
     """
-    from agents.narration import Narrator
+    from agents.narrator import Narrator
 
     states: list[torch.Tensor] = [None] * len(episodes)  # type: ignore[list-item]
     ids: list[torch.Tensor] = [None] * len(episodes)  # type: ignore[list-item]
@@ -553,7 +553,7 @@ def narrator_states(agent: Any, episodes: Sequence[np.ndarray], *, window: int =
         for t in range(L):  # shorter episodes repeat their last frame (ignored below)
             x = np.stack([episodes[i][min(t, len(episodes[i]) - 1)] for i in group])
             step = nar.step(x)
-            hs.append(nar.state.hidden[:, -1].float())
+            hs.append(step.hidden[:, -1].float())
             ys.append(step.ids)
         h, y = torch.stack(hs, 1), torch.stack(ys, 1)  # [G, L, D], [G, L, k]
         for j, i in enumerate(group):

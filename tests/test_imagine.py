@@ -217,10 +217,12 @@ def test_every_decoder_fills_all_positions_with_the_argmax(decoder):
 
 def test_event_f1_matches_identical_narrations_and_not_different_ones():
     same = [[["a cow is in view"], [], ["you collected 1 wood"]]]
-    assert event_f1(same, same, tolerance=0) == (1.0, [1.0, 1.0, 1.0])
+    whole, per_h = event_f1(same, same, tolerance=0)
+    assert whole == 1.0 and per_h[0] == per_h[2] == 1.0
+    assert math.isnan(per_h[1])  # no event on either side: F1 undefined
     other = [[["free text the parser does not know"], [], []]]
     whole, per_h = event_f1(other, same, tolerance=0)
-    assert whole == 0.0 and per_h[0] == 0.0 and per_h[1] == 1.0
+    assert whole == 0.0 and per_h[0] == 0.0 and per_h[2] == 0.0
 
 
 def test_config_rejects_unknown_names():
