@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from agents.errors import ModelError, TextError
-from agents.obs.config import ObsEncoderConfig
+from agents.obs.cnn_config import CNNConfig
+from agents.obs.config import ObsConfig, obs_config_from_dict
 from agents.registry import Registry
 
 Size = Literal["tiny", "small", "base"]
@@ -224,8 +225,9 @@ class ModelConfig:
     """How frames enter the encoder LM: added at each slot's first position, or gated xattn."""
     lm: LMConfig = field(default_factory=LMConfig)
     """Encoder LM (the predictor uses the same shape)."""
-    obs: ObsEncoderConfig = field(default_factory=ObsEncoderConfig)
-    """Observation encoder."""
+    obs: ObsConfig = field(default_factory=CNNConfig)
+    """Observation encoder: the options of the kind ``--model.obs.kind`` picks (a registered
+    plugin, see ``python -m agents.obs list``)."""
     text: SlotConfig = field(default_factory=SlotConfig)
     """Tokens per frame and the carry bound."""
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
@@ -280,7 +282,7 @@ class ModelConfig:
                 _check_keys(sub, kw[name], f"ModelConfig.{name}")
                 kw[name] = sub(**kw[name])
         if "obs" in kw:
-            kw["obs"] = ObsEncoderConfig.from_dict(kw["obs"])
+            kw["obs"] = obs_config_from_dict(kw["obs"])
         return cls(**kw)
 
     @classmethod
@@ -289,7 +291,8 @@ class ModelConfig:
         as such an agent was built (a cnn saved without ``cnn_arch`` is the older 'conv' stack),
         so older checkpoints keep loading."""
         obs = d.get("obs")
-        if isinstance(obs, dict) and obs.get("kind", "cnn") == "cnn" and "cnn_arch" not in obs:
+        if isinstance(obs, dict) and obs.get("kind", "cnn") == "cnn" and "cnn_arch" not in obs \
+                and "plugin" not in obs:  # an old flat obs config (today's name 'arch')
             d = {**d, "obs": {**obs, "cnn_arch": "conv"}}
         return cls.from_dict(d)
 
@@ -352,7 +355,5 @@ def make_model_config(size: Size = "tiny", preset: Preset = "byog", **overrides:
         else:
             d[key] = value
     _check_keys(ModelConfig, d, "ModelConfig")
-    obs = ObsEncoderConfig.from_dict(
-        {**ObsEncoderConfig().to_dict(), **d["obs"]}) if isinstance(d["obs"], dict) else d["obs"]
-    d["obs"] = obs.to_dict()
+    d["obs"] = obs_config_from_dict(d["obs"]).to_dict()
     return ModelConfig.from_dict(d)

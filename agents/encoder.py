@@ -97,6 +97,7 @@ class NarrationState:
     memory: torch.Tensor | None = None  # float [B, frames, D] frame embeddings (xattn only)
     hidden: torch.Tensor | None = None  # float [B, k, D] the last frame's final hidden states
     last_frame: torch.Tensor | None = None  # uint8 [B, H, W, 3] set by embed_frame (None: none yet)
+    obs_state: dict | None = None  # the obs encoder's per-stream state (ObsEncoder.step), per env
 
 
 class NarrationEncoder(nn.Module):
@@ -137,14 +138,16 @@ class NarrationEncoder(nn.Module):
                     embedding: torch.Tensor | None = None) -> torch.Tensor:
         """Live narration's frame embedding: frame uint8 [B, H, W, 3] -> e_t float [B, D].
 
-        Encodes the frame after ``state.last_frame`` (so frame-delta encoders see the same
-        delta as in an offline clip) and records it there; call it once per frame, before
-        :meth:`step_frame` (which carries ``last_frame`` into the new state). ``embedding``:
-        float [B, Dc], the frame's dataset column for encoders that read one."""
-        emb = None if embedding is None else embedding[:, None]
-        e_t = self.frame_embeddings(frame[:, None], None, emb, prev_frame=state.last_frame)[:, 0]
+        Steps the observation encoder's per-stream state (``state.obs_state``: the previous
+        frame for deltas, the units' running mean), so each frame gets the features it has in
+        an offline clip of the episode; call it once per frame, before :meth:`step_frame`
+        (which carries the state on). ``embedding``: float [B, Dc], the frame's dataset column
+        for encoders that read one."""
+        if state.obs_state is None:
+            state.obs_state = self.obs.init_state(frame.shape[0])
+        feats, state.obs_state = self.obs.step(state.obs_state, frame, embedding=embedding)
         state.last_frame = frame
-        return e_t
+        return self.projector(feats)  # [B, D]
 
     def gate_values(self) -> dict[str, float]:
         """tanh of each xattn gate (``gate/attn_i``, ``gate/ff_i``); empty for additive."""
@@ -236,7 +239,7 @@ class NarrationEncoder(nn.Module):
         """
         new = NarrationState(cache=state.cache, prev=state.prev, position=state.position,
                              frames=state.frames, memory=state.memory,
-                             last_frame=state.last_frame)
+                             last_frame=state.last_frame, obs_state=state.obs_state)
         with torch.inference_mode():
             ids, logits, hs = self._frame(new, e_t, self.tlm.token_io(), greedy=greedy,
                                           temperature=temperature, top_k=top_k,

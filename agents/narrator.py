@@ -29,9 +29,9 @@ re-encoding costs one parallel pass every ``window - keep`` frames (amortised, s
 ``benchmarks/bench_narrate.py``). While an episode still fits the window, live narration is
 identical to offline narration of the same frames.
 
-Observation encoders that read frame deltas (``cnn_frame_delta``) see, for each new frame, the
-previous frame kept in the narration state (``NarrationState.last_frame``), exactly as in an
-offline clip. A slide keeps the kept frames' embeddings as they are: the first kept frame keeps
+Observation encoders step their per-stream state (``NarrationState.obs_state``, see
+``ObsEncoder.step``): frame-delta encoders see, for each new frame, the previous frame, and the
+units encoder its running mean, exactly as in an offline clip. A slide keeps the kept frames' embeddings as they are: the first kept frame keeps
 its real delta to the frame before it, as the first frame of a training window has (training
 windows carry the frame before them), so the re-encoded state is that of a training window.
 
@@ -212,9 +212,10 @@ class Narrator:
         # the first frame of a training window (which carries the frame before it) has
         e = torch.stack(list(self._e), 1)  # [B, R, D]
         ids = torch.stack(list(self._ids), 1)  # [B, R, k]
-        last_frame = self.state.last_frame
+        last_frame, obs_state = self.state.last_frame, self.state.obs_state
         h, z, self.state = self.enc.prefill(ids, e)  # [B, R*k, D], [B, R*k, V]
-        self.state.last_frame = last_frame  # the next frame's predecessor
+        # the next frame's predecessor and the obs encoder's stream state (units' running mean)
+        self.state.last_frame, self.state.obs_state = last_frame, obs_state
         if self._forecaster is not None:
             self._forecaster.refill(h, z, ids)
         self.reencodes += 1

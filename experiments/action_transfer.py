@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agents.obs.config import fitted_obs_kinds
 from collect.dataset import WindowDataset, collate_windows, open_dataset
 from experiments.features import BYOGFeaturizer, Featurizer, ObsFeaturizer, set_trainable
 from experiments.heads import ActionHead, mission_ids
@@ -95,7 +96,8 @@ class ActionTransferConfig:
             self.checkpoint = Path(self.checkpoint)
         if self.encoder not in ENCODER_KINDS:
             raise ExperimentError(f"Unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODER_KINDS)}.")
-        if self.encoder in ("byog", "captioner", "vqvae", "units") and self.checkpoint is None:
+        if (self.encoder in ("byog", "captioner") or self.encoder in fitted_obs_kinds()) \
+                and self.checkpoint is None:
             raise ExperimentError(f"Encoder {self.encoder!r} needs --checkpoint DIR (pretrain it first, "
                                   "e.g. with python -m experiments.run_all).")
         for name in ("n_episodes", "steps", "batch_size", "context", "hidden", "live_envs", "threads"):
@@ -128,17 +130,14 @@ def build_featurizer(cfg: ActionTransferConfig, tokenizer_sentences: list[str] |
         agent = BYOGAgent(make_model_config(cfg.size, "byog"), train_tokenizer(tokenizer_sentences or []))
         return BYOGFeaturizer(agent, pool=cfg.pool, context=cfg.context)
     if cfg.encoder == "scratch":
-        size = make_model_config(cfg.size).obs
-        return ObsFeaturizer(build_obs_encoder(ObsEncoderConfig(kind="cnn", out_dim=size.out_dim,
-                                                                cnn_channels=size.cnn_channels)),
-                             context=cfg.context)
+        return ObsFeaturizer(build_obs_encoder(make_model_config(cfg.size).obs), context=cfg.context)
     return ObsFeaturizer(build_obs_encoder(ObsEncoderConfig(kind=cfg.encoder), fitted_path=cfg.checkpoint),
                          context=cfg.context)
 
 
 def trains_encoder(cfg: ActionTransferConfig) -> bool:
     """Whether the encoder's weights are optimised with the head."""
-    return cfg.encoder == "scratch" or (cfg.mode == "finetune" and cfg.encoder not in ("vqvae", "units"))
+    return cfg.encoder == "scratch" or (cfg.mode == "finetune" and cfg.encoder not in fitted_obs_kinds())
 
 
 # ---------------------------------------------------------------------------- data

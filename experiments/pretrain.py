@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.obs.config import fitted_obs_kinds
+
 ENCODER_KINDS = ("byog", "captioner", "random", "scratch", "vqvae", "units")
 PRETRAINED_KINDS = ("byog", "captioner", "vqvae", "units")
 SPLIT_SEED = 0
@@ -98,7 +100,7 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
 
     if kind not in PRETRAINED_KINDS:
         raise ExperimentError(f"Kind {kind!r} is not pretrained; pretrained kinds: {', '.join(PRETRAINED_KINDS)}.")
-    obs_fit = kind in ("vqvae", "units")
+    obs_fit = kind in fitted_obs_kinds()  # fitted by the trainer's obs_fit step
     d: dict[str, Any] = {
         "data": str(data), "out": str(out), "steps": 1 if obs_fit else spec.steps, "seed": spec.seed,
         "label_fraction": label_fraction, "label_seed": SPLIT_SEED, "threads": spec.threads,
@@ -162,7 +164,7 @@ def encoder_checkpoint(kind: str, run: Path) -> Path:
     if ckpt is None:
         raise ExperimentError(f"{run} holds no trained checkpoint; pretrain the {kind!r} encoder first "
                               "(python -m experiments.run_all does).")
-    return ckpt / "obs_encoder" if kind in ("vqvae", "units") else Path(run)
+    return ckpt / "obs_encoder" if kind in fitted_obs_kinds() else Path(run)
 
 
 __all__ = [

@@ -248,7 +248,9 @@ def test_an_agent_saved_before_the_patch_cnn_still_loads(tok, tmp_path):
     agent.save_pretrained(tmp_path / "old")
     cfg_file = tmp_path / "old" / "model_config.json"
     d = json.loads(cfg_file.read_text())
-    del d["obs"]["cnn_arch"], d["obs"]["cnn_patch"], d["obs"]["cnn_grid"]
+    # the flat obs config of those days (every kind's options, prefixed), without cnn_arch
+    d["obs"] = {"kind": "cnn", "out_dim": 64, "cnn_channels": [32, 32], "cnn_frame_delta": False,
+                "vqvae_hidden": 64, "units_k": 64, "units_dim": 64, "precomputed_dim": None}
     cfg_file.write_text(json.dumps(d))
     again = BYOGAgent.from_pretrained(tmp_path / "old").eval()
     assert again.encoder.obs.convs[0].stride == (2, 2)

@@ -1,22 +1,25 @@
-"""ObsEncoderConfig validation, build_obs_encoder, the precomputed encoder, frame sources."""
+"""Per-plugin obs config validation (old flat names too), build_obs_encoder, the precomputed
+encoder, frame sources."""
 import numpy as np
 import pytest
 import torch
 
 from agents.obs import CNNEncoder, ObsEncoderConfig, ObsEncoderError, build_obs_encoder
+from agents.obs.config import obs_config_from_dict
 from agents.obs.data import iter_clip_batches
 from agents.obs.precomputed import PrecomputedEncoder
+from agents.obs.units_config import UnitsConfig
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"kind": "clip"}, "Unknown obs encoder kind 'clip'"),
+    ({"kind": "clip"}, "Unknown observation encoder 'clip'; known: cnn, precomputed, units, vqvae"),
     ({"out_dim": 0}, "out_dim must be a positive width"),
-    ({"cnn_channels": ()}, "cnn_channels must be a non-empty tuple"),
-    ({"vqvae_downsample": 9}, "vqvae_downsample must be in 1..5"),
-    ({"vqvae_codebook_update": "kmeans"}, "vqvae_codebook_update must be 'loss' or 'ema'"),
-    ({"vqvae_ema_decay": 1.0}, "vqvae_ema_decay must be in"),
-    ({"units_k": 1}, "units_k must be >= 2"),
-    ({"precomputed_adapter": "mlp"}, "precomputed_adapter must be"),
+    ({"cnn_channels": ()}, "cnn.channels must be a non-empty tuple"),
+    ({"kind": "vqvae", "vqvae_downsample": 9}, "vqvae.downsample must be in 1..5"),
+    ({"kind": "vqvae", "codebook_update": "kmeans"}, "vqvae.codebook_update must be one of 'loss', 'ema'"),
+    ({"kind": "vqvae", "vqvae_ema_decay": 1.0}, "vqvae.ema_decay must be in"),
+    ({"kind": "units", "units_k": 1}, "units.k must be >= 2"),
+    ({"kind": "precomputed", "adapter": "mlp"}, "precomputed.adapter must be one of"),
 ])
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ObsEncoderError, match=message):
@@ -24,15 +27,21 @@ def test_config_rejects_bad_values(kwargs, message):
 
 
 def test_config_dict_round_trip():
+    # old flat names map onto the plugin's; another kind's old options were inert and drop
     cfg = ObsEncoderConfig(kind="units", cnn_channels=(8, 8), units_k=5, units_deltas=True)
-    assert ObsEncoderConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ObsEncoderError, match="Unknown ObsEncoderConfig fields \\['bogus'\\]"):
-        ObsEncoderConfig.from_dict({"bogus": 1})
+    assert type(cfg) is UnitsConfig and cfg == UnitsConfig(k=5, deltas=True)
+    assert cfg.units_k == 5  # old attribute names still read
+    assert cfg.to_dict()["plugin"] == "agents.obs.units_config"
+    assert obs_config_from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ObsEncoderError, match="Unknown option\\(s\\) \\['bogus'\\] for the 'cnn'"):
+        obs_config_from_dict({"bogus": 1})
+    with pytest.raises(AttributeError):
+        _ = cfg.cnn_arch  # another kind's old name is not an attribute of this one
 
 
 def test_cnn_default_and_width():
     enc = build_obs_encoder(ObsEncoderConfig(out_dim=32, cnn_channels=(8, 16)))
-    assert isinstance(enc, CNNEncoder) and enc.trainable and not enc.requires_fit
+    assert isinstance(enc, CNNEncoder) and not enc.requires_fit
     assert enc.needs_column is None
     out = enc(torch.randint(0, 255, (2, 3, 20, 24, 3), dtype=torch.uint8))
     assert out.shape == (2, 3, 32)
@@ -49,12 +58,13 @@ def test_cnn_default_and_width():
 def test_precomputed_passthrough_and_adapters():
     emb = torch.randn(2, 5, 6)
     plain = build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6))
-    assert plain.needs_column == "embedding" and plain.out_dim == 6 and not plain.trainable
+    assert plain.needs_column == "embedding" and plain.out_dim == 6
+    assert not list(plain.parameters())
     assert torch.equal(plain(None, embedding=emb), emb)
     ln = PrecomputedEncoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6,
                                              precomputed_adapter="layernorm"))
     out = ln(None, embedding=emb)
-    assert torch.allclose(out.mean(-1), torch.zeros(2, 5), atol=1e-5) and ln.trainable
+    assert torch.allclose(out.mean(-1), torch.zeros(2, 5), atol=1e-5)
     lin = build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6, out_dim=4,
                                              precomputed_adapter="layernorm+linear"))
     out = lin(torch.zeros(2, 5, 8, 8, 3, dtype=torch.uint8), embedding=emb)
@@ -64,7 +74,7 @@ def test_precomputed_passthrough_and_adapters():
 
 
 def test_precomputed_errors():
-    with pytest.raises(ObsEncoderError, match="needs precomputed_dim"):
+    with pytest.raises(ObsEncoderError, match="needs its dim option"):
         build_obs_encoder(ObsEncoderConfig(kind="precomputed"))
     enc = build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6))
     with pytest.raises(ObsEncoderError, match="python -m agents.embed"):

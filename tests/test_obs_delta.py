@@ -5,7 +5,8 @@ import torch
 from agents.obs import build_obs_encoder
 from agents.obs.base import ObsEncoderError
 from agents.obs.cnn import CNNEncoder
-from agents.obs.config import ObsEncoderConfig
+from agents.obs.cnn_config import CNNConfig
+from agents.obs.config import ObsEncoderConfig, obs_config_from_dict
 
 
 @pytest.fixture(autouse=True)
@@ -27,16 +28,15 @@ def make(**kw):
 
 
 def test_config_builds_a_six_channel_cnn_and_defaults_to_on():
-    assert ObsEncoderConfig().cnn_frame_delta is None  # None = on for the cnn
+    assert CNNConfig().frame_delta is True  # on by default; the old tri-state None meant on
+    assert ObsEncoderConfig(cnn_frame_delta=None).frame_delta is True
     on = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8)))
     off = build_obs_encoder(ObsEncoderConfig(out_dim=16, cnn_channels=(8, 8), cnn_frame_delta=False))
     assert off.convs[0].in_channels == 3 and not off.uses_previous_frame
     assert on.convs[0].in_channels == 6 and on.uses_previous_frame
-    cfg = ObsEncoderConfig(cnn_frame_delta=True)
-    assert ObsEncoderConfig.from_dict(cfg.to_dict()).cnn_frame_delta is True
-    ObsEncoderConfig(kind="units")  # the cnn default does not leak into other kinds
-    with pytest.raises(ObsEncoderError, match="cnn_frame_delta applies to kind='cnn' only"):
-        ObsEncoderConfig(kind="units", cnn_frame_delta=True)
+    cfg = ObsEncoderConfig(cnn_frame_delta=False)
+    assert obs_config_from_dict(cfg.to_dict()).frame_delta is False
+    assert not ObsEncoderConfig(kind="units").uses_previous_frame  # no cnn option leaks over
 
 
 def test_patch_arch_keeps_where_things_are():
@@ -54,9 +54,9 @@ def test_patch_arch_keeps_where_things_are():
     assert not torch.allclose(fa, f0, atol=1e-5) and not torch.allclose(fa, fb, atol=1e-5)
     # any frame size: a 96x80 frame pools its 12x10 cells to the 8x8 grid
     assert enc(torch.zeros(2, 3, 96, 80, 3, dtype=torch.uint8)).shape == (2, 3, 32)
-    with pytest.raises(ObsEncoderError, match="cnn_arch must be"):
+    with pytest.raises(ObsEncoderError, match="cnn.arch must be one of"):
         ObsEncoderConfig(cnn_arch="vit")
-    with pytest.raises(ObsEncoderError, match="cnn_patch"):
+    with pytest.raises(ObsEncoderError, match="cnn.patch"):
         ObsEncoderConfig(cnn_patch=0)
 
 

@@ -5,15 +5,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from agents.obs import ObsEncoderConfig, ObsEncoderError, build_obs_encoder
-from agents.obs.units import (
-    UnitsEncoder,
-    assign_units,
-    clip_transform,
-    parse_unit_sentence,
-    squared_distances,
-    unit_sentences,
-    unit_vocabulary,
-)
+from agents.obs.units import UnitsEncoder, assign_units, clip_transform, squared_distances
 from agents.obs.vqvae import VQVAEEncoder
 
 COLOURS = torch.tensor([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]],
@@ -47,7 +39,7 @@ def test_recovers_planted_clusters_from_pixels():
     assert adjusted_rand_score(labels.flatten(), ids.flatten()) == 1.0
     feats = enc(frames)
     assert feats.shape == (20, 10, 5) and torch.equal(feats.argmax(-1), ids)
-    assert not enc.trainable and enc.out_dim == 5
+    assert enc.out_dim == 5 and not any(p.requires_grad for p in enc.parameters())
 
 
 def test_recovers_planted_clusters_from_embedding_column():
@@ -67,18 +59,32 @@ def test_recovers_planted_clusters_from_embedding_column():
     assert torch.allclose(enc(None, embedding=emb), enc.centroids[ids])
 
 
+def _ct(*args, **kw):
+    return clip_transform(*args, **kw)[0]
+
+
 def test_clip_transform_hand_values():
     f = torch.tensor([[[1.0], [2.0], [4.0]]])
-    assert torch.allclose(clip_transform(f, deltas=True), torch.tensor([[[0.0], [1.0], [2.0]]]))
-    assert torch.allclose(clip_transform(f, subtract_mean=True),
-                          torch.tensor([[[-4 / 3], [-1 / 3], [5 / 3]]]))
+    assert torch.allclose(_ct(f, deltas=True), torch.tensor([[[0.0], [1.0], [2.0]]]))
+    # the running mean of frames <= t: 1, 1.5, 7/3
+    assert torch.allclose(_ct(f, subtract_mean=True), torch.tensor([[[0.0], [0.5], [5 / 3]]]))
     valid = torch.tensor([[True, True, False]])
-    assert torch.allclose(clip_transform(f, valid, deltas=True), torch.tensor([[[0.0], [1.0], [0.0]]]))
-    assert torch.allclose(clip_transform(f, valid, subtract_mean=True),
-                          torch.tensor([[[-0.5], [0.5], [0.0]]]))
-    # both: deltas first, then their clip mean is removed
-    assert torch.allclose(clip_transform(f, deltas=True, subtract_mean=True),
-                          torch.tensor([[[-1.0], [0.0], [1.0]]]))
+    assert torch.allclose(_ct(f, valid, deltas=True), torch.tensor([[[0.0], [1.0], [0.0]]]))
+    assert torch.allclose(_ct(f, valid, subtract_mean=True), torch.tensor([[[0.0], [0.5], [0.0]]]))
+    # both: deltas first (0, 1, 2), then their running mean (0, 0.5, 1) is removed
+    assert torch.allclose(_ct(f, deltas=True, subtract_mean=True),
+                          torch.tensor([[[0.0], [0.5], [1.0]]]))
+
+
+def test_clip_transform_carry_continues_a_stream():
+    f = torch.tensor([[[1.0], [2.0], [4.0], [7.0]]])
+    whole = _ct(f, deltas=True, subtract_mean=True)
+    head, carry = clip_transform(f[:, :2], deltas=True, subtract_mean=True)
+    tail, _ = clip_transform(f[:, 2:], deltas=True, subtract_mean=True, carry=carry)
+    assert torch.allclose(torch.cat([head, tail], 1), whole)
+    # a window whose previous frame is known starts with its real delta
+    started = {"prev_feat": torch.tensor([[3.0]]), "started": torch.tensor([True])}
+    assert torch.allclose(_ct(f[:, 2:], deltas=True, carry=started), torch.tensor([[[1.0], [3.0]]]))
 
 
 def _offset_clips():
@@ -167,30 +173,11 @@ def test_fit_is_deterministic_with_a_seed():
     assert torch.equal(a.centroids, b.centroids)
 
 
-def test_pseudo_language():
-    ids = torch.tensor([[3, 3, 7, 7], [1, 2, 2, 0]])
-    valid = torch.tensor([[True, True, True, False], [True, True, True, True]])
-    assert unit_sentences(ids, valid) == [[["unit 3"], ["unit 3"], ["unit 7"], []],
-                                          [["unit 1"], ["unit 2"], ["unit 2"], ["unit 0"]]]
-    assert unit_sentences(ids, valid, change_only=True) == [[["unit 3"], [], ["unit 7"], []],
-                                                            [["unit 1"], ["unit 2"], [], ["unit 0"]]]
-    assert unit_vocabulary(3) == ["unit 0", "unit 1", "unit 2"]
-    assert parse_unit_sentence("unit 17") == 17
-    with pytest.raises(ValueError, match="Not a unit sentence"):
-        parse_unit_sentence("a zombie appears")
-    frames, _labels = colour_clips(B=2, T=4)
-    enc = UnitsEncoder(ObsEncoderConfig(kind="units", units_k=5, units_pixel_size=2))
-    enc.fit(colour_clips()[0], progress=False)
-    ann = enc.pseudo_annotations(frames)
-    ids = enc.unit_ids(frames)
-    assert [[parse_unit_sentence(s[0]) for s in clip] for clip in ann] == ids.tolist()
-
-
 def test_learned_embedding_is_trainable_and_saved(tmp_path):
     frames, _ = colour_clips()
     enc = build_obs_encoder(ObsEncoderConfig(kind="units", units_k=5, units_pixel_size=2,
                                              out_dim=12))
-    assert enc.trainable and enc.out_dim == 12
+    assert enc.out_dim == 12 and enc.embedding.weight.requires_grad
     enc.fit(frames, progress=False)
     enc.eval()
     feats = enc(frames[:2])
@@ -221,9 +208,9 @@ def test_vqvae_source_round_trip(tmp_path):
 
 
 def test_errors():
-    with pytest.raises(ObsEncoderError, match="units_vqvae_path"):
+    with pytest.raises(ObsEncoderError, match="units.vqvae_path"):
         ObsEncoderConfig(kind="units", units_source="vqvae")
-    with pytest.raises(ObsEncoderError, match="units_temperature must be >= 0"):
+    with pytest.raises(ObsEncoderError, match="units.temperature must be >= 0"):
         ObsEncoderConfig(kind="units", units_temperature=-1)
     enc = UnitsEncoder(ObsEncoderConfig(kind="units", units_k=8))
     with pytest.raises(ObsEncoderError, match="not been fitted"):

@@ -85,7 +85,7 @@ def test_straight_through_gradient_reaches_encoder():
 
 def test_unfitted_encoder_refuses_to_encode():
     enc = build_obs_encoder(ObsEncoderConfig(**TINY))
-    assert enc.requires_fit and not enc.trainable and enc.out_dim == 4 * 2 * 2
+    assert enc.requires_fit and enc.out_dim == 4 * 2 * 2
     with pytest.raises(ObsEncoderError, match="not been fitted"):
         enc(torch.zeros(1, 2, 16, 16, 3, dtype=torch.uint8))
 

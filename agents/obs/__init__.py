@@ -1,6 +1,7 @@
-"""Observation encoders behind one interface (see :class:`agents.obs.base.ObsEncoder`).
+"""Observation encoders behind one interface (see :class:`agents.obs.base.ObsEncoder`), found
+through a registry (:mod:`agents.obs.config`; ``python -m agents.obs list``).
 
-``build_obs_encoder(cfg, fitted_path=...)`` is the one factory the model uses:
+``build_obs_encoder(cfg, fitted_path=...)`` is the one factory the model uses. Built-in kinds:
 
 * ``cnn``: trainable CNN, ready at once.
 * ``vqvae``: a VQ-VAE fitted on the dataset's frames then frozen. With ``fitted_path`` the
@@ -9,39 +10,51 @@
 * ``units``: k-means hidden units over frozen features; same fit/save/load pattern.
 * ``precomputed``: reads the dataset's ``embedding`` column (``needs_column == "embedding"``),
   written beforehand by ``python -m agents.embed DIR --encoder SPEC``.
+
+Importing this package is cheap (no torch): the encoders load when first used.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.errors import ObsEncoderError
-from agents.obs.config import ObsEncoderConfig
+from agents.obs.config import (
+    ObsConfig,
+    ObsEncoderConfig,
+    ObsEncoderError,
+    obs_config_class,
+    obs_config_from_dict,
+    register_obs_encoder,
+    registered_obs_encoders,
+)
 
 if TYPE_CHECKING:
     from agents.obs.base import ObsEncoder
-
-# torch-heavy names load on first use, so the torch-free agents.config can import
-# agents.obs.config (which runs this file first) without pulling in torch
-_LAZY = {"ObsEncoder": "agents.obs.base", "CNNEncoder": "agents.obs.cnn"}
+    from agents.obs.cnn import CNNEncoder
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+def encoder_class(cfg: ObsConfig) -> type[ObsEncoder]:
+    """Import the encoder class ``cfg``'s kind names (its ``"module:Class"`` entry point)."""
+    module, _, name = type(cfg).encoder.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ObsEncoderError(
+            f"The {cfg.kind!r} observation encoder's class {type(cfg).encoder!r} cannot be "
+            f"imported ({type(e).__name__}: {e}); install its package or fix its registration."
+        ) from None
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents.obs' has no attribute {name!r}")
 
-
-def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None = None) -> ObsEncoder:
+def build_obs_encoder(cfg: ObsConfig | dict[str, Any], *,
+                      fitted_path: str | Path | None = None) -> ObsEncoder:
     """Build the observation encoder ``cfg`` describes.
 
     Args:
-        cfg: Encoder config.
-        fitted_path: Directory of a fitted ``vqvae``/``units`` encoder (written by its ``save``);
-            its saved config wins over ``cfg``'s options of that kind, and ``cfg.out_dim`` (if
-            set) must agree with it. Not allowed for ``cnn``/``precomputed``.
+        cfg: The encoder's config (or a dict for :func:`obs_config_from_dict`).
+        fitted_path: Directory of a fitted encoder (written by its ``save``); its saved config
+            wins over ``cfg``'s options, and ``cfg.out_dim`` (if set) must agree with it. Only
+            for encoders that are fitted on data (``requires_fit``).
 
     Returns:
         The encoder; ``encoder.requires_fit`` is True when it still has to be fitted.
@@ -49,29 +62,20 @@ def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None =
     Raises:
         ObsEncoderError: bad kind/config, a missing checkpoint, or an incompatible one.
     """
-    if fitted_path is not None and cfg.kind in ("cnn", "precomputed"):
-        raise ObsEncoderError(
-            f"fitted_path is only for 'vqvae' and 'units' encoders; kind {cfg.kind!r} is built "
-            "from its config (a cnn is trained with the model and saved in its checkpoint)."
-        )
-    if cfg.kind == "cnn":
-        from agents.obs.cnn import CNNEncoder
+    cfg = obs_config_from_dict(cfg)
+    cls = encoder_class(cfg)
+    if fitted_path is not None:
+        if not cfg.requires_fit:
+            raise ObsEncoderError(
+                f"fitted_path is only for encoders fitted on data (vqvae, units); kind "
+                f"{cfg.kind!r} is built from its config (a cnn is trained with the model and "
+                "saved in its checkpoint).")
+        from agents.obs.base import read_fitted_config
 
-        enc: ObsEncoder = CNNEncoder(out_dim=cfg.out_dim or 256, channels=cfg.cnn_channels,
-                                     frame_delta=cfg.cnn_frame_delta is not False,
-                                     arch=cfg.cnn_arch, patch=cfg.cnn_patch, grid=cfg.cnn_grid)
-    elif cfg.kind == "vqvae":
-        from agents.obs.vqvae import VQVAEEncoder
-
-        enc = VQVAEEncoder.load(fitted_path) if fitted_path is not None else VQVAEEncoder(cfg)
-    elif cfg.kind == "units":
-        from agents.obs.units import UnitsEncoder
-
-        enc = UnitsEncoder.load(fitted_path) if fitted_path is not None else UnitsEncoder(cfg)
+        read_fitted_config(fitted_path, cfg.kind)  # a clear error for another kind's directory
+        enc = cls.load(fitted_path)  # type: ignore[attr-defined]
     else:
-        from agents.obs.precomputed import PrecomputedEncoder
-
-        enc = PrecomputedEncoder(cfg)
+        enc = cls.from_config(cfg)
     if cfg.out_dim is not None and enc.out_dim is not None and enc.out_dim != cfg.out_dim:
         raise ObsEncoderError(
             f"The {cfg.kind} encoder gives features of width {enc.out_dim} but out_dim="
@@ -80,10 +84,25 @@ def build_obs_encoder(cfg: ObsEncoderConfig, *, fitted_path: str | Path | None =
     return enc
 
 
+_LAZY = {"ObsEncoder": "agents.obs.base", "CNNEncoder": "agents.obs.cnn"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents.obs' has no attribute {name!r}")
+
+
 __all__ = [
     "CNNEncoder",
+    "ObsConfig",
     "ObsEncoder",
     "ObsEncoderConfig",
     "ObsEncoderError",
     "build_obs_encoder",
+    "encoder_class",
+    "obs_config_class",
+    "obs_config_from_dict",
+    "register_obs_encoder",
+    "registered_obs_encoders",
 ]

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from agents.obs.base import ObsEncoder, ObsEncoderError, to_float_chw
+from agents.obs.cnn_config import CNNConfig
 
 
 class CNNEncoder(ObsEncoder):
@@ -45,6 +46,12 @@ class CNNEncoder(ObsEncoder):
         self.pool = nn.AdaptiveAvgPool2d(side)  # fixed grid: spatial layout kept, any H, W
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, out_dim), nn.GELU())
         self.out_dim = out_dim
+
+    @classmethod
+    def from_config(cls, cfg: CNNConfig) -> CNNEncoder:  # type: ignore[override]
+        """The encoder of a :class:`~agents.obs.cnn_config.CNNConfig` (out_dim None = 256)."""
+        return cls(out_dim=cfg.out_dim or 256, channels=cfg.channels, frame_delta=cfg.frame_delta,
+                   arch=cfg.arch, patch=cfg.patch, grid=cfg.grid)
 
     def encode_frames(self, frames: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
         """frames uint8 [N, H, W, 3] (and, with ``frame_delta``, their previous frames ``prev``

@@ -1,8 +1,9 @@
 """Where fitted encoders (VQ-VAE, k-means units) get their training clips from.
 
 Every source becomes an endless or finite stream of clip batches, dicts with
-``frames: uint8 [B, T, H, W, 3]``, ``valid: bool [B, T]`` and, when the source has it,
-``embedding: float32 [B, T, D]``. Accepted sources:
+``frames: uint8 [B, T, H, W, 3]``, ``valid: bool [B, T]`` and, when the source has them,
+``embedding: float32 [B, T, D]`` and ``prev_frame: uint8 [B, H, W, 3]`` (the frame before each
+window, read by frame-delta options). Accepted sources:
 
 * a dataset directory (``str``/``Path``): read with ``collect.dataset.WindowDataset``;
 * a ``torch.utils.data.Dataset`` of window dicts (a ``WindowDataset``);
@@ -127,6 +128,8 @@ def _as_clip(item: Any) -> Clip:
                          else torch.as_tensor(valid, dtype=torch.bool))
         if item.get("embedding") is not None:
             clip["embedding"] = torch.as_tensor(item["embedding"], dtype=torch.float32)
+        if item.get("prev_frame") is not None:
+            clip["prev_frame"] = _check_frames(torch.as_tensor(item["prev_frame"]), 4)
         return clip
     frames = torch.as_tensor(item)
     if frames.ndim == 4:
@@ -146,6 +149,9 @@ def _stack_items(items: list[Mapping[str, Any]]) -> Clip:
     if all(it.get("embedding") is not None for it in items):
         clip["embedding"] = torch.stack(
             [torch.as_tensor(it["embedding"], dtype=torch.float32) for it in items])
+    if all(it.get("prev_frame") is not None for it in items):  # the frame before each window
+        clip["prev_frame"] = _check_frames(
+            torch.stack([torch.as_tensor(it["prev_frame"]) for it in items]), 4)
     return clip
 
 

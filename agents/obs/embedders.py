@@ -132,10 +132,11 @@ def _load_units(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tenso
     from agents.obs.units import UnitsEncoder
 
     enc = UnitsEncoder.load(path).to(device).eval()
-    if enc.needs_column or enc.cfg.units_subtract_mean or enc.cfg.units_deltas:
+    if enc.needs_column or enc.cfg.subtract_mean or enc.cfg.deltas:
         raise ObsEncoderError(
-            f"The units encoder at {path} needs clips or the embedding column (clip mean, deltas "
-            "or an embedding source); only per-frame units encoders can write a column."
+            f"The units encoder at {path} needs the stream before each frame or the embedding "
+            "column (running mean, deltas or an embedding source); only per-frame units "
+            "encoders can write a column."
         )
     return lambda frames: enc.unit_features(enc.unit_ids(frames[None]))[0]
 

@@ -4,9 +4,8 @@ The column is written beforehand by ``python -m agents.embed DIR --encoder SPEC`
 sets ``needs_column = "embedding"``: the model builds its ``WindowDataset`` with
 ``columns=("embedding",)`` and calls ``encoder(frames, embedding=batch["embedding"])`` with
 ``embedding: float32 [B, T, D]``; ``frames`` is not read (it may be None). An optional trainable
-adapter (``precomputed_adapter``) maps the column: ``linear`` (D -> out_dim), ``layernorm``
-(over D), or ``layernorm+linear``; with no adapter the encoder has no weights and
-``trainable`` is False.
+adapter (``adapter``) maps the column: ``linear`` (D -> out_dim), ``layernorm``
+(over D), or ``layernorm+linear``; with no adapter the encoder has no weights.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import torch
 from torch import nn
 
 from agents.obs.base import ObsEncoder, ObsEncoderError
-from agents.obs.config import ObsEncoderConfig
+from agents.obs.precomputed_config import PrecomputedConfig
 
 
 class PrecomputedEncoder(ObsEncoder):
@@ -22,30 +21,29 @@ class PrecomputedEncoder(ObsEncoder):
 
     needs_column = "embedding"
 
-    def __init__(self, cfg: ObsEncoderConfig) -> None:
+    def __init__(self, cfg: PrecomputedConfig) -> None:
         super().__init__()
-        if cfg.precomputed_dim is None:
+        if cfg.dim is None:
             raise ObsEncoderError(
-                "The precomputed obs encoder needs precomputed_dim, the width of the dataset's "
+                "The precomputed obs encoder needs its dim option (--model.obs.dim), the width of the dataset's "
                 "embedding column; read it with agents.embed.embedding_dim(DATASET_DIR) (it is "
                 "printed by `python -m agents.embed`)."
             )
-        self.in_dim = cfg.precomputed_dim
+        self.in_dim = cfg.dim
         layers: list[nn.Module] = []
-        if "layernorm" in cfg.precomputed_adapter:
+        if "layernorm" in cfg.adapter:
             layers.append(nn.LayerNorm(self.in_dim))
-        if "linear" in cfg.precomputed_adapter:
+        if "linear" in cfg.adapter:
             self.out_dim = cfg.out_dim or 256
             layers.append(nn.Linear(self.in_dim, self.out_dim))
         else:
             if cfg.out_dim is not None and cfg.out_dim != self.in_dim:
                 raise ObsEncoderError(
                     f"out_dim={cfg.out_dim} differs from the column width {self.in_dim} but no "
-                    "linear adapter is set; use precomputed_adapter='linear' or leave out_dim unset."
+                    "linear adapter is set; use adapter='linear' or leave out_dim unset."
                 )
             self.out_dim = self.in_dim
         self.adapter = nn.Sequential(*layers)
-        self.trainable = bool(layers)
 
     def forward(self, frames: torch.Tensor | None, *, embedding: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,7 +57,7 @@ class PrecomputedEncoder(ObsEncoder):
         if embedding.ndim != 3 or embedding.shape[-1] != self.in_dim:
             raise ObsEncoderError(
                 f"Expected an embedding column float [B, T, {self.in_dim}], got "
-                f"{tuple(embedding.shape)}; set precomputed_dim to the dataset's embedding width."
+                f"{tuple(embedding.shape)}; set precomputed.dim to the dataset's embedding width."
             )
         return self.adapter(embedding.float())
 

@@ -2,25 +2,24 @@
 
 Pipeline per clip ``[B, T]``: frozen features ``f_t`` (downsampled pixels, a fitted VQ-VAE's
 pre-quantization output pooled to its grid, or the dataset's ``embedding`` column) ->
-optional frame deltas ``f_t - f_{t-1}`` (0 at the clip's first frame and next to padding) ->
-optional subtraction of the clip mean (over valid frames) -> unit id = nearest k-means centroid
-(scikit-learn ``KMeans``/``MiniBatchKMeans`` fits them; torch assigns). With ``units_temperature = T > 0``
-and the module in training mode, the unit is sampled from ``softmax(-||f - c_k||^2 / T)``
-(squared Euclidean distances); T -> 0 is the argmax; eval mode always takes the nearest centroid.
+optional frame deltas ``f_t - f_{t-1}`` (the previous frame from the window or the live
+stream; 0 at a stream's first frame and next to padding) -> optional subtraction of the running
+mean of the stream so far -> unit id = nearest k-means centroid (scikit-learn
+``KMeans``/``MiniBatchKMeans`` fits them; torch assigns). Both options are causal: frame t's
+unit depends on frames <= t only, and a live stream stepped one frame at a time
+(:meth:`UnitsEncoder.step`, the per-stream state hook) gets the units of the offline clip
+that starts where the stream started. Offline, the running mean restarts at each window.
+With ``temperature = T > 0`` and the module in training mode, the unit is sampled from
+``softmax(-||f - c_k||^2 / T)`` (squared Euclidean distances); T -> 0 is the argmax; eval mode
+always takes the nearest centroid.
 
-Features for the LM (``units_embedding``): a learned ``nn.Embedding(k, units_dim)`` initialised
-N(0, 1) (the only trainable part: the frozen features cannot pass a gradient through the
-discrete assignment), the unit's one-hot vector, or its centroid.
-
-The unit ids double as a pseudo-language: ``unit_sentences(ids)`` gives per-frame annotations
-``["unit 17"]`` in the dataset's annotation format, so the model can co-train on them (as
-grounding targets) where a dataset has no annotations; ``unit_vocabulary(k)`` lists every
-sentence for tokenizer training, ``parse_unit_sentence`` inverts one.
+Features for the LM (``embedding``): a learned ``nn.Embedding(k, dim)`` initialised N(0, 1)
+(the only trainable part: the frozen features cannot pass a gradient through the discrete
+assignment), the unit's one-hot vector, or its centroid.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,10 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.obs.base import FittedObsEncoder, ObsEncoderError, to_float_chw
-from agents.obs.config import ObsEncoderConfig
+from agents.obs.base import FittedObsEncoder, ObsEncoderError, StreamState, to_float_chw
+from agents.obs.config import obs_config_from_dict
 from agents.obs.data import iter_clip_batches
+from agents.obs.units_config import UnitsConfig
 from agents.obs.vqvae import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -41,8 +41,6 @@ from agents.obs.vqvae import (
     read_fitted_config,
     write_fitted,
 )
-
-UNIT_WORD = "unit"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,32 +52,49 @@ def clip_transform(
     *,
     deltas: bool = False,
     subtract_mean: bool = False,
-) -> torch.Tensor:
-    """Apply the seed's clip-level options to features of a batch of clips.
+    carry: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Apply the seed's clip options to features of a batch of clips, causally: frame t's
+    output depends on frames <= t only, so a clip encoded whole and a stream encoded one frame
+    at a time (passing ``carry`` along) give the same features.
 
     Args:
         feats: float [B, T, D].
         valid: bool [B, T] (None = all valid); invalid frames come out as 0.
-        deltas: Replace ``f_t`` by ``f_t - f_{t-1}``; 0 where t = 0 or either frame is invalid.
-        subtract_mean: Subtract the clip's mean over its valid frames (after the deltas).
+        deltas: Replace ``f_t`` by ``f_t - f_{t-1}``: 0 at a stream's first frame and where
+            either frame is invalid; the clip's first frame uses ``carry["prev_feat"]``.
+        subtract_mean: Subtract the running mean of the (delta) features over the stream's
+            valid frames so far, frame t included (``carry`` holds the sum and count).
+        carry: The stream's state before the clip: ``started`` bool [B] (a frame came before),
+            ``prev_feat`` [B, D], ``mean_sum`` [B, D], ``mean_count`` [B]; missing = fresh.
 
     Returns:
-        float [B, T, D].
+        ``(float [B, T, D], the carry after the clip)``.
     """
-    B, T, _ = feats.shape
+    B, T, D = feats.shape
     v = (torch.ones(B, T, dtype=torch.bool, device=feats.device) if valid is None
          else valid.to(feats.device, torch.bool))
+    carry = dict(carry or {})
+    started = carry.get("started", torch.zeros(B, dtype=torch.bool)).to(feats.device)
+    prev = carry.get("prev_feat", torch.zeros(B, D)).to(feats)
     x = feats * v[..., None]
+    out = x
     if deltas:
-        both = torch.zeros_like(v)
-        both[:, 1:] = v[:, 1:] & v[:, :-1]
-        d = torch.zeros_like(x)
-        d[:, 1:] = x[:, 1:] - x[:, :-1]
-        x = d * both[..., None]
+        first = torch.where(started[:, None], prev, x[:, 0])  # a fresh stream: zero delta
+        before = torch.cat([first[:, None], x[:, :-1]], 1)     # [B, T, D]
+        ok = v.clone()
+        ok[:, 1:] &= v[:, :-1]
+        out = (x - before) * ok[..., None]
     if subtract_mean:
-        n = v.sum(1, keepdim=True).clamp(min=1)[..., None]        # [B, 1, 1]
-        x = (x - x.sum(1, keepdim=True) / n) * v[..., None]
-    return x
+        csum = carry.get("mean_sum", torch.zeros(B, D)).to(feats)[:, None] + out.cumsum(1)
+        count = carry.get("mean_count", torch.zeros(B)).to(feats)[:, None] + v.float().cumsum(1)
+        out = (out - csum / count.clamp(min=1)[..., None]) * v[..., None]
+        carry["mean_sum"], carry["mean_count"] = csum[:, -1], count[:, -1]
+    has = v.any(1)
+    last = (v.long() * torch.arange(1, T + 1, device=v.device)).argmax(1)  # last valid frame
+    carry["prev_feat"] = torch.where(has[:, None], x[torch.arange(B), last], prev)
+    carry["started"] = started | has
+    return out, carry
 
 
 def squared_distances(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -113,143 +128,124 @@ def assign_units(
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-def unit_sentences(
-    ids: torch.Tensor, valid: torch.Tensor | None = None, *, change_only: bool = False
-) -> list[list[list[str]]]:
-    """Unit ids [B, T] -> annotations in the dataset's format: B lists of T sentence lists.
-
-    Args:
-        ids: long [B, T].
-        valid: bool [B, T]; padded frames get no sentence.
-        change_only: Only emit ``"unit k"`` on frames whose unit differs from the previous
-            frame's (sparser, event-like narration); the first frame always gets one.
-    """
-    ids_l = ids.tolist()
-    valid_l = valid.tolist() if valid is not None else [[True] * len(r) for r in ids_l]
-    out: list[list[list[str]]] = []
-    for row, vrow in zip(ids_l, valid_l):
-        sents: list[list[str]] = []
-        prev = None
-        for u, ok in zip(row, vrow):
-            emit = ok and not (change_only and u == prev)
-            sents.append([f"{UNIT_WORD} {u}"] if emit else [])
-            prev = u if ok else None
-        out.append(sents)
-    return out
-
-
-def unit_vocabulary(k: int) -> list[str]:
-    """Every unit sentence (``"unit 0"`` .. ``"unit k-1"``), e.g. to train a tokenizer on."""
-    return [f"{UNIT_WORD} {i}" for i in range(k)]
-
-
-def parse_unit_sentence(sentence: str) -> int:
-    """``"unit 17"`` -> 17; anything else raises ``ValueError``."""
-    parts = sentence.split()
-    if len(parts) != 2 or parts[0] != UNIT_WORD or not parts[1].isdigit():
-        raise ValueError(f"Not a unit sentence: {sentence!r} (expected 'unit <id>').")
-    return int(parts[1])
-
-
 # ---------------------------------------------------------------------------------------------
 # Encoder
 # ---------------------------------------------------------------------------------------------
 class UnitsEncoder(FittedObsEncoder):
     """k-means hidden units over frozen frame features; see the module docstring."""
 
-    def __init__(self, cfg: ObsEncoderConfig, *, source_vqvae: VQVAEEncoder | None = None) -> None:
+    def __init__(self, cfg: UnitsConfig, *, source_vqvae: VQVAEEncoder | None = None) -> None:
         super().__init__()
-        self.cfg = replace(cfg, kind="units")
-        self.k = cfg.units_k
-        self.trainable = cfg.units_embedding == "learned"
-        self.needs_column = "embedding" if cfg.units_source == "embedding" else None
+        self.cfg = cfg
+        self.k = cfg.k
+        self.needs_column = cfg.needs_column
+        self.uses_previous_frame = cfg.uses_previous_frame
         self.source_vqvae: VQVAEEncoder | None = None
-        if cfg.units_source == "vqvae":
-            self.source_vqvae = source_vqvae or VQVAEEncoder.load(cfg.units_vqvae_path)  # type: ignore[arg-type]
+        if cfg.source == "vqvae":
+            self.source_vqvae = source_vqvae or VQVAEEncoder.load(cfg.vqvae_path)  # type: ignore[arg-type]
             self.source_vqvae.freeze()
             self.feature_dim: int | None = self.source_vqvae.feature_dim("pre_quant")
-        elif cfg.units_source == "pixels":
-            self.feature_dim = 3 * cfg.units_pixel_size ** 2
+        elif cfg.source == "pixels":
+            self.feature_dim = 3 * cfg.pixel_size ** 2
         else:
             self.feature_dim = None  # the embedding column's width, known once fitted
         self.register_buffer("centroids", torch.zeros(self.k, self.feature_dim or 0))
         self.embedding: nn.Embedding | None = None
-        if cfg.units_embedding == "learned":
-            self.embedding = nn.Embedding(self.k, cfg.out_dim or cfg.units_dim)
+        if cfg.embedding == "learned":
+            self.embedding = nn.Embedding(self.k, cfg.out_dim or cfg.dim)
         self.out_dim = self._out_dim()
 
     def _out_dim(self) -> int | None:
-        if self.cfg.units_embedding == "learned":
-            return self.cfg.out_dim or self.cfg.units_dim
-        if self.cfg.units_embedding == "onehot":
+        if self.cfg.embedding == "learned":
+            return self.cfg.out_dim or self.cfg.dim
+        if self.cfg.embedding == "onehot":
             return self.k
         return self.feature_dim
 
     # -- features -----------------------------------------------------------------------------
+    def raw_features(self, frames: torch.Tensor | None, embedding: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """Frozen per-frame features before the clip options: float [B, T, feature_dim]."""
+        if self.cfg.source == "embedding":
+            if embedding is None:
+                raise ObsEncoderError(
+                    "The units encoder clusters the dataset's 'embedding' column but got none; "
+                    "build the WindowDataset with columns=('embedding',) (after "
+                    "`python -m agents.embed DIR --encoder SPEC`) and pass "
+                    "embedding=batch['embedding'].")
+            return embedding.float()
+        if frames is None or frames.ndim != 5:
+            raise ObsEncoderError(
+                "The units encoder expects frames uint8 [B, T, H, W, 3], got "
+                f"{None if frames is None else tuple(frames.shape)}.")
+        B, T = frames.shape[:2]
+        flat = frames.reshape(B * T, *frames.shape[2:])
+        with torch.no_grad():
+            if self.cfg.source == "pixels":
+                s = self.cfg.pixel_size
+                f = F.interpolate(to_float_chw(flat), size=(s, s), mode="area").flatten(1)
+            else:
+                f = self.source_vqvae.features(flat, "pre_quant")  # type: ignore[union-attr]
+        return f.reshape(B, T, -1)
+
     def frame_features(
         self, frames: torch.Tensor | None, *, embedding: torch.Tensor | None = None,
-        valid: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Frozen features after the clip options: float [B, T, feature_dim]."""
-        src = self.cfg.units_source
+        valid: torch.Tensor | None = None, prev_frame: torch.Tensor | None = None,
+        carry: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Frozen features after the (causal) clip options: (float [B, T, feature_dim], carry).
+
+        ``prev_frame`` uint8 [B, H, W, 3]: the frame before the clip (deltas read it; a window
+        at an episode's start passes its first frame, a zero delta); ``carry``: a live stream's
+        state (:meth:`step`) instead."""
         with torch.no_grad():
-            if src == "embedding":
-                if embedding is None:
-                    raise ObsEncoderError(
-                        "The units encoder clusters the dataset's 'embedding' column but got none; "
-                        "build the WindowDataset with columns=('embedding',) (after "
-                        "`python -m agents.embed DIR --encoder SPEC`) and pass "
-                        "embedding=batch['embedding']."
-                    )
-                feats = embedding.float()
-            else:
-                if frames is None or frames.ndim != 5:
-                    raise ObsEncoderError(
-                        "The units encoder expects frames uint8 [B, T, H, W, 3], got "
-                        f"{None if frames is None else tuple(frames.shape)}."
-                    )
-                B, T = frames.shape[:2]
-                flat = frames.reshape(B * T, *frames.shape[2:])
-                if src == "pixels":
-                    s = self.cfg.units_pixel_size
-                    f = F.interpolate(to_float_chw(flat), size=(s, s), mode="area").flatten(1)
-                else:
-                    f = self.source_vqvae.features(flat, "pre_quant")  # type: ignore[union-attr]
-                feats = f.reshape(B, T, -1)
-            return clip_transform(feats, valid, deltas=self.cfg.units_deltas,
-                                  subtract_mean=self.cfg.units_subtract_mean)
+            feats = self.raw_features(frames, embedding)
+            if carry is None and prev_frame is not None and self.cfg.deltas \
+                    and self.cfg.source != "embedding":
+                prev = self.raw_features(prev_frame[:, None])[:, 0]
+                carry = {"prev_feat": prev, "started": torch.ones(len(prev), dtype=torch.bool)}
+            return clip_transform(feats, valid, deltas=self.cfg.deltas,
+                                  subtract_mean=self.cfg.subtract_mean, carry=carry)
+
+    def assign(self, feats: torch.Tensor, *, temperature: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Features float [B, T, D] (after the clip options) -> unit ids long [B, T].
+
+        ``temperature`` None = the config's in training mode, 0 (nearest) in eval mode."""
+        self._check_fitted()
+        if feats.shape[-1] != self.centroids.shape[1]:
+            raise ObsEncoderError(
+                f"Features of width {feats.shape[-1]} do not match the fitted centroids' width "
+                f"{self.centroids.shape[1]}; use the dataset/encoder the units were fitted on.")
+        if temperature is None:
+            temperature = self.cfg.temperature if self.training else 0.0
+        B, T, D = feats.shape
+        return assign_units(feats.reshape(B * T, D), self.centroids, temperature=temperature,
+                            generator=generator).view(B, T)
 
     def unit_ids(
         self, frames: torch.Tensor | None, *, embedding: torch.Tensor | None = None,
         valid: torch.Tensor | None = None, temperature: float | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, prev_frame: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Unit id per frame: long [B, T].
 
         Args:
-            frames: uint8 [B, T, H, W, 3] (unused with ``units_source='embedding'``).
+            frames: uint8 [B, T, H, W, 3] (unused with ``source='embedding'``).
             embedding: float [B, T, D], the dataset's embedding column.
-            valid: bool [B, T] for the clip mean / deltas.
+            valid: bool [B, T] for the running mean / deltas.
             temperature: Override; None = the config's in training mode, 0 in eval mode.
             generator: Seeds stochastic assignment.
+            prev_frame: uint8 [B, H, W, 3], the frame before the clip (deltas).
         """
         self._check_fitted()
-        feats = self.frame_features(frames, embedding=embedding, valid=valid)  # [B, T, D]
-        if feats.shape[-1] != self.centroids.shape[1]:
-            raise ObsEncoderError(
-                f"Features of width {feats.shape[-1]} do not match the fitted centroids' width "
-                f"{self.centroids.shape[1]}; use the dataset/encoder the units were fitted on."
-            )
-        if temperature is None:
-            temperature = self.cfg.units_temperature if self.training else 0.0
-        B, T, D = feats.shape
-        ids = assign_units(feats.reshape(B * T, D), self.centroids, temperature=temperature,
-                           generator=generator)
-        return ids.view(B, T)
+        feats, _ = self.frame_features(frames, embedding=embedding, valid=valid,
+                                       prev_frame=prev_frame)
+        return self.assign(feats, temperature=temperature, generator=generator)
 
     def unit_features(self, ids: torch.Tensor) -> torch.Tensor:
         """Unit ids long [...] -> features float [..., out_dim]."""
-        kind = self.cfg.units_embedding
+        kind = self.cfg.embedding
         if kind == "learned":
             return self.embedding(ids)  # type: ignore[misc]
         if kind == "onehot":
@@ -257,23 +253,25 @@ class UnitsEncoder(FittedObsEncoder):
         return self.centroids[ids]
 
     def forward(self, frames: torch.Tensor | None, *, embedding: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None) -> torch.Tensor:
+                valid: torch.Tensor | None = None,
+                prev_frame: torch.Tensor | None = None) -> torch.Tensor:
         """frames uint8 [B, T, H, W, 3] (or embedding [B, T, D]) -> float [B, T, out_dim]."""
-        return self.unit_features(self.unit_ids(frames, embedding=embedding, valid=valid))
+        return self.unit_features(self.unit_ids(frames, embedding=embedding, valid=valid,
+                                                prev_frame=prev_frame))
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Flat frames uint8 [N, H, W, 3] as ONE clip -> float [N, out_dim]."""
         return self.forward(frames[None])[0]
 
-    def pseudo_annotations(
-        self, frames: torch.Tensor | None, *, embedding: torch.Tensor | None = None,
-        valid: torch.Tensor | None = None, change_only: bool = False,
-    ) -> list[list[list[str]]]:
-        """The clip's unit ids as annotations (``[["unit 17"], ...]`` per clip) to co-train on."""
-        ids = self.unit_ids(frames, embedding=embedding, valid=valid)
-        return unit_sentences(ids, valid, change_only=change_only)
+    def step(self, state: StreamState, frame: torch.Tensor | None, *,
+             embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, StreamState]:
+        """One frame per stream with the stream's running mean and previous features carried
+        in ``state`` (see :class:`~agents.obs.base.ObsEncoder`): float [N, out_dim]."""
+        clip = None if frame is None else frame[:, None]
+        emb = None if embedding is None else embedding[:, None]
+        feats, carry = self.frame_features(clip, embedding=emb, carry=state)
+        return self.unit_features(self.assign(feats))[:, 0], carry
 
-    # -- fit / save / load ----------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not bool(self.fitted):
             raise ObsEncoderError(
@@ -292,6 +290,8 @@ class UnitsEncoder(FittedObsEncoder):
         n_init: int = 3,
         exact_below: int = 20000,
         progress: bool = True,
+        steps: int | None = None,
+        seed: int | None = None,
     ) -> dict[str, float]:
         """Fit the centroids with scikit-learn's k-means on the source's frames.
 
@@ -309,6 +309,8 @@ class UnitsEncoder(FittedObsEncoder):
             n_init: k-means restarts (the best inertia is kept).
             exact_below: Use exact ``KMeans`` when fewer frames than this were gathered.
             progress: Show a tqdm bar.
+            steps, seed: Unused (k-means runs to convergence, seeded by the config's ``seed``);
+                accepted so every fitted encoder takes the trainer's one ``fit`` call.
 
         Returns:
             ``{"units/inertia_per_frame": .., "units/frames": .., "units/used": ..}``.
@@ -321,8 +323,8 @@ class UnitsEncoder(FittedObsEncoder):
         bar = tqdm(total=max_frames, desc="units features", disable=not progress)
         for clip in iter_clip_batches(source, batch_size=batch_size, window=window,
                                       columns=columns):
-            feats = self.frame_features(clip["frames"], embedding=clip.get("embedding"),
-                                        valid=clip["valid"])
+            feats, _ = self.frame_features(clip["frames"], embedding=clip.get("embedding"),
+                                           valid=clip["valid"], prev_frame=clip.get("prev_frame"))
             x = feats[clip["valid"]].cpu().numpy().astype(np.float32)  # [n_valid, D]
             chunks.append(x[: max_frames - n])
             n += len(chunks[-1])
@@ -333,13 +335,13 @@ class UnitsEncoder(FittedObsEncoder):
         if n < self.k:
             raise ObsEncoderError(
                 f"Only {n} valid frames to fit {self.k} units; use a larger dataset or a smaller "
-                "units_k."
+                "k."
             )
         X = np.concatenate(chunks)
         if len(X) < exact_below:
-            km = KMeans(n_clusters=self.k, random_state=self.cfg.units_seed, n_init=n_init)
+            km = KMeans(n_clusters=self.k, random_state=self.cfg.seed, n_init=n_init)
         else:
-            km = MiniBatchKMeans(n_clusters=self.k, random_state=self.cfg.units_seed,
+            km = MiniBatchKMeans(n_clusters=self.k, random_state=self.cfg.seed,
                                  batch_size=kmeans_batch_size, n_init=n_init)
         km.fit(X)
         self.centroids = torch.as_tensor(km.cluster_centers_, dtype=torch.float32).to(
@@ -367,8 +369,9 @@ class UnitsEncoder(FittedObsEncoder):
         meta = json.loads((Path(path) / CONFIG_FILE).read_text())
         state = load_file(str(Path(path) / WEIGHTS_FILE))
         source = None
-        if cfg.units_source == "vqvae":
-            source = VQVAEEncoder(ObsEncoderConfig.from_dict(meta["source_vqvae_config"]))
+        if cfg.source == "vqvae":
+            source = VQVAEEncoder(obs_config_from_dict(  # type: ignore[arg-type]
+                {**meta["source_vqvae_config"], "kind": "vqvae"}))
         enc = cls(cfg, source_vqvae=source)
         enc.centroids = torch.zeros_like(state["centroids"])
         enc.feature_dim = int(state["centroids"].shape[1])

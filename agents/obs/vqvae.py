@@ -13,24 +13,26 @@ to a ``pool x pool`` grid and flattened, or a frame's normalised histogram of co
 """
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.obs.base import FittedObsEncoder, ObsEncoderError, to_float_chw
-from agents.obs.config import ObsEncoderConfig
+from agents.obs.base import (  # noqa: F401  (the fitted-encoder files' helpers, re-exported)
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    FittedObsEncoder,
+    ObsEncoderError,
+    read_fitted_config,
+    to_float_chw,
+    write_fitted,
+)
 from agents.obs.data import cycle_clip_batches, valid_frames
-
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+from agents.obs.vqvae_config import VQVAEConfig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,24 +190,22 @@ class VQVAE(nn.Module):
 
 
 class VQVAEEncoder(FittedObsEncoder):
-    """A VQ-VAE fitted on frames (``fit``), then frozen; features per ``cfg.vqvae_features``."""
+    """A VQ-VAE fitted on frames (``fit``), then frozen; features per ``cfg.features``."""
 
-    trainable = False
-
-    def __init__(self, cfg: ObsEncoderConfig) -> None:
+    def __init__(self, cfg: VQVAEConfig) -> None:
         super().__init__()
-        self.cfg = replace(cfg, kind="vqvae")
-        self.vqvae = VQVAE(hidden=cfg.vqvae_hidden, n_down=cfg.vqvae_downsample,
-                           codebook_size=cfg.vqvae_codebook_size, code_dim=cfg.vqvae_code_dim,
-                           beta=cfg.vqvae_beta, ema=cfg.vqvae_codebook_update == "ema",
-                           ema_decay=cfg.vqvae_ema_decay)
-        self.out_dim = self.feature_dim(cfg.vqvae_features)
+        self.cfg = cfg
+        self.vqvae = VQVAE(hidden=cfg.hidden, n_down=cfg.downsample,
+                           codebook_size=cfg.codebook_size, code_dim=cfg.code_dim,
+                           beta=cfg.beta, ema=cfg.codebook_update == "ema",
+                           ema_decay=cfg.ema_decay)
+        self.out_dim = self.feature_dim(cfg.features)
 
     def feature_dim(self, kind: str) -> int:
         """Width of the features of ``kind`` (quantized / pre_quant / codes)."""
         if kind == "codes":
-            return self.cfg.vqvae_codebook_size
-        return self.cfg.vqvae_code_dim * self.cfg.vqvae_pool ** 2
+            return self.cfg.codebook_size
+        return self.cfg.code_dim * self.cfg.pool ** 2
 
     def _check_fitted(self) -> None:
         if not bool(self.fitted):
@@ -223,15 +223,15 @@ class VQVAEEncoder(FittedObsEncoder):
     def features(self, frames: torch.Tensor, kind: str | None = None) -> torch.Tensor:
         """uint8 [N, H, W, 3] -> float [N, feature_dim(kind)] (kind defaults to the config's)."""
         self._check_fitted()
-        kind = kind or self.cfg.vqvae_features
+        kind = kind or self.cfg.features
         with torch.no_grad():
             z_e = self.vqvae.encode(to_float_chw(frames))          # [N, D, h, w]
             idx, z_q = self.vqvae.quantize_map(z_e)
             if kind == "codes":
-                K = self.cfg.vqvae_codebook_size
+                K = self.cfg.codebook_size
                 return F.one_hot(idx.flatten(1), K).float().mean(1)  # [N, K]
             z = z_q if kind == "quantized" else z_e
-            return F.adaptive_avg_pool2d(z, self.cfg.vqvae_pool).flatten(1)  # [N, D*p*p]
+            return F.adaptive_avg_pool2d(z, self.cfg.pool).flatten(1)  # [N, D*p*p]
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         return self.features(frames)
@@ -247,6 +247,7 @@ class VQVAEEncoder(FittedObsEncoder):
         restart_every: int = 100,
         seed: int = 0,
         progress: bool = True,
+        max_frames: int | None = None,
     ) -> dict[str, list[float]]:
         """Train the VQ-VAE on frames from ``source``, then freeze it.
 
@@ -261,6 +262,8 @@ class VQVAEEncoder(FittedObsEncoder):
                 on random encoder outputs of the current batch (0 = never).
             seed: Seed of initialisation and sampling.
             progress: Show a tqdm bar.
+            max_frames: Unused (the budget is ``steps``); accepted so every fitted encoder
+                takes the trainer's one ``fit`` call.
 
         Returns:
             History ``{"loss": [...], "vq/recon": [...], "vq/perplexity": [...], ...}`` per step.
@@ -276,7 +279,7 @@ class VQVAEEncoder(FittedObsEncoder):
         clips = cycle_clip_batches(source, batch_size=max(1, batch_size // window),
                                    window=window, shuffle=True, seed=seed)
         pool = torch.empty(0, dtype=torch.uint8)
-        K = self.cfg.vqvae_codebook_size
+        K = self.cfg.codebook_size
         used = torch.zeros(K, dtype=torch.bool)
         history: dict[str, list[float]] = {}
         for step in tqdm(range(steps), desc="fit vqvae", disable=not progress):
@@ -330,53 +333,8 @@ class VQVAEEncoder(FittedObsEncoder):
         self.requires_grad_(False)
         return self.eval()
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to directory ``path``."""
-        self._check_fitted()
-        return write_fitted(self, path, "vqvae")
-
     @classmethod
     def load(cls, path: str | Path) -> VQVAEEncoder:
         """Load a fitted, frozen encoder written by :meth:`save`."""
-        cfg = read_fitted_config(path, "vqvae")
-        enc = cls(cfg)
-        enc.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)))
-        return enc.freeze()
-
-
-def write_fitted(encoder: nn.Module, path: str | Path, kind: str, **extra: Any) -> Path:
-    """Write a fitted encoder's ``model.safetensors`` and ``config.json`` (its ``cfg``, ``kind``
-    and ``extra`` metadata) to directory ``path``; the inverse of :func:`read_fitted_config`."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
-    save_file(state, str(path / WEIGHTS_FILE))
-    meta = {"kind": kind, "format_version": FORMAT_VERSION, "config": encoder.cfg.to_dict(), **extra}
-    (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    return path
-
-
-def read_fitted_config(path: str | Path, kind: str) -> ObsEncoderConfig:
-    """The ``ObsEncoderConfig`` saved in a fitted encoder's directory, checked to be ``kind``."""
-    path = Path(path)
-    meta_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
-    if not meta_file.is_file() or not weights.is_file():
-        raise ObsEncoderError(
-            f"No fitted {kind} encoder at {path} (expected {CONFIG_FILE} and {WEIGHTS_FILE}); "
-            f"fit one and save it with encoder.save('{path}')."
-        )
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ObsEncoderError(f"{meta_file} is not valid JSON ({e}); re-save the encoder.") from e
-    if meta.get("kind") != kind:
-        raise ObsEncoderError(
-            f"{path} holds a {meta.get('kind')!r} encoder, not a {kind!r} one; point to the "
-            f"directory of a fitted {kind} encoder."
-        )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ObsEncoderError(
-            f"{path} has encoder format {meta.get('format_version')}, this code reads "
-            f"{FORMAT_VERSION}; re-fit the encoder."
-        )
-    return ObsEncoderConfig.from_dict(meta["config"])
+        read_fitted_config(path, "vqvae")  # a clear error for another kind's directory
+        return super().load(path).freeze()  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ import yaml
 
 from agents.config import PRESETS, SIZES, ModelConfig, make_model_config
 from agents.errors import TrainError
+from agents.obs.legacy import obs_cli_layer, translate_flat_flags
 
 
 @dataclass
@@ -334,12 +335,17 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         model.setdefault("lm", {})["pretrained_path"] = known.lm_path
         base["model"] = model
         rest = [*rest, f"--model.lm.pretrained_path={known.lm_path}"]
+    # the obs kind picks the options the other --model.obs flags name; old flat names map on
+    base, rest = obs_cli_layer(base, rest)
     default = config_from_dict(base, size=known.size, preset=known.preset)
+    rest = translate_flat_flags(rest, default.model.obs.kind)
     # size/preset were consumed above; hand them back so tyro records them (choices checked)
     rest = rest + [f"--size={default.size}", f"--preset={default.preset}"]
     return tyro.cli(TrainConfig, args=rest, default=default,
                     description="Train a BYOG agent on a collected dataset "
-                                "(--config FILE.yaml is read before the flags).")
+                                "(--config FILE.yaml is read before the flags; "
+                                "--model.obs.kind KIND picks the observation encoder whose "
+                                "options are listed: python -m agents.obs list).")
 
 
 def _positive(obj: Any, where: str, *names: str) -> None:

@@ -88,6 +88,8 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) ->
         if key in _MAY_CHANGE:
             continue
         new = now.get(key)
+        if key == "model" and isinstance(value, dict):  # saved before the obs registry: map on
+            value = _saved_model_dict(value)
         if key == "loader":
             value = {k: v for k, v in value.items() if k not in _MAY_CHANGE_LOADER}
             new = {k: v for k, v in (new or {}).items() if k not in _MAY_CHANGE_LOADER}
@@ -101,16 +103,27 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) ->
         )
 
 
+def _saved_model_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model config as today's ``to_dict`` writes it (old flat obs names)."""
+    from agents.config import ModelConfig
+
+    try:
+        return ModelConfig.from_saved(d).to_dict()
+    except ValueError:
+        return d  # unreadable: compared as saved, so the resume check names it
+
+
 def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, run: Path,
                         info: DistInfo) -> Any:
-    """Fit (rank 0) or load the vqvae/units encoder on training frames; None for cnn/precomputed."""
+    """Fit (rank 0) or load the obs encoder on training frames when it ``requires_fit``
+    (vqvae, units); None for the others (built with the agent)."""
     from torch.utils.data import DataLoader
 
     from agents.obs import build_obs_encoder
     from collect.dataset import WindowDataset, collate_windows
 
     ocfg = cfg.model.obs
-    if ocfg.kind not in ("vqvae", "units"):
+    if not ocfg.requires_fit:
         return None
     fitted = run / C.OBS
     if ckpt is not None and (ckpt / C.OBS).is_dir():
@@ -123,13 +136,10 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
         frames = DataLoader(windows, batch_size=cfg.obs_fit.batch_size, shuffle=True,
                             collate_fn=collate_windows,
                             generator=torch.Generator().manual_seed(cfg.seed))
-        progress = cfg.logging.progress
-        if ocfg.kind == "vqvae":
-            enc.fit(frames, steps=cfg.obs_fit.vqvae_steps, batch_size=cfg.obs_fit.batch_size,
-                    window=cfg.obs_fit.window, seed=cfg.seed, progress=progress)
-        else:
-            enc.fit(frames, max_frames=cfg.obs_fit.units_max_frames, window=cfg.obs_fit.window,
-                    batch_size=cfg.obs_fit.batch_size, progress=progress)
+        # one call for every fitted encoder: each reads the budget that applies to it
+        enc.fit(frames, steps=cfg.obs_fit.vqvae_steps, max_frames=cfg.obs_fit.units_max_frames,
+                batch_size=cfg.obs_fit.batch_size, window=cfg.obs_fit.window, seed=cfg.seed,
+                progress=cfg.logging.progress)
         enc.save(fitted)
     barrier(info)
     return build_obs_encoder(ocfg, fitted_path=fitted)
@@ -169,8 +179,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         run, ckpt, meta = _open_run(cfg, info)
         seed_everything(cfg.seed)
         tok = load_tokenizer(ckpt / C.AGENT / "tokenizer") if ckpt else None
-        obs_cols = ("embedding",) if cfg.model.obs.kind == "precomputed" or \
-            cfg.model.obs.units_source == "embedding" and cfg.model.obs.kind == "units" else ()
+        col = cfg.model.obs.needs_column
+        obs_cols = (col,) if col else ()
         data = build_data(cfg.data, cfg.loader, label_fraction=cfg.label_fraction,
                           label_seed=cfg.label_seed, columns=obs_cols, tokenizer=tok,
                           labelled_only=cfg.model.loss.w_byog == 0)
