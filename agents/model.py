@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from agents.lm import TokenLM, build_gpt_neox
 from agents.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
 from agents.obs import ObsEncoder, build_obs_encoder
 from agents.predictor import Predictor
-from agents.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids, unslot
+from agents.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids
 
 if TYPE_CHECKING:
     from agents.narrator import Narrator
@@ -40,6 +41,30 @@ if TYPE_CHECKING:
 WEIGHTS = "model.safetensors"
 CONFIG = "model_config.json"
 TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass(eq=False, repr=False)  # equality: the Mapping's (same metrics)
+class Evaluation(Mapping[str, float]):
+    """What :meth:`BYOGAgent.evaluate` returns: the metrics (this object reads as their
+    mapping, ``ev["eval/token_accuracy"]``, as evaluate's dict did) and the greedy narration
+    ids they scored."""
+
+    metrics: dict[str, float]
+    """``eval/…`` metric name -> value."""
+    ids: torch.Tensor
+    """Long [B, T, k] greedy narration (``<pad>`` where invalid)."""
+
+    def __getitem__(self, key: str) -> float:
+        return self.metrics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
+
+    def __repr__(self) -> str:
+        return f"Evaluation({self.metrics!r}, ids of shape {tuple(self.ids.shape)})"
 
 
 class BYOGAgent(nn.Module):
@@ -334,56 +359,51 @@ class BYOGAgent(nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, batch: dict[str, Any], *, step: int = 0, tolerance: int = 2,
-                 return_ids: bool = False) -> dict[str, float] | tuple[dict[str, float], torch.Tensor]:
-        """Monitors on a batch (no gradient): collapse detectors, predictor vs unigram,
-        prefix gain, greedy narration vs annotations, carried/cut counts, gate values.
+    def evaluate(self, batch: dict[str, Any], *, step: int = 0, tolerance: int = 2) -> Evaluation:
+        """Monitors on a batch (no gradient): greedy narration against the annotations and the
+        collapse detectors (:func:`agents.monitors.narration_metrics`), predictor vs unigram,
+        prefix gain, carried/cut counts, gate values.
 
-        With ``return_ids`` also the greedy narration ids ``[B, T, k]`` the monitors scored
-        (``<pad>`` where invalid), so callers need not decode a second time."""
+        Returns:
+            An :class:`Evaluation`: the ``eval/…`` metrics (it reads as their mapping) and the
+            greedy narration ids ``[B, T, k]`` they scored (``<pad>`` where invalid), so callers
+            need not decode a second time.
+        """
         was = self.training
         self.eval()
         try:
-            sp, k = self.special, self.encoder.k
             valid = batch["valid"].bool()
-            B, T = valid.shape
             e = self.frame_embeddings(batch)
             ids, logits = self.encoder.sample(e, greedy=True)
-            ids = ids.masked_fill(~valid[:, :, None], sp.pad)
-            vmask = valid[:, :, None].expand_as(ids)
-            out = {f"eval/{k_}": v for k_, v in
-                   M.collapse_monitors(ids, sp, logits=logits, mask=vmask, prefix="").items()}
+            ids = ids.masked_fill(~valid[:, :, None], self.special.pad)
             slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, self.cfg.text)
             truth = slotted.ids.to(ids.device)
-            ignore = (sp.nil, sp.pad)
-            out["eval/token_accuracy"] = M.token_accuracy(ids, truth, ignore, vmask)
-            out["eval/majority_token_accuracy"] = M.majority_token_accuracy(truth, ignore, vmask)
-            # beside the greedy figure: the same accuracy when every position is fed the true
-            # previous tokens (the gap between the two is the cost of free-running decoding)
-            _, z_tf = self.encoder(truth, e)
+            _, z_tf = self.encoder(truth, e)  # every position fed the true previous tokens
             tf = z_tf.index_fill(-1, self.encoder.banned, float("-inf")).argmax(-1).view_as(truth)
-            out["eval/teacher_forced_token_accuracy"] = M.token_accuracy(tf, truth, ignore, vmask)
-            pred_s = unslot(ids, self.tokenizer)
-            prf = M.combine_prf(
-                M.event_prf(pred_s[b][: int(valid[b].sum())],
-                            batch["annotations"][b][: int(valid[b].sum())], tolerance=tolerance)
-                for b in range(B))
-            out.update({f"eval/event_{n}": float(prf[n]) for n in ("precision", "recall", "f1")})
-            out.update({f"eval/{n}": v for n, v in M.slot_counts(slotted, prefix="").items()})
+            out = M.narration_metrics(ids, self.tokenizer, valid, logits=logits, truth=truth,
+                                      teacher_forced=tf, annotations=batch["annotations"],
+                                      tolerance=tolerance)
+            out.update(M.slot_counts(slotted, prefix=""))
             if self.predictor is not None:
-                y, _ = self.sample_targets(batch, e, step)
-                h, z = self.encoder(y, e)
-                r = self.byog_loss(self.predictor.features(h, z), y.reshape(B, T * k), valid,
-                                   batch, step)
-                nan = float("nan")  # a plugin objective need not report every monitor
-                out["eval/predictor_nll"] = r.metrics.get("monitor/predictor_nll",
-                                                          r.metrics.get("byog/ce", nan))
-                for name in ("unigram_nll", "prefix_gain", "prefix_gain_shuffled"):
-                    out[f"eval/{name}"] = r.metrics.get(f"monitor/{name}", nan)
-            out.update({f"eval/{n}": v for n, v in self.encoder.gate_values().items()})
-            return (out, ids) if return_ids else out
+                out.update(self._predictor_monitors(batch, e, step))
+            out.update(self.encoder.gate_values())
+            return Evaluation({f"eval/{k_}": v for k_, v in out.items()}, ids)
         finally:
             self.train(was)
+
+    def _predictor_monitors(self, batch: dict[str, Any], e: torch.Tensor, step: int) -> dict[str, float]:
+        """Predictor NLL, its unigram baseline and the prefix gain on the target's samples."""
+        valid = batch["valid"].bool()
+        B, T = valid.shape
+        y, _ = self.sample_targets(batch, e, step)
+        h, z = self.encoder(y, e)
+        r = self.byog_loss(self.predictor.features(h, z), y.reshape(B, T * self.encoder.k), valid,
+                           batch, step)
+        nan = float("nan")  # a plugin objective need not report every monitor
+        out = {"predictor_nll": r.metrics.get("monitor/predictor_nll", r.metrics.get("byog/ce", nan))}
+        for name in ("unigram_nll", "prefix_gain", "prefix_gain_shuffled"):
+            out[name] = r.metrics.get(f"monitor/{name}", nan)
+        return out
 
     # ------------------------------------------------------------------ narration
     @torch.no_grad()

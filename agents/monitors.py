@@ -407,6 +407,60 @@ def grounding_monitors(
     }
 
 
+def narration_metrics(
+    ids: torch.Tensor,
+    tokenizer: Any,
+    valid: torch.Tensor,
+    *,
+    logits: torch.Tensor | None = None,
+    truth: torch.Tensor | None = None,
+    teacher_forced: torch.Tensor | None = None,
+    annotations: Sequence[Sequence[Sequence[str]]] | None = None,
+    tolerance: int = 2,
+    parser: Callable[[str], Any] | None = None,
+) -> dict[str, float]:
+    """Every evaluation metric of narrated windows, computed in this one place.
+
+    ``BYOGAgent.evaluate`` (one batch), the trainer's pooled validation and ``agents.narrate``'s
+    live summary all call it, so a metric means the same thing wherever it is reported.
+
+    Args:
+        ids: ``[B, T, k]`` greedy narration.
+        tokenizer: the tokenizer of the ids.
+        valid: ``bool [B, T]`` frames that count.
+        logits: ``[B, T, k, V]`` the distributions the ids came from (adds ``entropy``).
+        truth: ``[B, T, k]`` the annotation slots (adds ``token_accuracy`` (non-``<nil>``) and
+            its baseline ``majority_token_accuracy``).
+        teacher_forced: ``[B, T, k]`` the narration when fed the true previous tokens (adds
+            ``teacher_forced_token_accuracy``; the gap to ``token_accuracy`` is the cost of
+            free-running decoding). Needs ``truth``.
+        annotations: the windows' per-frame sentences (adds ``event_precision``,
+            ``event_recall``, ``event_f1``, ``event_unparsed``, with a ``tolerance``-frame
+            timing window).
+
+    Returns:
+        Un-prefixed keys: ``distinct_1``, ``distinct_2``, ``nil_rate`` always, the rest as above.
+    """
+    sp = special_ids(tokenizer)
+    valid = torch.as_tensor(valid, dtype=torch.bool, device=ids.device)
+    mask = valid[:, :, None].expand(ids.shape)  # [B, T, k]
+    out = collapse_monitors(ids, sp, logits=logits, mask=mask, prefix="")
+    ignore = (sp.nil, sp.pad)
+    if truth is not None:
+        out["token_accuracy"] = token_accuracy(ids, truth, ignore, mask)
+        out["majority_token_accuracy"] = majority_token_accuracy(truth, ignore, mask)
+        if teacher_forced is not None:
+            out["teacher_forced_token_accuracy"] = token_accuracy(teacher_forced, truth, ignore, mask)
+    if annotations is not None:
+        narrated = unslot(ids.masked_fill(~mask, sp.pad), tokenizer)
+        true = [[list(frame) if ok else [] for frame, ok in zip(window, row)]
+                for window, row in zip(annotations, valid.tolist())]
+        events = combine_prf(event_prf(p, t, tolerance, parser) for p, t in zip(narrated, true))
+        out.update({f"event_{n}": float(events[n]) for n in ("precision", "recall", "f1")})
+        out["event_unparsed"] = float(events["unparsed_pred"])
+    return out
+
+
 # --------------------------------------------------------------------------- over time
 
 

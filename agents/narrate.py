@@ -191,24 +191,24 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
     from agents.text import special_ids, unslot
 
     sp = special_ids(tokenizer)
-    eps = [(torch.as_tensor(np.stack(lg.ids)), unslot(torch.as_tensor(np.stack(lg.ids)), tokenizer),
-            lg.annotations, lg.entropy) for lg in logs]
+    eps = [(torch.as_tensor(np.stack(lg.ids)), lg.annotations, lg.entropy) for lg in logs]
 
     def monitors(parts: list[tuple]) -> dict[str, float]:
-        """Collapse monitors and event P/R/F1 over (ids [n, k], pred, true, entropy) pieces."""
+        """Collapse monitors and event P/R/F1 over (ids [n, k], true, entropy) pieces."""
         n = max(p[0].shape[0] for p in parts)
         k = parts[0][0].shape[1]
         ids = torch.full((len(parts), n, k), sp.pad, dtype=torch.long)
-        mask = torch.zeros(len(parts), n, k, dtype=torch.bool)
+        valid = torch.zeros(len(parts), n, dtype=torch.bool)
         for i, p in enumerate(parts):
             ids[i, : p[0].shape[0]] = p[0]
-            mask[i, : p[0].shape[0]] = True
-        out = M.collapse_monitors(ids, sp, mask=mask)
-        ent = [e for p in parts for e in p[3]]
+            valid[i, : p[0].shape[0]] = True
+        ann = [list(p[1]) + [[]] * (n - len(p[1])) for p in parts] if has_annotations else None
+        m = M.narration_metrics(ids, tokenizer, valid, annotations=ann, tolerance=cfg.tolerance)
+        out = {f"narration/{key}": m[key] for key in ("distinct_1", "distinct_2", "nil_rate")}
+        ent = [e for p in parts for e in p[2]]  # the narrator's per-step entropy
         out["narration/entropy"] = float(np.mean(ent)) if ent else float("nan")
         if has_annotations:
-            prf = M.combine_prf(M.event_prf(p[1], p[2], tolerance=cfg.tolerance) for p in parts)
-            out.update({f"events/{m}": float(prf[m]) for m in ("precision", "recall", "f1")})
+            out.update({f"events/{key}": m[f"event_{key}"] for key in ("precision", "recall", "f1")})
         return out
 
     per_ep = [M.bucketed(lambda *x: x, *ep, bucket=cfg.bucket) for ep in eps]
@@ -219,7 +219,8 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
         buckets.append({"start_step": i * cfg.bucket, "episodes": len(parts), **monitors(parts)})
     events = None
     if has_annotations:
-        prf = M.combine_prf(M.event_prf(e[1], e[2], tolerance=cfg.tolerance) for e in eps)
+        prf = M.combine_prf(M.event_prf(unslot(e[0], tokenizer), e[1], tolerance=cfg.tolerance)
+                            for e in eps)
         events = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in prf.items()}
     frames = sum(len(lg.frames) for lg in logs)
     return {

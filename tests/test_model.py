@@ -7,7 +7,7 @@ import torch
 from agents import losses as L
 from agents.config import ModelConfig, make_model_config
 from agents.lm import ModelError
-from agents.model import BYOGAgent
+from agents.model import BYOGAgent, Evaluation
 from agents.text import train_tokenizer
 
 # A deterministic cycle of frame patterns with (parseable) annotations: its future is
@@ -338,9 +338,10 @@ def test_evaluate_reports_teacher_forced_beside_greedy_accuracy(tok):
         assert 0.0 <= out[key] <= 1.0
     # the ids it scored are the greedy narration (validation reuses them instead of decoding twice)
     b = cycle_batch(B=3, T=6)
-    again, ids = agent.evaluate(b, return_ids=True)
-    assert again == agent.evaluate(b)
-    assert torch.equal(ids, agent.narrate(b["frames"], b["valid"].bool()))
+    again = agent.evaluate(b)
+    assert isinstance(again, Evaluation) and again == agent.evaluate(b)  # one type, same metrics
+    assert dict(again) == again.metrics and all(k.startswith("eval/") for k in again)
+    assert torch.equal(again.ids, agent.narrate(b["frames"], b["valid"].bool()))
 
 
 def test_window_prev_frame_gives_the_first_frame_its_real_delta(tok):

@@ -269,3 +269,40 @@ def test_bucketed_over_a_long_episode():
         bucketed(lambda a, b: 0, [1, 2], [1], bucket=1)
     with pytest.raises(ValueError, match="bucket must be"):
         bucketed(len, [1], bucket=0)
+
+
+def test_narration_metrics_is_the_one_place_evaluate_and_validation_score_narration():
+    """Per batch (evaluate) and pooled (validation) narration metrics come from one function:
+    pooled over two batches equals one call on their concatenation, and evaluate's figures
+    equal narration_metrics on the ids it returns."""
+    from agents.config import make_model_config
+    from agents.model import BYOGAgent
+    from agents.monitors import narration_metrics
+    from agents.text import slot_annotations, train_tokenizer
+    from agents.training.evaluate import validate
+
+    tok = train_tokenizer(["collected 1 wood", "tree in view"])
+    torch.manual_seed(0)
+    agent = BYOGAgent(make_model_config("tiny", "captioner", text={"tokens_per_frame": 4}), tok)
+
+    def batch(seed):
+        g = torch.Generator().manual_seed(seed)
+        ann = [[["collected 1 wood"] if (t + b) % 3 == 0 else [] for t in range(5)] for b in range(2)]
+        return {"frames": torch.randint(0, 256, (2, 5, 16, 16, 3), generator=g, dtype=torch.uint8),
+                "valid": torch.ones(2, 5, dtype=torch.bool), "annotations": ann,
+                "episode_index": torch.arange(2), "start": torch.zeros(2, dtype=torch.long)}
+
+    b1, b2 = batch(1), batch(2)
+    ev = agent.evaluate(b1)
+    truth = slot_annotations(b1["annotations"], b1["valid"], tok, agent.cfg.text).ids
+    direct = narration_metrics(ev.ids, tok, b1["valid"], truth=truth, annotations=b1["annotations"])
+    for key in ("token_accuracy", "majority_token_accuracy", "event_f1", "nil_rate", "distinct_1"):
+        assert ev[f"eval/{key}"] == pytest.approx(direct[key], nan_ok=True)
+    val, _ = validate(agent, [b1, b2], step=0)
+    both = narration_metrics(torch.cat([ev.ids, agent.evaluate(b2).ids]), tok,
+                             torch.ones(4, 5, dtype=torch.bool),
+                             truth=torch.cat([truth, slot_annotations(b2["annotations"], b2["valid"], tok,
+                                                                      agent.cfg.text).ids]),
+                             annotations=b1["annotations"] + b2["annotations"])
+    for key in ("token_accuracy", "majority_token_accuracy", "event_precision", "event_recall"):
+        assert val[f"val/{key}"] == pytest.approx(both[key], nan_ok=True)

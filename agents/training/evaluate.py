@@ -18,13 +18,14 @@ def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, An
 @torch.no_grad()
 def validate(agent: Any, batches: list[dict[str, Any]], *, step: int, tolerance: int = 2,
              device: str | torch.device = "cpu") -> tuple[dict[str, float], list[torch.Tensor]]:
-    """Run ``agent.evaluate`` on each batch and pool the grounding metrics over all of them.
+    """Run ``agent.evaluate`` on each batch, then score the narration of all batches together.
 
-    Predictor/collapse monitors are averaged over batches (ignoring NaN; a monitor NaN in every
-    batch is kept as NaN rather than dropped, so it cannot vanish from the log); the non-``<nil>``
-    token accuracy, its majority-token baseline and event precision/recall/F1 are computed
-    once on all windows together (``agents.monitors.grounding_monitors``), so small batches
-    do not skew them.
+    Batch-level monitors (predictor NLL, prefix gain, entropy, teacher-forced accuracy, gates)
+    are averaged over batches (a monitor NaN in every batch is kept as NaN, so a collapse stays
+    visible); the narration metrics that pool (token accuracy, its majority baseline, event
+    precision/recall/F1, distinct-n, ``<nil>`` rate) are recomputed once on all windows together
+    by the same :func:`agents.monitors.narration_metrics` that ``evaluate`` uses, so small
+    batches do not skew them.
 
     Returns:
         (metrics under ``val/…``, the greedy narration ids ``[B, T, k]`` of each batch).
@@ -34,25 +35,26 @@ def validate(agent: Any, batches: list[dict[str, Any]], *, step: int, tolerance:
     preds, truths, anns, valids = [], [], [], []
     for raw in batches:
         batch = to_device(raw, device)
-        metrics, ids = agent.evaluate(batch, step=step, tolerance=tolerance, return_ids=True)
-        for key, value in metrics.items():
+        ev = agent.evaluate(batch, step=step, tolerance=tolerance)
+        for key, value in ev.items():
             if isinstance(value, (int, float)):
                 name = "val/" + key.split("/", 1)[-1]
-                finite = math.isfinite(value)
-                sums[name] = sums.get(name, 0.0) + (float(value) if finite else 0.0)
-                counts[name] = counts.get(name, 0) + int(finite)
+                sums.setdefault(name, 0.0)
+                counts.setdefault(name, 0)
+                if math.isfinite(value):
+                    sums[name] += float(value)
+                    counts[name] += 1
         valid = batch["valid"].bool()
-        preds.append(ids.cpu())  # the greedy narration evaluate scored, not a second decode
+        preds.append(ev.ids.cpu())  # the greedy narration evaluate scored, not a second decode
         truths.append(slot_annotations(batch["annotations"], valid.cpu(), agent.tokenizer,
                                        agent.cfg.text).ids)
         anns.extend(batch["annotations"])
         valids.append(valid.cpu())
-    out = {k: sums[k] / counts[k] if counts[k] else float("nan") for k in sums}
+    out = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
     if preds:
-        pooled = M.grounding_monitors(torch.cat(preds), torch.cat(truths), anns, torch.cat(valids),
-                                      agent.tokenizer, tolerance=tolerance, prefix="val/")
-        out.update(pooled)
-        out["val/majority_token_accuracy"] = out.pop("val/majority_accuracy")
+        pooled = M.narration_metrics(torch.cat(preds), agent.tokenizer, torch.cat(valids),
+                                     truth=torch.cat(truths), annotations=anns, tolerance=tolerance)
+        out.update({f"val/{k}": v for k, v in pooled.items()})
         out["val/accuracy_over_majority"] = (out["val/token_accuracy"]
                                              - out["val/majority_token_accuracy"])
     return out, preds
