@@ -59,3 +59,45 @@ def test_live_units_match_the_offline_clip(options):
         f, s = enc.step(s, frames[:, t])
         steps.append(f)
     assert torch.equal(torch.stack(steps, 1), offline)
+
+
+def _encoder(name):
+    torch.manual_seed(0)
+    if name.startswith("cnn"):
+        return build_obs_encoder(ObsEncoderConfig(out_dim=8, cnn_channels=(4, 4),
+                                                  cnn_frame_delta=name == "cnn-delta")).eval()
+    if name == "precomputed":
+        return build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6,
+                                                  precomputed_adapter="layernorm")).eval()
+    if name == "vqvae":
+        enc = build_obs_encoder(ObsEncoderConfig(kind="vqvae", vqvae_hidden=4, vqvae_code_dim=3,
+                                                 vqvae_codebook_size=4))
+        enc.fit(_clips(seed=1).flatten(0, 1), steps=1, batch_size=8, progress=False)
+        return enc
+    return _fitted(units_subtract_mean=True, units_deltas=True)
+
+
+@pytest.mark.parametrize("name", ["cnn-delta", "cnn-plain", "precomputed", "vqvae", "units"])
+def test_stepping_streams_gives_the_offline_clip_and_reset_starts_one_afresh(name):
+    enc = _encoder(name)
+    frames = _clips(B=2, T=5, seed=4)
+    emb = torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(0))
+    kw = {"embedding": emb} if enc.needs_column else {}
+
+    def stream(state, ts):
+        out = []
+        for t in ts:
+            f, state = enc.step(state, frames[:, t], embedding=emb[:, t] if kw else None)
+            out.append(f)
+        return torch.stack(out, 1), state
+
+    with torch.no_grad():
+        offline = enc(frames, **kw)
+        live, state = stream(enc.init_state(2), range(3))
+        torch.testing.assert_close(live, offline[:, :3])
+        # stream 1 starts a new episode at frame 3: it gets a fresh clip's features there
+        state = enc.reset_state(state, torch.tensor([False, True]))
+        rest, _ = stream(state, range(3, 5))
+        fresh = enc(frames[1:, 3:], **({"embedding": emb[1:, 3:]} if kw else {}))
+    torch.testing.assert_close(rest[0], offline[0, 3:])
+    torch.testing.assert_close(rest[1], fresh[0])
