@@ -454,28 +454,38 @@ class BYOGAgent(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``model.safetensors``, ``model_config.json`` and ``tokenizer/`` under ``path``."""
+        """Write ``model.safetensors``, ``config.json``, ``tokenizer/``, the LMs as stock
+        GPT-NeoX directories and a model card under ``path`` (layout: :mod:`agents.hf`)."""
         from safetensors.torch import save_model
+
+        from agents.hf import write_hf_files
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_model(self, str(path / WEIGHTS))
-        (path / CONFIG).write_text(json.dumps(self.cfg.to_dict(), indent=2))
         save_tokenizer(self.tokenizer, path / TOKENIZER_DIR)
+        write_hf_files(self, path)
         return path
+
+    def describe(self, frames: Any, **kwargs: Any) -> list:
+        """Sentences per frame: uint8 ``[T, H, W, 3]`` -> T lists (``[B, T, ...]`` -> B of them)."""
+        from agents.hf import describe
+
+        return describe(self, frames, **kwargs)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, obs_encoder: ObsEncoder | None = None) -> BYOGAgent:
         """Rebuild an agent written by :meth:`save_pretrained` (fitted obs parts included)."""
         from safetensors.torch import load_model
 
+        from agents.hf import read_agent_config
+
         path = Path(path)
-        if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
-            raise ModelError(
-                f"{str(path)!r} is not a BYOG checkpoint (needs {CONFIG} and {WEIGHTS}); pass a "
-                "directory written by BYOGAgent.save_pretrained."
-            )
-        cfg = ModelConfig.from_saved(json.loads((path / CONFIG).read_text()))
+        saved, extra = read_agent_config(path)  # config.json, or an old model_config.json
+        if not (path / WEIGHTS).is_file():
+            raise ModelError(f"{str(path)!r} has no {WEIGHTS}; pass a directory written by "
+                             "BYOGAgent.save_pretrained.")
+        cfg = ModelConfig.from_saved(saved)
         tok = load_tokenizer(path / TOKENIZER_DIR)
         if obs_encoder is None:
             obs_encoder = build_obs_encoder(cfg.obs)
@@ -488,6 +498,7 @@ class BYOGAgent(nn.Module):
                 f"Checkpoint {str(path)!r} does not match its config (missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}); it was written by a different model version."
             )
+        agent.trained_on = extra.get("trained_on") or None  # the data it learned from, if known
         return agent
 
 

@@ -246,12 +246,13 @@ def test_an_agent_saved_before_the_patch_cnn_still_loads(tok, tmp_path):
     # checkpoints written before cnn_arch existed hold the stride-2 'conv' stack and no key for it
     agent = _agent(tok, obs={"cnn_arch": "conv", "cnn_frame_delta": False}).eval()
     agent.save_pretrained(tmp_path / "old")
-    cfg_file = tmp_path / "old" / "model_config.json"
-    d = json.loads(cfg_file.read_text())
+    new_cfg = tmp_path / "old" / "config.json"  # that was before config.json too (issue 15)
+    d = json.loads(new_cfg.read_text())["byog"]
+    new_cfg.unlink()
     # the flat obs config of those days (every kind's options, prefixed), without cnn_arch
     d["obs"] = {"kind": "cnn", "out_dim": 64, "cnn_channels": [32, 32], "cnn_frame_delta": False,
                 "vqvae_hidden": 64, "units_k": 64, "units_dim": 64, "precomputed_dim": None}
-    cfg_file.write_text(json.dumps(d))
+    (tmp_path / "old" / "model_config.json").write_text(json.dumps(d))
     again = BYOGAgent.from_pretrained(tmp_path / "old").eval()
     assert again.encoder.obs.convs[0].stride == (2, 2)
     b = cycle_batch(B=2, T=3)

@@ -236,7 +236,7 @@ def test_cli_smoke_run_on_collected_crafter(crafter_dataset, tmp_path, capsys):
     ckpts = sorted((run / "checkpoints").iterdir())
     assert [c.name for c in ckpts] == ["step_000006"]  # keep_last 1, no temp dirs left
     files = {p.relative_to(ckpts[0]).as_posix() for p in ckpts[0].rglob("*") if p.is_file()}
-    assert {"agent/model.safetensors", "agent/model_config.json", "agent/tokenizer/tokenizer.json",
+    assert {"agent/model.safetensors", "agent/config.json", "agent/tokenizer/tokenizer.json", "agent/narrator/model.safetensors",
             "trainer_state.safetensors", "trainer_state.json", "meta.json"} <= files
     meta = json.loads((ckpts[0] / "meta.json").read_text())
     assert meta["step"] == 6 and meta["dataset"]["vocab_hash"] and meta["dataset"]["action_space"]["n"] == 17

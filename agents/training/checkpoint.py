@@ -84,6 +84,11 @@ def save_checkpoint(run_dir: str | Path, step: int, *, agent: Any, trainer_state
     if tmp.exists():
         shutil.rmtree(tmp)
     agent.save_pretrained(tmp / AGENT)
+    if (tmp / AGENT / "config.json").is_file() and hasattr(agent, "cfg"):
+        from agents.hf import update_card
+
+        update_card(agent, tmp / AGENT, trained_on=meta.get("dataset"),
+                    metrics=_last_val_metrics(Path(run_dir)), train_config=meta.get("config"))
     if obs_encoder is not None and hasattr(obs_encoder, "save"):
         obs_encoder.save(tmp / OBS)
     save_state(trainer_state, tmp)
@@ -101,6 +106,23 @@ def save_checkpoint(run_dir: str | Path, step: int, *, agent: Any, trainer_state
     for stale in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(stale)
     return final
+
+
+def _last_val_metrics(run: Path) -> dict[str, float]:
+    """The newest validation metrics in RUN/metrics.jsonl (for the model card), or {}."""
+    try:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        val = {k: v for k, v in rec.items() if k.startswith("val/")}
+        if val:
+            return {"step": rec.get("step"), **val}
+    return {}
 
 
 def _maybe_fault(point: str, step: int) -> None:
@@ -397,13 +419,15 @@ def check_trained_env(agent: Any, env: Any, *, name: str | None = None) -> bool:
 
     Args:
         agent: An agent from :func:`load_agent` (``agent.metadata["dataset"]``) or one whose
-            ``config.json`` recorded its training env (``agent.trained_env``).
+            ``config.json`` recorded its training data (``agent.trained_on``).
         env: The gymnasium env about to be narrated.
         name: The short name the env was made from (``crafter``), compared too.
     """
     meta = getattr(agent, "metadata", None) or {}
     saved = (meta.get("dataset") or {})
-    trained = {saved.get("env_id"), saved.get("env"), getattr(agent, "trained_env", None)} - {None}
+    if not saved:
+        saved = getattr(agent, "trained_on", None) or {}  # a save_pretrained dir's config.json
+    trained = {saved.get("env_id"), saved.get("env")} - {None}
     if not trained:
         return True
     spec = getattr(env, "spec", None)
@@ -499,8 +523,9 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
         obs = None
         if (ckpt / OBS).is_dir():
             from agents.config import ModelConfig
+            from agents.hf import read_agent_config
 
-            cfg = ModelConfig.from_saved(json.loads((agent_dir / "model_config.json").read_text()))
+            cfg = ModelConfig.from_saved(read_agent_config(agent_dir)[0])
             obs = build_obs_encoder(cfg.obs, fitted_path=ckpt / OBS)
         agent = BYOGAgent.from_pretrained(agent_dir, obs_encoder=obs)
     except (ModelError, ObsEncoderError, TextError, OSError, json.JSONDecodeError) as e:
