@@ -128,7 +128,15 @@ def export_lm(agent: Any, path: str | Path, *, role: str = "narrator") -> Path:
     if path.exists():
         shutil.rmtree(path)
     lm.config.architectures = ["GPTNeoXForCausalLM"]
-    lm.save_pretrained(str(path), safe_serialization=True)
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint is noise
+    try:
+        lm.save_pretrained(str(path), safe_serialization=True)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     agent.tokenizer.save_pretrained(str(path))
     return path
 
