@@ -13,7 +13,6 @@ Total loss = ``w_ground * L_ground + w_byog * L_byog`` (+ ``w_reinforce * L_rein
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
