@@ -35,6 +35,8 @@ class FeatureState:
     last_frame: Any = None
     """The block's previous frame uint8 [B, H, W, 3] (frame-delta encoders read it; None at a
     block's start, where the offline path gives a zero delta too)."""
+    obs_state: Any = None
+    """An observation encoder's per-stream state (``ObsEncoder.init_state`` / ``step``)."""
 
 
 class Featurizer(nn.Module):
@@ -117,11 +119,10 @@ class ObsFeaturizer(Featurizer):
         return self.obs(frames, valid=valid)
 
     def step(self, state: FeatureState, frame: torch.Tensor) -> tuple[torch.Tensor, FeatureState]:
-        if state.in_block >= self.context:  # a new block, as the offline path cuts them
-            state = FeatureState()
-        kw = {"prev_frame": state.last_frame} if self.obs.uses_previous_frame else {}
-        return self.obs(frame[:, None], **kw)[:, 0], FeatureState(in_block=state.in_block + 1,
-                                                                   last_frame=frame)
+        if state.in_block >= self.context or state.obs_state is None:  # a block starts afresh,
+            state = FeatureState(obs_state=self.obs.init_state(frame.shape[0]))  # as offline
+        feats, obs_state = self.obs.step(state.obs_state, frame)  # the encoder's stream hook
+        return feats, FeatureState(in_block=state.in_block + 1, last_frame=frame, obs_state=obs_state)
 
 
 def set_trainable(module: nn.Module, trainable: bool) -> nn.Module:

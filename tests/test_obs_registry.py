@@ -32,7 +32,7 @@ def test_listing_names_every_kind_and_its_options(capsys):
         assert line in out
     assert obs_main(["list", "--plugin", "plugins.toy_obs"]) == 0
     assert "toy: mean colour" in capsys.readouterr().out
-    assert obs_main(["list", "--plugin", "no_such_plugin_pkg"]) == 1
+    assert obs_main(["list", "--plugin", "no_such_plugin_pkg"]) == 2
     assert "error: Module 'no_such_plugin_pkg' cannot be imported" in capsys.readouterr().err
 
 

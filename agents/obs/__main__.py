@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds = registered_obs_encoders()
     except ObsEncoderError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2  # a bad --plugin name is a usage error
     for kind in kinds:
         print("\n".join(describe(kind)))
     return 0
