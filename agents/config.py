@@ -154,6 +154,9 @@ class LossConfig:
     """Weight of the BYOG predictor loss (0 = supervised captioner baseline)."""
     target_ema: float = 0.99
     """EMA decay of the target encoder (0 = the online encoder itself is the target)."""
+    target_ema_anneal_steps: int = 0
+    """Cosine-anneal the EMA decay from target_ema towards 1 over this many optimizer steps, as
+    BYOL does (the target settles as training ends); 0 = a constant decay."""
     targets: Literal["hard", "soft"] = "hard"
     """hard: CE on the target's sampled ids; soft: KL to the target's distribution at tau."""
     tau: float = 1.0
@@ -195,6 +198,8 @@ class LossConfig:
             raise ModelError("w_ground and w_byog are both 0: nothing would be trained; set one > 0.")
         if not 0.0 <= self.target_ema < 1.0:
             raise ModelError(f"loss.target_ema must be in [0, 1) (0 = online), got {self.target_ema}.")
+        if self.target_ema_anneal_steps < 0:
+            raise ModelError(f"loss.target_ema_anneal_steps must be >= 0, got {self.target_ema_anneal_steps}.")
         if self.targets not in ("hard", "soft"):
             raise ModelError(f"loss.targets must be 'hard' or 'soft', got {self.targets!r}.")
         if self.tau <= 0:

@@ -5,6 +5,7 @@ graph, even when no position counts) and a dict of floats.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -332,6 +333,19 @@ def entropy_bonus(logits: torch.Tensor, mask: torch.Tensor,
     m = mask.to(ent.dtype)
     value = (ent * m).sum() / m.sum() if bool(mask.any()) else ent.sum() * 0.0
     return value, {"reinforce/entropy": float(value.detach())}
+
+
+def ema_decay(base: float, step: int | None, anneal_steps: int) -> float:
+    """The EMA decay at ``step``: ``base`` cosine-annealed to 1 over ``anneal_steps`` (BYOL:
+    ``1 - (1 - base) (cos(pi k / K) + 1) / 2``); ``base`` when not annealing (K = 0 or no step).
+
+    >>> ema_decay(0.99, 5, 10), ema_decay(0.99, 10, 10), ema_decay(0.99, 5, 0)
+    (0.995, 1.0, 0.99)
+    """
+    if anneal_steps <= 0 or step is None:
+        return base
+    frac = min(max(step, 0), anneal_steps) / anneal_steps
+    return round(1.0 - (1.0 - base) * (math.cos(math.pi * frac) + 1.0) / 2.0, 12)
 
 
 @torch.no_grad()

@@ -156,10 +156,17 @@ class BYOGAgent(nn.Module):
         return tgt, onl
 
     @torch.no_grad()
-    def update_target(self) -> None:
-        """EMA step of the target encoder; call after each optimizer step (no-op when online)."""
+    def update_target(self, step: int | None = None) -> float:
+        """EMA step of the target encoder; call after each optimizer step (no-op when online).
+
+        ``step`` (the optimizer step just taken, from 0) anneals the decay towards 1 over
+        ``loss.target_ema_anneal_steps`` as BYOL does (None: the constant ``loss.target_ema``).
+        Returns the decay used."""
+        lc = self.cfg.loss
+        decay = L.ema_decay(lc.target_ema, step, lc.target_ema_anneal_steps)
         if self.target is not None:
-            L.ema_update(*self._ema_pairs(), decay=self.cfg.loss.target_ema)
+            L.ema_update(*self._ema_pairs(), decay=decay)
+        return decay
 
     def train(self, mode: bool = True) -> BYOGAgent:
         super().train(mode)

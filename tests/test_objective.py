@@ -456,6 +456,22 @@ def test_baseline_momentum_through_the_trainer(tmp_path):
     assert float(agent.reward_baseline) == pytest.approx(rec[-1]["reinforce/reward"], rel=1e-5)
 
 
+def test_ema_decay_anneals_towards_one_through_the_trainer(tok, tmp_path):
+    assert L.ema_decay(0.5, 0, 4) == 0.5 and L.ema_decay(0.5, 2, 4) == 0.75
+    assert L.ema_decay(0.5, 4, 4) == L.ema_decay(0.5, 9, 4) == 1.0 and L.ema_decay(0.5, 2, 0) == 0.5
+    agent = make(tok, loss={"target_ema": 0.5, "target_ema_anneal_steps": 4})
+    before = [p.clone() for p in agent.target.parameters()]
+    with torch.no_grad():
+        for p in agent.encoder.parameters():
+            p.add_(0.1)
+    assert agent.update_target(4) == 1.0  # annealed to 1: the target no longer moves
+    assert all(torch.equal(b, p) for b, p in zip(before, agent.target.parameters()))
+    _, rec, _ = _train_run(tmp_path, "--model.loss.target_ema_anneal_steps", "3")
+    assert [round(r["optim/target_ema"], 4) for r in rec] == [0.99, 0.9925, 0.9975]
+    with pytest.raises(ModelError, match="target_ema_anneal_steps"):
+        make_model_config("tiny", "byog", loss={"target_ema_anneal_steps": -1})
+
+
 # ----------------------------------------------------------------------------- done means
 def distinct_narrations(agent, frames=100, seed=0):
     """Distinct (sampled) narration slots over ``frames`` frames of the cycle."""

@@ -332,7 +332,7 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
         metrics["optim/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
     opt.step()
     sched.step()
-    agent.update_target()
+    metrics["optim/target_ema"] = agent.update_target(step)  # annealed when configured
     shared = mean_over_ranks({k: metrics[k] for k in ("loss/total",) if k in metrics}, info)
     metrics.update(shared)
     return metrics["loss/total"], metrics
