@@ -83,3 +83,38 @@ def test_old_datasets_open_and_resume_as_1_0(tmp_path):
     # datasets still loads it (frames as raw bytes: the card says binary).
     hf = datasets.load_dataset(str(path), cache_dir=str(tmp_path / "cache"))["train"]
     assert len(hf) == 8 and isinstance(hf[0]["frame"], bytes)
+
+
+def _downgrade_to_1_0(path):
+    """Rewrites a dataset as the pre-1.1 code wrote it (raw frames, no time columns, no card)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for f in sorted(path.glob("data/chunk-*/episode_*.parquet")):
+        table = pq.read_table(f)
+        raw = [v.split(b"\n", 3)[-1] for v in table.column("frame").to_pylist()]
+        table = table.set_column(table.column_names.index("frame"), "frame", pa.array(raw, pa.binary()))
+        table = table.drop_columns(["frame_index", "timestamp"])
+        pq.write_table(table, f, compression="zstd")
+    info = json.loads((path / "meta" / "info.json").read_text())
+    info.pop("frame_format")
+    info["format_version"] = "1.0"
+    (path / "meta" / "info.json").write_text(json.dumps(info))
+    (path / "README.md").unlink()
+
+
+def test_collector_resumes_a_1_0_dataset_in_worker_processes(tmp_path):
+    out = tmp_path / "old"
+    cfg = {"env": "babyai-gotolocal", "out": out, "max_episode_steps": 6, "progress": False}
+    main(CollectConfig(episodes=2, vector_mode="sync", **cfg))
+    before = [e.frames.copy() for e in open_dataset(out).iter_episodes()]
+    _downgrade_to_1_0(out)
+    main(CollectConfig(episodes=4, num_envs=2, vector_mode="process", resume=True, **cfg))
+    ds = open_dataset(out)
+    assert ds.info["format_version"] == "1.0" and ds.info["frame_format"] == "raw" and ds.num_episodes == 4
+    import pyarrow.parquet as pq
+
+    for pos in range(4):  # the workers wrote the new episodes in the dataset's 1.0 layout
+        assert "timestamp" not in pq.read_schema(ds.file(pos)).names
+    for old, ep in zip(before, ds.iter_episodes()):
+        np.testing.assert_array_equal(old, ep.frames)
