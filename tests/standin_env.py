@@ -37,8 +37,10 @@ class StandInEnv(gym.Env):
     def _obs(self) -> np.ndarray:
         obs = np.zeros((8, 8, 3), np.uint8)
         obs[..., 0] = self.ep_seed % 251
-        obs[..., 1] = self.t
+        obs[..., 1] = self.t % 256
         obs[0, 0, 2] = 7
+        if self.length > 100:  # a long episode (ProbeEnv): incompressible rows, a large file
+            obs[1:, :, 2] = np.random.default_rng([self.ep_seed, self.t]).integers(0, 256, (7, 8))
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -92,12 +94,16 @@ class ProbeEnv(StandInEnv):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         out = super().reset(seed=seed, options=options)
+        if str(self.ep_seed) == os.environ.get("BYOG_PROBE_LONG_SEED"):
+            self.length = 3000
         self._log("reset")
         return out
 
     def step(self, action):
         out = super().step(action)
         self._log("step")
+        if os.environ.get("BYOG_PROBE_STEP_S"):
+            time.sleep(float(os.environ["BYOG_PROBE_STEP_S"]))
         if self.t == 1 and str(self.ep_seed) == os.environ.get("BYOG_PROBE_SLOW_SEED"):
             time.sleep(1.5)
         if str(self.ep_seed) == os.environ.get("BYOG_PROBE_DIE_SEED"):

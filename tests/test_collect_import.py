@@ -247,3 +247,16 @@ def test_mp4_export(byog_dataset, tmp_path, capsys):
     assert count == len(episodes[0][0])
     assert export_cli(["mp4", str(src), "--out", str(tmp_path / "x"), "--episodes", "5"]) == 1
     assert "out of range" in capsys.readouterr().err
+
+
+def test_importing_into_an_existing_dataset_does_not_suggest_a_resume_flag(vpt_dir, tmp_path, capsys):
+    """Importers have no --resume; their refusal names the directory and a fix they support."""
+    out = tmp_path / "ds"
+    assert import_cli(["vpt", str(vpt_dir), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*"))
+    assert import_cli(["vpt", str(vpt_dir), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(out) in err
+    assert "--resume" not in err and "choose another output directory" in err
+    assert sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
