@@ -75,6 +75,14 @@ class CollectConfig:
             raise UsageError(f"--workers must be >= 0, got {self.workers}.")
         if self.workers and self.ray_address:
             raise UsageError("Give --workers N (local Ray) or --ray-address A (existing cluster), not both.")
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {self.out} is a file; pass a directory (a new one, or a BYOG dataset to resume).")
+        from collect.policies import PolicyError, policy_spec
+
+        try:
+            policy_spec(self.policy)
+        except PolicyError as e:  # an unknown name is a usage error (exit 2)
+            raise UsageError(str(e)) from None
         if self.video_scale < 1:
             raise UsageError(f"--video-scale must be >= 1, got {self.video_scale}.")
 

@@ -221,7 +221,7 @@ def _read_info(path: Path) -> dict[str, Any]:
     try:
         info = json.loads(f.read_text())
     except json.JSONDecodeError as e:
-        raise DatasetError(f"{f} is not valid JSON ({e}); re-run the collector with `--resume` to rewrite it.") from None
+        raise DatasetError(f"{f} is not valid JSON ({e}); delete it and rerun the collector with --resume (meta/ is rebuilt from the episode files).") from None
     version = str(info.get("format_version", ""))
     if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
         raise DatasetError(f"{f} has format_version {version!r}; this reader supports {FORMAT_VERSION}. Re-collect or convert the dataset.")

@@ -294,21 +294,56 @@ def _action_column(actions: Any, n: int, action_dim: int | None) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(arr.ravel(), pa.float32()), action_dim)
 
 
-def read_episode_record(path: str | Path) -> dict[str, Any]:
-    """Reads the episode record stored in an episode file's footer (raises :class:`DatasetError`)."""
+def episode_file_status(path: str | Path) -> tuple[str, dict[str, Any] | None, str]:
+    """Whose an episode file is and whether it is whole: ``(status, record, detail)``.
+
+    ``status`` is ``"ok"`` (a BYOG episode file; ``record`` is its episode record), ``"missing"``,
+    ``"corrupt"`` (unreadable, or its row count disagrees with its own record) or ``"foreign"``
+    (a readable Parquet file without a BYOG episode record: another tool wrote it).
+    """
     try:
         md = pq.read_metadata(path)
     except FileNotFoundError:
-        raise DatasetError(f"Episode file {path} is missing; re-collect it with `--resume`.") from None
+        return "missing", None, "missing"
     except (OSError, pa.ArrowException) as e:
-        raise DatasetError(f"Episode file {path} is truncated or corrupt ({e}); delete it and re-collect with `--resume`.") from None
+        return "corrupt", None, f"truncated or corrupt: {e}"
     raw = (md.metadata or {}).get(EPISODE_METADATA_KEY)
     if raw is None:
-        raise DatasetError(f"Episode file {path} has no BYOG episode record; it was not written by DatasetWriter.")
+        return "foreign", None, "a Parquet file without a BYOG episode record"
     record = json.loads(raw)
     if record.get("length") != md.num_rows:
-        raise DatasetError(f"Episode file {path} has {md.num_rows} rows but its record says {record.get('length')}; re-collect it.")
+        return "corrupt", record, f"{md.num_rows} rows but its record says {record.get('length')}"
+    return "ok", record, ""
+
+
+def read_episode_record(path: str | Path) -> dict[str, Any]:
+    """Reads the episode record stored in an episode file's footer (raises :class:`DatasetError`)."""
+    status, record, detail = episode_file_status(path)
+    if status == "missing":
+        raise DatasetError(f"Episode file {path} is missing; re-collect it with `--resume`.")
+    if status == "corrupt":
+        raise DatasetError(f"Episode file {path} is {detail}; delete it and re-collect with `--resume`.")
+    if status == "foreign":
+        raise DatasetError(f"Episode file {path} was not written by BYOG ({detail}); move it out of the dataset.")
+    assert record is not None
     return record
+
+
+def is_byog_info(info: dict[str, Any]) -> bool:
+    """Whether a parsed ``meta/info.json`` is one BYOG wrote (LeRobot's has ``codebase_version``)."""
+    return "format_version" in info and "codebase_version" not in info and "data_path" not in info
+
+
+def describe_foreign_info(info: dict[str, Any]) -> str:
+    """A few words on whose dataset a non-BYOG ``meta/info.json`` describes."""
+    if "codebase_version" in info:
+        return f"a LeRobot {info['codebase_version']} dataset"
+    return "its meta/info.json has no BYOG format_version"
+
+
+TEMP_FILE_RE = re.compile(r"^(episode_\d{6,}\.parquet|info\.json|episodes\.parquet)\.[^/]+\.tmp$")
+"""Names of the temporary files our atomic writes leave behind when killed (safe to delete)."""
+
 
 def _count_actions(column: pa.ChunkedArray) -> int:
     """Number of rows with an action (int ``>= 0``, or a vector without NaN)."""

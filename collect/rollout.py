@@ -62,9 +62,10 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
         run_backend(cfg, info, writer, source, on_episode,
                     on_ready=lambda: loop.update(start=time.perf_counter()))
         loop["end"] = time.perf_counter()
+        writer.finalize()
     finally:
         bar.close()
-    writer.finalize()
+        writer.close()  # the directory lock, also when the run stops early
     summary = summarize(cfg.out, None, time.perf_counter() - t0, counts["steps"])
     summary["backend"] = backend_name(cfg)
     summary["resumed_episodes"], summary["collected_episodes"] = resumed, counts["episodes"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,14 +32,18 @@ from collect.format import (  # noqa: F401  (re-exported: the format's names as 
     EPISODES_SCHEMA,
     FORMAT_VERSION,
     ROW_GROUP_SIZE,
+    TEMP_FILE_RE,
     EpisodeTable,
     _count_actions,
     _float_column,
     _json_default,
     action_layout,
     build_episode_table,
+    describe_foreign_info,
+    episode_file_status,
     episode_relpath,
     flatten_action,
+    is_byog_info,
     read_episode_record,
     space_to_json,
     unflatten_action,
@@ -57,17 +63,74 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
+    """Writes ``path`` through ``write(tmp)`` and an atomic rename.
+
+    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask; the
+    temporary file starts ``0o600``), is fsynced before the rename and its directory after it, so
+    a finished episode survives a power loss too. A failed write (a full disk) removes the
+    temporary file and raises one :class:`DatasetError`; files written before stay intact.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        _fsync(tmp)
+        fault_point("before-rename")
         os.replace(tmp, path)
-    except BaseException:
+        _fsync(path.parent)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) or (isinstance(e, pa.ArrowException) and "rrno" in str(e)):
+            raise DatasetError(
+                f"Could not write {path} ({getattr(e, 'strerror', None) or e}); the disk may be full. Every "
+                "file written before it is intact: free space and run again (the collector: rerun with --resume)."
+            ) from None
         raise
 
+
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc``), since
+    ``os.umask`` can only be read by setting it (racy with threads writing files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FAULTS: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test-only fault injection: with ``BYOG_FAULT=NAME:N`` in the environment, the Nth time this
+    process passes the point ``NAME`` it kills itself with SIGKILL (``tests/test_faults.py``).
+
+    Points: ``before-rename`` (an atomic write's temporary file is complete, not yet renamed).
+    """
+    spec = os.environ.get("BYOG_FAULT")
+    if not spec:
+        return
+    want, _, nth = spec.partition(":")
+    if want != name:
+        return
+    _FAULTS[name] = _FAULTS.get(name, 0) + 1
+    if _FAULTS[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict[str, Any] | None = None) -> int:
@@ -113,39 +176,82 @@ class DatasetWriter:
     """
 
     IDENTITY_KEYS = ("env", "policy", "seed", "max_episode_steps", "format_version")
+    LOCK_FILE = "meta/.lock"
+    """Held (``flock``) by the one writer allowed into a dataset directory at a time."""
 
     def __init__(self, path: str | Path, info: dict[str, Any], resume: bool = False,
-                 chunk_size: int = CHUNK_SIZE, check_existing: bool = True) -> None:
+                 chunk_size: int = CHUNK_SIZE, check_existing: bool = True,
+                 resume_flag: str | None = "--resume") -> None:
         self.path = Path(path)
         self.chunk_size = int(info.get("chunk_size", chunk_size))
         # Frame layout: PPM frames + time columns (1.1) unless the info says raw (a 1.0 dataset).
         frame_format = info.get("frame_format", FRAME_FORMAT)
         self.info = {**info, "frame_format": frame_format, "chunk_size": self.chunk_size,
                      "format_version": FORMAT_VERSION if frame_format == FRAME_FORMAT else "1.0"}
+        self.identity = {k: self.info[k] for k in self.IDENTITY_KEYS if k in self.info}
         layout = (self.info.get("action_space") or {}).get("layout")
         self.action_dim = None if not layout else sum(e["size"] for e in layout)
         self.records: dict[int, dict[str, Any]] = {}
-        existing = self.path / "meta" / "info.json"
+        self._lock: Any = None
         if not check_existing:
             self.path.mkdir(parents=True, exist_ok=True)
             return
-        has_data = existing.exists() or any(self.path.glob("data/chunk-*/episode_*.parquet"))
-        if has_data and not resume:
-            raise DatasetError(f"{self.path} already holds a dataset; pass `--resume` (resume=True) to continue it, or choose another output directory.")
+        old_info = self._check_directory(resume, resume_flag)
+        if resume:  # refuse other settings before touching anything (the lock file included)
+            if old_info is not None:
+                self.info.update(resumed_layout(old_info))  # a 1.0 dataset resumes as 1.0
+                self.identity = {k: self.info[k] for k in self.IDENTITY_KEYS if k in self.info}
+                self._check_identity(old_info, self.path / "meta" / "info.json")
+            for f in sorted(self.path.glob("data/chunk-*/episode_*.parquet")):
+                status, record, _ = episode_file_status(f)
+                if status == "ok" and record is not None:
+                    self._check_identity(record.get("collected_with") or {}, f)
+        self._lock = lock_dataset(self.path)
         if resume:
-            if existing.exists():
-                old = json.loads(existing.read_text())
-                self.info.update(resumed_layout(old))  # a 1.0 dataset resumes as 1.0
-                self._check_identity(old)
-            self.records = scan_episode_files(self.path, remove_partial=True)
-        self.path.mkdir(parents=True, exist_ok=True)
+            self.records = scan_episode_files(self.path, remove_partial=True, ours=old_info is not None)
+        if old_info is None:
+            # the settings go to disk before the first episode, so every resume can check them
+            atomic_write_json(self.path / "meta" / "info.json", self.info)
 
-    def _check_identity(self, old: dict[str, Any]) -> None:
+    def _check_directory(self, resume: bool, resume_flag: str | None) -> dict[str, Any] | None:
+        """Refuses any output directory but a new/empty one or (to resume) a BYOG dataset; returns
+        the existing ``meta/info.json``, if any."""
+        path, info_file = self.path, self.path / "meta" / "info.json"
+        if path.exists() and not path.is_dir():
+            raise DatasetError(f"Output {path} is a file; pass a directory (a new one, or a BYOG dataset to resume).")
+        old_info = None
+        if info_file.exists():
+            try:
+                old_info = json.loads(info_file.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                fix = (f"delete it and rerun with {resume_flag} (meta/ is rebuilt from the episode files)"
+                       if resume_flag else "choose another output directory")
+                raise DatasetError(f"{info_file} is not valid JSON ({e}); if {path} is a BYOG dataset, {fix}.") from None
+            if not isinstance(old_info, dict) or not is_byog_info(old_info):
+                what = describe_foreign_info(old_info) if isinstance(old_info, dict) else "not a JSON object"
+                raise DatasetError(f"{path} is not a BYOG dataset ({what}); BYOG never writes into another "
+                                   "tool's data: choose another output directory.")
+        has_episodes = any(path.glob("data/chunk-*/episode_*.parquet"))
+        if old_info is None and not has_episodes and path.is_dir():
+            strangers = sorted(p.name for p in path.iterdir() if p.name not in ("meta", "data", "videos"))
+            strangers += [f"meta/{p.name}" for p in (path / "meta").glob("*") if p.name not in (".lock",)
+                          and not TEMP_FILE_RE.match(p.name)]
+            strangers += [str(p.relative_to(path)) for p in path.glob("data/*")
+                          if not (p.is_dir() and p.name.startswith("chunk-"))]
+            if strangers:
+                raise DatasetError(f"{path} is not empty ({', '.join(strangers[:3])}) and holds no BYOG dataset; "
+                                   "choose another output directory (BYOG never mixes its files into others').")
+        if (old_info is not None or has_episodes) and not resume:
+            how = f"pass {resume_flag} to continue it, or " if resume_flag else ""
+            raise DatasetError(f"{path} already holds a dataset; {how}choose another output directory.")
+        return old_info
+
+    def _check_identity(self, old: dict[str, Any], source: Path) -> None:
         for key in self.IDENTITY_KEYS:
             if key in old and key in self.info and old[key] != self.info[key]:
                 raise DatasetError(
                     f"Cannot resume {self.path}: it was collected with {key}={old[key]!r} but this run has "
-                    f"{key}={self.info[key]!r}; use the same settings or another output directory.")
+                    f"{key}={self.info[key]!r} (per {source.name}); use the same settings or another output directory.")
 
     def write_episode(self, episode_index: int, frames: Any, actions: Any, *, rewards: Any = None,
                       terminated: Any = None, truncated: Any = None,
@@ -185,7 +291,7 @@ class DatasetWriter:
             "success": None if success is None else bool(success),
             "achievements": sorted(set(achievements)),
             "num_annotations": int(pc.sum(pc.list_value_length(table.column("annotations"))).as_py() or 0),
-            "file": rel, "columns": table.column_names, **record_fields,
+            "file": rel, "columns": table.column_names, "collected_with": self.identity, **record_fields,
         }
         record["bytes"] = write_table_atomic(table, self.path / rel, record)
         self.records[int(episode_index)] = record
@@ -199,38 +305,95 @@ class DatasetWriter:
             ``num_annotations``, ``total_bytes`` and ``columns``).
         """
         self.info.update(info_updates)
-        return write_meta(self.path, self.info)
+        remove_leftovers(self.path)  # every writer is done: a temp file now is a killed one's
+        info = write_meta(self.path, self.info)
+        self.close()
+        return info
+
+    def close(self) -> None:
+        """Releases the directory lock (finalize does; also on garbage collection)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
-def scan_episode_files(path: str | Path, remove_partial: bool = False) -> dict[int, dict[str, Any]]:
+def scan_episode_files(path: str | Path, remove_partial: bool = False,
+                       ours: bool = True) -> dict[int, dict[str, Any]]:
     """Reads the records of all complete episode files under ``path/data``.
+
+    Never deletes a file it cannot prove this collector wrote: a readable Parquet file without
+    a BYOG record is refused, whatever ``remove_partial`` says.
 
     Args:
         path: Dataset directory.
-        remove_partial: Delete ``*.tmp`` leftovers of a killed writer and unreadable episode files
-            (they will be re-collected) instead of raising.
+        remove_partial: Resuming: delete temp leftovers of a killed writer, and replace (delete,
+            with a warning on stderr) corrupt episode files when ``ours``; otherwise raise.
+        ours: The directory's ``meta/info.json`` is BYOG's, so a corrupt ``episode_*.parquet``
+            in it is one of ours (atomic writes never leave one: it was damaged afterwards).
     """
     path = Path(path)
+    if remove_partial:
+        remove_leftovers(path)
     records: dict[int, dict[str, Any]] = {}
     for f in sorted(path.glob("data/chunk-*/*")):
-        if f.name.endswith(".tmp"):
-            if remove_partial:
-                f.unlink(missing_ok=True)
-            continue
         m = _EPISODE_RE.search(f.name)
-        if not m:
+        if not m or TEMP_FILE_RE.match(f.name):
             continue
-        try:
-            record = read_episode_record(f)
-        except DatasetError:
-            if not remove_partial:
-                raise
-            f.unlink(missing_ok=True)
+        status, record, detail = episode_file_status(f)
+        if status == "foreign":
+            raise DatasetError(f"{f} was not written by BYOG ({detail}); BYOG never deletes or overwrites "
+                               f"others' files: move it out of {path} and run again.")
+        if status == "corrupt":
+            if not (remove_partial and ours):
+                fix = ("delete it and rerun with --resume" if remove_partial
+                       else "rerun the collector with --resume to replace it")
+                raise DatasetError(f"Episode file {f} is {detail}; {fix}.")
+            print(f"warning: episode file {f} is {detail}; it is this collector's, so it is deleted and its "
+                  "episode will be re-collected.", file=sys.stderr)
+            f.unlink()
             continue
+        if status != "ok":
+            continue
+        assert record is not None
         record["file"] = str(f.relative_to(path))
         record["bytes"] = f.stat().st_size
         records[int(m.group(1))] = record
     return records
+
+
+def remove_leftovers(path: str | Path) -> list[Path]:
+    """Deletes the temporary files of killed atomic writes (only names :data:`TEMP_FILE_RE` allows)."""
+    path = Path(path)
+    gone = [f for pattern in ("data/chunk-*/*.tmp", "meta/*.tmp") for f in path.glob(pattern)
+            if TEMP_FILE_RE.match(f.name)]
+    for f in gone:
+        f.unlink(missing_ok=True)
+    return gone
+
+
+def lock_dataset(path: str | Path) -> Any:
+    """Takes the dataset directory's writer lock (``meta/.lock``, ``flock``) or raises.
+
+    Returns:
+        The open lock file; closing it releases the lock (so does the process's death).
+    """
+    import fcntl
+
+    lock_file = Path(path) / DatasetWriter.LOCK_FILE
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_file, "a+")  # noqa: SIM115 - held open for the writer's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DatasetError(f"Another collector (pid {holder}) is writing {path}; wait for it to finish "
+                           "or choose another output directory.") from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def write_meta(path: str | Path, info: dict[str, Any]) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def test_vector_actions_round_trip_with_layout(tmp_path):
 
 def test_writer_refuses_existing_dataset_and_bad_input(dataset, tmp_path):
     path, _ = dataset
-    with pytest.raises(DatasetError, match="already holds a dataset; pass `--resume`"):
+    with pytest.raises(DatasetError, match="already holds a dataset; pass --resume"):
         DatasetWriter(path, {"env": "toy"})
     with pytest.raises(DatasetError, match="collected with env='toy'"):
         DatasetWriter(path, {"env": "other"}, resume=True)

@@ -92,7 +92,7 @@ def test_resume_after_kill_mid_collection(tmp_path, reference, monkeypatch):
     assert not (out / "meta" / "episodes.parquet").exists()
     assert len(list(chunk.glob("*.parquet"))) == 3
 
-    with pytest.raises(Exception, match="already holds a dataset; pass `--resume`"):
+    with pytest.raises(Exception, match="already holds a dataset; pass --resume"):
         collect_dataset(_cfg(out))
     summary = collect_dataset(_cfg(out, resume=True))
     episodes = _episodes(out)
@@ -149,7 +149,7 @@ def test_cli_smoke_writes_dataset_video_and_summary(tmp_path):
     assert bad.returncode == 1 and bad.stderr.startswith("error: Unknown environment 'no-such-env'")
     assert "Traceback" not in bad.stderr
     again = _run_cli("--env", ENV_ID, "--episodes", "3", "--seed", "2", "--out", str(out))
-    assert again.returncode == 1 and "pass `--resume`" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 1 and "pass --resume" in again.stderr and "Traceback" not in again.stderr
 
 
 @pytest.mark.slow

@@ -6,7 +6,12 @@ warm-up (:func:`collect.engine.warm_up`).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +32,40 @@ def _sendable(exc: BaseException) -> BaseException:
         return CollectError(f"{type(exc).__name__} in a collector worker: {exc}")
 
 
-def _worker_main(wid: int, cfg_fields: dict[str, Any], info: dict[str, Any], tasks: Any, results: Any) -> None:
+def exit_with_parent(parent_pid: int) -> None:
+    """Makes this process die with its parent (the driver), even when the driver is killed -9
+    and cannot tell it to stop: on Linux the kernel sends SIGKILL when the parent exits
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread polls the parent pid and exits
+    once the process was re-parented. Without this a worker blocked on the task queue waits
+    forever, and so does multiprocessing's resource tracker, which exits once every process
+    holding its pipe is gone.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: the watchdog below still works
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_POLL_S)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:  # the driver died before the kernel hook was set
+        os._exit(1)
+    threading.Thread(target=watch, name="byog-parent-watchdog", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _worker_main(wid: int, cfg_fields: dict[str, Any], info: dict[str, Any], tasks: Any, results: Any,
+                 parent_pid: int | None = None) -> None:
     """One worker process: build and warm a one-env collector, report ready, then run the
     episode indices pulled from the shared ``tasks`` queue until it hands out ``None``."""
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     try:
         actor = CollectorActor({**cfg_fields, "num_envs": 1, "vector_mode": "sync", "workers": 0,
                                 "ray_address": None}, info)
@@ -73,7 +109,7 @@ def collect_with_processes(cfg: Any, info: dict[str, Any], source: Any,
     ctx = mp.get_context("spawn")  # no fork of a driver that runs threads (tqdm, pyarrow)
     fields = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
     tasks, results = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(w, fields, info, tasks, results), daemon=True,
+    procs = [ctx.Process(target=_worker_main, args=(w, fields, info, tasks, results, os.getpid()), daemon=True,
                          name=f"byog-collect-{w}") for w in range(cfg.num_envs)]
 
     def receive() -> tuple[str, int, Any]:

@@ -59,20 +59,34 @@ def collect_with_ray(cfg: Any, info: dict[str, Any], source: Any,
         fields = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
         actor_cls = ray.remote(num_cpus=1)(CollectorActor)
         actors = [actor_cls.remote(fields, info) for _ in range(n)]
-        pending: dict[Any, Any] = {}
+        pending: dict[Any, tuple[Any, int]] = {}
+        retry: list[int] = []  # episodes of actors that died (a lost node): run them elsewhere
 
         def submit(actor: Any) -> None:
-            running = 0  # episodes in flight count toward --steps only once written
-            idx = source.next(running)
+            # episodes in flight count toward --steps only once written
+            idx = retry.pop(0) if retry else source.next(0)
             if idx is not None:
-                pending[actor.run.remote([idx])] = actor
+                pending[actor.run.remote([idx])] = (actor, idx)
 
         for actor in actors:
             submit(actor)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            actor = pending.pop(done[0])
-            for record in ray.get(done[0]):
+            actor, idx = pending.pop(done[0])
+            try:
+                records = ray.get(done[0])
+            except ray.exceptions.RayActorError as e:
+                actors.remove(actor)
+                retry.append(idx)
+                print(f"warning: a Ray collector actor died ({type(e).__name__}: a lost node?); episode {idx} "
+                      f"goes to another actor ({len(actors)} left).", file=sys.stderr)
+                if not actors:
+                    raise CollectError("Every Ray collector actor died; finished episodes are saved: rerun "
+                                       "with --resume to continue.") from None
+                if not pending:
+                    submit(actors[0])
+                continue
+            for record in records:
                 on_episode(record)
             submit(actor)
         ray.get([a.close.remote() for a in actors])

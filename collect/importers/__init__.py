@@ -45,7 +45,7 @@ def import_vpt(
 
     pairs = vpt.find_recordings(Path(src))
     space = vpt.vpt_action_space()
-    writer = DatasetWriter(out, info={
+    writer = DatasetWriter(out, resume_flag=None, info={
         "env": "minerl-vpt", "source": "vpt", "fps": vpt.FPS, "policy": "human (VPT contractors)",
         "action_space": space_to_json(space), "frame_shape": [size[0], size[1], 3],
         "annotator_version": _annotator_version(), "keep_null": keep_null,
@@ -79,7 +79,7 @@ def import_minerl(src: str | Path, out: str | Path, size: tuple[int, int] = (64,
                 f" {sorted(space.spaces)}; import trajectories of one MineRL environment at a time."
             )
         if writer is None:
-            writer = DatasetWriter(out, info={
+            writer = DatasetWriter(out, resume_flag=None, info={
                 "env": "minerl-" + str(ep["metadata"].get("environment", traj.parent.name)),
                 "source": "minerl-v0.4", "fps": minerl.FPS, "policy": "human (MineRL dataset)",
                 "action_space": space_to_json(space), "frame_shape": [size[0], size[1], 3],
@@ -115,7 +115,7 @@ def import_minari(src: str | Path, out: str | Path) -> dict[str, Any]:
     if not discrete and "layout" not in space_json:
         raise ImporterError(f"Minari action space {action_space} cannot be stored; BYOG stores Discrete, Box or flat Dict actions.")
     meta = minari_io.dataset_metadata(ds)
-    writer = DatasetWriter(out, info={
+    writer = DatasetWriter(out, resume_flag=None, info={
         "env": meta.get("dataset_id", "minari"), "source": "minari", "fps": meta.get("fps", 10),
         "policy": meta.get("algorithm_name", "minari"), "action_space": space_json,
         "minari_dataset_id": meta.get("dataset_id"),

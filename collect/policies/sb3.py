@@ -93,8 +93,18 @@ class SB3Policy(Policy):
 
 
 def _spaces_match(a: gym.Space, b: gym.Space) -> bool:
+    """Whether a model trained on ``a`` can act on observations of ``b``.
+
+    SB3 wraps image envs in ``VecTransposeImage``, so a CnnPolicy model is trained on
+    ``(C, H, W)`` while the env gives ``(H, W, C)``; ``model.predict`` transposes such
+    observations itself (``maybe_transpose``), so a channel-first model matches its
+    channel-last env.
+    """
     if isinstance(a, gym.spaces.Box) and isinstance(b, gym.spaces.Box):
-        return a.shape == b.shape and a.dtype == b.dtype
+        if a.dtype != b.dtype:
+            return False
+        channel_first = len(b.shape) == 3 and a.shape == (b.shape[2], b.shape[0], b.shape[1])
+        return a.shape == b.shape or channel_first
     return a == b
 
 
