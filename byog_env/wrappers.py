@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-from gymnasium.envs.registration import load_env_creator
 
 from byog_env.annotators.base import Annotator
 
@@ -12,7 +11,7 @@ from byog_env.annotators.base import Annotator
 class AnnotatedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds ``info["annotations"]: list[str]`` at reset and at every step.
 
-    ``annotator`` is an annotator instance or its ``"module:Class"`` path. The annotator sees the env's info plus this step's ``reward``, ``terminated`` and
+    ``annotator`` is an annotator instance, a registered annotator name, or its ``"module:Class"`` path. The annotator sees the env's info plus this step's ``reward``, ``terminated`` and
     ``truncated`` (reset: 0.0, False, False); the info returned to the caller is a fresh dict
     with only ``annotations`` added.
 
@@ -24,8 +23,10 @@ class AnnotatedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """
 
     def __init__(self, env: gym.Env, annotator: Annotator | str) -> None:
-        if isinstance(annotator, str):  # "module:Class", as recorded in the env spec
-            annotator = load_env_creator(annotator)()
+        if isinstance(annotator, str):  # a registered name, or "module:Class" as in the env spec
+            from byog_env.registry import make_annotator
+
+            annotator = make_annotator(annotator)
         # Record the annotator by import path so env specs stay JSON-serialisable.
         cls = type(annotator)
         gym.utils.RecordConstructorArgs.__init__(

@@ -1,7 +1,6 @@
 """gymnasium ids for every env family: ``check_env``, same-seed determinism, specs that rebuild
 the annotated env, the family registry (plugins by import path), and the toy-family recipe."""
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -20,13 +19,6 @@ TOY = "plugins.toy_env:toy"
 BYOG_IDS = sorted(i for i in gym.registry if i.startswith("byog/"))
 FAST_IDS = ("byog/Crafter-v0", "byog/BabyAI-GoToLocal-v0", "byog/MiniGrid-DoorKey-5x5-v0")
 """One id per family runs unmarked; the other ~170 levels run with the slow tests."""
-
-
-def _plugin_env() -> dict[str, str]:
-    """A subprocess environment where ``plugins.toy_env`` imports (pytest puts tests/ on sys.path
-    here; a user puts their plugin's directory on PYTHONPATH the same way)."""
-    path = [str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def _rollout(env: gym.Env, seed: int, steps: int) -> tuple[np.ndarray, list[list[str]]]:
@@ -135,9 +127,9 @@ def test_toy_family_by_import_path():
     assert obs.shape == (16, 16, 3) and ["facing wall"] in notes
 
 
-def test_cli_lists_families_and_plugin_ids():
+def test_cli_lists_families_and_plugin_ids(plugin_env):
     run = [sys.executable, "-m", "byog_env"]
-    env = _plugin_env()
+    env = plugin_env
     fams = subprocess.run([*run, "families"], capture_output=True, text=True, check=True, env=env).stdout
     assert [line.split("\t")[0] for line in fams.splitlines()] == [
         "crafter", "babyai", "minigrid", "minerl", "generic"]
@@ -151,10 +143,10 @@ def test_cli_lists_families_and_plugin_ids():
                           check=False).returncode == 2
 
 
-def test_toy_family_collects_with_two_worker_processes(tmp_path):
+def test_toy_family_collects_with_two_worker_processes(tmp_path, plugin_env):
     """The recipe end to end: spawned collector workers find the plugin from the env name."""
     out = tmp_path / "toy"
-    env = _plugin_env()
+    env = plugin_env
     subprocess.run([sys.executable, str(ROOT / "collect" / "rollout.py"), "--env", TOY, "--num-envs", "2",
                     "--vector-mode", "process", "--episodes", "4", "--out", str(out), "--no-progress"],
                    check=True, env=env, cwd=tmp_path, capture_output=True, timeout=240)

@@ -74,7 +74,7 @@ def make_toy(max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
     """The family's entry point: the raw env wrapped with its registered annotator."""
     if max_episode_steps is not None:
         kwargs["length"] = max_episode_steps
-    return AnnotatedEnv(ToyEnv(**kwargs), byog_env.make_annotator("toy"))
+    return AnnotatedEnv(ToyEnv(**kwargs), "toy")  # the registered annotator, by name
 
 
 byog_env.register_annotator("toy", "plugins.toy_env:ToyAnnotator")
