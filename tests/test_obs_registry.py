@@ -15,6 +15,7 @@ from test_train import synthetic_dataset, tiny_args
 
 from agents.config import ModelConfig
 from agents.errors import ObsEncoderError
+from agents.hf import read_agent_config
 from agents.obs.__main__ import main as obs_main
 from agents.obs.config import fitted_obs_kinds, obs_config_from_dict
 from agents.train import cli
@@ -79,7 +80,7 @@ def test_recipe_a_toy_encoder_trains_saves_and_narrates_in_a_fresh_process(tmp_p
     run = tmp_path / "run"
     # the kind is a string entry point; old flat cnn flags in tiny_args are ignored with a warning
     assert cli(tiny_args(data, run, 2, "--model.obs.kind", TOY, "--model.obs.gain", "2.0")) == 0
-    saved = json.loads(next(run.glob("checkpoints/*/agent/model_config.json")).read_text())["obs"]
+    saved = read_agent_config(next(run.glob("checkpoints/*/agent")))[0]["obs"]
     assert saved == {"kind": "toy", "plugin": "plugins.toy_obs", "out_dim": 32, "gain": 2.0}
     fitted = json.loads((run / "obs_encoder" / "config.json").read_text())
     assert fitted["kind"] == "toy"  # fitted by the trainer because the encoder requires_fit
@@ -99,3 +100,30 @@ def test_recipe_a_toy_encoder_trains_saves_and_narrates_in_a_fresh_process(tmp_p
     ids, mean = json.loads(out.stdout)
     assert ids == agent.narrate(frames).tolist() and mean == agent.encoder.obs.mean.tolist()
     assert any(m > 0 for m in mean)  # fitted on the dataset's frames, not left at zero
+
+
+@pytest.mark.slow
+def test_a_run_saved_with_the_flat_obs_config_resumes_and_loads(tmp_path):
+    """config.yaml, meta.json and model_config.json as the flat ObsEncoderConfig wrote them."""
+    import yaml
+
+    from agents.training import checkpoint as C
+
+    data = synthetic_dataset(tmp_path / "ds", episodes=4, length=12)
+    run = tmp_path / "run"
+    assert cli(tiny_args(data, run, 2, "--model.obs.cnn_frame_delta", "False")) == 0
+    flat = {**LEGACY["cnn"], "out_dim": 32, "cnn_channels": [8, 8], "cnn_frame_delta": False}
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["model"]["obs"] = flat
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ckpt = C.latest_checkpoint(run)
+    meta = json.loads((ckpt / "meta.json").read_text())
+    meta["config"]["model"]["obs"] = flat
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    agent_cfg = read_agent_config(ckpt / "agent")[0]  # and the agent dir in its old layout
+    (ckpt / "agent" / "config.json").unlink()
+    (ckpt / "agent" / "model_config.json").write_text(json.dumps({**agent_cfg, "obs": flat}))
+    frames = torch.randint(0, 255, (1, 4, 16, 16, 3), dtype=torch.uint8)
+    before = C.load_agent(run).narrate(frames)
+    assert cli(["--data", str(data), "--out", str(run), "--steps", "3", "--resume"]) == 0
+    assert C.latest_checkpoint(run).name.endswith("3") and before.shape == (1, 4, 4)
