@@ -6,7 +6,7 @@ backend read these settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +34,10 @@ class CollectConfig:
     """Collect until this many environment steps are recorded (running episodes are finished)."""
     max_episode_steps: int | None = None
     """Truncate episodes after this many steps (``None``: the environment's default)."""
+    env_kwargs: dict[str, int | float | str] = field(default_factory=dict)
+    """Extra ``byog_env.make`` options (e.g. ``--env-kwargs view agent size 64`` for BabyAI's
+    egocentric view); recorded in ``meta/info.json`` so that replay, live evaluation and PPO
+    build the same env."""
     seed: int = 0
     """Base seed; episode i is reset with ``episode_seed(seed, i)``."""
     num_envs: int = 1

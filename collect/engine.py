@@ -34,7 +34,7 @@ def make_env(cfg: CollectConfig) -> gym.Env:
     """
     import byog_env
 
-    return byog_env.make(cfg.env, max_episode_steps=cfg.max_episode_steps)
+    return byog_env.make(cfg.env, max_episode_steps=cfg.max_episode_steps, **cfg.env_kwargs)
 
 
 class EpisodeSeeder(gym.Wrapper):
