@@ -1,21 +1,28 @@
-"""Behavioural cloning on top of an encoder: does the learned language help an agent act?
+"""Behavioural cloning on top of an experiment arm: does the learned language help an agent act?
 
-An :class:`~experiments.heads.ActionHead` is trained on the per-frame features of an encoder
-(:mod:`experiments.features`; frozen, or fine-tuned with the head) from the first ``n_episodes``
-training episodes of an action-labelled dataset, then evaluated on held-out episodes (action
-accuracy, NLL) and in the live env (:mod:`experiments.live`: success rate, return, Crafter
-score). Every encoder gets the same windows and the same number of optimizer steps; the
-wall-clock of feature extraction + training is reported.
+An :class:`~experiments.heads.ActionHead` is trained on the per-frame features of an arm
+(:mod:`experiments.arms`: hidden states, the language channel, oracles, pixels) over whole
+episodes (the head's GRU, when on, remembers the whole episode, for every arm alike), then
+evaluated on held-out episodes (action accuracy and NLL, per test episode too) and in the live
+env (:mod:`experiments.live`: argmax and sampled actions, the env's own time limit for BabyAI,
+a stated cap for Crafter, the same env seeds for every arm).
+
+Splits (three-way, by episode): the *test* episodes are the trainer's validation split (never
+seen in pretraining); from its training split a seeded draw gives ``val_episodes`` BC-validation
+episodes and, from the rest (the pool), the ``n_episodes`` training episodes. Every arm trains
+under the same budget rule: at most ``steps`` optimizer steps, validation NLL every
+``eval_every`` steps, stop after ``patience`` evaluations without improvement, keep the best.
 
     python -m experiments.action_transfer --data runs/babyai --encoder byog \\
         --checkpoint runs/enc/byog --n-episodes 16 --out runs/bc/byog-16
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,63 +31,76 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from agents.obs.config import fitted_obs_kinds
-from collect.dataset import WindowDataset, collate_windows, open_dataset
-from experiments.features import BYOGFeaturizer, Featurizer, ObsFeaturizer, set_trainable
+from collect.dataset import open_dataset
+from experiments.arms import ArmContext, resolve_arm
+from experiments.errors import ExperimentError
+from experiments.features import Featurizer, episode_features, set_trainable
 from experiments.heads import ActionHead, mission_ids
-from experiments.pretrain import ENCODER_KINDS, ExperimentError, bc_split
+from experiments.pretrain import bc_split3
 
-EncoderKind = Literal["byog", "captioner", "random", "scratch", "vqvae", "units"]
+LIVE_CAP = {"crafter": 500}
+"""Live step cap per env when ``--live-max-steps`` is not given (Crafter's own limit is 10,000
+steps); envs not listed keep their own time limit (BabyAI: the level's ``max_steps``)."""
 
 
 @dataclass
 class ActionTransferConfig:
-    """One behavioural-cloning cell: one encoder, one N, one seed."""
+    """One behavioural-cloning cell: one arm, one N, one BC seed."""
 
     data: Path
     """Action-labelled dataset (collected with an expert: babyai-bot, crafter-scripted)."""
     out: Path
     """Directory for ``result.json`` (the cell is skipped when it exists, unless --force)."""
-    encoder: EncoderKind = "byog"
-    """Encoder: byog, captioner, random (fresh agent, frozen floor), scratch (CNN trained on the
-    actions only), vqvae, units."""
+    encoder: str = "byog"
+    """Experiment arm (``python -m experiments.arms`` lists them; ``module:name`` imports a
+    plugin module first), e.g. byog, byog-text, oracle-text, shuffled-text, prior, scratch."""
     checkpoint: Path | None = None
-    """Pretrained encoder: a trainer run directory (or checkpoint / save_pretrained dir) for
-    byog/captioner (random: optional, else a fresh agent), the fitted observation-encoder dir
-    (``RUNDIR/checkpoints/step_N/obs_encoder``) for vqvae/units; unused for scratch."""
+    """Pretrained encoder of arms that need one: a trainer run directory (or checkpoint /
+    save_pretrained dir) for byog/captioner-based arms, the fitted observation-encoder dir
+    (``RUNDIR/checkpoints/step_N/obs_encoder``) for vqvae/units."""
     mode: Literal["frozen", "finetune"] = "frozen"
-    """Freeze the encoder (features computed once) or fine-tune it with the head (scratch is
-    always trained)."""
+    """Freeze the encoder (features computed once) or fine-tune a pretrained one with the head
+    at lr / 3 (arms that train their encoder on the actions always do, at the head's lr)."""
     n_episodes: int = 16
-    """Training episodes N (a seeded draw from the trainer's training split; the held-out
-    episodes are the trainer's validation split, unseen in pretraining)."""
+    """Training episodes N (a seeded draw from the pool)."""
+    val_episodes: int = 4
+    """BC-validation episodes (early stopping), drawn from the trainer's training split."""
     steps: int = 300
-    """Optimizer steps (the same for every encoder)."""
-    batch_size: int = 16
-    """Windows per step."""
+    """Most optimizer steps (the same rule for every arm)."""
+    eval_every: int = 25
+    """Steps between validation-NLL evaluations."""
+    patience: int = 4
+    """Stop after this many evaluations without a better validation NLL (0 = never stop early)."""
+    batch_size: int = 8
+    """Episodes per step."""
     lr: float = 1e-3
-    """AdamW learning rate of the head (the fine-tuned encoder uses lr / 3)."""
+    """AdamW learning rate of the head and of encoders trained on the actions."""
     context: int = 16
-    """Frames per block: narration state and GRU reset at every block start (live too)."""
+    """Frames per narration block (hidden-state and narration arms restart at block starts, live too)."""
     pool: Literal["last", "mean"] = "last"
-    """Per-frame feature: hidden state at the slot's last position, or mean over the slot."""
+    """Per-frame hidden feature: the slot's last position, or the mean over the slot."""
     gru: bool = False
-    """Add a GRU over the block's frames to the head."""
+    """Add a GRU over the whole episode to the head (every arm alike; the prior arm excepted)."""
     hidden: int = 128
     """Head width."""
     mission: bool | None = None
     """Feed the mission text (hashed bag of words) to the head; None = when the dataset has
     missions (BabyAI: the mission is not drawn in the frame)."""
+    text_decay: float = 0.5
+    """Decay of the text featurizer's bag of earlier slots."""
     live_episodes: int = 16
-    """Live evaluation episodes (0 = skip)."""
+    """Live evaluation episodes per action mode (0 = skip)."""
     live_max_steps: int | None = None
-    """Episode step limit in the live env (None = the dataset's longest episode)."""
+    """Live step limit (None: the env's own, or :data:`LIVE_CAP`: Crafter 500)."""
     live_envs: int = 8
     """Environments stepped together in the live evaluation."""
-    sample_actions: bool = True
-    """Sample actions from the head's distribution live (False: argmax)."""
+    live_modes: tuple[str, ...] = ("argmax", "sample")
+    """Live action choice: argmax and/or sampled from the head's distribution."""
     seed: int = 0
-    """Seed of the split, the head init and the live episodes."""
+    """BC seed: the draw of the training and BC-validation episodes, the head init, the live
+    env seeds (shared by every arm) and the sampled actions."""
+    pipeline_seed: int = 0
+    """Pipeline seed of the pretrained encoder (recorded; seeds fresh random weights)."""
     size: Literal["tiny", "small", "base"] = "tiny"
     """Model size of the random/scratch encoders."""
     threads: int = 1
@@ -94,83 +114,86 @@ class ActionTransferConfig:
         self.data, self.out = Path(self.data), Path(self.out)
         if self.checkpoint is not None:
             self.checkpoint = Path(self.checkpoint)
-        if self.encoder not in ENCODER_KINDS:
-            raise ExperimentError(f"Unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODER_KINDS)}.")
-        if (self.encoder in ("byog", "captioner") or self.encoder in fitted_obs_kinds()) \
-                and self.checkpoint is None:
-            raise ExperimentError(f"Encoder {self.encoder!r} needs --checkpoint DIR (pretrain it first, "
+        _, spec = resolve_arm(self.encoder)
+        if spec.pretrain and self.checkpoint is None:
+            raise ExperimentError(f"Arm {self.encoder!r} needs --checkpoint DIR (pretrain it first, "
                                   "e.g. with python -m experiments.run_all).")
-        for name in ("n_episodes", "steps", "batch_size", "context", "hidden", "live_envs", "threads"):
+        if self.mode == "finetune" and not spec.finetunable:
+            raise ExperimentError(f"Arm {self.encoder!r} cannot be fine-tuned; use --mode frozen.")
+        for name in ("n_episodes", "steps", "batch_size", "context", "hidden", "live_envs", "threads",
+                     "eval_every", "val_episodes"):
             if getattr(self, name) < 1:
                 raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        if self.live_episodes < 0:
-            raise ExperimentError(f"--live-episodes must be >= 0, got {self.live_episodes}.")
-
-
-# ---------------------------------------------------------------------------- encoders
-def build_featurizer(cfg: ActionTransferConfig, tokenizer_sentences: list[str] | None = None) -> Featurizer:
-    """The featurizer ``cfg.encoder`` names (see the config field)."""
-    from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.obs import ObsEncoderConfig, build_obs_encoder
-
-    torch.manual_seed(cfg.seed)
-    if cfg.encoder in ("byog", "captioner") or (cfg.encoder == "random" and cfg.checkpoint):
-        from agents.training import TrainError, load_agent
-
-        try:
-            agent = load_agent(cfg.checkpoint)
-        except TrainError as e:
-            raise ExperimentError(f"{cfg.checkpoint} is not a BYOG checkpoint ({e}); pass a run "
-                                  "directory written by python -m agents.train.") from None
-        return BYOGFeaturizer(agent, pool=cfg.pool, context=cfg.context)
-    if cfg.encoder == "random":
-        from agents.text import train_tokenizer
-
-        agent = BYOGAgent(make_model_config(cfg.size, "byog"), train_tokenizer(tokenizer_sentences or []))
-        return BYOGFeaturizer(agent, pool=cfg.pool, context=cfg.context)
-    if cfg.encoder == "scratch":
-        return ObsFeaturizer(build_obs_encoder(make_model_config(cfg.size).obs), context=cfg.context)
-    return ObsFeaturizer(build_obs_encoder(ObsEncoderConfig(kind=cfg.encoder), fitted_path=cfg.checkpoint),
-                         context=cfg.context)
-
-
-def trains_encoder(cfg: ActionTransferConfig) -> bool:
-    """Whether the encoder's weights are optimised with the head."""
-    return cfg.encoder == "scratch" or (cfg.mode == "finetune" and cfg.encoder not in fitted_obs_kinds())
+        if self.live_episodes < 0 or self.patience < 0:
+            raise ExperimentError("--live-episodes and --patience must be >= 0.")
+        bad = [m for m in self.live_modes if m not in ("argmax", "sample")]
+        if bad:
+            raise ExperimentError(f"--live-modes takes argmax and/or sample, got {bad}.")
 
 
 # ---------------------------------------------------------------------------- data
 @dataclass
 class Blocks:
-    """All windows of some episodes, in memory: frames [N, T, H, W, 3], actions [N, T] (-1 = none),
-    valid [N, T], mission ids [N, W] or None."""
+    """Whole episodes in memory (padded to the longest): frames [N, L, H, W, 3], actions [N, L]
+    (-1 = none), valid [N, L] (a frame with an action to predict), mission ids [N, W] or None,
+    annotations (N lists of L sentence lists) and infos (N lists of L dicts) when read."""
 
     frames: torch.Tensor
     actions: torch.Tensor
     valid: torch.Tensor
     mission: torch.Tensor | None
+    annotations: list[list[list[str]]] | None = None
+    infos: list[list[dict[str, Any]]] | None = None
+    frame_valid: torch.Tensor | None = None
+    """[N, L]: a real frame (the last frame of an episode has no action but is real)."""
+    ids: list[int] = field(default_factory=list)
+
+    def subset(self, idx: Any) -> dict[str, Any]:
+        """Featurizer inputs of episodes ``idx``."""
+        ii = [int(i) for i in torch.as_tensor(idx).reshape(-1)]
+        fv = self.frame_valid if self.frame_valid is not None else self.valid
+        return {"frames": self.frames[ii], "valid": fv[ii],
+                "annotations": None if self.annotations is None else [self.annotations[i] for i in ii],
+                "infos": None if self.infos is None else [self.infos[i] for i in ii]}
 
 
-def load_blocks(path: Path, episodes: list[int], context: int, use_mission: bool) -> Blocks:
-    """Windows of ``context`` frames aligned to block starts (stride = context)."""
+def env_kwargs_of(ds: Any) -> dict[str, Any]:
+    """The options a dataset was collected with (``--env-kwargs``), e.g. view and size."""
+    return dict((ds.info.get("collect_config") or {}).get("env_kwargs") or {})
+
+
+def load_blocks(path: Path, episodes: list[int], use_mission: bool, *, infos: bool = False) -> Blocks:
+    """Whole episodes of ``path`` (replayed for their infos when ``infos``)."""
     if not episodes:
         raise ExperimentError(f"No episodes selected from {path}; collect more episodes.")
-    wd = WindowDataset(path, window=context, stride=context, episodes=episodes)
-    b = collate_windows([wd[i] for i in range(len(wd))])
-    mission = None
-    if use_mission:
-        recs = wd.dataset.records
-        mission = mission_ids([str(recs[pos].get("mission") or "") for pos, _ in wd.index])
-    act = b["actions"].long()
-    return Blocks(b["frames"], act, b["valid"].bool() & (act >= 0), mission)
+    ds = open_dataset(path)
+    eps = [ds.episode(i) for i in episodes]
+    N, L = len(eps), max(e.length for e in eps)
+    frames = torch.zeros(N, L, *ds.frame_shape, dtype=torch.uint8)
+    actions = torch.full((N, L), -1, dtype=torch.long)
+    fvalid = torch.zeros(N, L, dtype=torch.bool)
+    for i, e in enumerate(eps):
+        frames[i, :e.length] = torch.from_numpy(e.frames)
+        actions[i, :e.length] = torch.from_numpy(np.array(e.actions, dtype=np.int64))
+        fvalid[i, :e.length] = True
+    annotations = [[list(a) for a in e.annotations] + [[] for _ in range(L - e.length)] for e in eps]
+    mission = mission_ids([str(e.record.get("mission") or "") for e in eps]) if use_mission else None
+    info_rows = None
+    if infos:
+        from experiments.oracles import replay_infos
+
+        env, kw = str(ds.info.get("env")), env_kwargs_of(ds)
+        info_rows = [replay_infos(env, kw, e.record["seed"], e.actions, e.frames) + [{}] * (L - e.length)
+                     for e in eps]
+    return Blocks(frames, actions, fvalid & (actions >= 0), mission, annotations, info_rows, fvalid,
+                  list(episodes))
 
 
-def featurize(feat: Featurizer, frames: torch.Tensor, valid: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-    """Frozen features of many blocks: [N, T, H, W, 3] -> [N, T, D] (no gradient)."""
+def featurize(feat: Featurizer, data: Blocks, chunk: int = 32) -> torch.Tensor:
+    """Frozen features of all episodes: [N, L, D] (no gradient)."""
     with torch.no_grad():
-        return torch.cat([feat.sequence(frames[i:i + chunk], valid[i:i + chunk])
-                          for i in range(0, len(frames), chunk)])
+        return torch.cat([episode_features(feat, **data.subset(range(i, min(i + chunk, len(data.frames)))))
+                          for i in range(0, len(data.frames), chunk)])
 
 
 def action_metrics(logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
@@ -183,46 +206,111 @@ def action_metrics(logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tens
 
 
 # ---------------------------------------------------------------------------- training
+class _Model:
+    """The head on a featurizer's frozen (cached) and trained parts."""
+
+    def __init__(self, feat: Featurizer, head: ActionHead, train_encoder: bool) -> None:
+        self.feat, self.head = feat, head
+        self.frozen, self.trained = feat.parts(train_encoder)
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def logits(self, data: Blocks, idx: torch.Tensor) -> torch.Tensor:
+        xs = []
+        if self.frozen is not None:
+            key = id(data)
+            if key not in self._cache:
+                self._cache[key] = featurize(self.frozen, data)
+            xs.append(self._cache[key][idx])
+        if self.trained is not None:
+            xs.append(episode_features(self.trained, **data.subset(idx)))
+        return self.head(torch.cat(xs, -1), None if data.mission is None else data.mission[idx])[0]
+
+    def state(self) -> dict[str, Any]:
+        return {"head": copy.deepcopy(self.head.state_dict()),
+                "trained": None if self.trained is None else copy.deepcopy(self.trained.state_dict())}
+
+    def load(self, st: dict[str, Any]) -> None:
+        self.head.load_state_dict(st["head"])
+        if self.trained is not None:
+            self.trained.load_state_dict(st["trained"])
+
+
 def train_head(feat: Featurizer, head: ActionHead, data: Blocks, *, steps: int, batch_size: int,
-               lr: float, train_encoder: bool, seed: int, progress: bool = True) -> dict[str, float]:
-    """Train the head (and the encoder when ``train_encoder``) by cross-entropy on the actions."""
+               lr: float, train_encoder: bool, seed: int, progress: bool = True, val: Blocks | None = None,
+               eval_every: int = 25, patience: int = 4, encoder_lr_scale: float = 1.0) -> dict[str, float]:
+    """Train the head (and the featurizer's trained part when ``train_encoder``, at ``lr *
+    encoder_lr_scale``) by cross-entropy on the actions; with ``val``, stop early on its NLL and
+    keep the best weights."""
     rng = np.random.default_rng(seed)
-    set_trainable(feat, train_encoder)
-    cached = None if train_encoder else featurize(feat, data.frames, data.valid)
-    groups = [{"params": head.parameters(), "lr": lr}]
-    if train_encoder:
-        groups.append({"params": [p for p in feat.parameters() if p.requires_grad], "lr": lr / 3})
-    opt = torch.optim.AdamW(groups, weight_decay=1e-4)
-    head.train()
+    set_trainable(feat, False)
+    model = _Model(feat, head, train_encoder)
+    groups = [{"params": list(head.parameters()), "lr": lr}]
+    if model.trained is not None:
+        set_trainable(model.trained, True)
+        groups.append({"params": [p for p in model.trained.parameters() if p.requires_grad],
+                       "lr": lr * encoder_lr_scale})
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=1e-4)
+    best, best_nll, best_step, bad, step = None, float("inf"), 0, 0, 0
     last: dict[str, float] = {}
-    for step in tqdm(range(steps), desc="bc", disable=not progress, leave=False):
+    for step in tqdm(range(1, steps + 1), desc="bc", disable=not progress, leave=False):
+        head.train()
         idx = torch.as_tensor(rng.choice(len(data.frames), size=min(batch_size, len(data.frames)), replace=False))
-        x = cached[idx] if cached is not None else feat.sequence(data.frames[idx], data.valid[idx])
-        logits, _ = head(x, None if data.mission is None else data.mission[idx])
         mask = data.valid[idx]
-        loss = F.cross_entropy(logits[mask], data.actions[idx][mask])
+        loss = F.cross_entropy(model.logits(data, idx)[mask], data.actions[idx][mask])
         opt.zero_grad()
         loss.backward()
         opt.step()
         last = {"train/loss": float(loss.detach())}
+        if val is not None and (step % eval_every == 0 or step == steps):
+            nll = _val_nll(model, val)
+            if nll < best_nll - 1e-6:
+                best, best_nll, best_step, bad = model.state(), nll, step, 0
+            else:
+                bad += 1
+                if patience and bad >= patience:
+                    break
+    if best is not None:
+        model.load(best)
     set_trainable(feat, False)
     head.eval()
-    return last
+    return {**last, "train/steps_run": float(step), "train/best_step": float(best_step or step),
+            "train/val_nll": best_nll if best is not None else float("nan")}
+
+
+def _val_nll(model: _Model, val: Blocks) -> float:
+    was = model.head.training
+    model.head.eval()
+    if model.trained is not None:
+        model.trained.eval()
+    with torch.no_grad():
+        lg = model.logits(val, torch.arange(len(val.frames)))
+    model.head.train(was)
+    if model.trained is not None:
+        model.trained.train(True)
+    return action_metrics(lg, val.actions, val.valid)["nll"]
 
 
 @torch.no_grad()
-def evaluate_offline(feat: Featurizer, head: ActionHead, data: Blocks) -> dict[str, float]:
-    """Held-out action accuracy and NLL (plus the majority-action accuracy for reference)."""
-    x = featurize(feat, data.frames, data.valid)
-    logits, _ = head(x, data.mission)
+def evaluate_offline(feat: Featurizer, head: ActionHead, data: Blocks,
+                     train_actions: torch.Tensor | None = None) -> dict[str, Any]:
+    """Held-out action accuracy and NLL, per test episode too (``offline/episode_correct`` and
+    ``offline/episode_steps``, for the bootstrap), and the accuracy of always predicting the
+    training majority action (the test set's own majority when no training actions are given)."""
+    logits, _ = head(featurize(feat, data), data.mission)
     m = action_metrics(logits, data.actions, data.valid)
     acts = data.actions[data.valid]
-    major = float((acts == acts.mode().values).float().mean()) if len(acts) else float("nan")
-    return {"offline/acc": m["acc"], "offline/nll": m["nll"], "offline/majority_acc": major}
+    ref = train_actions[train_actions >= 0] if train_actions is not None else acts
+    major = float((acts == ref.mode().values).float().mean()) if len(acts) and len(ref) else float("nan")
+    hit = (logits.argmax(-1) == data.actions) & data.valid
+    return {"offline/acc": m["acc"], "offline/nll": m["nll"], "offline/majority_acc": major,
+            "offline/episode_correct": [int(v) for v in hit.sum(1)],
+            "offline/episode_steps": [int(v) for v in data.valid.sum(1)],
+            "offline/episode_ids": list(data.ids)}
 
 
 class ClonedActor:
-    """The cloned policy as a live :class:`~experiments.live.BatchActor` (incremental features)."""
+    """The cloned policy as a live :class:`~experiments.live.BatchActor` (incremental features;
+    the featurizer gets the env's annotations and infos; the GRU remembers the whole episode)."""
 
     def __init__(self, feat: Featurizer, head: ActionHead, *, use_mission: bool, sample: bool,
                  seed: int = 0) -> None:
@@ -236,10 +324,9 @@ class ClonedActor:
 
     @torch.no_grad()
     def act(self, obs: list[np.ndarray], infos: list[dict], active: list[bool]) -> list[int]:
-        if self.state.in_block >= self.feat.context:
-            self.h = None  # the GRU resets with the narration state at every block start
         frame = torch.from_numpy(np.stack(obs))  # [B, H, W, 3] uint8
-        x, self.state = self.feat.step(self.state, frame)
+        anns = [list(i.get("annotations") or []) for i in infos]
+        x, self.state = self.feat.step(self.state, frame, annotations=anns, infos=infos)
         logits, self.h = self.head(x[:, None], self.mission, self.h)  # [B, 1, A]
         lg = logits[:, 0]
         a = (torch.multinomial(lg.softmax(-1), 1, generator=self.gen)[:, 0] if self.sample
@@ -247,42 +334,78 @@ class ClonedActor:
         return [int(v) for v in a]
 
 
+def arm_context(cfg: ActionTransferConfig, ds: Any, sentences: list[str] | None = None) -> ArmContext:
+    """What the arm's featurizer factory gets for ``cfg`` on dataset ``ds``."""
+    return ArmContext(checkpoint=cfg.checkpoint, data=cfg.data, env=str(ds.info.get("env")),
+                      env_kwargs=env_kwargs_of(ds), size=cfg.size, pool=cfg.pool, context=cfg.context,
+                      text_decay=cfg.text_decay, sentences=list(sentences or []), seed=cfg.pipeline_seed)
+
+
+def build_featurizer(cfg: ActionTransferConfig, tokenizer_sentences: list[str] | None = None) -> Featurizer:
+    """The featurizer of ``cfg``'s arm."""
+    return resolve_arm(cfg.encoder)[1].build(arm_context(cfg, open_dataset(cfg.data), tokenizer_sentences))
+
+
 # ---------------------------------------------------------------------------- main
 def run(cfg: ActionTransferConfig) -> dict[str, Any]:
     """Train and evaluate one cell; returns (and writes) the result dict."""
-    from experiments.live import evaluate_live
-
     torch.set_num_threads(cfg.threads)
+    name, spec = resolve_arm(cfg.encoder)
     ds = open_dataset(cfg.data)
-    train_ids, val_ids = bc_split(ds.num_episodes, cfg.n_episodes, cfg.seed)
-    use_mission = cfg.mission if cfg.mission is not None else any(r.get("mission") for r in ds.records)
-    sentences = [s for step in ds.episode(train_ids[0]).annotations for s in step]
-    feat = build_featurizer(cfg, sentences)
+    env = str(ds.info.get("env"))
+    train_ids, val_ids, test_ids = bc_split3(ds.num_episodes, cfg.n_episodes, cfg.seed, cfg.val_episodes)
+    has_mission = any(r.get("mission") for r in ds.records)
+    use_mission = spec.uses_mission and (cfg.mission if cfg.mission is not None else has_mission)
+    sentences = [s for i in train_ids[:4] for step in ds.episode(i).annotations for s in step]
+    ctx = arm_context(cfg, ds, sentences)
+    feat = spec.build(ctx)
     n_actions = int(ds.info.get("action_space", {}).get("n") or 0) or int(_max_action(ds) + 1)
+    train_encoder = spec.trains_encoder or cfg.mode == "finetune"
     torch.manual_seed(cfg.seed)
-    head = ActionHead(in_dim=feat.out_dim, num_actions=n_actions, hidden=cfg.hidden, gru=cfg.gru,
-                      mission_dim=32 if use_mission else 0)
-    train = load_blocks(cfg.data, train_ids, cfg.context, use_mission)
-    val = load_blocks(cfg.data, val_ids, cfg.context, use_mission)
+    head = ActionHead(in_dim=feat.out_dim, num_actions=n_actions, hidden=cfg.hidden,
+                      gru=cfg.gru and spec.uses_mission, mission_dim=32 if use_mission else 0)
+    load = {"use_mission": use_mission, "infos": feat.needs_infos}
+    train, val, test = (load_blocks(cfg.data, ids, **load) for ids in (train_ids, val_ids, test_ids))
     t0 = time.perf_counter()
     last = train_head(feat, head, train, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                      train_encoder=trains_encoder(cfg), seed=cfg.seed, progress=cfg.progress)
+                      train_encoder=train_encoder, seed=cfg.seed, progress=cfg.progress, val=val,
+                      eval_every=cfg.eval_every, patience=cfg.patience,
+                      encoder_lr_scale=1.0 if spec.trains_encoder else 1 / 3)
     seconds = time.perf_counter() - t0
-    result: dict[str, Any] = {"config": _jsonable(asdict(cfg)), "encoder": cfg.encoder, "mode": cfg.mode,
-                              "n_episodes": cfg.n_episodes, "seed": cfg.seed, "env": ds.info.get("env"),
-                              "train/seconds": seconds, "train/windows": len(train.frames),
-                              "train/steps": cfg.steps, **last, **evaluate_offline(feat, head, val)}
-    if cfg.live_episodes:
-        max_steps = cfg.live_max_steps or max(ds.lengths)
-        actor = ClonedActor(feat, head, use_mission=use_mission, sample=cfg.sample_actions, seed=cfg.seed)
+    result: dict[str, Any] = {"config": _jsonable(asdict(cfg)), "encoder": cfg.encoder, "arm": name,
+                              "mode": cfg.mode, "n_episodes": cfg.n_episodes, "seed": cfg.seed,
+                              "pipeline_seed": cfg.pipeline_seed, "env": env, "env_kwargs": ctx.env_kwargs,
+                              "train/seconds": seconds, "train/episodes": len(train_ids),
+                              "train/steps": cfg.steps, **last,
+                              **evaluate_offline(feat, head, test, train.actions)}
+    if cfg.live_episodes and spec.live:
         t1 = time.perf_counter()
-        result.update(evaluate_live(str(ds.info.get("env")), actor, episodes=cfg.live_episodes,
-                                    seed=live_seed(cfg.seed), num_envs=cfg.live_envs,
-                                    max_steps=max_steps, progress=cfg.progress))
+        result.update(live_results(cfg, env, ctx.env_kwargs, feat, head, use_mission))
         result["live/seconds"] = time.perf_counter() - t1
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def live_results(cfg: ActionTransferConfig, env: str, env_kwargs: dict[str, Any], feat: Featurizer,
+                 head: ActionHead, use_mission: bool) -> dict[str, Any]:
+    """Live metrics per action mode: ``live/…`` for sampled actions, ``live_argmax/…`` for argmax."""
+    from experiments.live import evaluate_live
+
+    out: dict[str, Any] = {}
+    for mode in cfg.live_modes:
+        actor = ClonedActor(feat, head, use_mission=use_mission, sample=mode == "sample", seed=cfg.seed)
+        res = evaluate_live(env, actor, episodes=cfg.live_episodes, seed=live_seed(cfg.seed),
+                            num_envs=cfg.live_envs, max_steps=live_cap(env, cfg.live_max_steps),
+                            env_kwargs=env_kwargs, symbolic=feat.needs_infos, progress=cfg.progress)
+        prefix = "live/" if mode == "sample" else "live_argmax/"
+        out.update({prefix + k.split("/", 1)[1]: v for k, v in res.items()})
+    return out
+
+
+def live_cap(env: str, max_steps: int | None) -> int | None:
+    """The live step limit: the given one, else :data:`LIVE_CAP`'s, else the env's own (None)."""
+    return max_steps if max_steps is not None else LIVE_CAP.get(env.split("-", 1)[0])
 
 
 def live_seed(seed: int) -> int:
@@ -290,11 +413,19 @@ def live_seed(seed: int) -> int:
     return 10_000 + seed * 1000
 
 
+RUN_ONLY = ("out", "force", "progress", "threads")
+"""Config fields that do not change a cell's result."""
+
+
 def main(cfg: ActionTransferConfig) -> dict[str, Any]:
-    """Run the cell unless ``out/result.json`` exists (resumable sweeps)."""
+    """Run the cell unless ``out/result.json`` holds a result of the same settings (a changed
+    setting recomputes it)."""
     done = cfg.out / "result.json"
     if done.is_file() and not cfg.force:
-        return json.loads(done.read_text())
+        old = json.loads(done.read_text())
+        same = {k: v for k, v in _jsonable(asdict(cfg)).items() if k not in RUN_ONLY}
+        if {k: old.get("config", {}).get(k) for k in same} == json.loads(json.dumps(same)):
+            return old
     return run(cfg)
 
 

@@ -55,15 +55,46 @@ class EpisodeResult:
     achievements: dict[str, int]
 
 
-def make_env(env_name: str, max_steps: int | None) -> gym.Env:
-    """``byog_env.make`` (which silences BabyAI's level-sampling prints itself)."""
+def make_env(env_name: str, max_steps: int | None, env_kwargs: dict[str, Any] | None = None,
+             symbolic: bool = False) -> gym.Env:
+    """``byog_env.make`` (which silences BabyAI's level-sampling prints itself).
+
+    ``max_steps`` None keeps the env's own time limit; ``env_kwargs`` are the dataset's
+    collection options (view, size); ``symbolic`` adds ``info["symbolic"]``
+    (:class:`experiments.oracles.SymbolicInfo`)."""
     import byog_env
 
-    return byog_env.make(env_name, max_episode_steps=max_steps)
+    kw = dict(env_kwargs or {})
+    if max_steps is not None:
+        kw["max_episode_steps"] = max_steps
+    env = byog_env.make(env_name, **kw)
+    if symbolic:
+        from experiments.oracles import SymbolicInfo
+
+        env = SymbolicInfo(env, env_name)
+    return env
+
+
+class ActionPriorActor:
+    """The observation-blind reference: samples (or takes the argmax of) the demonstrations'
+    action frequencies, whatever it sees."""
+
+    def __init__(self, freqs: np.ndarray, *, sample: bool = True, seed: int = 0) -> None:
+        self.p = np.asarray(freqs, dtype=float) / float(np.sum(freqs))
+        self.sample, self.rng = bool(sample), np.random.default_rng(seed)
+
+    def reset(self, envs: list[gym.Env], obs: list[np.ndarray], infos: list[dict]) -> None:
+        pass
+
+    def act(self, obs: list[np.ndarray], infos: list[dict], active: list[bool]) -> list[int]:
+        if not self.sample:
+            return [int(np.argmax(self.p))] * len(obs)
+        return [int(a) for a in self.rng.choice(len(self.p), size=len(obs), p=self.p)]
 
 
 def run_episodes(env_name: str, actor: BatchActor, *, episodes: int, seed: int = 0,
                  num_envs: int = 8, max_steps: int | None = None, progress: bool = False,
+                 env_kwargs: dict[str, Any] | None = None, symbolic: bool = False,
                  ) -> list[EpisodeResult]:
     """Roll ``actor`` out for ``episodes`` episodes (seeds ``seed .. seed+episodes-1``).
 
@@ -72,7 +103,7 @@ def run_episodes(env_name: str, actor: BatchActor, *, episodes: int, seed: int =
     """
     out: list[EpisodeResult] = []
     bar = tqdm(total=episodes, desc=f"live {env_name}", disable=not progress, leave=False)
-    envs = [make_env(env_name, max_steps) for _ in range(min(num_envs, episodes))]
+    envs = [make_env(env_name, max_steps, env_kwargs, symbolic) for _ in range(min(num_envs, episodes))]
     try:
         while len(out) < episodes:
             n = min(len(envs), episodes - len(out))
@@ -111,12 +142,13 @@ def run_episodes(env_name: str, actor: BatchActor, *, episodes: int, seed: int =
     return out
 
 
-def summarize(results: list[EpisodeResult]) -> dict[str, float]:
+def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
     """``live/success_rate``, ``live/return``, ``live/length``; with Crafter achievements also
     ``live/crafter_score`` and ``live/ach_<name>`` (success rate in %)."""
     from byog_env.crafter import ACHIEVEMENTS, crafter_score
 
     out = {"live/episodes": float(len(results)),
+           "live/episode_success": [float(r.success) for r in results],
            "live/success_rate": float(np.mean([r.success for r in results])),
            "live/return": float(np.mean([r.ret for r in results])),
            "live/length": float(np.mean([r.length for r in results]))}
@@ -128,10 +160,10 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
     return out
 
 
-def evaluate_live(env_name: str, actor: BatchActor, **kwargs: Any) -> dict[str, float]:
+def evaluate_live(env_name: str, actor: BatchActor, **kwargs: Any) -> dict[str, Any]:
     """:func:`run_episodes` then :func:`summarize`."""
     return summarize(run_episodes(env_name, actor, **kwargs))
 
 
-__all__ = ["BatchActor", "EpisodeResult", "PerEnvPolicies", "evaluate_live", "make_env",
+__all__ = ["ActionPriorActor", "BatchActor", "EpisodeResult", "PerEnvPolicies", "evaluate_live", "make_env",
            "run_episodes", "summarize"]

@@ -24,15 +24,12 @@ from typing import Any
 import numpy as np
 
 from agents.obs.config import fitted_obs_kinds
+from experiments.errors import ExperimentError
 
 ENCODER_KINDS = ("byog", "captioner", "random", "scratch", "vqvae", "units")
 PRETRAINED_KINDS = ("byog", "captioner", "vqvae", "units")
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
-
-
-class ExperimentError(ValueError):
-    """A bad experiment config or input; the message names the problem and the fix."""
 
 
 @dataclass
@@ -76,6 +73,23 @@ def bc_split(num_episodes: int, n_train: int, seed: int) -> tuple[list[int], lis
                               f"{len(train)} (of {num_episodes}); collect more episodes or lower N.")
     order = np.random.default_rng(seed).permutation(len(train))
     return sorted(int(train[i]) for i in order[:n_train]), val
+
+
+def bc_split3(num_episodes: int, n_train: int, seed: int, n_val: int,
+              ) -> tuple[list[int], list[int], list[int]]:
+    """``(train_ids, bc_val_ids, test_ids)``: the test episodes are the trainer's validation
+    split (fixed, never seen in pretraining); a seeded draw from its training split gives the
+    ``n_val`` BC-validation episodes (early stopping) and then the ``n_train`` training
+    episodes from the rest (the pool)."""
+    from collect.dataset import split_episodes
+
+    train, test = split_episodes(num_episodes, VAL_FRACTION, SPLIT_SEED)
+    if n_train + n_val > len(train):
+        raise ExperimentError(f"N = {n_train} training + {n_val} BC-validation episodes requested but the "
+                              f"pool has {len(train)} (of {num_episodes}); collect more episodes or lower N.")
+    order = np.random.default_rng(seed).permutation(len(train))
+    val = sorted(int(train[i]) for i in order[:n_val])
+    return sorted(int(train[i]) for i in order[n_val:n_val + n_train]), val, test
 
 
 def narration_f1(run: Path, data: Path) -> float:
@@ -173,6 +187,7 @@ __all__ = [
     "ExperimentError",
     "PretrainSpec",
     "bc_split",
+    "bc_split3",
     "encoder_checkpoint",
     "narration_f1",
     "pretrain",

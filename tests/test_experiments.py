@@ -115,7 +115,7 @@ def test_config_errors_name_the_fix(tmp_path, capsys):
 
     with pytest.raises(ExperimentError, match="--checkpoint"):
         ActionTransferConfig(data=tmp_path, out=tmp_path, encoder="byog")
-    with pytest.raises(ExperimentError, match="Unknown encoder"):
+    with pytest.raises(ExperimentError, match="Unknown arm"):
         ActionTransferConfig(data=tmp_path, out=tmp_path, encoder="clip")  # type: ignore[arg-type]
     assert cli(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--encoder", "scratch"]) == 2
     from experiments import run_all

@@ -1,0 +1,178 @@
+"""Experiment arms: the registry, the language channel, the controls, the oracles' causality."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.action_transfer import Blocks, evaluate_offline, train_head
+from experiments.arms import ARMS, ArmSpec, get_arm, register_arm
+from experiments.errors import ExperimentError
+from experiments.features import (
+    AnnotationSource,
+    ShuffledSource,
+    TextFeaturizer,
+    episode_features,
+    text_features,
+)
+from experiments.heads import ActionHead
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_registry_lists_the_study_arms_and_rejects_unknown_names(capsys):
+    from experiments.arms import main
+
+    for name in ("prior", "oracle-text", "byog-text", "captioner-text", "random-text", "shuffled-text",
+                 "oracle-symbolic", "byog", "captioner", "random", "scratch", "byog-hidden+scratch"):
+        assert name in ARMS
+    assert get_arm("scratch").trains_encoder and not get_arm("byog").trains_encoder
+    assert get_arm("shuffled-text").pretrain == "byog" and get_arm("prior").uses_mission is False
+    with pytest.raises(ExperimentError, match="Unknown arm 'clip'; known arms: prior, oracle-text"):
+        get_arm("clip")
+    with pytest.raises(ExperimentError, match="Cannot import the module of arm"):
+        get_arm("no_such_module_xyz:toy")
+    with pytest.raises(ExperimentError, match="already registered"):
+        register_arm("prior", ArmSpec(featurizer="x:y"))
+    assert main([]) == 0
+    assert "oracle-text" in capsys.readouterr().out
+
+
+def test_text_features_are_counts_and_a_decayed_bag():
+    x, _, _ = text_features([["a tree"], [], ["a tree", "tree"]], buckets=64, decay=0.5)
+    assert x.shape == (3, 128)
+    assert x[0, :64].sum() == 2 and x[0, 64:].sum() == 0  # slot 0: "a", "tree"; no history
+    assert x[1, :64].sum() == 0 and x[1, 64:].sum() == 2  # bag = slot 0
+    assert x[2, :64].sum() == 3 and x[2, 64:].sum() == pytest.approx(1.0)  # 0.5 * slot 0 + slot 1 (empty)
+
+
+def _annotated_task(n: int, T: int, seed: int) -> Blocks:
+    """The annotation at row t names the action at t ("go left" -> 0 ...); frames are noise."""
+    g = np.random.default_rng(seed)
+    words = ["left", "right", "up", "down"]
+    acts = torch.as_tensor(g.integers(0, 4, (n, T)))
+    ann = [[[f"you should go {words[int(a)]}"] for a in row] for row in acts]
+    frames = torch.as_tensor(g.integers(0, 255, (n, T, 8, 8, 3)), dtype=torch.uint8)
+    ok = torch.ones(n, T, dtype=torch.bool)
+    return Blocks(frames, acts, ok, None, ann, None, ok)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_oracle_text_learns_an_annotated_task_and_shuffled_text_stays_at_the_prior(shuffled):
+    torch.manual_seed(0)
+    src = ShuffledSource(AnnotationSource()) if shuffled else AnnotationSource()
+    feat = TextFeaturizer(src, buckets=64, context=4)
+    train, val, test = _annotated_task(48, 6, 0), _annotated_task(8, 6, 1), _annotated_task(32, 6, 2)
+    head = ActionHead(in_dim=feat.out_dim, num_actions=4, hidden=32)
+    train_head(feat, head, train, steps=150, batch_size=16, lr=3e-3, train_encoder=False, seed=0,
+               progress=False, val=val, eval_every=25, patience=3)
+    m = evaluate_offline(feat, head, test, train.actions)
+    if shuffled:
+        assert m["offline/acc"] < m["offline/majority_acc"] + 0.1  # chance/prior level (~0.25)
+    else:
+        assert m["offline/acc"] >= 0.9
+    assert sum(m["offline/episode_correct"]) == round(m["offline/acc"] * sum(m["offline/episode_steps"]))
+
+
+def test_text_features_live_equal_offline():
+    feat = TextFeaturizer(AnnotationSource(), buckets=32, decay=0.7, context=3)
+    task = _annotated_task(2, 7, 3)
+    off = episode_features(feat, **task.subset([0, 1]))
+    st, live = feat.start(2), []
+    for t in range(7):
+        x, st = feat.step(st, task.frames[:, t], annotations=[task.annotations[b][t] for b in range(2)])
+        live.append(x)
+    torch.testing.assert_close(torch.stack(live, 1), off)
+
+
+def test_text_features_are_causal():
+    """Row t's features read rows <= t only (changing later annotations changes nothing before)."""
+    feat = TextFeaturizer(AnnotationSource(), buckets=32, context=4)
+    task = _annotated_task(1, 6, 4)
+    a = episode_features(feat, **task.subset([0]))
+    task.annotations[0][4] = ["something else entirely"]
+    b = episode_features(feat, **task.subset([0]))
+    torch.testing.assert_close(a[:, :4], b[:, :4])
+    assert not torch.equal(a[:, 4:], b[:, 4:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_name", ["crafter", "babyai-unlocklocal"])
+def test_oracles_do_not_see_the_action_they_must_predict(env_name):
+    """Permuting a_t changes nothing the oracles (symbolic state, annotation text) give at rows
+    <= t; it does change the future (so the permutation mattered)."""
+    from experiments.live import make_env
+
+    t = 6
+    base = [3, 3, 1, 1, 3, 2, 2, 1, 4, 0, 2, 2] if env_name == "crafter" else [2, 2, 1, 2, 0, 2, 2, 1, 2, 0, 2, 2]
+    other = list(base)
+    other[t] = 1 if env_name == "crafter" else 0  # a turn/move instead of the recorded action
+    runs = []
+    for acts in (base, other):
+        env = make_env(env_name, None, {"view": "agent"} if env_name.startswith("babyai") else {}, symbolic=True)
+        obs, info = env.reset(seed=5)
+        frames, infos, anns = [obs], [info], [info.get("annotations", [])]
+        for a in acts:
+            obs, _, _, _, info = env.step(a)
+            frames.append(obs)
+            infos.append(info)
+            anns.append(info.get("annotations", []))
+        env.close()
+        runs.append((frames, infos, anns))
+    (f0, i0, a0), (f1, i1, a1) = runs
+    for r in range(t + 1):  # rows 0..t describe arriving at o_0..o_t: before a_t
+        np.testing.assert_array_equal(i0[r]["symbolic"], i1[r]["symbolic"])
+        assert a0[r] == a1[r]
+    assert any(not np.array_equal(f0[r], f1[r]) for r in range(t + 1, len(f0)))
+    feat = TextFeaturizer(AnnotationSource(), context=4)
+    x0, x1 = (feat.sequence(torch.zeros(1, len(a), 1, 1, 3, dtype=torch.uint8), annotations=[a]) for a in (a0, a1))
+    torch.testing.assert_close(x0[:, :t + 1], x1[:, :t + 1])
+
+
+@pytest.fixture(scope="module")
+def unlock_data(tmp_path_factory):
+    from collect.rollout import CollectConfig, collect
+
+    out = tmp_path_factory.mktemp("arms") / "unlock"
+    collect(CollectConfig(env="babyai-unlocklocal", out=out, policy="babyai-bot", episodes=12, num_envs=1,
+                          vector_mode="sync", env_kwargs={"view": "agent", "size": 32}, progress=False))
+    return out
+
+
+@pytest.mark.slow
+def test_symbolic_oracle_replays_the_dataset_and_runs_live(unlock_data, tmp_path):
+    """The egocentric dataset's options are recorded and reused: replayed frames equal the
+    stored ones, and the live env is the same view/size."""
+    from collect.dataset import open_dataset
+    from experiments.action_transfer import ActionTransferConfig, env_kwargs_of, load_blocks, run
+
+    ds = open_dataset(unlock_data)
+    assert env_kwargs_of(ds) == {"view": "agent", "size": 32} and ds.frame_shape == (32, 32, 3)
+    b = load_blocks(unlock_data, [0, 1], use_mission=True, infos=True)
+    assert len(b.infos[0]) == b.frames.shape[1] and b.infos[0][0]["symbolic"].shape == (7 * 7 * 20 + 11,)
+    res = run(ActionTransferConfig(data=unlock_data, out=tmp_path / "sym", encoder="oracle-symbolic",
+                                   n_episodes=4, val_episodes=2, steps=4, eval_every=2, live_episodes=2,
+                                   live_envs=2, progress=False))
+    assert 0.0 <= res["offline/acc"] <= 1.0 and res["env_kwargs"] == {"view": "agent", "size": 32}
+    assert res["live/episodes"] == 2 and res["live_argmax/episodes"] == 2
+    assert len(res["offline/episode_correct"]) == len(res["offline/episode_ids"]) >= 1
+
+
+@pytest.mark.slow
+def test_a_plugin_arm_runs_through_a_bc_cell(unlock_data, tmp_path, monkeypatch):
+    """Issue 11's recipe: an arm registered from a module the test suite holds, named
+    module:name, runs through a BC cell (offline and live) with no other edit."""
+    from experiments.action_transfer import ActionTransferConfig, main
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))  # plugins/toy_arm.py
+    cfg = ActionTransferConfig(data=unlock_data, out=tmp_path / "toy", encoder="plugins.toy_arm:toy",
+                               n_episodes=4, val_episodes=2, steps=6, eval_every=3, live_episodes=2,
+                               live_envs=2, progress=False)
+    res = main(cfg)
+    assert res["arm"] == "toy" and "toy" in ARMS and 0.0 <= res["offline/acc"] <= 1.0
+    assert res["train/steps_run"] >= 3 and res["live/episodes"] == 2
+    saved = json.loads((tmp_path / "toy" / "result.json").read_text())
+    assert saved["config"]["encoder"] == "plugins.toy_arm:toy"
