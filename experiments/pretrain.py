@@ -45,7 +45,9 @@ class PretrainSpec:
     batch_size: int = 8
     """Windows per step."""
     seed: int = 0
-    """Seed of the model init and the data order."""
+    """Seed of the model init and the data order (the study's pipeline seed)."""
+    label_seed: int = SPLIT_SEED
+    """Seed of the labelled draw (the study's pipeline seed re-draws the labelled episodes)."""
     units_k: int = 32
     """k-means units of the ``units`` encoder."""
     threads: int = 1
@@ -117,7 +119,7 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
     obs_fit = kind in fitted_obs_kinds()  # fitted by the trainer's obs_fit step
     d: dict[str, Any] = {
         "data": str(data), "out": str(out), "steps": 1 if obs_fit else spec.steps, "seed": spec.seed,
-        "label_fraction": label_fraction, "label_seed": SPLIT_SEED, "threads": spec.threads,
+        "label_fraction": label_fraction, "label_seed": spec.label_seed, "threads": spec.threads,
         "loader": {"window": spec.window, "batch_size": spec.batch_size, "num_workers": 0,
                    "split_seed": SPLIT_SEED, "val_fraction": VAL_FRACTION},
         "schedule": {"warmup_steps": min(50, max(1, spec.steps // 10))},

@@ -15,17 +15,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from experiments.pretrain import ExperimentError
-
-RLEncoder = Literal["cnnpolicy", "byog", "captioner", "random", "scratch", "vqvae", "units"]
 
 
 @dataclass
@@ -36,8 +34,10 @@ class RLConfig:
     """Environment short name (``babyai-gotolocal``, ``crafter``)."""
     out: Path
     """Directory for ``result.json`` and ``curve.csv`` (skipped when they exist, unless --force)."""
-    encoder: RLEncoder = "cnnpolicy"
-    """``cnnpolicy`` = SB3's CnnPolicy (NatureCNN); otherwise our encoder as features extractor."""
+    encoder: str = "cnnpolicy"
+    """``cnnpolicy`` = SB3's CnnPolicy (NatureCNN); otherwise an experiment arm that reads
+    frames only (byog, captioner, random, scratch, vqvae, units; ``python -m experiments.arms``)
+    as features extractor."""
     checkpoint: Path | None = None
     """Pretrained encoder dir (see experiments.action_transfer)."""
     trainable: bool = False
@@ -52,6 +52,10 @@ class RLConfig:
     """PPO rollout length per env."""
     max_episode_steps: int = 64
     """Episode step limit."""
+    env_kwargs: dict[str, int | float | str] = field(default_factory=dict)
+    """The env options of the study's dataset (e.g. view agent), so PPO acts in the same env."""
+    eval_episodes: int = 16
+    """Held-out evaluation episodes after training (env seeds disjoint from training's; 0 = skip)."""
     bc_data: Path | None = None
     """Dataset of expert episodes for BC initialisation on the policy's own log_prob (None: off)."""
     bc_steps: int = 0
@@ -133,7 +137,7 @@ def make_vec_env(cfg: RLConfig):
 
     def thunk(i: int):
         def _f():
-            env = make_env(cfg.env, cfg.max_episode_steps)
+            env = make_env(cfg.env, cfg.max_episode_steps, cfg.env_kwargs)
             env.reset(seed=cfg.seed * 100 + i)
             return env
         return _f
@@ -186,15 +190,18 @@ def run(cfg: RLConfig) -> dict[str, Any]:
     venv = make_vec_env(cfg)
     policy_kwargs: dict[str, Any] = {}
     if cfg.encoder != "cnnpolicy":
-        from experiments.action_transfer import ActionTransferConfig, build_featurizer
+        from experiments.arms import ArmContext, resolve_arm
 
-        at = ActionTransferConfig(data=cfg.out, out=cfg.out, encoder=cfg.encoder, checkpoint=cfg.checkpoint,
-                                  context=cfg.n_stack, seed=cfg.seed)
+        _, spec = resolve_arm(cfg.encoder)
+        feat = spec.build(ArmContext(checkpoint=cfg.checkpoint, data=cfg.out, env=cfg.env,
+                                     env_kwargs=dict(cfg.env_kwargs), context=cfg.n_stack, seed=cfg.seed))
+        if feat.needs_annotations or feat.needs_infos or feat.episode_level:
+            raise ExperimentError(f"Arm {cfg.encoder!r} reads more than frame stacks; PPO takes frame-only "
+                                  "arms (byog, captioner, random, scratch, vqvae, units).")
         policy_kwargs = {"features_extractor_class": make_extractor_class(),
-                             "features_extractor_kwargs": {"featurizer": build_featurizer(at),
-                                                            "n_stack": cfg.n_stack,
-                                                            "trainable": cfg.trainable or cfg.encoder == "scratch"},
-                             "share_features_extractor": True}
+                         "features_extractor_kwargs": {"featurizer": feat, "n_stack": cfg.n_stack,
+                                                       "trainable": cfg.trainable or spec.trains_encoder},
+                         "share_features_extractor": True}
     model = PPO("CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
                 seed=cfg.seed, verbose=0, policy_kwargs=policy_kwargs, device="cpu",
                 tensorboard_log=None)
@@ -204,18 +211,48 @@ def run(cfg: RLConfig) -> dict[str, Any]:
     model.learn(total_timesteps=cfg.timesteps, callback=cb)
     seconds = time.perf_counter() - t0
     venv.close()
+    heldout = evaluate_heldout(model, cfg) if cfg.eval_episodes else {}
     rows = cb.rows
     tail = rows[-max(1, len(rows) // 4):] if rows else []
     result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
               "encoder": cfg.encoder, "env": cfg.env, "seed": cfg.seed, "rl/seconds": seconds,
               "rl/timesteps": int(model.num_timesteps), "rl/episodes": len(rows), "rl/bc_loss": bc_loss,
               "rl/final_return": float(np.mean([r["return"] for r in tail])) if tail else float("nan"),
-              "rl/final_success": float(np.mean([r["success"] for r in tail])) if tail else float("nan")}
+              "rl/final_success": float(np.mean([r["success"] for r in tail])) if tail else float("nan"),
+              **heldout}
     with open(cfg.out / "curve.csv", "w") as f:
         f.write("timesteps,return,length,success\n")
         f.writelines(f"{r['timesteps']:.0f},{r['return']:.6f},{r['length']:.0f},{r['success']:.0f}\n" for r in rows)
     (cfg.out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def evaluate_heldout(model: Any, cfg: RLConfig) -> dict[str, float]:
+    """The trained policy (deterministic actions) on ``eval_episodes`` held-out episodes: env
+    seeds from :func:`experiments.action_transfer.live_seed`, never used in training (training
+    envs are seeded ``seed * 100 + i`` and then auto-reset from their own generator)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+    from experiments.action_transfer import live_seed
+    from experiments.live import make_env
+
+    rets, wins = [], []
+    for k in range(cfg.eval_episodes):
+        env = make_env(cfg.env, cfg.max_episode_steps, cfg.env_kwargs)
+        venv = VecFrameStack(DummyVecEnv([lambda env=env: env]), n_stack=cfg.n_stack, channels_order="last")
+        venv.seed(live_seed(cfg.seed) + k)
+        obs, done, ret, r = venv.reset(), False, 0.0, 0.0
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, rew, dones, _ = venv.step(action)
+            r = float(rew[0])
+            ret += r
+            done = bool(dones[0])
+        venv.close()
+        rets.append(ret)
+        wins.append(float(r > 0))
+    return {"rl/heldout_return": float(np.mean(rets)), "rl/heldout_success": float(np.mean(wins)),
+            "rl/heldout_episodes": float(cfg.eval_episodes)}
 
 
 def main(cfg: RLConfig) -> dict[str, Any]:

@@ -1,14 +1,16 @@
-"""One command for the transfer study: collection, pretraining of every encoder (through the
-project trainer), the BC and label-scarcity sweeps, the cross-domain setting, short PPO runs,
-and the report.
+"""One command for the transfer study: collection, pretraining (per pipeline seed), the BC cells
+of every arm, live references, optional cross-domain and PPO cells, and the report with its
+gates, hypotheses and intervals.
 
     python -m experiments.run_all --preset tiny --out runs/study-tiny
+    python -m experiments.run_all --preset cpu --out runs/study-cpu --plan-only   # cells + ETA
 
-Resumable: every cell writes ``cell.json`` when done and is skipped on the next run; datasets
-resume through the collector and an interrupted pretraining run resumes from its checkpoint.
-Encoders are pretrained once per (env, label fraction) with seed 0; the seeds vary the BC
-training episodes, the head's init and the live episodes. Any preset field can be overridden
-from the command line (``--seeds 0 1 2 --ns 1 4 16 --encoders byog scratch``).
+Every unit of work is a :class:`~experiments.runner.Cell` keyed by its full resolved config: a
+changed setting is a new cell (recomputed), a finished one is reused (resumable). Independent
+cells run in a pool of ``--workers`` processes with one torch thread each. The pipeline seed
+(pretraining init + labelled draw) is the unit of replication; BC seeds (episode draw, head
+init, live env seeds) nest inside it. Any preset field can be overridden from the command line
+(``--arms prior oracle-text --pipeline-seeds 0 1 --ns 32``).
 """
 from __future__ import annotations
 
@@ -16,39 +18,105 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from experiments.pretrain import (
-    ENCODER_KINDS,
-    PRETRAINED_KINDS,
-    ExperimentError,
-    PretrainSpec,
-    narration_f1,
-)
+from experiments.errors import ExperimentError
+from experiments.runner import Cell, estimate, run_cells
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # make demo: ~3-4 minutes on 2 CPU cores; every encoder kind, 2 seeds (so a CI exists)
-    "tiny": {"episodes": {"babyai-gotolocal": 32}, "max_steps": 64, "encoders": ENCODER_KINDS,
-                 "ns": (8,), "seeds": (0, 1), "label_fractions": (1.0,), "pretrain_steps": 40, "pretrain_batch": 8, "bc_steps": 80,
-                 "live_episodes": 8, "finetune": False, "cross_domain": False, "rl_timesteps": 0, "rl_encoders": (),
-                 "size": "tiny"},
-    # about 2 hours on 2 CPU cores
-    "small": {"episodes": {"babyai-gotolocal": 160, "crafter": 24}, "max_steps": 64, "encoders": ENCODER_KINDS,
-                  "ns": (1, 4, 16, 64), "seeds": (0, 1, 2), "label_fractions": (0.01, 0.1, 1.0),
-                  "pretrain_steps": 600, "pretrain_batch": 8, "bc_steps": 300, "live_episodes": 32, "finetune": True, "cross_domain": True,
-                  "rl_timesteps": 8192, "rl_encoders": ("cnnpolicy", "byog", "captioner"), "size": "tiny"},
-    # the GPU scale (too large for a CPU machine)
-    "full": {"episodes": {"babyai-gotolocal": 5000, "crafter": 500}, "max_steps": None, "encoders": ENCODER_KINDS,
-                 "ns": (1, 4, 16, 64, 256, 1024), "seeds": (0, 1, 2, 3, 4), "label_fractions": (0.01, 0.1, 1.0),
-                 "pretrain_steps": 50000, "pretrain_batch": 32, "bc_steps": 5000, "live_episodes": 200, "finetune": True, "cross_domain": True,
-                 "rl_timesteps": 1_000_000, "rl_encoders": ("cnnpolicy", "byog", "captioner", "scratch"),
-                 "size": "small"},
-}
 POLICY = {"crafter": "crafter-scripted"}
 CROSS_SOURCE = "babyai-gotoobj"
-TARGET = "babyai-gotolocal"
+CROSS_TARGET = "babyai-gotolocal"
+TEXT_ARMS = ("oracle-text", "random-text", "shuffled-text", "byog-text", "captioner-text")
+
+
+@dataclass(frozen=True)
+class EnvPlan:
+    """One env of a study: what is collected."""
+
+    episodes: int
+    """Expert episodes collected (the test split is 20% of them, fixed)."""
+    max_steps: int | None = None
+    """Collection step cap (None: the env's own limit)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """``byog_env.make`` options (BabyAI egocentric: ``{"view": "agent"}``), recorded in the
+    dataset and reused by replay, live evaluation and PPO."""
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """A study's design (every field can be overridden from the command line)."""
+
+    description: str
+    envs: dict[str, EnvPlan]
+    arms: tuple[str, ...]
+    ns: tuple[int, ...]
+    pipeline_seeds: tuple[int, ...]
+    bc_seeds: tuple[int, ...] = (0, 1)
+    label_fractions: tuple[float, ...] = (1.0,)
+    """Label fractions of BYOG/captioner pretraining (their arms run at each)."""
+    pretrain_steps: int = 400
+    pretrain_batch: int = 8
+    size: str = "tiny"
+    bc_steps: int = 400
+    """Most BC steps (early stopping on BC-validation NLL, the same rule for every arm)."""
+    eval_every: int = 25
+    patience: int = 4
+    val_episodes: int = 8
+    bc_batch: int = 8
+    gru: bool = False
+    live_episodes: int = 16
+    live_arms: tuple[str, ...] | None = None
+    """Arms evaluated live (None: all)."""
+    live_max_steps: int | None = None
+    """Live cap (None: the env's own limit for BabyAI, 500 for Crafter)."""
+    finetune: bool = False
+    cross_domain: bool = False
+    rl_timesteps: int = 0
+    rl_encoders: tuple[str, ...] = ()
+    workers: int = 2
+
+
+_TINY_ARMS = ("prior", "oracle-text", "random-text", "shuffled-text", "byog-text", "byog", "scratch")
+_CPU_ARMS = ("prior", "oracle-text", "oracle-symbolic", "random-text", "shuffled-text", "byog-text",
+             "captioner-text", "byog", "captioner", "random", "scratch", "byog-hidden+scratch")
+PRESETS: dict[str, StudyPreset] = {
+    "tiny": StudyPreset(
+        "make demo and tests (~3 min on 2 cores): BabyAI GoToLocal, 1 pipeline seed, 2 BC seeds",
+        envs={"babyai-gotolocal": EnvPlan(32, 64)}, arms=_TINY_ARMS, ns=(8,), pipeline_seeds=(0,),
+        pretrain_steps=40, bc_steps=80, val_episodes=4, live_episodes=4,
+        live_arms=("prior", "oracle-text", "byog-text")),
+    "cpu": StudyPreset(
+        "the CPU study (<= 75 min on 2 cores): Crafter (240 scripted episodes x 64 steps) and "
+        "BabyAI-UnlockLocal egocentric (600 bot episodes); BYOG and captioner at label fraction 0.05, "
+        "3 pipeline seeds x 2 BC seeds; VQ-VAE and units left out (their position-encoding settings "
+        "do not fit a CPU budget)",
+        envs={"crafter": EnvPlan(240, 64), "babyai-unlocklocal": EnvPlan(600, None, {"view": "agent"})},
+        arms=_CPU_ARMS, ns=(64,), pipeline_seeds=(0, 1, 2), label_fractions=(0.05,), pretrain_steps=400,
+        live_episodes=8, live_arms=("prior", "oracle-text", "random-text", "byog-text", "scratch")),
+    "gpu": StudyPreset(
+        "the GPU study: thousands of episodes, label fractions 0.02/0.05/0.1/1.0, 5 pipeline seeds, "
+        "N up to 1,024, VQ-VAE and units, PPO 1M steps on Crafter",
+        envs={"crafter": EnvPlan(2000, 500), "babyai-unlocklocal": EnvPlan(5000, None, {"view": "agent"})},
+        arms=(*_CPU_ARMS, "vqvae", "units"), ns=(16, 64, 256, 1024), pipeline_seeds=(0, 1, 2, 3, 4),
+        bc_seeds=(0, 1), label_fractions=(0.02, 0.05, 0.1, 1.0), pretrain_steps=50_000, pretrain_batch=32,
+        size="small", bc_steps=5000, eval_every=100, patience=5, val_episodes=32, gru=True,
+        live_episodes=64, rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "scratch"), workers=8),
+}
+PRESETS["small"] = replace(PRESETS["cpu"], description="alias of cpu (the former ~2 h CPU study is retired: "
+                           "its design could not tell the arms apart)")
+PRESETS["full"] = replace(PRESETS["gpu"], description="alias of gpu")
+
+
+def register_preset(name: str, preset: StudyPreset) -> StudyPreset:
+    """Add a study preset (one entry; ``--preset NAME`` then runs it)."""
+    PRESETS[name] = preset
+    return preset
+
+
+OVERRIDES = ("arms", "ns", "pipeline_seeds", "bc_seeds", "label_fractions", "pretrain_steps", "bc_steps",
+             "live_episodes", "finetune", "cross_domain", "rl_timesteps", "workers", "gru")
 
 
 @dataclass
@@ -56,260 +124,367 @@ class RunAllConfig:
     """The whole study: a preset, optionally with some of its fields overridden."""
 
     out: Path
-    """Study directory (datasets, encoders, cells, report)."""
-    preset: Literal["tiny", "small", "full"] = "tiny"
-    """Scale: tiny (minutes), small (~2 h on 2 CPU cores), full (GPU)."""
+    """Study directory (datasets, cells, report)."""
+    preset: str = "tiny"
+    """Design: tiny (make demo, minutes), cpu (<= 75 min on 2 cores), gpu; small = cpu, full = gpu."""
     envs: tuple[str, ...] | None = None
-    """Override: only these of the preset's envs (e.g. babyai-gotolocal)."""
+    """Override: only these of the preset's envs."""
+    episodes: dict[str, int] | None = None
+    """Override: episodes collected per env (e.g. crafter 120)."""
+    arms: tuple[str, ...] | None = None
+    """Override: arms (``python -m experiments.arms`` lists them)."""
     encoders: tuple[str, ...] | None = None
-    """Override: encoders of the BC sweep (byog captioner random scratch vqvae units)."""
+    """Old name of --arms (kept as an alias)."""
     ns: tuple[int, ...] | None = None
     """Override: numbers of training episodes N."""
+    pipeline_seeds: tuple[int, ...] | None = None
+    """Override: pipeline seeds (pretraining init + labelled draw; the unit of replication)."""
     seeds: tuple[int, ...] | None = None
-    """Override: seeds."""
+    """Old name of --bc-seeds (kept as an alias)."""
+    bc_seeds: tuple[int, ...] | None = None
+    """Override: BC seeds within each pipeline seed."""
     label_fractions: tuple[float, ...] | None = None
-    """Override: label fractions of pretraining (byog and captioner; others use 1.0)."""
+    """Override: label fractions of BYOG/captioner pretraining."""
     pretrain_steps: int | None = None
     """Override: pretraining steps."""
     bc_steps: int | None = None
-    """Override: BC optimizer steps."""
+    """Override: most BC steps."""
     live_episodes: int | None = None
-    """Override: live evaluation episodes per cell."""
+    """Override: live episodes per cell and action mode."""
     finetune: bool | None = None
     """Override: also fine-tune the BYOG encoder with the head."""
     cross_domain: bool | None = None
-    """Override: run the cross-domain setting."""
+    """Override: the cross-domain cells (pretrained on GoToObj, cloned on GoToLocal)."""
     rl_timesteps: int | None = None
     """Override: PPO timesteps (0 = no PPO)."""
+    gru: bool | None = None
+    """Override: the head's GRU over the episode (every arm alike)."""
+    workers: int | None = None
+    """Override: worker processes (one torch thread each)."""
     plan_only: bool = False
-    """Write ``plan.json`` (the resolved preset, the cell count) and stop."""
+    """Print the cell count and a measured ETA, write ``plan.json``, and stop."""
     progress: bool = True
     """Progress bars."""
     steps_override: dict[str, Any] = field(default_factory=dict)
-    """Python API only: override any preset entry (tests), e.g. {"episodes": {"babyai-gotolocal": 6}}."""
+    """Python API only: override any preset field (tests), e.g. {"bc_batch": 2}."""
 
     def __post_init__(self) -> None:
+        from experiments.arms import resolve_arm
+
         self.out = Path(self.out)
         if self.preset not in PRESETS:
-            raise ExperimentError(f"Unknown preset {self.preset!r}; choose tiny, small or full.")
-        bad = [e for e in self.encoders or () if e not in ENCODER_KINDS]
-        if bad:
-            raise ExperimentError(f"Unknown encoder(s) {bad}; choose from {', '.join(ENCODER_KINDS)}.")
-        unknown = [e for e in self.envs or () if e not in PRESETS[self.preset]["episodes"]]
+            raise ExperimentError(f"Unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}.")
+        if self.arms is None and self.encoders is not None:
+            self.arms = self.encoders
+        if self.bc_seeds is None and self.seeds is not None:
+            self.bc_seeds = self.seeds
+        for a in self.arms or ():
+            resolve_arm(a)  # an unknown arm is an error listing the known ones
+        known = PRESETS[self.preset].envs
+        unknown = [e for e in (*(self.envs or ()), *(self.episodes or {})) if e not in known]
         if unknown:
-            raise ExperimentError(f"Env(s) {unknown} are not in preset {self.preset!r}; choose from "
-                                  f"{', '.join(PRESETS[self.preset]['episodes'])}.")
-        if any(n < 1 for n in self.ns or ()) or any(not 0 <= f <= 1 for f in self.label_fractions or ()):
-            raise ExperimentError("--ns must be >= 1 and --label-fractions in [0, 1].")
+            raise ExperimentError(f"Env(s) {unknown} are not in preset {self.preset!r}; choose from {', '.join(known)}.")
+        if any(n < 1 for n in self.ns or ()) or any(not 0 < f <= 1 for f in self.label_fractions or ()):
+            raise ExperimentError("--ns must be >= 1 and --label-fractions in (0, 1].")
+        if self.workers is not None and self.workers < 1:
+            raise ExperimentError(f"--workers must be >= 1, got {self.workers}.")
 
 
-def plan(cfg: RunAllConfig) -> dict[str, Any]:
-    """The preset with overrides applied, and the number of BC cells it runs."""
-    p = {**PRESETS[cfg.preset], **cfg.steps_override}
-    for name in ("encoders", "ns", "seeds", "label_fractions", "pretrain_steps", "bc_steps",
-                 "live_episodes", "finetune", "cross_domain", "rl_timesteps"):
-        if getattr(cfg, name) is not None:
-            p[name] = getattr(cfg, name)
-    if cfg.envs is not None:
-        p["episodes"] = {e: n for e, n in p["episodes"].items() if e in cfg.envs}
-    jobs = bc_jobs(p)
-    return {**p, "preset": cfg.preset, "bc_cells": len(jobs)}
+def resolve(cfg: RunAllConfig) -> StudyPreset:
+    """The preset with the command line's overrides applied."""
+    p = PRESETS[cfg.preset]
+    over = {k: getattr(cfg, k) for k in OVERRIDES if getattr(cfg, k) is not None}
+    envs = {e: (replace(plan, episodes=cfg.episodes[e]) if cfg.episodes and e in cfg.episodes else plan)
+            for e, plan in p.envs.items() if cfg.envs is None or e in cfg.envs}
+    valid = {f.name for f in fields(StudyPreset)}
+    bad = [k for k in cfg.steps_override if k not in valid]
+    if bad:
+        raise ExperimentError(f"Unknown preset field(s) {bad}; fields: {', '.join(sorted(valid))}.")
+    return replace(p, **over, envs=envs, **cfg.steps_override)
 
 
-def bc_jobs(p: dict[str, Any]) -> list[tuple[str, float, str, str, int, int]]:
-    """``(env, label_fraction, encoder, mode, n, seed)`` of every BC cell (label fractions < 1
-    only for byog and captioner; fine-tuning only for byog with all labels)."""
-    jobs = []
-    for env in p["episodes"]:
-        for lf in p["label_fractions"]:
-            for kind in p["encoders"]:
-                if lf != 1.0 and kind not in ("byog", "captioner"):
-                    continue
-                for n in p["ns"]:
-                    for seed in p["seeds"]:
-                        jobs.append((env, lf, kind, "frozen", n, seed))
-                        if p["finetune"] and kind == "byog" and lf == 1.0:
-                            jobs.append((env, lf, kind, "finetune", n, seed))
-    return jobs
+# ---------------------------------------------------------------------------- cells
+def data_dir(root: Path, env: str, plan: EnvPlan) -> Path:
+    """Where ``env``'s dataset lives: keyed by what was collected (changed settings recollect)."""
+    c = Cell(env, "collect", {"env": env, **asdict(plan), "policy": POLICY.get(env, "babyai-bot")})
+    return Path(root) / "data" / f"{env}-{c.key}"
 
 
-def collect_data(env: str, n: int, out: Path, max_steps: int | None, progress: bool) -> Path:
-    """Collect ``n`` expert episodes of ``env`` into ``out`` (resumes a partial collection)."""
+def collect_data(env: str, plan: EnvPlan, out: Path, progress: bool) -> Path:
+    """Collect ``plan.episodes`` expert episodes of ``env`` into ``out`` (resumes a partial run)."""
     from collect.rollout import CollectConfig, collect
 
     info = out / "meta" / "info.json"
-    if info.is_file() and json.loads(info.read_text()).get("num_episodes", 0) >= n:
+    if info.is_file() and json.loads(info.read_text()).get("num_episodes", 0) >= plan.episodes:
         return out
-    collect(CollectConfig(env=env, out=out, policy=POLICY.get(env, "babyai-bot"), episodes=n,
-                          max_episode_steps=max_steps, num_envs=1, vector_mode="sync",
-                          resume=(out / "meta").is_dir(), progress=progress))
+    collect(CollectConfig(env=env, out=out, policy=POLICY.get(env, "babyai-bot"), episodes=plan.episodes,
+                          max_episode_steps=plan.max_steps, env_kwargs=dict(plan.env_kwargs), num_envs=1,
+                          vector_mode="sync", resume=(out / "meta").is_dir(), progress=progress))
     return out
 
 
-def encoder(kind: str, data: Path, root: Path, p: dict, tag: str, lf: float, progress: bool,
-            ) -> tuple[Path | None, dict[str, float]]:
-    """Pretrain (once) the ``kind`` encoder on ``data``; ``(checkpoint for the featurizer,
-    pretraining metrics)``; ``(None, {})`` for kinds without pretraining."""
-    from experiments.pretrain import encoder_checkpoint, pretrain
+def pretrain_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Cell entry point: pretrain one encoder into ``out/run``."""
+    from experiments.pretrain import PretrainSpec, pretrain
 
-    if kind not in PRETRAINED_KINDS:
-        return None, {}
-    run = root / "encoders" / tag / kind
-    spec = PretrainSpec(steps=p["pretrain_steps"], size=p["size"], batch_size=p["pretrain_batch"], progress=progress)
-    metrics = pretrain(kind, data, run, spec, label_fraction=lf if kind in ("byog", "captioner") else 1.0)
-    return encoder_checkpoint(kind, run), metrics
+    spec = PretrainSpec(steps=config["steps"], size=config["size"], batch_size=config["batch"],
+                        seed=config["pipeline_seed"], label_seed=config["pipeline_seed"], progress=False)
+    res = pretrain(config["kind"], Path(config["data"]), out / "run", spec, label_fraction=config["label_fraction"])
+    return {**res, "run": str(out / "run")}
 
 
-def write_cell(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(row, indent=2))
+def bc_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Cell entry point: one BC cell (:func:`experiments.action_transfer.run`), with the
+    pretrained encoder's narration metrics beside its result."""
+    from experiments.action_transfer import ActionTransferConfig, run
+    from experiments.pretrain import encoder_checkpoint
+
+    cfg = dict(config)
+    pre = cfg.pop("pretrained", None)
+    extra: dict[str, Any] = {}
+    ckpt = None
+    if pre:
+        ckpt = encoder_checkpoint(pre["kind"], Path(pre["run"]))
+        f = Path(pre["run"]) / "pretrain.json"
+        extra = {k: v for k, v in json.loads(f.read_text()).items() if k.startswith("narration/")} if f.is_file() else {}
+    res = run(ActionTransferConfig(**cfg, out=out, checkpoint=ckpt, progress=False))
+    return {**res, **extra}
 
 
-def run_bc_cell(root: Path, p: dict, data: Path, job: tuple, study: str = "bc", ckpt: Path | None = None,
-                extra: dict[str, Any] | None = None) -> None:
-    """One BC cell (skipped when its ``cell.json`` exists)."""
-    from experiments.action_transfer import ActionTransferConfig
-    from experiments.action_transfer import main as bc_main
-
-    env, lf, kind, mode, n, seed = job
-    sub = f"{env}/lf{lf}" if study == "bc" else "cross"
-    cell = root / "cells" / study / sub / f"{kind}-{mode}" / f"n{n}" / f"s{seed}" / "cell.json"
-    if cell.is_file():
-        return
-    res = bc_main(ActionTransferConfig(data=data, out=cell.parent, encoder=kind, checkpoint=ckpt, mode=mode,
-                                       n_episodes=n, steps=p["bc_steps"], seed=seed,
-                                       live_episodes=p["live_episodes"], progress=False, size=p["size"]))
-    write_cell(cell, {"study": study, "env": env, "encoder": kind, "mode": mode, "n_episodes": n,
-                      "label_fraction": lf, "seed": seed, **res, **(extra or {})})
-
-
-def run(cfg: RunAllConfig) -> dict[str, Any]:
-    from tqdm import tqdm
+def ref_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Cell entry point: a live reference policy (expert, random, or the observation-blind
+    action prior, sampled or argmax) through the same evaluation as the cloned policies."""
+    import numpy as np
 
     from collect.dataset import open_dataset
-    from experiments.pretrain import VAL_FRACTION
+    from experiments.action_transfer import env_kwargs_of, live_cap, live_seed
+    from experiments.live import ActionPriorActor, PerEnvPolicies, evaluate_live
+    from experiments.pretrain import bc_split3
+
+    ds = open_dataset(config["data"])
+    env = str(ds.info.get("env"))
+    if config["policy"] == "action-prior":
+        train, _, _ = bc_split3(ds.num_episodes, config["n"], config["seed"], config["val_episodes"])
+        acts = np.concatenate([ds.episode(i).actions for i in train])
+        freqs = np.bincount(acts[acts >= 0], minlength=int(ds.info["action_space"]["n"]))
+        actor: Any = ActionPriorActor(freqs, sample=config["mode"] == "sample", seed=config["seed"])
+    else:
+        actor = PerEnvPolicies(config["policy"], seed=config["seed"])
+    return evaluate_live(env, actor, episodes=config["episodes"], seed=live_seed(config["seed"]), num_envs=8,
+                         max_steps=live_cap(env, config["live_max_steps"]), env_kwargs=env_kwargs_of(ds))
+
+
+def rl_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Cell entry point: one PPO run (:mod:`experiments.rl_finetune`)."""
+    from experiments.pretrain import encoder_checkpoint
+    from experiments.rl_finetune import RLConfig, run
+
+    cfg = dict(config)
+    pre = cfg.pop("pretrained", None)
+    ckpt = encoder_checkpoint(pre["kind"], Path(pre["run"])) if pre else None
+    return run(RLConfig(**cfg, out=out, checkpoint=ckpt))
+
+
+def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict[str, int]) -> list[Cell]:
+    """Every cell of the study (``episodes``: each dataset's episode count), pretraining first."""
+    from experiments.arms import resolve_arm
+
+    pre_cells: dict[tuple, Cell] = {}
+
+    def pretrained(env: str, kind: str, lf: float, ps: int, source: Path) -> dict[str, Any]:
+        key = (env, kind, lf, ps, str(source))
+        if key not in pre_cells:
+            conf = {"kind": kind, "data": str(source), "steps": p.pretrain_steps, "batch": p.pretrain_batch,
+                    "size": p.size, "label_fraction": lf, "pipeline_seed": ps}
+            pre_cells[key] = Cell(f"pretrain/{env}/{kind}/lf{lf:g}/p{ps}", "experiments.run_all:pretrain_cell",
+                                  conf, kind="pretrain", cost=p.pretrain_steps,
+                                  meta={"study": "pretrain", "env": env, "encoder": kind, "label_fraction": lf,
+                                        "pipeline_seed": ps})
+        return {"kind": kind, "run": str(pre_cells[key].dir(root) / "run")}
+
+    bc: list[Cell] = []
+    for env, path in ((e, d) for e, d in data.items() if e in p.envs):
+        pool = episodes[env] - max(1, round(0.2 * episodes[env])) - p.val_episodes
+        for arm in p.arms:
+            spec = resolve_arm(arm)[1]
+            lfs = p.label_fractions if spec.pretrain in ("byog", "captioner") else (1.0,)
+            modes = ("frozen", "finetune") if p.finetune and spec.finetunable and spec.pretrain else ("frozen",)
+            for lf in lfs:
+                for n in (n for n in p.ns if n <= pool):
+                    for ps in p.pipeline_seeds:
+                        pre = pretrained(env, spec.pretrain, lf, ps, path) if spec.pretrain else None
+                        for mode in modes:
+                            for bs in p.bc_seeds:
+                                bc.append(_bc(p, env, path, arm, mode, n, lf, ps, bs, pre, "bc"))
+    if p.cross_domain and CROSS_TARGET in data:
+        source = data[CROSS_SOURCE]
+        n = max([x for x in p.ns if x <= 16] or [min(p.ns)])
+        for arm in ("byog", "captioner", "byog-text", "captioner-text"):
+            for ps in p.pipeline_seeds:
+                pre = pretrained(CROSS_SOURCE, resolve_arm(arm)[1].pretrain, 1.0, ps, source)
+                bc += [_bc(p, CROSS_TARGET, data[CROSS_TARGET], arm, "frozen", n, 1.0, ps, bs, pre, "cross")
+                       for bs in p.bc_seeds]
+    refs = [Cell(f"ref/{env}/{pol}-{mode}/b{bs}", "experiments.run_all:ref_cell",
+                 {"data": str(path), "policy": pol, "mode": mode, "episodes": p.live_episodes, "seed": bs,
+                  "live_max_steps": p.live_max_steps, "n": max(p.ns), "val_episodes": p.val_episodes},
+                 kind="ref", cost=p.live_episodes,
+                 meta={"study": "ref", "env": env, "encoder": pol if pol != "action-prior" else f"action-prior/{mode}",
+                       "mode": mode, "seed": bs, "pipeline_seed": 0})
+            for env, path in data.items() if p.live_episodes and env in p.envs
+            for pol in (POLICY.get(env, "babyai-bot"), "random", "action-prior")
+            for mode in (("sample", "argmax") if pol == "action-prior" else ("policy",))
+            for bs in p.bc_seeds]
+    rl = []
+    for enc in p.rl_encoders if p.rl_timesteps else ():
+        env = "crafter" if "crafter" in data else next(iter(data))
+        spec = None if enc == "cnnpolicy" else resolve_arm(enc)[1]
+        for ps in p.pipeline_seeds:
+            pre = pretrained(env, spec.pretrain, 1.0, ps, data[env]) if spec and spec.pretrain else None
+            conf = {"env": env, "encoder": enc, "timesteps": p.rl_timesteps, "seed": ps,
+                    "max_episode_steps": p.envs[env].max_steps or 500, "env_kwargs": dict(p.envs[env].env_kwargs),
+                    **({"pretrained": pre} if pre else {})}
+            rl.append(Cell(f"rl/{env}/{enc}/p{ps}", "experiments.run_all:rl_cell", conf, kind="rl",
+                           cost=p.rl_timesteps, meta={"study": "rl", "env": env, "encoder": enc, "pipeline_seed": ps}))
+    return [*pre_cells.values(), *bc, *refs, *rl]
+
+
+def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: float, ps: int, bs: int,
+        pre: dict[str, Any] | None, study: str) -> Cell:
+    live = p.live_episodes if p.live_arms is None or arm in p.live_arms else 0
+    conf = {"data": str(path), "encoder": arm, "mode": mode, "n_episodes": n, "val_episodes": p.val_episodes,
+            "steps": p.bc_steps, "eval_every": p.eval_every, "patience": p.patience, "batch_size": p.bc_batch,
+            "gru": p.gru, "live_episodes": live, "live_max_steps": p.live_max_steps, "seed": bs,
+            "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {})}
+    name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}"
+    return Cell(name, "experiments.run_all:bc_cell", conf, kind="bc", cost=p.bc_steps + 20 * live,
+                meta={"study": study, "env": env, "encoder": arm, "mode": mode, "n_episodes": n,
+                      "label_fraction": lf, "pipeline_seed": ps, "seed": bs})
+
+
+# ---------------------------------------------------------------------------- ETA
+def probe_unit_seconds() -> dict[str, float]:
+    """Seconds per cost unit of each cell kind, measured now: a short burst of tiny-model
+    training steps and env steps, scaled by per-unit ratios calibrated on this repository's
+    CPU runs (the probe measures this machine's speed and load)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 4, 2), torch.nn.GELU(), torch.nn.Conv2d(16, 32, 4, 2),
+                              torch.nn.Flatten(), torch.nn.LazyLinear(64))
+    x = torch.rand(64, 3, 64, 64)
+    net(x)
+    opt = torch.optim.AdamW(net.parameters())
+    t0 = time.perf_counter()
+    for _ in range(5):
+        loss = net(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    step = (time.perf_counter() - t0) / 5
+    # calibration (2 shared cores, 2026-12): this probe step ~0.045 s; a tiny BYOG pretraining
+    # step ~0.45 s; a BC step ~0.06 s + a featurisation share; a live step of 8 envs ~0.08 s
+    scale = step / 0.045
+    return {"pretrain": 0.45 * scale, "bc": 0.08 * scale, "ref": 0.3 * scale, "rl": 0.004 * scale,
+            "probe_step_seconds": float(np.round(step, 4))}
+
+
+# ---------------------------------------------------------------------------- main
+def run(cfg: RunAllConfig) -> dict[str, Any]:
     from experiments.report import write_report
 
-    p = plan(cfg)
+    p = resolve(cfg)
     root = cfg.out
     root.mkdir(parents=True, exist_ok=True)
-    (root / "plan.json").write_text(json.dumps(p, indent=2, default=str))
-    if cfg.plan_only:
-        return p
     t0 = time.perf_counter()
-    data = {env: collect_data(env, n, root / "data" / env, p["max_steps"], cfg.progress)
-            for env, n in p["episodes"].items()}
-    n_train = {env: open_dataset(d).num_episodes - max(1, round(VAL_FRACTION * open_dataset(d).num_episodes))
-               for env, d in data.items()}
-    jobs = [j for j in bc_jobs(p) if j[4] <= n_train[j[0]]]
-    for job in tqdm(jobs, desc="bc cells", disable=not cfg.progress):
-        env, lf, kind = job[:3]
-        ckpt, pre = encoder(kind, data[env], root, p, f"{env}/lf{lf}", lf, cfg.progress)
-        run_bc_cell(root, p, data[env], job, ckpt=ckpt, extra={k: v for k, v in pre.items() if k.startswith("narration/")})
-    for env, path in data.items():
-        _references(root, p, env, path)
-    if p["cross_domain"] and TARGET in data:
-        _cross_domain(cfg, p, data[TARGET], root)
-    if p["rl_timesteps"]:
-        for enc in p["rl_encoders"]:
-            _rl(cfg, p, root, data, enc)
-    report = write_report(root, command=command(cfg))
-    return {**p, "seconds": time.perf_counter() - t0, "report": report}
-
-
-def reference_policies(env: str) -> tuple[str, ...]:
-    """The expert that made the demonstrations, and a uniform random policy."""
-    return (POLICY.get(env, "babyai-bot"), "random")
-
-
-def _references(root: Path, p: dict, env: str, data: Path) -> None:
-    """Live references through the same evaluation code, episodes and step limit as the cloned
-    policies: the demonstrating expert (the ceiling) and a random policy (the floor)."""
+    envs = dict(p.envs)
+    if p.cross_domain and CROSS_TARGET in envs:
+        envs[CROSS_SOURCE] = EnvPlan(max(16, envs[CROSS_TARGET].episodes // 2), envs[CROSS_TARGET].max_steps)
+    if cfg.plan_only:
+        return plan_only(cfg, p, root, envs)
+    data = {env: collect_data(env, plan, data_dir(root, env, plan), cfg.progress) for env, plan in envs.items()}
     from collect.dataset import open_dataset
-    from experiments.action_transfer import live_seed
-    from experiments.live import PerEnvPolicies, evaluate_live
 
-    if not p["live_episodes"]:
-        return
-    max_steps = max(open_dataset(data).lengths)
-    for policy in reference_policies(env):
-        for seed in p["seeds"]:
-            cell = root / "cells" / "ref" / env / policy / f"s{seed}" / "cell.json"
-            if cell.is_file():
-                continue
-            res = evaluate_live(env, PerEnvPolicies(policy, seed=seed), episodes=p["live_episodes"],
-                                seed=live_seed(seed), num_envs=8, max_steps=max_steps)
-            write_cell(cell, {"study": "ref", "env": env, "encoder": policy, "mode": "policy", "n_episodes": "",
-                              "label_fraction": "", "seed": seed, **res})
+    cells = plan_cells(p, root, data, {e: open_dataset(d).num_episodes for e, d in data.items()})
+    (root / "plan.json").write_text(json.dumps({"preset": cfg.preset, "design": asdict(p), "cells": len(cells),
+                                                "command": command(cfg)}, indent=2, default=str))
+    workers = p.workers
+    rows: list[dict[str, Any]] = []
+    for kind in ("pretrain", "bc", "ref", "rl"):  # stages: BC cells need their encoders
+        stage = [c for c in cells if c.kind == kind]
+        rows += run_cells(stage, root, workers=workers, progress=cfg.progress, desc=f"{kind} cells")
+    seconds = time.perf_counter() - t0
+    report = write_report(root, rows, p, command=command(cfg), seconds=seconds)
+    return {"preset": cfg.preset, "cells": len(cells), "seconds": seconds, "report": report}
+
+
+def plan_only(cfg: RunAllConfig, p: StudyPreset, root: Path, envs: dict[str, EnvPlan]) -> dict[str, Any]:
+    """Count the cells (datasets assumed collected at their planned size) and estimate the wall
+    clock from a measured probe (or this study's own timings)."""
+    data = {env: data_dir(root, env, plan) for env, plan in envs.items()}
+    cells = plan_cells(p, root, data, {env: plan.episodes for env, plan in envs.items()})
+    units = probe_unit_seconds()
+    eta = estimate(cells, root, units, p.workers)
+    missing = [e for e in envs if not (data_dir(root, e, envs[e]) / "meta" / "info.json").is_file()]
+    collect_s = sum(envs[e].episodes * (envs[e].max_steps or 64) * (0.004 if e == "crafter" else 0.002)
+                    for e in missing)
+    out = {"preset": cfg.preset, "description": p.description, "cells": eta["cells"], "todo": eta["todo"],
+           "by_kind": eta["by_kind"], "workers": p.workers, "collect_seconds": collect_s,
+           "eta_seconds": eta["eta_seconds"] + collect_s, "probe": units, "command": command(cfg)}
+    (root / "plan.json").write_text(json.dumps(out, indent=2, default=str))
+    print(f"{cfg.preset}: {eta['cells']} cells ({eta['todo']} to run: "
+          + ", ".join(f"{k} {v['cells']}" for k, v in eta["by_kind"].items())
+          + f"), {p.workers} workers; ETA {out['eta_seconds'] / 60:.0f} min "
+          f"(collection {collect_s / 60:.0f} min; probe step {units['probe_step_seconds']} s)")
+    return out
 
 
 def command(cfg: RunAllConfig) -> str:
     """The command line that reproduces ``cfg`` (the preset plus its overrides)."""
     parts = ["python -m experiments.run_all", f"--preset {cfg.preset}", f"--out {shlex.quote(str(cfg.out))}"]
-    for name in ("envs", "encoders", "ns", "seeds", "label_fractions", "pretrain_steps", "bc_steps",
-                 "live_episodes", "finetune", "cross_domain", "rl_timesteps"):
+    for name in ("envs", *OVERRIDES):
         v = getattr(cfg, name)
         flag = "--" + name.replace("_", "-")
         if isinstance(v, tuple):
             parts.append(f"{flag} {' '.join(str(x) for x in v)}")
+        elif isinstance(v, bool):
+            parts.append(flag if v else f"--no-{name.replace('_', '-')}")
         elif v is not None:
             parts.append(f"{flag} {v}")
+    if cfg.episodes:
+        parts.append("--episodes " + " ".join(f"{k} {v}" for k, v in cfg.episodes.items()))
     if cfg.steps_override:
         parts.append(f"(Python API overrides: {json.dumps(cfg.steps_override, default=str)})")
     return " ".join(parts)
 
 
-def _cross_domain(cfg: RunAllConfig, p: dict, target: Path, root: Path) -> None:
-    """Encoders pretrained (fully labelled) on a source level only; narration F1 and BC
-    transfer measured on the target level, which they never saw."""
-    source = collect_data(CROSS_SOURCE, max(16, p["episodes"][TARGET] // 2), root / "data" / CROSS_SOURCE,
-                          p["max_steps"], cfg.progress)
-    n = max(x for x in p["ns"] if x <= 16) if min(p["ns"]) <= 16 else min(p["ns"])
-    for kind in ("byog", "captioner"):
-        ckpt, _ = encoder(kind, source, root, p, "cross", 1.0, cfg.progress)
-        f1 = None
-        for seed in p["seeds"]:
-            if f1 is None:
-                f1 = narration_f1(ckpt, target)
-            run_bc_cell(root, p, target, (TARGET, 0.0, kind, "frozen", n, seed), study="cross", ckpt=ckpt,
-                        extra={"narration/event_f1": f1})
-
-
-def _rl(cfg: RunAllConfig, p: dict, root: Path, data: dict, enc: str) -> None:
-    from experiments.rl_finetune import RLConfig
-    from experiments.rl_finetune import main as rl_main
-
-    env = TARGET
-    ckpt = None
-    if enc in PRETRAINED_KINDS:
-        ckpt, _ = encoder(enc, data[env], root, p, f"{env}/lf1.0", 1.0, cfg.progress)
-    for seed in p["seeds"]:
-        cell = root / "cells" / "rl" / env / enc / f"s{seed}" / "cell.json"
-        if cell.is_file():
-            continue
-        res = rl_main(RLConfig(env=env, out=cell.parent, encoder=enc, checkpoint=ckpt,
-                               timesteps=p["rl_timesteps"], max_episode_steps=p["max_steps"] or 64, seed=seed))
-        write_cell(cell, {"study": "rl", "env": env, "encoder": enc, "mode": "frozen", "n_episodes": "",
-                          "label_fraction": "", "seed": seed, **res})
-
-
 def main(cfg: RunAllConfig) -> dict[str, Any]:
-    """Run the study (resumable; ``--plan-only`` writes the resolved plan and stops)."""
+    """Run the study (resumable; ``--plan-only`` prints the cells and the ETA and stops)."""
     return run(cfg)
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m experiments.run_all``: prints the report's markdown; errors: one line, exit 2."""
+    """``python -m experiments.run_all``: prints the report's markdown; errors: one line, exit 2
+    (bad settings) or 1 (a failure while running); interrupted: 130."""
     import tyro
 
     from collect.writer import DatasetError
 
     try:
-        res = main(tyro.cli(RunAllConfig, args=argv))
-    except (ExperimentError, DatasetError, ValueError, FileNotFoundError) as e:
+        cfg = tyro.cli(RunAllConfig, args=argv)
+    except (ExperimentError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(res.get("report", json.dumps(res, indent=2, default=str)))
+    try:
+        res = main(cfg)
+    except KeyboardInterrupt:
+        print("error: interrupted; finished cells are kept, rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except (ExperimentError, DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not cfg.plan_only:
+        print(res.get("report", json.dumps(res, indent=2, default=str)))
     return 0
 
 
