@@ -230,8 +230,8 @@ class AnnotationSource(TextSource):
 
 class NarratorSource(TextSource):
     """A narrator's greedy words: the agent narrates blocks of ``context`` frames (its state
-    restarts at every block start, as the hidden-state featurizer's does), read back per frame
-    with :func:`agents.text.unslot`."""
+    restarts at every block start, as the hidden-state featurizer's does); each frame's slot is
+    read back on its own with :func:`agents.text.unslot` (token counts of the slot)."""
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent.eval()
@@ -247,9 +247,13 @@ class NarratorSource(TextSource):
         out: Annotations = [[] for _ in range(B)]
         with torch.no_grad():
             for s in range(0, T, context):
-                ids = self.agent.narrate(frames[:, s:s + context], valid[:, s:s + context])
-                for b, words in enumerate(self._words(ids)):
-                    out[b] += [list(w) for w in words]
+                ids = self.agent.narrate(frames[:, s:s + context], valid[:, s:s + context])  # [B, t, k]
+                b_, t_, k = ids.shape
+                # each slot read on its own (a sentence running on into the next slot counts in
+                # both), exactly as live, where only the newest slot exists
+                words = self._words(ids.reshape(b_ * t_, 1, k))
+                for b in range(b_):
+                    out[b] += [list(words[b * t_ + t][0]) for t in range(t_)]
         return [[w if bool(valid[b, t]) else [] for t, w in enumerate(ep)] for b, ep in enumerate(out)]
 
     def start(self, batch_size: int) -> Any:
@@ -257,7 +261,9 @@ class NarratorSource(TextSource):
 
     def step(self, state, frame, annotations, context):
         if state["state"] is None or state["in_block"] >= context:
-            state = {"state": self.agent.start(frame.shape[0]), "in_block": 0}
+            # a block start, as offline; the window never fills within a block (no slide)
+            state = {"state": self.agent.start(frame.shape[0], window=max(2, context + 1), decode=False),
+                     "in_block": 0}
         ids, nar = self.agent.narrate_step(state["state"], frame)  # [B, k]
         return [w[0] for w in self._words(ids[:, None])], {"state": nar, "in_block": state["in_block"] + 1}
 

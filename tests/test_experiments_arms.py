@@ -176,3 +176,23 @@ def test_a_plugin_arm_runs_through_a_bc_cell(unlock_data, tmp_path, monkeypatch)
     assert res["train/steps_run"] >= 3 and res["live/episodes"] == 2
     saved = json.loads((tmp_path / "toy" / "result.json").read_text())
     assert saved["config"]["encoder"] == "plugins.toy_arm:toy"
+
+
+def test_narration_text_live_equals_offline():
+    """A narrator's words (here a random-init agent) read live, frame by frame with block
+    restarts, give the same text features as offline narration of the episode."""
+    from agents.config import make_model_config
+    from agents.model import BYOGAgent
+    from agents.text import train_tokenizer
+    from experiments.features import NarratorSource
+
+    torch.manual_seed(0)
+    agent = BYOGAgent(make_model_config("tiny", "byog"), train_tokenizer(["you see a red ball", "a tree"]))
+    feat = TextFeaturizer(NarratorSource(agent), buckets=32, context=3)
+    fr = torch.randint(0, 255, (2, 5, 32, 32, 3), dtype=torch.uint8)
+    off = episode_features(feat, fr, torch.ones(2, 5, dtype=torch.bool))
+    st, live = feat.start(2), []
+    for t in range(5):
+        x, st = feat.step(st, fr[:, t])
+        live.append(x)
+    torch.testing.assert_close(torch.stack(live, 1), off)
