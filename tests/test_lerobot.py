@@ -212,3 +212,17 @@ def test_import_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "meta/info.json").write_text(json.dumps({"codebase_version": "v1.6", "features": {}}))
     assert import_cli(["lerobot", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "reads v3.0 and v2.1" in capsys.readouterr().err
+
+
+def test_vector_actions_round_trip_with_their_names(tmp_path):
+    """An imported robot dataset (6-D float actions with joint names) exports to LeRobot again
+    with the names and the same actions."""
+    rng = np.random.default_rng(2)
+    names, truth = _v21_fixture(tmp_path / "v21", rng, n_eps=2, cams=("observation.images.top",))
+    assert import_cli(["lerobot", str(tmp_path / "v21"), "--out", str(tmp_path / "b")]) == 0
+    assert export_cli(["lerobot", str(tmp_path / "b"), "--out", str(tmp_path / "lr"), "--vcodec", "h264"]) == 0
+    info = json.loads((tmp_path / "lr/meta/info.json").read_text())
+    assert info["features"]["action"] == {"dtype": "float32", "shape": [6], "names": names}
+    assert import_cli(["lerobot", str(tmp_path / "lr"), "--out", str(tmp_path / "c")]) == 0
+    for (acts, _), ep in zip(truth, open_dataset(tmp_path / "c").iter_episodes()):
+        np.testing.assert_allclose(ep.actions[:-1], acts[:-1], rtol=1e-6)
