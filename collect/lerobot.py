@@ -263,6 +263,8 @@ def _features(info: dict[str, Any], language: bool, fps: int, vcodec: str) -> di
         layout = space.get("layout") or []
         names = [f"{e.get('key') or 'action'}.{i}" if e["size"] > 1 else (e.get("key") or "action")
                  for e in layout for i in range(e["size"])]
+        if len(info.get("action_names") or []) == len(names):  # e.g. joint names of an import
+            names = list(info["action_names"])
         action = {"dtype": "float32", "shape": [len(names)], "names": names}
     scalar = {"shape": [1], "names": None}
     feats: dict[str, Any] = {
