@@ -90,12 +90,18 @@ def _downgrade_to_1_0(path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from collect.format import EPISODE_METADATA_KEY
+
     for f in sorted(path.glob("data/chunk-*/episode_*.parquet")):
         table = pq.read_table(f)
         raw = [v.split(b"\n", 3)[-1] for v in table.column("frame").to_pylist()]
         table = table.set_column(table.column_names.index("frame"), "frame", pa.array(raw, pa.binary()))
         table = table.drop_columns(["frame_index", "timestamp"])
-        pq.write_table(table, f, compression="zstd")
+        record = json.loads(table.schema.metadata[EPISODE_METADATA_KEY])
+        record.pop("collected_with", None)  # 1.0 episode records did not carry the settings
+        record["columns"] = table.column_names
+        meta = {**table.schema.metadata, EPISODE_METADATA_KEY: json.dumps(record).encode()}
+        pq.write_table(table.replace_schema_metadata(meta), f, compression="zstd")
     info = json.loads((path / "meta" / "info.json").read_text())
     info.pop("frame_format")
     info["format_version"] = "1.0"
