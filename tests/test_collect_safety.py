@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fault_helpers import marked_processes, snapshot
 from standin_env import ENV_ID, PROBE_ID, assert_same_episodes
 
 from collect.config import CollectConfig, episode_seed
@@ -29,12 +30,6 @@ TESTS = ROOT / "tests"
 
 def _cfg(out: Path, **kw) -> CollectConfig:
     return CollectConfig(**{"env": ENV_ID, "out": out, "episodes": 4, "seed": 5, "progress": False, **kw})
-
-
-def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``path``: its bytes and mode."""
-    return {str(f.relative_to(path)): (f.read_bytes(), f.stat().st_mode)
-            for f in sorted(Path(path).rglob("*")) if f.is_file()}
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
@@ -164,22 +159,6 @@ def test_every_file_written_honours_the_umask(tmp_path, umask, mode):
 
 
 # ------------------------------------------------------------------------------------ item 4
-def _marked(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose environment carries ``BYOG_TEST_RUN=marker``."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if f"BYOG_TEST_RUN={marker}".encode() not in (d / "environ").read_bytes().split(b"\0"):
-                continue
-            if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                pids.append(int(d.name))
-        except OSError:
-            continue
-    return pids
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_process_workers_exit_when_the_driver_is_killed(tmp_path):
@@ -192,19 +171,19 @@ def test_process_workers_exit_when_the_driver_is_killed(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
-        while len(_marked(marker)) < 4 and time.time() < deadline:  # driver, tracker, 2 workers
+        while len(marked_processes(marker)) < 4 and time.time() < deadline:  # driver, tracker, 2 workers
             time.sleep(0.2)
-        assert len(_marked(marker)) >= 4, "the workers did not start"
+        assert len(marked_processes(marker)) >= 4, "the workers did not start"
         time.sleep(1.0)  # warming up or running episodes
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         deadline = time.time() + 15
-        while _marked(marker) and time.time() < deadline:
+        while marked_processes(marker) and time.time() < deadline:
             time.sleep(0.2)
-        left = _marked(marker)
+        left = marked_processes(marker)
         assert not left, f"processes left behind after kill -9 of the driver: {left}"
     finally:
-        for pid in _marked(marker):
+        for pid in marked_processes(marker):
             os.kill(pid, signal.SIGKILL)
 
 

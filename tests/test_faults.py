@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,223 @@ def test_torchrun_ranks_exit_when_the_launcher_is_killed(reference, tmp_path, fa
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+# =============================================================================== collection half
+# ``python collect/rollout.py`` on the stand-in probe env (a few ms a step), in one process and
+# with two worker processes, killed -9 at seeded random moments (chosen by episodes written, then
+# a random delay) and at a deterministic point inside an atomic write (``BYOG_FAULT=
+# before-rename:N``: the temp file is complete, the rename not done); every chain is resumed with
+# ``--resume`` and must end byte-identical to an uninterrupted run, with no process left behind.
+# Then a table of bad inputs: exit status, one ``error:`` line naming problem and fix, and nothing
+# already on disk changed.
+COLLECT_EPISODES = 16
+COLLECT_MODES = {"single": [], "process": ["--num-envs", "2"]}
+
+
+def _collect_args(out: Path, mode: str) -> list[str]:
+    from standin_env import PROBE_ID
+
+    return ["--env", PROBE_ID, "--episodes", str(COLLECT_EPISODES), "--seed", "7", "--out", str(out),
+            *COLLECT_MODES[mode]]
+
+
+@pytest.fixture(scope="module")
+def collect_reference(tmp_path_factory) -> dict[str, Path]:
+    """An uninterrupted CLI run per mode (the files to match byte for byte)."""
+    from fault_helpers import collect_env, start_collect
+
+    root = tmp_path_factory.mktemp("collect_faults")
+    refs = {}
+    for mode in COLLECT_MODES:
+        refs[mode] = root / f"ref-{mode}"
+        proc = start_collect(*_collect_args(refs[mode], mode), env=collect_env(f"ref-{mode}"))
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    return {"root": root, **refs}
+
+
+def _episodes_written(out: Path) -> int:
+    return len(list(out.glob("data/chunk-*/episode_*.parquet")))
+
+
+def _finish_and_compare(out: Path, mode: str, ref: Path, marker: str, fault_counts: dict) -> None:
+    from fault_helpers import collect_env, dataset_bytes, start_collect, wait_gone
+
+    proc = start_collect(*_collect_args(out, mode), "--resume", env=collect_env(marker))
+    stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert f"episodes {COLLECT_EPISODES}" in stdout
+    assert wait_gone(marker) == []
+    want, got = dataset_bytes(ref), dataset_bytes(out)
+    lost = [f for f in want if f not in got]
+    fault_counts["collect episodes lost"] = fault_counts.get("collect episodes lost", 0) + len(lost)
+    assert not lost and set(got) == set(want), (lost, set(got) - set(want))  # none lost or extra
+    for rel in want:
+        assert got[rel] == want[rel], f"{rel} differs from the uninterrupted run's"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(COLLECT_MODES))
+def test_collection_survives_kill_9_at_random_moments(collect_reference, mode, fault_counts):
+    from fault_helpers import collect_env, start_collect, wait_gone
+
+    out = collect_reference["root"] / f"killed-{mode}"
+    rng = random.Random(f"collect-{mode}")
+    marker = f"faults-{mode}-{os.getpid()}"
+    kills = attempts = 0
+    while kills < KILLS // 2 and attempts < KILLS * 2:
+        attempts += 1
+        target = rng.randint(0, COLLECT_EPISODES - 1)  # kill once this many episodes are on disk ...
+        extra = rng.uniform(0.0, 0.3)  # ... and a random part of an episode later
+        proc = start_collect(*_collect_args(out, mode), "--resume",
+                             env=collect_env(marker, BYOG_PROBE_STEP_S="0.02"))
+        while proc.poll() is None and _episodes_written(out) < target:
+            time.sleep(0.01)
+        time.sleep(extra)
+        if proc.poll() is not None:  # finished before the moment came: start over from empty
+            assert proc.returncode == 0, proc.stderr.read()[-2000:]
+            proc.communicate()
+            shutil.rmtree(out)
+            continue
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        kills += 1
+        assert wait_gone(marker) == [], "a collector worker or the resource tracker outlived the driver"
+    fault_counts["collect kills survived"] = fault_counts.get("collect kills survived", 0) + kills
+    assert kills == KILLS // 2, f"only {kills} kills landed; lower the delays"
+    _finish_and_compare(out, mode, collect_reference[mode], marker, fault_counts)
+
+
+# single mode: write 1 is meta/info.json (settings, before any episode), writes 2..17 the
+# episodes, 18 meta/episodes.parquet, 19 the final meta/info.json; process mode: each worker dies
+# inside its own second episode write.
+INJECTIONS = [("single", 1), ("single", 9), ("single", 19), ("process", 2)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, nth", INJECTIONS)
+def test_collection_killed_inside_an_atomic_write(collect_reference, mode, nth, fault_counts):
+    from fault_helpers import collect_env, start_collect, wait_gone
+
+    out = collect_reference["root"] / f"injected-{mode}-{nth}"
+    marker = f"inject-{mode}-{nth}-{os.getpid()}"
+    proc = start_collect(*_collect_args(out, mode), env=collect_env(marker, BYOG_FAULT=f"before-rename:{nth}"))
+    _, err = proc.communicate(timeout=300)
+    if mode == "single":
+        assert proc.returncode == -signal.SIGKILL
+    else:  # the workers died; the driver says so and how to continue
+        assert proc.returncode == 1 and "rerun with --resume" in err.strip().splitlines()[-1]
+    assert list(out.rglob("*.tmp")), "the kill should leave the complete temp file behind"
+    assert wait_gone(marker) == []
+    fault_counts["collect kills survived"] = fault_counts.get("collect kills survived", 0) + 1
+    _finish_and_compare(out, mode, collect_reference[mode], marker, fault_counts)
+    assert not list(out.rglob("*.tmp"))
+
+
+def _bad_input_cases() -> list[tuple[str, Callable[[Path], list[str]], int, list[str]]]:
+    """(name, setup(tmp) -> extra CLI args, exit status, fragments of the one error line)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from standin_env import ENV_ID, PROBE_ID
+
+    def dataset(tmp: Path) -> Path:
+        from collect.config import CollectConfig
+        from collect.rollout import collect_dataset
+
+        out = tmp / "ds"
+        collect_dataset(CollectConfig(env=ENV_ID, out=out, episodes=2, seed=5, progress=False))
+        return out
+
+    def base(out: Path, *more: str) -> list[str]:
+        return ["--env", ENV_ID, "--episodes", "3", "--seed", "5", "--out", str(out), "--no-progress", *more]
+
+    def killed_before_meta(tmp):  # settings on disk, episodes of another env
+        out = dataset(tmp)
+        (out / "meta" / "episodes.parquet").unlink()
+        return base(out, "--resume", "--env", PROBE_ID)
+
+    def lerobot(version):
+        def setup(tmp):
+            out = tmp / "lerobot"
+            (out / "meta").mkdir(parents=True)
+            (out / "meta" / "info.json").write_text(json.dumps({"codebase_version": version, "fps": 10}))
+            (out / "data" / "chunk-000").mkdir(parents=True)
+            name = "episode_000000.parquet" if version == "v2.1" else "file-000.parquet"
+            pq.write_table(pa.table({"episode_index": [0, 0]}), out / "data" / "chunk-000" / name)
+            return base(out, "--resume")
+        return setup
+
+    def non_empty(tmp):
+        (tmp / "mine").mkdir()
+        (tmp / "mine" / "notes.txt").write_text("keep")
+        return base(tmp / "mine")
+
+    def bad_json(tmp):
+        out = dataset(tmp)
+        (out / "meta" / "info.json").write_text("{")
+        return base(out, "--resume")
+
+    def out_is_file(tmp):
+        (tmp / "f").write_text("keep")
+        return base(tmp / "f")
+
+    def locked(tmp):
+        from collect.writer import lock_dataset
+
+        out = dataset(tmp)
+        _HELD.append(lock_dataset(out))  # another collector holds the dataset
+        return base(out, "--resume")
+
+    def foreign_parquet(tmp):
+        out = dataset(tmp)
+        pq.write_table(pa.table({"x": [1]}), out / "data" / "chunk-000" / "episode_000002.parquet")
+        return base(out, "--resume")
+
+    return [
+        ("resume with another env", killed_before_meta, 1, ["collected with env=", "use the same settings"]),
+        ("LeRobot v2.1 dir", lerobot("v2.1"), 1, ["not a BYOG dataset", "choose another output directory"]),
+        ("LeRobot v3.0 dir", lerobot("v3.0"), 1, ["not a BYOG dataset", "choose another output directory"]),
+        ("non-empty non-dataset dir", non_empty, 1, ["not empty", "choose another output directory"]),
+        ("invalid meta/info.json", bad_json, 1, ["info.json is not valid JSON", "delete it and rerun with --resume"]),
+        ("--out is a file", out_is_file, 2, ["is a file", "pass a directory"]),
+        ("second collector", locked, 1, ["Another collector", "wait for it to finish"]),
+        ("foreign parquet on resume", foreign_parquet, 1, ["was not written by BYOG", "move it out"]),
+        ("existing dataset, no --resume", lambda t: base(dataset(t)), 1, ["already holds a dataset", "pass --resume"]),
+        ("resume with another seed", lambda t: base(dataset(t), "--resume", "--seed", "6"), 1,
+         ["collected with seed=5 but this run has seed=6"]),
+        ("--num-envs 0", lambda t: base(t / "n", "--num-envs", "0"), 2, ["--num-envs must be >= 1"]),
+        ("--episodes and --steps", lambda t: base(t / "n", "--steps", "5"), 2, ["exactly one of --episodes"]),
+        ("unknown policy", lambda t: base(t / "n", "--policy", "smart"), 2, ["Unknown policy 'smart'", "Valid policies"]),
+        ("unknown env", lambda t: ["--env", "no-such-env", "--episodes", "1", "--out", str(t / "n"), "--no-progress"],
+         1, ["no-such-env"]),
+    ]
+
+
+_HELD: list = []
+
+
+@pytest.mark.slow
+def test_collector_bad_inputs(tmp_path, capsys, fault_counts):
+    from fault_helpers import snapshot
+
+    from collect.rollout import cli as collect_cli
+
+    cases = _bad_input_cases()
+    for i, (name, setup, status, fragments) in enumerate(cases):
+        tmp = tmp_path / f"case{i}"
+        tmp.mkdir()
+        args = setup(tmp)
+        capsys.readouterr()
+        before = snapshot(tmp)
+        assert collect_cli(args) == status, name
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err)
+        for fragment in fragments:
+            assert fragment in lines[0], (name, lines[0])
+        assert snapshot(tmp) == before, f"{name}: files on disk changed"
+        for handle in _HELD:
+            handle.close()
+        _HELD.clear()
+    fault_counts["collect bad inputs tried"] = fault_counts.get("collect bad inputs tried", 0) + len(cases)
