@@ -229,7 +229,7 @@ def test_cli_smoke_run_on_collected_crafter(crafter_dataset, tmp_path, capsys):
         assert isinstance(s[key], float) and math.isfinite(s[key]), key
     assert 0 <= s["val_token_accuracy"] <= 1 and 0 < s["val_majority_token_accuracy"] <= 1
     assert s["steps"] == 6 and s["episodes"]["val"] == 1 and s["episodes"]["train"] == 2
-    assert s["dataset"]["env_id"] == "crafter" and s["dataset"]["frame_shape"] == [64, 64, 3]
+    assert s["dataset"]["env_id"] == "byog/Crafter-v0" and s["dataset"]["frame_shape"] == [64, 64, 3]
     assert math.isfinite(s["train"]["loss/total"]) and s["ranks_identical"]
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["steps"] == 6 and cfg["model"]["lm"]["hidden_size"] == 32

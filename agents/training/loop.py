@@ -1,18 +1,30 @@
-"""``train(cfg)``: the training loop, built from the small factories of this package."""
+"""``train(cfg)``: the training loop, built from the small factories of this package.
+
+``train`` opens the run, builds data, obs encoder and agent (factories below and in
+``data``/``checkpoint``), then :func:`run_loop` steps the optimizer and calls the callbacks of
+:mod:`agents.training.callbacks` (log, validation, checkpoints) after each step and at the end.
+"""
 from __future__ import annotations
 
 import json
 import math
 import random
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from agents.training import checkpoint as C
+from agents.training.callbacks import (
+    Callback,
+    CheckpointCallback,
+    EvalCallback,
+    LogCallback,
+    TrainState,
+)
 from agents.training.config import TrainConfig, TrainError, config_to_dict, save_yaml
 from agents.training.data import (
     DataBundle,
@@ -20,7 +32,6 @@ from agents.training.data import (
     build_tokenizer,
     dataset_identity,
     train_loader,
-    val_batches,
 )
 from agents.training.distributed import (
     DistInfo,
@@ -32,7 +43,7 @@ from agents.training.distributed import (
     shutdown,
     weight_hashes,
 )
-from agents.training.evaluate import format_examples, to_device, validate
+from agents.training.evaluate import to_device
 from agents.training.logs import MetricLog, plot_curves
 
 SUMMARY = "summary.json"
@@ -201,21 +212,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             C.load_weights(agent, ckpt)  # strict: every tensor, same names, same shapes
         agent.to(info.device)
         broadcast_module(agent, info)
+        t = _make_state(cfg, info, run, agent, data, obs, identity, ckpt, meta)
+        callbacks = [LogCallback(t), EvalCallback(t), CheckpointCallback(t)]
         with C.InterruptGuard() as guard:  # Ctrl-C: stop at a step boundary, save, exit 130
-            return _loop(cfg, info, run, agent, data, obs, identity, ckpt, meta, guard)
+            return run_loop(t, callbacks, guard)
     finally:
         shutdown(info)
 
 
-def _loop(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBundle, obs: Any,
-          identity: dict[str, Any], ckpt: Path | None, meta: dict[str, Any],
-          guard: C.InterruptGuard) -> dict[str, Any]:
-    params = [p for p in agent.parameters() if p.requires_grad]
+def _make_state(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBundle,
+                obs: Any, identity: dict[str, Any], ckpt: Path | None,
+                meta: dict[str, Any]) -> TrainState:
+    """The loop's state: optimizer and schedule (restored from ``ckpt`` when resuming), log."""
     opt = make_optimizer(agent, cfg)
     sched = make_scheduler(opt, cfg)
-    loader, sampler = train_loader(data.train, cfg.loader, seed=cfg.seed, rank=info.rank,
-                                   world=info.world)
-    per_epoch = sampler.num_samples // loader.batch_size
     step, elapsed = 0, 0.0
     if ckpt is not None:
         state = C.load_trainer_state(ckpt)
@@ -225,93 +235,55 @@ def _loop(cfg: TrainConfig, info: DistInfo, run: Path, agent: Any, data: DataBun
         step, elapsed = int(meta["step"]), float(state.get("elapsed", 0.0))
     log = MetricLog(run, tensorboard=cfg.logging.tensorboard, enabled=info.is_main,
                     resume_step=step if ckpt is not None else None)
-    vals = val_batches(data.val, cfg.loader.batch_size, cfg.logging.val_batches) if info.is_main else []
-    frames_per_step = cfg.loader.batch_size * cfg.loader.window
-    ckpt_meta = {"config": config_to_dict(cfg), "dataset": identity,
-                 "episodes": {"train": data.train_ids, "val": data.val_ids,
-                              "labelled": data.labelled_ids}}
+    return TrainState(cfg=cfg, info=info, run=run, agent=agent, data=data, identity=identity,
+                      opt=opt, sched=sched, log=log, obs=obs, step=step, start_step=step,
+                      elapsed=elapsed)
 
-    def save(at: int) -> Path | None:
-        rngs = [C.rng_state()]
-        if info.active:
-            import torch.distributed as dist
 
-            gathered: list[Any] = [None] * info.world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
-        if not info.is_main:
-            return None
-        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rngs,
-                 "sampler": {"epoch": at // per_epoch, "batch": at % per_epoch},
-                 "elapsed": elapsed + (time.perf_counter() - t_start)}
-        return C.save_checkpoint(run, at, agent=agent, trainer_state=state, meta=ckpt_meta,
-                                 obs_encoder=obs, keep_last=cfg.checkpoint.keep_last)
+def run_loop(t: TrainState, callbacks: list[Callback], guard: C.InterruptGuard) -> dict[str, Any]:
+    """Step the optimizer from ``t.step`` to ``cfg.steps``; the callbacks do the rest.
 
-    def evaluate(at: int, final: bool = False) -> dict[str, float]:
-        if not vals:
-            return {}
-        metrics, preds = validate(agent, vals, step=at, tolerance=cfg.logging.tolerance,
-                                  device=info.device)
-        log.log(at, metrics)
-        if cfg.logging.examples:
-            head = "final validation" if final else f"validation at step {at}"
-            tqdm.write(f"{head}: token acc {metrics.get('val/token_accuracy', float('nan')):.3f} "
-                       f"(majority {metrics.get('val/majority_token_accuracy', float('nan')):.3f}), "
-                       f"event F1 {metrics.get('val/event_f1', float('nan')):.3f}\n"
-                       + format_examples(agent, vals, preds, windows=cfg.logging.examples,
-                                         lines=cfg.logging.example_lines))
-        return metrics
-
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (info.is_main and cfg.logging.progress),
-               desc="train", dynamic_ncols=True)
-    t_start = time.perf_counter()
-    waited = busy = 0.0
-    start_step = step
-    last_ckpt: Path | None = None
+    Returns the summary (rank 0; written to RUNDIR/summary.json), or raises
+    :class:`~agents.training.checkpoint.TrainInterrupted` after saving on Ctrl-C.
+    """
+    cfg, info, agent = t.cfg, t.info, t.agent
+    params = [p for p in agent.parameters() if p.requires_grad]
+    loader, sampler = train_loader(t.data.train, cfg.loader, seed=cfg.seed, rank=info.rank,
+                                   world=info.world)
+    t.per_epoch = sampler.num_samples // loader.batch_size
+    t.t_start = time.perf_counter()
     stopping = False
-    while step < cfg.steps and not stopping:
-        sampler.set_position(step // per_epoch, (step % per_epoch) * loader.batch_size)
+    while t.step < cfg.steps and not stopping:
+        # resumable: the sampler starts mid-epoch where the step count says
+        sampler.set_position(t.step // t.per_epoch, (t.step % t.per_epoch) * loader.batch_size)
         t0 = time.perf_counter()
         for raw in loader:
             t1 = time.perf_counter()
-            loss, metrics = _train_step(agent, opt, sched, params, to_device(raw, info.device),
-                                        step, cfg, info)
-            step += 1
-            t2 = time.perf_counter()
-            waited, busy = waited + (t1 - t0), busy + (t2 - t1)
-            if step % cfg.logging.log_every == 0 or step == cfg.steps:
-                metrics.update({"perf/frames_per_s": frames_per_step * (step - start_step)
-                                / max(waited + busy, 1e-9),
-                                "perf/data_wait_frac": waited / max(waited + busy, 1e-9),
-                                "optim/lr": sched.get_last_lr()[0]})
-                log.log(step, metrics)
-                bar.set_postfix(loss=f"{loss:.3f}")
-            bar.update(1)
-            if cfg.logging.eval_every and step % cfg.logging.eval_every == 0 and step < cfg.steps:
-                evaluate(step)
-            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps:
-                last_ckpt = save(step)
+            loss, metrics = _train_step(agent, t.opt, t.sched, params, to_device(raw, info.device),
+                                        t.step, cfg, info)
+            t.step += 1
+            t.waited, t.busy = t.waited + (t1 - t0), t.busy + (time.perf_counter() - t1)
+            for cb in callbacks:
+                cb.on_step(t, loss, metrics)
             stopping = guard.stop(info)
-            if step >= cfg.steps or stopping:
+            if t.step >= cfg.steps or stopping:
                 break
             t0 = time.perf_counter()
-    bar.close()
+    saver = next(cb for cb in callbacks if isinstance(cb, CheckpointCallback))
     if stopping:
-        raise C.TrainInterrupted(step, save(step), cfg.out)
-    train_time = time.perf_counter() - t_start
-    last_ckpt = save(step)
-    final = evaluate(step, final=True)
+        raise C.TrainInterrupted(t.step, saver.save(t), cfg.out)
+    train_time = time.perf_counter() - t.t_start
+    for cb in callbacks:
+        cb.on_end(t)
+    final = next((cb.final for cb in callbacks if isinstance(cb, EvalCallback)), {})
     hashes = weight_hashes(agent, info)
     summary = None
     if info.is_main:
-        summary = _summary(cfg, log, final, identity, data, agent, info, step, start_step,
-                           elapsed + train_time, waited, busy, last_ckpt)
-        summary["weight_hash"] = hashes[0]
-        summary["ranks_identical"] = len(set(hashes)) == 1
+        summary = RunSummary.of(t, final, t.elapsed + train_time, saver.last, hashes).to_dict()
         if cfg.logging.plots:
-            summary["plots"] = [str(p) for p in plot_curves(log, run / "plots")]
-        (run / SUMMARY).write_text(json.dumps(_finite(summary), indent=2))
-        log.close()
+            summary["plots"] = [str(p) for p in plot_curves(t.log, t.run / "plots")]
+        (t.run / SUMMARY).write_text(json.dumps(_finite(summary), indent=2))
+        t.log.close()
     barrier(info)
     return summary or {}
 
@@ -338,32 +310,62 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
     return metrics["loss/total"], metrics
 
 
-def _summary(cfg: TrainConfig, log: MetricLog, final: dict[str, float], identity: dict[str, Any],
-             data: DataBundle, agent: Any, info: DistInfo, step: int, start_step: int,
-             wall: float, waited: float, busy: float, last_ckpt: Path | None) -> dict[str, Any]:
-    keys = ("loss/total", "loss/ground", "loss/byog", "monitor/prefix_gain",
-            "monitor/predictor_nll", "monitor/unigram_nll")
-    done = step - start_step
-    return {
-        "steps": step, "steps_this_run": done, "wall_clock_s": wall,
-        "frames_per_s": cfg.loader.batch_size * cfg.loader.window * done / max(waited + busy, 1e-9),
-        "data_wait_frac": waited / max(waited + busy, 1e-9),
-        "val_token_accuracy": final.get("val/token_accuracy"),
-        "val_majority_token_accuracy": final.get("val/majority_token_accuracy"),
-        "val_accuracy_over_majority": final.get("val/accuracy_over_majority"),
-        "val_event_f1": final.get("val/event_f1"),
-        "val_teacher_forced_token_accuracy": final.get("val/teacher_forced_token_accuracy"),
-        "val_prefix_gain": final.get("val/prefix_gain"),
-        "train": {k: log.last(k) for k in keys},
-        "val": final,
-        "episodes": {"train": len(data.train_ids), "val": len(data.val_ids),
-                     "labelled": len(data.labelled_ids)},
-        "windows": {"train": len(data.train), "val": len(data.val) if data.val else 0},
-        "params": sum(p.numel() for p in agent.parameters()),
-        "trainable_params": sum(p.numel() for p in agent.parameters() if p.requires_grad),
-        "world_size": info.world, "dataset": identity, "size": cfg.size, "preset": cfg.preset,
-        "checkpoint": str(last_ckpt) if last_ckpt else None,
-    }
+@dataclass
+class RunSummary:
+    """What ``summary.json`` holds (its keys are stable: scripts and studies read them)."""
+
+    steps: int
+    steps_this_run: int
+    wall_clock_s: float
+    frames_per_s: float
+    data_wait_frac: float
+    val_token_accuracy: float | None
+    val_majority_token_accuracy: float | None
+    val_accuracy_over_majority: float | None
+    val_event_f1: float | None
+    val_teacher_forced_token_accuracy: float | None
+    val_prefix_gain: float | None
+    train: dict[str, float | None]
+    """The last logged value of the main training losses and monitors."""
+    val: dict[str, float]
+    """The final validation, every metric."""
+    episodes: dict[str, int]
+    windows: dict[str, int]
+    params: int
+    trainable_params: int
+    world_size: int
+    dataset: dict[str, Any]
+    size: str
+    preset: str
+    checkpoint: str | None
+    weight_hash: str
+    ranks_identical: bool
+
+    TRAIN_KEYS = ("loss/total", "loss/ground", "loss/byog", "monitor/prefix_gain",
+                  "monitor/predictor_nll", "monitor/unigram_nll")
+
+    @classmethod
+    def of(cls, t: TrainState, final: dict[str, float], wall: float, last_ckpt: Path | None,
+           hashes: list[str]) -> RunSummary:
+        data, agent = t.data, t.agent
+        return cls(
+            steps=t.step, steps_this_run=t.step - t.start_step, wall_clock_s=wall,
+            frames_per_s=t.frames_per_s, data_wait_frac=t.data_wait_frac,
+            **{f"val_{k}": final.get(f"val/{k}") for k in (
+                "token_accuracy", "majority_token_accuracy", "accuracy_over_majority",
+                "event_f1", "teacher_forced_token_accuracy", "prefix_gain")},
+            train={k: t.log.last(k) for k in cls.TRAIN_KEYS}, val=final,
+            episodes={"train": len(data.train_ids), "val": len(data.val_ids),
+                      "labelled": len(data.labelled_ids)},
+            windows={"train": len(data.train), "val": len(data.val) if data.val else 0},
+            params=sum(p.numel() for p in agent.parameters()),
+            trainable_params=sum(p.numel() for p in agent.parameters() if p.requires_grad),
+            world_size=t.info.world, dataset=t.identity, size=t.cfg.size, preset=t.cfg.preset,
+            checkpoint=str(last_ckpt) if last_ckpt else None, weight_hash=hashes[0],
+            ranks_identical=len(set(hashes)) == 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _finite(obj: Any) -> Any:
