@@ -1,6 +1,6 @@
 """Every error ``byog_env`` raises itself, under one base class.
 
-``EnvError`` subclasses ``ValueError`` because callers (the collector, the narrate CLI, tests)
+``EnvError`` subclasses ``ValueError`` (and ``gymnasium.error.Error``) because callers (the collector, the narrate CLI, tests)
 catch bad names and options as ``ValueError``; gymnasium's own error types are mixed in where a
 gymnasium user would catch those (an unknown id is also ``gymnasium.error.UnregisteredEnv``).
 Missing optional simulators raise gymnasium's ``DependencyNotInstalled`` with the install
@@ -11,8 +11,11 @@ from __future__ import annotations
 import gymnasium as gym
 
 
-class EnvError(ValueError):
-    """Base class of the errors ``byog_env`` raises; the message says what to change."""
+class EnvError(ValueError, gym.error.Error):
+    """Base class of the errors ``byog_env`` raises; the message says what to change.
+
+    Also a ``gymnasium.error.Error``, so CLIs that print gymnasium's errors as one line (the
+    collector's) print ours the same way."""
 
 
 class UnknownEnvError(EnvError, gym.error.UnregisteredEnv):
@@ -27,7 +30,7 @@ class RegistryError(EnvError):
     """A family or annotator registration is malformed or clashes with an existing one."""
 
 
-class PluginImportError(EnvError):
+class PluginImportError(EnvError, ImportError):
     """The module a ``module:name`` env (or a dataset's recorded env) names cannot be imported."""
 
 

@@ -190,3 +190,12 @@ def test_minari_export_of_an_old_dataset_rebuilds_the_spec_from_the_env_name(tmp
     assert spec.id == "byog/BabyAI-GoToLocal-v0" and gym.make(spec).observation_space.shape == (64, 64, 3)
     assert _env_spec({"env": "babyai-gotolocal", "frame_shape": [8, 8, 3]}) is None  # other frames
     assert _env_spec({"env": "minerl-vpt", "frame_shape": [64, 64, 3]}) is None  # imported data
+
+
+def test_collector_names_a_missing_plugin_in_one_line(tmp_path, capsys):
+    from collect.rollout import cli
+
+    code = cli(["--env", "no_such_module_xyz:toy", "--episodes", "1", "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: Cannot import module 'no_such_module_xyz'")
+    assert "Traceback" not in err and not (tmp_path / "d").exists()
