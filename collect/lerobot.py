@@ -411,7 +411,7 @@ def import_lerobot(src: str | Path, out: str | Path, *, camera: str | None = Non
     fps = float(info["fps"])
     act = info["features"].get("action") or {}
     discrete = str(act.get("dtype", "")).startswith("int")
-    writer = DatasetWriter(out, info={
+    writer = DatasetWriter(out, resume_flag=None, info={
         "env": f"lerobot:{src.name}", "source": "lerobot", "lerobot_codebase_version": version,
         "lerobot_camera": cam, "fps": fps, "policy": "recorded", **_action_info(src, act, discrete)})
     for ep in meta["episodes"]:
