@@ -414,6 +414,7 @@ def import_lerobot(src: str | Path, out: str | Path, *, camera: str | None = Non
     writer = DatasetWriter(out, resume_flag=None, info={
         "env": f"lerobot:{src.name}", "source": "lerobot", "lerobot_codebase_version": version,
         "lerobot_camera": cam, "fps": fps, "policy": "recorded", **_action_info(src, act, discrete)})
+    top = -1
     for ep in meta["episodes"]:
         rows = _episode_rows(src, info, version, ep)
         frames = _episode_frames(src, info, version, ep, cam, rows, fps, size)
@@ -426,9 +427,13 @@ def import_lerobot(src: str | Path, out: str | Path, *, camera: str | None = Non
         actions = np.asarray(rows["action"])[: n - 1] if "action" in rows else np.zeros(n - 1, np.int64)
         tasks = ep.get("tasks") or ([meta["tasks"].get(int(rows["task_index"][0]))] if "task_index" in rows else [])
         fields = {"mission": str(tasks[0])} if tasks and tasks[0] else {}
+        top = max(top, int(actions.max())) if discrete and actions.size else top
         writer.write_episode(int(ep["episode_index"]), frames, actions.reshape(n - 1) if discrete else actions,
                              rewards=rewards, terminated=term, truncated=trunc,
                              annotations=_annotations(rows.get("language_events"), n), **fields)
+    space = writer.info["action_space"]
+    if discrete and space.get("n") is None:  # neither names nor stats: the actions seen
+        return writer.finalize(action_space={**space, "n": top + 1})
     return writer.finalize()
 
 

@@ -226,3 +226,39 @@ def test_vector_actions_round_trip_with_their_names(tmp_path):
     assert import_cli(["lerobot", str(tmp_path / "lr"), "--out", str(tmp_path / "c")]) == 0
     for (acts, _), ep in zip(truth, open_dataset(tmp_path / "c").iter_episodes()):
         np.testing.assert_allclose(ep.actions[:-1], acts[:-1], rtol=1e-6)
+
+
+def test_import_v3_image_features(tmp_path):
+    """v3.0 datasets may store a camera as an ``image`` feature: PNG structs {bytes, path} in the
+    data parquet (no video); also no language or reward columns."""
+    import cv2
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "img"
+    frames = _frames(rng, 5, 32, 48)
+    pngs = [cv2.imencode(".png", f[..., ::-1])[1].tobytes() for f in frames]
+    image = pa.StructArray.from_arrays([pa.array(pngs, pa.binary()), pa.nulls(5, pa.string())], ["bytes", "path"])
+    data = pa.table({"observation.image": image, "action": pa.array(np.arange(5, dtype=np.int64) % 3),
+                     "timestamp": pa.array(np.arange(5, dtype=np.float32) / 10),
+                     "frame_index": pa.array(np.arange(5)), "episode_index": pa.array(np.zeros(5, np.int64)),
+                     "index": pa.array(np.arange(5)), "task_index": pa.array(np.zeros(5, np.int64))})
+    (root / "data/chunk-000").mkdir(parents=True)
+    pq.write_table(data, root / "data/chunk-000/file-000.parquet")
+    (root / "meta/episodes/chunk-000").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"episode_index": 0, "tasks": ["push"], "length": 5,
+                                          "data/chunk_index": 0, "data/file_index": 0,
+                                          "dataset_from_index": 0, "dataset_to_index": 5}]),
+                   root / "meta/episodes/chunk-000/file-000.parquet")
+    pd.DataFrame({"task_index": [0]}, index=pd.Index(["push"], name="task")).to_parquet(root / "meta/tasks.parquet")
+    feats = {"observation.image": {"dtype": "image", "shape": [32, 48, 3], "names": None},
+             "action": {"dtype": "int64", "shape": [1], "names": None}}
+    (root / "meta/info.json").write_text(json.dumps({
+        "codebase_version": "v3.0", "fps": 10, "features": feats,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"}))
+    info = import_lerobot(root, tmp_path / "out")
+    assert info["frame_shape"] == [32, 48, 3] and info["action_space"]["n"] == 3  # from the data
+    ep = open_dataset(tmp_path / "out").episode(0)
+    np.testing.assert_array_equal(ep.frames, frames)  # PNG is lossless
+    np.testing.assert_array_equal(ep.actions, [0, 1, 2, 0, -1])
+    assert ep.record["mission"] == "push" and not ep.terminated.any() and ep.truncated[-1]
