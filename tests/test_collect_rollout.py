@@ -189,3 +189,21 @@ def test_cli_exit_codes_and_where_the_dataset_went(tmp_path, capsys):
     assert cli(["--env", ENV_ID, "--episodes", "2", "--num-envs", "0", "--out", str(tmp_path / "u")]) == 2
     err = capsys.readouterr().err
     assert err == "error: --num-envs must be >= 1, got 0.\n" and not (tmp_path / "u").exists()
+
+
+def test_cli_ctrl_c_exits_130_saying_what_was_kept(tmp_path, capsys, monkeypatch):
+    from collect.rollout import cli
+
+    original, written = Collector._write, []
+
+    def interrupted(self, b):
+        if written:
+            raise KeyboardInterrupt
+        written.append(b.index)
+        return original(self, b)
+
+    monkeypatch.setattr(Collector, "_write", interrupted)
+    assert cli(["--env", ENV_ID, "--episodes", "3", "--out", str(tmp_path / "ds"), "--no-progress"]) == 130
+    assert capsys.readouterr().err == ("interrupted: finished episodes are saved; rerun with --resume "
+                                       "to continue.\n")
+    assert len(list((tmp_path / "ds").glob("data/chunk-000/episode_*.parquet"))) == 1
