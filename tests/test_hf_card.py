@@ -124,3 +124,19 @@ def test_collector_resumes_a_1_0_dataset_in_worker_processes(tmp_path):
         assert "timestamp" not in pq.read_schema(ds.file(pos)).names
     for old, ep in zip(before, ds.iter_episodes()):
         np.testing.assert_array_equal(old, ep.frames)
+
+
+def test_card_features_cover_vector_actions_intent_and_extra_columns(tmp_path):
+    rng = np.random.default_rng(1)
+    layout = [{"key": "camera", "shape": [2], "offset": 0, "size": 2}, {"key": "attack", "shape": [], "offset": 2, "size": 1}]
+    w = DatasetWriter(tmp_path / "d", info={"env": "minerl-treechop", "fps": 20,
+                                            "action_space": {"type": "Dict", "layout": layout}})
+    n = 6
+    w.write_episode(0, rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), rng.normal(size=(n - 1, 3)),
+                    intent=[["chop a tree"]] * n, extra={"embedding": rng.normal(size=(n, 4))},
+                    annotations=[[] for _ in range(n)])
+    w.finalize()
+    hf = datasets.load_dataset(str(tmp_path / "d"), cache_dir=str(tmp_path / "cache"))["train"]
+    assert hf.features["action"] == datasets.List(datasets.Value("float32"), length=3)
+    assert hf.features["embedding"] == datasets.List(datasets.Value("float32"), length=4)
+    assert hf[0]["intent"] == ["chop a tree"] and np.asarray(hf[5]["frame"]).shape == (16, 16, 3)
