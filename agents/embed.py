@@ -2,7 +2,8 @@
 
     python -m agents.embed DATA_DIR --encoder hf:/models/clip-vit-b32 [--batch-size 64]
 
-Specs: ``vqvae:<dir>`` (our fitted VQ-VAE), ``units:<dir>`` (a per-frame units encoder),
+Specs: ``vqvae:<dir>`` (our fitted VQ-VAE), ``units:<dir>`` (a per-frame units encoder), any
+other fitted observation encoder as ``<kind>:<dir>`` / ``<module>:<kind>:<dir>``,
 ``hf:<local dir>`` (a transformers vision model saved with its image processor: CLIP, ViT,
 DINOv2, ...) and ``torchscript:<file.pt>`` (any module mapping float ``[N, 3, H, W]`` in [0, 1]
 to ``[N, D]``). Nothing is downloaded. The column (``embedding`` by default, float32 ``[L, D]``

@@ -127,3 +127,21 @@ def test_a_run_saved_with_the_flat_obs_config_resumes_and_loads(tmp_path):
     before = C.load_agent(run).narrate(frames)
     assert cli(["--data", str(data), "--out", str(run), "--steps", "3", "--resume"]) == 0
     assert C.latest_checkpoint(run).name.endswith("3") and before.shape == (1, 4, 4)
+
+
+def test_any_fitted_per_frame_encoder_can_write_an_embedding_column(tmp_path):
+    from agents.obs import build_obs_encoder
+    from agents.obs.embedders import load_embedder
+
+    frames = torch.randint(0, 255, (12, 8, 8, 3), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    toy = build_obs_encoder({"kind": TOY, "out_dim": 5})
+    toy.fit(frames)
+    toy.save(tmp_path / "toy")
+    emb = load_embedder(f"{TOY}:{tmp_path / 'toy'}", probe_shape=(8, 8))
+    assert emb.dim == 5 and torch.allclose(emb(frames[:3]), toy.eval().encode_frames(frames[:3]))
+    units = build_obs_encoder({"kind": "units", "k": 2, "pixel_size": 2, "deltas": True})
+    units.fit(frames, progress=False)
+    units.save(tmp_path / "units")
+    with pytest.raises(ObsEncoderError, match="only encoders whose features are per frame"):
+        load_embedder(f"units:{tmp_path / 'units'}")

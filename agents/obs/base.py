@@ -63,6 +63,12 @@ class ObsEncoder(nn.Module):
     requires_fit: bool = False
     needs_column: str | None = None
 
+    @property
+    def per_frame(self) -> bool:
+        """Whether a frame's features depend on that frame alone (no previous frame, no stream
+        statistics, no dataset column): what a per-frame embedding column can hold."""
+        return not self.uses_previous_frame and self.needs_column is None
+
     @classmethod
     def from_config(cls, cfg: ObsConfig) -> ObsEncoder:
         """Build from the kind's registered config (:func:`agents.obs.build_obs_encoder`)."""

@@ -4,6 +4,8 @@ Specs (what ``python -m agents.embed --encoder`` takes):
 
 * ``vqvae:<dir>`` -- our fitted VQ-VAE (``VQVAEEncoder.save``); its configured features.
 * ``units:<dir>`` -- a fitted units encoder with a frozen feature (onehot/centroid), per frame.
+* ``<kind>:<dir>`` / ``<module>:<kind>:<dir>`` -- any fitted observation encoder of the registry
+  (``FittedObsEncoder.save``) whose features are per frame (``encoder.per_frame``).
 * ``hf:<dir>`` -- a ``transformers`` vision model saved with ``save_pretrained`` together with
   its image processor (CLIP, CLIPVision, ViT, DINOv2, ...), loaded with ``AutoModel`` /
   ``AutoImageProcessor`` (``local_files_only=True``, float32). Features: CLIP-style models'
@@ -29,7 +31,7 @@ import torch
 
 from agents.obs.base import ObsEncoderError, to_float_chw
 
-SPEC_KINDS = ("vqvae", "units", "hf", "torchscript")
+SPEC_KINDS = ("hf", "torchscript")  # and every fitted observation-encoder kind (vqvae, units, ...)
 
 
 @dataclass
@@ -61,12 +63,16 @@ class FrameEmbedder:
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
-    """``"kind:path"`` -> (kind, path), checking the kind and that the path exists."""
-    kind, sep, rest = spec.partition(":")
-    if not sep or kind not in SPEC_KINDS or not rest:
+    """``"kind:path"`` -> (kind, path), checking the kind and that the path exists; a plugin's
+    fitted encoder is ``"module:kind:path"``."""
+    parts = spec.split(":", 2)
+    kind, rest = parts[0], spec.partition(":")[2]
+    if len(parts) == 3 and kind not in SPEC_KINDS and not _fitted_kind(kind):
+        kind, rest = f"{parts[0]}:{parts[1]}", parts[2]  # module:kind:path
+    if len(parts) < 2 or not rest or not (kind in SPEC_KINDS or _fitted_kind(kind)):
         raise ObsEncoderError(
             f"Bad encoder spec {spec!r}; use one of vqvae:<dir>, units:<dir>, hf:<local dir>, "
-            "torchscript:<file.pt>."
+            "torchscript:<file.pt>, or <kind>:<dir> of a fitted observation encoder."
         )
     path = Path(rest).expanduser()
     if not path.exists():
@@ -79,6 +85,16 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     if kind != "torchscript" and not path.is_dir():
         raise ObsEncoderError(f"{kind}:{path} must be a checkpoint directory.")
     return kind, path
+
+
+def _fitted_kind(kind: str) -> bool:
+    """Whether ``kind`` names a registered observation encoder that is fitted on data."""
+    from agents.obs.config import obs_config_class
+
+    try:
+        return obs_config_class(kind).requires_fit
+    except ObsEncoderError:
+        return False
 
 
 def checkpoint_fingerprint(spec: str, path: Path) -> str:
@@ -98,7 +114,8 @@ def load_embedder(spec: str, *, device: str = "cpu", probe_shape: tuple[int, int
     """Load the frozen embedder ``spec`` names (see the module docstring).
 
     Args:
-        spec: ``vqvae:<dir>``, ``units:<dir>``, ``hf:<dir>`` or ``torchscript:<file.pt>``.
+        spec: ``vqvae:<dir>``, ``units:<dir>``, ``hf:<dir>``, ``torchscript:<file.pt>`` or
+            ``<kind>:<dir>`` of any fitted observation encoder.
         device: Torch device to run it on.
         probe_shape: Frame size used to measure the output width ``dim`` with one dummy frame.
 
@@ -106,9 +123,8 @@ def load_embedder(spec: str, *, device: str = "cpu", probe_shape: tuple[int, int
         ObsEncoderError: bad spec, missing or unreadable checkpoint.
     """
     kind, path = parse_spec(spec)
-    loader = {"vqvae": _load_vqvae, "units": _load_units, "hf": _load_hf,
-              "torchscript": _load_torchscript}[kind]
-    fn = loader(path, device)
+    loaders = {"hf": _load_hf, "torchscript": _load_torchscript}
+    fn = loaders[kind](path, device) if kind in loaders else _load_fitted(kind, path, device)
     probe = torch.zeros(1, *probe_shape, 3, dtype=torch.uint8, device=device)
     with torch.no_grad():
         out = fn(probe)
@@ -121,24 +137,17 @@ def load_embedder(spec: str, *, device: str = "cpu", probe_shape: tuple[int, int
                          fingerprint=checkpoint_fingerprint(spec, path), device=device)
 
 
-def _load_vqvae(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    from agents.obs.vqvae import VQVAEEncoder
+def _load_fitted(kind: str, path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A fitted observation encoder of the registry, frame by frame."""
+    from agents.obs import build_obs_encoder
 
-    enc = VQVAEEncoder.load(path).to(device)
-    return enc.encode_frames
-
-
-def _load_units(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    from agents.obs.units import UnitsEncoder
-
-    enc = UnitsEncoder.load(path).to(device).eval()
-    if enc.needs_column or enc.cfg.subtract_mean or enc.cfg.deltas:
+    enc = build_obs_encoder({"kind": kind}, fitted_path=path).to(device).eval()
+    if not enc.per_frame:
         raise ObsEncoderError(
-            f"The units encoder at {path} needs the stream before each frame or the embedding "
-            "column (running mean, deltas or an embedding source); only per-frame units "
-            "encoders can write a column."
+            f"The {kind} encoder at {path} reads more than the frame (the stream before it or a "
+            "dataset column); only encoders whose features are per frame can write a column."
         )
-    return lambda frames: enc.unit_features(enc.unit_ids(frames[None]))[0]
+    return enc.encode_frames
 
 
 def _load_hf(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:

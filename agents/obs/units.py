@@ -155,6 +155,11 @@ class UnitsEncoder(FittedObsEncoder):
             self.embedding = nn.Embedding(self.k, cfg.out_dim or cfg.dim)
         self.out_dim = self._out_dim()
 
+    @property
+    def per_frame(self) -> bool:
+        """Units of a frame read the stream before it with ``deltas`` or ``subtract_mean``."""
+        return super().per_frame and not self.cfg.subtract_mean
+
     def _out_dim(self) -> int | None:
         if self.cfg.embedding == "learned":
             return self.cfg.out_dim or self.cfg.dim
