@@ -30,6 +30,9 @@ DEMO_COLLECT ?= --env crafter --policy crafter-scripted --episodes 48 --max-epis
 DEMO_TRAIN ?= --size tiny --preset byog --steps 900 --loader.window 8 --loader.batch_size 32 \
 	--model.text.tokens_per_frame 8 --model.nil_threshold 0.5 --optim.lr 5e-3 \
 	--schedule.warmup_steps 10 --loader.num_workers 1
+# Imagination (a world model over VQ-VAE codes read from the frozen narrator): a short clip.
+DEMO_IMAGINE ?= --train-steps 300 --max-train-episodes 12 --steps 8 --clips 4 --samples 0 \
+	--world-model.vqvae-steps 300 --video-clips 2
 
 demo: install
 	rm -rf $(DEMO_OUT)
@@ -38,8 +41,9 @@ demo: install
 	$(PY) -m agents.train --data $(DEMO_OUT)/data --out $(DEMO_OUT)/run $(DEMO_TRAIN)
 	$(PY) -m agents.narrate --env crafter --checkpoint $(DEMO_OUT)/run --policy crafter-scripted \
 		--steps 300 --greedy --out $(DEMO_OUT)/narration
+	$(PY) -m agents.imagine --checkpoint $(DEMO_OUT)/run --data $(DEMO_OUT)/data $(DEMO_IMAGINE) --out $(DEMO_OUT)/imagine
 	$(PY) -m experiments.run_all --preset tiny --out $(DEMO_OUT)/study
-	@echo "demo outputs: $(DEMO_OUT)/inspect/contact_sheet.png, $(DEMO_OUT)/run/summary.json, $(DEMO_OUT)/run/plots/, $(DEMO_OUT)/narration/narration.mp4, $(DEMO_OUT)/study/report.md"
+	@echo "demo outputs: $(DEMO_OUT)/inspect/contact_sheet.png, $(DEMO_OUT)/run/summary.json, $(DEMO_OUT)/run/plots/, $(DEMO_OUT)/narration/narration.mp4, $(DEMO_OUT)/imagine/imagination.mp4, $(DEMO_OUT)/study/report.md"
 
 test: install-dev
 	$(PY) -m pytest -q

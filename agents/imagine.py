@@ -45,7 +45,7 @@ from agents.world_model import (
     train_world_model,
 )
 
-METRICS, VIDEO, SHEET = "metrics.json", "imagination.mp4", "contact_sheet.png"
+METRICS, VIDEO, SHEET, REPORT = "metrics.json", "imagination.mp4", "contact_sheet.png", "report.md"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,6 +429,35 @@ def table(metrics: dict[str, Any], horizons: tuple[int, ...] = (1, 4, 16)) -> st
     return "\n".join(rows)
 
 
+def report(out: dict[str, Any], horizons: tuple[int, ...] = (1, 4, 16)) -> str:
+    """The run's markdown report: metrics vs the baselines, the language ablation, the decoding
+    schemes (whichever the run has)."""
+    m = out["metrics"]
+    hs = tuple(h for h in horizons if h <= m["horizon"]) or (m["horizon"],)
+    parts = [(f"## Imagined vs baselines ({m['condition']}, {m['decoding']} decoding, {m['tokens']}"
+             f" tokens; {m['clips']} clips, context {m['context']}, best of {m['samples']})"),
+             table(m, hs)]
+    if "language_ablation" in out:
+        rows = ["| condition | horizon | psnr | ssim | code acc | event F1 | best-of-k psnr |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for cond, r in out["language_ablation"].items():
+            for row in r["per_horizon"]:
+                if row["horizon"] in hs:
+                    cells = [row["psnr"]["imagined"], row["ssim"]["imagined"],
+                             row["code_accuracy"]["imagined"], row["event_f1"]["imagined"],
+                             row["psnr"].get("best_of_k")]
+                    rows.append(f"| {cond} | {row['horizon']} | " + " | ".join(
+                        "–" if c is None else f"{c:.3f}" for c in cells) + " |")
+        parts += ["## Language ablation (imagined frames, argmax decoding)", "\n".join(rows)]
+    if "decoding" in out:
+        rows = ["| decoding | passes | code acc | psnr | ssim | CPU ms / frame |",
+                "|---|---:|---:|---:|---:|---:|"]
+        rows += [f"| {r['decoding']} | {r['passes']} | {r['code_accuracy']:.3f} | {r['psnr']:.2f} "
+                 f"| {r['ssim']:.3f} | {r['cpu_ms_per_frame']:.2f} |" for r in out["decoding"]]
+        parts += ["## Decoding schemes (1-step predictions from real frames)", "\n".join(rows)]
+    return "\n\n".join(parts) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # The CLI
 # ---------------------------------------------------------------------------------------------
@@ -644,10 +673,7 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
         wcfg = replace(cfg.world_model, steps=cfg.train_steps)
         models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds)
         wm = models[cfg.world_model.condition]
-        wm.save(wm_path, trained_on=str(cfg.data), costs=costs)
-        for c, m in models.items():
-            if c != cfg.world_model.condition:
-                m.save(cfg.out / f"world_model-{c.replace('+', '_')}")
+        wm.save(wm_path, trained_on=str(cfg.data), costs=costs)  # the ablation models are not kept
     else:
         wm = WorldModel.load(wm_path)
         models = {wm.cfg.condition: wm}
@@ -678,8 +704,10 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
     out["wall_s"] = time.perf_counter() - wall0
     out["files"] = written
     (cfg.out / METRICS).write_text(json.dumps(_jsonable(out), indent=2))
-    print(table(out["metrics"]))
-    print(f"wrote {', '.join(str(cfg.out / f) for f in [METRICS, *written])} "
+    text = report(out)
+    (cfg.out / REPORT).write_text(text)
+    print(text)
+    print(f"wrote {', '.join(str(cfg.out / f) for f in [METRICS, REPORT, *written])} "
           f"in {out['wall_s']:.1f} s")
     return out
 

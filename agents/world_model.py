@@ -93,9 +93,9 @@ class WorldModelConfig:
     (see the module docstring for the measured choice)."""
     decoding_steps: int = 8
     """Passes of ``maskgit`` decoding."""
-    d_model: int = 128
+    d_model: int = 64
     """Transformer width."""
-    layers: int = 3
+    layers: int = 2
     """Transformer layers."""
     heads: int = 4
     """Attention heads (must divide d_model)."""
@@ -103,7 +103,7 @@ class WorldModelConfig:
     """Share of training samples with every position of frame t+1 masked."""
     action_dropout: float = 0.1
     """Probability of replacing the action by the learned "no action" id in training."""
-    steps: int = 1500
+    steps: int = 800
     """Optimiser steps of the world model."""
     batch_size: int = 32
     """Transitions per step."""
@@ -113,15 +113,15 @@ class WorldModelConfig:
     """Seed of initialisation and sampling."""
     narration_window: int = 16
     """Context window (frames) of the narrator that provides the BYOG states."""
-    vqvae_steps: int = 1500
+    vqvae_steps: int = 600
     """Steps to fit a VQ-VAE when the agent has none (tokens=vqvae)."""
-    vqvae_batch_size: int = 64
+    vqvae_batch_size: int = 32
     """Frames per step of that fit."""
     vqvae_downsample: int = 3
     """Stride-2 stages of a VQ-VAE fitted here (64x64 frames -> an 8x8 code grid at 3)."""
     vqvae_codebook_size: int = 256
     """Codebook size of a VQ-VAE fitted here."""
-    vqvae_hidden: int = 64
+    vqvae_hidden: int = 32
     """Channels of a VQ-VAE fitted here."""
     units_k: int = 64
     """Number of k-means units (tokens=units)."""

@@ -271,6 +271,7 @@ def test_cli_trains_beside_the_checkpoint_then_imagines_live(checkpoint, tmp_pat
     assert all(r["cpu_ms_per_frame"] > 0 for r in m["decoding"])
     assert len(m["metrics"]["per_horizon"]) == 3 and m["costs"]["train_frames"] > 0
     assert (out / "imagination.mp4").stat().st_size > 0 and (out / "contact_sheet.png").is_file()
+    assert "## Language ablation" in (out / "report.md").read_text()
     # the saved world model imagines a live env's episodes
     env_id = register()
     out2 = tmp_path / "live"
