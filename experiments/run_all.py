@@ -350,13 +350,19 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
 
 def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: float, ps: int, bs: int,
         pre: dict[str, Any] | None, study: str) -> Cell:
+    from experiments.arms import resolve_arm
+
     live = p.live_episodes if p.live_arms is None or arm in p.live_arms else 0
     conf = {"data": str(path), "encoder": arm, "mode": mode, "n_episodes": n, "val_episodes": p.val_episodes,
             "steps": p.bc_steps, "eval_every": p.eval_every, "patience": p.patience, "batch_size": p.bc_batch,
             "gru": p.gru, "live_episodes": live, "live_max_steps": p.live_max_steps, "seed": bs,
             "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {})}
     name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}"
-    return Cell(name, "experiments.run_all:bc_cell", conf, kind="bc", cost=p.bc_steps + 20 * live,
+    spec = resolve_arm(arm)[1]
+    # cost in frozen-head steps (measured, loaded 2-core machine: a frozen-head step 0.06 s, a
+    # step that trains a CNN on 8 episodes ~1 s, a live episode in both action modes ~6 s)
+    cost = p.bc_steps * (16 if spec.trains_encoder or mode == "finetune" else 1) + 100 * live + 2 * n
+    return Cell(name, "experiments.run_all:bc_cell", conf, kind="bc", cost=cost,
                 meta={"study": study, "env": env, "encoder": arm, "mode": mode, "n_episodes": n,
                       "label_fraction": lf, "pipeline_seed": ps, "seed": bs})
 
@@ -382,10 +388,11 @@ def probe_unit_seconds() -> dict[str, float]:
         loss.backward()
         opt.step()
     step = (time.perf_counter() - t0) / 5
-    # calibration (2 shared cores, 2026-12): this probe step ~0.045 s; a tiny BYOG pretraining
-    # step ~0.45 s; a BC step ~0.06 s + a featurisation share; a live step of 8 envs ~0.08 s
-    scale = step / 0.045
-    return {"pretrain": 0.45 * scale, "bc": 0.08 * scale, "ref": 0.3 * scale, "rl": 0.004 * scale,
+    # calibration: on the shared 2-core machine at load ~8 this probe step took 0.17 s, a tiny
+    # BYOG pretraining step 1.3 s, a BC cost unit 0.06 s, a reference live episode (both
+    # Crafter 500-step modes) 3.5 s; PPO from the former small study
+    scale = step / 0.17
+    return {"pretrain": 1.3 * scale, "bc": 0.06 * scale, "ref": 3.5 * scale, "rl": 0.015 * scale,
             "probe_step_seconds": float(np.round(step, 4))}
 
 
@@ -409,6 +416,10 @@ def run(cfg: RunAllConfig) -> dict[str, Any]:
     (root / "plan.json").write_text(json.dumps({"preset": cfg.preset, "design": asdict(p), "cells": len(cells),
                                                 "command": command(cfg)}, indent=2, default=str))
     workers = p.workers
+    if cfg.progress:  # the plan before anything runs: cells to run and a measured ETA
+        eta = estimate(cells, root, probe_unit_seconds(), workers)
+        print(f"{cfg.preset}: {eta['cells']} cells, {eta['todo']} to run on {workers} workers; "
+              f"ETA {eta['eta_seconds'] / 60:.0f} min", file=sys.stderr)
     rows: list[dict[str, Any]] = []
     for kind in ("pretrain", "bc", "ref", "rl"):  # stages: BC cells need their encoders
         stage = [c for c in cells if c.kind == kind]
