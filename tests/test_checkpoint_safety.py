@@ -198,6 +198,17 @@ def test_yaml_value_of_the_wrong_type_is_one_error_line(run, tmp_path, capsys):
     f.write_text(yaml.safe_dump({"loader": {"batch_size": 2.5}, "logging": {"progress": "no"}}))
     assert cli(["--config", str(f), *tiny_args(run["data"], tmp_path / "r", 1)]) == 2
     assert "loader.batch_size" in _one_error_line(capsys.readouterr().err)
+    f.write_text(yaml.safe_dump({"model": {"lm": {"hidden_size": "big"}}}))
+    assert cli(["--config", str(f), *tiny_args(run["data"], tmp_path / "r", 1)]) == 2
+    assert "model.lm.hidden_size: 'big' is not an int" in _one_error_line(capsys.readouterr().err)
+
+
+def test_out_pointing_at_a_file_is_one_error_line(run, tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    assert cli(tiny_args(run["data"], f, 1)) == 2
+    assert "is a file" in _one_error_line(capsys.readouterr().err)
+    assert f.read_text() == "mine"
 
 
 # ----------------------------------------------------------------------------- item 8: meaningless

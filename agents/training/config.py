@@ -234,6 +234,9 @@ class TrainConfig:
             raise TrainError("No dataset given; pass --data DIR (a directory written by collect/rollout.py).")
         if not self.out:
             raise TrainError("No run directory given; pass --out RUNDIR.")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise TrainError(f"--out {self.out} is a file; pass a directory for the run "
+                             "(it is created if missing).")
         out, data = Path(self.out).resolve(), Path(self.data).resolve()
         if out == data or data in out.parents or (out / "meta" / "info.json").is_file():
             raise TrainError(f"--out {self.out} is {'inside ' if out != data else ''}a dataset "
@@ -277,6 +280,7 @@ def config_from_dict(d: dict[str, Any], *, size: str | None = None,
     d["size"], d["preset"] = size, preset
     model = dict(d.pop("model", None) or {})
     model.pop("size", None), model.pop("preset", None)
+    _check_types(ModelConfig, model, "model")
     try:
         d["model"] = make_model_config(size, preset, **model)
     except ValueError as e:
@@ -400,14 +404,20 @@ def _check_types(cls: type, d: dict[str, Any], where: str) -> None:
     and the type wanted, not a TypeError from deep inside ``__post_init__``."""
     import typing
 
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that does not resolve: leave it to cls
+        return
     for key, value in d.items():
         hint = hints.get(key)
-        if hint is not None and not _type_ok(value, hint):
-            name = f"{where}.{key}" if where else key
+        name = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            _check_types(hint, value, name)  # a nested section (model.lm, model.loss, ...)
+        elif hint is not None and not _type_ok(value, hint):
             wanted = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-            raise TrainError(f"Config value {name}: {value!r} is not a {wanted}; fix it in the "
-                             f"YAML file (e.g. {name}: {_example(hint)}).")
+            article = "an" if wanted[:1] in "aeiou" else "a"
+            raise TrainError(f"Config value {name}: {value!r} is not {article} {wanted}; fix it "
+                             f"in the YAML file (e.g. {name}: {_example(hint)}).")
 
 
 def _example(hint: Any) -> str:
