@@ -46,8 +46,14 @@ def _ids(tok, n=12) -> torch.Tensor:
 
 
 def test_lms_load_with_auto_classes_and_give_our_logits(tok, tmp_path):
+    import os
+
     agent = _agent(tok)
-    out = agent.save_pretrained(tmp_path / "agent")
+    old = os.umask(0o022)
+    try:
+        out = agent.save_pretrained(tmp_path / "agent")
+    finally:
+        os.umask(old)
     ids = _ids(tok)
     for name, tlm in (("narrator", agent.encoder.tlm), ("predictor", agent.predictor.tlm)):
         lm = AutoModelForCausalLM.from_pretrained(out / name).eval()
@@ -65,6 +71,9 @@ def test_lms_load_with_auto_classes_and_give_our_logits(tok, tmp_path):
                                                               "predictor": "predictor"}
     files = [p for p in out.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl")]  # safetensors only
+    # issue 14 item 3: every file with the umask's mode (the test runs under umask 022)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}, \
+        [(p.name, oct(p.stat().st_mode & 0o777)) for p in files if p.stat().st_mode & 0o777 != 0o644]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "## Data" in card and "## Config" in card \
         and "## Metrics" in card and "AutoModelForCausalLM" in card
