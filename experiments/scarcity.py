@@ -449,9 +449,37 @@ def probe_step_seconds(p: Preset, device: str, steps: int = 3) -> dict[str, floa
                 torch.cuda.synchronize()
             times.append((time.process_time() if device == "cpu" else time.perf_counter()) - t0)
         out[kind] = sum(times[1:]) / steps  # the first step warms up
+        # validation (greedy narration + monitors) of one batch, done (evals + 2) x val_batches
+        # times per run (the curve's points, the final one, the per-kind pass)
+        agent.eval()
+        t0 = time.process_time() if device == "cpu" else time.perf_counter()
+        agent.evaluate(batch)
+        out[f"{kind}_eval_batch"] = (time.process_time() if device == "cpu"
+                                     else time.perf_counter()) - t0
     # a self-training cell: the student's steps plus narrating the unlabelled episodes
     out["self-training"] = out["captioner"] * 1.15
+    out["self-training_eval_batch"] = out["captioner_eval_batch"]
     return out
+
+
+def probe_collect_seconds(steps: int = 100) -> float:
+    """Seconds (CPU time) per scripted Crafter step, collector included roughly as the env
+    and policy (the writer's compression is extra)."""
+    import byog_env
+    from collect.policies import make_policy
+
+    env = byog_env.make("crafter")
+    policy = make_policy("crafter-scripted", env, seed=0)
+    obs, info = env.reset(seed=0)
+    policy.reset(obs, info)
+    t0 = time.process_time()
+    for _ in range(steps):
+        obs, _, term, trunc, info = env.step(policy.act(obs, info))
+        if term or trunc:
+            obs, info = env.reset()
+            policy.reset(obs, info)
+    env.close()
+    return (time.process_time() - t0) / steps
 
 
 def plan_summary(cfg: ScarcityConfig) -> dict[str, Any]:
@@ -467,11 +495,20 @@ def plan_summary(cfg: ScarcityConfig) -> dict[str, Any]:
                               "plan it where it will run, or pass --device cpu.")
     torch.set_num_threads(1)  # as in the study's workers
     probe = probe_step_seconds(p, device)
-    eta = estimate(pilot + main, cfg.out, probe, workers)
+    val_batches = _merge(DEMO_TRAIN, p.train)["logging"]["val_batches"]
+    # per cost unit (one training step): the step, plus the run's validations spread over it
+    unit = {k: probe[k] + (p.evals + 2) * val_batches * probe[f"{k}_eval_batch"] / max(p.steps, 1)
+            for k in ("captioner", "byog", "self-training")}
+    eta = estimate(pilot + main, cfg.out, unit, workers)
+    collect_s = 0.0
+    if not (cfg.out / "data" / "meta" / "info.json").is_file():
+        collect_s = probe_collect_seconds() * p.episodes * p.max_episode_steps / p.collect_envs
+    total = eta["eta_seconds"] + collect_s
     return {"preset": cfg.preset, "design": asdict(p), "pilot_cells": len(pilot),
-            "main_cells": len(main), "step_seconds_probe": probe, **eta,
-            "eta_minutes": eta["eta_seconds"] / 60,
-            "note": "eval, data loading and pseudo-labelling add to the probe's step times"}
+            "main_cells": len(main), "step_seconds_probe": probe, "unit_seconds": unit, **eta,
+            "collect_seconds": collect_s, "eta_minutes": total / 60,
+            "note": ("CPU time measured here (one thread), each worker owning a core; data "
+                     "loading, the writer and pseudo-labelling are not included")}
 
 
 # --------------------------------------------------------------------------- analysis
@@ -618,9 +655,11 @@ def main(cfg: ScarcityConfig) -> dict[str, Any]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     summary = plan_summary(cfg)
     (cfg.out / "plan.json").write_text(json.dumps(summary, indent=2, default=str))
+    steps = {k: round(v, 3) for k, v in summary["step_seconds_probe"].items()}
     print(f"{cfg.preset}: {summary['pilot_cells']} pilot + {summary['main_cells']} main cells, "
           f"{summary['todo']} to run on {workers} worker(s); ETA {summary['eta_minutes']:.1f} min "
-          f"(step seconds measured here: {summary['step_seconds_probe']})")
+          f"(collection {summary['collect_seconds'] / 60:.1f} min; seconds per step / per "
+          f"validation batch measured here: {steps})")
     if cfg.plan_only:
         return summary
     ensure_data(cfg)
