@@ -37,5 +37,13 @@ class TrainError(AgentsError):
     """A bad training config, dataset, checkpoint or run directory; the message names the fix."""
 
 
-__all__ = ["AgentsError", "ModelError", "NarrationError", "ObsEncoderError", "TextError",
-           "TrainError"]
+class AgentsRuntimeError(AgentsError):
+    """A failure while running, not a bad input (a CLI exits 1 on it, 2 on the others)."""
+
+
+class TrainDiverged(TrainError, AgentsRuntimeError):
+    """The loss became non-finite during training."""
+
+
+__all__ = ["AgentsError", "AgentsRuntimeError", "ModelError", "NarrationError", "ObsEncoderError",
+           "TextError", "TrainDiverged", "TrainError"]

@@ -310,22 +310,23 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point; errors print one message (no traceback) and return 2."""
+    """Command-line entry point (``byog-narrate``): 0 done, 2 bad input, 1 runtime failure,
+    130 interrupted; errors are one ``error:`` line, no traceback."""
     import tyro
 
-    from agents.errors import ModelError
+    from agents.cli import run_cli
     from collect.policies import PolicyError
 
-    try:
-        cfg = tyro.cli(NarrateConfig, args=argv, description=__doc__.split("\n")[0])
-    except SystemExit as exit_:  # --help, or tyro's own one-message parse/validation error
-        return int(exit_.code or 0)
-    try:
+    def body() -> int:
+        try:
+            cfg = tyro.cli(NarrateConfig, args=argv, description=__doc__.split("\n")[0])
+        except SystemExit as exit_:  # --help, or tyro's own one-message parse/validation error
+            return int(exit_.code or 0)
         main(cfg)
-    except (NarrationError, ModelError, PolicyError, gym.error.Error, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    # a bad env name is gymnasium's error; a bad checkpoint or option one of ours
+    return run_cli(body, usage=(PolicyError, gym.error.Error, ValueError))
 
 
 if __name__ == "__main__":

@@ -3,20 +3,23 @@
     python -m agents.train --data data/crafter --out runs/demo --steps 500
     python -m agents.train --data DIR --out RUN --preset captioner --size small --model.obs.kind vqvae
     python -m agents.train --data DIR --out RUN --steps 2000 --resume     # continue after a kill
-    torchrun --standalone --nproc_per_node=2 -m agents.train --data DIR --out RUN ...   # DDP
+    torchrun --standalone --nproc_per_node=2 agents/train.py --data DIR --out RUN ...   # DDP
+    byog-train --data DIR --out RUN ...                                  # the console script
 
 Writes ``RUN/config.yaml``, ``RUN/checkpoints/step_NNNNNN/``, ``RUN/tb/`` (TensorBoard),
 ``RUN/metrics.jsonl``, ``RUN/plots/*.png`` and ``RUN/summary.json``. Config layering: defaults
 → ``--size``/``--preset`` → ``--config FILE.yaml`` → dotted flags (``--optim.lr 3e-4``); with
 ``--resume`` and no ``--config`` the run's own ``config.yaml`` is the base.
+
+Runs as ``python -m agents.train``, as the script ``python agents/train.py`` (torchrun's form;
+it imports the installed ``agents`` package, so nothing edits ``sys.path``) and as
+``byog-train``. Exit codes: 0 done, 2 bad input, 1 runtime failure, 130 interrupted (after
+saving a checkpoint at a step boundary); errors are one ``error:`` line.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: python agents/train.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.training.config import TrainConfig, parse_args
 
@@ -29,33 +32,29 @@ def main(cfg: TrainConfig) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Parse the command line, train, print one clear line on a bad input (exit code 2)."""
-    from agents.errors import AgentsError
+    """Parse the command line and train (exit codes: see the module docstring)."""
+    from agents.cli import run_cli
     from agents.training.checkpoint import TrainInterrupted
     from collect.dataset import DatasetError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> int:
         cfg = parse_args(_with_run_config(argv))
         cfg.check_paths()
         summary = main(cfg)
-    except (AgentsError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainInterrupted as e:  # Ctrl-C: a checkpoint was saved at a step boundary
-        print(str(e), file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:  # before the first step (a second Ctrl-C inside the loop)
-        print("interrupted: no checkpoint written since the last one; rerun the same command "
-              "(with --resume if the run has checkpoints).", file=sys.stderr)
-        return 130
-    if summary:
-        acc, base = summary.get("val_token_accuracy"), summary.get("val_majority_token_accuracy")
-        print(f"done: {summary['steps']} steps in {summary['wall_clock_s']:.0f} s, "
-              f"{summary['frames_per_s']:.0f} frames/s; val token acc {_fmt(acc)} "
-              f"(majority {_fmt(base)}), event F1 {_fmt(summary.get('val_event_f1'))}, "
-              f"prefix gain {_fmt(summary.get('val_prefix_gain'))} -> {cfg.out}/summary.json")
-    return 0
+        if summary:
+            acc, base = summary.get("val_token_accuracy"), summary.get("val_majority_token_accuracy")
+            print(f"done: {summary['steps']} steps in {summary['wall_clock_s']:.0f} s, "
+                  f"{summary['frames_per_s']:.0f} frames/s; val token acc {_fmt(acc)} "
+                  f"(majority {_fmt(base)}), event F1 {_fmt(summary.get('val_event_f1'))}, "
+                  f"prefix gain {_fmt(summary.get('val_prefix_gain'))} -> {cfg.out}/summary.json")
+        return 0
+
+    # Ctrl-C inside the loop saves a checkpoint at a step boundary (TrainInterrupted says where)
+    return run_cli(body, usage=(DatasetError,), interrupted=(TrainInterrupted,),
+                   on_interrupt="interrupted: no checkpoint written since the last one; rerun the "
+                                "same command (with --resume if the run has checkpoints).")
 
 
 def _with_run_config(argv: list[str]) -> list[str]:

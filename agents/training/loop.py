@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.errors import TrainDiverged
 from agents.training import checkpoint as C
 from agents.training.callbacks import (
     Callback,
@@ -295,7 +296,7 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
     agent.train()
     loss, metrics = agent.training_step(batch, step=step)
     if not torch.isfinite(loss):
-        raise TrainError(f"The loss became {float(loss)} at step {step}; lower optim.lr or "
+        raise TrainDiverged(f"The loss became {float(loss)} at step {step}; lower optim.lr or "
                          "check the data (run with --logging.log_every 1 to see the metrics).")
     opt.zero_grad(set_to_none=True)
     loss.backward()
