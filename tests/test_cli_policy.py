@@ -3,10 +3,10 @@
 ``byog-train`` / ``byog-narrate`` are declared console scripts."""
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from agents.cli import run_cli
 from agents.errors import ModelError, TrainDiverged
