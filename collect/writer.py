@@ -37,6 +37,7 @@ from collect.format import (  # noqa: F401  (re-exported: the format's names as 
     _count_actions,
     _float_column,
     _json_default,
+    _string_lists,
     action_layout,
     build_episode_table,
     describe_foreign_info,
@@ -442,28 +443,59 @@ def add_column(path: str | Path, name: str, values_per_episode: Callable[[int, E
     """
     if name in CORE_COLUMNS or name == "intent":
         raise DatasetError(f"`{name}` is a core column and cannot be replaced; choose another name.")
+
+    def edit(i: int, table: pa.Table, rows: EpisodeTable, record: dict[str, Any]) -> pa.Table:
+        column = _float_column(values_per_episode(i, rows), table.num_rows, name)
+        if name in table.column_names:
+            return table.set_column(table.column_names.index(name), name, column)
+        return table.append_column(name, column)
+
+    _rewrite_episodes(path, edit, episodes)
+
+
+def set_annotations(path: str | Path, annotations: dict[int, Sequence[Sequence[str]]]) -> None:
+    """Replaces the ``annotations`` column of some episodes (e.g. with pseudo-labels), atomically
+    per file, keeping every other column as stored; records and ``meta/`` follow.
+
+    Args:
+        path: Dataset directory.
+        annotations: Episode index -> one list of sentences per frame.
+    """
+    def edit(i: int, table: pa.Table, rows: EpisodeTable, record: dict[str, Any]) -> pa.Table:
+        column = _string_lists(annotations[i], table.num_rows, "annotations")
+        record["num_annotations"] = sum(len(a) for a in annotations[i])
+        index = table.column_names.index("annotations")
+        return table.set_column(index, table.schema.field(index), column)
+
+    _rewrite_episodes(path, edit, sorted(annotations))
+
+
+def _rewrite_episodes(path: str | Path, edit: Callable[[int, pa.Table, EpisodeTable, dict[str, Any]], pa.Table],
+                      episodes: Iterable[int] | None) -> None:
+    """Rewrites episode files through ``edit(i, table, rows, record) -> table`` (the record may be
+    updated in place), each atomically, holding the dataset's lock; rebuilds ``meta/``."""
     path = Path(path)
     info_path = path / "meta" / "info.json"
     if not info_path.exists():
         raise DatasetError(f"{info_path} is missing; {path} is not a finalised dataset.")
     info = json.loads(info_path.read_text())
-    records = scan_episode_files(path)
-    wanted = sorted(records) if episodes is None else list(episodes)
-    for i in wanted:
-        if i not in records:
-            raise DatasetError(f"Episode {i} does not exist in {path}.")
-        f = path / records[i]["file"]
-        pf = pq.ParquetFile(f)
-        table = pf.read()
-        meta = (pf.schema_arrow.metadata or {})
-        rows = EpisodeTable(table, info.get("frame_shape") or records[i]["frame_shape"], f)
-        column = _float_column(values_per_episode(i, rows), table.num_rows, name)
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, column)
-        else:
-            table = table.append_column(name, column)
-        record = json.loads(meta[EPISODE_METADATA_KEY])
-        record["columns"] = table.column_names
-        table = table.replace_schema_metadata({k: v for k, v in meta.items() if k != EPISODE_METADATA_KEY})
-        write_table_atomic(table, f, record)
-    write_meta(path, info)
+    lock = lock_dataset(path)
+    try:
+        records = scan_episode_files(path)
+        wanted = sorted(records) if episodes is None else list(episodes)
+        for i in wanted:
+            if i not in records:
+                raise DatasetError(f"Episode {i} does not exist in {path}.")
+            f = path / records[i]["file"]
+            pf = pq.ParquetFile(f)
+            table = pf.read()
+            meta = (pf.schema_arrow.metadata or {})
+            rows = EpisodeTable(table, info.get("frame_shape") or records[i]["frame_shape"], f)
+            record = json.loads(meta[EPISODE_METADATA_KEY])
+            table = edit(i, table, rows, record)
+            record["columns"] = table.column_names
+            table = table.replace_schema_metadata({k: v for k, v in meta.items() if k != EPISODE_METADATA_KEY})
+            write_table_atomic(table, f, record)
+        write_meta(path, info)
+    finally:
+        lock.close()

@@ -281,14 +281,13 @@ def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, A
     teacher's labelled draw) carry the teacher's greedy narration as annotations; labelled and
     validation episodes keep theirs. Only the ``annotations`` column of those episode files is
     rewritten; frames are copied as stored."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     import torch
 
     from agents.text import unslot
     from agents.training.checkpoint import load_agent
     from agents.training.data import build_data
     from collect.dataset import WindowDataset, collate_windows
+    from collect.writer import set_annotations
 
     src = Path(data)
     cfg = _train_config(teacher_train, str(src), dest)
@@ -300,6 +299,7 @@ def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, A
         shutil.rmtree(dest)
     shutil.copytree(src, dest)
     W = cfg.loader.window
+    pseudo: dict[int, list[list[str]]] = {}
     for pos in unlabelled:
         windows = WindowDataset(str(src), window=W, stride=W, episodes=[pos])
         frames: list[list[str]] = []
@@ -311,14 +311,8 @@ def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, A
                                       prev_frame=batch.get("prev_frame"))
             for b, said in enumerate(unslot(ids, teacher.tokenizer)):
                 frames.extend(said[: int(batch["valid"][b].sum())])
-        f = dest / bundle.dataset.records[pos]["file"]
-        meta = pq.read_metadata(f)
-        table = pq.read_table(f)
-        col = table.schema.get_field_index("annotations")
-        table = table.set_column(col, table.schema.field(col),
-                                 pa.array(frames, type=table.schema.field(col).type))
-        pq.write_table(table, f, compression="zstd",
-                       row_group_size=meta.row_group(0).num_rows if meta.num_row_groups else None)
+        pseudo[int(bundle.dataset.records[pos]["episode_index"])] = frames
+    set_annotations(dest, pseudo)  # atomic per file; episode records and meta/ follow
     return dest
 
 

@@ -256,3 +256,21 @@ def test_add_column_replaces_atomically(dataset):
     assert not list(path.rglob("*.tmp"))
     with pytest.raises(DatasetError, match="core column"):
         add_column(path, "frame", lambda i, t: 0)
+
+
+def test_set_annotations_rewrites_only_that_column_and_the_counts(dataset):
+    from collect.writer import set_annotations
+
+    path, _ = dataset
+    before = open_dataset(path).episode(1)
+    new = [["pseudo"] if t == 1 else [] for t in range(before.length)]
+    set_annotations(path, {1: new})
+    ds = open_dataset(path)
+    ep = ds.episode(1)
+    assert ep.annotations == new and ds.records[1]["num_annotations"] == 1
+    np.testing.assert_array_equal(ep.frames, before.frames)
+    np.testing.assert_array_equal(ep.actions, before.actions)
+    assert ds.info["num_annotations"] == 1 + sum(r["num_annotations"] for r in ds.records if r["episode_index"] != 1)
+    assert not list(path.rglob("*.tmp"))
+    with pytest.raises(DatasetError, match="`annotations` has 1 entries"):
+        set_annotations(path, {0: [["x"]]})
