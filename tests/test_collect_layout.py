@@ -133,3 +133,14 @@ def test_rollout_runs_as_a_script_without_editing_sys_path(tmp_path):
                          text=True, timeout=120, cwd=tmp_path, check=False)
     assert res.returncode == 0, res.stderr
     assert "--num-envs" in res.stdout and "--resume" in res.stdout
+
+
+def test_policy_listing(capsys):
+    from collect.policies.__main__ import main
+
+    assert main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "random\tcollect.policies.base:make_random\t-"
+    assert "babyai-bot\tcollect.policies.babyai:make\tlive env" in lines and len(lines) >= 5
+    assert main(["--plugin", "no_such_module_xyz"]) == 1
+    assert capsys.readouterr().err.startswith("error: Policy plugin 'no_such_module_xyz' cannot be imported")
