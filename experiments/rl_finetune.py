@@ -56,6 +56,9 @@ class RLConfig:
     """The env options of the study's dataset (e.g. view agent), so PPO acts in the same env."""
     eval_episodes: int = 16
     """Held-out evaluation episodes after training (env seeds disjoint from training's; 0 = skip)."""
+    mission: bool | None = None
+    """Give the policy the mission text (a hashed bag of words beside the frames; BabyAI's goal
+    is not drawn in the frame); None = when the env's info has a mission."""
     bc_data: Path | None = None
     """Dataset of expert episodes for BC initialisation on the policy's own log_prob (None: off)."""
     bc_steps: int = 0
@@ -74,6 +77,8 @@ class RLConfig:
                 raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
         if self.bc_steps and self.bc_data is None:
             raise ExperimentError("--bc-steps needs --bc-data DIR (expert episodes to clone).")
+        if self.bc_steps and self.mission:
+            raise ExperimentError("--bc-steps does not take the mission input yet; use --no-mission.")
 
 
 def sb3_to_uint8(obs: torch.Tensor, n_stack: int) -> torch.Tensor:
@@ -83,25 +88,82 @@ def sb3_to_uint8(obs: torch.Tensor, n_stack: int) -> torch.Tensor:
     return x.view(B, n_stack, C // n_stack, H, W).permute(0, 1, 3, 4, 2)
 
 
+class MissionObs(gym.ObservationWrapper):
+    """Observations ``{"image": frame, "mission": float [MISSION_BUCKETS]}``: the mission's
+    hashed bag of words (:func:`experiments.heads.mission_ids`) beside the frame."""
+
+    def __init__(self, env: gym.Env) -> None:
+        from experiments.heads import MISSION_BUCKETS
+
+        super().__init__(env)
+        self.observation_space = gym.spaces.Dict({
+            "image": env.observation_space,
+            "mission": gym.spaces.Box(0.0, 64.0, (MISSION_BUCKETS,), np.float32)})
+        self._mission = np.zeros(MISSION_BUCKETS, np.float32)
+
+    def _set(self, info: dict) -> None:
+        from experiments.heads import MISSION_BUCKETS, mission_ids
+
+        if isinstance(info.get("mission"), str):
+            ids = mission_ids([info["mission"]])[0]
+            self._mission = np.bincount(ids[ids >= 0].numpy(), minlength=MISSION_BUCKETS).astype(np.float32)
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self._set(info)
+        return self.observation(obs), info
+
+    def step(self, action: Any):
+        obs, r, term, trunc, info = self.env.step(action)
+        self._set(info)
+        return self.observation(obs), r, term, trunc, info
+
+    def observation(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        return {"image": obs, "mission": self._mission.copy()}
+
+
+def has_mission(cfg: RLConfig) -> bool:
+    """``cfg.mission``, or whether the env's reset info carries a mission string."""
+    if cfg.mission is not None:
+        return cfg.mission
+    from experiments.live import make_env
+
+    env = make_env(cfg.env, cfg.max_episode_steps, cfg.env_kwargs)
+    try:
+        return isinstance(env.reset(seed=0)[1].get("mission"), str)
+    finally:
+        env.close()
+
+
 def make_extractor_class():
     """The ``BaseFeaturesExtractor`` subclass (built lazily: SB3 imports take seconds)."""
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
     class EncoderExtractor(BaseFeaturesExtractor):
-        """Wraps a :class:`~experiments.features.Featurizer`; feature of the newest frame."""
+        """Wraps a :class:`~experiments.features.Featurizer`; feature of the newest frame (and,
+        with a dict observation, a learned embedding of the mission's bag of words)."""
 
-        def __init__(self, observation_space: gym.spaces.Box, featurizer: Any, n_stack: int,
-                     trainable: bool) -> None:
-            super().__init__(observation_space, features_dim=int(featurizer.out_dim))
+        def __init__(self, observation_space: gym.spaces.Space, featurizer: Any, n_stack: int,
+                     trainable: bool, mission_dim: int = 32) -> None:
+            self.with_mission = isinstance(observation_space, gym.spaces.Dict)
+            super().__init__(observation_space,
+                             features_dim=int(featurizer.out_dim) + (mission_dim if self.with_mission else 0))
             from experiments.features import set_trainable
+            from experiments.heads import MISSION_BUCKETS
 
             self.featurizer = set_trainable(featurizer, trainable)
             self.n_stack, self.trainable = n_stack, trainable
+            self.mission = torch.nn.Linear(MISSION_BUCKETS, mission_dim) if self.with_mission else None
 
-        def forward(self, observations: torch.Tensor) -> torch.Tensor:
-            frames = sb3_to_uint8(observations, self.n_stack)  # [B, n, H, W, 3]
+        def forward(self, observations: Any) -> torch.Tensor:
+            image = observations["image"] if self.with_mission else observations
+            frames = sb3_to_uint8(image, self.n_stack)  # [B, n, H, W, 3]
             with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
-                return self.featurizer.sequence(frames)[:, -1]
+                x = self.featurizer.sequence(frames)[:, -1]
+            if self.mission is None:
+                return x
+            m = observations["mission"][:, -self.mission.in_features:]  # the newest of the stack
+            return torch.cat([x, self.mission(m)], -1)
 
     return EncoderExtractor
 
@@ -129,7 +191,7 @@ class CurveCallback:
         return _CB()
 
 
-def make_vec_env(cfg: RLConfig):
+def make_vec_env(cfg: RLConfig, mission: bool = False):
     """DummyVecEnv of annotated envs with VecMonitor and VecFrameStack (channels last)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecMonitor
 
@@ -138,6 +200,7 @@ def make_vec_env(cfg: RLConfig):
     def thunk(i: int):
         def _f():
             env = make_env(cfg.env, cfg.max_episode_steps, cfg.env_kwargs)
+            env = MissionObs(env) if mission else env
             env.reset(seed=cfg.seed * 100 + i)
             return env
         return _f
@@ -187,7 +250,8 @@ def run(cfg: RLConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     os.environ.setdefault("SB3_LOGDIR", str(cfg.out / "sb3"))
     cfg.out.mkdir(parents=True, exist_ok=True)
-    venv = make_vec_env(cfg)
+    mission = has_mission(cfg)
+    venv = make_vec_env(cfg, mission)
     policy_kwargs: dict[str, Any] = {}
     if cfg.encoder != "cnnpolicy":
         from experiments.arms import ArmContext, resolve_arm
@@ -202,7 +266,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
                          "features_extractor_kwargs": {"featurizer": feat, "n_stack": cfg.n_stack,
                                                        "trainable": cfg.trainable or spec.trains_encoder},
                          "share_features_extractor": True}
-    model = PPO("CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
+    model = PPO("MultiInputPolicy" if mission else "CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
                 seed=cfg.seed, verbose=0, policy_kwargs=policy_kwargs, device="cpu",
                 tensorboard_log=None)
     bc_loss = bc_initialise(model, cfg) if cfg.bc_steps else float("nan")
@@ -211,7 +275,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
     model.learn(total_timesteps=cfg.timesteps, callback=cb)
     seconds = time.perf_counter() - t0
     venv.close()
-    heldout = evaluate_heldout(model, cfg) if cfg.eval_episodes else {}
+    heldout = evaluate_heldout(model, cfg, mission) if cfg.eval_episodes else {}
     rows = cb.rows
     tail = rows[-max(1, len(rows) // 4):] if rows else []
     result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
@@ -219,7 +283,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
               "rl/timesteps": int(model.num_timesteps), "rl/episodes": len(rows), "rl/bc_loss": bc_loss,
               "rl/final_return": float(np.mean([r["return"] for r in tail])) if tail else float("nan"),
               "rl/final_success": float(np.mean([r["success"] for r in tail])) if tail else float("nan"),
-              **heldout}
+              "rl/mission": mission, **heldout}
     with open(cfg.out / "curve.csv", "w") as f:
         f.write("timesteps,return,length,success\n")
         f.writelines(f"{r['timesteps']:.0f},{r['return']:.6f},{r['length']:.0f},{r['success']:.0f}\n" for r in rows)
@@ -227,7 +291,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
     return result
 
 
-def evaluate_heldout(model: Any, cfg: RLConfig) -> dict[str, float]:
+def evaluate_heldout(model: Any, cfg: RLConfig, mission: bool = False) -> dict[str, float]:
     """The trained policy (deterministic actions) on ``eval_episodes`` held-out episodes: env
     seeds from :func:`experiments.action_transfer.live_seed`, never used in training (training
     envs are seeded ``seed * 100 + i`` and then auto-reset from their own generator)."""
@@ -239,6 +303,7 @@ def evaluate_heldout(model: Any, cfg: RLConfig) -> dict[str, float]:
     rets, wins = [], []
     for k in range(cfg.eval_episodes):
         env = make_env(cfg.env, cfg.max_episode_steps, cfg.env_kwargs)
+        env = MissionObs(env) if mission else env
         venv = VecFrameStack(DummyVecEnv([lambda env=env: env]), n_stack=cfg.n_stack, channels_order="last")
         venv.seed(live_seed(cfg.seed) + k)
         obs, done, ret, r = venv.reset(), False, 0.0, 0.0

@@ -219,7 +219,8 @@ def test_obs_encoders_are_fitted_by_the_trainer(tmp_path, babyai_data, kind):
 
 @pytest.mark.slow
 def test_rl_finetune_ppo_end_to_end(tmp_path, monkeypatch):
-    """PPO with SB3's CnnPolicy and with our (random BYOG) encoder as features extractor."""
+    """PPO with SB3's CnnPolicy and with our (random BYOG) encoder as features extractor, both
+    given the mission; evaluated on held-out episodes."""
     from experiments.rl_finetune import RLConfig, main
 
     monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
@@ -229,6 +230,7 @@ def test_rl_finetune_ppo_end_to_end(tmp_path, monkeypatch):
         res = main(RLConfig(env="babyai-gotolocal", out=out, encoder=enc, timesteps=64, num_envs=2,
                             n_steps=32, max_episode_steps=8, n_stack=2, eval_episodes=2))
         assert 0.0 <= res["rl/heldout_success"] <= 1.0 and res["rl/heldout_episodes"] == 2
+        assert res["rl/mission"] is True  # BabyAI's goal is text: the policy reads it
         assert res["rl/timesteps"] == 64 and res["rl/episodes"] >= 6  # 8-step episodes, 2 envs
         assert 0.0 <= res["rl/final_success"] <= 1.0 and np.isfinite(res["rl/final_return"])
         lines = (out / "curve.csv").read_text().splitlines()
@@ -261,3 +263,21 @@ def test_rl_curves_are_a_trailing_mean():
 
     assert smooth([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
     assert smooth([0.0, 1.0], 20) == [0.0, 0.5]  # fewer than the window at the start
+
+
+def test_ppo_extractor_reads_the_mission():
+    """With a dict observation the PPO features carry the mission (two missions, same frames,
+    different features); the frames still go through the arm's featurizer."""
+    import gymnasium as gym
+
+    from experiments.features import ConstantFeaturizer
+    from experiments.heads import MISSION_BUCKETS
+    from experiments.rl_finetune import make_extractor_class
+
+    space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (6, 8, 8), np.uint8),
+                             "mission": gym.spaces.Box(0.0, 64.0, (2 * MISSION_BUCKETS,), np.float32)})
+    ext = make_extractor_class()(space, ConstantFeaturizer(context=2), n_stack=2, trainable=False)
+    m = torch.zeros(2, 2 * MISSION_BUCKETS)
+    m[0, MISSION_BUCKETS + 3], m[1, MISSION_BUCKETS + 7] = 1.0, 1.0
+    x = ext({"image": torch.rand(2, 6, 8, 8), "mission": m})
+    assert x.shape == (2, 1 + 32) and not torch.allclose(x[0], x[1])
