@@ -21,8 +21,53 @@ from agents.registry import Registry
 
 Size = Literal["tiny", "small", "base"]
 Preset = Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn"]
-SIZES = ("tiny", "small", "base")
-PRESETS = ("byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn")
+"""The built-in presets (the CLI's choices); plugins may register more in :data:`PRESETS`."""
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """A model size: the LM shape and the observation encoder's width, as config sections."""
+
+    lm: dict[str, Any]
+    obs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """An objective preset: what it sets on top of a size's defaults."""
+
+    summary: str
+    """One line for listings and docs."""
+    overrides: dict[str, Any]
+    """``ModelConfig`` fields; a nested section as a dict merged into it (``{"loss": {...}}``)."""
+
+
+SIZES: Registry[SizeSpec] = Registry("size", error=ModelError)
+SIZES.register("tiny", SizeSpec(lm={"hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                                    "intermediate_size": 256},
+                                obs={"out_dim": 64, "cnn_channels": (32, 32)}))
+SIZES.register("small", SizeSpec(lm={"hidden_size": 256, "num_layers": 4, "num_heads": 4,
+                                     "intermediate_size": 1024},
+                                 obs={"out_dim": 256, "cnn_channels": (64, 64)}))
+# pythia-70m's shape: 6 layers, width 512, 8 heads, MLP 2048, rotary 25 %
+SIZES.register("base", SizeSpec(lm={"hidden_size": 512, "num_layers": 6, "num_heads": 8,
+                                    "intermediate_size": 2048},
+                                obs={"out_dim": 512, "cnn_channels": (128, 128, 128)}))
+
+PRESETS: Registry[PresetSpec] = Registry(
+    "preset", error=ModelError,
+    hint="Add one with agents.config.PRESETS.register(name, PresetSpec(...)).")
+"""Objective presets by name; ``make_model_config`` applies the entry, never an if-chain."""
+PRESETS.register("byog", PresetSpec("BYOG with the prefix predictor (the default)", {}))
+PRESETS.register("captioner", PresetSpec("the supervised captioner baseline: no predictor",
+                                         {"loss": {"w_byog": 0.0}}))
+PRESETS.register("byog-parallel", PresetSpec("BYOG with the parallel-forecast predictor",
+                                             {"predictor": {"mode": "parallel"}}))
+PRESETS.register("byog-lora", PresetSpec("encoder and predictor as LoRA adapters on one shared "
+                                         "pretrained LM (needs lm.pretrained_path)",
+                                         {"lora": {"enabled": True}}))
+PRESETS.register("byog-xattn", PresetSpec("frames enter the LM through gated cross-attention",
+                                          {"fusion": "xattn"}))
 
 
 OBJECTIVES: Registry = Registry(
@@ -222,10 +267,10 @@ class LossConfig:
 class ModelConfig:
     """Everything that defines a BYOG agent's architecture and objective."""
 
-    size: Size = "tiny"
+    size: str = "tiny"
     """Size the config was made from (informational; the nested fields are authoritative)."""
-    preset: Preset = "byog"
-    """Objective preset the config was made from (informational)."""
+    preset: str = "byog"
+    """Objective preset the config was made from (informational; a name in ``PRESETS``)."""
     fusion: Literal["additive", "xattn"] = "additive"
     """How frames enter the encoder LM: added at each slot's first position, or gated xattn."""
     lm: LMConfig = field(default_factory=LMConfig)
@@ -247,10 +292,8 @@ class ModelConfig:
     several words). Used by evaluation, offline and live narration."""
 
     def __post_init__(self) -> None:
-        if self.size not in SIZES:
-            raise ModelError(f"Unknown size {self.size!r}; choose one of {', '.join(SIZES)}.")
-        if self.preset not in PRESETS:
-            raise ModelError(f"Unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        SIZES.check(self.size)
+        PRESETS.check(self.preset)
         if self.fusion not in ("additive", "xattn"):
             raise ModelError(f"fusion must be 'additive' or 'xattn', got {self.fusion!r}.")
         if self.lora.enabled and not self.lm.pretrained_path:
@@ -309,18 +352,7 @@ def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
         raise ModelError(f"Unknown {where} fields {unknown}; known fields are {sorted(known)}.")
 
 
-_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(lm=dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256),
-                 obs=dict(out_dim=64, cnn_channels=(32, 32))),
-    "small": dict(lm=dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
-                  obs=dict(out_dim=256, cnn_channels=(64, 64))),
-    # pythia-70m's shape: 6 layers, width 512, 8 heads, MLP 2048, rotary 25 %
-    "base": dict(lm=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048),
-                 obs=dict(out_dim=512, cnn_channels=(128, 128, 128))),
-}
-
-
-def make_model_config(size: Size = "tiny", preset: Preset = "byog", **overrides: Any) -> ModelConfig:
+def make_model_config(size: str = "tiny", preset: str = "byog", **overrides: Any) -> ModelConfig:
     """Build a validated :class:`ModelConfig` from a size and an objective preset.
 
     Args:
@@ -337,21 +369,11 @@ def make_model_config(size: Size = "tiny", preset: Preset = "byog", **overrides:
     Raises:
         ModelError: unknown size/preset/field or an invalid value.
     """
-    if size not in SIZES:
-        raise ModelError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}.")
-    if preset not in PRESETS:
-        raise ModelError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-    d: dict[str, Any] = {"size": size, "preset": preset, "lm": dict(_SIZES[size]["lm"]),
-                         "obs": dict(_SIZES[size]["obs"]), "loss": {}, "predictor": {},
-                         "lora": {}}
-    if preset == "captioner":
-        d["loss"]["w_byog"] = 0.0
-    elif preset == "byog-parallel":
-        d["predictor"]["mode"] = "parallel"
-    elif preset == "byog-lora":
-        d["lora"]["enabled"] = True
-    elif preset == "byog-xattn":
-        d["fusion"] = "xattn"
+    spec = SIZES[size]
+    d: dict[str, Any] = {"size": size, "preset": preset, "lm": dict(spec.lm), "obs": dict(spec.obs),
+                         "loss": {}, "predictor": {}, "lora": {}}
+    for key, value in PRESETS[preset].overrides.items():
+        d[key] = {**d[key], **value} if isinstance(value, dict) else value
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(d.get(key), dict):
             d[key].update(value)

@@ -88,3 +88,18 @@ def test_narrator_forecast_for_an_objective_without_one_is_a_clear_error(tok):
     with pytest.raises(NarrationError, match="Unknown live forecast 'plugins.toy_objective:toy'"):
         Narrator(agent, forecast=1)
     Narrator(agent, forecast=0)  # narration itself needs no forecaster
+
+
+def test_presets_are_typed_registry_entries_and_a_new_one_is_one_registration():
+    from agents.config import PRESETS, SIZES, PresetSpec
+
+    assert set(PRESETS) >= {"byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn"}
+    assert PRESETS["captioner"].overrides == {"loss": {"w_byog": 0.0}}
+    assert set(SIZES) == {"tiny", "small", "base"} and SIZES["base"].lm["hidden_size"] == 512
+    PRESETS.register("toy-preset", PresetSpec("the toy objective, soft targets",
+                                              {"predictor": {"mode": TOY}, "loss": {"targets": "soft"}}),
+                     overwrite=True)
+    cfg = make_model_config("tiny", "toy-preset", loss={"tau": 2.0})
+    assert cfg.predictor.mode == TOY and cfg.loss.targets == "soft" and cfg.loss.tau == 2.0
+    with pytest.raises(ModelError, match="Unknown preset 'nope'; known: .*byog-parallel"):
+        make_model_config("tiny", "nope")

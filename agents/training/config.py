@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -358,7 +359,8 @@ def _positive(obj: Any, where: str, *names: str) -> None:
             raise TrainError(f"{where}.{name} must be >= 1, got {getattr(obj, name)}.")
 
 
-def _unknown(what: str, value: Any, choices: tuple[str, ...]) -> str:
+def _unknown(what: str, value: Any, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
     near = difflib.get_close_matches(str(value), choices, n=1)
     hint = f" Did you mean {near[0]!r}?" if near else ""
     return f"Unknown {what} {value!r}; choose one of {', '.join(choices)}.{hint}"
