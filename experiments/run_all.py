@@ -116,7 +116,7 @@ def register_preset(name: str, preset: StudyPreset) -> StudyPreset:
 
 
 OVERRIDES = ("arms", "ns", "pipeline_seeds", "bc_seeds", "label_fractions", "pretrain_steps", "bc_steps",
-             "live_episodes", "finetune", "cross_domain", "rl_timesteps", "workers", "gru")
+             "bc_batch", "live_episodes", "finetune", "cross_domain", "rl_timesteps", "workers", "gru")
 
 
 @dataclass
@@ -149,6 +149,8 @@ class RunAllConfig:
     """Override: pretraining steps."""
     bc_steps: int | None = None
     """Override: most BC steps."""
+    bc_batch: int | None = None
+    """Override: episodes per BC step (every arm alike)."""
     live_episodes: int | None = None
     """Override: live episodes per cell and action mode."""
     finetune: bool | None = None
@@ -163,6 +165,8 @@ class RunAllConfig:
     """Override: worker processes (one torch thread each)."""
     plan_only: bool = False
     """Print the cell count and a measured ETA, write ``plan.json``, and stop."""
+    report_only: bool = False
+    """Write the report from the plan's finished cells (a run cut short) and stop."""
     progress: bool = True
     """Progress bars."""
     steps_override: dict[str, Any] = field(default_factory=dict)
@@ -416,17 +420,34 @@ def run(cfg: RunAllConfig) -> dict[str, Any]:
     (root / "plan.json").write_text(json.dumps({"preset": cfg.preset, "design": asdict(p), "cells": len(cells),
                                                 "command": command(cfg)}, indent=2, default=str))
     workers = p.workers
+    if cfg.report_only:
+        done = [c.result(root) for c in cells if c.done(root)]
+        text = write_report(root, done, p, command=command(cfg) + f"  ({len(done)} of {len(cells)} cells finished)")
+        return {"preset": cfg.preset, "cells": len(cells), "finished": len(done), "report": text}
     if cfg.progress:  # the plan before anything runs: cells to run and a measured ETA
         eta = estimate(cells, root, probe_unit_seconds(), workers)
         print(f"{cfg.preset}: {eta['cells']} cells, {eta['todo']} to run on {workers} workers; "
               f"ETA {eta['eta_seconds'] / 60:.0f} min", file=sys.stderr)
     rows: list[dict[str, Any]] = []
-    for kind in ("pretrain", "bc", "ref", "rl"):  # stages: BC cells need their encoders
-        stage = [c for c in cells if c.kind == kind]
-        rows += run_cells(stage, root, workers=workers, progress=cfg.progress, desc=f"{kind} cells")
+    for desc, stage in stages(cells):
+        rows += run_cells(stage, root, workers=workers, progress=cfg.progress, desc=desc)
     seconds = time.perf_counter() - t0
     report = write_report(root, rows, p, command=command(cfg), seconds=seconds)
     return {"preset": cfg.preset, "cells": len(cells), "seconds": seconds, "report": report}
+
+
+def stages(cells: list[Cell]) -> list[tuple[str, list[Cell]]]:
+    """Cells in runnable order, controls first (so a cut-short run still has its gates): BC
+    cells that need no encoder; then per pretrained kind its encoders and the cells that use
+    them; then the live references and PPO."""
+    bc = [c for c in cells if c.kind == "bc"]
+    out = [("bc cells (no pretraining)", [c for c in bc if "pretrained" not in c.config])]
+    kinds = list(dict.fromkeys(c.config["kind"] for c in cells if c.kind == "pretrain"))
+    for kind in kinds:
+        out.append((f"pretrain {kind}", [c for c in cells if c.kind == "pretrain" and c.config["kind"] == kind]))
+        out.append((f"bc cells ({kind})", [c for c in bc if c.config.get("pretrained", {}).get("kind") == kind]))
+    out += [("references", [c for c in cells if c.kind == "ref"]), ("ppo", [c for c in cells if c.kind == "rl"])]
+    return [(d, s) for d, s in out if s]
 
 
 def plan_only(cfg: RunAllConfig, p: StudyPreset, root: Path, envs: dict[str, EnvPlan]) -> dict[str, Any]:
