@@ -123,10 +123,19 @@ class DecodePlan:
         return bufs
 
     def __call__(self, x: torch.Tensor, cache: KVCache, start: int,
-                 layer_hook: LayerHook | None, train: bool) -> torch.Tensor:
+                 layer_hook: LayerHook | None, train: bool,
+                 positions: torch.Tensor | None = None, span: int = 0) -> torch.Tensor:
         """x [B, L, D] at positions start.. -> final hidden states [B, L, D]; fills ``cache``.
 
-        Dropout is applied where the stock layer applies it when ``train``."""
+        Dropout is applied where the stock layer applies it when ``train``.
+
+        ``positions`` Long [B] (one-position steps only, ``L == 1``): each row's own position
+        (vector narration, whose envs reset and slide at different steps): row b's key/value
+        goes to cache slot ``positions[b]``, rotary uses that position, and the query attends
+        to slots ``<= positions[b]`` of the first ``span`` (= max(positions) + 1, passed by the
+        caller to avoid a host sync) under an additive mask; later slots of a row (left over
+        from before its reset or slide) are masked out, so the cache buffer must hold finite
+        values there (zero-initialised)."""
         # oneDNN runs F.gelu through a primitive costing ~10 us per call even on a handful of
         # values (vs ~2 us for ATen's own kernel); a decode step has one gelu per layer, so the
         # step runs with oneDNN off and restores the flag (the same erf GELU).
@@ -134,17 +143,26 @@ class DecodePlan:
         was = mkldnn.enabled
         mkldnn.enabled = False
         try:
-            return self._run(x, cache, start, layer_hook, train)
+            return self._run(x, cache, start, layer_hook, train, positions, span)
         finally:
             mkldnn.enabled = was
 
     def _run(self, x: torch.Tensor, cache: KVCache, start: int, layer_hook: LayerHook | None,
-             train: bool) -> torch.Tensor:
+             train: bool, positions: torch.Tensor | None = None, span: int = 0) -> torch.Tensor:
         B, L, D = x.shape
         H, r, tlm = self.H, self.r, self.lm
-        _, _, cos, sin, perm, rot = tlm._tables(x, start + L)
-        cos, sin, rot = cos[start:start + L], sin[start:start + L], rot[start:start + L]
         mask, causal = None, False  # one position sees the whole cache: no mask at all
+        rows = bias = None
+        if positions is not None:  # per-row positions (see __call__): tables indexed per row
+            _, _, cos, sin, perm, rot = tlm._tables(x, span)
+            cos, sin, rot = cos[positions][:, None], sin[positions][:, None], rot[positions][:, None]
+            rows = torch.arange(B, device=x.device)
+            seen = torch.arange(span, device=x.device)[None] <= positions[:, None]  # [B, span]
+            bias = x.new_zeros(B, span).masked_fill_(~seen, float("-inf"))
+            bias = bias[:, None, None].expand(B, H, 1, span).reshape(B * H, 1, span)
+        else:
+            _, _, cos, sin, perm, rot = tlm._tables(x, start + L)
+            cos, sin, rot = cos[start:start + L], sin[start:start + L], rot[start:start + L]
         if L > 1 and start == 0:
             causal = True
         elif L > 1:  # a multi-position feed after a prefix: row i sees positions <= start + i
@@ -177,15 +195,20 @@ class DecodePlan:
             if not cl.is_initialized:
                 empty = qkv.new_empty(B, H, 0, d)
                 cl.lazy_initialization(empty, empty)
-            cl.reserve(L).copy_(kv_new)  # keys+values, one write
-            cl.length += L
-            n = cl.length
+            if rows is not None:  # each row's key+value into its own slot
+                cl.kv[rows, :, positions] = kv_new[:, :, 0]
+                cl.length, n = max(cl.length, span), span
+            else:
+                cl.reserve(L).copy_(kv_new)  # keys+values, one write
+                cl.length += L
+                n = cl.length
             if L == 1:  # one query per head: two batched matmuls beat SDPA's kernel on CPU
                 kv = cl.kv3[:, :n]  # [B*H, n, 2, d]
                 if q is None:
                     q = qkv[:, 0, :, 0]  # [B, H, d]
-                a = torch.baddbmm(self.zero, q.reshape(B * H, 1, d),
-                                  kv[:, :, 0].transpose(1, 2), beta=0.0, alpha=scale)
+                a = torch.baddbmm(self.zero if bias is None else bias, q.reshape(B * H, 1, d),
+                                  kv[:, :, 0].transpose(1, 2), beta=0.0 if bias is None else 1.0,
+                                  alpha=scale)
                 a = a.softmax(-1)  # [B*H, 1, n]
                 if train and p_att > 0:
                     a = F.dropout(a, p_att)

@@ -229,6 +229,8 @@ class TokenLM(nn.Module):
         cache: Cache | None = None,
         start: int = 0,
         layer_hook: LayerHook | None = None,
+        positions: torch.Tensor | None = None,
+        span: int = 0,
     ) -> torch.Tensor:
         """Run the layer stack on input embeddings.
 
@@ -239,11 +241,19 @@ class TokenLM(nn.Module):
                 takes the lean decode path (see the module docstring).
             start: Position of ``x[:, 0]``.
             layer_hook: Called as ``hook(i, hidden)`` before layer ``i`` (fusion blocks).
+            positions: Long [B], a one-position step with each row at its own position (a
+                :class:`KVCache` with autograd off; ``start`` is then ignored), attending to
+                the first ``span`` cache slots masked per row (see ``DecodePlan.__call__``).
 
         Returns:
             Final hidden states [B, L, D] (after the final layer norm).
         """
         self._activate()
+        if positions is not None:  # vector narration: rows at their own positions
+            if not isinstance(cache, KVCache) or torch.is_grad_enabled() or x.shape[1] != 1:
+                raise ModelError("Per-row positions need a KVCache, autograd off and one "
+                                 "position per call.")
+            return self._decode(x, cache, start, layer_hook, positions, span)
         if cache is not None and start != cache.get_seq_length():
             raise ModelError(f"KV cache holds {cache.get_seq_length()} positions, asked for {start}.")
         if isinstance(cache, KVCache):
@@ -271,7 +281,8 @@ class TokenLM(nn.Module):
         return gpt.final_layer_norm(h)
 
     def _decode(self, x: torch.Tensor, cache: KVCache, start: int,
-                layer_hook: LayerHook | None) -> torch.Tensor:
+                layer_hook: LayerHook | None, positions: torch.Tensor | None = None,
+                span: int = 0) -> torch.Tensor:
         """The cached path: the layers bound once per cache (:class:`agents.decode_plan.DecodePlan`)."""
         plan = cache.plan
         if plan is None or plan.lm is not self:
@@ -280,7 +291,7 @@ class TokenLM(nn.Module):
                     "This KV cache was filled by another model or with autograd on (the stock "
                     "layers' layout); keep extending it the same way, or start a new cache.")
             plan = cache.plan = DecodePlan(self, x)
-        return plan(x, cache, start, layer_hook, self.core.training)
+        return plan(x, cache, start, layer_hook, self.core.training, positions, span)
 
 
 def sample_tokens(

@@ -1,0 +1,173 @@
+"""Vector narration: N envs narrated by one batched decode equal N single-env narrators token for
+token (greedy), with envs that reset and slide their windows at different steps."""
+import itertools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.config import make_model_config
+from agents.errors import NarrationError
+from agents.model import BYOGAgent
+from agents.narrator import Narrator
+from agents.text import train_tokenizer
+from agents.vector_narration import VectorNarrationWrapper, VectorNarrator
+
+SENTENCES = ["collected 1 wood", "tree in view", "made wood pickaxe", "cow in view"]
+TIE = 1e-5  # greedy: where the two best logits are this close, either choice is accepted
+
+
+class NoiseEnv(gym.Env):
+    """16x16 seeded colour frames; truncates after ``length`` steps (envs end at their own steps)."""
+
+    def __init__(self, length: int) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+        self.length, self.t = length, 0
+
+    def _obs(self):
+        base = self.np_random.integers(0, 256, 3)
+        noise = self.np_random.integers(0, 60, (16, 16, 3))
+        return np.clip(base - noise, 0, 255).astype(np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 0.0, False, self.t >= self.length, {}
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(SENTENCES)
+
+
+def make_agent(tok, preset="byog", delta=False):
+    torch.manual_seed(0)
+    cfg = make_model_config("tiny", preset, text={"tokens_per_frame": 3},
+                            obs={"cnn_frame_delta": delta, "cnn_arch": "conv"})
+    agent = BYOGAgent(cfg, tok)
+    agent.encoder.projector[1].weight.data.mul_(8.0)  # loud frames: narration varies with them
+    for blk in agent.encoder.xattn or []:  # open the gates so frames matter through xattn
+        blk.gate_attn.data.fill_(1.0)
+        blk.gate_ff.data.fill_(1.0)
+    return agent.eval()
+
+
+def single_narration(agent, episodes, window, keep):
+    """Each episode (frames uint8 [T, H, W, 3]) narrated alone: (ids [T, k], logits [T, k, V])."""
+    out = []
+    n = Narrator(agent, window=window, keep=keep, greedy=True, decode=False)
+    for frames in episodes:
+        n.reset()
+        ids, logits = [], []
+        for f in frames:
+            s = n.step(f[None])
+            ids.append(s.ids[0])
+            z = agent.encoder.tlm.logits(s.hidden[0])  # [k, V]
+            logits.append(z.index_fill(-1, agent.encoder.banned, float("-inf")))
+        out.append((torch.stack(ids), torch.stack(logits)))
+    return out
+
+
+def assert_same_narration(vec_ids, single, where):
+    """Token for token; at the first difference the single narrator's two best logits must tie
+    within TIE (then the rest of the episode legitimately diverges and is not compared)."""
+    ids, logits = single
+    diff = (vec_ids != ids).nonzero()
+    if len(diff):
+        t, j = diff[0].tolist()
+        top = logits[t, j].topk(2).values
+        assert float(top[0] - top[1]) < TIE, f"{where}: frame {t} slot {j} differs without a tie"
+
+
+@pytest.mark.parametrize("preset,delta", [("byog", False), ("byog-xattn", False), ("byog", True)])
+def test_vector_equals_single_env_narration_with_resets_and_slides_at_different_steps(
+        tok, preset, delta):
+    agent = make_agent(tok, preset, delta)
+    window, keep, N, steps = 6, 3, 3, 30
+    rng = np.random.default_rng(0)
+    lengths = [[5, 9, 30], [13, 30], [2, 4, 7, 30]]  # episode lengths (frames) of each env
+    episodes = [[rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8) for n in ls] for ls in lengths]
+    streams = [np.concatenate(eps)[:steps] for eps in episodes]  # [steps, H, W, 3] per env
+    starts = np.zeros((steps, N), bool)
+    for i, ls in enumerate(lengths):
+        starts[np.cumsum([0] + ls[:-1]), i] = True
+    vec = VectorNarrator(agent, num_envs=N, window=window, keep=keep, greedy=True)
+    vec.reset()
+    ids = torch.stack([vec.step(np.stack([s[t] for s in streams]), starts=starts[t]).ids
+                       for t in range(steps)], 1)  # [N, steps, k]
+    assert vec.reencodes >= 8  # slides happened, in different envs at different steps
+    assert len({tuple(r) for r in ids.reshape(-1, 3).tolist()}) > 2  # narration varies
+    for i, ls in enumerate(lengths):
+        eps = [e[:max(0, min(len(e), steps - s))] for e, s in zip(episodes[i], np.cumsum([0] + ls[:-1]))]
+        eps = [e for e in eps if len(e)]
+        for e, (b, single) in enumerate(zip(np.cumsum([0] + ls[:-1]),
+                                            single_narration(agent, eps, window, keep))):
+            n = single[0].shape[0]
+            assert_same_narration(ids[i, b:b + n], single, f"env {i} episode {e}")
+
+
+def test_without_the_reset_an_env_continues_its_old_context(tok):
+    """The test above can fail: an env not told it restarted narrates from its old context."""
+    agent = make_agent(tok)
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (8, 2, 16, 16, 3), dtype=np.uint8)
+    out = {}
+    for told in (True, False):
+        vec = VectorNarrator(agent, num_envs=2, window=16, greedy=True)
+        vec.reset()
+        out[told] = torch.stack([vec.step(frames[t], starts=[t == 4 and told, False]).ids
+                                 for t in range(8)], 1)
+    (fresh, _), = single_narration(agent, [frames[4:, 0]], 16, 8)
+    assert torch.equal(out[True][0, 4:], fresh)
+    assert not torch.equal(out[False][0, 4:], fresh)
+    assert torch.equal(out[True][1], out[False][1])  # the other env is untouched
+
+
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
+def test_wrapper_on_a_vector_env_resets_each_env_at_its_own_step(tok, mode):
+    agent = make_agent(tok)
+    lengths = [3, 5]
+    venv = gym.vector.SyncVectorEnv([lambda n=n: NoiseEnv(n) for n in lengths],
+                                    autoreset_mode=gym.vector.AutoresetMode(mode))
+    env = VectorNarrationWrapper(venv, agent, window=4, keep=2)
+    obs, info = env.reset(seed=0)
+    frames, toks, dones = [obs], [info["narration_tokens"]], []
+    for _ in range(11):
+        obs, _, term, trunc, info = env.step(np.zeros(2, np.int64))
+        frames.append(obs)
+        toks.append(info["narration_tokens"])
+        dones.append(term | trunc)
+    assert info["narration"].shape == (2,) and info["_narration"].all()
+    assert info["narration_tokens"].shape == (2, 3) and info["narration_entropy"].shape == (2,)
+    frames, toks = np.stack(frames), np.stack(toks)  # [12, 2, ...]
+    for i in range(2):  # split env i's stream into episodes as the autoreset mode lays them out
+        bounds = [0] + [t + (2 if mode == "NextStep" else 1) for t in range(11) if dones[t][i]]
+        bounds = [b for b in bounds if b < 12] + [12]
+        eps = [frames[a:b, i] for a, b in itertools.pairwise(bounds)]
+        assert len(eps) >= 2
+        for (a, b), single in zip(itertools.pairwise(bounds), single_narration(agent, eps, 4, 2)):
+            assert_same_narration(torch.as_tensor(toks[a:b, i]), single, f"env {i} from {a}")
+
+
+def test_bad_inputs_give_one_clear_error(tok):
+    agent = make_agent(tok)
+    with pytest.raises(NarrationError, match="num_envs"):
+        VectorNarrator(agent, num_envs=0)
+    vec = VectorNarrator(agent, num_envs=2, window=4)
+    with pytest.raises(NarrationError, match="before reset"):
+        vec.step(np.zeros((2, 16, 16, 3), np.uint8))
+    vec.reset()
+    with pytest.raises(NarrationError, match=r"uint8 frames \[2, H, W, 3\]"):
+        vec.step(np.zeros((3, 16, 16, 3), np.uint8))
+    with pytest.raises(NarrationError, match="one flag per env"):
+        vec.reset_envs([True])
+    assert vec.window == 4 and VectorNarrator(agent, num_envs=1).window == 16  # training window
