@@ -42,7 +42,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 __all__ = ["FittedObsEncoder", "ObsEncoder", "ObsEncoderError", "StreamState", "read_fitted_config",
-           "to_float_chw", "write_fitted"]
+           "to_float_chw", "with_pseudo_annotations", "write_fitted"]
 
 StreamState = dict[str, torch.Tensor]
 """Per-stream state of an encoder: tensors whose first dimension is the stream."""
@@ -73,6 +73,13 @@ class ObsEncoder(nn.Module):
     def from_config(cls, cfg: ObsConfig) -> ObsEncoder:
         """Build from the kind's registered config (:func:`agents.obs.build_obs_encoder`)."""
         return cls(cfg)  # type: ignore[call-arg]
+
+    def pseudo_annotations(self, batch: dict[str, Any]) -> list[list[list[str]]] | None:
+        """The encoder's pseudo-language for a ``collate_windows`` batch (B lists of T sentence
+        lists, in the dataset's annotation format), to co-train on where windows have no
+        annotations; None = the encoder has none (the default). See
+        :func:`with_pseudo_annotations`."""
+        return None
 
     def mark_fitted(self) -> None:
         """Declare the fitted state present because the caller loads it next (from an agent's
@@ -186,6 +193,21 @@ class FittedObsEncoder(ObsEncoder):
         enc = cls.from_config(read_fitted_config(path))
         enc.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)))
         return enc  # type: ignore[return-value]
+
+
+def with_pseudo_annotations(batch: dict[str, Any], encoder: ObsEncoder) -> dict[str, Any]:
+    """``batch`` with its unlabelled windows (``labelled`` False) annotated in the encoder's
+    pseudo-language and marked labelled, so grounding trains on them; ``batch`` itself when
+    every window is labelled or the encoder has no pseudo-language."""
+    labelled = batch.get("labelled")
+    if labelled is None or bool(torch.as_tensor(labelled).all()):
+        return batch
+    pseudo = encoder.pseudo_annotations(batch)
+    if pseudo is None:
+        return batch
+    lab = torch.as_tensor(labelled).bool()
+    ann = [real if ok else fake for real, fake, ok in zip(batch["annotations"], pseudo, lab.tolist())]
+    return {**batch, "annotations": ann, "labelled": torch.ones_like(lab)}
 
 
 def write_fitted(encoder: nn.Module, path: str | Path, kind: str, **extra: Any) -> Path:

@@ -74,6 +74,11 @@ class ObsConfig:
 
         return legacy_attribute(self, name)
 
+    def pseudo_vocabulary(self) -> list[str]:
+        """Sentences of the encoder's pseudo-language (``ObsEncoder.pseudo_annotations``), for
+        the tokenizer, known before fitting; [] = the encoder has none (the default)."""
+        return []
+
     @property
     def plugin(self) -> str:
         """The module that registers this kind (imported to find it in a fresh process)."""

@@ -13,6 +13,10 @@ With ``temperature = T > 0`` and the module in training mode, the unit is sample
 ``softmax(-||f - c_k||^2 / T)`` (squared Euclidean distances); T -> 0 is the argmax; eval mode
 always takes the nearest centroid.
 
+With ``pseudo_language`` the unit ids double as a pseudo-language for co-training where no
+annotations exist (:meth:`UnitsEncoder.pseudo_annotations`, applied by the trainer through
+:func:`agents.obs.base.with_pseudo_annotations`).
+
 Features for the LM (``embedding``): a learned ``nn.Embedding(k, dim)`` initialised N(0, 1)
 (the only trainable part: the frozen features cannot pass a gradient through the discrete
 assignment), the unit's one-hot vector, or its centroid.
@@ -33,7 +37,7 @@ from tqdm.auto import tqdm
 from agents.obs.base import FittedObsEncoder, ObsEncoderError, StreamState, to_float_chw
 from agents.obs.config import obs_config_from_dict
 from agents.obs.data import iter_clip_batches
-from agents.obs.units_config import UnitsConfig
+from agents.obs.units_config import UnitsConfig, unit_sentence
 from agents.obs.vqvae import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -267,6 +271,20 @@ class UnitsEncoder(FittedObsEncoder):
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Flat frames uint8 [N, H, W, 3] as ONE clip -> float [N, out_dim]."""
         return self.forward(frames[None])[0]
+
+    def pseudo_annotations(self, batch: dict[str, Any]) -> list[list[list[str]]] | None:
+        """With ``pseudo_language``: ``"unit <id>"`` on each frame whose (nearest) unit differs
+        from the previous frame's, the first frame always; padding gets none."""
+        if not self.cfg.pseudo_language:
+            return None
+        valid = batch["valid"].bool()
+        with torch.no_grad():
+            ids = self.unit_ids(batch.get("frames"), embedding=batch.get("embedding"), valid=valid,
+                                prev_frame=batch.get("prev_frame"), temperature=0.0)  # [B, T]
+        changed = torch.ones_like(valid)
+        changed[:, 1:] = ids[:, 1:] != ids[:, :-1]
+        return [[[unit_sentence(u)] if ok and new else [] for u, ok, new in zip(*row)]
+                for row in zip(ids.tolist(), valid.tolist(), changed.tolist())]
 
     def step(self, state: StreamState, frame: torch.Tensor | None, *,
              embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, StreamState]:

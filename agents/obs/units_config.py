@@ -6,6 +6,13 @@ from typing import Literal
 
 from agents.obs.config import ObsConfig, ObsEncoderError, one_of, positive, register_obs_encoder
 
+UNIT_WORD = "unit"
+
+
+def unit_sentence(unit: int) -> str:
+    """The pseudo-language sentence of a unit id: ``"unit 17"``."""
+    return f"{UNIT_WORD} {unit}"
+
 
 @register_obs_encoder("units", encoder="agents.obs.units:UnitsEncoder",
                       summary="k-means hidden units over frozen frame features, fitted first")
@@ -41,6 +48,10 @@ class UnitsConfig(ObsConfig):
     """Width of the learned unit embedding (embedding='learned'); out_dim overrides."""
     seed: int = 0
     """Seed of k-means (scikit-learn random_state)."""
+    pseudo_language: bool = False
+    """Co-train on unit words where no annotations exist: the trainer labels each unlabelled
+    window with ``"unit <id>"`` on the frames where the unit changes (the design's units as a
+    pseudo-language), and the tokenizer gets the k unit sentences."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +67,9 @@ class UnitsConfig(ObsConfig):
             raise ObsEncoderError(
                 f"units.temperature must be >= 0 (0 = nearest centroid), got {self.temperature}.")
         one_of(self, "embedding", ("learned", "onehot", "centroid"))
+
+    def pseudo_vocabulary(self) -> list[str]:
+        return [unit_sentence(i) for i in range(self.k)] if self.pseudo_language else []
 
     @property
     def needs_column(self) -> str | None:  # type: ignore[override]

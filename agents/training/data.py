@@ -6,8 +6,9 @@ labelled training episodes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,15 @@ def episode_annotations(ds: Dataset, position: int) -> list[list[str]]:
     return ds.read_column(position, "annotations")  # raises DatasetError naming the file
 
 
-def build_tokenizer(ds: Dataset, labelled: list[int], cfg: LoaderConfig) -> Any:
+def build_tokenizer(ds: Dataset, labelled: list[int], cfg: LoaderConfig,
+                    extra_sentences: Sequence[str] = ()) -> Any:
     """A pretrained tokenizer from ``cfg.tokenizer_path``, or a word-level one trained on the
-    annotations of the labelled training episodes only (no validation/unlabelled leak)."""
+    annotations of the labelled training episodes only (no validation/unlabelled leak), plus
+    ``extra_sentences`` (an obs encoder's pseudo-language, each counted min_frequency times)."""
     if cfg.tokenizer_path:
         return load_tokenizer(cfg.tokenizer_path)
-    sentences = (s for pos in labelled for frame in episode_annotations(ds, pos) for s in frame)
+    sentences = chain((s for pos in labelled for frame in episode_annotations(ds, pos) for s in frame),
+                      list(extra_sentences) * cfg.min_frequency)
     return train_tokenizer(sentences, min_frequency=cfg.min_frequency, max_vocab=cfg.max_vocab)
 
 
@@ -102,7 +106,7 @@ class DataBundle:
 
 def build_data(path: str, cfg: LoaderConfig, *, label_fraction: float, label_seed: int,
                columns: tuple[str, ...] = (), tokenizer: Any = None,
-               labelled_only: bool = False) -> DataBundle:
+               labelled_only: bool = False, extra_sentences: Sequence[str] = ()) -> DataBundle:
     """Split by episode, choose the labelled ones, build the windows and the tokenizer.
 
     Args:
@@ -114,6 +118,7 @@ def build_data(path: str, cfg: LoaderConfig, *, label_fraction: float, label_see
         tokenizer: Reuse this tokenizer (resume) instead of building one.
         labelled_only: Train on the labelled episodes only (the supervised captioner,
             ``w_byog = 0``, has no loss on unlabelled windows, so they would only waste steps).
+        extra_sentences: Added to the tokenizer's corpus (the obs encoder's pseudo-language).
     """
     try:
         train = WindowDataset(path, window=cfg.window, episodes=[], columns=columns)
@@ -125,7 +130,7 @@ def build_data(path: str, cfg: LoaderConfig, *, label_fraction: float, label_see
                          "episode needs at least 2 (collect more, or set loader.val_fraction 0).")
     train_ids, val_ids = split_episodes(ds.num_episodes, cfg.val_fraction, cfg.split_seed)
     labelled = labelled_episodes(train_ids, label_fraction, label_seed)
-    tok = tokenizer if tokenizer is not None else build_tokenizer(ds, labelled, cfg)
+    tok = tokenizer if tokenizer is not None else build_tokenizer(ds, labelled, cfg, extra_sentences)
     kw = {"window": cfg.window, "columns": columns, "labelled": labelled}
     if labelled_only and not labelled:
         raise TrainError("No training episode is labelled (label_fraction too small for this "

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from agents.errors import TrainDiverged
+from agents.obs.base import with_pseudo_annotations
 from agents.training import checkpoint as C
 from agents.training.callbacks import (
     Callback,
@@ -193,14 +194,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         tok = load_tokenizer(ckpt / C.AGENT / "tokenizer") if ckpt else None
         col = cfg.model.obs.needs_column
         obs_cols = (col,) if col else ()
+        pseudo = cfg.model.obs.pseudo_vocabulary()  # the obs encoder's pseudo-language, if any
         data = build_data(cfg.data, cfg.loader, label_fraction=cfg.label_fraction,
                           label_seed=cfg.label_seed, columns=obs_cols, tokenizer=tok,
-                          labelled_only=cfg.model.loss.w_byog == 0)
+                          labelled_only=cfg.model.loss.w_byog == 0 and not pseudo,
+                          extra_sentences=pseudo)
         identity = dataset_identity(data.dataset, data.tokenizer)
         C.warn_unannotated(data.dataset, data.labelled_ids, data.val_ids)
         if ckpt is not None:
             fresh = data.tokenizer if cfg.loader.tokenizer_path else \
-                build_tokenizer(data.dataset, data.labelled_ids, cfg.loader)
+                build_tokenizer(data.dataset, data.labelled_ids, cfg.loader, pseudo)
             C.check_compatible(meta.get("dataset", {}),
                                {**identity, "vocab_hash": vocab_hash(fresh), "vocab_size": len(fresh)},
                                where=str(ckpt))
@@ -294,6 +297,8 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
                 ) -> tuple[float, dict[str, float]]:
     """Forward, backward, gradient average over ranks, clip, optimizer and EMA steps."""
     agent.train()
+    # unlabelled windows annotated in the obs encoder's pseudo-language (units' unit words)
+    batch = with_pseudo_annotations(batch, agent.encoder.obs)
     loss, metrics = agent.training_step(batch, step=step)
     if not torch.isfinite(loss):
         raise TrainDiverged(f"The loss became {float(loss)} at step {step}; lower optim.lr or "
