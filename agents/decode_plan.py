@@ -147,26 +147,34 @@ class DecodePlan:
         finally:
             mkldnn.enabled = was
 
-    def _run(self, x: torch.Tensor, cache: KVCache, start: int, layer_hook: LayerHook | None,
-             train: bool, positions: torch.Tensor | None = None, span: int = 0) -> torch.Tensor:
-        B, L, D = x.shape
-        H, r, tlm = self.H, self.r, self.lm
+    def _positions(self, x: torch.Tensor, start: int, positions: torch.Tensor | None,
+                   span: int) -> tuple:
+        """Rotary tables and attention masking of one call: (cos, sin, perm, rot, rows, bias,
+        mask, causal); ``rows``/``bias`` only with per-row ``positions``."""
+        B, L, _ = x.shape
         mask, causal = None, False  # one position sees the whole cache: no mask at all
         rows = bias = None
         if positions is not None:  # per-row positions (see __call__): tables indexed per row
-            _, _, cos, sin, perm, rot = tlm._tables(x, span)
+            _, _, cos, sin, perm, rot = self.lm._tables(x, span)
             cos, sin, rot = cos[positions][:, None], sin[positions][:, None], rot[positions][:, None]
             rows = torch.arange(B, device=x.device)
             seen = torch.arange(span, device=x.device)[None] <= positions[:, None]  # [B, span]
             bias = x.new_zeros(B, span).masked_fill_(~seen, float("-inf"))
-            bias = bias[:, None, None].expand(B, H, 1, span).reshape(B * H, 1, span)
+            bias = bias[:, None, None].expand(B, self.H, 1, span).reshape(B * self.H, 1, span)
         else:
-            _, _, cos, sin, perm, rot = tlm._tables(x, start + L)
+            _, _, cos, sin, perm, rot = self.lm._tables(x, start + L)
             cos, sin, rot = cos[start:start + L], sin[start:start + L], rot[start:start + L]
         if L > 1 and start == 0:
             causal = True
         elif L > 1:  # a multi-position feed after a prefix: row i sees positions <= start + i
             mask = torch.ones(L, start + L, dtype=torch.bool, device=x.device).tril(start)
+        return cos, sin, perm, rot, rows, bias, mask, causal
+
+    def _run(self, x: torch.Tensor, cache: KVCache, start: int, layer_hook: LayerHook | None,
+             train: bool, positions: torch.Tensor | None = None, span: int = 0) -> torch.Tensor:
+        B, L, D = x.shape
+        H, r = self.H, self.r
+        cos, sin, perm, rot, rows, bias, mask, causal = self._positions(x, start, positions, span)
         h = (self.emb_dropout(x) if train else x).reshape(B * L, D)  # rows [B*L, D]
         for i, (ln1, qkv_proj, dense, ln2, fc1, act, fc2, parallel, d, scale, p_att, drop_att,
                 drop_mlp, fused) in enumerate(self.layers):
