@@ -21,7 +21,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.narration import NarrationError, NarrationWrapper, load_narrating_agent
+from agents.narration import (
+    NarrationError,
+    NarrationWrapper,
+    check_frame_shape,
+    load_narrating_agent,
+)
 
 MP4, JSONL, SUMMARY = "narration.mp4", "narration.jsonl", "summary.json"
 
@@ -73,9 +78,21 @@ class NarrateConfig:
     """Do not stream the narration to the terminal."""
     device: str = "cpu"
     """Torch device of the agent."""
+    num_envs: int = 1
+    """Envs played side by side and narrated by ONE batched decode per step
+    (:class:`agents.vector_narration.VectorNarrator`); env i plays episodes i, i+N, ...
+    (episode j still reset with seed ``seed + j``). 1 = the single-env wrapper."""
+    threads: int = 0
+    """torch CPU threads (0 = the cores this process may use, ``os.sched_getaffinity``)."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "episodes", "bucket", "scale"):
+        if self.threads < 0:
+            raise NarrationError(f"--threads must be >= 0 (0 = the cores this process may use), "
+                                 f"got {self.threads}.")
+        if self.num_envs > 1 and self.forecast:
+            raise NarrationError("--forecast needs --num-envs 1 (vector narration has no "
+                                 "forecasts); drop one of them.")
+        for name in ("steps", "episodes", "bucket", "scale", "num_envs"):
             if getattr(self, name) < 1:
                 raise NarrationError(f"--{name} must be >= 1, got {getattr(self, name)}.")
         if self.tolerance < 0:
@@ -124,6 +141,47 @@ def run_episodes(cfg: NarrateConfig, env: NarrationWrapper, policy: Any, printer
                 _record(cfg, log, ep, step + 1, obs, info, printer, jsonl)
                 break
         logs.append(log)
+    return logs, narrate_s
+
+
+def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], policies: list[Any],
+                        printer: Any, jsonl: Any) -> tuple[list[EpisodeLog], float]:
+    """:func:`run_episodes` with ``len(envs)`` envs narrated by one batched decode per step.
+
+    An env that finished its episode takes the next one not yet played; once none is left it
+    idles (its last frame is narrated again, not recorded) until every env is done."""
+    from agents.vector_narration import VectorNarrator
+
+    N = len(envs)
+    vec = VectorNarrator(agent, num_envs=N, window=cfg.window, keep=cfg.keep, greedy=cfg.greedy,
+                         temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed)
+    vec.reset(cfg.seed)
+    logs = [EpisodeLog() for _ in range(cfg.episodes)]
+    episode, step = [-1] * N, [0] * N
+    obs: list[Any] = [None] * N
+    info: list[dict] = [{}] * N
+    finished, next_ep, narrate_s = [True] * N, 0, 0.0
+    while True:
+        t0 = time.perf_counter()
+        starts, record = np.zeros(N, bool), np.zeros(N, bool)
+        for i in range(N):
+            if finished[i] and next_ep < cfg.episodes:  # the env's next episode
+                episode[i], step[i], next_ep = next_ep, 0, next_ep + 1
+                obs[i], info[i] = envs[i].reset(seed=cfg.seed + episode[i])
+                policies[i].reset(obs[i], info[i])
+                starts[i], record[i], finished[i] = True, True, False
+            elif not finished[i]:
+                obs[i], _, term, trunc, info[i] = envs[i].step(policies[i].act(obs[i], info[i]))
+                step[i] += 1
+                record[i], finished[i] = True, bool(term or trunc) or step[i] == cfg.steps
+        if not record.any():
+            break
+        out = vec.step(np.stack(obs), starts=starts)
+        narrate_s += time.perf_counter() - t0
+        for i in np.flatnonzero(record):
+            narrated = dict(info[i], narration=out.text[i], narration_tokens=out.ids[i].numpy(),
+                            narration_entropy=float(out.entropy[i]))
+            _record(cfg, logs[episode[i]], episode[i], step[i], obs[i], narrated, printer, jsonl)
     return logs, narrate_s
 
 
@@ -277,24 +335,38 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
 
     import byog_env
     from agents.training.checkpoint import check_trained_env
+    from byog_env.threads import set_threads
     from collect.policies import make_policy
     from collect.video import write_video
 
+    set_threads(cfg.threads, import_torch=True)
     console = Console(highlight=False)
     agent = load_narrating_agent(cfg.checkpoint, device=cfg.device)
     base = byog_env.make(cfg.env)
     check_trained_env(agent, base, name=cfg.env)  # same frame size, other env: warn
-    env = NarrationWrapper(base, agent, window=cfg.window, keep=cfg.keep, forecast=cfg.forecast,
-                           greedy=cfg.greedy, temperature=cfg.temperature, top_k=cfg.top_k)
-    policy = make_policy(cfg.policy, base, seed=cfg.seed)
+    if cfg.num_envs > 1:  # more envs of the same kind, each with its own policy
+        envs = [base] + [byog_env.make(cfg.env) for _ in range(cfg.num_envs - 1)]
+        check_frame_shape(getattr(agent, "frame_shape", None), base.observation_space.shape)
+        policies = [make_policy(cfg.policy, e, seed=cfg.seed + i) for i, e in enumerate(envs)]
+    else:
+        env = NarrationWrapper(base, agent, window=cfg.window, keep=cfg.keep,
+                               forecast=cfg.forecast, greedy=cfg.greedy,
+                               temperature=cfg.temperature, top_k=cfg.top_k)
+        policy = make_policy(cfg.policy, base, seed=cfg.seed)
+        envs = [env]
     cfg.out.mkdir(parents=True, exist_ok=True)
     console.print(f"Narrating {cfg.episodes} episode(s) of {cfg.env!r} played by {cfg.policy!r} "
                   f"(checkpoint {cfg.checkpoint}); [cyan]narration[/] │ [green]true annotations[/]")
+    printer = make_printer(cfg, console)
     try:
         with open(cfg.out / JSONL, "w") as jsonl:
-            logs, narrate_s = run_episodes(cfg, env, policy, make_printer(cfg, console), jsonl)
+            if cfg.num_envs > 1:
+                logs, narrate_s = run_episodes_vector(cfg, agent, envs, policies, printer, jsonl)
+            else:
+                logs, narrate_s = run_episodes(cfg, env, policy, printer, jsonl)
     finally:
-        env.close()
+        for e in envs:
+            e.close()
     summary = summarize(cfg, logs, agent.tokenizer, narrate_s,
                         has_annotations=any(lg.annotated for lg in logs))
     if cfg.video:

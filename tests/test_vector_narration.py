@@ -171,3 +171,31 @@ def test_bad_inputs_give_one_clear_error(tok):
     with pytest.raises(NarrationError, match="one flag per env"):
         vec.reset_envs([True])
     assert vec.window == 4 and VectorNarrator(agent, num_envs=1).window == 16  # training window
+
+
+def test_narrate_cli_with_num_envs_plays_every_episode_and_sets_threads(tok, tmp_path):
+    import json
+
+    from agents.narrate import cli
+
+    ckpt = tmp_path / "ckpt"
+    make_agent(tok).save_pretrained(ckpt / "agent")
+    (ckpt / "meta.json").write_text(json.dumps({"step": 0, "dataset": {
+        "env_id": "crafter", "frame_shape": [64, 64, 3]}}))
+    torch.set_num_threads(2)
+    try:
+        rc = cli(["--env", "crafter", "--checkpoint", str(ckpt), "--steps", "4", "--episodes", "3",
+                  "--num-envs", "2", "--greedy", "--no-video", "--quiet", "--threads", "1",
+                  "--out", str(tmp_path / "out")])
+        threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(1)
+    assert rc == 0 and threads == 1  # --threads reached torch
+    lines = [json.loads(s) for s in (tmp_path / "out" / "narration.jsonl").read_text().splitlines()]
+    steps = {e: [d["step"] for d in lines if d["episode"] == e] for e in range(3)}
+    assert steps == {e: [0, 1, 2, 3, 4] for e in range(3)}  # 3 episodes over 2 envs, all whole
+    assert all(len(d["narration_tokens"]) == 3 for d in lines)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == 15 and summary["config"]["num_envs"] == 2
+    assert cli(["--checkpoint", str(ckpt), "--num-envs", "0", "--out", str(tmp_path)]) == 2
+    assert cli(["--checkpoint", str(ckpt), "--threads", "-1", "--out", str(tmp_path)]) == 2
