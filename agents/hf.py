@@ -214,7 +214,15 @@ def model_card(agent: Any, exports: dict[str, str], trained_on: dict[str, Any],
 
 def describe(agent: Any, frames: Any, *, greedy: bool = True, **kwargs: Any) -> list:
     """Sentences per frame: frames uint8 ``[T, H, W, 3]`` -> ``T`` lists of sentences, or
-    ``[B, T, H, W, 3]`` -> ``B`` such lists. Extra keyword arguments go to ``narrate``."""
+    ``[B, T, H, W, 3]`` -> ``B`` such lists.
+
+    Narrates as live narration does (``agents.narrator.Narrator``: the context bounded by the
+    training window, re-encoded as it slides), so a clip of any length works and each frame
+    is narrated in a context like those of training; while the clip fits the window this is
+    exactly the offline ``narrate``. Extra keyword arguments go to ``Narrator`` (``window``,
+    ``temperature``, ``top_k``, ``seed``).
+    """
+    from agents.narrator import Narrator
     from agents.text import unslot
 
     x = torch.as_tensor(frames)
@@ -223,9 +231,10 @@ def describe(agent: Any, frames: Any, *, greedy: bool = True, **kwargs: Any) -> 
                          f"{tuple(x.shape)} {x.dtype}.")
     single = x.dim() == 4
     x = x[None] if single else x
-    device = next(agent.parameters()).device
-    ids = agent.narrate(x.to(device), greedy=greedy, **kwargs)
-    out = unslot(ids.cpu(), agent.tokenizer)
+    narrator = Narrator(agent, batch_size=x.shape[0], greedy=greedy, **kwargs)
+    narrator.reset()
+    ids = torch.stack([narrator.step(x[:, t]).ids.cpu() for t in range(x.shape[1])], 1)  # [B, T, k]
+    out = unslot(ids, agent.tokenizer)
     return out[0] if single else out
 
 

@@ -100,6 +100,11 @@ def test_whole_agent_round_trip_and_describe(tok, tmp_path):
     assert len(batch) == 2 and batch[0] == text
     with pytest.raises(ModelError, match="uint8 frames"):
         back.describe(frames.float())
+    # a clip longer than the context window: bounded live narration, one entry per frame
+    long = torch.randint(0, 255, (3 * 16 + 5, 16, 16, 3), dtype=torch.uint8)
+    said = back.describe(long, window=16)
+    assert len(said) == long.shape[0]
+    assert said[:16] == unslot(back.narrate(long[None, :16]), tok)[0]
 
 
 def test_old_layout_still_loads(tok, tmp_path):
