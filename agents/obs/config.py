@@ -70,9 +70,7 @@ class ObsConfig:
             raise ObsEncoderError(f"out_dim must be a positive width or None, got {self.out_dim}.")
 
     def __getattr__(self, name: str) -> Any:
-        from agents.obs.legacy import legacy_attribute  # old flat names: cfg.units_k -> cfg.k
-
-        return legacy_attribute(self, name)
+        return legacy_attribute(self, name)  # old flat names: cfg.units_k -> cfg.k
 
     def pseudo_vocabulary(self) -> list[str]:
         """Sentences of the encoder's pseudo-language (``ObsEncoder.pseudo_annotations``), for
@@ -157,8 +155,6 @@ def obs_config_from_dict(d: dict[str, Any] | ObsConfig) -> ObsConfig:
     """
     if isinstance(d, ObsConfig):
         return d
-    from agents.obs.legacy import translate_flat_fields
-
     d = dict(d)
     cls = obs_config_class(str(d.pop("kind", "cnn")), d.pop("plugin", None))
     d = translate_flat_fields(cls.kind, d)
@@ -181,6 +177,44 @@ def ObsEncoderConfig(kind: str = "cnn", **fields: Any) -> ObsConfig:
 
 
 ObsEncoderConfig.from_dict = obs_config_from_dict  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- old flat names
+# Until the registry one flat config held every kind's options behind a prefix (cnn_arch,
+# vqvae_hidden, units_k, precomputed_dim) and a tri-state cnn_frame_delta; saved configs still
+# use them. <kind>_<field> of the chosen kind becomes <field>; another built-in kind's prefixed
+# option is dropped (the flat config stored every kind's defaults, inert). Flags: legacy.py.
+def _fields(kind: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(obs_config_class(kind))}
+
+
+def flat_owner(name: str) -> tuple[str, str] | None:
+    """``"units_k"`` -> ``("units", "k")`` when it is an old prefixed built-in option."""
+    for kind in BUILTIN_OBS_ENCODERS:
+        if name.startswith(kind + "_") and name[len(kind) + 1:] in _fields(kind):
+            return kind, name[len(kind) + 1:]
+    return None
+
+
+def translate_flat_fields(kind: str, d: dict[str, Any]) -> dict[str, Any]:
+    """A dict of ``kind``'s options with old flat names translated (new names win)."""
+    out = {k: v for k, v in d.items() if flat_owner(k) is None or k in _fields(kind)}
+    for key, value in d.items():
+        owner = flat_owner(key) if key not in out else None
+        if owner is None or owner[0] != kind:
+            continue  # a new name, or another kind's inert old option
+        if key == "cnn_frame_delta" and value is None:
+            continue  # old tri-state: None meant "on for the cnn", today's default
+        out.setdefault(owner[1], value)
+    return out
+
+
+def legacy_attribute(cfg: ObsConfig, name: str) -> Any:
+    """``cfg.units_k`` on a units config -> ``cfg.k`` (old attribute names keep reading)."""
+    owner = None if name.startswith("__") else flat_owner(name)
+    if owner is None or owner[0] != cfg.kind:
+        raise AttributeError(f"{type(cfg).__name__!r} object has no attribute {name!r}")
+    return getattr(cfg, owner[1])
 
 
 def positive(cfg: ObsConfig, *names: str) -> None:

@@ -1,62 +1,26 @@
-"""Old flat ``ObsEncoderConfig`` names onto the per-plugin configs (torch-free).
+"""Old flat ``ObsEncoderConfig`` flags onto the per-plugin configs (torch-free).
 
 Until the registry, one flat config held every kind's options behind a prefix (``cnn_arch``,
-``vqvae_hidden``, ``units_k``, ``precomputed_dim``) and a tri-state ``cnn_frame_delta``. Saved
-``model_config.json`` / ``config.yaml`` files and command lines still use those names, so:
+``vqvae_hidden``, ``units_k``, ``precomputed_dim``) and a tri-state ``cnn_frame_delta``; command
+lines still use those names (saved dicts and attributes: ``agents.obs.config``), so:
 
-* ``<kind>_<field>`` of the chosen kind becomes ``<field>`` (``units_k`` -> ``k``);
-  ``cnn_frame_delta: None`` (the old "on for the cnn") becomes the default ``frame_delta=True``;
-* another built-in kind's prefixed option is dropped (the flat config stored every kind's
-  defaults, inert); on the command line with a warning, since it does nothing;
-* reading ``cfg.units_k`` on a units config still gives ``cfg.k``.
+* ``--model.obs.<kind>_<field>`` of the chosen kind becomes ``--model.obs.<field>``
+  (``--model.obs.no-units-deltas`` -> ``--model.obs.no-deltas``); the old tri-state
+  ``--model.obs.cnn_frame_delta True|False|None`` becomes ``--model.obs.[no-]frame-delta``
+  (None, the old "on for the cnn", is today's default);
+* another built-in kind's old flag is dropped with a warning (it did nothing before either);
+* ``--model.obs.kind`` / ``--model.obs.plugin`` are read before the other flags, because the
+  kind decides which options they may name.
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any
 
-from agents.obs.config import (
-    BUILTIN_OBS_ENCODERS,
-    ObsConfig,
-    ObsEncoderError,
-    obs_config_class,
-)
+from agents.obs.config import ObsEncoderError
+from agents.obs.config import flat_owner as _owner
 
 _PREFIX = "--model.obs."
-
-
-def _fields(kind: str) -> set[str]:
-    return {f.name for f in dataclasses.fields(obs_config_class(kind))}
-
-
-def _owner(name: str) -> tuple[str, str] | None:
-    """``"units_k"`` -> ``("units", "k")`` when it is an old prefixed built-in option."""
-    for kind in BUILTIN_OBS_ENCODERS:
-        if name.startswith(kind + "_") and name[len(kind) + 1:] in _fields(kind):
-            return kind, name[len(kind) + 1:]
-    return None
-
-
-def translate_flat_fields(kind: str, d: dict[str, Any]) -> dict[str, Any]:
-    """A dict of ``kind``'s options with old flat names translated (new names win)."""
-    out = {k: v for k, v in d.items() if _owner(k) is None or k in _fields(kind)}
-    for key, value in d.items():
-        owner = _owner(key) if key not in out else None
-        if owner is None or owner[0] != kind:
-            continue  # a new name, or another kind's inert old option
-        if key == "cnn_frame_delta" and value is None:
-            continue  # old tri-state: None meant "on for the cnn", today's default
-        out.setdefault(owner[1], value)
-    return out
-
-
-def legacy_attribute(cfg: ObsConfig, name: str) -> Any:
-    """``cfg.units_k`` on a units config -> ``cfg.k`` (old attribute names keep reading)."""
-    owner = None if name.startswith("__") else _owner(name)
-    if owner is None or owner[0] != cfg.kind:
-        raise AttributeError(f"{type(cfg).__name__!r} object has no attribute {name!r}")
-    return getattr(cfg, owner[1])
 
 
 def obs_flags(argv: list[str]) -> tuple[str | None, str | None, list[str]]:
