@@ -253,17 +253,19 @@ def test_narrating_another_env_than_the_training_one_warns(run):
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(run, tmp_path):
     out = tmp_path / "r"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # two DataLoader workers (the default): a terminal's Ctrl-C reaches the whole process group
     args = tiny_args(run["data"], out, 100000, "--checkpoint.every", "0",
-                     "--logging.log_every", "1")
+                     "--logging.log_every", "1", "--loader.num_workers", "2")
     proc = subprocess.Popen([sys.executable, "-m", "agents.train", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: every process in the group
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 2, stderr
