@@ -127,6 +127,31 @@ def test_old_pickled_trainer_state_still_loads_with_a_warning(run):
     assert torch.equal(back["rng"][0]["torch"], st["rng"][0]["torch"])
 
 
+def test_a_run_written_before_these_layouts_still_resumes(run):
+    """trainer_state.pt (pickle) and agent/model_config.json without config.json or LM exports:
+    the layout of every checkpoint written before issues #14/#15."""
+    old = _copy_run(run, "oldlayout")
+    for ckpt in C.list_checkpoints(old):
+        st = C.load_trainer_state(ckpt)
+        torch.save(st, ckpt / "trainer_state.pt")
+        (ckpt / "trainer_state.safetensors").unlink()
+        (ckpt / "trainer_state.json").unlink()
+        agent = ckpt / "agent"
+        cfg = json.loads((agent / "config.json").read_text())
+        (agent / "model_config.json").write_text(json.dumps(cfg["byog"]))
+        for name in ("config.json", "README.md"):
+            (agent / name).unlink()
+        for name in ("narrator", "predictor"):
+            shutil.rmtree(agent / name, ignore_errors=True)
+    with pytest.warns(UserWarning, match="pickled trainer_state.pt"):
+        assert cli(["--data", str(run["data"]), "--out", str(old), "--steps", str(2 * N + 1),
+                    "--resume"]) == 0
+    new = C.latest_checkpoint(old)
+    assert new.name == f"step_{2 * N + 1:06d}" and (new / "trainer_state.json").is_file()
+    card = (new / "agent" / "README.md").read_text()
+    assert "synthetic" in card and f"{2 * N + 1} steps" in card  # the card names data and config
+
+
 # ----------------------------------------------------------------------------- item 6: corrupt
 def _truncate(p: Path) -> None:
     data = p.read_bytes()
