@@ -62,6 +62,10 @@ class CollectConfig:
     """Connect to a Ray cluster (``auto`` or ``HOST:PORT``) and use one actor per CPU."""
     progress: bool = True
     """Show a progress bar."""
+    fsync: bool = True
+    """fsync every episode file and its directory when it is written, so finished episodes
+    survive a power loss (kill -9 safety does not need it). ``--no-fsync`` saves ~15 ms an
+    episode on an ordinary disk: ~30% of the time of short BabyAI episodes."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -347,7 +347,7 @@ class CollectorActor:
     def __init__(self, cfg_fields: dict[str, Any], info: dict[str, Any]) -> None:
         cfg = CollectConfig(**cfg_fields)
         cfg.progress = False
-        writer = DatasetWriter(cfg.out, info, check_existing=False)
+        writer = DatasetWriter(cfg.out, info, check_existing=False, durable=cfg.fsync)
         self.collector = Collector(cfg, writer)
 
     def run(self, indices: list[int]) -> list[dict[str, Any]]:

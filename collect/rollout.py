@@ -39,7 +39,7 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
     info = dataset_info(cfg)
     if cfg.resume:
         info["collect_config"]["resume"] = False  # not part of the dataset's identity
-    writer = DatasetWriter(cfg.out, info, resume=cfg.resume)
+    writer = DatasetWriter(cfg.out, info, resume=cfg.resume, durable=cfg.fsync)
     info = writer.info  # workers write the dataset's layout (a resumed 1.0 dataset stays 1.0)
     source = EpisodeSource(cfg, writer.records)
     resumed = len(writer.records)

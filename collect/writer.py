@@ -63,12 +63,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
 
 
-def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
+def _atomic(path: str | Path, write: Callable[[str], None], durable: bool = True) -> None:
     """Writes ``path`` through ``write(tmp)`` and an atomic rename.
 
     The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask; the
     temporary file starts ``0o600``), is fsynced before the rename and its directory after it, so
-    a finished episode survives a power loss too. A failed write (a full disk) removes the
+    a finished episode survives a power loss too (``durable=False`` skips the two fsyncs, ~15 ms a
+    file on an ordinary disk: safe against kill -9, not against power loss). A failed write (a full disk) removes the
     temporary file and raises one :class:`DatasetError`; files written before stay intact.
     """
     path = Path(path)
@@ -78,10 +79,12 @@ def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
-        _fsync(tmp)
+        if durable:
+            _fsync(tmp)
         fault_point("before-rename")
         os.replace(tmp, path)
-        _fsync(path.parent)
+        if durable:
+            _fsync(path.parent)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) or (isinstance(e, pa.ArrowException) and "rrno" in str(e)):
@@ -134,7 +137,8 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict[str, Any] | None = None) -> int:
+def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict[str, Any] | None = None,
+                       durable: bool = True) -> int:
     """Writes a Parquet table (zstd) atomically, optionally with an episode record in its metadata.
 
     Returns:
@@ -144,7 +148,8 @@ def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict[str, An
         meta = dict(table.schema.metadata or {})
         meta[EPISODE_METADATA_KEY] = json.dumps(metadata, default=_json_default).encode()
         table = table.replace_schema_metadata(meta)
-    _atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE))
+    _atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE),
+            durable)
     return Path(path).stat().st_size
 
 
@@ -173,7 +178,10 @@ class DatasetWriter:
             ``max_episode_steps``) match. Without it an existing dataset is an error.
         chunk_size: Episodes per ``data/chunk-XXX`` directory.
         check_existing: If False (a distributed worker writing into a dataset its coordinator
-            opened), skip the existing-dataset check and the resume scan.
+            opened), skip the existing-dataset check, the lock and the resume scan.
+        resume_flag: How the caller's users continue a dataset (named in the "already holds a
+            dataset" error); ``None`` for tools that cannot (the importers).
+        durable: fsync each episode file and its directory (power-loss safety).
     """
 
     IDENTITY_KEYS = ("env", "policy", "seed", "max_episode_steps", "format_version")
@@ -182,8 +190,9 @@ class DatasetWriter:
 
     def __init__(self, path: str | Path, info: dict[str, Any], resume: bool = False,
                  chunk_size: int = CHUNK_SIZE, check_existing: bool = True,
-                 resume_flag: str | None = "--resume") -> None:
+                 resume_flag: str | None = "--resume", durable: bool = True) -> None:
         self.path = Path(path)
+        self.durable = durable
         self.chunk_size = int(info.get("chunk_size", chunk_size))
         # Frame layout: PPM frames + time columns (1.1) unless the info says raw (a 1.0 dataset).
         frame_format = info.get("frame_format", FRAME_FORMAT)
@@ -294,7 +303,7 @@ class DatasetWriter:
             "num_annotations": int(pc.sum(pc.list_value_length(table.column("annotations"))).as_py() or 0),
             "file": rel, "columns": table.column_names, "collected_with": self.identity, **record_fields,
         }
-        record["bytes"] = write_table_atomic(table, self.path / rel, record)
+        record["bytes"] = write_table_atomic(table, self.path / rel, record, durable=self.durable)
         self.records[int(episode_index)] = record
         return record
 

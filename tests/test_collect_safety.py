@@ -313,3 +313,18 @@ def test_a_full_disk_leaves_every_finished_episode_intact_with_one_error(tmp_pat
     assert res.returncode == 0, res.stderr
     assert "resumed 3 episodes, collected 3" in res.stdout
     assert_same_episodes(ref, out)
+
+
+# ------------------------------------------------------------------------------------ item 12
+@pytest.mark.parametrize("fsync", [True, False])
+def test_episode_files_are_fsynced_unless_asked_not_to(tmp_path, monkeypatch, fsync):
+    from collect import writer
+
+    synced: list[str] = []
+    original = writer._fsync
+    monkeypatch.setattr(writer, "_fsync", lambda p: (synced.append(Path(p).name), original(p)))
+    collect_dataset(_cfg(tmp_path / "ds", episodes=2, fsync=fsync))
+    episode_syncs = [n for n in synced if n.startswith("episode_")]
+    assert len(episode_syncs) == (2 if fsync else 0)  # the temp file, before its rename
+    assert synced.count("chunk-000") == (2 if fsync else 0)  # the directory, after it
+    assert {"info.json", "episodes.parquet"} <= {n.split(".tmp")[0].rsplit(".", 1)[0] for n in synced}
