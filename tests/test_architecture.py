@@ -172,3 +172,14 @@ def test_no_import_cycle_among_the_core_model_modules():
             "agents.cli"}
     for cycle in import_cycles(import_graph(module_files(ROOT))):
         assert not core & set(cycle), cycle
+
+
+def test_tests_import_no_other_test_module():
+    """Shared helpers live in tests/helpers.py and fixtures in tests/conftest.py."""
+    offenders = []
+    for f in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{f.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    assert offenders == []

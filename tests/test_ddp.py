@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file
-from test_train import synthetic_dataset, tiny_args
 
 from agents.train import cli
 

@@ -3,47 +3,14 @@ import json
 
 import pytest
 import torch
+from helpers import cycle_batch, cycle_tokenizer, narrate_live
 
 from agents import losses as L
 from agents.config import ModelConfig, make_model_config
 from agents.lm import ModelError
 from agents.model import BYOGAgent, Evaluation
-from agents.text import train_tokenizer
 
-# A deterministic cycle of frame patterns with (parseable) annotations: its future is
-# predictable from its past, and the phase is visible in the frames even on nil-only frames.
-PERIOD = 6
-CYCLE_ANN = {0: ["collected 1 wood"], 2: ["tree in view"], 4: ["made wood pickaxe"]}
-COLOURS = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255],
-                        [255, 0, 255]], dtype=torch.uint8)
-
-
-def cycle_tokenizer():
-    return train_tokenizer([s for v in CYCLE_ANN.values() for s in v])
-
-
-def cycle_batch(B=8, T=8, size=16, g=None, pad_first=0, labelled=True):
-    """A collate_windows-shaped batch of the cycle (random phase per window)."""
-    starts = torch.randint(0, PERIOD, (B,), generator=g)
-    phase = (starts[:, None] + torch.arange(T)[None]) % PERIOD  # [B, T]
-    frames = COLOURS[phase][:, :, None, None, :].expand(B, T, size, size, 3).clone()
-    valid = torch.ones(B, T, dtype=torch.bool)
-    if pad_first:
-        valid[0, T - pad_first:] = False
-        frames[0, T - pad_first:] = 0
-    ann = [[CYCLE_ANN.get(int(phase[b, t]), []) if valid[b, t] else [] for t in range(T)]
-           for b in range(B)]
-    return dict(frames=frames, valid=valid, annotations=ann, actions=torch.zeros(B, T, dtype=torch.long),
-                rewards=torch.zeros(B, T), episode_index=torch.arange(B), start=starts,
-                labelled=torch.full((B,), labelled))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine is small and shared
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")
@@ -319,16 +286,6 @@ def test_nil_threshold_rule_in_greedy_narration(tok):
     assert torch.equal(ids == nil, p[..., nil] > 0.5)
     with pytest.raises(ModelError, match="nil_threshold must be in"):
         make_model_config("tiny", "byog", nil_threshold=1.5)
-
-
-def narrate_live(agent, frames):
-    """Greedy narration frame by frame through the incremental API: (ids [B, T, k], final state)."""
-    state = agent.start(frames.shape[0])
-    steps = []
-    for t in range(frames.shape[1]):
-        y, state = agent.narrate_step(state, frames[:, t])
-        steps.append(y)
-    return torch.stack(steps, 1), state
 
 
 def test_evaluate_reports_teacher_forced_beside_greedy_accuracy(tok):

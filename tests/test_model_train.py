@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from test_model import cycle_batch, cycle_tokenizer
+from helpers import cycle_batch, cycle_tokenizer
 
 from agents.config import make_model_config
 from agents.model import BYOGAgent

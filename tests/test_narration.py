@@ -4,47 +4,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import SENTENCES, PatternEnv
 
 from agents.config import make_model_config
 from agents.model import BYOGAgent
 from agents.narration import NarrationError, NarrationWrapper, Narrator, check_frame_shape
 from agents.text import train_tokenizer, unslot
 
-SENTENCES = ["collected 1 wood", "tree in view", "made wood pickaxe", "cow in view"]
-COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255],
-                    [255, 0, 255]], np.uint8)
-
-
-class PatternEnv(gym.Env):
-    """A cheap stand-in: 16x16 frames cycling through 6 colours (+ seeded noise), annotations."""
-
-    def __init__(self, size: int = 16, length: int = 10**9) -> None:
-        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.action_space = gym.spaces.Discrete(3)
-        self.size, self.length, self.t = size, length, 0
-
-    def _obs(self) -> np.ndarray:
-        base = COLOURS[(self.t + self.offset) % len(COLOURS)]
-        noise = self.np_random.integers(0, 40, (self.size, self.size, 3), dtype=np.uint8)
-        return np.clip(base.astype(np.int16) - noise, 0, 255).astype(np.uint8)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t, self.offset = 0, int(self.np_random.integers(0, 6))
-        return self._obs(), {"annotations": []}
-
-    def step(self, action):
-        self.t += 1
-        ann = [SENTENCES[self.t % 4]] if self.t % 3 == 0 else []
-        return self._obs(), 0.0, False, self.t >= self.length, {"annotations": ann}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: threads only add contention
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")

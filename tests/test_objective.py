@@ -11,7 +11,9 @@ import math
 
 import pytest
 import torch
-from test_model import _one_thread, cycle_batch, cycle_tokenizer  # noqa: F401  (autouse fixture)
+from helpers import cycle_batch, cycle_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 from agents import losses as L
 from agents.config import make_model_config
@@ -329,7 +331,7 @@ def test_narrator_defaults_to_the_checkpoints_training_window(tok):
 
 
 def test_slide_gives_the_first_kept_frame_its_real_delta(tok):
-    from test_narration import PatternEnv
+    from helpers import PatternEnv
 
     from agents.narration import Narrator
 
@@ -397,7 +399,7 @@ def test_byog_weights_entropy_bonus_and_weighted_loss_hand_values():
 
 # ----------------------------------------------------------------------------- defect 10
 def _train_run(tmp_path, *extra, steps=3, name="run"):
-    from test_train import synthetic_dataset, tiny_args
+    from helpers import synthetic_dataset, tiny_args
 
     from agents.training.config import parse_args
     from agents.training.loop import train

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_train import synthetic_dataset, tiny_args
+from helpers import synthetic_dataset, tiny_args
 
 from agents.obs import ObsEncoderConfig, build_obs_encoder
 from agents.obs.base import with_pseudo_annotations

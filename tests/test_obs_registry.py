@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import synthetic_dataset, tiny_args
+from helpers import synthetic_dataset, tiny_args
 
 from agents.config import ModelConfig
 from agents.errors import ObsEncoderError

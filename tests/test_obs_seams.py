@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train import synthetic_dataset
+from helpers import synthetic_dataset
 
 from agents.config import make_model_config
 from agents.model import BYOGAgent

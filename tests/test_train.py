@@ -1,9 +1,8 @@
 """The training pipeline: config layering, bad-input errors, episode split, labels, tokenizer
 leak-freedom, sampler sharding, schedule, and one smoke run of the CLI on collected Crafter data.
 
-``synthetic_dataset`` (also used by test_checkpoint.py and test_ddp.py) writes a small dataset
-through the collector's writer in well under a second: episode i's annotations mention the word
-``thing{i}``, so the tokenizer's vocabulary shows exactly which episodes it read.
+``synthetic_dataset`` and ``tiny_args`` live in tests/helpers.py (shared with the checkpoint,
+DDP, fault and obs tests).
 """
 from __future__ import annotations
 
@@ -13,46 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
+from helpers import synthetic_dataset, tiny_args
 
 from agents.training.config import TrainError, config_from_dict, parse_args
 from agents.training.data import ResumableSampler, build_data, labelled_episodes
 from agents.training.loop import lr_factor
-from collect.writer import DatasetWriter
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-def synthetic_dataset(path: Path, *, episodes: int = 6, length: int = 24, size: int = 16,
-                      env: str = "synthetic", seed: int = 0) -> Path:
-    """A dataset whose frames encode (episode, step) and whose annotations name the episode."""
-    rng = np.random.default_rng(seed)
-    w = DatasetWriter(path, {"env": env, "env_id": env,
-                             "action_space": {"type": "Discrete", "n": 4, "start": 0}})
-    for i in range(episodes):
-        frames = rng.integers(0, 255, (length, size, size, 3), dtype=np.uint8)
-        frames[:, 0, 0, 0] = i
-        ann = [[f"saw thing{i}"] if t % 3 == 0 else ([] if t % 3 == 1 else ["wood in view"])
-               for t in range(length)]
-        w.write_episode(i, frames, rng.integers(0, 4, length - 1), annotations=ann, seed=i)
-    w.finalize(frame_shape=[size, size, 3])
-    return path
-
-
-def tiny_args(data: Path, out: Path, steps: int = 4, *extra: str) -> list[str]:
-    """CLI flags for a seconds-long CPU run of the tiny model on a synthetic dataset."""
-    return ["--data", str(data), "--out", str(out), "--steps", str(steps),
-            "--loader.window", "8", "--loader.batch_size", "4", "--loader.num_workers", "0",
-            "--loader.val_fraction", "0.34", "--logging.no-progress",
-            "--logging.examples", "0", "--logging.val_batches", "1", "--logging.eval_every", "0",
-            "--logging.no-plots", "--logging.no-tensorboard",
-            "--model.lm.hidden_size", "32", "--model.lm.num_heads", "2",
-            "--model.lm.intermediate_size", "64", "--model.obs.cnn_channels", "8", "8",
-            "--model.obs.out_dim", "32", "--model.text.tokens_per_frame", "4",
-            "--schedule.warmup_steps", "2", "--threads", "1", *extra]
 
 
 # ----------------------------------------------------------------------------- config

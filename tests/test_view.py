@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import synthetic_dataset, tiny_args
+from helpers import synthetic_dataset, tiny_args
 
 from agents import monitors as M
 from agents.train import cli as train_cli
