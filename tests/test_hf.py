@@ -77,6 +77,10 @@ def test_lms_load_with_auto_classes_and_give_our_logits(tok, tmp_path):
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "## Data" in card and "## Config" in card \
         and "## Metrics" in card and "AutoModelForCausalLM" in card
+    from huggingface_hub import ModelCard  # the Hub's own reader of the card's metadata
+
+    meta = ModelCard.load(out / "README.md").data
+    assert meta.library_name == "transformers" and "byog" in meta.tags
 
 
 def _our_logits_without_deltas(tlm, ids):
