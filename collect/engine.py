@@ -327,7 +327,7 @@ def dataset_info(cfg: CollectConfig) -> dict[str, Any]:
         spec = env.spec.id if env.spec is not None else cfg.env
         return {
             "env": cfg.env, "env_id": spec, "env_spec": _spec_json(env), "policy": cfg.policy, "seed": cfg.seed,
-            "max_episode_steps": cfg.max_episode_steps, "fps": fps,
+            "max_episode_steps": cfg.max_episode_steps, "env_kwargs": dict(cfg.env_kwargs), "fps": fps,
             "observation_space": space_to_json(obs_space), "frame_shape": list(obs_space.shape),
             "action_space": space_to_json(env.action_space),
             "action_names": byog_env.action_names(env),

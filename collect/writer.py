@@ -184,7 +184,7 @@ class DatasetWriter:
         durable: fsync each episode file and its directory (power-loss safety).
     """
 
-    IDENTITY_KEYS = ("env", "policy", "seed", "max_episode_steps", "format_version")
+    IDENTITY_KEYS = ("env", "env_kwargs", "policy", "seed", "max_episode_steps", "format_version")
     LOCK_FILE = "meta/.lock"
     """Held (``flock``) by the one writer allowed into a dataset directory at a time."""
 

@@ -328,3 +328,20 @@ def test_episode_files_are_fsynced_unless_asked_not_to(tmp_path, monkeypatch, fs
     assert len(episode_syncs) == (2 if fsync else 0)  # the temp file, before its rename
     assert synced.count("chunk-000") == (2 if fsync else 0)  # the directory, after it
     assert {"info.json", "episodes.parquet"} <= {n.split(".tmp")[0].rsplit(".", 1)[0] for n in synced}
+
+
+def test_resume_with_other_env_kwargs_is_refused(tmp_path):
+    from collect.writer import DatasetWriter
+
+    out = tmp_path / "ds"
+    w = DatasetWriter(out, {"env": "toy", "env_kwargs": {"size": 64}})
+    w.write_episode(0, np.zeros((3, 4, 4, 3), np.uint8), [0, 1])
+    w.finalize()
+    before = snapshot(out)
+    with pytest.raises(DatasetError, match="collected with env_kwargs=\\{'size': 64\\} but this run has"):
+        DatasetWriter(out, {"env": "toy", "env_kwargs": {"size": 32}}, resume=True)
+    (out / "meta" / "info.json").unlink()  # the episode file carries them too
+    with pytest.raises(DatasetError, match="collected with env_kwargs="):
+        DatasetWriter(out, {"env": "toy", "env_kwargs": {"size": 32}}, resume=True)
+    assert {k: v for k, v in snapshot(out).items() if k != "meta/info.json"} == {
+        k: v for k, v in before.items() if k != "meta/info.json"}
