@@ -13,7 +13,7 @@ missed; narration correct / false), and the collapse monitors over time (entropy
 distinct-1 per ``--bucket`` frames) as a small plot with a cursor. ``#ep=E&f=T`` in the URL
 selects episode E, frame T (and changes as you step).
 
-Size is bounded: at most ``--max-frames`` frames per page (default 240, about 2 MB for 64x64
+Size is bounded: at most ``--max-frames`` frames per page (default 240, about 0.5 MB for Crafter's 64x64
 frames), spread over ``--episodes`` episodes; longer episodes are cut and the page says so.
 """
 from __future__ import annotations
@@ -298,7 +298,8 @@ function show() {
   const E = D.episodes[ep];
   $('frame').src = E.frames[f];
   $('pos').textContent = `episode ${E.episode}, frame ${f} / ${E.shown - 1}`;
-  list($('truth'), E.truth[f], E.truth_hit[f].map(h => h ? 'hit' : 'miss'));
+  list($('truth'), E.truth[f],  // nothing narrated: nothing to colour
+       E.narration ? E.truth_hit[f].map(h => h ? 'hit' : 'miss') : null);
   list($('narration'), E.narration ? E.narration[f] : null,
        E.narration ? E.narration_hit[f].map(h => h ? 'hit' : 'fp') : null);
   list($('forecast'), E.forecast ? E.forecast[f] : null, null);
