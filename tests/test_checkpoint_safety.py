@@ -127,6 +127,7 @@ def test_old_pickled_trainer_state_still_loads_with_a_warning(run):
     assert torch.equal(back["rng"][0]["torch"], st["rng"][0]["torch"])
 
 
+@pytest.mark.slow
 def test_a_run_written_before_these_layouts_still_resumes(run):
     """trainer_state.pt (pickle) and agent/model_config.json without config.json or LM exports:
     the layout of every checkpoint written before issues #14/#15."""
@@ -275,6 +276,7 @@ def test_narrating_another_env_than_the_training_one_warns(run):
 
 
 # ----------------------------------------------------------------------------- item 5: Ctrl-C
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(run, tmp_path):
     out = tmp_path / "r"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
