@@ -16,6 +16,7 @@ Old (1.0) datasets keep their layout when resumed (the writer adopts the existin
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ def _dtype(t: pa.DataType) -> str:
     return {"float": "float32", "double": "float64", "large_string": "large_string"}.get(str(t), str(t))
 
 
+CARD_MARK = "# BYOG dataset:"
+"""The heading every card we write has: how a README.md of ours is told from a user's."""
+
+
 def card_text(info: dict[str, Any], schema: pa.Schema) -> str:
     """The README.md of a dataset: YAML (configs, features) and a short description."""
     frame_format = info.get("frame_format", "raw")
@@ -87,7 +92,7 @@ def card_text(info: dict[str, Any], schema: pa.Schema) -> str:
     frames = ("PPM images (PIL decodes them)" if frame_format == FRAME_FORMAT
               else "raw uint8 bytes, reshape to frame_shape")
     lines += [
-        f"# BYOG dataset: {info.get('env', 'unknown env')}", "",
+        f"{CARD_MARK} {info.get('env', 'unknown env')}", "",
         (f"Episodes of `{info.get('env')}` collected with policy `{info.get('policy')}`: "
         f"{info.get('num_episodes', '?')} episodes, {info.get('num_frames', '?')} frames of "
         f"{h}x{w}x{c} at {info.get('fps', '?')} fps, each row annotated with event sentences."), "",
@@ -110,6 +115,10 @@ def write_card(path: str | Path, info: dict[str, Any]) -> Path | None:
     if first is None:
         return None
     card = path / "README.md"
+    if card.exists() and CARD_MARK not in card.read_text(encoding="utf-8", errors="replace"):
+        # BYOG never overwrites a file it did not write (issue #14): the user's README stays
+        print(f"warning: {card} was not written by BYOG; it is left as is (no dataset card).", file=sys.stderr)
+        return None
     tmp = card.with_suffix(".md.tmp")
     tmp.write_text(card_text(info, pq.read_schema(first)), encoding="utf-8")
     tmp.replace(card)

@@ -345,3 +345,13 @@ def test_resume_with_other_env_kwargs_is_refused(tmp_path):
         DatasetWriter(out, {"env": "toy", "env_kwargs": {"size": 32}}, resume=True)
     assert {k: v for k, v in snapshot(out).items() if k != "meta/info.json"} == {
         k: v for k, v in before.items() if k != "meta/info.json"}
+
+
+def test_a_readme_we_did_not_write_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "ds"
+    collect_dataset(_cfg(out, episodes=2))
+    assert "# BYOG dataset:" in (out / "README.md").read_text()  # our dataset card is refreshed
+    (out / "README.md").write_text("my notes about this data\n")
+    collect_dataset(_cfg(out, episodes=3, resume=True))
+    assert (out / "README.md").read_text() == "my notes about this data\n"
+    assert "README.md was not written by BYOG" in capsys.readouterr().err
