@@ -31,6 +31,12 @@ class SizeSpec:
     lm: dict[str, Any]
     obs: dict[str, Any]
 
+    @property
+    def summary(self) -> str:
+        lm = self.lm
+        return (f"LM {lm['num_layers']} layers x {lm['hidden_size']} wide, {lm['num_heads']} heads; "
+                f"frame features {self.obs['out_dim']}")
+
 
 @dataclass(frozen=True)
 class PresetSpec:

@@ -87,6 +87,10 @@ class Registry(Mapping[str, T], Generic[T]):
         self._key(name)
         return name
 
+    def entry(self, name: str) -> T | str:
+        """What ``name`` was registered as, without importing it (an entry point stays a string)."""
+        return self._entries[self._key(name)]
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._entries
 

@@ -103,3 +103,38 @@ def test_presets_are_typed_registry_entries_and_a_new_one_is_one_registration():
     assert cfg.predictor.mode == TOY and cfg.loss.targets == "soft" and cfg.loss.tau == 2.0
     with pytest.raises(ModelError, match="Unknown preset 'nope'; known: .*byog-parallel"):
         make_model_config("tiny", "nope")
+
+
+def test_toy_objective_trains_through_the_trainer_and_reloads_in_a_fresh_process(tmp_path, plugin_env):
+    """docs/architecture.md's recipe: one plugin module, named in the config, trained by the
+    trainer; the checkpoint names it, so a fresh process loads the agent without an import."""
+    import json
+
+    from helpers import synthetic_dataset, tiny_args
+
+    from agents.train import cli
+
+    data = synthetic_dataset(tmp_path / "ds", episodes=4, length=16)
+    run = tmp_path / "run"
+    assert cli(tiny_args(data, run, 3, "--model.predictor.mode", TOY, "--logging.log_every", "1")) == 0
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sum("toy/calls" in m for m in logged) == 3  # every step ran the toy objective
+    code = ("import sys; from agents.training import load_agent; "
+            f"a = load_agent({str(run)!r}); "
+            "assert 'plugins.toy_objective' in sys.modules; print(a.cfg.predictor.mode)")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                         timeout=120, env=plugin_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == TOY
+
+
+def test_python_m_agents_lists_every_registry_with_plugins(plugin_env):
+    out = subprocess.run([sys.executable, "-m", "agents", "list", "--plugin", "plugins.toy_objective"],
+                         check=False, capture_output=True, text=True, timeout=120, env=plugin_env)
+    assert out.returncode == 0, out.stderr
+    for line in ("objectives:", "presets:", "sizes:", "forecasts:", "toy ", "prefix ",
+                 "captioner ", "tiny "):
+        assert line in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "agents", "list", "--plugin", "no_such.mod"],
+                         check=False, capture_output=True, text=True, timeout=120, env=plugin_env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "no_such.mod" in bad.stderr
