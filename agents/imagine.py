@@ -513,8 +513,8 @@ class ImagineConfig:
     """Write imagination.mp4 (``--no-video`` to skip)."""
     seed: int = 0
     """Seed of the env resets, the policy and the sampling."""
-    threads: int | None = None
-    """torch CPU threads (None: leave as is)."""
+    threads: int = 0
+    """torch CPU threads (0 = the cores this process may use, ``os.sched_getaffinity``)."""
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.env is None):
@@ -654,8 +654,10 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
     """Train (optionally) and evaluate the world model; write the outputs; return the metrics."""
     from agents.training.checkpoint import load_agent
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.threads:  # the CLI resolves 0 to the cores this process may use
+        from byog_env.threads import set_threads
+
+        set_threads(cfg.threads, import_torch=True)
     wall0 = time.perf_counter()
     agent = load_agent(cfg.checkpoint)
     wm_path = world_model_dir(cfg.checkpoint)
@@ -731,11 +733,13 @@ def cli(argv: list[str] | None = None) -> int:
     import tyro
 
     from agents.training.config import TrainError
+    from byog_env.threads import resolve_threads
     from collect.dataset import DatasetError
     from collect.policies import PolicyError
 
     try:
         cfg = tyro.cli(ImagineConfig, args=argv, description=__doc__.split("\n")[0])
+        cfg.threads = resolve_threads(cfg.threads)  # 0: the cores this process may use
     except SystemExit as exit_:
         return int(exit_.code or 0)
     except WorldModelError as err:

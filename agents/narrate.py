@@ -339,7 +339,8 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
     from collect.policies import make_policy
     from collect.video import write_video
 
-    set_threads(cfg.threads, import_torch=True)
+    if cfg.threads:  # the CLI resolves 0 to the cores this process may use
+        set_threads(cfg.threads, import_torch=True)
     console = Console(highlight=False)
     agent = load_narrating_agent(cfg.checkpoint, device=cfg.device)
     base = byog_env.make(cfg.env)
@@ -387,6 +388,7 @@ def cli(argv: list[str] | None = None) -> int:
     import tyro
 
     from agents.cli import run_cli
+    from byog_env.threads import resolve_threads
     from collect.policies import PolicyError
 
     def body() -> int:
@@ -394,6 +396,7 @@ def cli(argv: list[str] | None = None) -> int:
             cfg = tyro.cli(NarrateConfig, args=argv, description=__doc__.split("\n")[0])
         except SystemExit as exit_:  # --help, or tyro's own one-message parse/validation error
             return int(exit_.code or 0)
+        cfg.threads = resolve_threads(cfg.threads)  # 0: the cores this process may use
         main(cfg)
         return 0
 

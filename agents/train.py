@@ -18,6 +18,7 @@ saving a checkpoint at a step boundary); errors are one ``error:`` line.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def cli(argv: list[str] | None = None) -> int:
     def body() -> int:
         cfg = parse_args(_with_run_config(argv))
         cfg.check_paths()
+        if not cfg.threads:  # the cores this process may use, shared among DDP ranks
+            from byog_env.threads import available_cores
+
+            cfg.threads = max(1, available_cores() // int(os.environ.get("WORLD_SIZE", "1")))
         summary = main(cfg)
         if summary:
             acc, base = summary.get("val_token_accuracy"), summary.get("val_majority_token_accuracy")

@@ -64,8 +64,13 @@ class ViewConfig:
     """Frames per point of the monitor plot."""
     device: str = "cpu"
     """Torch device of the agent."""
+    threads: int = 0
+    """torch CPU threads (0 = the cores this process may use, ``os.sched_getaffinity``)."""
 
     def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ViewError(f"--threads must be >= 0 (0 = the cores this process may use), got "
+                            f"{self.threads}.")
         for name in ("episodes", "max_frames", "bucket"):
             if getattr(self, name) < 1:
                 raise ViewError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
@@ -371,6 +376,10 @@ def render_html(payload: dict[str, Any]) -> str:
 
 def main(cfg: ViewConfig) -> Path:
     """Build and write the page; returns its path."""
+    if cfg.threads:  # the CLI resolves 0 to the cores this process may use
+        from byog_env.threads import set_threads
+
+        set_threads(cfg.threads, import_torch=True)
     payload = build_payload(cfg)
     if not payload["episodes"]:
         raise ViewError(f"{cfg.source} has no episodes to show (split {cfg.split!r}); try "
@@ -387,8 +396,12 @@ def main(cfg: ViewConfig) -> Path:
 
 def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point: one ``error:`` line and exit 2 on a bad input, 130 on Ctrl-C."""
+    from byog_env.threads import resolve_threads
+
     try:
-        main(tyro.cli(ViewConfig, args=argv, description=__doc__.split("\n")[0]))
+        cfg = tyro.cli(ViewConfig, args=argv, description=__doc__.split("\n")[0])
+        cfg.threads = resolve_threads(cfg.threads)  # 0: the cores this process may use
+        main(cfg)
     except SystemExit as exit_:  # --help, or tyro's own one-message parse error
         return int(exit_.code or 0)
     except AgentsError as e:  # TrainError, ViewError, DatasetError-derived messages

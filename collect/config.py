@@ -66,9 +66,15 @@ class CollectConfig:
     """fsync every episode file and its directory when it is written, so finished episodes
     survive a power loss (kill -9 safety does not need it). ``--no-fsync`` saves ~15 ms an
     episode on an ordinary disk: ~30% of the time of short BabyAI episodes."""
+    threads: int = 0
+    """CPU threads of torch/BLAS in this process and the env workers it starts (0 = the cores
+    this process may use, ``os.sched_getaffinity``)."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.threads < 0:
+            raise UsageError(f"--threads must be >= 0 (0 = the cores this process may use), "
+                             f"got {self.threads}.")
         if (self.episodes is None) == (self.steps is None):
             raise UsageError("Give exactly one of --episodes N or --steps N.")
         if self.episodes is not None and self.episodes < 1:

@@ -81,6 +81,10 @@ collect = collect_dataset
 
 def main(cfg: CollectConfig) -> dict[str, Any]:
     """Collects, prints the summary and where the dataset went, and returns the summary."""
+    if cfg.threads:  # the CLI resolves 0 to the cores this process may use
+        from byog_env.threads import set_threads
+
+        set_threads(cfg.threads)  # torch only if a policy imported it (collect stays light)
     summary = collect_dataset(cfg)
     print(format_summary(summary))
     print(f"dataset: {cfg.out} (resumed {summary['resumed_episodes']} episodes, "
@@ -90,7 +94,14 @@ def main(cfg: CollectConfig) -> dict[str, Any]:
 
 def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point (``byog-collect``); exit codes follow :mod:`collect.errors`."""
-    return run_cli(lambda: main(parse_cli(CollectConfig, argv, __doc__.split("\n")[0])),
+    from byog_env.threads import resolve_threads
+
+    def body() -> dict[str, Any]:
+        cfg = parse_cli(CollectConfig, argv, __doc__.split("\n")[0])
+        cfg.threads = resolve_threads(cfg.threads)  # 0: the cores this process may use
+        return main(cfg)
+
+    return run_cli(body,
                    interrupted="finished episodes are saved; rerun with --resume to continue.")
 
 

@@ -167,7 +167,11 @@ class RunAllConfig:
     gru: bool | None = None
     """Override: the head's GRU over the episode (every arm alike)."""
     workers: int | None = None
-    """Override: worker processes (one torch thread each)."""
+    """Override: worker processes."""
+    threads: int = 0
+    """torch threads per worker process (0 = the cores this process may use,
+    ``os.sched_getaffinity``, shared out among the workers, at least one each; through the
+    Python API 0 means one)."""
     plan_only: bool = False
     """Print the cell count and a measured ETA, write ``plan.json``, and stop."""
     report_only: bool = False
@@ -197,6 +201,9 @@ class RunAllConfig:
             raise ExperimentError("--ns must be >= 1 and --label-fractions in (0, 1].")
         if self.workers is not None and self.workers < 1:
             raise ExperimentError(f"--workers must be >= 1, got {self.workers}.")
+        if self.threads < 0:
+            raise ExperimentError(f"--threads must be >= 0 (0 = the cores this process may use), "
+                                  f"got {self.threads}.")
 
 
 def resolve(cfg: RunAllConfig) -> StudyPreset:
@@ -436,10 +443,19 @@ def run(cfg: RunAllConfig) -> dict[str, Any]:
               f"ETA {eta['eta_seconds'] / 60:.0f} min", file=sys.stderr)
     rows: list[dict[str, Any]] = []
     for desc, stage in stages(cells):
-        rows += run_cells(stage, root, workers=workers, progress=cfg.progress, desc=desc)
+        rows += run_cells(stage, root, workers=workers, progress=cfg.progress, desc=desc,
+                          threads=cfg.threads or 1)
     seconds = time.perf_counter() - t0
     report = write_report(root, rows, p, command=command(cfg), seconds=seconds)
     return {"preset": cfg.preset, "cells": len(cells), "seconds": seconds, "report": report}
+
+
+def worker_threads(threads: int, workers: int) -> int:
+    """torch threads per worker: ``threads``, or (0) the cores this process may use shared out
+    among the ``workers`` (at least one each: more threads than cores only spin-wait)."""
+    from byog_env.threads import available_cores
+
+    return threads or max(1, available_cores() // max(1, workers))
 
 
 def stages(cells: list[Cell]) -> list[tuple[str, list[Cell]]]:
@@ -513,6 +529,7 @@ def cli(argv: list[str] | None = None) -> int:
     except (ExperimentError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    cfg.threads = worker_threads(cfg.threads, resolve(cfg).workers)
     try:
         res = main(cfg)
     except KeyboardInterrupt:

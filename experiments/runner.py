@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -63,12 +62,11 @@ class Cell:
         return json.loads((self.dir(root) / "cell.json").read_text())
 
 
-def _init_worker() -> None:
-    """One torch thread per worker (the pool, not torch, uses the cores)."""
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    import torch
+def _init_worker(threads: int = 1) -> None:
+    """``threads`` torch threads per worker (default one: the pool, not torch, uses the cores)."""
+    from byog_env.threads import set_threads
 
-    torch.set_num_threads(1)
+    set_threads(threads, import_torch=True)
 
 
 def execute(cell: Cell, root: Path) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def execute(cell: Cell, root: Path) -> dict[str, Any]:
 
 
 def run_cells(cells: Sequence[Cell], root: Path, *, workers: int = 1, progress: bool = True,
-              desc: str = "cells") -> list[dict[str, Any]]:
+              desc: str = "cells", threads: int = 1) -> list[dict[str, Any]]:
     """Run the cells not yet done (``workers`` processes; 1 = in this process) and return every
     cell's row, in the given order. Timings go to ``ROOT/timings.json`` for later ETAs."""
     from tqdm import tqdm
@@ -99,7 +97,7 @@ def run_cells(cells: Sequence[Cell], root: Path, *, workers: int = 1, progress: 
         bar = tqdm(total=len(todo), desc=desc, disable=not progress, smoothing=0.1)
         try:
             if workers <= 1:
-                _init_threads_here()
+                _init_worker(threads)
                 for c in todo:
                     _record(root, c, execute(c, root))
                     bar.update(1)
@@ -107,7 +105,7 @@ def run_cells(cells: Sequence[Cell], root: Path, *, workers: int = 1, progress: 
                 import multiprocessing as mp
 
                 with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                         initializer=_init_worker) as pool:
+                                         initializer=_init_worker, initargs=(threads,)) as pool:
                     futures = {pool.submit(execute, c, root): c for c in todo}
                     for fut in as_completed(futures):
                         _record(root, futures[fut], fut.result())
@@ -115,12 +113,6 @@ def run_cells(cells: Sequence[Cell], root: Path, *, workers: int = 1, progress: 
         finally:
             bar.close()
     return [c.result(root) for c in cells]
-
-
-def _init_threads_here() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _record(root: Path, cell: Cell, row: dict[str, Any]) -> None:

@@ -34,3 +34,17 @@ def test_explicit_threads_win_and_negative_is_refused():
     assert resolve_threads(0) == available_cores() == resolve_threads(None)
     with pytest.raises(ValueError, match="--threads must be >= 0"):
         resolve_threads(-1)
+
+
+def test_cli_thread_defaults_follow_the_affinity():
+    """Every CLI's --threads 0 resolves to the cores this process may use (the study runner
+    shares them among its workers); negative counts are usage errors."""
+    from collect.config import CollectConfig
+    from collect.errors import UsageError
+    from experiments.run_all import worker_threads
+
+    n = available_cores()
+    assert worker_threads(0, 1) == n and worker_threads(0, 4 * n) == 1
+    assert worker_threads(3, 8) == 3 and worker_threads(0, 2) == max(1, n // 2)
+    with pytest.raises(UsageError, match="--threads must be >= 0"):
+        CollectConfig(env="crafter", out="data/x", episodes=1, threads=-1)

@@ -196,7 +196,8 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device (``cpu``, ``cuda``); under DDP each rank uses cuda:LOCAL_RANK."""
     threads: int = 0
-    """torch.set_num_threads per process (0 = leave torch's default)."""
+    """torch threads per process (0 = the cores this process may use, ``os.sched_getaffinity``,
+    shared out among the ranks of a DDP run; through the Python API 0 leaves torch as is)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The agent (built from size and preset, then overridden)."""
     loader: LoaderConfig = field(default_factory=LoaderConfig)

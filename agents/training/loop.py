@@ -187,8 +187,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     cfg.check_paths()
     info = init_distributed(cfg.device)
     try:
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        if cfg.threads:  # the CLI resolves 0 to the cores this process may use
+            from byog_env.threads import set_threads
+
+            set_threads(cfg.threads, import_torch=True)
         run, ckpt, meta = _open_run(cfg, info)
         seed_everything(cfg.seed)
         tok = load_tokenizer(ckpt / C.AGENT / "tokenizer") if ckpt else None
