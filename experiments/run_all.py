@@ -364,6 +364,13 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
     return [*pre_cells.values(), *bc, *refs, *rl]
 
 
+def bc_seed(pipeline_seed: int, bc_seed_index: int) -> int:
+    """The BC seed of BC replicate ``bc_seed_index`` within a pipeline seed: nested, so every
+    pipeline seed draws its own training episodes, head inits and live env seeds (arms within a
+    pipeline seed and replicate share them: the pairing)."""
+    return 1000 * int(pipeline_seed) + int(bc_seed_index)
+
+
 def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: float, ps: int, bs: int,
         pre: dict[str, Any] | None, study: str) -> Cell:
     from experiments.arms import resolve_arm
@@ -372,7 +379,7 @@ def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: f
     conf = {"data": str(path), "encoder": arm, "mode": mode, "n_episodes": n, "val_episodes": p.val_episodes,
             "steps": p.bc_steps, "eval_every": p.eval_every, "patience": p.patience, "batch_size": p.bc_batch,
             "lr": p.bc_lr,
-            "gru": p.gru, "live_episodes": live, "live_max_steps": p.live_max_steps, "seed": bs,
+            "gru": p.gru, "live_episodes": live, "live_max_steps": p.live_max_steps, "seed": bc_seed(ps, bs),
             "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {})}
     name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}"
     spec = resolve_arm(arm)[1]
