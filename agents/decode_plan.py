@@ -142,8 +142,14 @@ class DecodePlan:
         mkldnn = torch.backends.mkldnn
         was = mkldnn.enabled
         mkldnn.enabled = False
+        # Under autocast (--precision bf16, agents.accel) the plan still runs in its weights'
+        # dtype: its step buffers are written with out= (which autocast refuses) and the cache
+        # keeps one dtype; a decode step is latency-bound, so bf16 would not speed it up on CPU.
+        # The obs encoder, projector and logits around it do run in bf16.
         try:
-            return self._run(x, cache, start, layer_hook, train, positions, span)
+            with torch.autocast(x.device.type, enabled=False):
+                return self._run(x.to(self.zero.dtype), cache, start, layer_hook, train,
+                                 positions, span)
         finally:
             mkldnn.enabled = was
 

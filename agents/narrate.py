@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -84,11 +84,20 @@ class NarrateConfig:
     (episode j still reset with seed ``seed + j``). 1 = the single-env wrapper."""
     threads: int = 0
     """torch CPU threads (0 = the cores this process may use, ``os.sched_getaffinity``)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """``fp32`` or ``bf16``: narrate under ``torch.autocast`` in bf16 (the observation encoder,
+    projector, window re-encodes' inputs and logits; the per-token decode path stays in the
+    weights' dtype, see agents.accel)."""
+    compile: bool = False
+    """``torch.compile`` the observation encoder and the encoder's teacher-forced forward (the
+    per-token decode stays the hand-fused CPU path)."""
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise NarrationError(f"--threads must be >= 0 (0 = the cores this process may use), "
                                  f"got {self.threads}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise NarrationError(f"--precision must be fp32 or bf16, got {self.precision!r}.")
         if self.num_envs > 1 and self.forecast:
             raise NarrationError("--forecast needs --num-envs 1 (vector narration has no "
                                  "forecasts); drop one of them.")
@@ -334,6 +343,7 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
     from rich.console import Console
 
     import byog_env
+    from agents.accel import autocast, compile_agent
     from agents.training.checkpoint import check_trained_env
     from byog_env.threads import set_threads
     from collect.policies import make_policy
@@ -359,8 +369,10 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
     console.print(f"Narrating {cfg.episodes} episode(s) of {cfg.env!r} played by {cfg.policy!r} "
                   f"(checkpoint {cfg.checkpoint}); [cyan]narration[/] │ [green]true annotations[/]")
     printer = make_printer(cfg, console)
+    if cfg.compile:
+        compile_agent(agent)
     try:
-        with open(cfg.out / JSONL, "w") as jsonl:
+        with open(cfg.out / JSONL, "w") as jsonl, autocast(cfg.precision, cfg.device):
             if cfg.num_envs > 1:
                 logs, narrate_s = run_episodes_vector(cfg, agent, envs, policies, printer, jsonl)
             else:

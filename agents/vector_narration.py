@@ -139,7 +139,7 @@ class VectorNarrator(Narrator):
         e_t = self.enc.embed_frame(self.state, x, embedding)  # [N, D]
         rows = torch.arange(self.num_envs, device=self.device)
         f = torch.as_tensor(self.frames, device=self.device)  # each env's frame slot
-        self._E[rows, f] = e_t
+        self._E[rows, f] = e_t.to(self._E.dtype)  # bf16 under autocast (--precision bf16)
         with torch.inference_mode():
             ids, logits, hs = self._decode(e_t, f)
         ids, logits = torch.stack(ids, 1), torch.stack(logits, 1)  # [N, k], [N, k, V]

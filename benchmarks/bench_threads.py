@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from byog_env.threads import available_cores  # noqa: E402
+from byog_env.threads import available_cores
 
 
 def step_time(threads: int, cores: set[int] | None = None) -> float:
@@ -48,8 +48,8 @@ def main() -> None:
         return
     quiet = step_time(n)
     busy_core = cores[-1]
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                               preexec_fn=lambda: os.sched_setaffinity(0, {busy_core}))
+    spin = f"import os\nos.sched_setaffinity(0, {{{busy_core}}})\nwhile True: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", spin])  # pins itself to the busy core
     try:
         unpinned = step_time(n)
         free = set(cores) - {busy_core}

@@ -198,6 +198,12 @@ class TrainConfig:
     threads: int = 0
     """torch threads per process (0 = the cores this process may use, ``os.sched_getaffinity``,
     shared out among the ranks of a DDP run; through the Python API 0 leaves torch as is)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Forward passes under ``torch.autocast`` in bf16 (CPU and GPU; weights, optimizer state
+    and losses stay fp32) or plain fp32 (see agents.accel)."""
+    compile: bool = False
+    """``torch.compile`` the encoder's, observation encoder's and predictor's forward (the first
+    steps pay the compilation; see agents.accel)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The agent (built from size and preset, then overridden)."""
     loader: LoaderConfig = field(default_factory=LoaderConfig)

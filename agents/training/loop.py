@@ -89,7 +89,8 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.
 
 
 # comparing a resumed run's config with its checkpoint's: these may change between segments
-_MAY_CHANGE = {"steps", "resume", "logging", "checkpoint", "threads", "device", "data", "out"}
+_MAY_CHANGE = {"steps", "resume", "logging", "checkpoint", "threads", "device", "data", "out",
+               "precision", "compile"}
 _MAY_CHANGE_LOADER = {"num_workers", "prefetch_factor"}
 
 
@@ -218,6 +219,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             C.load_weights(agent, ckpt)  # strict: every tensor, same names, same shapes
         agent.to(info.device)
         broadcast_module(agent, info)
+        if cfg.compile:
+            from agents.accel import compile_agent
+
+            compile_agent(agent)
         t = _make_state(cfg, info, run, agent, data, obs, identity, ckpt, meta)
         callbacks = [LogCallback(t), EvalCallback(t), CheckpointCallback(t)]
         with C.InterruptGuard() as guard:  # Ctrl-C: stop at a step boundary, save, exit 130
@@ -301,7 +306,10 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
     agent.train()
     # unlabelled windows annotated in the obs encoder's pseudo-language (units' unit words)
     batch = with_pseudo_annotations(batch, agent.encoder.obs)
-    loss, metrics = agent.training_step(batch, step=step)
+    from agents.accel import autocast
+
+    with autocast(cfg.precision, info.device):  # bf16: matmuls/convs in bf16, weights fp32
+        loss, metrics = agent.training_step(batch, step=step)
     if not torch.isfinite(loss):
         raise TrainDiverged(f"The loss became {float(loss)} at step {step}; lower optim.lr or "
                          "check the data (run with --logging.log_every 1 to see the metrics).")
