@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test install install-dev bench lint clean
+.PHONY: demo test test-fast install install-dev bench lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ demo: install
 
 test: install-dev
 	$(PY) -m pytest -q
+
+# the unmarked tests only (seconds each): the loop to run while editing; `make test` is the gate
+test-fast: install-dev
+	$(PY) -m pytest -q -m "not slow"
 
 bench: install-dev
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
