@@ -59,7 +59,7 @@ class DecodePlan:
         self.emb_dropout = gpt.emb_dropout
         self.final_ln = _bound(gpt.final_layer_norm)
         self.zero = x.new_zeros(1, 1, 1)  # baddbmm's ignored input (beta = 0)
-        cos = tlm._tables(x, 1)[0]
+        cos = tlm.rope_tables(x, 1)[0]
         self.r = cos.shape[-1]
         self.layers = [self._bind(layer) for layer in gpt.layers]
         self.buffers: dict[int, list[tuple | None]] = {}  # batch size -> step buffers
@@ -161,14 +161,14 @@ class DecodePlan:
         mask, causal = None, False  # one position sees the whole cache: no mask at all
         rows = bias = None
         if positions is not None:  # per-row positions (see __call__): tables indexed per row
-            _, _, cos, sin, perm, rot = self.lm._tables(x, span)
+            _, _, cos, sin, perm, rot = self.lm.rope_tables(x, span)
             cos, sin, rot = cos[positions][:, None], sin[positions][:, None], rot[positions][:, None]
             rows = torch.arange(B, device=x.device)
             seen = torch.arange(span, device=x.device)[None] <= positions[:, None]  # [B, span]
             bias = x.new_zeros(B, span).masked_fill_(~seen, float("-inf"))
             bias = bias[:, None, None].expand(B, self.H, 1, span).reshape(B * self.H, 1, span)
         else:
-            _, _, cos, sin, perm, rot = self.lm._tables(x, start + L)
+            _, _, cos, sin, perm, rot = self.lm.rope_tables(x, start + L)
             cos, sin, rot = cos[start:start + L], sin[start:start + L], rot[start:start + L]
         if L > 1 and start == 0:
             causal = True

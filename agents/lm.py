@@ -188,10 +188,10 @@ class TokenLM(nn.Module):
     def _rope(self, h: torch.Tensor, start: int, L: int) -> tuple[torch.Tensor, torch.Tensor]:
         """RoPE (cos, sin) [1, L, r] for positions start..start+L-1, from a table built once
         (sampling calls the model once per position; rebuilding the table is pure overhead)."""
-        tab = self._tables(h, start + L)
+        tab = self.rope_tables(h, start + L)
         return tab[0][:, start:start + L], tab[1][:, start:start + L]
 
-    def _tables(self, h: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+    def rope_tables(self, h: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
         """RoPE tables for positions 0..N-1 (N >= n), built once, outside inference mode (the
         training path may save them for backward).
 

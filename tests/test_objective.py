@@ -13,13 +13,13 @@ import pytest
 import torch
 from helpers import cycle_batch, cycle_tokenizer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
-
 from agents import losses as L
 from agents.config import make_model_config
 from agents.encoder import NarrationEncoder
 from agents.lm import ModelError
 from agents.model import BYOGAgent
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")
