@@ -58,13 +58,7 @@ class NarrationWrapper(gym.Wrapper):
                  forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
                  top_k: int | None = None) -> None:
         super().__init__(env)
-        space = env.observation_space
-        if not (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
-                and len(space.shape) == 3 and space.shape[-1] == 3):
-            raise NarrationError(
-                f"NarrationWrapper needs RGB frames Box(0, 255, (H, W, 3), uint8), got {space}; "
-                "build the env with byog_env.make, which gives every env RGB frames.")
-        check_frame_shape(getattr(agent, "frame_shape", None), tuple(space.shape))
+        check_rgb_frames(env.observation_space, agent, "NarrationWrapper")
         if agent.encoder.obs.needs_column:  # an env gives frames only
             raise NarrationError(needs_column_message(agent.encoder.obs.needs_column))
         self.narrator = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=greedy,
@@ -94,6 +88,17 @@ class NarrationWrapper(gym.Wrapper):
 
 
 # --------------------------------------------------------------------------- checkpoints
+
+
+def check_rgb_frames(space: gym.Space, agent: Any, who: str) -> None:
+    """Raise :class:`NarrationError` unless ``space`` holds RGB frames ``Box(0, 255, (H, W, 3),
+    uint8)`` of the shape the agent was trained on (see :func:`check_frame_shape`)."""
+    if not (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
+            and len(space.shape) == 3 and space.shape[-1] == 3):
+        raise NarrationError(
+            f"{who} needs RGB frames Box(0, 255, (H, W, 3), uint8) per env, got {space}; build "
+            "the env with byog_env.make, which gives every env RGB frames.")
+    check_frame_shape(getattr(agent, "frame_shape", None), tuple(space.shape))
 
 
 def check_frame_shape(expected: tuple[int, ...] | None, actual: tuple[int, ...]) -> None:
@@ -174,4 +179,5 @@ def load_narrating_agent(path: str | Path, *, device: str = "cpu") -> Any:
 
 
 __all__ = ["FORECASTS", "NarrationError", "NarrationStep", "NarrationWrapper", "Narrator",
-           "check_frame_shape", "checkpoint_frame_shape", "load_narrating_agent", "training_window"]
+           "check_frame_shape", "check_rgb_frames", "checkpoint_frame_shape", "load_narrating_agent",
+           "training_window"]

@@ -221,16 +221,10 @@ class VectorNarrationWrapper(gym.vector.VectorWrapper):
     def __init__(self, env: gym.vector.VectorEnv, agent: Any, *, window: int | None = None,
                  keep: int | None = None, greedy: bool = True, temperature: float = 1.0,
                  top_k: int | None = None) -> None:
-        from agents.narration import check_frame_shape
+        from agents.narration import check_rgb_frames
 
         super().__init__(env)
-        space = env.single_observation_space
-        if not (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
-                and len(space.shape) == 3 and space.shape[-1] == 3):
-            raise NarrationError(
-                f"VectorNarrationWrapper needs RGB frames Box(0, 255, (H, W, 3), uint8) per env, "
-                f"got {space}; build the envs with byog_env.make.")
-        check_frame_shape(getattr(agent, "frame_shape", None), tuple(space.shape))
+        check_rgb_frames(env.single_observation_space, agent, "VectorNarrationWrapper")
         mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         mode = getattr(mode, "value", mode)
         if mode not in ("NextStep", "SameStep"):
