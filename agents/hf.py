@@ -86,7 +86,7 @@ def write_hf_files(agent: Any, path: str | Path, *, trained_on: dict[str, Any] |
     (path / CONFIG).write_text(json.dumps(cfg, indent=2, default=str))
     (path / CARD).write_text(model_card(agent, exports, trained_on or {}, metrics or {},
                                         train_config or {}))
-    from agents.training.checkpoint import make_durable
+    from collect.durable import make_durable
 
     make_durable(path)  # the umask's modes (safetensors writes 0600), fsynced
     return exports

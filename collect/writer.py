@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from collect.durable import current_umask  # noqa: F401  (re-exported)
+from collect.durable import fsync_path as _fsync
 from collect.errors import DatasetError
 from collect.format import (  # noqa: F401  (re-exported: the format's names as writers know them)
     _EPISODE_RE,
@@ -93,28 +95,6 @@ def _atomic(path: str | Path, write: Callable[[str], None], durable: bool = True
                 "file written before it is intact: free space and run again (the collector: rerun with --resume)."
             ) from None
         raise
-
-
-def _fsync(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where Linux allows (``/proc``), since
-    ``os.umask`` can only be read by setting it (racy with threads writing files)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 _FAULTS: dict[str, int] = {}

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from agents.training.config import TrainError
+from collect.durable import current_umask, fsync_path, make_durable  # noqa: F401  (re-exported)
 
 CKPT_DIR = "checkpoints"
 PREFIX = "step_"
@@ -102,7 +103,7 @@ def save_checkpoint(run_dir: str | Path, step: int, *, agent: Any, trainer_state
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_path(root)
     for stale in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(stale)
     return final
@@ -128,49 +129,6 @@ def _last_val_metrics(run: Path) -> dict[str, float]:
 def _maybe_fault(point: str, step: int) -> None:
     if os.environ.get(FAULT_ENV) == f"{point}:{step}":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def current_umask() -> int:
-    """This process's umask (read without changing it where /proc allows)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def make_durable(path: str | Path) -> None:
-    """Give every file under ``path`` the mode the umask gives a new file (0666 & ~umask;
-    directories 0777 & ~umask) and fsync each file and directory.
-
-    Libraries that write through a temp file and rename (safetensors' ``save_file``, the
-    collector's writer) create it 0600; a checkpoint is shared like any other output.
-    """
-    mask = current_umask()
-    path = Path(path)
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames:
-            f = Path(dirpath) / name
-            os.chmod(f, 0o666 & ~mask)
-            fd = os.open(f, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.chmod(dirpath, 0o777 & ~mask)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- trainer state
