@@ -121,7 +121,7 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
         temperature: Sampling temperature.
         seed: Seed of the sampling and of the narrator.
         decoding: Override of the config's decoding scheme.
-        window: Narration context window (default the world model's ``narration_window``).
+        window: Narration context window (default ``world_model.cfg.window_for(agent)``).
 
     Returns:
         An :class:`Imagination`.
@@ -145,7 +145,7 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
         if acts.shape[1] < steps:
             raise WorldModelError(f"{acts.shape[1]} actions per clip for {steps} steps; pass one "
                                   "action per imagined frame (or None).")
-    nar = Narrator(agent, batch_size=B, window=window or wm.cfg.narration_window, greedy=True,
+    nar = Narrator(agent, batch_size=B, window=window or wm.cfg.window_for(agent), greedy=True,
                    seed=seed)
     nar.reset()
     for t in range(T):
@@ -273,7 +273,7 @@ def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
     """
     real, ctx = clips.future, clips.context
     B, K = real.shape[:2]
-    window = wm.cfg.narration_window
+    window = wm.cfg.window_for(agent)
     t0, c0 = time.perf_counter(), time.process_time()
     img = imagine(agent, ctx, clips.actions, K, world_model=wm, greedy=True, seed=seed)
     imag_cpu = time.process_time() - c0
@@ -616,7 +616,7 @@ def fit_world_models(agent: Any, wcfg: WorldModelConfig,
     states = None
     if any(CONDITIONS[c].state for c in conditions):
         c0 = time.process_time()
-        states, _ = narrator_states(agent, frames, window=wcfg.narration_window)
+        states, _ = narrator_states(agent, frames, window=wcfg.window_for(agent))
         costs["states_cpu_s"] = time.process_time() - c0
     data = build_transitions(tokens, frames, [a for _, a in train_eps], states)
     costs.update(data.info)
@@ -641,7 +641,7 @@ def decoding_inputs(agent: Any, wm: WorldModel, episodes: list[tuple[np.ndarray,
     """1-step prediction inputs from real episodes: codes_t, codes_t+1, frames_t+1, states_t,
     actions_t (at most ``max_pairs``, spread evenly)."""
     frames = [f for f, _ in episodes]
-    states = narrator_states(agent, frames, window=wm.cfg.narration_window)[0] \
+    states = narrator_states(agent, frames, window=wm.cfg.window_for(agent))[0] \
         if wm.cfg.conditioning.state else None
     data = build_transitions(wm.tokens, frames, [a for _, a in episodes], states)
     pick = data.pairs[torch.linspace(0, len(data.pairs) - 1, min(max_pairs, len(data.pairs))).long()]

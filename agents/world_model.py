@@ -111,8 +111,9 @@ class WorldModelConfig:
     """AdamW learning rate (linear warm-up over the first 5% of steps, then constant)."""
     seed: int = 0
     """Seed of initialisation and sampling."""
-    narration_window: int = 16
-    """Context window (frames) of the narrator that provides the BYOG states."""
+    narration_window: int | None = None
+    """Context window (frames) of the narrator that provides the BYOG states (None: the window
+    the agent was trained on, so its states are those it learned to produce; at least 2)."""
     vqvae_steps: int = 600
     """Steps to fit a VQ-VAE when the agent has none (tokens=vqvae)."""
     vqvae_batch_size: int = 32
@@ -133,10 +134,12 @@ class WorldModelConfig:
         _known("condition", self.condition, CONDITIONS)
         _known("decoding", self.decoding, DECODERS)
         for name in ("decoding_steps", "d_model", "layers", "heads", "steps", "batch_size",
-                     "narration_window", "vqvae_steps", "vqvae_batch_size", "units_k", "units_pixel_size",
+                     "vqvae_steps", "vqvae_batch_size", "units_k", "units_pixel_size",
                      "vqvae_codebook_size", "vqvae_hidden"):
             if getattr(self, name) < 1:
                 raise WorldModelError(f"world model {name} must be >= 1, got {getattr(self, name)}.")
+        if self.narration_window is not None and self.narration_window < 2:
+            raise WorldModelError(f"narration_window must be >= 2 frames, got {self.narration_window}.")
         if self.d_model % self.heads:
             raise WorldModelError(f"d_model {self.d_model} must be divisible by heads {self.heads}.")
         for name in ("full_mask_fraction", "action_dropout"):
@@ -150,6 +153,12 @@ class WorldModelConfig:
     @property
     def conditioning(self) -> Conditioning:
         return CONDITIONS[self.condition]
+
+    def window_for(self, agent: Any) -> int:
+        """The narration window to use with ``agent`` (see ``narration_window``)."""
+        from agents.narrator import training_window
+
+        return self.narration_window or max(2, training_window(agent))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -528,7 +537,7 @@ class Transitions:
 
 
 @torch.no_grad()
-def narrator_states(agent: Any, episodes: Sequence[np.ndarray], *, window: int = 16,
+def narrator_states(agent: Any, episodes: Sequence[np.ndarray], *, window: int,
                     batch: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The BYOG state and greedy narration of every frame of every episode, read from the frozen
     agent by live narration (``agents.narrator.Narrator``, a bounded context of ``window``).
