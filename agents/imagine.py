@@ -409,7 +409,8 @@ def write_outputs(out: Path, rollouts: dict[str, Any], *, clips: int = 4, fps: f
     label = np.zeros((18, sheet.shape[1], 3), np.uint8)
     cv2.putText(label, "rows: real / imagined per clip; cols: last real, t+" + ", t+".join(map(str, hs)),
                 (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    cv2.imwrite(str(out / SHEET), cv2.cvtColor(np.concatenate([label, sheet]), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out / SHEET), cv2.cvtColor(np.concatenate([label, sheet]), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
     written.append(SHEET)
     return written
 
