@@ -253,10 +253,11 @@ def frame_metrics(pred: torch.Tensor, real: torch.Tensor, pred_codes: torch.Tens
                   real_codes: torch.Tensor) -> dict[str, torch.Tensor]:
     """psnr / ssim / code_accuracy [B, K] of frames [B, K, H, W, 3] and codes [B, K, h, w]."""
     B, K = real.shape[:2]
-    flat = (lambda x: x.reshape(B * K, *x.shape[2:]))
-    return {"psnr": psnr(flat(pred), flat(real)).view(B, K),
-            "ssim": ssim(flat(pred), flat(real)).view(B, K),
-            "code_accuracy": code_accuracy(flat(pred_codes), flat(real_codes)).view(B, K)}
+    pred, real = pred.flatten(0, 1), real.flatten(0, 1)  # [B*K, ...]
+    return {"psnr": psnr(pred, real).view(B, K),
+            "ssim": ssim(pred, real).view(B, K),
+            "code_accuracy": code_accuracy(pred_codes.flatten(0, 1),
+                                           real_codes.flatten(0, 1)).view(B, K)}
 
 
 @torch.no_grad()
@@ -278,9 +279,8 @@ def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
     img = imagine(agent, ctx, clips.actions, K, world_model=wm, greedy=True, seed=seed)
     imag_cpu = time.process_time() - c0
     tok = wm.tokens
-    flat = (lambda x: x.reshape(B * K, *x.shape[2:]))
-    real_codes = tok.encode_all(flat(real)).view(B, K, *tok.grid)
-    recon = tok.decode(flat(real_codes)).view_as(real)
+    real_codes = tok.encode_all(real.flatten(0, 1)).view(B, K, *tok.grid)
+    recon = tok.decode(real_codes.flatten(0, 1)).view_as(real)
     last = ctx[:, -1:].expand_as(real)
     last_codes = tok.encode(ctx[:, -1]).unsqueeze(1).expand_as(real_codes)
     scores = {
@@ -601,7 +601,7 @@ def play_episodes(cfg: ImagineConfig) -> tuple[list[tuple[np.ndarray, np.ndarray
 
 def fit_world_models(agent: Any, wcfg: WorldModelConfig,
                      train_eps: list[tuple[np.ndarray, np.ndarray]], n_actions: int,
-                     conditions: list[str], printer: Any = print,
+                     conditions: list[str], printer: Any = print, progress: bool = False,
                      ) -> tuple[dict[str, WorldModel], dict[str, Any]]:
     """Stage 2 on a frozen agent: frame tokens (the agent's VQ-VAE, or fitted on the training
     frames), BYOG states read by narrating the training episodes, then one world model per
@@ -610,7 +610,7 @@ def fit_world_models(agent: Any, wcfg: WorldModelConfig,
     costs: dict[str, Any] = {"train_episodes": len(train_eps),
                              "train_frames": int(sum(len(f) for f in frames))}
     t0 = time.perf_counter()
-    tokens, info = frame_tokens_for(agent, np.concatenate(frames), wcfg)
+    tokens, info = frame_tokens_for(agent, np.concatenate(frames), wcfg, progress=progress)
     costs.update(info, tokens_wall_s=time.perf_counter() - t0)
     printer(f"frame tokens: {tokens.name}, grid {tokens.grid}, {tokens.vocab} ids "
             f"({costs['tokens_wall_s']:.1f} s)")
@@ -674,7 +674,7 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
         if cfg.compare_conditions:
             conds += [c for c in ("state+action", "action", "none") if c not in conds]
         wcfg = replace(cfg.world_model, steps=cfg.train_steps)
-        models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds)
+        models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds, progress=True)
         wm = models[cfg.world_model.condition]
         wm.save(wm_path, trained_on=str(cfg.data), costs=costs)  # the ablation models are not kept
     else:
