@@ -14,7 +14,7 @@ _LAZY = {
     "make_model_config": "agents.config",
     "AgentsError": "agents.errors",
     "ModelError": "agents.errors",
-    "load_agent": "agents.training.checkpoint",
+    "load_agent": "agents.training.loading",
 }
 
 

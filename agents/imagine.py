@@ -653,7 +653,7 @@ def decoding_inputs(agent: Any, wm: WorldModel, episodes: list[tuple[np.ndarray,
 
 def main(cfg: ImagineConfig) -> dict[str, Any]:
     """Train (optionally) and evaluate the world model; write the outputs; return the metrics."""
-    from agents.training.checkpoint import load_agent
+    from agents.training.loading import load_agent
 
     if cfg.threads:  # the CLI resolves 0 to the cores this process may use
         from byog_env.threads import set_threads

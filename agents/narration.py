@@ -153,7 +153,7 @@ def _find_key(obj: Any, key: str) -> Any:
 def load_narrating_agent(path: str | Path, *, device: str = "cpu") -> Any:
     """Load an agent for live narration from a run directory or a checkpoint directory.
 
-    Uses the trainer's :func:`agents.training.checkpoint.load_agent` (a run directory, a
+    Uses the trainer's :func:`agents.training.loading.load_agent` (a run directory, a
     checkpoint directory or a ``save_pretrained`` directory); sets ``agent.frame_shape`` from
     the checkpoint's dataset identity when one is recorded, so :class:`NarrationWrapper`
     refuses an env with another frame size.
@@ -161,7 +161,7 @@ def load_narrating_agent(path: str | Path, *, device: str = "cpu") -> Any:
     Raises:
         NarrationError: no such directory, or nothing loadable there.
     """
-    from agents.training.checkpoint import load_agent
+    from agents.training.loading import load_agent
 
     path = Path(path)
     if not path.exists():

@@ -81,7 +81,7 @@ class ViewConfig:
 # --------------------------------------------------------------------------- what to show
 def resolve_inputs(cfg: ViewConfig) -> tuple[Any, Any, list[int]]:
     """(agent or None, the opened dataset, episode positions to show)."""
-    from agents.training import checkpoint as C
+    from agents.training import loading as L
     from collect.dataset import DatasetError, open_dataset
 
     src = Path(cfg.source)
@@ -93,9 +93,9 @@ def resolve_inputs(cfg: ViewConfig) -> tuple[Any, Any, list[int]]:
     if is_dataset:
         data = str(src)
         if cfg.checkpoint:
-            agent = C.load_agent(cfg.checkpoint, device=cfg.device)
+            agent = L.load_agent(cfg.checkpoint, device=cfg.device)
     else:
-        agent = C.load_agent(src, device=cfg.device)  # a run dir: its newest intact checkpoint
+        agent = L.load_agent(src, device=cfg.device)  # a run dir: its newest intact checkpoint
         meta = agent.metadata or {}
         data = data or (meta.get("config") or {}).get("data")
         eps = meta.get("episodes") or {}

@@ -230,9 +230,9 @@ def _metrics(run: Path) -> list[dict[str, Any]]:
 
 def _validation(run: Path, data: str, train_cfg: dict[str, Any]) -> tuple[Any, list, list]:
     """The trained agent, its validation batches and their greedy narration."""
-    from agents.training.checkpoint import load_agent
     from agents.training.data import build_data, val_batches
     from agents.training.evaluate import validate
+    from agents.training.loading import load_agent
 
     cfg = _train_config(train_cfg, data, run)
     agent = load_agent(run)
@@ -284,8 +284,8 @@ def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, A
     import torch
 
     from agents.text import unslot
-    from agents.training.checkpoint import load_agent
     from agents.training.data import build_data
+    from agents.training.loading import load_agent
     from collect.dataset import WindowDataset, collate_windows
     from collect.writer import set_annotations
 

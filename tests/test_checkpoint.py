@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from agents.train import cli
 from agents.training import checkpoint as C
+from agents.training import loading as L
 from agents.training.config import TrainError
 
 N = 3  # steps per segment
@@ -62,8 +63,8 @@ def test_resume_reproduces_the_uninterrupted_run(runs):
 @pytest.mark.slow
 def test_load_agent_round_trip_gives_the_same_outputs(runs):
     ckpt = runs["full"] / "checkpoints" / f"step_{2 * N:06d}"
-    a = C.load_agent(runs["full"])            # a run directory: its newest checkpoint
-    b = C.load_agent(ckpt)                    # a checkpoint directory
+    a = L.load_agent(runs["full"])            # a run directory: its newest checkpoint
+    b = L.load_agent(ckpt)                    # a checkpoint directory
     assert not a.training and a.metadata["step"] == 2 * N and a.metadata["checkpoint"] == str(ckpt)
     assert a.metadata["dataset"]["frame_shape"] == [16, 16, 3]
     from agents.text import vocab_hash
@@ -94,11 +95,11 @@ def test_incompatible_dataset_is_refused(runs, capsys):
     err = capsys.readouterr().err
     assert "frames of shape [16, 16, 3]" in err and "[32, 32, 3]" in err
     with pytest.raises(TrainError, match="frames of shape"):
-        C.load_agent(runs["full"], data=other)
+        L.load_agent(runs["full"], data=other)
     # another env, same frame shape: allowed with a warning
     env2 = synthetic_dataset(runs["root"] / "env2", episodes=3, length=12, env="other-env")
     with pytest.warns(UserWarning, match="cross-domain"):
-        agent = C.load_agent(runs["full"], data=env2)
+        agent = L.load_agent(runs["full"], data=env2)
     assert agent.metadata["dataset"]["env_id"] == "synthetic"
     # changing the model config on resume is refused, naming the section
     assert cli(["--data", str(runs["data"]), "--out", str(runs["part"]), "--steps", str(3 * N),
@@ -148,14 +149,14 @@ def test_atomic_save_prunes_and_ignores_partial_writes(tmp_path):
 
 def test_load_agent_bad_path_is_a_clear_error(tmp_path):
     with pytest.raises(TrainError, match="does not exist"):
-        C.load_agent(tmp_path / "missing")
+        L.load_agent(tmp_path / "missing")
     with pytest.raises(TrainError, match="holds no checkpoint"):
-        C.load_agent(tmp_path)
+        L.load_agent(tmp_path)
     import agents
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert agents.load_agent is C.load_agent
+        assert agents.load_agent is L.load_agent
 
 
 def test_fitted_obs_encoder_is_fitted_on_training_frames_and_checkpointed(tmp_path):
@@ -165,10 +166,10 @@ def test_fitted_obs_encoder_is_fitted_on_training_frames_and_checkpointed(tmp_pa
                          "--model.obs.units_dim", "32", "--obs_fit.units_max_frames", "200")) == 0
     ckpt = C.latest_checkpoint(run)
     assert (ckpt / C.OBS / "config.json").is_file() and (run / C.OBS / "config.json").is_file()
-    agent = C.load_agent(run)
+    agent = L.load_agent(run)
     assert type(agent.encoder.obs).__name__ == "UnitsEncoder"
     frames = torch.randint(0, 255, (1, 3, 16, 16, 3), dtype=torch.uint8)
-    assert torch.equal(agent.narrate(frames), C.load_agent(ckpt).narrate(frames))
+    assert torch.equal(agent.narrate(frames), L.load_agent(ckpt).narrate(frames))
     saved = load_file(str(ckpt / "agent" / "model.safetensors"))
     cents = [k for k in saved if "centroid" in k]
     assert cents and all(torch.equal(agent.state_dict()[k], saved[k]) for k in cents)

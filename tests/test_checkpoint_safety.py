@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from agents.train import cli
 from agents.training import checkpoint as C
+from agents.training import loading as L
 from agents.training.config import TrainError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,12 +166,12 @@ def test_corrupt_newest_checkpoint_falls_back_with_a_warning(run, capsys):
     assert newest.name == f"step_{2 * N:06d}"
     _truncate(newest / "agent" / "model.safetensors")
     with pytest.warns(UserWarning, match=rf"{newest.name}.*corrupt.*{N} steps") as rec:
-        agent = C.load_agent(bad)
+        agent = L.load_agent(bad)
     assert agent.metadata["step"] == N
     assert str(newest) in str(rec[0].message)
     # named explicitly: refused with one line
     with pytest.raises(TrainError, match="corrupt") as err:
-        C.load_agent(newest)
+        L.load_agent(newest)
     assert "\n" not in str(err.value) and str(newest) in str(err.value)
     # narration goes through the same loader
     from agents.narration import load_narrating_agent
@@ -189,7 +190,7 @@ def test_corrupt_trainer_state_or_meta_is_detected(run):
     newest = C.latest_checkpoint(bad)
     (newest / "trainer_state.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(TrainError, match="corrupt"):
-        C.load_agent(newest)
+        L.load_agent(newest)
     assert C.intact_checkpoint(bad).name == f"step_{N:06d}"
 
 
@@ -266,7 +267,7 @@ def test_zero_annotations_give_no_event_f1_and_a_warning(tmp_path, capsys):
 def test_narrating_another_env_than_the_training_one_warns(run):
     import gymnasium as gym
 
-    agent = C.load_agent(run["run"])
+    agent = L.load_agent(run["run"])
     other = gym.make("CartPole-v1")
     with pytest.warns(UserWarning, match=r"trained on env 'synthetic'.*CartPole-v1"):
         assert C.check_trained_env(agent, other, name="cartpole") is False
@@ -303,4 +304,4 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(run, tmp_path):
     # every step logged before the interrupt is in the checkpoint
     logged = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
     assert max(logged) <= done
-    C.load_agent(out)  # and it is a complete, loadable checkpoint
+    L.load_agent(out)  # and it is a complete, loadable checkpoint

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 
 from agents.train import cli
 from agents.training import checkpoint as C
+from agents.training import loading as L
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 12
@@ -98,7 +99,7 @@ def _check_checkpoints(out: Path, counts: dict[str, int]) -> None:
         counts["training checkpoints checked"] = counts.get("training checkpoints checked", 0) + 1
         why = C.checkpoint_problem(ckpt, resume=True)
         if why is None:
-            C.load_agent(ckpt)
+            L.load_agent(ckpt)
             C.load_trainer_state(ckpt)
         else:
             with pytest.warns(UserWarning, match=ckpt.name):

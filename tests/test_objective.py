@@ -414,7 +414,7 @@ def _train_run(tmp_path, *extra, steps=3, name="run"):
 
 
 def _load(run):
-    from agents.training.checkpoint import load_agent
+    from agents.training.loading import load_agent
 
     return load_agent(run)
 

@@ -108,6 +108,7 @@ def test_a_run_saved_with_the_flat_obs_config_resumes_and_loads(tmp_path):
     import yaml
 
     from agents.training import checkpoint as C
+    from agents.training import loading as L
 
     data = synthetic_dataset(tmp_path / "ds", episodes=4, length=12)
     run = tmp_path / "run"
@@ -124,7 +125,7 @@ def test_a_run_saved_with_the_flat_obs_config_resumes_and_loads(tmp_path):
     (ckpt / "agent" / "config.json").unlink()
     (ckpt / "agent" / "model_config.json").write_text(json.dumps({**agent_cfg, "obs": flat}))
     frames = torch.randint(0, 255, (1, 4, 16, 16, 3), dtype=torch.uint8)
-    before = C.load_agent(run).narrate(frames)
+    before = L.load_agent(run).narrate(frames)
     assert cli(["--data", str(data), "--out", str(run), "--steps", "3", "--resume"]) == 0
     assert C.latest_checkpoint(run).name.endswith("3") and before.shape == (1, 4, 4)
 

@@ -42,7 +42,7 @@ def test_match_events_pairs_like_event_prf():
 
 
 def test_payload_holds_the_data_and_the_agent_narration(run):
-    from agents.training.checkpoint import load_agent
+    from agents.training.loading import load_agent
     from collect.dataset import open_dataset
 
     payload = build_payload(ViewConfig(source=str(run["run"]), forecast=2, bucket=5))

@@ -6,8 +6,8 @@ Small modules, one job each: ``config`` (the ``TrainConfig`` tree, YAML + CLI la
 (torch.distributed data parallelism), ``evaluate`` (pooled validation, example narrations),
 ``logs`` (metrics.jsonl, TensorBoard, PNG plots) and ``loop`` (``train(cfg)``).
 """
-from agents.training.checkpoint import load_agent
 from agents.training.config import TrainConfig, TrainError, parse_args
+from agents.training.loading import load_agent
 from agents.training.loop import train
 
 __all__ = ["TrainConfig", "TrainError", "load_agent", "parse_args", "train"]

@@ -1,4 +1,5 @@
-"""Atomic, durable training checkpoints, dataset-compatibility checks and ``load_agent``.
+"""Atomic, durable training checkpoints and dataset-compatibility checks (``load_agent``, which
+builds the agent, lives in :mod:`agents.training.loading` so this module never imports the model).
 
 Layout of one checkpoint ``RUNDIR/checkpoints/step_000500/``::
 
@@ -450,63 +451,6 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], *, where: s
     for w in out:
         warnings.warn(w, stacklevel=2)
     return out
-
-
-def load_agent(path: str | Path, *, data: str | Path | None = None, device: str = "cpu") -> Any:
-    """A ready agent (eval mode, tokenizer attached) from a run directory or a checkpoint.
-
-    Args:
-        path: A run directory (its newest checkpoint is used), a checkpoint directory, or a
-            ``save_pretrained`` directory.
-        data: Optionally a dataset directory to check the checkpoint against (frame shape,
-            vocabulary; another env with the same frame shape only warns).
-        device: Where to put the agent.
-
-    Returns:
-        The ``BYOGAgent`` with ``agent.metadata`` (step, config, dataset identity, checkpoint path).
-
-    Raises:
-        TrainError: nothing loadable at ``path`` or an incompatible dataset.
-    """
-    from agents.lm import ModelError
-    from agents.model import BYOGAgent
-    from agents.obs import build_obs_encoder
-    from agents.obs.base import ObsEncoderError
-    from agents.text import TextError
-
-    ckpt = resolve_checkpoint(path)
-    meta = read_meta(ckpt)
-    agent_dir = ckpt / AGENT if (ckpt / AGENT).is_dir() else ckpt
-    try:
-        obs = None
-        if (ckpt / OBS).is_dir():
-            from agents.config import ModelConfig
-            from agents.hf import read_agent_config
-
-            cfg = ModelConfig.from_saved(read_agent_config(agent_dir)[0])
-            obs = build_obs_encoder(cfg.obs, fitted_path=ckpt / OBS)
-        agent = BYOGAgent.from_pretrained(agent_dir, obs_encoder=obs)
-    except (ModelError, ObsEncoderError, TextError, OSError, json.JSONDecodeError) as e:
-        raise TrainError(f"Cannot load the agent in {ckpt}: {e}") from None
-    except Exception as e:  # safetensors' SafetensorError derives from Exception only
-        if type(e).__name__ != "SafetensorError":
-            raise
-        raise TrainError(f"Checkpoint {ckpt} is corrupt ({e}); pass its run directory to use "
-                         "the newest intact checkpoint.") from None
-    if data is not None:
-        from agents.training.data import dataset_identity
-        from collect.dataset import DatasetError, open_dataset
-
-        try:
-            ds = open_dataset(data)
-        except DatasetError as e:
-            raise TrainError(str(e)) from None
-        current = dataset_identity(ds, agent.tokenizer)
-        saved = meta.get("dataset") or {}
-        # the agent keeps its own vocabulary; only the frame shape/format/env can clash here
-        check_compatible({**saved, "vocab_hash": None}, current, where=str(ckpt))
-    agent.metadata = {**meta, "checkpoint": str(ckpt)}
-    return agent.to(device).eval()
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
