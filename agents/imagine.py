@@ -30,143 +30,40 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.world_model import (
+from agents.world_model import (  # Imagination/imagine/attach_*: re-exported (they live there)
     CONDITIONS,
     WORLD_MODEL_DIR,
+    Imagination,
     WorldModel,
     WorldModelConfig,
     WorldModelError,
+    attach_world_model,
+    attached_world_model,
     build_transitions,
     code_accuracy,
     frame_tokens_for,
+    imagine,
     narrator_states,
     psnr,
     ssim,
     train_world_model,
 )
 
+__all__ = ["Imagination", "ImagineConfig", "attach_world_model", "attached_world_model", "cli",
+           "evaluate", "imagine", "main", "world_model_dir"]
+
 METRICS, VIDEO, SHEET, REPORT = "metrics.json", "imagination.mp4", "contact_sheet.png", "report.md"
 
 
 # ---------------------------------------------------------------------------------------------
-# agent.imagine
+# Where the world model lives
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class Imagination:
-    """Imagined continuations of ``B`` clips.
-
-    Attributes:
-        frames: uint8 [B, K, H, W, 3] imagined frames (decoded codes).
-        codes: long [B, K, h, w] the world model's codes.
-        narration_ids: long [B, K, k] the agent's narration of the imagined frames.
-        narration: B lists of K strings (``""`` for a silent frame).
-    """
-
-    frames: torch.Tensor
-    codes: torch.Tensor
-    narration_ids: torch.Tensor
-    narration: list[list[str]]
-
-
 def world_model_dir(checkpoint: str | Path) -> Path:
     """Where a checkpoint's world model lives: ``<checkpoint>/world_model`` (the newest
     checkpoint of a run directory)."""
     from agents.training.checkpoint import resolve_checkpoint
 
     return resolve_checkpoint(checkpoint) / WORLD_MODEL_DIR
-
-
-def attach_world_model(agent: Any, wm: WorldModel | None) -> None:
-    """Make ``wm`` the agent's world model (None: detach). Kept out of the agent's modules on
-    purpose: assigning an ``nn.Module`` attribute would register it, and the agent's checkpoint
-    (``save_pretrained``) would then carry the world model's weights."""
-    if wm is None:
-        agent.__dict__.pop("world_model", None)
-    else:
-        agent.__dict__["world_model"] = wm
-
-
-def attached_world_model(agent: Any) -> WorldModel:
-    """``agent.world_model``, loading it from beside the agent's checkpoint on first use."""
-    wm = getattr(agent, "world_model", None)
-    if wm is None:
-        ckpt = (getattr(agent, "metadata", None) or {}).get("checkpoint")
-        if ckpt is None:
-            raise WorldModelError("This agent has no world model; set agent.world_model = "
-                                  "WorldModel.load(dir) or load the agent with load_agent(RUN) "
-                                  "from a run whose checkpoint has world_model/.")
-        wm = WorldModel.load(Path(ckpt) / WORLD_MODEL_DIR)
-        attach_world_model(agent, wm)
-    return wm
-
-
-@torch.no_grad()
-def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
-            world_model: WorldModel | None = None, greedy: bool = True, temperature: float = 1.0,
-            seed: int = 0, decoding: str | None = None, window: int | None = None) -> Imagination:
-    """Imagine ``steps`` frames after each clip of real frames, and narrate them.
-
-    Args:
-        agent: A :class:`agents.model.BYOGAgent` (it narrates; its state conditions the model).
-        frames: uint8 [B, T, H, W, 3] (or [T, H, W, 3]) real frames; imagination starts after
-            the last one, with the agent's narration context built over all T.
-        actions: long [B, steps] (or [steps]): the action taken at the last real frame, then at
-            each imagined frame (an imagined episode when they come from a policy). ``None`` (or
-            -1 entries) means *no action input*: the model's learned "no action" id, trained by
-            action dropout, so it predicts under the action prior of the training data (the
-            marginal over actions) rather than under one action.
-        steps: K, frames to imagine.
-        world_model: The model (default: ``agent.world_model``, loaded from the checkpoint).
-        greedy: Argmax codes; otherwise sampled at ``temperature`` (seeded by ``seed``).
-        temperature: Sampling temperature.
-        seed: Seed of the sampling and of the narrator.
-        decoding: Override of the config's decoding scheme.
-        window: Narration context window (default ``world_model.cfg.window_for(agent)``).
-
-    Returns:
-        An :class:`Imagination`.
-    """
-    from agents.narrator import Narrator
-
-    wm = world_model or attached_world_model(agent)
-    x = torch.as_tensor(np.asarray(frames))
-    if x.dim() == 4:
-        x = x[None]
-    if x.dtype != torch.uint8 or x.dim() != 5 or tuple(x.shape[2:]) != tuple(wm.tokens.frame_shape):
-        raise WorldModelError(f"imagine expects uint8 frames [B, T, {', '.join(map(str, wm.tokens.frame_shape))}]"
-                              f", got {x.dtype} {tuple(x.shape)}; pass frames of the env the "
-                              "world model was trained on.")
-    if steps < 1:
-        raise WorldModelError(f"steps must be >= 1, got {steps}.")
-    B, T = x.shape[:2]
-    acts = None
-    if actions is not None:
-        acts = torch.as_tensor(np.asarray(actions), dtype=torch.long).reshape(B, -1)
-        if acts.shape[1] < steps:
-            raise WorldModelError(f"{acts.shape[1]} actions per clip for {steps} steps; pass one "
-                                  "action per imagined frame (or None).")
-    nar = Narrator(agent, batch_size=B, window=window or wm.cfg.window_for(agent), greedy=True,
-                   seed=seed)
-    nar.reset()
-    for t in range(T):
-        step = nar.step(x[:, t])
-    state = step.hidden[:, -1].float()  # the last real frame's state (its narration included)
-    codes = wm.tokens.encode(x[:, -1])
-    gen = torch.Generator().manual_seed(seed)
-    out_f, out_c, out_ids, texts = [], [], [], []
-    for s in range(steps):
-        codes = wm.predict(codes, state, None if acts is None else acts[:, s], greedy=greedy,
-                           temperature=temperature, generator=gen, decoding=decoding)
-        frame = wm.tokens.decode(codes)
-        step = nar.step(frame)
-        state = step.hidden[:, -1].float()
-        out_f.append(frame)
-        out_c.append(codes)
-        out_ids.append(step.ids)
-        texts.append(step.text)
-    return Imagination(frames=torch.stack(out_f, 1), codes=torch.stack(out_c, 1),
-                       narration_ids=torch.stack(out_ids, 1),
-                       narration=[[texts[s][b] for s in range(steps)] for b in range(B)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -453,8 +453,8 @@ class BYOGAgent(nn.Module):
                 **kwargs: Any) -> Any:
         """Imagine ``steps`` frames after real ``frames`` uint8 [B, T, H, W, 3] with the world
         model saved beside this agent's checkpoint, and narrate them; ``actions=None`` means no
-        action input (the world model's learned "no action"). See :func:`agents.imagine.imagine`."""
-        from agents.imagine import imagine
+        action input (the world model's learned "no action"). See :func:`agents.world_model.imagine`."""
+        from agents.world_model import imagine
 
         return imagine(self, frames, actions, steps, **kwargs)
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("byog_env", "collect", "agents", "experiments")
 MAX_FUNCTION_LINES = 80
@@ -152,11 +150,6 @@ def test_training_loop_function_is_at_most_60_lines():
     assert loop.end_lineno - loop.lineno + 1 <= MAX_LOOP_LINES
 
 
-# Cycles in modules other helpers own, found when this test landed (a function-level import
-# closes each): agents.model -> agents.hf / agents.imagine -> agents.training.checkpoint ->
-# agents.model. Remove the xfail once it is broken.
-@pytest.mark.xfail(strict=False, reason="known cycle: "
-                   "agents.model->agents.hf/agents.imagine->agents.training.checkpoint->agents.model")
 def test_no_import_cycle_between_modules():
     assert import_cycles(import_graph(module_files(ROOT))) == []
 
