@@ -207,7 +207,8 @@ class NarrationEncoder(nn.Module):
             bias = self.xattn[0].frame_bias(torch.full((1,), state.frames, device=e_t.device),
                                             mem.shape[1])
             kvs = [blk.memory_kv(mem) for blk in self.xattn]
-            hook = lambda i, h: self.xattn[i](h, mem, bias, kvs[i])
+            def hook(i: int, h: torch.Tensor) -> torch.Tensor:  # block i's gated cross-attention
+                return self.xattn[i](h, mem, bias, kvs[i])
             state.memory = mem
         (embed, logits_of), cache, banned = io, state.cache, self.banned
         prev, pos = state.prev, state.position

@@ -175,10 +175,9 @@ def model_card(agent: Any, exports: dict[str, str], trained_on: dict[str, Any],
              f"of `{env}`: it writes {cfg.text.tokens_per_frame} tokens per frame."), "",
              "## Data", ""]
     if trained_on:
-        for key in ("env_id", "frame_shape", "format_version", "annotator_version", "vocab_size",
-                    "vocab_hash"):
-            if trained_on.get(key) is not None:
-                lines.append(f"- {key}: `{trained_on[key]}`")
+        keys = ("env_id", "frame_shape", "format_version", "annotator_version", "vocab_size",
+                "vocab_hash")
+        lines += [f"- {key}: `{trained_on[key]}`" for key in keys if trained_on.get(key) is not None]
     else:
         lines.append("- not recorded (saved outside a training run)")
     lines += ["", "## Config", "",

@@ -166,7 +166,8 @@ class VectorNarrator(Narrator):
             bias = bias.masked_fill(dist[:, None] < 0, float("-inf"))[:, :, None]  # [N, H, 1, W]
             mem = self._E
             kvs = [blk.memory_kv(mem) for blk in enc.xattn]
-            hook = lambda i, h: enc.xattn[i](h, mem, bias, kvs[i])
+            def hook(i: int, h: torch.Tensor) -> torch.Tensor:  # block i's gated cross-attention
+                return enc.xattn[i](h, mem, bias, kvs[i])
         pos, span = f * k, int(self.frames.max()) * k + 1
         prev = self.state.prev
         ids, logits, hs = [], [], []

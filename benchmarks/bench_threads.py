@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from byog_env.threads import available_cores
+from byog_env.threads import available_cores  # noqa: E402  (after the sys.path line: runs as a script)
 
 
 def step_time(threads: int, cores: set[int] | None = None) -> float:

@@ -239,9 +239,9 @@ def test_lora_gradients_per_adapter(tok, tmp_path):
     base.save_pretrained(tmp_path / "base")
     agent = BYOGAgent(make_model_config("tiny", "byog-lora", lm={"pretrained_path": str(tmp_path / "base")},
                                         text={"tokens_per_frame": 4}), tok)
-    for name, p in adapter_parameters(agent.shared_lm, "encoder").items():  # leave LoRA's B = 0 init
+    for p in adapter_parameters(agent.shared_lm, "encoder").values():  # leave LoRA's B = 0 init
         p.data.normal_(0, 0.05)
-    for name, p in adapter_parameters(agent.shared_lm, "predictor").items():
+    for p in adapter_parameters(agent.shared_lm, "predictor").values():
         p.data.normal_(0, 0.05)
     b = cycle_batch(B=4, T=5)
 

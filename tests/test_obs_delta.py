@@ -64,7 +64,8 @@ def test_each_frame_sees_its_predecessor_and_the_first_a_zero_delta():
     enc, x = make(), clip()
     out = enc(x)  # [B, T, 16]
     assert out.shape == (2, 5, 16)
-    flat = lambda t: t.reshape(-1, *t.shape[2:])
+    def flat(t):
+        return t.reshape(-1, *t.shape[2:])
     prev = torch.cat([x[:, :1], x[:, :-1]], 1)
     assert torch.allclose(out, enc.encode_frames(flat(x), flat(prev)).view(2, 5, 16), atol=1e-6)
     # the first frame alone (zero delta) gives the same features as inside the clip

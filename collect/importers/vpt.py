@@ -49,7 +49,7 @@ def vpt_action_space() -> gym.spaces.Dict:
 
 def json_action_to_env_action(step: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Converts one jsonl record to a MineRL action; returns `(action, is_null_action)`."""
-    action: dict[str, Any] = {b: 0 for b in BUTTONS}
+    action: dict[str, Any] = dict.fromkeys(BUTTONS, 0)
     is_null = True
     for key in step.get("keyboard", {}).get("keys", []):
         if key in KEYBOARD_BUTTON_MAPPING:
