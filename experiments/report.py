@@ -118,8 +118,9 @@ def gates(sc: dict[str, dict[tuple, float]]) -> dict[str, Any]:
         c = compare(sc["oracle-text"], sc["random-text"])
         c["pass"] = bool(c["interval"].estimate >= POSITIVE_GATE and c["interval"].lo > 0)
         out["positive"] = c
-    if "shuffled-text" in sc and "random-text" in sc:
-        c = compare(sc["shuffled-text"], sc["random-text"])
+    shuffled = _lf_key(sc, "shuffled-text")  # pretrained (BYOG) narration: keyed with its label fraction
+    if shuffled and "random-text" in sc:
+        c = compare(sc[shuffled], sc["random-text"])
         margin = c["mde"]
         c["tost_p"], c["pass"] = tost(c["diffs"], margin)
         out["negative"] = c

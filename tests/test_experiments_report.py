@@ -9,7 +9,7 @@ from experiments.report import analyse, write_report
 
 MEANS = {"prior": 0.22, "oracle-text": 0.42, "random-text": 0.23, "shuffled-text": 0.23,
          "byog-text": 0.33, "captioner-text": 0.26, "scratch": 0.30, "byog-hidden+scratch": 0.31}
-LF = {"byog-text": 0.05, "captioner-text": 0.05, "byog-hidden+scratch": 0.05}
+LF = {"byog-text": 0.05, "captioner-text": 0.05, "byog-hidden+scratch": 0.05, "shuffled-text": 0.05}
 
 
 def rows(env: str, means: dict[str, float], seeds: int = 3, noise: float = 0.01) -> list[dict]:
