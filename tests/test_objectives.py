@@ -138,3 +138,25 @@ def test_python_m_agents_lists_every_registry_with_plugins(plugin_env):
     bad = subprocess.run([sys.executable, "-m", "agents", "list", "--plugin", "no_such.mod"],
                          check=False, capture_output=True, text=True, timeout=120, env=plugin_env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "no_such.mod" in bad.stderr
+
+
+def test_a_plugin_preset_is_accepted_on_the_command_line(tmp_path, plugin_env):
+    """`--preset module:name` (a registered plugin preset) trains; an unknown one is one error
+    line listing the known presets, exit 2."""
+    import json
+
+    from helpers import synthetic_dataset, tiny_args
+
+    data = synthetic_dataset(tmp_path / "ds", episodes=4, length=16)
+    args = tiny_args(data, tmp_path / "run", 2, "--logging.log_every", "1")
+    out = subprocess.run([sys.executable, "-m", "agents.train", "--preset",
+                          "plugins.toy_objective:toy", *args], check=False, capture_output=True,
+                         text=True, timeout=300, env=plugin_env)
+    assert out.returncode == 0, out.stderr
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum("toy/calls" in m for m in logged) == 2  # the preset's objective ran every step
+    bad = subprocess.run([sys.executable, "-m", "agents.train", "--preset", "no-such-preset",
+                          *tiny_args(data, tmp_path / "run2", 2)], check=False,
+                         capture_output=True, text=True, timeout=300, env=plugin_env)
+    assert bad.returncode == 2 and "Unknown preset 'no-such-preset'" in bad.stderr
+    assert "captioner" in bad.stderr

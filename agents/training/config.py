@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from agents.config import PRESETS, SIZES, ModelConfig, make_model_config
-from agents.errors import TrainError
+from agents.errors import ModelError, TrainError
 from agents.obs.legacy import obs_cli_layer, translate_flat_flags
 
 
@@ -183,8 +183,9 @@ class TrainConfig:
     """Optimizer steps to train for (in total, counting resumed ones)."""
     size: Literal["tiny", "small", "base"] = "tiny"
     """Model size (picks the model defaults; see agents.config)."""
-    preset: Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn"] = "byog"
-    """Objective preset (picks the model defaults; see agents.config)."""
+    preset: str = "byog"
+    """Objective preset (picks the model defaults): byog, captioner, byog-parallel, byog-lora,
+    byog-xattn, or a plugin's ``module:name`` (``python -m agents list`` shows every preset)."""
     resume: bool = False
     """Continue from the newest checkpoint in --out (same config, same dataset)."""
     seed: int = 0
@@ -224,8 +225,7 @@ class TrainConfig:
             raise TrainError(f"steps must be >= 1, got {self.steps}.")
         if self.size not in SIZES:
             raise TrainError(_unknown("size", self.size, SIZES))
-        if self.preset not in PRESETS:
-            raise TrainError(_unknown("preset", self.preset, PRESETS))
+        _check_preset(self.preset)
         if not 0.0 <= self.label_fraction <= 1.0:
             raise TrainError(f"label_fraction must be in [0, 1], got {self.label_fraction}.")
         if self.threads < 0:
@@ -283,8 +283,7 @@ def config_from_dict(d: dict[str, Any], *, size: str | None = None,
     preset = preset or d.get("preset") or "byog"
     if size not in SIZES:
         raise TrainError(_unknown("size", size, SIZES))
-    if preset not in PRESETS:
-        raise TrainError(_unknown("preset", preset, PRESETS))
+    _check_preset(preset)
     d["size"], d["preset"] = size, preset
     model = dict(d.pop("model", None) or {})
     model.pop("size", None), model.pop("preset", None)
@@ -364,6 +363,15 @@ def _positive(obj: Any, where: str, *names: str) -> None:
     for name in names:
         if getattr(obj, name) < 1:
             raise TrainError(f"{where}.{name} must be >= 1, got {getattr(obj, name)}.")
+
+
+def _check_preset(name: str) -> None:
+    """A built-in preset or a plugin's ``module:name`` (imported here, so it registers itself);
+    anything else is one error listing the known presets."""
+    try:
+        PRESETS[name]
+    except ModelError as e:
+        raise TrainError(str(e)) from None
 
 
 def _unknown(what: str, value: Any, choices: Iterable[str]) -> str:

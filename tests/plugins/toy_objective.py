@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from agents import losses as L
+from agents.config import PRESETS, PresetSpec
 from agents.objectives import ObjectiveInputs, ObjectiveOutput, register_objective
 
 
@@ -22,3 +23,8 @@ def toy_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
         per_seq = (ce * pos).sum(1) / pos.sum(1).clamp_min(1)
     metrics["toy/calls"] = 1.0
     return ObjectiveOutput(loss, metrics, per_seq, pos.any(1))
+
+
+# A preset naming the objective: `--preset plugins.toy_objective:toy` on the command line.
+PRESETS.register("toy", PresetSpec("the toy objective (reconstruct the narration, no cut)",
+                                   {"predictor": {"mode": "plugins.toy_objective:toy"}}))
