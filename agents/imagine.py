@@ -625,36 +625,28 @@ def _jsonable(x: Any) -> Any:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point; bad input prints one ``error:`` line (exit 2), a failure while
-    running exits 1, Ctrl-C 130."""
+    """Command-line entry point, under the agents CLIs' exit-code policy (:mod:`agents.cli`):
+    bad input prints one ``error:`` line (exit 2), a failure while running exits 1, Ctrl-C 130."""
     import gymnasium as gym
     import tyro
 
-    from agents.training.config import TrainError
+    from agents.cli import run_cli
     from byog_env.threads import resolve_threads
     from collect.dataset import DatasetError
     from collect.policies import PolicyError
 
-    try:
+    def body() -> int:
         cfg = tyro.cli(ImagineConfig, args=argv, description=__doc__.split("\n")[0])
         cfg.threads = resolve_threads(cfg.threads)  # 0: the cores this process may use
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    except WorldModelError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
         main(cfg)
-    except (WorldModelError, TrainError, DatasetError, PolicyError, gym.error.Error) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; outputs already written are kept.", file=sys.stderr)
-        return 130
-    except (OSError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    try:
+        return run_cli(body, usage=(WorldModelError, DatasetError, PolicyError, gym.error.Error),
+                       runtime=(RuntimeError,),
+                       on_interrupt="interrupted; outputs already written are kept.")
+    except SystemExit as exit_:  # tyro's --help / its own usage errors
+        return int(exit_.code or 0)
 
 
 if __name__ == "__main__":
