@@ -329,9 +329,8 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
                 for n in (n for n in p.ns if n <= pool):
                     for ps in p.pipeline_seeds:
                         pre = pretrained(env, spec.pretrain, lf, ps, path) if spec.pretrain else None
-                        for mode in modes:
-                            for bs in p.bc_seeds:
-                                bc.append(_bc(p, env, path, arm, mode, n, lf, ps, bs, pre, "bc"))
+                        bc += [_bc(p, env, path, arm, mode, n, lf, ps, bs, pre, "bc")
+                               for mode in modes for bs in p.bc_seeds]
     if p.cross_domain and CROSS_TARGET in data:
         source = data[CROSS_SOURCE]
         n = max([x for x in p.ns if x <= 16] or [min(p.ns)])

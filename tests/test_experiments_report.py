@@ -27,7 +27,7 @@ def rows(env: str, means: dict[str, float], seeds: int = 3, noise: float = 0.01)
 
 
 def test_gates_pass_on_a_discriminating_env_and_fail_on_a_flat_one():
-    flat = {k: 0.62 for k in MEANS}
+    flat = dict.fromkeys(MEANS, 0.62)
     an = analyse(rows("crafter", MEANS) + rows("babyai-gotolocal", flat))
     assert an["envs"]["crafter"]["gates"]["discriminating"]
     g = an["envs"]["babyai-gotolocal"]["gates"]
