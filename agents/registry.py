@@ -12,6 +12,7 @@ import by hand. An unknown name is one error that lists the known ones, never a 
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -69,7 +70,10 @@ class Registry(Mapping[str, T], Generic[T]):
         short = self._import_for(name) if ":" in name else name
         if short not in self._entries:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise self.error(f"Unknown {self.kind} {name!r}; known: {known}. {self.hint}".strip())
+            near = difflib.get_close_matches(short, list(self._entries), n=1)
+            guess = f" Did you mean {near[0]!r}?" if near else ""
+            raise self.error(f"Unknown {self.kind} {name!r}; known: {known}.{guess} "
+                             f"{self.hint}".strip())
         return short
 
     def __getitem__(self, name: str) -> T:
