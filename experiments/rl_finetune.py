@@ -1,10 +1,20 @@
 """RL fine-tuning: stable-baselines3 PPO whose features extractor wraps an encoder (frozen or
 trainable), against SB3's own ``CnnPolicy``, with optional behavioural-cloning initialisation.
 
-History: the extractor sees the last ``n_stack`` frames through SB3's ``VecFrameStack``
-(channels stacked last, then SB3 transposes to channel-first and scales to [0, 1]); the
-extractor converts back to uint8 HWC *exactly* (``round(x * 255)``) and returns the encoder's
-feature of the newest frame with the stack as its context block. (sb3-contrib's RecurrentPPO is
+History: the encoder sees the last ``n_stack`` frames through SB3's ``VecFrameStack``
+(channels stacked last) and gives the feature of the newest frame with the stack as its context
+block.
+
+A *frozen* encoder's features are computed once per env step, for all envs in one batch, by
+:class:`FeatureCache` (a ``VecEnvWrapper``): the rollout buffer stores features, and PPO's epochs
+and minibatches reuse them instead of re-encoding every stacked frame ``n_epochs`` times. A
+*trained* encoder sits in the policy as :class:`EncoderExtractor`, which converts SB3's scaled
+channel-first batch back to uint8 HWC *exactly* (``round(x * 255)``). Either way the policy
+network after the features is the same (SB3's default ``pi``/``vf`` MLPs for a custom extractor).
+
+SB3's orthogonal initialisation re-draws every ``Linear``/``Conv2d`` inside the features
+extractor (``ActorCriticPolicy._build``); :func:`run` restores the pretrained encoder's weights
+right after building the policy, or a "pretrained" extractor would start from random weights. (sb3-contrib's RecurrentPPO is
 not used: it is not installed and frame stacking keeps both policies on the same algorithm.)
 
     python -m experiments.rl_finetune --env babyai-gotolocal --encoder byog \\
@@ -69,6 +79,10 @@ class RLConfig:
     """torch CPU threads."""
     force: bool = False
     """Recompute even if the result exists."""
+    cache_features: bool = True
+    """Cache a frozen encoder's features in the rollout (computed once per env step); False
+    re-encodes the frame stacks on every minibatch (the old path, kept for the benchmark).
+    Trained encoders are never cached."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -153,6 +167,8 @@ def make_extractor_class():
 
             self.featurizer = set_trainable(featurizer, trainable)
             self.n_stack, self.trainable = n_stack, trainable
+            # the encoder's own weights, restored after SB3's orthogonal init (keep_pretrained_weights)
+            self.pristine = {k: v.detach().clone() for k, v in featurizer.state_dict().items()}
             self.mission = torch.nn.Linear(MISSION_BUCKETS, mission_dim) if self.with_mission else None
 
         def forward(self, observations: Any) -> torch.Tensor:
@@ -166,6 +182,85 @@ def make_extractor_class():
             return torch.cat([x, self.mission(m)], -1)
 
     return EncoderExtractor
+
+
+def stacks_to_frames(image: np.ndarray | torch.Tensor, n_stack: int) -> torch.Tensor:
+    """``VecFrameStack`` output uint8 [B, H, W, 3*n] (oldest first) -> uint8 [B, n, H, W, 3]."""
+    x = torch.as_tensor(image)
+    B, H, W, C = x.shape
+    return x.view(B, H, W, n_stack, C // n_stack).permute(0, 3, 1, 2, 4)
+
+
+def make_feature_cache_class():
+    """The :class:`FeatureCache` ``VecEnvWrapper`` (built lazily: SB3 imports take seconds)."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    class FeatureCache(VecEnvWrapper):
+        """Replaces each stacked-frame observation by a frozen featurizer's feature of its
+        newest frame, for all envs in one batched forward per step. With a mission the
+        observation is ``{"features", "mission"}`` (the mission stack passes through)."""
+
+        def __init__(self, venv: Any, featurizer: Any, n_stack: int) -> None:
+            from experiments.features import set_trainable
+
+            self.featurizer, self.n_stack = set_trainable(featurizer, False), n_stack
+            self.with_mission = isinstance(venv.observation_space, gym.spaces.Dict)
+            feats = gym.spaces.Box(-np.inf, np.inf, (int(featurizer.out_dim),), np.float32)
+            space = (gym.spaces.Dict({"features": feats, "mission": venv.observation_space["mission"]})
+                     if self.with_mission else feats)
+            super().__init__(venv, observation_space=space)
+
+        @torch.no_grad()
+        def encode(self, frames: torch.Tensor) -> np.ndarray:
+            """uint8 [B, n, H, W, 3] -> float32 [B, D]: the newest frame's feature."""
+            return self.featurizer.sequence(frames)[:, -1].float().numpy()
+
+        def _convert(self, obs: Any) -> Any:
+            image = obs["image"] if self.with_mission else obs
+            x = self.encode(stacks_to_frames(image, self.n_stack))
+            return {"features": x, "mission": obs["mission"]} if self.with_mission else x
+
+        def reset(self) -> Any:
+            return self._convert(self.venv.reset())
+
+        def step_wait(self) -> Any:
+            obs, rewards, dones, infos = self.venv.step_wait()
+            for info in infos:  # the true last observation of an auto-reset episode, encoded too
+                if "terminal_observation" in info:
+                    term = info["terminal_observation"]
+                    term = {k: v[None] for k, v in term.items()} if self.with_mission else term[None]
+                    one = self._convert(term)
+                    info["terminal_observation"] = ({k: v[0] for k, v in one.items()}
+                                                    if self.with_mission else one[0])
+            return self._convert(obs), rewards, dones, infos
+
+    return FeatureCache
+
+
+def make_cached_extractor_class():
+    """The extractor over :class:`FeatureCache` observations (built lazily)."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class CachedExtractor(BaseFeaturesExtractor):
+        """Cached features as they are (and, with a mission, the same learned mission
+        embedding :class:`EncoderExtractor` has): the policy network is unchanged."""
+
+        def __init__(self, observation_space: gym.spaces.Space, mission_dim: int = 32) -> None:
+            from experiments.heads import MISSION_BUCKETS
+
+            self.with_mission = isinstance(observation_space, gym.spaces.Dict)
+            feats = observation_space["features"] if self.with_mission else observation_space
+            super().__init__(observation_space,
+                             features_dim=int(feats.shape[0]) + (mission_dim if self.with_mission else 0))
+            self.mission = torch.nn.Linear(MISSION_BUCKETS, mission_dim) if self.with_mission else None
+
+        def forward(self, observations: Any) -> torch.Tensor:
+            if self.mission is None:
+                return observations
+            m = observations["mission"][:, -self.mission.in_features:]  # the newest of the stack
+            return torch.cat([observations["features"], self.mission(m)], -1)
+
+    return CachedExtractor
 
 
 class CurveCallback:
@@ -210,8 +305,9 @@ def make_vec_env(cfg: RLConfig, mission: bool = False):
     return VecFrameStack(venv, n_stack=cfg.n_stack, channels_order="last")
 
 
-def bc_initialise(model: Any, cfg: RLConfig) -> float:
-    """Minimise ``-policy.get_distribution(obs).log_prob(expert actions)`` on ``cfg.bc_data``."""
+def bc_initialise(model: Any, cfg: RLConfig, cached: Any = None) -> float:
+    """Minimise ``-policy.get_distribution(obs).log_prob(expert actions)`` on ``cfg.bc_data``
+    (with ``cached``, a frozen featurizer, on its features of the stacks, as in the rollout)."""
     from collect.dataset import open_dataset
 
     ds = open_dataset(cfg.bc_data)
@@ -228,6 +324,10 @@ def bc_initialise(model: Any, cfg: RLConfig) -> float:
             obs.append(np.concatenate(list(stack), axis=-1).transpose(2, 0, 1))  # [3n, H, W]
             acts.append(int(ep.actions[t]))
     x = torch.as_tensor(np.stack(obs)).float()  # uint8 values; SB3's preprocess scales by 1/255
+    if cached is not None:  # the same features FeatureCache gives the rollout
+        frames = x.to(torch.uint8).view(len(x), cfg.n_stack, 3, *x.shape[2:]).permute(0, 1, 3, 4, 2)
+        with torch.no_grad():
+            x = torch.cat([cached.sequence(frames[i:i + 256])[:, -1] for i in range(0, len(x), 256)])
     y = torch.as_tensor(acts)
     opt = model.policy.optimizer
     rng = np.random.default_rng(cfg.seed)
@@ -241,6 +341,39 @@ def bc_initialise(model: Any, cfg: RLConfig) -> float:
     return float(loss.detach())
 
 
+def build_policy(cfg: RLConfig, venv: Any, mission: bool) -> tuple[Any, str, dict[str, Any], Any]:
+    """``(venv, policy name, policy_kwargs)``, plus the featurizer when its features are cached
+    (``venv`` then wrapped by :class:`FeatureCache`); the featurizer is None otherwise."""
+    if cfg.encoder == "cnnpolicy":
+        return venv, ("MultiInputPolicy" if mission else "CnnPolicy"), {}, None
+    from experiments.arms import ArmContext, resolve_arm
+
+    _, spec = resolve_arm(cfg.encoder)
+    feat = spec.build(ArmContext(checkpoint=cfg.checkpoint, data=cfg.out, env=cfg.env,
+                                 env_kwargs=dict(cfg.env_kwargs), context=cfg.n_stack, seed=cfg.seed))
+    if feat.needs_annotations or feat.needs_infos or feat.episode_level:
+        raise ExperimentError(f"Arm {cfg.encoder!r} reads more than frame stacks; PPO takes frame-only "
+                              "arms (byog, captioner, random, scratch, vqvae, units).")
+    trainable = cfg.trainable or spec.trains_encoder
+    policy = "MultiInputPolicy" if mission else "MlpPolicy"
+    if cfg.cache_features and not trainable:
+        kwargs = {"features_extractor_class": make_cached_extractor_class(), "share_features_extractor": True}
+        return make_feature_cache_class()(venv, feat, cfg.n_stack), policy, kwargs, feat
+    kwargs = {"features_extractor_class": make_extractor_class(),
+              "features_extractor_kwargs": {"featurizer": feat, "n_stack": cfg.n_stack, "trainable": trainable},
+              "share_features_extractor": True}
+    return venv, ("MultiInputPolicy" if mission else "CnnPolicy"), kwargs, None
+
+
+def keep_pretrained_weights(model: Any) -> None:
+    """Undo SB3's orthogonal re-initialisation of an :class:`EncoderExtractor`'s featurizer
+    (``ActorCriticPolicy._build`` applies it to every ``Linear``/``Conv2d`` in the extractor)."""
+    ext = model.policy.features_extractor
+    pristine = getattr(ext, "pristine", None)
+    if pristine is not None:
+        ext.featurizer.load_state_dict(pristine)
+
+
 def run(cfg: RLConfig) -> dict[str, Any]:
     """Train PPO and write ``result.json`` + ``curve.csv``; returns the result dict."""
     import os
@@ -251,31 +384,18 @@ def run(cfg: RLConfig) -> dict[str, Any]:
     os.environ.setdefault("SB3_LOGDIR", str(cfg.out / "sb3"))
     cfg.out.mkdir(parents=True, exist_ok=True)
     mission = has_mission(cfg)
-    venv = make_vec_env(cfg, mission)
-    policy_kwargs: dict[str, Any] = {}
-    if cfg.encoder != "cnnpolicy":
-        from experiments.arms import ArmContext, resolve_arm
-
-        _, spec = resolve_arm(cfg.encoder)
-        feat = spec.build(ArmContext(checkpoint=cfg.checkpoint, data=cfg.out, env=cfg.env,
-                                     env_kwargs=dict(cfg.env_kwargs), context=cfg.n_stack, seed=cfg.seed))
-        if feat.needs_annotations or feat.needs_infos or feat.episode_level:
-            raise ExperimentError(f"Arm {cfg.encoder!r} reads more than frame stacks; PPO takes frame-only "
-                                  "arms (byog, captioner, random, scratch, vqvae, units).")
-        policy_kwargs = {"features_extractor_class": make_extractor_class(),
-                         "features_extractor_kwargs": {"featurizer": feat, "n_stack": cfg.n_stack,
-                                                       "trainable": cfg.trainable or spec.trains_encoder},
-                         "share_features_extractor": True}
-    model = PPO("MultiInputPolicy" if mission else "CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
+    venv, policy, policy_kwargs, cached = build_policy(cfg, make_vec_env(cfg, mission), mission)
+    model = PPO(policy, venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
                 seed=cfg.seed, verbose=0, policy_kwargs=policy_kwargs, device="cpu",
                 tensorboard_log=None)
-    bc_loss = bc_initialise(model, cfg) if cfg.bc_steps else float("nan")
+    keep_pretrained_weights(model)
+    bc_loss = bc_initialise(model, cfg, cached) if cfg.bc_steps else float("nan")
     cb = CurveCallback.make()
     t0 = time.perf_counter()
     model.learn(total_timesteps=cfg.timesteps, callback=cb)
     seconds = time.perf_counter() - t0
     venv.close()
-    heldout = evaluate_heldout(model, cfg, mission) if cfg.eval_episodes else {}
+    heldout = evaluate_heldout(model, cfg, mission, cached) if cfg.eval_episodes else {}
     rows = cb.rows
     tail = rows[-max(1, len(rows) // 4):] if rows else []
     result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
@@ -283,7 +403,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
               "rl/timesteps": int(model.num_timesteps), "rl/episodes": len(rows), "rl/bc_loss": bc_loss,
               "rl/final_return": float(np.mean([r["return"] for r in tail])) if tail else float("nan"),
               "rl/final_success": float(np.mean([r["success"] for r in tail])) if tail else float("nan"),
-              "rl/mission": mission, **heldout}
+              "rl/mission": mission, "rl/features_cached": cached is not None, **heldout}
     with open(cfg.out / "curve.csv", "w") as f:
         f.write("timesteps,return,length,success\n")
         f.writelines(f"{r['timesteps']:.0f},{r['return']:.6f},{r['length']:.0f},{r['success']:.0f}\n" for r in rows)
@@ -291,7 +411,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
     return result
 
 
-def evaluate_heldout(model: Any, cfg: RLConfig, mission: bool = False) -> dict[str, float]:
+def evaluate_heldout(model: Any, cfg: RLConfig, mission: bool = False, cached: Any = None) -> dict[str, float]:
     """The trained policy (deterministic actions) on ``eval_episodes`` held-out episodes: env
     seeds from :func:`experiments.action_transfer.live_seed`, never used in training (training
     envs are seeded ``seed * 100 + i`` and then auto-reset from their own generator)."""
@@ -305,6 +425,7 @@ def evaluate_heldout(model: Any, cfg: RLConfig, mission: bool = False) -> dict[s
         env = make_env(cfg.env, cfg.max_episode_steps, cfg.env_kwargs)
         env = MissionObs(env) if mission else env
         venv = VecFrameStack(DummyVecEnv([lambda env=env: env]), n_stack=cfg.n_stack, channels_order="last")
+        venv = make_feature_cache_class()(venv, cached, cfg.n_stack) if cached is not None else venv
         venv.seed(live_seed(cfg.seed) + k)
         obs, done, ret, r = venv.reset(), False, 0.0, 0.0
         while not done:

@@ -281,3 +281,82 @@ def test_ppo_extractor_reads_the_mission():
     m[0, MISSION_BUCKETS + 3], m[1, MISSION_BUCKETS + 7] = 1.0, 1.0
     x = ext({"image": torch.rand(2, 6, 8, 8), "mission": m})
     assert x.shape == (2, 1 + 32) and not torch.allclose(x[0], x[1])
+
+
+def _rl_parts(tmp_path, **kw):
+    from experiments.rl_finetune import RLConfig, build_policy, has_mission, make_vec_env
+
+    cfg = RLConfig(env="babyai-gotolocal", out=tmp_path, encoder="random", num_envs=2, n_steps=16,
+                   max_episode_steps=8, n_stack=2, eval_episodes=0, **kw)
+    mission = has_mission(cfg)
+    return cfg, build_policy(cfg, make_vec_env(cfg, mission), mission)
+
+
+def test_ppo_keeps_the_encoders_own_weights(tmp_path):
+    """SB3's orthogonal init re-draws every Linear/Conv2d inside a features extractor: without
+    keep_pretrained_weights the "pretrained" encoder PPO starts from would be random."""
+    from stable_baselines3 import PPO
+
+    from experiments.rl_finetune import keep_pretrained_weights
+
+    torch.set_num_threads(1)
+    cfg, (venv, policy, kwargs, cached) = _rl_parts(tmp_path, trainable=True)
+    assert cached is None  # a trained encoder is never cached
+    model = PPO(policy, venv, n_steps=16, batch_size=8, seed=0, policy_kwargs=kwargs, device="cpu")
+    ext = model.policy.features_extractor
+    before = {k: v.clone() for k, v in ext.featurizer.state_dict().items()}
+    changed = [k for k, v in ext.pristine.items() if not torch.equal(v, before[k])]
+    assert changed, "SB3 no longer re-initialises the extractor: this test no longer tests anything"
+    keep_pretrained_weights(model)
+    after = ext.featurizer.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in ext.pristine.items())
+    venv.close()
+
+
+def test_frozen_features_are_cached_in_the_rollout(tmp_path):
+    """A frozen encoder runs once per env step (all envs in one batch), never per PPO
+    minibatch, and its cached features equal what the in-policy extractor computes from the
+    same stacked frames."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    from experiments.rl_finetune import make_extractor_class
+
+    torch.set_num_threads(1)
+    cfg, (venv, policy, kwargs, cached) = _rl_parts(tmp_path)
+    assert cached is not None and policy == "MultiInputPolicy"
+    raw = venv.venv.reset()  # stacked frames, as the rollout sees them
+    obs = venv._convert(raw)  # what FeatureCache.reset/step_wait return for them
+    H, W = raw["image"].shape[1:3]
+    space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (6, H, W), np.uint8),
+                             "mission": venv.observation_space["mission"]})
+    ext = make_extractor_class()(space, cached, n_stack=2, trainable=False)
+    sb3_batch = {"image": torch.as_tensor(raw["image"]).permute(0, 3, 1, 2).float() / 255.0,
+                 "mission": torch.as_tensor(raw["mission"])}
+    with torch.no_grad():
+        direct = ext(sb3_batch)[:, :cached.out_dim]
+    np.testing.assert_allclose(obs["features"], direct.numpy(), rtol=0, atol=1e-6)
+
+    calls: list[int] = []
+    seq = cached.sequence
+    cached.sequence = lambda frames, *a, **k: calls.append(len(frames)) or seq(frames, *a, **k)
+    model = PPO(policy, venv, n_steps=16, batch_size=8, n_epochs=4, seed=0, policy_kwargs=kwargs, device="cpu")
+    model.learn(total_timesteps=32)
+    # one call per vec step over both envs (+ the reset, + one per finished episode's last
+    # observation); re-encoding per minibatch would add n_epochs * 32 / 8 = 16 more
+    steps, episodes = 32 // cfg.num_envs, 32 // cfg.max_episode_steps
+    assert calls[1] == cfg.num_envs and steps <= len(calls) <= steps + 1 + episodes
+    venv.close()
+
+
+def test_bc_initialisation_clones_on_cached_features(tmp_path, babyai_data):
+    """BC before PPO reads the same cached features as the rollout and learns the expert's
+    actions (its NLL ends well below the near-uniform initial policy's log 7)."""
+    from experiments.rl_finetune import RLConfig, run
+
+    torch.set_num_threads(1)
+    res = run(RLConfig(env="babyai-gotolocal", out=tmp_path / "bc", encoder="random", timesteps=16, num_envs=2,
+                       n_steps=8, max_episode_steps=8, n_stack=2, eval_episodes=1, mission=False,
+                       bc_data=babyai_data, bc_steps=150))
+    assert res["rl/features_cached"] is True
+    assert res["rl/bc_loss"] < np.log(7) - 0.4
