@@ -93,11 +93,12 @@ PRESETS: dict[str, StudyPreset] = {
     "cpu": StudyPreset(
         "the CPU study (<= 75 min on 2 cores): Crafter (240 scripted episodes x 64 steps) and "
         "BabyAI-UnlockLocal egocentric (600 bot episodes); BYOG and captioner at label fraction 0.05, "
-        "3 pipeline seeds x 2 BC seeds; VQ-VAE and units left out (their position-encoding settings "
-        "do not fit a CPU budget)",
+        "400 pretraining steps, 3 pipeline seeds x 2 BC seeds, BC at most 300 steps of 4 episodes; "
+        "VQ-VAE and units left out (their position-encoding settings do not fit a CPU budget)",
         envs={"crafter": EnvPlan(240, 64), "babyai-unlocklocal": EnvPlan(600, None, {"view": "agent"})},
         arms=_CPU_ARMS, ns=(64,), pipeline_seeds=(0, 1, 2), label_fractions=(0.05,), pretrain_steps=400,
-        live_episodes=8, live_arms=("prior", "oracle-text", "random-text", "byog-text", "scratch")),
+        # batch 4 and 300 steps: at 8 x 400 the scratch-CNN cells alone took most of 75 min
+        bc_steps=300, bc_batch=4, live_episodes=8, live_arms=("prior", "oracle-text", "random-text", "byog-text", "scratch")),
     "gpu": StudyPreset(
         "the GPU study: thousands of episodes, label fractions 0.02/0.05/0.1/1.0, 5 pipeline seeds, "
         "N up to 1,024, VQ-VAE and units, PPO 1M steps on Crafter",
@@ -382,9 +383,11 @@ def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: f
             "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {})}
     name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}"
     spec = resolve_arm(arm)[1]
-    # cost in frozen-head steps (measured, loaded 2-core machine: a frozen-head step 0.06 s, a
-    # step that trains a CNN on 8 episodes ~1 s, a live episode in both action modes ~6 s)
-    cost = p.bc_steps * (16 if spec.trains_encoder or mode == "finetune" else 1) + 100 * live + 2 * n
+    # cost in frozen-head steps at batch 8 (measured, loaded 2-core machine: a frozen-head step
+    # 0.06 s, a step that trains a CNN on 8 episodes ~1 s, a live episode in both action modes
+    # ~6 s); a step's cost grows with the episodes in its batch
+    steps = p.bc_steps * p.bc_batch / 8
+    cost = steps * (16 if spec.trains_encoder or mode == "finetune" else 1) + 100 * live + 2 * n
     return Cell(name, "experiments.run_all:bc_cell", conf, kind="bc", cost=cost,
                 meta={"study": study, "env": env, "encoder": arm, "mode": mode, "n_episodes": n,
                       "label_fraction": lf, "pipeline_seed": ps, "seed": bs})
