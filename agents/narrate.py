@@ -98,9 +98,6 @@ class NarrateConfig:
                                  f"got {self.threads}.")
         if self.precision not in ("fp32", "bf16"):
             raise NarrationError(f"--precision must be fp32 or bf16, got {self.precision!r}.")
-        if self.num_envs > 1 and self.forecast:
-            raise NarrationError("--forecast needs --num-envs 1 (vector narration has no "
-                                 "forecasts); drop one of them.")
         for name in ("steps", "episodes", "bucket", "scale", "num_envs"):
             if getattr(self, name) < 1:
                 raise NarrationError(f"--{name} must be >= 1, got {getattr(self, name)}.")
@@ -162,8 +159,9 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
     from agents.vector_narration import VectorNarrator
 
     N = len(envs)
-    vec = VectorNarrator(agent, num_envs=N, window=cfg.window, keep=cfg.keep, greedy=cfg.greedy,
-                         temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed)
+    vec = VectorNarrator(agent, num_envs=N, window=cfg.window, keep=cfg.keep,
+                         forecast=cfg.forecast, greedy=cfg.greedy, temperature=cfg.temperature,
+                         top_k=cfg.top_k, seed=cfg.seed)
     vec.reset(cfg.seed)
     logs = [EpisodeLog() for _ in range(cfg.episodes)]
     episode, step = [-1] * N, [0] * N
@@ -189,7 +187,8 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
         narrate_s += time.perf_counter() - t0
         for i in np.flatnonzero(record):
             narrated = dict(info[i], narration=out.text[i], narration_tokens=out.ids[i].numpy(),
-                            narration_entropy=float(out.entropy[i]))
+                            narration_entropy=float(out.entropy[i]), forecast=out.forecast[i],
+                            forecast_tokens=out.forecast_ids[i].numpy())
             _record(cfg, logs[episode[i]], episode[i], step[i], obs[i], narrated, printer, jsonl)
     return logs, narrate_s
 

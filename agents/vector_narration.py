@@ -27,10 +27,14 @@ positions: greedy narration equals per-env narration token for token up to float
 the batched matmuls (``tests/test_vector_narration.py``). With xattn fusion the frame memory is
 the per-row context buffer under a per-row frame mask.
 
+Forecasts (``forecast=N``) come from the forecaster registered for the predictor's objective in
+:data:`VECTOR_FORECASTS`: the parallel mode's is the single-stream one batched as is (it keeps
+no context); the prefix mode's keeps a per-row predictor cache laid out like the encoder's (see
+:class:`VectorPrefixForecast`), so each row's forecast sees the context a single-env
+narrator's forecast sees.
+
 Sampled (non-greedy) narration draws from one generator for the batch: it is reproducible for
 a given N and seed, but a row's draws depend on the batch (greedy narration does not).
-Forecasts are not offered here (the prefix forecaster's context cache is one per batch); use
-:class:`~agents.narrator.Narrator` with ``forecast=N`` for a single stream.
 """
 from __future__ import annotations
 
@@ -42,8 +46,10 @@ import torch
 
 from agents import monitors as M
 from agents.errors import NarrationError
+from agents.kv_cache import KVCache
 from agents.lm import sample_tokens
-from agents.narrator import NarrationStep, Narrator, needs_column_message
+from agents.narrator import NarrationStep, Narrator, ParallelForecast, needs_column_message
+from agents.registry import Registry
 from agents.text import unslot
 
 
@@ -55,19 +61,32 @@ class VectorNarrator(Narrator):
         num_envs: Number of envs (rows of the batched decode).
         window: Most frames in an env's context (None = the checkpoint's training window).
         keep: Frames re-encoded when an env's window is full (default ``window // 2``).
+        forecast: Future frames the predictor narrates each step per env (0 = none), by the
+            objective's forecaster in :data:`VECTOR_FORECASTS`.
         greedy, temperature, top_k, seed, decode: see :class:`~agents.narrator.Narrator`.
     """
 
     def __init__(self, agent: Any, *, num_envs: int, window: int | None = None,
-                 keep: int | None = None, greedy: bool = True, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int = 0, decode: bool = True) -> None:
+                 keep: int | None = None, forecast: int = 0, greedy: bool = True,
+                 temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
+                 decode: bool = True) -> None:
         if num_envs < 1:
             raise NarrationError(f"num_envs must be >= 1, got {num_envs}.")
+        # forecast=0 here: the base class would build a single-stream forecaster (one context
+        # for the batch); ours comes from VECTOR_FORECASTS below, after the same checks
         super().__init__(agent, batch_size=num_envs, window=window, keep=keep, forecast=0,
                          greedy=greedy, temperature=temperature, top_k=top_k, seed=seed,
                          decode=decode)
+        if forecast < 0:
+            raise NarrationError(f"forecast must be >= 0 frames, got {forecast}.")
+        if forecast and agent.predictor is None:
+            raise NarrationError("forecast needs the BYOG predictor, but this agent has none "
+                                 "(a captioner, w_byog = 0); pass forecast=0.")
+        self.forecast = forecast
         self.num_envs = num_envs
         self.frames = np.zeros(num_envs, dtype=np.int64)  # frames in each env's context
+        # the objective's vector forecast, by name: an objective without one fails here
+        self._forecaster = VECTOR_FORECASTS[agent.cfg.predictor.mode](self) if forecast else None
 
     # ------------------------------------------------------------------ state
     def reset(self, seed: int | None = None) -> None:
@@ -76,16 +95,13 @@ class VectorNarrator(Narrator):
         N, W, k, tlm = self.num_envs, self.window, self.k, self.enc.tlm
         p = next(self.agent.parameters())
         self.state = self.enc.start(N, self.device)
-        self.state.cache = cache = tlm.new_cache(W * k)
-        H = tlm.core.config.num_attention_heads
-        for layer in cache.layers:  # zero-filled: masked slots must hold finite values
-            empty = p.new_empty(N, H, 0, tlm.hidden_size // H)
-            layer.lazy_initialization(empty, empty)
-            layer.kv.zero_()
+        self.state.cache = zeroed_cache(tlm, N, W * k, p)
         self._E = p.new_zeros(N, W, tlm.hidden_size)  # frame embeddings of each context
         self._I = torch.zeros(N, W, k, dtype=torch.long, device=self.device)  # their tokens
         self.frames[:] = 0
         self.reencodes = 0  # env slides since the last reset (a slide of 3 envs counts 3)
+        if self._forecaster is not None:
+            self._forecaster.reset()
 
     def reset_envs(self, done: np.ndarray | torch.Tensor | list[bool]) -> None:
         """Start the envs where ``done`` (bool [N]) is True afresh (their next frame is an
@@ -140,18 +156,24 @@ class VectorNarrator(Narrator):
         rows = torch.arange(self.num_envs, device=self.device)
         f = torch.as_tensor(self.frames, device=self.device)  # each env's frame slot
         self._E[rows, f] = e_t.to(self._E.dtype)  # bf16 under autocast (--precision bf16)
+        prev = self.state.prev  # [N] the token before each env's slot
         with torch.inference_mode():
             ids, logits, hs = self._decode(e_t, f)
         ids, logits = torch.stack(ids, 1), torch.stack(logits, 1)  # [N, k], [N, k, V]
         self._I[rows, f] = ids
-        self.frames += 1
         self.state.prev, self.state.hidden = ids[:, -1].clone(), torch.stack(hs, 1)
+        f_ids = ids.new_zeros(self.num_envs, 0, self.k)
+        if self._forecaster is not None:  # reads self.frames: the frame's slot, not yet counted
+            feats = self.agent.predictor.features(self.state.hidden, logits)  # [N, k, Dx]
+            f_ids = self._forecaster(feats, prev, ids)  # [N, F, k]
+        self.frames += 1
         ent = M.position_entropy(logits).mean(-1)  # [N]
-        text = (["; ".join(s[0]) for s in unslot(ids[:, None], self.agent.tokenizer)]
-                if self.decode else [])
-        return NarrationStep(ids=ids, text=text, entropy=ent,
-                             forecast_ids=ids.new_zeros(self.num_envs, 0, self.k),
-                             forecast=[[] for _ in range(self.num_envs)], hidden=self.state.hidden)
+        tok = self.agent.tokenizer
+        text = ["; ".join(s[0]) for s in unslot(ids[:, None], tok)] if self.decode else []
+        forecast = ([["; ".join(fr) for fr in frames_] for frames_ in unslot(f_ids, tok)]
+                    if self.forecast and self.decode else [[] for _ in range(self.num_envs)])
+        return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids,
+                             forecast=forecast, hidden=self.state.hidden)
 
     def _decode(self, e_t: torch.Tensor, f: torch.Tensor) -> tuple[list, list, list]:
         """k batched decode steps, each row at its own position (``NarrationEncoder._frame``
@@ -193,14 +215,116 @@ class VectorNarrator(Narrator):
         W, R = self.window, self.keep
         sel = torch.as_tensor(envs, device=self.device)
         e, ids = self._E[sel, W - R:], self._I[sel, W - R:]  # [S, R, D], [S, R, k]
-        _, _, st = self.enc.prefill(ids, e)
-        L = R * self.k
-        for mine, theirs in zip(self.state.cache.layers, st.cache.layers, strict=True):
-            mine.kv[sel, :, :L] = theirs.kv[:, :, :L]
+        h, z, st = self.enc.prefill(ids, e)  # [S, R*k, D], [S, R*k, V]
+        copy_rows(self.state.cache, st.cache, sel, R * self.k)
+        if self._forecaster is not None:
+            self._forecaster.refill(h, z, ids, sel)
         self._E[sel, :R], self._I[sel, :R] = e, ids
         self.frames[envs] = R
         self.state.prev = self.state.prev.index_copy(0, sel, ids[:, -1, -1])
         self.reencodes += len(envs)
+
+
+def zeroed_cache(tlm: Any, rows: int, slots: int, like: torch.Tensor) -> KVCache:
+    """A KV cache of ``tlm`` with ``slots`` positions per row allocated now (dtype and device of
+    ``like``) and zero-filled: per-row decode steps attend over slots that a row masks out (left
+    over from before its reset or slide), which must hold finite values."""
+    cache = tlm.new_cache(slots)
+    H = tlm.core.config.num_attention_heads
+    for layer in cache.layers:
+        empty = like.new_empty(rows, H, 0, tlm.hidden_size // H)
+        layer.lazy_initialization(empty, empty)
+        layer.kv.zero_()
+    return cache
+
+
+def copy_rows(cache: KVCache, fresh: KVCache, rows: torch.Tensor, n: int) -> None:
+    """Copy the first ``n`` slots of ``fresh``'s rows (one per entry of ``rows``) into ``cache``'s
+    ``rows``: a slide's re-encoded context, filled from position 0 in a cache of its own."""
+    for mine, theirs in zip(cache.layers, fresh.layers, strict=True):
+        mine.kv[rows, :, :n] = theirs.kv[:, :, :n]
+
+
+# --------------------------------------------------------------------------- live forecasts
+
+
+VECTOR_FORECASTS: Registry = Registry(
+    "vector live forecast", error=NarrationError,
+    hint="Register a vector forecaster for this predictor objective with "
+         "agents.vector_narration.VECTOR_FORECASTS.register(name, cls), or pass forecast=0 "
+         "(or narrate one env with agents.narrator.Narrator, whose FORECASTS may have one).")
+"""Vector forecasters by predictor objective name: ``cls(narrator)`` for a
+:class:`VectorNarrator` with ``reset()``, ``refill(h, z, ids, rows)`` after the ``rows`` slid
+(h/z [S, R*k, ...] their re-encoded context, ids Long [S, R, k]) and
+``__call__(feats, prev, ids) -> Long [N, F, k]`` (called before the narrator counts the frame,
+so ``narrator.frames`` is each env's frame slot)."""
+
+
+@VECTOR_FORECASTS.register("parallel")
+class VectorParallelForecast(ParallelForecast):
+    """Parallel mode: the single-stream forecaster batched as is. It conditions each row on its
+    frame's last state alone (no context cache), so an env's reset or slide leaves it nothing
+    to redo."""
+
+    def refill(self, h: torch.Tensor, z: torch.Tensor, ids: torch.Tensor,
+               rows: torch.Tensor | None = None) -> None:
+        pass
+
+
+@VECTOR_FORECASTS.register("prefix")
+class VectorPrefixForecast:
+    """Prefix mode per env: :class:`~agents.narrator.PrefixForecast` with one predictor cache
+    row per env, each at its own positions.
+
+    Row b's cache holds its context with m = 1 at positions ``0 .. frames[b]*k - 1``, exactly
+    the single-stream forecaster's cache of that env. Each step feeds the new frame's k states
+    one position at a time at ``frames[b]*k + j`` and rolls ``F*k`` tokens with m = 0 at the
+    positions after. The rollout is not cropped off: its slots lie after the row's context, so
+    the per-row mask hides them from every later query until the next frames' feeds overwrite
+    them (a position is always written before any query can see it). An env reset restarts the
+    row at position 0 (the narrator's ``frames``) with nothing to clear, for the same reason; a
+    slide re-feeds the kept context from position 0 (:meth:`refill`).
+    """
+
+    def __init__(self, narrator: VectorNarrator) -> None:
+        self.n = narrator
+        self.pred = narrator.agent.predictor
+        self.cache: KVCache | None = None
+
+    def reset(self) -> None:
+        n = self.n  # the context's window frames plus the rollout's forecast frames
+        self.cache = zeroed_cache(self.pred.tlm, n.num_envs, (n.window + n.forecast) * n.k,
+                                  next(self.pred.parameters()))
+
+    def refill(self, h: torch.Tensor, z: torch.Tensor, ids: torch.Tensor,
+               rows: torch.Tensor) -> None:
+        """Re-feed the slid ``rows``' re-encoded context (h/z [S, R*k, ...], ids Long [S, R, k])
+        from position 0 into a cache of their own, then into their rows' first slots."""
+        S, R, k = ids.shape
+        flat = ids.reshape(S, R * k)
+        prev = torch.cat([flat.new_full((S, 1), self.n.enc.bos_id), flat[:, :-1]], 1)
+        fresh = self.pred.tlm.new_cache(R * k)
+        inp = self.pred.prefix_inputs(self.pred.features(h, z), prev)  # m = 1
+        self.pred.tlm.hidden(inp, cache=fresh, start=0)
+        copy_rows(self.cache, fresh, rows, R * k)
+
+    def __call__(self, feats: torch.Tensor, prev: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        N, k = ids.shape
+        tlm, F = self.pred.tlm, self.n.forecast
+        pos = torch.as_tensor(self.n.frames, device=ids.device) * k  # [N] the frame's first slot
+        top = int(self.n.frames.max()) * k  # the largest, without a host sync per position
+        prevs = torch.cat([prev[:, None], ids[:, :-1]], 1)  # [N, k] teacher-forced encoder tokens
+        inp = self.pred.prefix_inputs(feats, prevs)  # [N, k, D], m = 1
+        for j in range(k):  # per-row positions take one position per call
+            tlm.hidden(inp[:, j:j + 1], cache=self.cache, positions=pos + j, span=top + j + 1)
+        out = []
+        tok = ids[:, -1]
+        for i in range(F * k):
+            h = tlm.hidden(tlm.embed(tok)[:, None], cache=self.cache, positions=pos + k + i,
+                           span=top + k + i + 1)  # m = 0
+            tok = self.n.sample(tlm.logits(h[:, 0]))
+            out.append(tok)
+        return torch.stack(out, 1).view(N, F, k)
 
 
 class VectorNarrationWrapper(gym.vector.VectorWrapper):
@@ -208,20 +332,21 @@ class VectorNarrationWrapper(gym.vector.VectorWrapper):
 
     ``reset`` and ``step`` add to ``info`` (vector-env style, one entry per env, with the
     ``_<key>`` masks all True): ``narration`` (object array of N str), ``narration_tokens``
-    (int64 [N, k]) and ``narration_entropy`` (float [N]). An env that finished starts a fresh
-    context on its first frame of the next episode (autoreset mode ``next_step``, gymnasium's
-    default: the step after the end; ``same_step``: the step that ended it, whose observation is
-    already the next episode's first).
+    (int64 [N, k]) and ``narration_entropy`` (float [N]); with ``forecast=F`` also ``forecast``
+    (object array of N lists of F str) and ``forecast_tokens`` (int64 [N, F, k]). An env that
+    finished starts a fresh context on its first frame of the next episode (autoreset mode
+    ``next_step``, gymnasium's default: the step after the end; ``same_step``: the step that
+    ended it, whose observation is already the next episode's first).
 
     Args:
         env: A vector env with ``Box(0, 255, (H, W, 3), uint8)`` single observations.
         agent: A BYOG agent (its ``frame_shape``, when set, must match the env's).
-        window, keep, greedy, temperature, top_k: see :class:`VectorNarrator`.
+        window, keep, forecast, greedy, temperature, top_k: see :class:`VectorNarrator`.
     """
 
     def __init__(self, env: gym.vector.VectorEnv, agent: Any, *, window: int | None = None,
-                 keep: int | None = None, greedy: bool = True, temperature: float = 1.0,
-                 top_k: int | None = None) -> None:
+                 keep: int | None = None, forecast: int = 0, greedy: bool = True,
+                 temperature: float = 1.0, top_k: int | None = None) -> None:
         from agents.narration import check_rgb_frames
 
         super().__init__(env)
@@ -234,7 +359,8 @@ class VectorNarrationWrapper(gym.vector.VectorWrapper):
                 f"{mode!r}; build the vector env with autoreset_mode=AutoresetMode.NEXT_STEP.")
         self._same_step = mode == "SameStep"
         self.narrator = VectorNarrator(agent, num_envs=env.num_envs, window=window, keep=keep,
-                                       greedy=greedy, temperature=temperature, top_k=top_k)
+                                       forecast=forecast, greedy=greedy, temperature=temperature,
+                                       top_k=top_k)
         self._done = np.zeros(env.num_envs, dtype=bool)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
@@ -260,9 +386,16 @@ class VectorNarrationWrapper(gym.vector.VectorWrapper):
         info["narration"] = np.array(out.text, dtype=object)
         info["narration_tokens"] = out.ids.cpu().numpy()
         info["narration_entropy"] = out.entropy.cpu().numpy()
-        for key in ("narration", "narration_tokens", "narration_entropy"):
+        keys = ["narration", "narration_tokens", "narration_entropy"]
+        if self.narrator.forecast:
+            info["forecast"] = np.empty(n, dtype=object)  # one list per env, not an [N, F] array
+            info["forecast"][:] = [list(f) for f in out.forecast]
+            info["forecast_tokens"] = out.forecast_ids.cpu().numpy()
+            keys += ["forecast", "forecast_tokens"]
+        for key in keys:
             info[f"_{key}"] = np.ones(n, dtype=bool)
         return info
 
 
-__all__ = ["VectorNarrationWrapper", "VectorNarrator"]
+__all__ = ["VECTOR_FORECASTS", "VectorNarrationWrapper", "VectorNarrator", "VectorParallelForecast",
+           "VectorPrefixForecast", "copy_rows", "zeroed_cache"]
