@@ -310,23 +310,36 @@ def evaluate_offline(feat: Featurizer, head: ActionHead, data: Blocks,
 
 class ClonedActor:
     """The cloned policy as a live :class:`~experiments.live.BatchActor` (incremental features;
-    the featurizer gets the env's annotations and infos; the GRU remembers the whole episode)."""
+    the featurizer gets the env's annotations and infos; the GRU remembers the whole episode).
+    With a featurizer that restarts streams on its own, each env restarts at its own step
+    (``restarts_envs``: live evaluation then never waits for a round's slowest env)."""
 
     def __init__(self, feat: Featurizer, head: ActionHead, *, use_mission: bool, sample: bool,
                  seed: int = 0) -> None:
         self.feat, self.head, self.use_mission, self.sample = feat, head, use_mission, sample
         self.gen = torch.Generator().manual_seed(seed)
+        self.restarts_envs = bool(feat.restarts_streams)
 
     def reset(self, envs: list, obs: list[np.ndarray], infos: list[dict]) -> None:
         self.state = self.feat.start(len(obs))
         self.h = None
-        self.mission = mission_ids([str(i.get("mission", "")) for i in infos]) if self.use_mission else None
+        self.missions = [str(i.get("mission", "")) for i in infos]
+        self.mission = mission_ids(self.missions) if self.use_mission else None
 
     @torch.no_grad()
-    def act(self, obs: list[np.ndarray], infos: list[dict], active: list[bool]) -> list[int]:
+    def act(self, obs: list[np.ndarray], infos: list[dict], active: list[bool],
+            starts: list[bool] | None = None) -> list[int]:
         frame = torch.from_numpy(np.stack(obs))  # [B, H, W, 3] uint8
         anns = [list(i.get("annotations") or []) for i in infos]
-        x, self.state = self.feat.step(self.state, frame, annotations=anns, infos=infos)
+        kw = {}
+        if starts is not None and any(starts):  # envs beginning their next episode
+            fresh = torch.as_tensor(starts, dtype=torch.bool)
+            kw["starts"] = fresh
+            if self.h is not None:  # the GRU's memory of those envs starts afresh
+                self.h = self.h.masked_fill(fresh.view(1, -1, 1), 0.0)
+            self.missions = [str(i.get("mission", "")) if s else m for m, i, s in zip(self.missions, infos, starts)]
+            self.mission = mission_ids(self.missions) if self.use_mission else None
+        x, self.state = self.feat.step(self.state, frame, annotations=anns, infos=infos, **kw)
         logits, self.h = self.head(x[:, None], self.mission, self.h)  # [B, 1, A]
         lg = logits[:, 0]
         a = (torch.multinomial(lg.softmax(-1), 1, generator=self.gen)[:, 0] if self.sample

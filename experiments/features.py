@@ -32,18 +32,20 @@ import torch
 from torch import nn
 
 from agents.model import BYOGAgent
-from agents.narrator import Narrator
 from agents.obs import ObsEncoder
+from agents.vector_narration import VectorNarrator
 
 Pool = Literal["last", "mean"]
 
 
 @dataclass
 class FeatureState:
-    """Live state of a featurizer: the narration state and the frames seen in this block."""
+    """Live state of a featurizer: the narration state and the frames seen in this block (an
+    int for streams in lock-step, or Long [B] per stream for featurizers that restart streams
+    at their own steps)."""
 
     narration: Any = None
-    in_block: int = 0
+    in_block: Any = 0
     last_frame: Any = None
     """The block's previous frame uint8 [B, H, W, 3] (frame-delta encoders read it; None at a
     block's start, where the offline path gives a zero delta too)."""
@@ -70,6 +72,10 @@ class Featurizer(nn.Module):
     needs_annotations: bool = False
     needs_infos: bool = False
     episode_level: bool = False
+    restarts_streams: bool = False
+    """Whether :meth:`step` takes ``starts`` (bool [B]: streams whose frame is the first of a new
+    episode, restarted on their own). Then live evaluation restarts each env as soon as its
+    episode ends instead of waiting for the slowest env of a round (``experiments.live``)."""
 
     def sequence(self, frames: torch.Tensor, valid: torch.Tensor | None = None, *,
                  annotations: Annotations | None = None, infos: Infos | None = None) -> torch.Tensor:
@@ -81,8 +87,12 @@ class Featurizer(nn.Module):
         return FeatureState()
 
     def step(self, state: FeatureState, frame: torch.Tensor, *, annotations: list[list[str]] | None = None,
-             infos: list[dict[str, Any]] | None = None) -> tuple[torch.Tensor, FeatureState]:
-        """One new frame per stream: uint8 [B, H, W, 3] -> (float [B, D], new state)."""
+             infos: list[dict[str, Any]] | None = None,
+             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, FeatureState]:
+        """One new frame per stream: uint8 [B, H, W, 3] -> (float [B, D], new state).
+
+        ``starts`` (only where :attr:`restarts_streams`): bool [B], the streams that begin a new
+        episode with this frame."""
         raise NotImplementedError
 
     def parts(self, train_encoder: bool) -> tuple[Featurizer | None, Featurizer | None]:
@@ -120,21 +130,37 @@ class BYOGFeaturizer(Featurizer):
         h, _ = enc(ids, e)  # [B, T*k, D]
         return self._pool(h.view(B, T, enc.k, -1))
 
+    restarts_streams = True
+
     def start(self, batch_size: int) -> FeatureState:
-        # the one live narration API; its window never fills (reset at every block start)
-        narrator = Narrator(self.agent, batch_size=batch_size, window=max(2, self.context + 1),
-                            greedy=True, decode=False)
-        return FeatureState(narration=narrator)
+        return FeatureState(narration=_block_narrator(self.agent, batch_size, self.context),
+                            in_block=torch.zeros(batch_size, dtype=torch.long))
 
     def step(self, state: FeatureState, frame: torch.Tensor, *, annotations: list[list[str]] | None = None,
-             infos: list[dict[str, Any]] | None = None) -> tuple[torch.Tensor, FeatureState]:
-        narrator = state.narration
-        if narrator.state is None or state.in_block >= self.context:
-            narrator.reset()  # a block start: fresh cache, no previous frame (zero delta)
-            state = FeatureState(narration=narrator, in_block=0)
-        out = narrator.step(frame)  # out.hidden = the frame's k hidden states [B, k, D]
-        return self._pool(out.hidden), FeatureState(narration=narrator, in_block=state.in_block + 1,
-                                                    last_frame=frame)
+             infos: list[dict[str, Any]] | None = None,
+             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, FeatureState]:
+        out, in_block = _narrate_blocks(state.narration, state.in_block, frame, starts, self.context)
+        # out.hidden = the frame's k hidden states [B, k, D]
+        return self._pool(out.hidden), FeatureState(narration=state.narration, in_block=in_block)
+
+
+def _block_narrator(agent: BYOGAgent, batch_size: int, context: int) -> VectorNarrator:
+    """The live narrator of block features: one batched decode for all streams, each stream
+    restarting on its own (its window never fills: streams restart at every block start)."""
+    return VectorNarrator(agent, num_envs=batch_size, window=max(2, context + 1), greedy=True, decode=False)
+
+
+def _narrate_blocks(narrator: VectorNarrator, in_block: torch.Tensor, frame: torch.Tensor,
+                    starts: torch.Tensor | None, context: int) -> tuple[Any, torch.Tensor]:
+    """Narrate one frame per stream; a stream restarts (fresh context, no previous frame: a zero
+    delta, as offline) at an episode's start or when its block of ``context`` frames is full."""
+    restart = in_block >= context
+    if starts is not None:
+        restart |= torch.as_tensor(starts, dtype=torch.bool)
+    if narrator.state is None:
+        narrator.reset()
+    out = narrator.step(frame, starts=restart.numpy())
+    return out, torch.where(restart, 0, in_block) + 1
 
 
 class ObsFeaturizer(Featurizer):
@@ -153,12 +179,21 @@ class ObsFeaturizer(Featurizer):
                  annotations: Annotations | None = None, infos: Infos | None = None) -> torch.Tensor:
         return self.obs(frames, valid=valid)
 
+    restarts_streams = True
+
+    def start(self, batch_size: int) -> FeatureState:
+        return FeatureState(obs_state=self.obs.init_state(batch_size),
+                            in_block=torch.zeros(batch_size, dtype=torch.long))
+
     def step(self, state: FeatureState, frame: torch.Tensor, *, annotations: list[list[str]] | None = None,
-             infos: list[dict[str, Any]] | None = None) -> tuple[torch.Tensor, FeatureState]:
-        if state.in_block >= self.context or state.obs_state is None:  # a block starts afresh,
-            state = FeatureState(obs_state=self.obs.init_state(frame.shape[0]))  # as offline
-        feats, obs_state = self.obs.step(state.obs_state, frame)  # the encoder's stream hook
-        return feats, FeatureState(in_block=state.in_block + 1, last_frame=frame, obs_state=obs_state)
+             infos: list[dict[str, Any]] | None = None,
+             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, FeatureState]:
+        restart = state.in_block >= self.context  # a block starts afresh, as offline
+        if starts is not None:
+            restart |= torch.as_tensor(starts, dtype=torch.bool)
+        obs_state = self.obs.reset_state(state.obs_state, restart) if bool(restart.any()) else state.obs_state
+        feats, obs_state = self.obs.step(obs_state, frame)  # the encoder's stream hook
+        return feats, FeatureState(in_block=torch.where(restart, 0, state.in_block) + 1, obs_state=obs_state)
 
 
 # ---------------------------------------------------------------------------- language channel
@@ -197,6 +232,8 @@ class TextSource:
 
     needs_annotations = False
     module: nn.Module | None = None
+    restarts_streams = False
+    """Whether :meth:`step` takes ``starts`` (see :attr:`Featurizer.restarts_streams`)."""
 
     def offline(self, frames: torch.Tensor, valid: torch.Tensor, annotations: Annotations | None,
                 context: int) -> Annotations:
@@ -207,7 +244,7 @@ class TextSource:
         return None
 
     def step(self, state: Any, frame: torch.Tensor, annotations: list[list[str]] | None,
-             context: int) -> tuple[list[list[str]], Any]:
+             context: int, starts: torch.Tensor | None = None) -> tuple[list[list[str]], Any]:
         """This frame's sentences per stream (B lists) and the new state."""
         raise NotImplementedError
 
@@ -222,7 +259,9 @@ class AnnotationSource(TextSource):
             raise ValueError("The annotation text source needs the per-frame annotations.")
         return annotations
 
-    def step(self, state, frame, annotations, context):
+    restarts_streams = True  # stateless
+
+    def step(self, state, frame, annotations, context, starts=None):
         if annotations is None:
             raise ValueError("The annotation text source needs this frame's annotations.")
         return annotations, state
@@ -256,16 +295,16 @@ class NarratorSource(TextSource):
                     out[b] += [list(words[b * t_ + t][0]) for t in range(t_)]
         return [[w if bool(valid[b, t]) else [] for t, w in enumerate(ep)] for b, ep in enumerate(out)]
 
-    def start(self, batch_size: int) -> Any:
-        return {"state": None, "in_block": 0}
+    restarts_streams = True
 
-    def step(self, state, frame, annotations, context):
-        if state["state"] is None or state["in_block"] >= context:
-            # a block start, as offline; the window never fills within a block (no slide)
-            state = {"state": self.agent.start(frame.shape[0], window=max(2, context + 1), decode=False),
-                     "in_block": 0}
-        ids, nar = self.agent.narrate_step(state["state"], frame)  # [B, k]
-        return [w[0] for w in self._words(ids[:, None])], {"state": nar, "in_block": state["in_block"] + 1}
+    def start(self, batch_size: int) -> Any:
+        return {"state": None, "in_block": torch.zeros(batch_size, dtype=torch.long)}
+
+    def step(self, state, frame, annotations, context, starts=None):
+        if state["state"] is None:
+            state = dict(state, state=_block_narrator(self.agent, frame.shape[0], context))
+        out, in_block = _narrate_blocks(state["state"], state["in_block"], frame, starts, context)  # as offline
+        return [w[0] for w in self._words(out.ids[:, None])], {"state": state["state"], "in_block": in_block}
 
 
 class ShuffledSource(TextSource):
@@ -306,6 +345,7 @@ class TextFeaturizer(Featurizer):
         self.source, self.buckets, self.decay, self.context = source, int(buckets), float(decay), int(context)
         self.narrator = source.module  # registered so that set_trainable/eval reach it
         self.needs_annotations = source.needs_annotations
+        self.restarts_streams = source.restarts_streams
         self.out_dim = 2 * self.buckets
 
     def texts(self, frames: torch.Tensor, valid: torch.Tensor | None = None,
@@ -323,13 +363,16 @@ class TextFeaturizer(Featurizer):
         return FeatureState(narration={"source": self.source.start(batch_size),
                                        "bag": [None] * batch_size, "last": [None] * batch_size})
 
-    def step(self, state, frame, *, annotations=None, infos=None):
+    def step(self, state, frame, *, annotations=None, infos=None, starts=None):
         st = state.narration
-        words, src = self.source.step(st["source"], frame, annotations, self.context)
+        kw = {} if starts is None else {"starts": starts}
+        words, src = self.source.step(st["source"], frame, annotations, self.context, **kw)
+        fresh = [False] * len(words) if starts is None else [bool(v) for v in starts]
         rows, bags, lasts = [], [], []
         for b, w in enumerate(words):
-            x, bag, last = text_features([w], buckets=self.buckets, decay=self.decay,
-                                         bag=st["bag"][b], last=st["last"][b])
+            x, bag, last = text_features([w], buckets=self.buckets, decay=self.decay,  # None: a new episode
+                                         bag=None if fresh[b] else st["bag"][b],
+                                         last=None if fresh[b] else st["last"][b])
             rows.append(x[0])
             bags.append(bag)
             lasts.append(last)
@@ -359,7 +402,9 @@ class SymbolicFeaturizer(Featurizer):
                     out[b, t] = torch.as_tensor(inf["symbolic"], dtype=torch.float32)
         return out
 
-    def step(self, state, frame, *, annotations=None, infos=None):
+    restarts_streams = True  # stateless
+
+    def step(self, state, frame, *, annotations=None, infos=None, starts=None):
         if infos is None:
             raise ValueError("The symbolic oracle needs this frame's infos (info['symbolic']).")
         x = torch.stack([torch.as_tensor(i["symbolic"], dtype=torch.float32) for i in infos])
@@ -379,7 +424,9 @@ class ConstantFeaturizer(Featurizer):
     def sequence(self, frames, valid=None, *, annotations=None, infos=None):
         return torch.zeros(*frames.shape[:2], 1)
 
-    def step(self, state, frame, *, annotations=None, infos=None):
+    restarts_streams = True  # stateless
+
+    def step(self, state, frame, *, annotations=None, infos=None, starts=None):
         return torch.zeros(frame.shape[0], 1), state
 
 
@@ -395,6 +442,7 @@ class ConcatFeaturizer(Featurizer):
         self.out_dim, self.context = frozen.out_dim + trained.out_dim, frozen.context
         self.needs_annotations = frozen.needs_annotations or trained.needs_annotations
         self.needs_infos = frozen.needs_infos or trained.needs_infos
+        self.restarts_streams = frozen.restarts_streams and trained.restarts_streams
 
     def sequence(self, frames, valid=None, *, annotations=None, infos=None):
         kw = {"annotations": annotations, "infos": infos}
@@ -406,10 +454,11 @@ class ConcatFeaturizer(Featurizer):
     def start(self, batch_size):
         return FeatureState(narration=(self.frozen.start(batch_size), self.trained.start(batch_size)))
 
-    def step(self, state, frame, *, annotations=None, infos=None):
+    def step(self, state, frame, *, annotations=None, infos=None, starts=None):
         a, b = state.narration
-        xa, a = self.frozen.step(a, frame, annotations=annotations, infos=infos)
-        xb, b = self.trained.step(b, frame, annotations=annotations, infos=infos)
+        kw = {"annotations": annotations, "infos": infos, **({} if starts is None else {"starts": starts})}
+        xa, a = self.frozen.step(a, frame, **kw)
+        xb, b = self.trained.step(b, frame, **kw)
         return torch.cat([xa, xb], -1), FeatureState(narration=(a, b))
 
     def parts(self, train_encoder: bool):

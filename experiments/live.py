@@ -1,9 +1,12 @@
 """Live evaluation of a policy in an annotated env: success rate, return, Crafter score.
 
-Episodes run in synchronised rounds of ``num_envs`` environments (all reset together, each with
-its own seed ``seed + i``); an env that finishes keeps its slot idle until the round ends, so a
-batched policy keeps one aligned state (KV cache) for the whole round. The same code evaluates
-cloned policies and the references (the BabyAI bot, a random policy) through
+``num_envs`` environments play the episodes (seeds ``seed .. seed + episodes - 1``). An actor
+that restarts envs on its own (``restarts_envs``: its state is per env, e.g. vector narration,
+:class:`agents.vector_narration.VectorNarrator`) gets each env's next episode as soon as the
+env's last one ends, with ``starts`` marking the envs whose frame begins an episode, so no env
+waits for the slowest. Any other actor runs in synchronised rounds (all envs reset together; an
+env that finishes idles until the round ends, so a batched state stays aligned). The same code
+evaluates cloned policies and the references (the BabyAI bot, a random policy) through
 :class:`PerEnvPolicies`.
 """
 from __future__ import annotations
@@ -19,7 +22,10 @@ from tqdm import tqdm
 
 
 class BatchActor(Protocol):
-    """A policy acting in ``n`` environments at once."""
+    """A policy acting in ``n`` environments at once.
+
+    An actor with ``restarts_envs = True`` takes ``act(..., starts=[bool] * n)``: the envs whose
+    observation is the first of a new episode (after the first :meth:`reset`)."""
 
     def reset(self, envs: list[gym.Env], obs: list[np.ndarray], infos: list[dict]) -> None: ...
 
@@ -27,7 +33,9 @@ class BatchActor(Protocol):
 
 
 class PerEnvPolicies:
-    """A :class:`BatchActor` made of one ``collect.policies`` policy per environment."""
+    """A :class:`BatchActor` made of one ``collect.policies`` policy per environment (in
+    rounds: each round draws fresh policies seeded ``seed + slot``, so a reference's episodes
+    do not depend on which env finished first)."""
 
     def __init__(self, name: str, seed: int = 0) -> None:
         self.name, self.seed = name, seed
@@ -96,49 +104,85 @@ def run_episodes(env_name: str, actor: BatchActor, *, episodes: int, seed: int =
                  num_envs: int = 8, max_steps: int | None = None, progress: bool = False,
                  env_kwargs: dict[str, Any] | None = None, symbolic: bool = False,
                  ) -> list[EpisodeResult]:
-    """Roll ``actor`` out for ``episodes`` episodes (seeds ``seed .. seed+episodes-1``).
+    """Roll ``actor`` out for ``episodes`` episodes (seeds ``seed .. seed+episodes-1``), in
+    seed order.
 
     Success: the episode terminated with positive reward (BabyAI's goal reached); for Crafter
     see :func:`summarize` (achievements).
     """
-    out: list[EpisodeResult] = []
     bar = tqdm(total=episodes, desc=f"live {env_name}", disable=not progress, leave=False)
     envs = [make_env(env_name, max_steps, env_kwargs, symbolic) for _ in range(min(num_envs, episodes))]
+    play = _play_continuously if getattr(actor, "restarts_envs", False) else _play_rounds
     try:
-        while len(out) < episodes:
-            n = min(len(envs), episodes - len(out))
-            seeds = [seed + len(out) + i for i in range(n)]
-            obs, infos = [], []
-            for env, s in zip(envs[:n], seeds):
-                with contextlib.redirect_stdout(io.StringIO()):
-                    o, inf = env.reset(seed=s)
-                obs.append(o)
-                infos.append(inf)
-            actor.reset(envs[:n], obs, infos)
-            active = [True] * n
-            ret, length, success = [0.0] * n, [0] * n, [False] * n
-            ach: list[dict[str, int]] = [{} for _ in range(n)]
-            while any(active):
-                actions = actor.act(obs, infos, active)
-                for i in range(n):
-                    if not active[i]:
-                        continue
-                    with contextlib.redirect_stdout(io.StringIO()):
-                        o, r, term, trunc, inf = envs[i].step(actions[i])
-                    obs[i], infos[i] = o, inf
-                    ret[i] += float(r)
-                    length[i] += 1
-                    if "achievements" in inf:
-                        ach[i] = {k: int(v) for k, v in inf["achievements"].items()}
-                    if term or trunc:
-                        active[i] = False
-                        success[i] = bool(term and r > 0)
-            out += [EpisodeResult(seeds[i], ret[i], length[i], success[i], ach[i]) for i in range(n)]
-            bar.update(n)
+        out = play(envs, actor, episodes, seed, bar)
     finally:
         bar.close()
         for env in envs:
             env.close()
+    return sorted(out, key=lambda r: r.seed)
+
+
+class _Episode:
+    """One env slot's running episode."""
+
+    def __init__(self, env: gym.Env, seed: int) -> None:
+        self.env, self.seed = env, seed
+        self.ret, self.length, self.ach = 0.0, 0, {}
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.obs, self.info = env.reset(seed=seed)
+
+    def step(self, action: Any) -> EpisodeResult | None:
+        """Step the env; the episode's result once it ended, else None."""
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.obs, r, term, trunc, self.info = self.env.step(action)
+        self.ret += float(r)
+        self.length += 1
+        if "achievements" in self.info:
+            self.ach = {k: int(v) for k, v in self.info["achievements"].items()}
+        if term or trunc:
+            return EpisodeResult(self.seed, self.ret, self.length, bool(term and r > 0), self.ach)
+        return None
+
+
+def _play_rounds(envs: list[gym.Env], actor: BatchActor, episodes: int, seed: int, bar: Any) -> list[EpisodeResult]:
+    """Synchronised rounds: every env resets together; finished envs idle until the round ends."""
+    out: list[EpisodeResult] = []
+    while len(out) < episodes:
+        n = min(len(envs), episodes - len(out))
+        eps = [_Episode(env, seed + len(out) + i) for i, env in enumerate(envs[:n])]
+        actor.reset(envs[:n], [e.obs for e in eps], [e.info for e in eps])
+        done: list[EpisodeResult | None] = [None] * n
+        while any(d is None for d in done):
+            active = [d is None for d in done]
+            actions = actor.act([e.obs for e in eps], [e.info for e in eps], active)
+            for i, e in enumerate(eps):
+                if active[i]:
+                    done[i] = e.step(actions[i])
+        out += [d for d in done if d is not None]
+        bar.update(n)
+    return out
+
+
+def _play_continuously(envs: list[gym.Env], actor: BatchActor, episodes: int, seed: int,
+                       bar: Any) -> list[EpisodeResult]:
+    """Each env takes the next episode as soon as its last one ends (``starts`` marks it)."""
+    n = len(envs)
+    eps: list[_Episode | None] = [_Episode(env, seed + i) for i, env in enumerate(envs)]
+    next_ep, out = n, []
+    actor.reset(envs, [e.obs for e in eps], [e.info for e in eps])
+    starts = [False] * n
+    while any(e is not None for e in eps):
+        active = [e is not None for e in eps]
+        live = [e if e is not None else eps[active.index(True)] for e in eps]  # idle slots repeat one
+        actions = actor.act([e.obs for e in live], [e.info for e in live], active, starts=starts)
+        starts = [False] * n
+        for i, e in enumerate(eps):
+            if e is None or (res := e.step(actions[i])) is None:
+                continue
+            out.append(res)
+            bar.update(1)
+            eps[i] = _Episode(envs[i], seed + next_ep) if next_ep < episodes else None
+            starts[i], next_ep = eps[i] is not None, next_ep + 1
     return out
 
 

@@ -1,0 +1,131 @@
+"""Live evaluation with envs restarting at their own steps: featurizers restart one stream
+without touching the others and give exactly the offline features of every episode; the live
+runner plays every seed once and never waits for a round's slowest env."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.config import make_model_config
+from agents.model import BYOGAgent
+from agents.text import train_tokenizer
+from experiments.features import (
+    AnnotationSource,
+    BYOGFeaturizer,
+    ConcatFeaturizer,
+    NarratorSource,
+    ObsFeaturizer,
+    TextFeaturizer,
+    episode_features,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CONTEXT = 3
+# two streams: stream 0 plays episodes of 4 then 5 frames, stream 1 one of 9 frames, so stream 0
+# restarts mid-block of stream 1 (and blocks of 3 restart at different steps in each)
+LENGTHS = [[4, 5], [9]]
+
+
+@pytest.fixture(scope="module")
+def agent():
+    torch.manual_seed(0)
+    a = BYOGAgent(make_model_config("tiny", "byog", obs={"cnn_frame_delta": True}),
+                  train_tokenizer(["you see a red ball", "a tree", "collected wood"]))
+    a.encoder.projector[1].weight.data.mul_(8.0)  # loud frames: features vary with them
+    return a.eval()
+
+
+def featurizers(agent):
+    from agents.obs import build_obs_encoder
+
+    torch.manual_seed(1)
+    obs = ObsFeaturizer(build_obs_encoder(make_model_config("tiny", "byog", obs={"cnn_frame_delta": True}).obs),
+                        context=CONTEXT)
+    return {"byog-hidden": BYOGFeaturizer(agent, context=CONTEXT),
+            "byog-text": TextFeaturizer(NarratorSource(agent), buckets=32, context=CONTEXT),
+            "oracle-text": TextFeaturizer(AnnotationSource(), buckets=32, context=CONTEXT),
+            "scratch-delta": obs,
+            "hidden+scratch": ConcatFeaturizer(BYOGFeaturizer(agent, context=CONTEXT), obs)}
+
+
+def episodes():
+    g = torch.Generator().manual_seed(0)
+    return [[(torch.randint(0, 255, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
+              [[f"you see a red ball {t % 3}"] for t in range(n)]) for n in ls] for ls in LENGTHS]
+
+
+@pytest.mark.parametrize("name", ["byog-hidden", "byog-text", "oracle-text", "scratch-delta", "hidden+scratch"])
+def test_streams_restarting_at_their_own_steps_give_each_episodes_offline_features(agent, name):
+    feat = featurizers(agent)[name]
+    assert feat.restarts_streams
+    eps = episodes()
+    streams = [torch.cat([f for f, _ in se]) for se in eps]
+    anns = [[a for _, al in se for a in al] for se in eps]
+    starts = torch.zeros(9, 2, dtype=torch.bool)
+    starts[4, 0] = True  # stream 0's second episode
+    with torch.no_grad():
+        st, live = feat.start(2), []
+        for t in range(9):
+            x, st = feat.step(st, torch.stack([streams[0][t], streams[1][t]]),
+                              annotations=[anns[0][t], anns[1][t]], starts=starts[t] if t else None)
+            live.append(x)
+        live = torch.stack(live, 1)  # [2, 9, D]
+        for b, se in enumerate(eps):
+            s = 0
+            for frames, al in se:
+                off = episode_features(feat, frames[None], torch.ones(1, len(frames), dtype=torch.bool),
+                                       annotations=[al])[0]
+                torch.testing.assert_close(live[b, s:s + len(frames)], off, atol=1e-4, rtol=1e-4,
+                                           msg=f"{name}: stream {b}, episode at {s}")
+                s += len(frames)
+
+
+def test_without_the_start_flag_the_stream_carries_its_old_episode(agent):
+    """The test above can fail: a stream not told its episode restarted keeps its old context."""
+    feat = featurizers(agent)["byog-hidden"]
+    eps = episodes()
+    frames = torch.stack([torch.cat([f for f, _ in eps[0]]), torch.cat([f for f, _ in eps[1]])], 0)
+    out = {}
+    with torch.no_grad():
+        for told in (True, False):
+            st, live = feat.start(2), []
+            for t in range(9):
+                starts = torch.tensor([t == 4 and told, False])
+                x, st = feat.step(st, frames[:, t], starts=starts)
+                live.append(x)
+            out[told] = torch.stack(live, 1)
+    assert not torch.allclose(out[True][0, 4:6], out[False][0, 4:6], atol=1e-3)
+    torch.testing.assert_close(out[True][1], out[False][1])  # the other stream is untouched
+
+
+class _CountingActor:
+    """A stand-in with per-env state that steps right in the toy env (an episode lasts as many
+    steps as its seed's start cell is from the lamp: lengths differ by seed); counts calls."""
+
+    def __init__(self, restarts: bool) -> None:
+        self.restarts_envs, self.calls, self.started = restarts, 0, 0
+
+    def reset(self, envs, obs, infos):
+        self.started += len(obs)
+
+    def act(self, obs, infos, active, starts=None):
+        self.calls += 1
+        self.started += sum(starts or [])
+        return [1] * len(obs)
+
+
+def test_envs_restart_on_their_own_and_play_every_seed_once():
+    from experiments.live import run_episodes
+
+    res = {}
+    for restarts in (False, True):
+        actor = _CountingActor(restarts)
+        out = run_episodes("plugins.toy_env:toy", actor, episodes=9, seed=3, num_envs=3)
+        assert [r.seed for r in out] == list(range(3, 12)) and all(r.success for r in out)
+        assert actor.started == 9
+        res[restarts] = (out, actor.calls)
+    (rounds, rounds_calls), (cont, cont_calls) = res[False], res[True]
+    assert len({r.length for r in rounds}) > 2  # episodes of different lengths
+    assert [(r.seed, r.length, r.ret) for r in rounds] == [(r.seed, r.length, r.ret) for r in cont]
+    assert cont_calls < rounds_calls  # no env idles while a round's slowest finishes
