@@ -311,23 +311,22 @@ def bc_initialise(model: Any, cfg: RLConfig, cached: Any = None) -> float:
     from collect.dataset import open_dataset
 
     ds = open_dataset(cfg.bc_data)
-    obs, acts = [], []
+    stacks, acts = [], []
     for i in range(ds.num_episodes):
         ep = ds.episode(i)
         fr = ep.frames  # [L, H, W, 3]
         pad = np.zeros((cfg.n_stack - 1, *fr.shape[1:]), fr.dtype)  # VecFrameStack pads with zeros
         full = np.concatenate([pad, fr])
-        for t in range(len(fr)):
-            if int(ep.actions[t]) < 0 or t >= len(ep.actions):
-                continue
-            stack = full[t:t + cfg.n_stack]  # [n, H, W, 3]
-            obs.append(np.concatenate(list(stack), axis=-1).transpose(2, 0, 1))  # [3n, H, W]
-            acts.append(int(ep.actions[t]))
-    x = torch.as_tensor(np.stack(obs)).float()  # uint8 values; SB3's preprocess scales by 1/255
+        for t in range(min(len(fr), len(ep.actions))):
+            if int(ep.actions[t]) >= 0:
+                stacks.append(full[t:t + cfg.n_stack])  # [n, H, W, 3], oldest first
+                acts.append(int(ep.actions[t]))
+    frames = torch.as_tensor(np.stack(stacks))  # uint8 [N, n, H, W, 3]
     if cached is not None:  # the same features FeatureCache gives the rollout
-        frames = x.to(torch.uint8).view(len(x), cfg.n_stack, 3, *x.shape[2:]).permute(0, 1, 3, 4, 2)
         with torch.no_grad():
-            x = torch.cat([cached.sequence(frames[i:i + 256])[:, -1] for i in range(0, len(x), 256)])
+            x = torch.cat([cached.sequence(frames[i:i + 256])[:, -1] for i in range(0, len(frames), 256)])
+    else:  # SB3's channel-first stack [N, 3n, H, W] of uint8 values (its preprocess scales by 1/255)
+        x = frames.permute(0, 1, 4, 2, 3).flatten(1, 2).float()
     y = torch.as_tensor(acts)
     opt = model.policy.optimizer
     rng = np.random.default_rng(cfg.seed)

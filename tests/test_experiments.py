@@ -349,14 +349,16 @@ def test_frozen_features_are_cached_in_the_rollout(tmp_path):
     venv.close()
 
 
-def test_bc_initialisation_clones_on_cached_features(tmp_path, babyai_data):
-    """BC before PPO reads the same cached features as the rollout and learns the expert's
-    actions (its NLL ends well below the near-uniform initial policy's log 7)."""
+@pytest.mark.parametrize("cache", [True, False])
+def test_bc_initialisation_clones_on_cached_features(tmp_path, babyai_data, cache):
+    """BC before PPO reads the observations the rollout reads (cached features, or SB3's
+    channel-first frame stacks) and learns the expert's actions (its NLL ends well below the
+    near-uniform initial policy's log 7)."""
     from experiments.rl_finetune import RLConfig, run
 
     torch.set_num_threads(1)
     res = run(RLConfig(env="babyai-gotolocal", out=tmp_path / "bc", encoder="random", timesteps=16, num_envs=2,
                        n_steps=8, max_episode_steps=8, n_stack=2, eval_episodes=1, mission=False,
-                       bc_data=babyai_data, bc_steps=150))
-    assert res["rl/features_cached"] is True
+                       bc_data=babyai_data, bc_steps=150, cache_features=cache))
+    assert res["rl/features_cached"] is cache
     assert res["rl/bc_loss"] < np.log(7) - 0.4
