@@ -129,3 +129,38 @@ def test_envs_restart_on_their_own_and_play_every_seed_once():
     assert len({r.length for r in rounds}) > 2  # episodes of different lengths
     assert [(r.seed, r.length, r.ret) for r in rounds] == [(r.seed, r.length, r.ret) for r in cont]
     assert cont_calls < rounds_calls  # no env idles while a round's slowest finishes
+
+
+def test_a_cloned_policy_acts_the_same_whether_envs_restart_alone_or_in_rounds():
+    """ClonedActor's own restart path (featurizer streams, GRU memory, mission) gives every
+    episode exactly what a fresh reset gives it: the argmax actions are the same under both
+    schedules (checked by hand to fail when the GRU's memory is not reset)."""
+    from experiments.action_transfer import ClonedActor
+    from experiments.arms import ArmContext, resolve_arm
+    from experiments.heads import ActionHead
+    from experiments.live import run_episodes
+
+    feat = resolve_arm("scratch")[1].build(ArmContext(checkpoint=None, data=None, env="babyai-gotolocal",
+                                                      env_kwargs={}, context=CONTEXT, seed=0))
+    torch.manual_seed(0)
+    head = ActionHead(in_dim=feat.out_dim, num_actions=7, gru=True, mission_dim=32).eval()
+    with torch.no_grad():  # a loud memory and output: the GRU's state decides the argmax
+        for p in (*head.gru.parameters(), *head.out.parameters()):
+            p.mul_(8.0)
+    out = {}
+    for restarts in (True, False):
+        actor = ClonedActor(feat, head, use_mission=True, sample=False)
+        actor.restarts_envs = restarts
+        acts: list[list[int]] = []
+        act = actor.act
+        def logged(obs, infos, active, _act=act, **kw):
+            a = _act(obs, infos, active, **kw)
+            acts.append([x for x, on in zip(a, active) if on])  # an idle slot's action is unused
+            return a
+        actor.act = logged
+        # equal-length episodes (the 7-step cap): both schedules put the same seeds in the same
+        # slots at the same steps, so their actions must agree call for call
+        res = run_episodes("babyai-gotolocal", actor, episodes=5, seed=20, num_envs=2, max_steps=7)
+        assert all(r.length == 7 for r in res)
+        out[restarts] = [a for call in acts for a in call]
+    assert len(set(out[True])) > 1 and out[True] == out[False]
