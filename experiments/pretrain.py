@@ -17,6 +17,7 @@ experiments hold out exactly its validation episodes, which no encoder has seen.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class PretrainSpec:
     """Seed of the labelled draw (the study's pipeline seed re-draws the labelled episodes)."""
     units_k: int = 32
     """k-means units of the ``units`` encoder."""
+    keep_steps: tuple[int, ...] = ()
+    """Intermediate checkpoints (steps below ``steps``) kept beside the final one, each with its
+    own held-out narration F1: the transfer study's dose-response points."""
     threads: int = 1
     """torch CPU threads."""
     progress: bool = True
@@ -59,6 +63,11 @@ class PretrainSpec:
         for name in ("steps", "window", "batch_size", "units_k", "threads"):
             if getattr(self, name) < 1:
                 raise ExperimentError(f"Pretraining {name} must be >= 1, got {getattr(self, name)}.")
+        self.keep_steps = tuple(sorted({int(s) for s in self.keep_steps}))
+        bad = [s for s in self.keep_steps if not 0 < s < self.steps]
+        if bad:
+            raise ExperimentError(f"Checkpoint steps {bad} are not between 0 and the {self.steps} "
+                                  "pretraining steps; choose intermediate steps (e.g. --dose-steps 100 200).")
 
 
 def bc_split(num_episodes: int, n_train: int, seed: int) -> tuple[list[int], list[int]]:
@@ -125,7 +134,7 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
         "schedule": {"warmup_steps": min(50, max(1, spec.steps // 10))},
         "logging": {"tensorboard": False, "plots": False, "examples": 0, "eval_every": 0,
                     "progress": spec.progress, "val_batches": 0 if obs_fit else 8},
-        "checkpoint": {"every": 0, "keep_last": 1},
+        "checkpoint": _checkpointing(spec),
     }
     if obs_fit:
         d["model"] = {"obs": {"kind": kind, "out_dim": None, "units_k": spec.units_k}}
@@ -134,6 +143,26 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
         return config_from_dict(d, size=spec.size, preset="byog" if obs_fit else kind)
     except TrainError as e:
         raise ExperimentError(f"Cannot pretrain {kind!r} on {data}: {e}") from None
+
+
+def _checkpointing(spec: PretrainSpec) -> dict[str, int]:
+    """Save often enough to land on every kept step (their gcd with the final step) and keep
+    them all; :func:`pretrain` removes the others at the end."""
+    if not spec.keep_steps:
+        return {"every": 0, "keep_last": 1}
+    every = math.gcd(spec.steps, *spec.keep_steps)
+    return {"every": every, "keep_last": spec.steps // every}
+
+
+def checkpoint_at(run: Path, step: int) -> Path:
+    """The run's checkpoint directory of ``step`` (kept by ``PretrainSpec.keep_steps``)."""
+    from agents.training.checkpoint import list_checkpoints, read_meta
+
+    for ckpt in list_checkpoints(run):
+        if int(read_meta(ckpt).get("step", -1)) == int(step):
+            return ckpt
+    raise ExperimentError(f"{run} holds no checkpoint of step {step}; pretrain it with that step "
+                          "among its kept steps (python -m experiments.run_all --dose-steps does).")
 
 
 def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fraction: float = 1.0,
@@ -167,15 +196,40 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
     if kind in ("byog", "captioner"):
         res["narration/event_f1"] = float(s.get("val_event_f1", float("nan")))
         res["narration/token_acc"] = float(s.get("val_token_accuracy", float("nan")))
+    if spec.keep_steps:
+        res.update(_keep_only(Path(out), kind, data, spec))
     done.write_text(json.dumps(res, indent=2))
     return res
 
 
-def encoder_checkpoint(kind: str, run: Path) -> Path:
+def _keep_only(run: Path, kind: str, data: Path, spec: PretrainSpec) -> dict[str, float]:
+    """Remove the run's checkpoints other than the kept steps and the final one (this run wrote
+    them all), and measure each kept byog/captioner checkpoint's narration F1 on the held-out
+    episodes (:func:`narration_f1`, the same measure at every step, the final one included)."""
+    import shutil
+
+    from agents.training.checkpoint import list_checkpoints, read_meta
+
+    keep = {*spec.keep_steps, spec.steps}
+    out: dict[str, float] = {}
+    for ckpt in list_checkpoints(run):
+        step = int(read_meta(ckpt).get("step", -1))
+        if step not in keep:
+            shutil.rmtree(ckpt)
+        elif kind in ("byog", "captioner"):
+            out[f"narration/event_f1@{step}"] = narration_f1(ckpt, data)
+    return out
+
+
+def encoder_checkpoint(kind: str, run: Path, step: int | None = None) -> Path:
     """The directory the featurizer loads: the agent's for byog/captioner (a run directory,
-    read by :func:`agents.load_agent`), the fitted observation encoder's for vqvae/units."""
+    read by :func:`agents.load_agent`, or with ``step`` that step's checkpoint), the fitted
+    observation encoder's for vqvae/units."""
     from agents.training.checkpoint import latest_checkpoint
 
+    if step is not None:
+        ckpt = checkpoint_at(run, step)
+        return ckpt / "obs_encoder" if kind in fitted_obs_kinds() else ckpt
     ckpt = latest_checkpoint(run)
     if ckpt is None:
         raise ExperimentError(f"{run} holds no trained checkpoint; pretrain the {kind!r} encoder first "
@@ -190,6 +244,7 @@ __all__ = [
     "PretrainSpec",
     "bc_split",
     "bc_split3",
+    "checkpoint_at",
     "encoder_checkpoint",
     "narration_f1",
     "pretrain",

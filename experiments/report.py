@@ -21,13 +21,13 @@ import numpy as np
 
 from experiments.stats import format_ci, holm, mde, mean_ci, paired_t, tost
 
-COLUMNS = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "pipeline_seed", "seed",
+COLUMNS = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "pretrain_step", "pipeline_seed", "seed",
            "offline/acc", "offline/nll", "offline/majority_acc", "live/success_rate", "live/return",
            "live/length", "live/crafter_score", "live_argmax/success_rate", "live_argmax/return",
            "live_argmax/crafter_score", "narration/event_f1", "narration/token_acc", "train/seconds",
            "train/steps_run", "rl/final_return", "rl/final_success", "rl/heldout_success", "rl/seconds",
            "cell/seconds")
-GROUP = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction")
+GROUP = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "pretrain_step")
 METRICS = ("offline/acc", "offline/nll", "live/success_rate", "live_argmax/success_rate", "live/crafter_score",
            "live_argmax/crafter_score", "narration/event_f1", "train/steps_run", "rl/final_success",
            "rl/heldout_success")
@@ -272,7 +272,7 @@ def plots(rows: list[dict[str, Any]], an: dict[str, Any], out: Path) -> list[Pat
             ax.scatter([x for x, _ in pts], [y for _, y in pts], label=label, color=f"C{i}", s=18)
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set(xlabel="narration event F1 (oracle = 1)", ylabel="BC gain over random-text (accuracy)",
-               title="dose-response: one point per pipeline seed")
+               title="dose-response: a point per pipeline seed and checkpoint")
         ax.legend(fontsize=7)
         fig.tight_layout()
         p = out / "dose_response.png"
@@ -282,29 +282,70 @@ def plots(rows: list[dict[str, Any]], an: dict[str, Any], out: Path) -> list[Pat
     return written
 
 
-def dose_response(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """``{"env arm": [(narration F1, gain over random-text)]}`` per pipeline seed, across label
-    fractions; the oracle text at F1 = 1."""
-    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+def dose_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One dose-response point per (env, N, text arm, label fraction, pretraining checkpoint,
+    pipeline seed): ``f1`` is that checkpoint's held-out narration event F1
+    (``narration/event_f1@step``, the same measure at every step, where the study kept steps;
+    else the trainer's final validation F1; the oracle text at 1) and ``gain`` the BC accuracy
+    over random-text of the same pipeline seed (BC seeds averaged). The final checkpoints come
+    from the ``bc`` cells, earlier ones from the ``dose`` cells."""
     bc = [r for r in rows if r.get("study") == "bc"]
+    cloned = [r for r in rows if r.get("study") in ("bc", "dose") and r.get("encoder") in DOSE_ARMS]
+    points = []
     for env in sorted({r["env"] for r in bc}):
         for n in sorted({r["n_episodes"] for r in bc if r["env"] == env}):
-            sc = scores(bc, env, n)
-            if "random-text" not in sc:
-                continue
-            base = _seed_means(sc["random-text"])
-            f1s = {(r["encoder"], r.get("label_fraction"), r["pipeline_seed"]): _num(r.get("narration/event_f1"))
-                   for r in bc if r["env"] == env and r["n_episodes"] == n}
-            for key, vals in sc.items():
-                arm = key.split("@")[0]
-                if arm not in ("byog-text", "captioner-text", "oracle-text"):
+            base = _seed_means(scores(bc, env, n).get("random-text", {}))
+            acc: dict[tuple, list[float]] = defaultdict(list)  # (arm, lf, step, ps) -> BC seeds
+            f1: dict[tuple, float | None] = {}
+            for r in cloned:
+                v = _num(r.get("offline/acc"))
+                if r["env"] != env or r["n_episodes"] != n or v is None:
                     continue
-                lf = _num(key.split("@")[1]) if "@" in key else 1.0
-                for ps, m in _seed_means(vals).items():
-                    f1 = 1.0 if arm == "oracle-text" else f1s.get((arm, lf, ps))
-                    if f1 is not None and ps in base:
-                        out[f"{env} {arm}"].append((f1, m - base[ps]))
+                step = _num(r.get("pretrain_step"))
+                key = (r["encoder"], _num(r.get("label_fraction")), step, r["pipeline_seed"])
+                acc[key].append(v)
+                f1[key] = 1.0 if r["encoder"] == "oracle-text" else _num(
+                    r.get(f"narration/event_f1@{int(step)}" if step is not None else "",
+                          r.get("narration/event_f1")))
+            for key in sorted(acc, key=str):
+                arm, lf, step, ps = key
+                if f1[key] is not None and ps in base:
+                    points.append({"env": env, "n": n, "arm": arm, "label_fraction": lf, "step": step,
+                                   "pipeline_seed": ps, "f1": f1[key],
+                                   "gain": float(np.mean(acc[key])) - base[ps]})
+    return points
+
+
+def dose_response(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """``{"env arm": [(narration F1, gain over random-text)]}`` (:func:`dose_points`), the plot's
+    series."""
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for d in dose_points(rows):
+        out[f"{d['env']} {d['arm']}"].append((d["f1"], d["gain"]))
     return dict(out)
+
+
+def dose_md(rows: list[dict[str, Any]]) -> list[str]:
+    """The dose-response plot's numbers: per text arm and pretraining checkpoint, narration F1
+    and the BC gain over random-text (mean ± 95% t half-width over pipeline seeds)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for d in dose_points(rows):
+        groups[(d["env"], d["n"], d["arm"], d["label_fraction"], d["step"])].append(d)
+    if not any(k[4] is not None for k in groups):
+        return []  # no checkpoints beyond the final ones: the plot says it all
+    lines = ["## Dose-response (BC gain over random-text vs narration F1, per pretraining checkpoint)", "",
+             "| env | N | arm | label fraction | pretraining step | narration F1 | gain over random-text | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(groups, key=_sort_key):
+        ds = groups[key]
+        step = "–" if key[4] is None else f"{key[4]:g}"
+        lf = "–" if key[3] is None else f"{key[3]:g}"
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {lf} | {step} | {format_ci([d['f1'] for d in ds])} | "
+                     f"{format_ci([d['gain'] for d in ds])} | {len(ds)} |")
+    return [*lines, ""]
+
+
+DOSE_ARMS = ("byog-text", "captioner-text", "oracle-text")
 
 
 def rl_curve_plot(root: Path, out: Path) -> list[Path]:
@@ -381,7 +422,7 @@ def write_report(root: Path, rows: list[dict[str, Any]] | None = None, design: A
         md += [f"Design: {getattr(design, 'description', '')}", ""]
     md += [("Accuracy is the held-out (test split) action accuracy; intervals are 95% paired t over "
             "pipeline seeds (BC seeds averaged within each); MDE = minimum detectable effect at 80% power."), ""]
-    md += gates_md(an) + [""] + hypotheses_md(an) + agg + references_md(rows)
+    md += gates_md(an) + [""] + hypotheses_md(an) + agg + references_md(rows) + dose_md(rows)
     md += ["## All cells (mean ± 95% CI over pipeline seeds)", "", table(rows), ""]
     md += [f"![{p.stem}]({p.name})" for p in pngs + agg_png]
     text = "\n".join(md) + "\n"

@@ -79,6 +79,12 @@ class StudyPreset:
     rl_timesteps: int = 0
     rl_encoders: tuple[str, ...] = ()
     workers: int = 2
+    dose_steps: tuple[int, ...] = ()
+    """Intermediate pretraining checkpoints (steps below ``pretrain_steps``) the ``dose_arms``
+    are also cloned from (offline only): more points of the dose-response plot, BC gain vs
+    that checkpoint's narration F1, from the same pretraining runs."""
+    dose_arms: tuple[str, ...] = ("byog-text", "captioner-text")
+    """Arms cloned at the ``dose_steps`` checkpoints (those in ``arms``)."""
 
 
 _TINY_ARMS = ("prior", "oracle-text", "random-text", "shuffled-text", "byog-text", "byog", "scratch")
@@ -97,6 +103,7 @@ PRESETS: dict[str, StudyPreset] = {
         "VQ-VAE and units left out (their position-encoding settings do not fit a CPU budget)",
         envs={"crafter": EnvPlan(240, 64), "babyai-unlocklocal": EnvPlan(600, None, {"view": "agent"})},
         arms=_CPU_ARMS, ns=(64,), pipeline_seeds=(0, 1, 2), label_fractions=(0.05,), pretrain_steps=400,
+        dose_steps=(100, 200),
         # batch 4 and 300 steps: at 8 x 400 the scratch-CNN cells alone took most of 75 min
         bc_steps=300, bc_batch=4, live_episodes=8, live_arms=("prior", "oracle-text", "random-text", "byog-text", "scratch")),
     "gpu": StudyPreset(
@@ -106,7 +113,8 @@ PRESETS: dict[str, StudyPreset] = {
         arms=(*_CPU_ARMS, "vqvae", "units"), ns=(16, 64, 256, 1024), pipeline_seeds=(0, 1, 2, 3, 4),
         bc_seeds=(0, 1), label_fractions=(0.02, 0.05, 0.1, 1.0), pretrain_steps=50_000, pretrain_batch=32,
         size="small", bc_steps=5000, eval_every=100, patience=5, val_episodes=32, gru=True,
-        live_episodes=64, rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "scratch"), workers=8),
+        live_episodes=64, rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "scratch"), workers=8,
+        dose_steps=(2000, 10_000, 25_000)),
 }
 PRESETS["small"] = replace(PRESETS["cpu"], description="alias of cpu (the former ~2 h CPU study is retired: "
                            "its design could not tell the arms apart)")
@@ -120,7 +128,8 @@ def register_preset(name: str, preset: StudyPreset) -> StudyPreset:
 
 
 OVERRIDES = ("arms", "ns", "pipeline_seeds", "bc_seeds", "label_fractions", "pretrain_steps", "bc_steps",
-             "bc_batch", "bc_lr", "live_episodes", "finetune", "cross_domain", "rl_timesteps", "workers", "gru")
+             "bc_batch", "bc_lr", "live_episodes", "finetune", "cross_domain", "rl_timesteps", "workers", "gru",
+             "dose_steps")
 
 
 @dataclass
@@ -167,6 +176,9 @@ class RunAllConfig:
     """Override: PPO timesteps (0 = no PPO)."""
     gru: bool | None = None
     """Override: the head's GRU over the episode (every arm alike)."""
+    dose_steps: tuple[int, ...] | None = None
+    """Override: intermediate pretraining checkpoints the text arms are also cloned from (the
+    dose-response points); pass none for no extra points."""
     workers: int | None = None
     """Override: worker processes."""
     threads: int = 0
@@ -202,6 +214,8 @@ class RunAllConfig:
             raise ExperimentError("--ns must be >= 1 and --label-fractions in (0, 1].")
         if self.workers is not None and self.workers < 1:
             raise ExperimentError(f"--workers must be >= 1, got {self.workers}.")
+        if any(s < 1 for s in self.dose_steps or ()):
+            raise ExperimentError(f"--dose-steps must be pretraining steps >= 1, got {list(self.dose_steps)}.")
         if self.threads < 0:
             raise ExperimentError(f"--threads must be >= 0 (0 = the cores this process may use), "
                                   f"got {self.threads}.")
@@ -245,7 +259,8 @@ def pretrain_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
     from experiments.pretrain import PretrainSpec, pretrain
 
     spec = PretrainSpec(steps=config["steps"], size=config["size"], batch_size=config["batch"],
-                        seed=config["pipeline_seed"], label_seed=config["pipeline_seed"], progress=False)
+                        seed=config["pipeline_seed"], label_seed=config["pipeline_seed"], progress=False,
+                        keep_steps=tuple(config.get("keep_steps", ())))
     res = pretrain(config["kind"], Path(config["data"]), out / "run", spec, label_fraction=config["label_fraction"])
     return {**res, "run": str(out / "run")}
 
@@ -261,9 +276,13 @@ def bc_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     ckpt = None
     if pre:
-        ckpt = encoder_checkpoint(pre["kind"], Path(pre["run"]))
+        step = pre.get("step")
+        ckpt = encoder_checkpoint(pre["kind"], Path(pre["run"]), step)
         f = Path(pre["run"]) / "pretrain.json"
         extra = {k: v for k, v in json.loads(f.read_text()).items() if k.startswith("narration/")} if f.is_file() else {}
+        if step is not None:  # this checkpoint's narration, not the final one's
+            extra = {"narration/event_f1": extra.get(f"narration/event_f1@{step}", float("nan")),
+                     "pretrain_step": step}
     res = run(ActionTransferConfig(**cfg, out=out, checkpoint=ckpt, progress=False))
     return {**res, **extra}
 
@@ -307,12 +326,16 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
     from experiments.arms import resolve_arm
 
     pre_cells: dict[tuple, Cell] = {}
+    dose = tuple(sorted({s for s in p.dose_steps if s < p.pretrain_steps}))
+    dose_kinds = {resolve_arm(a)[1].pretrain for a in p.dose_arms if a in p.arms} if dose else set()
 
     def pretrained(env: str, kind: str, lf: float, ps: int, source: Path) -> dict[str, Any]:
         key = (env, kind, lf, ps, str(source))
         if key not in pre_cells:
             conf = {"kind": kind, "data": str(source), "steps": p.pretrain_steps, "batch": p.pretrain_batch,
-                    "size": p.size, "label_fraction": lf, "pipeline_seed": ps}
+                    "size": p.size, "label_fraction": lf, "pipeline_seed": ps,
+                    # only where kept (a preset without doses keeps its cells' keys)
+                    **({"keep_steps": list(dose)} if kind in dose_kinds else {})}
             pre_cells[key] = Cell(f"pretrain/{env}/{kind}/lf{lf:g}/p{ps}", "experiments.run_all:pretrain_cell",
                                   conf, kind="pretrain", cost=p.pretrain_steps,
                                   meta={"study": "pretrain", "env": env, "encoder": kind, "label_fraction": lf,
@@ -332,6 +355,9 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
                         pre = pretrained(env, spec.pretrain, lf, ps, path) if spec.pretrain else None
                         bc += [_bc(p, env, path, arm, mode, n, lf, ps, bs, pre, "bc")
                                for mode in modes for bs in p.bc_seeds]
+                        if pre and arm in p.dose_arms:  # the same cell at earlier checkpoints
+                            bc += [_bc(p, env, path, arm, "frozen", n, lf, ps, bs, {**pre, "step": s}, "dose")
+                                   for s in dose for bs in p.bc_seeds]
     if p.cross_domain and CROSS_TARGET in data:
         source = data[CROSS_SOURCE]
         n = max([x for x in p.ns if x <= 16] or [min(p.ns)])
@@ -375,13 +401,14 @@ def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: f
         pre: dict[str, Any] | None, study: str) -> Cell:
     from experiments.arms import resolve_arm
 
-    live = p.live_episodes if p.live_arms is None or arm in p.live_arms else 0
+    live = p.live_episodes if (p.live_arms is None or arm in p.live_arms) and study != "dose" else 0
     conf = {"data": str(path), "encoder": arm, "mode": mode, "n_episodes": n, "val_episodes": p.val_episodes,
             "steps": p.bc_steps, "eval_every": p.eval_every, "patience": p.patience, "batch_size": p.bc_batch,
             "lr": p.bc_lr,
             "gru": p.gru, "live_episodes": live, "live_max_steps": p.live_max_steps, "seed": bc_seed(ps, bs),
             "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {})}
-    name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}"
+    step = (pre or {}).get("step")
+    name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}" + (f"/ck{step}" if step is not None else "")
     spec = resolve_arm(arm)[1]
     # cost in frozen-head steps at batch 8 (measured, loaded 2-core machine: a frozen-head step
     # 0.06 s, a step that trains a CNN on 8 episodes ~1 s, a live episode in both action modes
@@ -390,7 +417,8 @@ def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: f
     cost = steps * (16 if spec.trains_encoder or mode == "finetune" else 1) + 100 * live + 2 * n
     return Cell(name, "experiments.run_all:bc_cell", conf, kind="bc", cost=cost,
                 meta={"study": study, "env": env, "encoder": arm, "mode": mode, "n_episodes": n,
-                      "label_fraction": lf, "pipeline_seed": ps, "seed": bs})
+                      "label_fraction": lf, "pipeline_seed": ps, "seed": bs,
+                      "pretrain_step": step if step is not None else (p.pretrain_steps if pre else None)})
 
 
 # ---------------------------------------------------------------------------- ETA
@@ -471,7 +499,7 @@ def stages(cells: list[Cell]) -> list[tuple[str, list[Cell]]]:
     """Cells in runnable order, controls first (so a cut-short run still has its gates): BC
     cells that need no encoder; then per pretrained kind its encoders and the cells that use
     them; then the live references and PPO."""
-    bc = [c for c in cells if c.kind == "bc"]
+    bc = [c for c in cells if c.kind == "bc"]  # the dose cells too (kind bc, study dose)
     out = [("bc cells (no pretraining)", [c for c in bc if "pretrained" not in c.config])]
     kinds = list(dict.fromkeys(c.config["kind"] for c in cells if c.kind == "pretrain"))
     for kind in kinds:

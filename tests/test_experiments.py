@@ -166,9 +166,10 @@ def test_run_all_end_to_end_schema(tmp_path):
     root = tmp_path / "study"
     over = {"pretrain_batch": 2, "val_episodes": 1, "bc_batch": 2, "eval_every": 1,
             "live_arms": ("prior", "oracle-text")}
+    over["dose_arms"] = ("byog",)  # byog is also cloned from its step-1 checkpoint
     cfg = RunAllConfig(out=root, preset="tiny", progress=False, steps_override=over, episodes={"babyai-gotolocal": 8},
                        arms=("prior", "oracle-text", "byog", "scratch"), ns=(2,), bc_seeds=(0, 1),
-                       pretrain_steps=2, bc_steps=3, live_episodes=2, workers=1)
+                       pretrain_steps=2, bc_steps=3, live_episodes=2, workers=1, dose_steps=(1,))
     main(cfg)
     with open(root / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -182,6 +183,14 @@ def test_run_all_end_to_end_schema(tmp_path):
         assert (r["narration/event_f1"] != "") == (r["encoder"] == "byog")
     refs = {r["encoder"] for r in rows if r["study"] == "ref"}
     assert refs == {"babyai-bot", "random", "action-prior/sample", "action-prior/argmax"}
+    # the dose cells: byog's step-1 checkpoint cloned offline, with that checkpoint's narration F1
+    dose = [r for r in rows if r["study"] == "dose"]
+    assert {(r["encoder"], r["pretrain_step"], r["seed"]) for r in dose} == {("byog", "1", "0"), ("byog", "1", "1")}
+    assert all(r["live/success_rate"] == "" for r in dose)
+    [pre] = list((root / "cells").glob("pretrain/*/byog/*/*/run/pretrain.json"))
+    f1s = json.loads(pre.read_text())
+    assert {float(r["narration/event_f1"]) for r in dose} == {f1s["narration/event_f1@1"]}
+    assert {r["pretrain_step"] for r in bc if r["encoder"] == "byog"} == {"2"}
     md = (root / "report.md").read_text()
     assert "## Gates" in md and "non-discriminating" in md and command(cfg) in md and "Wall clock" in md
     assert (root / "acc_babyai-gotolocal.png").stat().st_size > 1000
@@ -191,7 +200,7 @@ def test_run_all_end_to_end_schema(tmp_path):
     main(RunAllConfig(**{**cfg.__dict__, "bc_steps": 4}))  # a changed setting: new BC cells
     after = {p: p.stat().st_mtime_ns for p in (root / "cells").rglob("cell.json")}
     new = [p for p in after if p not in cells]
-    assert len(new) == 8 and all("/bc/" in str(p) for p in new)  # pretraining and references reused
+    assert len(new) == 10 and all("/bc/" in str(p) or "/dose/" in str(p) for p in new)  # pretraining, references reused
     assert all(after[p] == t for p, t in cells.items())  # old cells kept, untouched
     assert json.loads(new[0].read_text())["train/steps"] == 4
 
@@ -215,6 +224,35 @@ def test_obs_encoders_are_fitted_by_the_trainer(tmp_path, babyai_data, kind):
     if kind == "units":
         assert feat.obs.embedding.num_embeddings == 8  # k units
     assert pretrain(kind, babyai_data, run, PretrainSpec(steps=3, progress=False)) == res  # done: reused
+
+
+@pytest.mark.slow
+def test_pretraining_keeps_the_dose_checkpoints(tmp_path, babyai_data):
+    """``keep_steps`` keeps those checkpoints (and the final one, nothing else), measures each
+    one's narration F1, and does not change what is trained; featurizers load a kept step."""
+    from agents.training.checkpoint import list_checkpoints, read_meta
+    from agents.training.loading import load_agent
+    from experiments.pretrain import ExperimentError, PretrainSpec, encoder_checkpoint, pretrain
+
+    torch.set_num_threads(1)
+    run = tmp_path / "byog"
+    res = pretrain("byog", babyai_data, run, PretrainSpec(steps=4, batch_size=2, progress=False, keep_steps=(2,)))
+    assert [read_meta(c)["step"] for c in list_checkpoints(run)] == [2, 4]  # 1 and 3 saved, then removed
+    assert {k for k in res if "@" in k} == {"narration/event_f1@2", "narration/event_f1@4"}
+    assert all(0.0 <= res[k] <= 1.0 for k in res if "@" in k)
+    early = encoder_checkpoint("byog", run, 2)
+    assert early.name.endswith("000002") and encoder_checkpoint("byog", run) == run
+    w2 = load_agent(early).state_dict()
+    w4 = load_agent(run).state_dict()
+    assert any(not torch.equal(w2[k], w4[k]) for k in w4)  # two steps of training apart
+    plain = tmp_path / "plain"  # the same pretraining without kept steps: the same final weights
+    pretrain("byog", babyai_data, plain, PretrainSpec(steps=4, batch_size=2, progress=False))
+    wp = load_agent(plain).state_dict()
+    assert all(torch.equal(wp[k], w4[k]) for k in w4)
+    with pytest.raises(ExperimentError, match="no checkpoint of step 3"):
+        encoder_checkpoint("byog", run, 3)
+    with pytest.raises(ExperimentError, match="not between 0 and the 4"):
+        PretrainSpec(steps=4, keep_steps=(4,))
 
 
 @pytest.mark.slow

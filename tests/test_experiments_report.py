@@ -56,3 +56,31 @@ def test_report_writes_gates_hypotheses_aggregates_and_plots(tmp_path):
     for png in ("acc_crafter.png", "dose_response.png", "performance_profiles.png"):
         assert (tmp_path / png).stat().st_size > 1000
     assert (tmp_path / "analysis.json").is_file() and (tmp_path / "results.csv").is_file()
+
+
+def test_dose_response_has_a_point_per_checkpoint_with_its_own_f1_and_no_effect_on_the_hypotheses():
+    """Dose cells (earlier pretraining checkpoints) add points to the dose-response, each with its
+    own checkpoint's narration F1, and leave the gates and hypotheses (final checkpoints) alone."""
+    from experiments.report import dose_md, dose_points
+
+    final = rows("crafter", MEANS)
+    for r in final:
+        if r["encoder"] in ("byog-text", "captioner-text"):
+            r.update({"pretrain_step": 400, "narration/event_f1@100": 0.1, "narration/event_f1@400": 0.4})
+    dose = []
+    for r in final:
+        if r["encoder"] == "byog-text":  # at step 100 the narration is worse and helps less
+            dose.append({**r, "study": "dose", "pretrain_step": 100, "narration/event_f1": 0.1,
+                         "offline/acc": r["offline/acc"] - 0.05})
+    pts = dose_points(final + dose)
+    byog = {(d["step"], d["pipeline_seed"]): d for d in pts if d["arm"] == "byog-text"}
+    assert sorted(byog) == [(100.0, ps) for ps in range(3)] + [(400.0, ps) for ps in range(3)]
+    for ps in range(3):
+        assert byog[(100.0, ps)]["f1"] == 0.1 and byog[(400.0, ps)]["f1"] == 0.4
+        assert byog[(400.0, ps)]["gain"] - byog[(100.0, ps)]["gain"] == pytest.approx(0.05)
+    oracle = [d for d in pts if d["arm"] == "oracle-text"]
+    assert len(oracle) == 3 and all(d["f1"] == 1.0 and d["step"] is None for d in oracle)
+    assert analyse(final + dose)["hypotheses"] == analyse(final)["hypotheses"]
+    md = "\n".join(dose_md(final + dose))
+    assert "| crafter | 64 | byog-text | 0.05 | 100 | 0.100 ± 0.000 (n=3) |" in md
+    assert "| crafter | 64 | byog-text | 0.05 | 400 | 0.400 ± 0.000 (n=3) |" in md

@@ -52,7 +52,10 @@ def test_run_all_plan_counts_cells_and_prints_an_eta(tmp_path, capsys):
     res = main(RunAllConfig(out=tmp_path, preset="cpu", plan_only=True))
     p = PRESETS["cpu"]
     n_arms = len(p.arms)
-    assert res["by_kind"]["bc"]["cells"] == 2 * n_arms * 3 * 2  # 2 envs x arms x 3 pipeline x 2 BC seeds
+    # 2 envs x arms x 3 pipeline x 2 BC seeds, and the dose cells: 2 envs x 2 text arms x 2 earlier
+    # checkpoints x 3 pipeline x 2 BC seeds
+    assert p.dose_steps == (100, 200) and p.dose_arms == ("byog-text", "captioner-text")
+    assert res["by_kind"]["bc"]["cells"] == 2 * n_arms * 3 * 2 + 2 * 2 * 2 * 3 * 2
     assert res["by_kind"]["pretrain"]["cells"] == 2 * 2 * 3  # 2 envs x (byog, captioner) x 3 pipeline seeds
     assert res["eta_seconds"] > 0 and (tmp_path / "plan.json").is_file()
     out = capsys.readouterr().out
@@ -76,3 +79,31 @@ def test_presets_and_overrides(tmp_path):
         RunAllConfig(out=tmp_path, arms=("clip",))
     with pytest.raises(ExperimentError, match="not in preset 'tiny'"):
         RunAllConfig(out=tmp_path, envs=("crafter",))
+
+
+def test_dose_cells_clone_the_text_arms_from_earlier_checkpoints_of_the_same_pretraining(tmp_path):
+    from experiments.errors import ExperimentError
+    from experiments.run_all import RunAllConfig, plan_cells, resolve
+
+    def cells(**kw):
+        p = resolve(RunAllConfig(out=tmp_path, preset="cpu", envs=("crafter",), **kw))
+        return plan_cells(p, tmp_path, {"crafter": tmp_path / "d"}, {"crafter": 240})
+
+    with_dose, without = cells(), cells(dose_steps=())
+    dose = [c for c in with_dose if c.meta["study"] == "dose"]
+    assert sorted((c.meta["encoder"], c.meta["pretrain_step"]) for c in dose) == sorted(
+        (a, s) for a in ("byog-text", "captioner-text") for s in (100, 200) for _ in range(3 * 2))
+    final = {(c.meta["encoder"], c.meta["pipeline_seed"], c.meta["seed"]): c for c in with_dose
+             if c.meta["study"] == "bc"}
+    for c in dose:  # the same pretraining run as the final cell, at an earlier step, offline only
+        twin = final[(c.meta["encoder"], c.meta["pipeline_seed"], c.meta["seed"])]
+        assert c.config["pretrained"] == {**twin.config["pretrained"], "step": c.meta["pretrain_step"]}
+        assert c.config["live_episodes"] == 0 and twin.meta["pretrain_step"] == 400
+    pre = {c.config["kind"]: c.config.get("keep_steps") for c in with_dose if c.kind == "pretrain"}
+    assert pre == {"byog": [100, 200], "captioner": [100, 200]}
+    # without doses nothing else changes: the same BC cells, pretraining cells without kept steps
+    assert not [c for c in without if c.meta["study"] == "dose"]
+    assert all("keep_steps" not in c.config for c in without if c.kind == "pretrain")
+    assert {c.name for c in without if c.kind == "bc"} == {c.name for c in with_dose if c.meta["study"] == "bc"}
+    with pytest.raises(ExperimentError, match="--dose-steps must be pretraining steps >= 1"):
+        RunAllConfig(out=tmp_path, preset="cpu", dose_steps=(0,))
