@@ -67,11 +67,9 @@ def test_dose_response_has_a_point_per_checkpoint_with_its_own_f1_and_no_effect_
     for r in final:
         if r["encoder"] in ("byog-text", "captioner-text"):
             r.update({"pretrain_step": 400, "narration/event_f1@100": 0.1, "narration/event_f1@400": 0.4})
-    dose = []
-    for r in final:
-        if r["encoder"] == "byog-text":  # at step 100 the narration is worse and helps less
-            dose.append({**r, "study": "dose", "pretrain_step": 100, "narration/event_f1": 0.1,
-                         "offline/acc": r["offline/acc"] - 0.05})
+    # at step 100 the narration is worse and helps less
+    dose = [{**r, "study": "dose", "pretrain_step": 100, "narration/event_f1": 0.1,
+             "offline/acc": r["offline/acc"] - 0.05} for r in final if r["encoder"] == "byog-text"]
     pts = dose_points(final + dose)
     byog = {(d["step"], d["pipeline_seed"]): d for d in pts if d["arm"] == "byog-text"}
     assert sorted(byog) == [(100.0, ps) for ps in range(3)] + [(400.0, ps) for ps in range(3)]
