@@ -105,6 +105,9 @@ class ActionTransferConfig:
     """Model size of the random/scratch encoders."""
     threads: int = 1
     """torch CPU threads."""
+    device: str = "cpu"
+    """Torch device of the featurizer's encoder, the head, their batches and live action
+    selection (cpu, cuda, cuda:1); episodes stay in CPU memory and move a batch at a time."""
     force: bool = False
     """Recompute even if ``out/result.json`` exists."""
     progress: bool = True
@@ -148,11 +151,11 @@ class Blocks:
     """[N, L]: a real frame (the last frame of an episode has no action but is real)."""
     ids: list[int] = field(default_factory=list)
 
-    def subset(self, idx: Any) -> dict[str, Any]:
-        """Featurizer inputs of episodes ``idx``."""
+    def subset(self, idx: Any, device: torch.device | str | None = None) -> dict[str, Any]:
+        """Featurizer inputs of episodes ``idx`` (frames and masks moved to ``device``)."""
         ii = [int(i) for i in torch.as_tensor(idx).reshape(-1)]
         fv = self.frame_valid if self.frame_valid is not None else self.valid
-        return {"frames": self.frames[ii], "valid": fv[ii],
+        return {"frames": self.frames[ii].to(device), "valid": fv[ii].to(device),
                 "annotations": None if self.annotations is None else [self.annotations[i] for i in ii],
                 "infos": None if self.infos is None else [self.infos[i] for i in ii]}
 
@@ -190,14 +193,16 @@ def load_blocks(path: Path, episodes: list[int], use_mission: bool, *, infos: bo
 
 
 def featurize(feat: Featurizer, data: Blocks, chunk: int = 32) -> torch.Tensor:
-    """Frozen features of all episodes: [N, L, D] (no gradient)."""
+    """Frozen features of all episodes: [N, L, D] on the featurizer's device (no gradient);
+    the frames move there ``chunk`` episodes at a time."""
     with torch.no_grad():
-        return torch.cat([episode_features(feat, **data.subset(range(i, min(i + chunk, len(data.frames)))))
+        return torch.cat([episode_features(feat, **data.subset(range(i, min(i + chunk, len(data.frames))), feat.device))
                           for i in range(0, len(data.frames), chunk)])
 
 
 def action_metrics(logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
     """``acc`` and ``nll`` over masked steps: logits [N, T, A], actions Long [N, T], mask [N, T]."""
+    actions, mask = actions.to(logits.device), mask.to(logits.device)
     if not bool(mask.any()):
         return {"acc": float("nan"), "nll": float("nan")}
     lg, a = logits[mask], actions[mask]
@@ -210,8 +215,10 @@ class _Model:
     """The head on a featurizer's frozen (cached) and trained parts."""
 
     def __init__(self, feat: Featurizer, head: ActionHead, train_encoder: bool) -> None:
-        self.feat, self.head = feat, head
+        self.feat, self.head, self.device = feat, head, feat.device
         self.frozen, self.trained = feat.parts(train_encoder)
+        # frozen features stay on the device: read every step, they are small beside the frames
+        # (the gpu preset's largest cell, 1,024 episodes x 500 frames x 512 floats: ~1 GB)
         self._cache: dict[int, torch.Tensor] = {}
 
     def logits(self, data: Blocks, idx: torch.Tensor) -> torch.Tensor:
@@ -220,10 +227,11 @@ class _Model:
             key = id(data)
             if key not in self._cache:
                 self._cache[key] = featurize(self.frozen, data)
-            xs.append(self._cache[key][idx])
+            xs.append(self._cache[key][idx.to(self.device)])
         if self.trained is not None:
-            xs.append(episode_features(self.trained, **data.subset(idx)))
-        return self.head(torch.cat(xs, -1), None if data.mission is None else data.mission[idx])[0]
+            xs.append(episode_features(self.trained, **data.subset(idx, self.device)))
+        mission = None if data.mission is None else data.mission[idx].to(self.device)
+        return self.head(torch.cat(xs, -1), mission)[0]
 
     def state(self) -> dict[str, Any]:
         return {"head": copy.deepcopy(self.head.state_dict()),
@@ -255,8 +263,8 @@ def train_head(feat: Featurizer, head: ActionHead, data: Blocks, *, steps: int, 
     for step in tqdm(range(1, steps + 1), desc="bc", disable=not progress, leave=False):
         head.train()
         idx = torch.as_tensor(rng.choice(len(data.frames), size=min(batch_size, len(data.frames)), replace=False))
-        mask = data.valid[idx]
-        loss = F.cross_entropy(model.logits(data, idx)[mask], data.actions[idx][mask])
+        mask, target = data.valid[idx].to(model.device), data.actions[idx].to(model.device)
+        loss = F.cross_entropy(model.logits(data, idx)[mask], target[mask])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -296,7 +304,8 @@ def evaluate_offline(feat: Featurizer, head: ActionHead, data: Blocks,
     """Held-out action accuracy and NLL, per test episode too (``offline/episode_correct`` and
     ``offline/episode_steps``, for the bootstrap), and the accuracy of always predicting the
     training majority action (the test set's own majority when no training actions are given)."""
-    logits, _ = head(featurize(feat, data), data.mission)
+    logits, _ = head(featurize(feat, data), None if data.mission is None else data.mission.to(feat.device))
+    logits = logits.cpu()  # the metrics read the blocks' actions, in CPU memory
     m = action_metrics(logits, data.actions, data.valid)
     acts = data.actions[data.valid]
     ref = train_actions[train_actions >= 0] if train_actions is not None else acts
@@ -320,28 +329,32 @@ class ClonedActor:
         self.gen = torch.Generator().manual_seed(seed)
         self.restarts_envs = bool(feat.restarts_streams)
 
+    def _set_missions(self, missions: list[str]) -> None:
+        self.missions = missions
+        self.mission = mission_ids(missions).to(self.feat.device) if self.use_mission else None
+
     def reset(self, envs: list, obs: list[np.ndarray], infos: list[dict]) -> None:
         self.state = self.feat.start(len(obs))
         self.h = None
-        self.missions = [str(i.get("mission", "")) for i in infos]
-        self.mission = mission_ids(self.missions) if self.use_mission else None
+        self._set_missions([str(i.get("mission", "")) for i in infos])
 
     @torch.no_grad()
     def act(self, obs: list[np.ndarray], infos: list[dict], active: list[bool],
             starts: list[bool] | None = None) -> list[int]:
-        frame = torch.from_numpy(np.stack(obs))  # [B, H, W, 3] uint8
+        frame = torch.from_numpy(np.stack(obs)).to(self.feat.device)  # [B, H, W, 3] uint8
         anns = [list(i.get("annotations") or []) for i in infos]
         kw = {}
         if starts is not None and any(starts):  # envs beginning their next episode
-            fresh = torch.as_tensor(starts, dtype=torch.bool)
+            fresh = torch.as_tensor(starts, dtype=torch.bool)  # a control flag: the featurizers keep it on the CPU
             kw["starts"] = fresh
             if self.h is not None:  # the GRU's memory of those envs starts afresh
-                self.h = self.h.masked_fill(fresh.view(1, -1, 1), 0.0)
-            self.missions = [str(i.get("mission", "")) if s else m for m, i, s in zip(self.missions, infos, starts)]
-            self.mission = mission_ids(self.missions) if self.use_mission else None
+                self.h = self.h.masked_fill(fresh.to(self.h.device).view(1, -1, 1), 0.0)
+            self._set_missions([str(i.get("mission", "")) if s else m for m, i, s in zip(self.missions, infos, starts)])
         x, self.state = self.feat.step(self.state, frame, annotations=anns, infos=infos, **kw)
         logits, self.h = self.head(x[:, None], self.mission, self.h)  # [B, 1, A]
-        lg = logits[:, 0]
+        # the actions leave as Python ints: chosen on the CPU, where the seeded generator lives
+        # (the same draws from the same probabilities on every device)
+        lg = logits[:, 0].float().cpu()
         a = (torch.multinomial(lg.softmax(-1), 1, generator=self.gen)[:, 0] if self.sample
              else lg.argmax(-1))
         return [int(v) for v in a]
@@ -351,7 +364,8 @@ def arm_context(cfg: ActionTransferConfig, ds: Any, sentences: list[str] | None 
     """What the arm's featurizer factory gets for ``cfg`` on dataset ``ds``."""
     return ArmContext(checkpoint=cfg.checkpoint, data=cfg.data, env=str(ds.info.get("env")),
                       env_kwargs=env_kwargs_of(ds), size=cfg.size, pool=cfg.pool, context=cfg.context,
-                      text_decay=cfg.text_decay, sentences=list(sentences or []), seed=cfg.pipeline_seed)
+                      text_decay=cfg.text_decay, sentences=list(sentences or []), seed=cfg.pipeline_seed,
+                      device=cfg.device)
 
 
 def build_featurizer(cfg: ActionTransferConfig, tokenizer_sentences: list[str] | None = None) -> Featurizer:
@@ -362,6 +376,9 @@ def build_featurizer(cfg: ActionTransferConfig, tokenizer_sentences: list[str] |
 # ---------------------------------------------------------------------------- main
 def run(cfg: ActionTransferConfig) -> dict[str, Any]:
     """Train and evaluate one cell; returns (and writes) the result dict."""
+    from experiments.devices import require_device
+
+    require_device(cfg.device, "This BC cell")
     torch.set_num_threads(cfg.threads)
     name, spec = resolve_arm(cfg.encoder)
     ds = open_dataset(cfg.data)
@@ -374,9 +391,9 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
     feat = spec.build(ctx)
     n_actions = int(ds.info.get("action_space", {}).get("n") or 0) or int(_max_action(ds) + 1)
     train_encoder = spec.trains_encoder or cfg.mode == "finetune"
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the head is drawn on the CPU, then moved: the same init on every device
     head = ActionHead(in_dim=feat.out_dim, num_actions=n_actions, hidden=cfg.hidden,
-                      gru=cfg.gru and spec.uses_mission, mission_dim=32 if use_mission else 0)
+                      gru=cfg.gru and spec.uses_mission, mission_dim=32 if use_mission else 0).to(feat.device)
     load = {"use_mission": use_mission, "infos": feat.needs_infos}
     train, val, test = (load_blocks(cfg.data, ids, **load) for ids in (train_ids, val_ids, test_ids))
     t0 = time.perf_counter()
@@ -428,6 +445,8 @@ def live_seed(seed: int) -> int:
 
 RUN_ONLY = ("out", "force", "progress", "threads")
 """Config fields that do not change a cell's result."""
+ADDED_LATER = {"device": "cpu"}
+"""Config fields newer than some saved results, with the value those results were computed at."""
 
 
 def main(cfg: ActionTransferConfig) -> dict[str, Any]:
@@ -437,7 +456,8 @@ def main(cfg: ActionTransferConfig) -> dict[str, Any]:
     if done.is_file() and not cfg.force:
         old = json.loads(done.read_text())
         same = {k: v for k, v in _jsonable(asdict(cfg)).items() if k not in RUN_ONLY}
-        if {k: old.get("config", {}).get(k) for k in same} == json.loads(json.dumps(same)):
+        old_cfg = {**ADDED_LATER, **old.get("config", {})}
+        if {k: old_cfg.get(k) for k in same} == json.loads(json.dumps(same)):
             return old
     return run(cfg)
 

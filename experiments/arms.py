@@ -53,6 +53,8 @@ class ArmContext:
     """Training sentences (the random narrator's tokenizer vocabulary)."""
     seed: int = 0
     """Seed of fresh weights (random narrator, scratch CNN)."""
+    device: str = "cpu"
+    """Torch device of the featurizer (:meth:`ArmSpec.build` moves what the factory built)."""
 
 
 Factory = Callable[[ArmContext], Any]
@@ -79,12 +81,14 @@ class ArmSpec:
     """One line for the listing."""
 
     def build(self, ctx: ArmContext) -> Any:
-        """The arm's featurizer."""
+        """The arm's featurizer, on ``ctx.device``."""
         fn = self.featurizer
         if isinstance(fn, str):
             mod, _, attr = fn.partition(":")
             fn = getattr(importlib.import_module(mod), attr)
-        return fn(ctx)
+        # a factory may build on the CPU (a plugin that ignores ctx.device): everything the
+        # featurizer registers moves here, once (fresh weights are drawn the same on every device)
+        return fn(ctx).to(ctx.device)
 
 
 ARMS: dict[str, ArmSpec] = {}
@@ -134,7 +138,8 @@ def _agent(ctx: ArmContext) -> Any:
         raise ExperimentError("This arm needs --checkpoint DIR (a pretrained BYOG/captioner run; "
                               "python -m experiments.run_all pretrains it).")
     try:
-        return load_agent(ctx.checkpoint)
+        # the whole agent, not only the parts a featurizer registers (live narration uses the rest)
+        return load_agent(ctx.checkpoint, device=ctx.device)
     except TrainError as e:
         raise ExperimentError(f"{ctx.checkpoint} is not a BYOG checkpoint ({e}); pass a run "
                               "directory written by python -m agents.train.") from None
@@ -147,8 +152,8 @@ def _fresh_agent(ctx: ArmContext) -> Any:
     from agents.model import BYOGAgent
     from agents.text import train_tokenizer
 
-    torch.manual_seed(ctx.seed)
-    return BYOGAgent(make_model_config(ctx.size, "byog"), train_tokenizer(ctx.sentences or []))
+    torch.manual_seed(ctx.seed)  # drawn on the CPU, then moved: the same weights on every device
+    return BYOGAgent(make_model_config(ctx.size, "byog"), train_tokenizer(ctx.sentences or [])).to(ctx.device)
 
 
 def hidden_pretrained(ctx: ArmContext) -> Any:

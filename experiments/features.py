@@ -77,6 +77,17 @@ class Featurizer(nn.Module):
     episode, restarted on their own). Then live evaluation restarts each env as soon as its
     episode ends instead of waiting for the slowest env of a round (``experiments.live``)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # an empty buffer that moves with .to(): the device of featurizers without weights
+        # (text, symbolic, constant), where they put their features; not saved (state_dict)
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the featurizer runs: callers put frames here, features come back here."""
+        return self._anchor.device
+
     def sequence(self, frames: torch.Tensor, valid: torch.Tensor | None = None, *,
                  annotations: Annotations | None = None, infos: Infos | None = None) -> torch.Tensor:
         """frames uint8 [B, T, H, W, 3] (a block or episode start at t=0) -> float [B, T, D]."""
@@ -154,9 +165,9 @@ def _narrate_blocks(narrator: VectorNarrator, in_block: torch.Tensor, frame: tor
                     starts: torch.Tensor | None, context: int) -> tuple[Any, torch.Tensor]:
     """Narrate one frame per stream; a stream restarts (fresh context, no previous frame: a zero
     delta, as offline) at an episode's start or when its block of ``context`` frames is full."""
-    restart = in_block >= context
+    restart = in_block >= context  # per-stream counters stay on the CPU: the narrator reads them as numpy
     if starts is not None:
-        restart |= torch.as_tensor(starts, dtype=torch.bool)
+        restart |= torch.as_tensor(starts, dtype=torch.bool, device=in_block.device)
     if narrator.state is None:
         narrator.reset()
     out = narrator.step(frame, starts=restart.numpy())
@@ -190,7 +201,7 @@ class ObsFeaturizer(Featurizer):
              starts: torch.Tensor | None = None) -> tuple[torch.Tensor, FeatureState]:
         restart = state.in_block >= self.context  # a block starts afresh, as offline
         if starts is not None:
-            restart |= torch.as_tensor(starts, dtype=torch.bool)
+            restart |= torch.as_tensor(starts, dtype=torch.bool, device=restart.device)
         obs_state = self.obs.reset_state(state.obs_state, restart) if bool(restart.any()) else state.obs_state
         feats, obs_state = self.obs.step(obs_state, frame)  # the encoder's stream hook
         return feats, FeatureState(in_block=torch.where(restart, 0, state.in_block) + 1, obs_state=obs_state)
@@ -283,6 +294,7 @@ class NarratorSource(TextSource):
 
     def offline(self, frames, valid, annotations, context):
         B, T = frames.shape[:2]
+        ok = valid.tolist()  # read per frame below: one copy off the device, not B x T syncs
         out: Annotations = [[] for _ in range(B)]
         with torch.no_grad():
             for s in range(0, T, context):
@@ -293,7 +305,7 @@ class NarratorSource(TextSource):
                 words = self._words(ids.reshape(b_ * t_, 1, k))
                 for b in range(b_):
                     out[b] += [list(words[b * t_ + t][0]) for t in range(t_)]
-        return [[w if bool(valid[b, t]) else [] for t, w in enumerate(ep)] for b, ep in enumerate(out)]
+        return [[w if ok[b][t] else [] for t, w in enumerate(ep)] for b, ep in enumerate(out)]
 
     restarts_streams = True
 
@@ -319,7 +331,8 @@ class ShuffledSource(TextSource):
     def offline(self, frames, valid, annotations, context):
         words = self.inner.offline(frames, valid, annotations, context)
         B, T = valid.shape
-        return [[words[(b + 1) % B][t] if B > 1 and bool(valid[b, t]) and bool(valid[(b + 1) % B, t]) else []
+        ok = valid.tolist()  # one copy off the device
+        return [[words[(b + 1) % B][t] if B > 1 and ok[b][t] and ok[(b + 1) % B][t] else []
                  for t in range(T)] for b in range(B)]
 
     def start(self, batch_size: int) -> Any:
@@ -352,12 +365,14 @@ class TextFeaturizer(Featurizer):
               annotations: Annotations | None = None) -> Annotations:
         """The source's per-frame sentences of whole episodes."""
         if valid is None:
-            valid = torch.ones(frames.shape[:2], dtype=torch.bool)
+            valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
         return self.source.offline(frames, valid, annotations, self.context)
 
     def sequence(self, frames, valid=None, *, annotations=None, infos=None):
         slots = self.texts(frames, valid, annotations)
-        return torch.stack([text_features(ep, buckets=self.buckets, decay=self.decay)[0] for ep in slots])
+        # words are hashed in Python: the counts are built on the CPU and moved once per call
+        return torch.stack([text_features(ep, buckets=self.buckets, decay=self.decay)[0]
+                            for ep in slots]).to(self.device)
 
     def start(self, batch_size: int) -> FeatureState:
         return FeatureState(narration={"source": self.source.start(batch_size),
@@ -376,8 +391,9 @@ class TextFeaturizer(Featurizer):
             rows.append(x[0])
             bags.append(bag)
             lasts.append(last)
-        return torch.stack(rows), FeatureState(narration={"source": src, "bag": bags, "last": lasts},
-                                               in_block=state.in_block + 1)
+        # each stream's bag stays on the CPU with its Python-built counts; one move per step
+        return torch.stack(rows).to(self.device), FeatureState(
+            narration={"source": src, "bag": bags, "last": lasts}, in_block=state.in_block + 1)
 
 
 # ---------------------------------------------------------------------------- oracles, floor, sums
@@ -395,12 +411,12 @@ class SymbolicFeaturizer(Featurizer):
         if infos is None:
             raise ValueError("The symbolic oracle needs the per-frame infos (info['symbolic']).")
         B, T = frames.shape[:2]
-        out = torch.zeros(B, T, self.out_dim)
+        out = torch.zeros(B, T, self.out_dim)  # filled from Python dicts: on the CPU, then moved once
         for b, ep in enumerate(infos):
             for t, inf in enumerate(ep[:T]):
                 if inf and "symbolic" in inf:
                     out[b, t] = torch.as_tensor(inf["symbolic"], dtype=torch.float32)
-        return out
+        return out.to(self.device)
 
     restarts_streams = True  # stateless
 
@@ -408,7 +424,7 @@ class SymbolicFeaturizer(Featurizer):
         if infos is None:
             raise ValueError("The symbolic oracle needs this frame's infos (info['symbolic']).")
         x = torch.stack([torch.as_tensor(i["symbolic"], dtype=torch.float32) for i in infos])
-        return x, state
+        return x.to(self.device), state
 
 
 class ConstantFeaturizer(Featurizer):
@@ -422,12 +438,12 @@ class ConstantFeaturizer(Featurizer):
         self.out_dim, self.context = 1, int(context)
 
     def sequence(self, frames, valid=None, *, annotations=None, infos=None):
-        return torch.zeros(*frames.shape[:2], 1)
+        return torch.zeros(*frames.shape[:2], 1, device=self.device)
 
     restarts_streams = True  # stateless
 
     def step(self, state, frame, *, annotations=None, infos=None, starts=None):
-        return torch.zeros(frame.shape[0], 1), state
+        return torch.zeros(frame.shape[0], 1, device=self.device), state
 
 
 class ConcatFeaturizer(Featurizer):

@@ -56,6 +56,8 @@ class PretrainSpec:
     own held-out narration F1: the transfer study's dose-response points."""
     threads: int = 1
     """torch CPU threads."""
+    device: str = "cpu"
+    """Torch device of the trainer (and of the kept checkpoints' narration F1): cpu, cuda."""
     progress: bool = True
     """Progress bar."""
 
@@ -103,19 +105,20 @@ def bc_split3(num_episodes: int, n_train: int, seed: int, n_val: int,
     return sorted(int(train[i]) for i in order[n_val:n_val + n_train]), val, test
 
 
-def narration_f1(run: Path, data: Path) -> float:
+def narration_f1(run: Path, data: Path, device: str = "cpu") -> float:
     """Greedy narration event F1 (``BYOGAgent.evaluate``) of a byog/captioner run on ``data``'s
-    held-out episodes (the BC held-out split)."""
+    held-out episodes (the BC held-out split), computed on ``device``."""
     import torch
 
     from agents.training import load_agent
+    from agents.training.evaluate import to_device
     from collect.dataset import WindowDataset, collate_windows, open_dataset
 
-    agent = load_agent(run)
+    agent = load_agent(run, device=device)
     _, val = bc_split(open_dataset(data).num_episodes, 0, 0)
     wd = WindowDataset(data, window=16, episodes=val)
     with torch.no_grad():
-        m = agent.evaluate(collate_windows([wd[i] for i in range(len(wd))]))
+        m = agent.evaluate(to_device(collate_windows([wd[i] for i in range(len(wd))]), device))
     return float(m["eval/event_f1"])
 
 
@@ -129,6 +132,7 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
     d: dict[str, Any] = {
         "data": str(data), "out": str(out), "steps": 1 if obs_fit else spec.steps, "seed": spec.seed,
         "label_fraction": label_fraction, "label_seed": spec.label_seed, "threads": spec.threads,
+        "device": spec.device,
         "loader": {"window": spec.window, "batch_size": spec.batch_size, "num_workers": 0,
                    "split_seed": SPLIT_SEED, "val_fraction": VAL_FRACTION},
         "schedule": {"warmup_steps": min(50, max(1, spec.steps // 10))},
@@ -217,7 +221,7 @@ def _keep_only(run: Path, kind: str, data: Path, spec: PretrainSpec) -> dict[str
         if step not in keep:
             shutil.rmtree(ckpt)
         elif kind in ("byog", "captioner"):
-            out[f"narration/event_f1@{step}"] = narration_f1(ckpt, data)
+            out[f"narration/event_f1@{step}"] = narration_f1(ckpt, data, spec.device)
     return out
 
 

@@ -77,6 +77,8 @@ class RLConfig:
     """Seed."""
     threads: int = 1
     """torch CPU threads."""
+    device: str = "cpu"
+    """Torch device of the policy (SB3's ``device``) and of the wrapped encoder (cpu, cuda)."""
     force: bool = False
     """Recompute even if the result exists."""
     cache_features: bool = True
@@ -212,8 +214,9 @@ def make_feature_cache_class():
 
         @torch.no_grad()
         def encode(self, frames: torch.Tensor) -> np.ndarray:
-            """uint8 [B, n, H, W, 3] -> float32 [B, D]: the newest frame's feature."""
-            return self.featurizer.sequence(frames)[:, -1].float().numpy()
+            """uint8 [B, n, H, W, 3] -> float32 [B, D]: the newest frame's feature (computed on
+            the featurizer's device; back in CPU memory, where SB3's rollout buffer keeps numpy)."""
+            return self.featurizer.sequence(frames.to(self.featurizer.device))[:, -1].float().cpu().numpy()
 
         def _convert(self, obs: Any) -> Any:
             image = obs["image"] if self.with_mission else obs
@@ -322,9 +325,12 @@ def bc_initialise(model: Any, cfg: RLConfig, cached: Any = None) -> float:
                 stacks.append(full[t:t + cfg.n_stack])  # [n, H, W, 3], oldest first
                 acts.append(int(ep.actions[t]))
     frames = torch.as_tensor(np.stack(stacks))  # uint8 [N, n, H, W, 3]
+    # x stays in CPU memory (the frame stacks of a whole dataset need not fit on the device);
+    # each minibatch moves to the policy's device
     if cached is not None:  # the same features FeatureCache gives the rollout
         with torch.no_grad():
-            x = torch.cat([cached.sequence(frames[i:i + 256])[:, -1] for i in range(0, len(frames), 256)])
+            x = torch.cat([cached.sequence(frames[i:i + 256].to(cached.device))[:, -1].cpu()
+                           for i in range(0, len(frames), 256)])
     else:  # SB3's channel-first stack [N, 3n, H, W] of uint8 values (its preprocess scales by 1/255)
         x = frames.permute(0, 1, 4, 2, 3).flatten(1, 2).float()
     y = torch.as_tensor(acts)
@@ -333,7 +339,8 @@ def bc_initialise(model: Any, cfg: RLConfig, cached: Any = None) -> float:
     loss = torch.zeros(())
     for _ in range(cfg.bc_steps):
         idx = torch.as_tensor(rng.choice(len(x), size=min(64, len(x)), replace=False))
-        loss = -model.policy.get_distribution(x[idx]).log_prob(y[idx]).mean()
+        xb, yb = x[idx].to(model.device), y[idx].to(model.device)
+        loss = -model.policy.get_distribution(xb).log_prob(yb).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -349,7 +356,8 @@ def build_policy(cfg: RLConfig, venv: Any, mission: bool) -> tuple[Any, str, dic
 
     _, spec = resolve_arm(cfg.encoder)
     feat = spec.build(ArmContext(checkpoint=cfg.checkpoint, data=cfg.out, env=cfg.env,
-                                 env_kwargs=dict(cfg.env_kwargs), context=cfg.n_stack, seed=cfg.seed))
+                                 env_kwargs=dict(cfg.env_kwargs), context=cfg.n_stack, seed=cfg.seed,
+                                 device=cfg.device))
     if feat.needs_annotations or feat.needs_infos or feat.episode_level:
         raise ExperimentError(f"Arm {cfg.encoder!r} reads more than frame stacks; PPO takes frame-only "
                               "arms (byog, captioner, random, scratch, vqvae, units).")
@@ -379,13 +387,16 @@ def run(cfg: RLConfig) -> dict[str, Any]:
 
     from stable_baselines3 import PPO
 
+    from experiments.devices import require_device
+
+    require_device(cfg.device, "This PPO cell")
     torch.set_num_threads(cfg.threads)
     os.environ.setdefault("SB3_LOGDIR", str(cfg.out / "sb3"))
     cfg.out.mkdir(parents=True, exist_ok=True)
     mission = has_mission(cfg)
     venv, policy, policy_kwargs, cached = build_policy(cfg, make_vec_env(cfg, mission), mission)
     model = PPO(policy, venv, n_steps=cfg.n_steps, batch_size=64, n_epochs=4, learning_rate=3e-4,
-                seed=cfg.seed, verbose=0, policy_kwargs=policy_kwargs, device="cpu",
+                seed=cfg.seed, verbose=0, policy_kwargs=policy_kwargs, device=cfg.device,
                 tensorboard_log=None)
     keep_pretrained_weights(model)
     bc_loss = bc_initialise(model, cfg, cached) if cfg.bc_steps else float("nan")

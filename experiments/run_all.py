@@ -20,10 +20,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.errors import ExperimentError
 from experiments.runner import Cell, estimate, run_cells
+
+if TYPE_CHECKING:
+    from experiments.pretrain import PretrainSpec
 
 POLICY = {"crafter": "crafter-scripted"}
 CROSS_SOURCE = "babyai-gotoobj"
@@ -85,6 +88,9 @@ class StudyPreset:
     that checkpoint's narration F1, from the same pretraining runs."""
     dose_arms: tuple[str, ...] = ("byog-text", "captioner-text")
     """Arms cloned at the ``dose_steps`` checkpoints (those in ``arms``)."""
+    device: str = "cpu"
+    """Torch device of every cell that trains or featurizes (pretraining, BC and its live
+    evaluation, PPO); the live references run no torch."""
 
 
 _TINY_ARMS = ("prior", "oracle-text", "random-text", "shuffled-text", "byog-text", "byog", "scratch")
@@ -107,14 +113,14 @@ PRESETS: dict[str, StudyPreset] = {
         # batch 4 and 300 steps: at 8 x 400 the scratch-CNN cells alone took most of 75 min
         bc_steps=300, bc_batch=4, live_episodes=8, live_arms=("prior", "oracle-text", "random-text", "byog-text", "scratch")),
     "gpu": StudyPreset(
-        "the GPU study: thousands of episodes, label fractions 0.02/0.05/0.1/1.0, 5 pipeline seeds, "
-        "N up to 1,024, VQ-VAE and units, PPO 1M steps on Crafter",
+        "the GPU study, on cuda (--device overrides): thousands of episodes, label fractions "
+        "0.02/0.05/0.1/1.0, 5 pipeline seeds, N up to 1,024, VQ-VAE and units, PPO 1M steps on Crafter",
         envs={"crafter": EnvPlan(2000, 500), "babyai-unlocklocal": EnvPlan(5000, None, {"view": "agent"})},
         arms=(*_CPU_ARMS, "vqvae", "units"), ns=(16, 64, 256, 1024), pipeline_seeds=(0, 1, 2, 3, 4),
         bc_seeds=(0, 1), label_fractions=(0.02, 0.05, 0.1, 1.0), pretrain_steps=50_000, pretrain_batch=32,
         size="small", bc_steps=5000, eval_every=100, patience=5, val_episodes=32, gru=True,
         live_episodes=64, rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "scratch"), workers=8,
-        dose_steps=(2000, 10_000, 25_000)),
+        dose_steps=(2000, 10_000, 25_000), device="cuda"),
 }
 PRESETS["small"] = replace(PRESETS["cpu"], description="alias of cpu (the former ~2 h CPU study is retired: "
                            "its design could not tell the arms apart)")
@@ -129,7 +135,7 @@ def register_preset(name: str, preset: StudyPreset) -> StudyPreset:
 
 OVERRIDES = ("arms", "ns", "pipeline_seeds", "bc_seeds", "label_fractions", "pretrain_steps", "bc_steps",
              "bc_batch", "bc_lr", "live_episodes", "finetune", "cross_domain", "rl_timesteps", "workers", "gru",
-             "dose_steps")
+             "dose_steps", "device")
 
 
 @dataclass
@@ -139,7 +145,7 @@ class RunAllConfig:
     out: Path
     """Study directory (datasets, cells, report)."""
     preset: str = "tiny"
-    """Design: tiny (make demo, minutes), cpu (<= 75 min on 2 cores), gpu; small = cpu, full = gpu."""
+    """Design: tiny (make demo, minutes), cpu (<= 75 min on 2 cores), gpu (on cuda); small = cpu, full = gpu."""
     envs: tuple[str, ...] | None = None
     """Override: only these of the preset's envs."""
     episodes: dict[str, int] | None = None
@@ -181,6 +187,9 @@ class RunAllConfig:
     dose-response points); pass none for no extra points."""
     workers: int | None = None
     """Override: worker processes."""
+    device: str | None = None
+    """Override: torch device of pretraining, BC and PPO (cpu, cuda, cuda:1; the preset's: gpu
+    runs on cuda, the others on cpu). Checked before anything runs, --plan-only too."""
     threads: int = 0
     """torch threads per worker process (0 = the cores this process may use,
     ``os.sched_getaffinity``, shared out among the workers, at least one each; through the
@@ -254,14 +263,21 @@ def collect_data(env: str, plan: EnvPlan, out: Path, progress: bool) -> Path:
     return out
 
 
+def pretrain_spec(config: dict[str, Any]) -> PretrainSpec:
+    """The :class:`~experiments.pretrain.PretrainSpec` of a pretraining cell's config."""
+    from experiments.pretrain import PretrainSpec
+
+    return PretrainSpec(steps=config["steps"], size=config["size"], batch_size=config["batch"],
+                        seed=config["pipeline_seed"], label_seed=config["pipeline_seed"], progress=False,
+                        keep_steps=tuple(config.get("keep_steps", ())), device=config.get("device", "cpu"))
+
+
 def pretrain_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
     """Cell entry point: pretrain one encoder into ``out/run``."""
-    from experiments.pretrain import PretrainSpec, pretrain
+    from experiments.pretrain import pretrain
 
-    spec = PretrainSpec(steps=config["steps"], size=config["size"], batch_size=config["batch"],
-                        seed=config["pipeline_seed"], label_seed=config["pipeline_seed"], progress=False,
-                        keep_steps=tuple(config.get("keep_steps", ())))
-    res = pretrain(config["kind"], Path(config["data"]), out / "run", spec, label_fraction=config["label_fraction"])
+    res = pretrain(config["kind"], Path(config["data"]), out / "run", pretrain_spec(config),
+                   label_fraction=config["label_fraction"])
     return {**res, "run": str(out / "run")}
 
 
@@ -335,7 +351,7 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
             conf = {"kind": kind, "data": str(source), "steps": p.pretrain_steps, "batch": p.pretrain_batch,
                     "size": p.size, "label_fraction": lf, "pipeline_seed": ps,
                     # only where kept (a preset without doses keeps its cells' keys)
-                    **({"keep_steps": list(dose)} if kind in dose_kinds else {})}
+                    **({"keep_steps": list(dose)} if kind in dose_kinds else {}), **on_device(p)}
             pre_cells[key] = Cell(f"pretrain/{env}/{kind}/lf{lf:g}/p{ps}", "experiments.run_all:pretrain_cell",
                                   conf, kind="pretrain", cost=p.pretrain_steps,
                                   meta={"study": "pretrain", "env": env, "encoder": kind, "label_fraction": lf,
@@ -384,10 +400,16 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
             pre = pretrained(env, spec.pretrain, 1.0, ps, data[env]) if spec and spec.pretrain else None
             conf = {"env": env, "encoder": enc, "timesteps": p.rl_timesteps, "seed": ps,
                     "max_episode_steps": p.envs[env].max_steps or 500, "env_kwargs": dict(p.envs[env].env_kwargs),
-                    **({"pretrained": pre} if pre else {})}
+                    **({"pretrained": pre} if pre else {}), **on_device(p)}
             rl.append(Cell(f"rl/{env}/{enc}/p{ps}", "experiments.run_all:rl_cell", conf, kind="rl",
                            cost=p.rl_timesteps, meta={"study": "rl", "env": env, "encoder": enc, "pipeline_seed": ps}))
     return [*pre_cells.values(), *bc, *refs, *rl]
+
+
+def on_device(p: StudyPreset) -> dict[str, str]:
+    """A cell config's ``device`` entry: only off the CPU, so the CPU presets' cells keep the
+    keys (and the finished results) they had before studies had a device."""
+    return {"device": p.device} if p.device != "cpu" else {}
 
 
 def bc_seed(pipeline_seed: int, bc_seed_index: int) -> int:
@@ -406,7 +428,7 @@ def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: f
             "steps": p.bc_steps, "eval_every": p.eval_every, "patience": p.patience, "batch_size": p.bc_batch,
             "lr": p.bc_lr,
             "gru": p.gru, "live_episodes": live, "live_max_steps": p.live_max_steps, "seed": bc_seed(ps, bs),
-            "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {})}
+            "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {}), **on_device(p)}
     step = (pre or {}).get("step")
     name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}" + (f"/ck{step}" if step is not None else "")
     spec = resolve_arm(arm)[1]
@@ -452,9 +474,11 @@ def probe_unit_seconds() -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- main
 def run(cfg: RunAllConfig) -> dict[str, Any]:
+    from experiments.devices import require_device
     from experiments.report import write_report
 
     p = resolve(cfg)
+    require_device(p.device, f"Preset {cfg.preset}")  # before collection, and in --plan-only
     root = cfg.out
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -520,13 +544,15 @@ def plan_only(cfg: RunAllConfig, p: StudyPreset, root: Path, envs: dict[str, Env
     collect_s = sum(envs[e].episodes * (envs[e].max_steps or 64) * (0.004 if e == "crafter" else 0.002)
                     for e in missing)
     out = {"preset": cfg.preset, "description": p.description, "cells": eta["cells"], "todo": eta["todo"],
-           "by_kind": eta["by_kind"], "workers": p.workers, "collect_seconds": collect_s,
+           "by_kind": eta["by_kind"], "workers": p.workers, "device": p.device, "collect_seconds": collect_s,
            "eta_seconds": eta["eta_seconds"] + collect_s, "probe": units, "command": command(cfg)}
     (root / "plan.json").write_text(json.dumps(out, indent=2, default=str))
+    # the probe and its calibration are CPU measurements: off the CPU the ETA is an upper bound
+    bound = "" if p.device == "cpu" else f", a CPU probe's: an upper bound on {p.device}"
     print(f"{cfg.preset}: {eta['cells']} cells ({eta['todo']} to run: "
           + ", ".join(f"{k} {v['cells']}" for k, v in eta["by_kind"].items())
-          + f"), {p.workers} workers; ETA {out['eta_seconds'] / 60:.0f} min "
-          f"(collection {collect_s / 60:.0f} min; probe step {units['probe_step_seconds']} s)")
+          + f"), {p.workers} workers on {p.device}; ETA {out['eta_seconds'] / 60:.0f} min "
+          f"(collection {collect_s / 60:.0f} min; probe step {units['probe_step_seconds']} s{bound})")
     return out
 
 

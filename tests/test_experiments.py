@@ -400,3 +400,40 @@ def test_bc_initialisation_clones_on_cached_features(tmp_path, babyai_data, cach
                        bc_data=babyai_data, bc_steps=150, cache_features=cache))
     assert res["rl/features_cached"] is cache
     assert res["rl/bc_loss"] < np.log(7) - 0.4
+
+
+def test_ppo_builds_the_encoder_on_the_configured_device(tmp_path):
+    """RLConfig.device reaches the arm's featurizer (the whole agent, not only the parts the
+    featurizer registers): on "meta" every weight is there."""
+    cfg, (venv, _, _, cached) = _rl_parts(tmp_path, device="meta")
+    assert cached.device.type == "meta"
+    assert {p.device.type for p in cached.agent.parameters()} == {"meta"}
+    venv.close()
+
+
+@pytest.mark.slow
+def test_cells_run_with_an_explicit_device(tmp_path, babyai_data):
+    """The run_all entry points with ``device: "cpu"`` in their configs: the trainer gets it
+    (its saved config), a BC cell on the pretrained encoder trains, evaluates offline and live;
+    a featurizer built for another device loads the whole agent there."""
+    import yaml
+
+    from experiments.action_transfer import ActionTransferConfig, build_featurizer
+    from experiments.run_all import bc_cell, pretrain_cell
+
+    torch.set_num_threads(1)
+    pre = pretrain_cell({"kind": "byog", "data": str(babyai_data), "steps": 2, "batch": 2, "size": "tiny",
+                         "label_fraction": 1.0, "pipeline_seed": 0, "device": "cpu"}, tmp_path / "pre")
+    assert yaml.safe_load((tmp_path / "pre" / "run" / "config.yaml").read_text())["device"] == "cpu"
+    res = bc_cell({"data": str(babyai_data), "encoder": "byog", "mode": "frozen", "n_episodes": 2,
+                   "val_episodes": 1, "steps": 2, "eval_every": 1, "patience": 0, "batch_size": 2, "gru": True,
+                   "live_episodes": 1, "live_envs": 1, "live_max_steps": 8, "seed": 0, "pipeline_seed": 0,
+                   "size": "tiny", "device": "cpu", "pretrained": {"kind": "byog", "run": pre["run"]}},
+                  tmp_path / "bc")
+    assert res["config"]["device"] == "cpu" and res["train/steps_run"] == 2
+    assert 0.0 <= res["offline/acc"] <= 1.0 and np.isfinite(res["offline/nll"])
+    assert res["live/episodes"] == res["live_argmax/episodes"] == 1 and 1 <= res["live/length"] <= 8
+    assert 0.0 <= res["narration/event_f1"] <= 1.0
+    feat = build_featurizer(ActionTransferConfig(data=babyai_data, out=tmp_path, encoder="byog",
+                                                 checkpoint=pre["run"], device="meta"))
+    assert feat.device.type == "meta" and {p.device.type for p in feat.agent.parameters()} == {"meta"}

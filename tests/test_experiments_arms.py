@@ -196,3 +196,44 @@ def test_narration_text_live_equals_offline():
         x, st = feat.step(st, fr[:, t])
         live.append(x)
     torch.testing.assert_close(torch.stack(live, 1), off)
+
+
+def test_featurizers_and_the_head_work_on_the_featurizers_device():
+    """On the "meta" device (shapes, no data) a tensor silently made on the CPU comes out on the
+    CPU or fails beside a meta one: every frame-free, text, symbolic, pixel and concatenated
+    featurizer, offline (the BC cache), live (one step) and through the head, stays on its
+    device. (BYOG featurizers are left out: autocast takes no meta device.)"""
+    from agents.obs import CNNEncoder
+    from experiments.action_transfer import _Model, featurize
+    from experiments.features import (
+        ConcatFeaturizer,
+        ConstantFeaturizer,
+        ObsFeaturizer,
+        SymbolicFeaturizer,
+    )
+    from experiments.heads import mission_ids
+
+    torch.manual_seed(0)
+    N, L = 3, 5
+    frames = torch.randint(0, 255, (N, L, 16, 16, 3), dtype=torch.uint8)
+    valid = torch.ones(N, L, dtype=torch.bool)
+    anns = [[["you see a ball"] if t % 2 else [] for t in range(L)] for _ in range(N)]
+    infos = [[{"symbolic": [1.0, 2.0, 3.0]} for _ in range(L)] for _ in range(N)]
+    data = Blocks(frames, torch.randint(0, 4, (N, L)), valid, mission_ids(["go to the ball"] * N), anns, infos,
+                  valid, list(range(N)))
+
+    def cnn():
+        return ObsFeaturizer(CNNEncoder(out_dim=8, channels=(4, 8)), context=2)
+
+    feats = {"constant": ConstantFeaturizer(context=2), "text": TextFeaturizer(AnnotationSource(), context=2),
+             "symbolic": SymbolicFeaturizer(3, context=2), "pixels": cnn(),
+             "concat": ConcatFeaturizer(TextFeaturizer(AnnotationSource(), context=2), cnn())}
+    for name, feat in feats.items():
+        feat.to("meta")
+        assert feat.device.type == "meta", name
+        head = ActionHead(in_dim=feat.out_dim, num_actions=4, hidden=8, gru=True, mission_dim=4).to("meta")
+        x = featurize(feat, data)
+        logits = _Model(feat, head, train_encoder=name in ("pixels", "concat")).logits(data, torch.tensor([0, 2]))
+        y, _ = feat.step(feat.start(2), frames[:2, 0].to("meta"), annotations=[["a ball"], []], infos=infos[0][:2])
+        assert (x.shape, logits.shape, y.shape) == ((N, L, feat.out_dim), (2, L, 4), (2, feat.out_dim)), name
+        assert {x.device.type, logits.device.type, y.device.type} == {"meta"}, name

@@ -107,3 +107,105 @@ def test_dose_cells_clone_the_text_arms_from_earlier_checkpoints_of_the_same_pre
     assert {c.name for c in without if c.kind == "bc"} == {c.name for c in with_dose if c.meta["study"] == "bc"}
     with pytest.raises(ExperimentError, match="--dose-steps must be pretraining steps >= 1"):
         RunAllConfig(out=tmp_path, preset="cpu", dose_steps=(0,))
+
+
+# ---------------------------------------------------------------------------- the study's device
+def _tiny_cells(tmp_path, **kw):
+    """The tiny preset's cells, PPO included, planned (nothing runs)."""
+    from experiments.run_all import RunAllConfig, plan_cells, resolve
+
+    p = resolve(RunAllConfig(out=tmp_path, preset="tiny", rl_timesteps=64,
+                             steps_override={"rl_encoders": ("cnnpolicy", "byog")}, **kw))
+    return plan_cells(p, tmp_path, {"babyai-gotolocal": tmp_path / "d"}, {"babyai-gotolocal": 32})
+
+
+def test_the_study_device_reaches_pretraining_bc_and_ppo(tmp_path):
+    """Every cell that trains or featurizes builds its config with the preset's device: the
+    trainer's TrainConfig, ActionTransferConfig (and the arm's context), RLConfig."""
+    from types import SimpleNamespace
+
+    from experiments.action_transfer import ActionTransferConfig, arm_context
+    from experiments.pretrain import train_config
+    from experiments.rl_finetune import RLConfig
+    from experiments.run_all import pretrain_spec
+
+    cells = _tiny_cells(tmp_path, device="cuda")
+    kinds = {c.kind for c in cells}
+    assert kinds == {"pretrain", "bc", "ref", "rl"}
+    for c in cells:
+        conf = {k: v for k, v in c.config.items() if k != "pretrained"}  # bc/rl cells resolve it to a checkpoint
+        if c.kind == "pretrain":
+            tc = train_config(conf["kind"], tmp_path / "d", tmp_path / "run", pretrain_spec(conf), conf["label_fraction"])
+            assert tc.device == "cuda"
+        elif c.kind == "bc":
+            cfg = ActionTransferConfig(**conf, out=tmp_path, checkpoint=tmp_path if "pretrained" in c.config else None)
+            assert cfg.device == "cuda"
+            assert arm_context(cfg, SimpleNamespace(info={"env": "babyai-gotolocal"})).device == "cuda"
+        elif c.kind == "rl":
+            assert RLConfig(**conf, out=tmp_path).device == "cuda"
+        else:  # the live references run no torch
+            assert "device" not in c.config
+
+
+def test_cpu_cells_keep_their_keys(tmp_path):
+    """A device enters cell configs only off the CPU: the CPU presets' cells keep the keys (and
+    so the finished results) they had before studies had a device. Saved reference: the keys of
+    the tiny and cpu presets' cells from before the device existed."""
+    import hashlib
+
+    from experiments.run_all import PRESETS, data_dir, plan_cells
+
+    root = Path("/study")
+    for name, digest in (("tiny", "0fa1a9379cfc8bf6"), ("cpu", "20a4773f8d50a9b6")):
+        p = PRESETS[name]
+        data = {e: data_dir(root, e, plan) for e, plan in p.envs.items()}
+        cells = plan_cells(p, root, data, {e: plan.episodes for e, plan in p.envs.items()})
+        assert not any("device" in c.config for c in cells)
+        keys = hashlib.sha256(" ".join(c.key for c in cells).encode()).hexdigest()[:16]
+        assert keys == digest, f"the {name} preset's cell keys changed: its finished cells would all rerun"
+
+    def plain(c):  # a cell without its device (a pretraining run's directory is keyed by it)
+        conf = {k: v for k, v in c.config.items() if k != "device"}
+        if "pretrained" in conf:
+            conf["pretrained"] = conf["pretrained"]["kind"]
+        return c.name, conf
+
+    cpu, cuda = _tiny_cells(tmp_path), _tiny_cells(tmp_path, device="cuda")
+    assert [plain(c) for c in cuda] == [plain(c) for c in cpu]  # the same design, elsewhere
+    assert {c.kind for c in cuda if c.config.get("device") == "cuda"} == {"pretrain", "bc", "rl"}
+
+
+def test_a_cuda_study_without_cuda_fails_early_naming_the_fix(tmp_path, monkeypatch, capsys):
+    """The gpu preset (or --device cuda) on a machine without CUDA: one error line before
+    anything is collected or planned, --plan-only too; --device cpu plans the same design here;
+    with CUDA present planning proceeds on cuda."""
+    import torch
+
+    from experiments.errors import ExperimentError
+    from experiments.run_all import PRESETS, RunAllConfig, cli, main
+
+    assert PRESETS["gpu"].device == PRESETS["full"].device == "cuda" and PRESETS["cpu"].device == "cpu"
+    assert "cuda" in PRESETS["gpu"].description and "--device" in PRESETS["gpu"].description
+    small = {"envs": ("crafter",), "ns": (16,), "pipeline_seeds": (0,), "bc_seeds": (0,), "rl_timesteps": 0}
+    line = "Preset gpu runs on cuda, which this machine lacks; run it where a GPU is, or pass --device cpu."
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ExperimentError) as e:
+        main(RunAllConfig(out=tmp_path / "a", preset="gpu", plan_only=True, **small))
+    assert str(e.value) == line and not (tmp_path / "a").exists()  # nothing written
+    with pytest.raises(ExperimentError, match="Preset tiny runs on cuda:1, which this machine lacks"):
+        main(RunAllConfig(out=tmp_path / "a", preset="tiny", device="cuda:1", plan_only=True))
+    with pytest.raises(ExperimentError, match="'gpu', which is not a torch device; pass cpu or cuda"):
+        main(RunAllConfig(out=tmp_path / "a", preset="tiny", device="gpu", plan_only=True))
+    argv = ["--out", str(tmp_path / "b"), "--preset", "gpu", "--plan-only", "--envs", "crafter"]
+    assert cli(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {line}"]
+
+    res = main(RunAllConfig(out=tmp_path / "c", preset="gpu", plan_only=True, device="cpu", **small))
+    assert res["device"] == "cpu" and "--device cpu" in res["command"] and res["by_kind"]["bc"]["cells"] > 0
+    assert "workers on cpu" in capsys.readouterr().out
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    res = main(RunAllConfig(out=tmp_path / "d", preset="gpu", plan_only=True, **small))
+    assert res["device"] == "cuda" and "--device" not in res["command"]
+    assert res["by_kind"]["pretrain"]["cells"] > 0 and not (tmp_path / "d" / "cells").exists()
+    assert "workers on cuda" in capsys.readouterr().out
