@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ class PretrainSpec:
     """Seed of the labelled draw (the study's pipeline seed re-draws the labelled episodes)."""
     units_k: int = 32
     """k-means units of the ``units`` encoder."""
+    obs_options: dict[str, Any] = field(default_factory=dict)
+    """Options of a fitted observation encoder (vqvae/units) by their names in
+    ``agents/obs/*_config.py``, e.g. ``{"pool": 8}`` or ``{"pixel_size": 16, "k": 256}``: the
+    settings at which its features can encode where things are (they win over ``units_k``)."""
     keep_steps: tuple[int, ...] = ()
     """Intermediate checkpoints (steps below ``steps``) kept beside the final one, each with its
     own held-out narration F1: the transfer study's dose-response points."""
@@ -141,7 +145,7 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
         "checkpoint": _checkpointing(spec),
     }
     if obs_fit:
-        d["model"] = {"obs": {"kind": kind, "out_dim": None, "units_k": spec.units_k}}
+        d["model"] = {"obs": {"kind": kind, "out_dim": None, "units_k": spec.units_k, **spec.obs_options}}
         d["obs_fit"] = {"vqvae_steps": spec.steps, "window": spec.window}
     try:
         return config_from_dict(d, size=spec.size, preset="byog" if obs_fit else kind)

@@ -88,6 +88,8 @@ class StudyPreset:
     that checkpoint's narration F1, from the same pretraining runs."""
     dose_arms: tuple[str, ...] = ("byog-text", "captioner-text")
     """Arms cloned at the ``dose_steps`` checkpoints (those in ``arms``)."""
+    obs_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per fitted encoder kind (vqvae, units), its options (``PretrainSpec.obs_options``)."""
     device: str = "cpu"
     """Torch device of every cell that trains or featurizes (pretraining, BC and its live
     evaluation, PPO); the live references run no torch."""
@@ -114,13 +116,18 @@ PRESETS: dict[str, StudyPreset] = {
         bc_steps=300, bc_batch=4, live_episodes=8, live_arms=("prior", "oracle-text", "random-text", "byog-text", "scratch")),
     "gpu": StudyPreset(
         "the GPU study, on cuda (--device overrides): thousands of episodes, label fractions "
-        "0.02/0.05/0.1/1.0, 5 pipeline seeds, N up to 1,024, VQ-VAE and units, PPO 1M steps on Crafter",
+        "0.02/0.05/0.1/1.0, 5 pipeline seeds, N up to 1,024, VQ-VAE (8x8 pooled grid) and units (256 of "
+        "16x16-pixel thumbnails) at settings that encode position, PPO 1M steps on Crafter",
         envs={"crafter": EnvPlan(2000, 500), "babyai-unlocklocal": EnvPlan(5000, None, {"view": "agent"})},
         arms=(*_CPU_ARMS, "vqvae", "units"), ns=(16, 64, 256, 1024), pipeline_seeds=(0, 1, 2, 3, 4),
         bc_seeds=(0, 1), label_fractions=(0.02, 0.05, 0.1, 1.0), pretrain_steps=50_000, pretrain_batch=32,
         size="small", bc_steps=5000, eval_every=100, patience=5, val_episodes=32, gru=True,
         live_episodes=64, rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "scratch"), workers=8,
-        dose_steps=(2000, 10_000, 25_000), device="cuda"),
+        dose_steps=(2000, 10_000, 25_000), device="cuda",
+        # settings that can encode where things are (the former 2x2 pooled VQ-VAE and 8x8-pixel
+        # units could not): an 8x8 grid of quantized vectors over the 16x16 latent (8-pixel
+        # cells, about a Crafter tile), and 256 units of 16x16-pixel thumbnails
+        obs_options={"vqvae": {"pool": 8}, "units": {"pixel_size": 16, "k": 256}}),
 }
 PRESETS["small"] = replace(PRESETS["cpu"], description="alias of cpu (the former ~2 h CPU study is retired: "
                            "its design could not tell the arms apart)")
@@ -269,7 +276,8 @@ def pretrain_spec(config: dict[str, Any]) -> PretrainSpec:
 
     return PretrainSpec(steps=config["steps"], size=config["size"], batch_size=config["batch"],
                         seed=config["pipeline_seed"], label_seed=config["pipeline_seed"], progress=False,
-                        keep_steps=tuple(config.get("keep_steps", ())), device=config.get("device", "cpu"))
+                        keep_steps=tuple(config.get("keep_steps", ())), device=config.get("device", "cpu"),
+                        obs_options=dict(config.get("obs", {})))
 
 
 def pretrain_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -351,7 +359,8 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
             conf = {"kind": kind, "data": str(source), "steps": p.pretrain_steps, "batch": p.pretrain_batch,
                     "size": p.size, "label_fraction": lf, "pipeline_seed": ps,
                     # only where kept (a preset without doses keeps its cells' keys)
-                    **({"keep_steps": list(dose)} if kind in dose_kinds else {}), **on_device(p)}
+                    **({"keep_steps": list(dose)} if kind in dose_kinds else {}), **on_device(p),
+                    **({"obs": p.obs_options[kind]} if kind in p.obs_options else {})}
             pre_cells[key] = Cell(f"pretrain/{env}/{kind}/lf{lf:g}/p{ps}", "experiments.run_all:pretrain_cell",
                                   conf, kind="pretrain", cost=p.pretrain_steps,
                                   meta={"study": "pretrain", "env": env, "encoder": kind, "label_fraction": lf,

@@ -256,6 +256,31 @@ def test_pretraining_keeps_the_dose_checkpoints(tmp_path, babyai_data):
 
 
 @pytest.mark.slow
+def test_fitted_encoders_take_the_studys_options(tmp_path, babyai_data):
+    """PretrainSpec.obs_options reach the trainer's fitting (the gpu preset's position-encoding
+    settings): a finer VQ-VAE pooling widens its features, units take their thumbnail size."""
+    from experiments.action_transfer import ActionTransferConfig, build_featurizer
+    from experiments.pretrain import PretrainSpec, encoder_checkpoint, pretrain
+
+    torch.set_num_threads(1)
+    widths = {}
+    for pool in (2, 4):
+        run = tmp_path / f"vq{pool}"
+        pretrain("vqvae", babyai_data, run, PretrainSpec(steps=2, batch_size=2, progress=False,
+                                                         obs_options={"pool": pool}))
+        feat = build_featurizer(ActionTransferConfig(data=babyai_data, out=tmp_path, encoder="vqvae",
+                                                     checkpoint=encoder_checkpoint("vqvae", run)))
+        widths[pool] = feat.obs.out_dim
+    assert widths[4] == 4 * widths[2]  # code_dim x pool^2
+    run = tmp_path / "units"
+    pretrain("units", babyai_data, run, PretrainSpec(steps=2, batch_size=2, progress=False,
+                                                     obs_options={"pixel_size": 16, "k": 8}))
+    feat = build_featurizer(ActionTransferConfig(data=babyai_data, out=tmp_path, encoder="units",
+                                                 checkpoint=encoder_checkpoint("units", run)))
+    assert feat.obs.cfg.pixel_size == 16 and feat.obs.embedding.num_embeddings == 8
+
+
+@pytest.mark.slow
 def test_rl_finetune_ppo_end_to_end(tmp_path, monkeypatch):
     """PPO with SB3's CnnPolicy and with our (random BYOG) encoder as features extractor, both
     given the mission; evaluated on held-out episodes."""

@@ -209,3 +209,19 @@ def test_a_cuda_study_without_cuda_fails_early_naming_the_fix(tmp_path, monkeypa
     assert res["device"] == "cuda" and "--device" not in res["command"]
     assert res["by_kind"]["pretrain"]["cells"] > 0 and not (tmp_path / "d" / "cells").exists()
     assert "workers on cuda" in capsys.readouterr().out
+
+
+def test_the_gpu_preset_fits_vqvae_and_units_at_position_encoding_settings(tmp_path):
+    from experiments.run_all import PRESETS, RunAllConfig, plan_cells, pretrain_spec, resolve
+
+    def pretrain_cells(preset, **kw):
+        p = resolve(RunAllConfig(out=tmp_path, preset=preset, envs=("crafter",), **kw))
+        return [c for c in plan_cells(p, tmp_path, {"crafter": tmp_path / "d"}, {"crafter": 2000})
+                if c.kind == "pretrain"]
+
+    gpu = {c.config["kind"]: pretrain_spec(c.config).obs_options for c in pretrain_cells("gpu")}
+    assert gpu["vqvae"] == {"pool": 8} and gpu["units"] == {"pixel_size": 16, "k": 256}
+    assert gpu["byog"] == {} and PRESETS["cpu"].obs_options == {}
+    # the cpu preset (which leaves vqvae/units out) asked for them: default settings, no "obs" key
+    cpu = pretrain_cells("cpu", arms=("vqvae", "units"))
+    assert cpu and all("obs" not in c.config for c in cpu)
