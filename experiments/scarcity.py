@@ -483,10 +483,9 @@ def plan_summary(cfg: ScarcityConfig) -> dict[str, Any]:
     pilot, main = plan(cfg)
     import torch
 
-    device = cfg.device or p.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ExperimentError(f"Preset {cfg.preset} runs on {device}, which this machine lacks; "
-                              "plan it where it will run, or pass --device cpu.")
+    from experiments.devices import require_device
+
+    device = require_device(cfg.device or p.device, f"Preset {cfg.preset}")
     torch.set_num_threads(1)  # as in the study's workers
     probe = probe_step_seconds(p, device)
     val_batches = _merge(DEMO_TRAIN, p.train)["logging"]["val_batches"]

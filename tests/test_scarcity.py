@@ -66,3 +66,16 @@ def test_micro_study_end_to_end(tmp_path, capsys):
     # a rerun resumes: every cell is done, nothing is trained again
     assert cli(["--preset", "scarcity-micro", "--out", str(out), "--no-progress"]) == 0
     assert "0 to run" in capsys.readouterr().out
+
+
+def test_a_gpu_study_without_cuda_fails_before_anything_runs(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from experiments.scarcity import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli(["--preset", "scarcity-gpu", "--out", str(tmp_path / "s"), "--plan-only"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: Preset scarcity-gpu runs on cuda, which this machine lacks; run it where a GPU "
+                   "is, or pass --device cpu."]
+    assert not (tmp_path / "s" / "cells").exists() and not (tmp_path / "s" / "data").exists()
