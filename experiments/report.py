@@ -58,7 +58,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join((*GROUP, *metrics)) + " |", "|" + "---|" * (len(GROUP) + len(metrics))]
     for key in sorted(groups, key=_sort_key):
         cells = [format_ci(_per_seed(groups[key], m)) for m in metrics]
-        lines.append("| " + " | ".join([*(str(k) for k in key), *cells]) + " |")
+        lines.append("| " + " | ".join([*("–" if k is None else str(k) for k in key), *cells]) + " |")
     return "\n".join(lines)
 
 

@@ -82,3 +82,10 @@ def test_dose_response_has_a_point_per_checkpoint_with_its_own_f1_and_no_effect_
     md = "\n".join(dose_md(final + dose))
     assert "| crafter | 64 | byog-text | 0.05 | 100 | 0.100 ± 0.000 (n=3) |" in md
     assert "| crafter | 64 | byog-text | 0.05 | 400 | 0.400 ± 0.000 (n=3) |" in md
+
+
+def test_the_cells_table_shows_a_missing_setting_as_a_dash():
+    from experiments.report import table
+
+    md = table([{**r, "pretrain_step": None} for r in rows("crafter", {"prior": 0.22})])
+    assert "| bc | crafter | prior | frozen | 64 | 1.0 | – |" in md and "None" not in md
