@@ -36,6 +36,8 @@ POSITIVE_GATE = 0.10
 HYPOTHESES = (("byog-text", "random-text", "byog-text > random-text"),
               ("byog-text", "captioner-text", "byog-text > captioner-text"),
               ("byog-hidden+scratch", "scratch", "byog-hidden+scratch > scratch"))
+DOSE_ARMS = ("byog-text", "captioner-text", "oracle-text")
+"""Arms of the dose-response (the text channel; the oracle's text at F1 = 1)."""
 HYPOTHESIS_LF = 0.05
 """Label fraction of the hypotheses' BYOG/captioner arms (the lowest available when absent)."""
 
@@ -304,9 +306,7 @@ def dose_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 step = _num(r.get("pretrain_step"))
                 key = (r["encoder"], _num(r.get("label_fraction")), step, r["pipeline_seed"])
                 acc[key].append(v)
-                f1[key] = 1.0 if r["encoder"] == "oracle-text" else _num(
-                    r.get(f"narration/event_f1@{int(step)}" if step is not None else "",
-                          r.get("narration/event_f1")))
+                f1[key] = 1.0 if r["encoder"] == "oracle-text" else _checkpoint_f1(r, step)
             for key in sorted(acc, key=str):
                 arm, lf, step, ps = key
                 if f1[key] is not None and ps in base:
@@ -314,6 +314,14 @@ def dose_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                    "pipeline_seed": ps, "f1": f1[key],
                                    "gain": float(np.mean(acc[key])) - base[ps]})
     return points
+
+
+def _checkpoint_f1(r: dict[str, Any], step: float | None) -> float | None:
+    """A cell's narration F1 at its pretraining step: the kept-steps measure where the final
+    cell carries it (``narration/event_f1@step``), else the cell's own (a dose cell's is its
+    checkpoint's; without kept steps, the trainer's final validation F1)."""
+    at = r.get(f"narration/event_f1@{int(step)}") if step is not None else None
+    return _num(at if at is not None else r.get("narration/event_f1"))
 
 
 def dose_response(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -343,9 +351,6 @@ def dose_md(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {lf} | {step} | {format_ci([d['f1'] for d in ds])} | "
                      f"{format_ci([d['gain'] for d in ds])} | {len(ds)} |")
     return [*lines, ""]
-
-
-DOSE_ARMS = ("byog-text", "captioner-text", "oracle-text")
 
 
 def rl_curve_plot(root: Path, out: Path) -> list[Path]:

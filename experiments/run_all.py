@@ -247,7 +247,12 @@ def resolve(cfg: RunAllConfig) -> StudyPreset:
     bad = [k for k in cfg.steps_override if k not in valid]
     if bad:
         raise ExperimentError(f"Unknown preset field(s) {bad}; fields: {', '.join(sorted(valid))}.")
-    return replace(p, **over, envs=envs, **cfg.steps_override)
+    out = replace(p, **over, envs=envs, **cfg.steps_override)
+    late = [d for d in cfg.dose_steps or () if d >= out.pretrain_steps]
+    if late:  # asked for by name: never dropped in silence (a preset's own are, below its steps)
+        raise ExperimentError(f"--dose-steps {late} are not before the {out.pretrain_steps} pretraining steps; "
+                              "choose earlier checkpoints, or raise --pretrain-steps.")
+    return out
 
 
 # ---------------------------------------------------------------------------- cells
@@ -598,10 +603,10 @@ def cli(argv: list[str] | None = None) -> int:
 
     try:
         cfg = tyro.cli(RunAllConfig, args=argv)
+        cfg.threads = worker_threads(cfg.threads, resolve(cfg).workers)  # resolve checks the overrides
     except (ExperimentError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cfg.threads = worker_threads(cfg.threads, resolve(cfg).workers)
     try:
         res = main(cfg)
     except KeyboardInterrupt:

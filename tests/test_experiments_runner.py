@@ -107,6 +107,10 @@ def test_dose_cells_clone_the_text_arms_from_earlier_checkpoints_of_the_same_pre
     assert {c.name for c in without if c.kind == "bc"} == {c.name for c in with_dose if c.meta["study"] == "bc"}
     with pytest.raises(ExperimentError, match="--dose-steps must be pretraining steps >= 1"):
         RunAllConfig(out=tmp_path, preset="cpu", dose_steps=(0,))
+    with pytest.raises(ExperimentError, match=r"--dose-steps \[400\] are not before the 400 pretraining steps"):
+        resolve(RunAllConfig(out=tmp_path, preset="cpu", dose_steps=(100, 400)))
+    # a preset's own dose steps beyond a shortened pretraining are left out, not an error
+    assert not [c for c in cells(pretrain_steps=50) if c.meta["study"] == "dose"]
 
 
 # ---------------------------------------------------------------------------- the study's device
@@ -225,3 +229,13 @@ def test_the_gpu_preset_fits_vqvae_and_units_at_position_encoding_settings(tmp_p
     # the cpu preset (which leaves vqvae/units out) asked for them: default settings, no "obs" key
     cpu = pretrain_cells("cpu", arms=("vqvae", "units"))
     assert cpu and all("obs" not in c.config for c in cpu)
+
+
+def test_a_dose_step_past_pretraining_is_one_error_line(tmp_path, capsys):
+    from experiments.run_all import cli
+
+    assert cli(["--preset", "cpu", "--out", str(tmp_path / "s"), "--dose-steps", "500", "--plan-only"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --dose-steps [500] are not before the 400 pretraining steps; choose earlier "
+                   "checkpoints, or raise --pretrain-steps."]
+    assert not (tmp_path / "s").exists()
