@@ -372,6 +372,38 @@ def load_weights(model: torch.nn.Module, ckpt: str | Path) -> None:
     model.load_state_dict(saved, strict=True)
 
 
+def load_init_weights(agent: Any, ckpt: str | Path) -> list[str]:
+    """Start ``agent`` from another run's checkpoint (``--init-from``, e.g. a trained
+    captioner): every tensor of the encoder must be there with its shape; other tensors the
+    checkpoint has (a predictor, a target) are loaded where this model has them, the rest keep
+    their initialisation. The EMA target then starts as the loaded encoder. Returns the names
+    left at their initialisation.
+
+    Raises:
+        TrainError: not a training checkpoint, or its encoder does not fit this model.
+    """
+    from safetensors.torch import load_file
+
+    f = Path(ckpt) / AGENT / "model.safetensors"
+    if not f.is_file():
+        raise TrainError(f"--init-from {ckpt}: no {AGENT}/model.safetensors; pass a run directory "
+                         "or checkpoint written by `python -m agents.train`.")
+    saved = load_file(str(f))
+    own = agent.state_dict()
+    enc = [k for k in own if k.startswith("encoder.")]
+    missing = sorted(k for k in enc if k not in saved)
+    shapes = sorted(k for k in own if k in saved and own[k].shape != saved[k].shape)
+    if missing or shapes:
+        parts = [f"{what} {keys[:4]}{' ...' if len(keys) > 4 else ''}" for what, keys in
+                 (("missing encoder tensors", missing), ("other shapes", shapes)) if keys]
+        raise TrainError(f"--init-from {ckpt}: its weights do not fit this model ({'; '.join(parts)});"
+                         " start from a run of the same size, obs encoder and text settings.")
+    agent.load_state_dict({k: v for k, v in saved.items() if k in own}, strict=False)
+    if getattr(agent, "target", None) is not None and not any(k.startswith("target.") for k in saved):
+        agent.target.load_state_dict(agent.encoder.state_dict())
+    return sorted(k for k in own if k not in saved)
+
+
 def check_trained_env(agent: Any, env: Any, *, name: str | None = None) -> bool:
     """Warn when ``env`` is not the environment the agent was trained on (same frame size, so
     nothing else would notice); True when it is, or when the checkpoint does not say.
