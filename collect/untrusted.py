@@ -23,10 +23,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from collect.durable import current_umask
 from collect.errors import DatasetError
 
 MAX_NAME = 4096
@@ -140,9 +142,17 @@ def write_output(path: str | Path, write: Callable[[str], Any], *,
     if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
         raise error(f"Output file {path} exists and is {'a symlink' if os.path.islink(path) else 'not a regular file'}; "
                     "BYOG does not write through it. Remove it yourself if it is yours, or pass --out DIR elsewhere.")
-    from collect.writer import _atomic  # the writer's temp-file-and-rename (mkstemp: exclusive)
-
-    _atomic(path, write, durable=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # not collect.writer's atomic write (that module imports this one): the same idea, no fsync
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return path
 
 

@@ -57,6 +57,7 @@ def _alarm(signum: int, frame: object) -> None:
 
 def _clis() -> dict:
     """Every CLI the cases call, imported once."""
+    from agents.embed import cli as embed
     from agents.narrate import cli as narrate
     from agents.train import cli as train
     from collect.export import cli as export
@@ -64,7 +65,7 @@ def _clis() -> dict:
     from collect.inspect_dataset import cli as inspect
 
     return {"inspect": inspect, "train": train, "narrate": narrate, "import": importers,
-            "export": export}
+            "export": export, "embed": embed}
 
 
 def main(cases_file: str, results_file: str, first: int = 0) -> None:

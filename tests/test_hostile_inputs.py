@@ -94,7 +94,19 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     ckpt = _checkpoint(root / "checkpoint")
     _bomb(data / "data/chunk-000/episode_000000.parquet", root / "bomb.parquet")
     return {"root": root, "dataset": data, "lerobot": lerobot, "checkpoint": ckpt,
-            "bomb": root / "bomb.parquet"}
+            "bomb": root / "bomb.parquet", "vqvae": _vqvae(data, root / "vqvae")}
+
+
+def _vqvae(data: Path, path: Path) -> Path:
+    """A fitted VQ-VAE (one step) for ``agents.embed``, which writes into the dataset itself."""
+    import torch
+
+    from agents.obs import ObsEncoderConfig
+    from agents.obs.vqvae import VQVAEEncoder
+
+    enc = VQVAEEncoder(ObsEncoderConfig(kind="vqvae", vqvae_hidden=8, vqvae_codebook_size=4, vqvae_code_dim=4))
+    enc.fit(torch.from_numpy(open_dataset(data).episode(0).frames), steps=1, batch_size=4, progress=False)
+    return enc.save(path)
 
 
 # --------------------------------------------------------------------------- cases
@@ -164,6 +176,13 @@ def dataset_cases(inputs, add) -> None:
     (c.input / "inspect" / "contact_sheet.png").symlink_to(c.dir / "victim" / "secret.txt")
     c = inspect("symlinked-inspect-dir", out=False, expect="error", message="symlink")
     (c.input / "inspect").symlink_to(c.dir / "victim")
+    # agents.embed writes into the dataset: a shipped lock file or card temp name must not redirect it
+    for name, link in (("embed-symlinked-lock", "meta/.lock"), ("embed-symlinked-card-tmp", "README.md.tmp")):
+        c = add(name, src, "embed", expect="error" if "lock" in name else "ok", check="embed",
+                message="lock" if "lock" in name else ())
+        (c.input / link).symlink_to(c.dir / "victim" / "secret.txt")
+        c.out = c.input  # its output directory is the dataset
+        c.argv = [str(c.input), "--encoder", f"vqvae:{inputs['vqvae']}"]
     c = inspect("user-out-is-a-link", out=False, expect="ok", check="inspect")
     (c.dir / "real-out").mkdir()
     c.out.symlink_to(c.dir / "real-out")  # the user's own --out may be a link
@@ -426,6 +445,8 @@ def _output_problem(case: Case, inputs: dict[str, Path]) -> str | None:
         ref, got = open_dataset(inputs["dataset"]), open_dataset(case.input)
         if not all(np.array_equal(ref.episode(i).frames, got.episode(i).frames) for i in range(ref.num_episodes)):
             return "frames differ from the source's"
+    if case.check == "embed" and "embedding" not in open_dataset(case.input).info.get("columns", []):
+        return "no embedding column written"
     if case.check == "import":
         ds = open_dataset(case.out)
         ds.validate(deep=True)
