@@ -2,8 +2,8 @@
 
 ``python tests/hostile_worker.py CASES.json RESULTS.jsonl [FIRST]``: each case calls a CLI's
 ``cli(argv)`` in-process with stdout/stderr captured and an alarm as its time limit, and appends
-one JSON line to RESULTS (exit code, output, an escaped exception's traceback, this process's
-peak RSS so far). Lines are flushed one by one, so if a case kills the interpreter (a crash in
+one JSON line to RESULTS (exit code, output, an escaped exception's traceback, the peak RSS
+of this process during the case). Lines are flushed one by one, so if a case kills the interpreter (a crash in
 native code) the test sees which case it was and restarts the batch after it.
 """
 from __future__ import annotations
@@ -55,6 +55,26 @@ def _alarm(signum: int, frame: object) -> None:
     raise Hang()
 
 
+def _reset_peak() -> None:
+    """Resets this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0), so each case's
+    peak is its own, not that of an earlier case in the same interpreter."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # then VmHWM stays the interpreter's peak so far: stricter, still correct
+
+
+def _peak_mb() -> float:
+    """Peak RSS since the last reset, in MiB (``ru_maxrss`` where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
+
+
 def _clis() -> dict:
     """Every CLI the cases call, imported once."""
     from agents.embed import cli as embed
@@ -81,6 +101,7 @@ def main(cases_file: str, results_file: str, first: int = 0) -> None:
             out, err = io.StringIO(), io.StringIO()
             rc, escaped, start = None, None, time.perf_counter()
             os.chdir(case["dir"])  # a relative write would land in the case's directory
+            _reset_peak()
             signal.alarm(int(case.get("timeout", 30)))
             try:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -93,7 +114,7 @@ def main(cases_file: str, results_file: str, first: int = 0) -> None:
                 escaped = traceback.format_exc()
             finally:
                 signal.alarm(0)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
+            peak = _peak_mb()
             results.write(json.dumps({
                 "name": case["name"], "rc": rc, "stdout": out.getvalue()[-4000:],
                 "stderr": err.getvalue()[-4000:], "escaped": escaped, "peak_mb": peak,
