@@ -549,9 +549,14 @@ def import_lerobot(src: str | Path, out: str | Path, *, camera: str | None = Non
     if not (isinstance(shape, list) and shape and all(isinstance(x, int) and 0 < x <= MAX_SIDE for x in shape)):
         raise ImporterError(f"Camera {cam!r} has shape {str(shape)[:60]}; it must list positive sizes up to "
                             f"{MAX_SIDE}. The LeRobot metadata is damaged.")
+    try:
+        action = _action_info(src, act, discrete)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ImporterError(f"The action feature of {src} (or its meta/stats.json) is malformed "
+                            f"({type(e).__name__}: {str(e)[:200]}); the LeRobot metadata is damaged.") from None
     writer = DatasetWriter(out, resume_flag=None, info={
         "env": f"lerobot:{src.name}", "source": "lerobot", "lerobot_codebase_version": version,
-        "lerobot_camera": cam, "fps": fps, "policy": "recorded", **_action_info(src, act, discrete)})
+        "lerobot_camera": cam, "fps": fps, "policy": "recorded", **action})
     top = -1
     for ep in meta["episodes"]:
         try:

@@ -337,6 +337,8 @@ def lerobot_cases(inputs, add) -> None:
     _edit_json(c.input / info, rename_camera)
     c = imp("fps-negative", expect="error", message="fps")
     _edit_json(c.input / info, lambda d: d.update(fps=-10))
+    c = imp("stats-action-max-garbage", expect="error", message="malformed")
+    _edit_json(c.input / "meta" / "stats.json", lambda d: d["action"].update(max="x"))
     c = imp("video-fifo", expect="error", message="FIFO", timeout=20)
     video = next((c.input / "videos").rglob("*.mp4"))
     video.unlink()
