@@ -375,7 +375,7 @@ def lock_dataset(path: str | Path) -> Any:
     lock_file = Path(path) / DatasetWriter.LOCK_FILE
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     try:  # never through a link a dataset ships: the pid below would overwrite its target
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+        fd = os.open(lock_file, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
     except OSError as e:
         raise DatasetError(f"Cannot open the lock file {lock_file} ({e.strerror}: a symlink or other special "
                            "file is refused); remove it if it is yours.") from None
