@@ -134,6 +134,9 @@ class LMConfig:
         for name in ("hidden_size", "num_layers", "num_heads", "max_positions"):
             if getattr(self, name) < 1:
                 raise ModelError(f"lm.{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.num_layers > 512:  # a saved config is checked against its weights on the meta
+            # device before anything is allocated; bounded so that check itself stays cheap
+            raise ModelError(f"lm.num_layers must be at most 512, got {self.num_layers}.")
         if self.hidden_size % self.num_heads:
             raise ModelError(
                 f"lm.hidden_size {self.hidden_size} must be divisible by lm.num_heads "

@@ -528,6 +528,7 @@ class BYOGAgent(nn.Module):
         from safetensors.torch import load_model
 
         from agents.hf import read_agent_config
+        from agents.weights import check_weights
 
         path = Path(path)
         saved, extra = read_agent_config(path)  # config.json, or an old model_config.json
@@ -536,11 +537,19 @@ class BYOGAgent(nn.Module):
                              "BYOGAgent.save_pretrained.")
         cfg = ModelConfig.from_saved(saved)
         tok = load_tokenizer(path / TOKENIZER_DIR)
-        if obs_encoder is None:
-            obs_encoder = build_obs_encoder(cfg.obs)
-            if obs_encoder.requires_fit:
-                obs_encoder.mark_fitted()  # its fitted state comes from the weights below
-        agent = cls(cfg, tok, obs_encoder=obs_encoder)
+
+        def build() -> BYOGAgent:
+            obs = obs_encoder
+            if obs is None:
+                obs = build_obs_encoder(cfg.obs)
+                if obs.requires_fit:
+                    obs.mark_fitted()  # its fitted state comes from the weights below
+            return cls(cfg, tok, obs_encoder=obs)
+
+        # the config's model compared with the file's tensors on the meta device first: a
+        # config asking for more than the file holds fails here, before any memory is taken
+        check_weights(build, path / WEIGHTS, what="Checkpoint weights", error=ModelError)
+        agent = build()
         missing, unexpected = load_model(agent, str(path / WEIGHTS), strict=False)
         if missing or unexpected:
             raise ModelError(

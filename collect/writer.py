@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,7 @@ from collect.format import (  # noqa: F401  (re-exported: the format's names as 
     unflatten_action,
 )
 from collect.hf_card import FRAME_FORMAT, resumed_layout, write_card
+from collect.untrusted import contained
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -374,6 +376,7 @@ def scan_episode_files(path: str | Path, remove_partial: bool = False,
         m = _EPISODE_RE.search(f.name)
         if not m or TEMP_FILE_RE.match(f.name):
             continue
+        contained(path, str(f.relative_to(path)), what="Episode file")  # no link out, no FIFO
         status, record, detail = episode_file_status(f)
         if status == "foreign":
             raise DatasetError(f"{f} was not written by BYOG ({detail}); BYOG never deletes or overwrites "
@@ -416,7 +419,15 @@ def lock_dataset(path: str | Path) -> Any:
 
     lock_file = Path(path) / DatasetWriter.LOCK_FILE
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_file, "a+")  # noqa: SIM115 - held open for the writer's lifetime
+    try:  # never through a link a dataset ships: the pid below would overwrite its target
+        fd = os.open(lock_file, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as e:
+        raise DatasetError(f"Cannot open the lock file {lock_file} ({e.strerror}: a symlink or other special "
+                           "file is refused); remove it if it is yours.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatasetError(f"The lock file {lock_file} is not a regular file; remove it if it is yours.")
+    handle = os.fdopen(fd, "a+")  # held open for the writer's lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
