@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 POLICY = {"crafter": "crafter-scripted"}
 CROSS_SOURCE = "babyai-gotoobj"
 CROSS_TARGET = "babyai-gotolocal"
-TEXT_ARMS = ("oracle-text", "random-text", "shuffled-text", "byog-text", "captioner-text")
+TEXT_ARMS = ("oracle-text", "random-text", "shuffled-oracle-text", "shuffled-text", "byog-text", "captioner-text")
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,23 @@ class StudyPreset:
     device: str = "cpu"
     """Torch device of every cell that trains or featurizes (pretraining, BC and its live
     evaluation, PPO); the live references run no torch."""
+    positive_gate: float = 0.10
+    """Positive control, fixed before any data and the same for every env: the 95% interval of
+    oracle-text − random-text must have its lower bound at or above this accuracy."""
+    equivalence_margin: float = 0.025
+    """Negative control: shuffled-oracle-text − random-text equivalent within ± this accuracy by
+    TOST (a fixed margin: noisier data fail, as they should; never one computed from the data)."""
+    min_narrator_f1: float = 0.15
+    """The text hypotheses are tested only where BYOG's held-out narration F1 reaches this
+    (else the report says "not tested: narrator silent")."""
+    hierarchical_bootstrap: bool = False
+    """Report the paired hierarchical bootstrap (pipeline seed → BC seed → test episode) beside
+    every paired t-interval (secondary; needs enough pipeline seeds to mean anything)."""
 
 
-_TINY_ARMS = ("prior", "oracle-text", "random-text", "shuffled-text", "byog-text", "byog", "scratch")
-_CPU_ARMS = ("prior", "oracle-text", "oracle-symbolic", "random-text", "shuffled-text", "byog-text",
+_TINY_ARMS = ("prior", "oracle-text", "random-text", "shuffled-oracle-text", "shuffled-text", "byog-text", "byog",
+              "scratch")
+_CPU_ARMS = ("prior", "oracle-text", "oracle-symbolic", "random-text", "shuffled-oracle-text", "shuffled-text", "byog-text",
              "captioner-text", "byog", "captioner", "random", "scratch", "byog-hidden+scratch")
 PRESETS: dict[str, StudyPreset] = {
     "tiny": StudyPreset(
@@ -123,6 +136,7 @@ PRESETS: dict[str, StudyPreset] = {
         bc_seeds=(0, 1), label_fractions=(0.02, 0.05, 0.1, 1.0), pretrain_steps=50_000, pretrain_batch=32,
         size="small", bc_steps=5000, eval_every=100, patience=5, val_episodes=32, gru=True,
         live_episodes=64, rl_timesteps=1_000_000, rl_encoders=("cnnpolicy", "byog", "scratch"), workers=8,
+        hierarchical_bootstrap=True,
         dose_steps=(2000, 10_000, 25_000), device="cuda",
         # settings that can encode where things are (the former 2x2 pooled VQ-VAE and 8x8-pixel
         # units could not): an 8x8 grid of quantized vectors over the 16x16 latent (8-pixel
