@@ -654,7 +654,7 @@ def write_report(root: Path, rows: list[dict[str, Any]] | None = None, design: A
     if seconds is not None:
         md += [f"Wall clock: {seconds / 60:.1f} min.", ""]
     if design is not None:
-        md += [f"Design: {getattr(design, 'description', '')}", ""]
+        md += [f"Preset: {getattr(design, 'description', '')}", "", f"This run's design: {design_summary(design)}", ""]
     md += [("Accuracy is the held-out (test split) action accuracy; intervals are 95% paired t over "
             "pipeline seeds (BC seeds averaged within each); MDE = minimum detectable effect at 80% power. "
             "The MLP head decides; the convex head (logistic regression on the frozen features + mission "
@@ -667,6 +667,24 @@ def write_report(root: Path, rows: list[dict[str, Any]] | None = None, design: A
     (root / "report.md").write_text(text)
     (root / "analysis.json").write_text(json.dumps(_jsonable_analysis(an), indent=2, default=str))
     return text
+
+
+def design_summary(design: Any) -> str:
+    """The resolved design of a run (the preset *with* its overrides: a preset's description
+    alone misdescribes a run that overrode its envs, episodes or arms)."""
+    envs = "; ".join(f"{e} {plan.episodes} episodes" + (f" x {plan.max_steps} steps" if plan.max_steps else "")
+                     for e, plan in getattr(design, "envs", {}).items())
+    parts = [envs, "arms " + ", ".join(getattr(design, "arms", ())),
+             "N " + ", ".join(str(n) for n in getattr(design, "ns", ())),
+             f"pipeline seeds {list(getattr(design, 'pipeline_seeds', ()))} x BC seeds {list(getattr(design, 'bc_seeds', ()))}",
+             f"label fractions {list(getattr(design, 'label_fractions', ()))}",
+             f"{getattr(design, 'pretrain_steps', '?')} pretraining steps"
+             + (f" (dose checkpoints {list(design.dose_steps)})" if getattr(design, "dose_steps", ()) else ""),
+             f"BC at most {getattr(design, 'bc_steps', '?')} steps of {getattr(design, 'bc_batch', '?')} episodes "
+             f"(lr {getattr(design, 'bc_lr', '?')}, patience {getattr(design, 'patience', '?')} evaluations "
+             f"every {getattr(design, 'eval_every', '?')} steps)",
+             f"{getattr(design, 'live_episodes', 0)} live episodes per cell and action mode"]
+    return "; ".join(x for x in parts if x) + "."
 
 
 def _jsonable_analysis(an: dict[str, Any]) -> dict[str, Any]:

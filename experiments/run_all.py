@@ -66,6 +66,9 @@ class StudyPreset:
     """Most BC steps (early stopping on BC-validation NLL, the same rule for every arm)."""
     eval_every: int = 25
     patience: int = 4
+    bc_min_delta: float = 1e-3
+    """A BC-validation NLL drop below this (nats) is no improvement (early stopping and
+    ``train/at_cap_improving``)."""
     val_episodes: int = 8
     bc_batch: int = 8
     bc_lr: float = 3e-3
@@ -453,10 +456,13 @@ def _bc(p: StudyPreset, env: str, path: Path, arm: str, mode: str, n: int, lf: f
 
     live = p.live_episodes if (p.live_arms is None or arm in p.live_arms) and study != "dose" else 0
     conf = {"data": str(path), "encoder": arm, "mode": mode, "n_episodes": n, "val_episodes": p.val_episodes,
-            "steps": p.bc_steps, "eval_every": p.eval_every, "patience": p.patience, "batch_size": p.bc_batch,
+            "steps": p.bc_steps, "eval_every": p.eval_every, "patience": p.patience, "min_delta": p.bc_min_delta,
+            "batch_size": p.bc_batch,
             "lr": p.bc_lr,
             "gru": p.gru, "live_episodes": live, "live_max_steps": p.live_max_steps, "seed": bc_seed(ps, bs),
-            "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {}), **on_device(p)}
+            "pipeline_seed": ps, "size": p.size, **({"pretrained": pre} if pre else {}), **on_device(p),
+            # the narration F1 on the BC-validation episodes: matched-F1 pairs of the dose arms
+            **({"bc_val_f1": True} if pre and arm in p.dose_arms else {})}
     step = (pre or {}).get("step")
     name = f"{study}/{env}/{arm}-{mode}/lf{lf:g}/n{n}/p{ps}/b{bs}" + (f"/ck{step}" if step is not None else "")
     spec = resolve_arm(arm)[1]
