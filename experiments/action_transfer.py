@@ -433,7 +433,8 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
                       gru=cfg.gru and spec.uses_mission, mission_dim=32 if use_mission else 0)
     load = {"use_mission": use_mission, "infos": feat.needs_infos}
     train, val, test = (load_blocks(cfg.data, ids, **load) for ids in (train_ids, val_ids, test_ids))
-    with torch.no_grad():  # start at the action prior (every arm alike)
+    with torch.no_grad():  # start exactly at the action prior (every arm alike): zero output weights
+        head.out.weight.zero_()  # (the first step still trains them; the layers below follow)
         head.out.bias.copy_(prior_logits(train.actions, n_actions))
     head = head.to(feat.device)
     t0 = time.perf_counter()
