@@ -38,7 +38,7 @@ from tqdm import tqdm
 from collect.dataset import open_dataset
 from experiments.arms import ArmContext, resolve_arm
 from experiments.errors import ExperimentError
-from experiments.features import Featurizer, episode_features, set_trainable
+from experiments.features import Featurizer, episode_features, set_trainable, slot_support
 from experiments.heads import ActionHead, convex_metrics, fit_convex_head, mission_ids, prior_logits
 from experiments.pretrain import bc_split3
 
@@ -365,6 +365,7 @@ class ClonedActor:
         self.feat, self.head, self.use_mission, self.sample = feat, head, use_mission, sample
         self.gen = torch.Generator().manual_seed(seed)
         self.restarts_envs = bool(feat.restarts_streams)
+        self.support = [0, 0]  # narrated slots supported by the env's annotations, narrated slots
 
     def _set_missions(self, missions: list[str]) -> None:
         self.missions = missions
@@ -388,6 +389,10 @@ class ClonedActor:
                 self.h = self.h.masked_fill(fresh.to(self.h.device).view(1, -1, 1), 0.0)
             self._set_missions([str(i.get("mission", "")) if s else m for m, i, s in zip(self.missions, infos, starts)])
         x, self.state = self.feat.step(self.state, frame, annotations=anns, infos=infos, **kw)
+        if getattr(self.feat, "narrates", False):  # the narrator's words on the policy's own states
+            words = self.state.narration["words"]
+            s = slot_support([w for w, a in zip(words, active) if a], [t for t, a in zip(anns, active) if a])
+            self.support = [self.support[0] + s[0], self.support[1] + s[1]]
         logits, self.h = self.head(x[:, None], self.mission, self.h)  # [B, 1, A]
         # the actions leave as Python ints: chosen on the CPU, where the seeded generator lives
         # (the same draws from the same probabilities on every device)
@@ -458,6 +463,10 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
 
         result["narration/bc_val_f1"] = narration_f1(cfg.checkpoint, cfg.data, cfg.device, val_ids)
     if cfg.live_episodes and spec.live:
+        if getattr(feat, "narrates", False):  # the same measure on the expert's test episodes
+            said = feat.texts(test.frames.to(feat.device), test.frame_valid.to(feat.device))
+            s = slot_support([w for ep in said for w in ep], [a for ep in test.annotations for a in ep])
+            result["offline/narration_support"] = s[0] / max(s[1], 1)
         t1 = time.perf_counter()
         result.update(live_results(cfg, env, ctx.env_kwargs, feat, head, use_mission))
         result["live/seconds"] = time.perf_counter() - t1
@@ -490,6 +499,8 @@ def live_results(cfg: ActionTransferConfig, env: str, env_kwargs: dict[str, Any]
                             env_kwargs=env_kwargs, symbolic=feat.needs_infos, progress=cfg.progress)
         prefix = "live/" if mode == "sample" else "live_argmax/"
         out.update({prefix + k.split("/", 1)[1]: v for k, v in res.items()})
+        if getattr(feat, "narrates", False):
+            out[prefix + "narration_support"] = actor.support[0] / max(actor.support[1], 1)
     return out
 
 

@@ -238,6 +238,21 @@ def text_features(slots: list[list[str]], *, buckets: int, decay: float,
     return (torch.stack(rows) if rows else torch.zeros(0, 2 * buckets)), bag, last
 
 
+def slot_support(narrated: list[list[str]], truth: list[list[str]]) -> tuple[int, int]:
+    """``(supported, said)``: of the slots with narrated words, how many have every word among the
+    same step's true annotation words. Live, the share tells whether a narrator's events happen
+    on the policy's own states (a narrator that says "picked up" where nothing was picked up
+    misleads a head that learned "picked up" from expert episodes, where it was always true)."""
+    said = supported = 0
+    for words, sentences in zip(narrated, truth):
+        w = set(re.findall(r"[a-z0-9_/]+", " ".join(words).lower()))
+        if not w:
+            continue
+        said += 1
+        supported += w <= set(re.findall(r"[a-z0-9_/]+", " ".join(sentences).lower()))
+    return supported, said
+
+
 class TextSource:
     """Where a text featurizer's words come from (the annotations, or a narrator)."""
 
@@ -357,6 +372,8 @@ class TextFeaturizer(Featurizer):
             raise ValueError(f"decay must be in [0, 1), got {decay}.")
         self.source, self.buckets, self.decay, self.context = source, int(buckets), float(decay), int(context)
         self.narrator = source.module  # registered so that set_trainable/eval reach it
+        self.narrates = isinstance(source, NarratorSource)
+        """Its words come from a narrator (live evaluation scores them against the env's annotations)."""
         self.needs_annotations = source.needs_annotations
         self.restarts_streams = source.restarts_streams
         self.out_dim = 2 * self.buckets
@@ -393,7 +410,7 @@ class TextFeaturizer(Featurizer):
             lasts.append(last)
         # each stream's bag stays on the CPU with its Python-built counts; one move per step
         return torch.stack(rows).to(self.device), FeatureState(
-            narration={"source": src, "bag": bags, "last": lasts}, in_block=state.in_block + 1)
+            narration={"source": src, "bag": bags, "last": lasts, "words": words}, in_block=state.in_block + 1)
 
 
 # ---------------------------------------------------------------------------- oracles, floor, sums
@@ -506,4 +523,4 @@ def set_trainable(module: nn.Module, trainable: bool) -> nn.Module:
 
 __all__ = ["AnnotationSource", "BYOGFeaturizer", "ConcatFeaturizer", "ConstantFeaturizer", "FeatureState",
            "Featurizer", "NarratorSource", "ObsFeaturizer", "Pool", "ShuffledSource", "SymbolicFeaturizer", "TextFeaturizer",
-           "TextSource", "episode_features", "set_trainable", "text_features", "word_counts"]
+           "TextSource", "episode_features", "set_trainable", "slot_support", "text_features", "word_counts"]

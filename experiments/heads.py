@@ -82,7 +82,7 @@ def prior_logits(actions: torch.Tensor, num_actions: int, smoothing: float = 1.0
     return (counts / counts.sum()).log()
 
 
-CONVEX_CS = (0.01, 0.1, 1.0, 10.0)
+CONVEX_CS = (0.01, 0.1, 1.0)
 """Inverse regularisation strengths the convex head tries (the best BC-validation NLL wins)."""
 
 
@@ -125,10 +125,13 @@ def convex_metrics(head: ConvexHead, feats: np.ndarray, actions: np.ndarray,
 
 def fit_convex_head(train: tuple[np.ndarray, np.ndarray, Sequence[str] | None],
                     val: tuple[np.ndarray, np.ndarray, Sequence[str] | None], *, num_actions: int,
-                    Cs: Sequence[float] = CONVEX_CS, seed: int = 0, max_iter: int = 300) -> ConvexHead:
+                    Cs: Sequence[float] = CONVEX_CS, seed: int = 0, max_iter: int = 100) -> ConvexHead:
     """Logistic regression (scikit-learn, multinomial, standardised inputs) on frozen per-step
     features + mission one-hot; ``train``/``val``: (rows [M, D], actions [M], mission per row or
-    None). C is the one of ``Cs`` with the lowest BC-validation NLL (the test split is never read)."""
+    None). C is the one of ``Cs`` with the lowest BC-validation NLL (the test split is never read).
+    The Cs are fitted from the most regularised up, each warm-started from the last (the
+    path costs a little more than one fit)."""
+    import copy
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -138,18 +141,20 @@ def fit_convex_head(train: tuple[np.ndarray, np.ndarray, Sequence[str] | None],
 
     x, y, missions = train
     vocab = sorted(set(missions)) if missions is not None else []
+    if len(np.unique(y)) < 2:  # one action only: a constant classifier
+        return ConvexHead(_Constant(int(y[0]) if len(y) else 0), float(Cs[0]), vocab, num_actions)
+    scaler = StandardScaler().fit(ConvexHead(None, 0.0, vocab, num_actions).design(x, missions))
+    lr = LogisticRegression(max_iter=max_iter, random_state=seed, warm_start=True, tol=1e-3)
     best: tuple[float, ConvexHead] | None = None
-    for C in Cs:
+    for C in sorted(Cs):
         head = ConvexHead(None, float(C), vocab, num_actions)
-        if len(np.unique(y)) < 2:  # one action only: a constant classifier
-            head.model = _Constant(int(y[0]) if len(y) else 0)
-        else:
-            head.model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
-            with warnings.catch_warnings():  # the BC-validation NLL judges a fit stopped at max_iter
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                head.model.fit(head.design(x, missions), y)
+        lr.set_params(C=float(C))
+        with warnings.catch_warnings():  # the BC-validation NLL judges a fit stopped at max_iter
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            lr.fit(scaler.transform(head.design(x, missions)), y)
+        head.model = make_pipeline(copy.deepcopy(scaler), copy.deepcopy(lr))
         nll = convex_metrics(head, *val)["nll"]
-        if best is None or (math.isfinite(nll) and not nll >= best[0]):
+        if best is None or nll < best[0]:
             best = (nll if math.isfinite(nll) else float("inf"), head)
     assert best is not None
     return best[1]

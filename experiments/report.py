@@ -42,13 +42,15 @@ COLUMNS = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "p
            "offline/acc", "offline/nll", "offline/majority_acc", "offline/convex_acc", "offline/convex_nll",
            "train/convex_C", "live/success_rate", "live/return", "live/length", "live/crafter_score",
            "live_argmax/success_rate", "live_argmax/return", "live_argmax/crafter_score", "narration/event_f1",
-           "narration/bc_val_f1", "narration/token_acc", "narration/trainer_event_f1", "train/seconds",
+           "narration/bc_val_f1", "narration/token_acc", "narration/trainer_event_f1", "offline/narration_support", "live/narration_support",
+           "live_argmax/narration_support", "train/seconds",
            "train/steps_run", "train/at_cap_improving", "rl/final_return", "rl/final_success",
            "rl/heldout_success", "rl/seconds", "cell/seconds")
 GROUP = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "pretrain_step")
 METRICS = ("offline/acc", "offline/majority_acc", "offline/convex_acc", "offline/nll", "live/success_rate",
            "live_argmax/success_rate", "live/crafter_score", "live_argmax/crafter_score", "narration/event_f1",
-           "train/steps_run", "train/at_cap_improving", "rl/final_success", "rl/heldout_success")
+           "offline/narration_support", "live/narration_support", "train/steps_run", "train/at_cap_improving",
+           "rl/final_success", "rl/heldout_success")
 
 
 @dataclass(frozen=True)

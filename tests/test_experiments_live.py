@@ -225,3 +225,13 @@ def test_a_trained_narrators_live_features_equal_the_offline_features_of_the_rec
             torch.testing.assert_close(torch.stack(head.seen), offline[:steps], atol=1e-4, rtol=1e-4)
             if arm == "byog-text":  # the narrator speaks: the comparison is not of empty channels
                 assert offline[:steps].abs().sum() > 0
+
+
+def test_slot_support_counts_narrated_slots_whose_words_the_annotations_hold():
+    from experiments.features import slot_support
+
+    narrated = [["picked up blue key"], [], ["facing", "blue door"], ["picked up blue door"]]
+    truth = [["You picked up the blue key"], ["facing blue door"], ["facing blue door"], ["facing blue door"]]
+    # slot 0 supported (case and extra words aside), slot 1 says nothing, slot 2 supported, slot 3 not
+    assert slot_support(narrated, truth) == (2, 3)
+    assert slot_support([[]], [["x"]]) == (0, 0)
