@@ -335,28 +335,46 @@ class NarratorSource(TextSource):
 
 
 class ShuffledSource(TextSource):
-    """Another source's words, shuffled across episodes (the negative control): episode b gets
-    the words of episode b+1 of its batch (rolled by one, cut or padded to b's length); live,
-    env b gets env b+1's words (with one env: none)."""
+    """Another source's words, shuffled across episodes *and* steps (the negative control):
+    episode b gets the words of episode b+1 of its batch, in a seeded random order of that
+    episode's steps (cut or padded to b's length). Keeping the donor's step order leaked the
+    routine's phase: the Crafter scripted policy does the same things at the same steps in every
+    episode, and time-aligned oracle text of another episode lifted cloning by +0.023 over
+    random-text (issue 22), while the time-permuted text stays at the action prior. Live, env b
+    gets the words env b+1 said at a random earlier step of its episode (with one env: none)."""
 
-    def __init__(self, inner: TextSource) -> None:
-        self.inner = inner
+    def __init__(self, inner: TextSource, seed: int = 0) -> None:
+        self.inner, self.seed = inner, int(seed)
         self.module, self.needs_annotations = inner.module, inner.needs_annotations
 
     def offline(self, frames, valid, annotations, context):
+        import numpy as np
+
         words = self.inner.offline(frames, valid, annotations, context)
         B, T = valid.shape
         ok = valid.tolist()  # one copy off the device
-        return [[words[(b + 1) % B][t] if B > 1 and ok[b][t] and ok[(b + 1) % B][t] else []
-                 for t in range(T)] for b in range(B)]
+        out = []
+        for b in range(B):
+            d = (b + 1) % B
+            steps = [t for t in range(T) if ok[d][t]]
+            order = np.random.default_rng([self.seed, b, len(steps)]).permutation(len(steps))
+            out.append([words[d][steps[int(order[t])]] if B > 1 and ok[b][t] and t < len(steps) else []
+                        for t in range(T)])
+        return out
 
     def start(self, batch_size: int) -> Any:
-        return self.inner.start(batch_size)
+        import numpy as np
+
+        return {"inner": self.inner.start(batch_size), "said": [[] for _ in range(batch_size)],
+                "rng": np.random.default_rng(self.seed)}
 
     def step(self, state, frame, annotations, context):
-        words, state = self.inner.step(state, frame, annotations, context)
-        B = len(words)
-        return [words[(b + 1) % B] if B > 1 else [] for b in range(B)], state
+        words, inner = self.inner.step(state["inner"], frame, annotations, context)
+        B, said, rng = len(words), state["said"], state["rng"]
+        for b, w in enumerate(words):
+            said[b].append(w)
+        out = [said[(b + 1) % B][int(rng.integers(len(said[(b + 1) % B])))] if B > 1 else [] for b in range(B)]
+        return out, {"inner": inner, "said": said, "rng": rng}
 
 
 class TextFeaturizer(Featurizer):
