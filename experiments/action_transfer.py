@@ -389,7 +389,7 @@ class ClonedActor:
                 self.h = self.h.masked_fill(fresh.to(self.h.device).view(1, -1, 1), 0.0)
             self._set_missions([str(i.get("mission", "")) if s else m for m, i, s in zip(self.missions, infos, starts)])
         x, self.state = self.feat.step(self.state, frame, annotations=anns, infos=infos, **kw)
-        if getattr(self.feat, "narrates", False):  # the narrator's words on the policy's own states
+        if self.feat.narrates:  # the narrator's words on the policy's own states
             words = self.state.narration["words"]
             s = slot_support([w for w, a in zip(words, active) if a], [t for t, a in zip(anns, active) if a])
             self.support = [self.support[0] + s[0], self.support[1] + s[1]]
@@ -463,7 +463,7 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
 
         result["narration/bc_val_f1"] = narration_f1(cfg.checkpoint, cfg.data, cfg.device, val_ids)
     if cfg.live_episodes and spec.live:
-        if getattr(feat, "narrates", False):  # the same measure on the expert's test episodes
+        if feat.narrates:  # the same measure on the expert's test episodes
             said = feat.texts(test.frames.to(feat.device), test.frame_valid.to(feat.device))
             s = slot_support([w for ep in said for w in ep], [a for ep in test.annotations for a in ep])
             result["offline/narration_support"] = s[0] / max(s[1], 1)
@@ -499,7 +499,7 @@ def live_results(cfg: ActionTransferConfig, env: str, env_kwargs: dict[str, Any]
                             env_kwargs=env_kwargs, symbolic=feat.needs_infos, progress=cfg.progress)
         prefix = "live/" if mode == "sample" else "live_argmax/"
         out.update({prefix + k.split("/", 1)[1]: v for k, v in res.items()})
-        if getattr(feat, "narrates", False):
+        if feat.narrates:
             out[prefix + "narration_support"] = actor.support[0] / max(actor.support[1], 1)
     return out
 

@@ -72,6 +72,9 @@ class Featurizer(nn.Module):
     needs_annotations: bool = False
     needs_infos: bool = False
     episode_level: bool = False
+    narrates: bool = False
+    """Whether its features read a narrator's words (live evaluation scores them against the env's
+    annotations: ``live/narration_support``)."""
     restarts_streams: bool = False
     """Whether :meth:`step` takes ``starts`` (bool [B]: streams whose frame is the first of a new
     episode, restarted on their own). Then live evaluation restarts each env as soon as its
@@ -391,7 +394,6 @@ class TextFeaturizer(Featurizer):
         self.source, self.buckets, self.decay, self.context = source, int(buckets), float(decay), int(context)
         self.narrator = source.module  # registered so that set_trainable/eval reach it
         self.narrates = isinstance(source, NarratorSource)
-        """Its words come from a narrator (live evaluation scores them against the env's annotations)."""
         self.needs_annotations = source.needs_annotations
         self.restarts_streams = source.restarts_streams
         self.out_dim = 2 * self.buckets

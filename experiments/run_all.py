@@ -118,7 +118,9 @@ PRESETS: dict[str, StudyPreset] = {
     "tiny": StudyPreset(
         "make demo and tests (~3 min on 2 cores): BabyAI GoToLocal, 1 pipeline seed, 2 BC seeds",
         envs={"babyai-gotolocal": EnvPlan(32, 64)}, arms=_TINY_ARMS, ns=(8,), pipeline_seeds=(0,),
-        pretrain_steps=40, bc_steps=80, val_episodes=4, live_episodes=4,
+        # evaluations every 10 steps, patience 3: at every 25 with patience 4 a head of 80 steps
+        # could never stop early, and 4 of 16 cells ended at the cap still improving
+        pretrain_steps=40, bc_steps=80, eval_every=10, patience=3, val_episodes=4, live_episodes=4,
         live_arms=("prior", "oracle-text", "byog-text")),
     "cpu": StudyPreset(
         "the CPU study (<= 75 min on 2 cores): Crafter (240 scripted episodes x 64 steps) and "
