@@ -10,8 +10,12 @@ a stated cap for Crafter, the same env seeds for every arm).
 Splits (three-way, by episode): the *test* episodes are the trainer's validation split (never
 seen in pretraining); from its training split a seeded draw gives ``val_episodes`` BC-validation
 episodes and, from the rest (the pool), the ``n_episodes`` training episodes. Every arm trains
-under the same budget rule: at most ``steps`` optimizer steps, validation NLL every
-``eval_every`` steps, stop after ``patience`` evaluations without improvement, keep the best.
+under the same budget rule: the head's output bias starts at the training actions' log prior,
+at most ``steps`` optimizer steps, validation NLL every ``eval_every`` steps, stop after
+``patience`` evaluations without an improvement of at least ``min_delta``, keep the best. A cell
+that reaches its cap while still improving says so (``train/at_cap_improving``: the study's
+budget allows 5% of cells that end so). Arms with frozen features also fit the convex head
+(:func:`experiments.heads.fit_convex_head`, ``offline/convex_acc``), a check with no step cap.
 
     python -m experiments.action_transfer --data runs/babyai --encoder byog \\
         --checkpoint runs/enc/byog --n-episodes 16 --out runs/bc/byog-16
@@ -34,8 +38,8 @@ from tqdm import tqdm
 from collect.dataset import open_dataset
 from experiments.arms import ArmContext, resolve_arm
 from experiments.errors import ExperimentError
-from experiments.features import Featurizer, episode_features, set_trainable
-from experiments.heads import ActionHead, mission_ids
+from experiments.features import Featurizer, episode_features, set_trainable, slot_support
+from experiments.heads import ActionHead, convex_metrics, fit_convex_head, mission_ids, prior_logits
 from experiments.pretrain import bc_split3
 
 LIVE_CAP = {"crafter": 500}
@@ -71,6 +75,14 @@ class ActionTransferConfig:
     """Steps between validation-NLL evaluations."""
     patience: int = 4
     """Stop after this many evaluations without a better validation NLL (0 = never stop early)."""
+    min_delta: float = 1e-3
+    """A BC-validation NLL lower by less than this (nats) is no improvement (a head creeping
+    down by 1e-5 a step would otherwise run to the cap)."""
+    convex: bool = True
+    """Also fit the convex head (logistic regression, C tuned on BC-validation) on frozen features."""
+    bc_val_f1: bool = False
+    """Also score the pretrained narrator's event F1 on this cell's BC-validation episodes
+    (``narration/bc_val_f1``: the study pairs checkpoints at matched F1 by it, never by the test split)."""
     batch_size: int = 8
     """Episodes per step."""
     lr: float = 1e-3
@@ -150,6 +162,17 @@ class Blocks:
     frame_valid: torch.Tensor | None = None
     """[N, L]: a real frame (the last frame of an episode has no action but is real)."""
     ids: list[int] = field(default_factory=list)
+    missions: list[str] | None = None
+    """Each episode's mission text (the convex head's one-hot), None without missions."""
+
+    def rows(self, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+        """Per-step rows of features [N, L, D] where an action is to be predicted: ``(x [M, D],
+        actions [M], mission per row or None)`` (the convex head's data)."""
+        valid = self.valid.to(feats.device)
+        x = feats[valid].float().cpu().numpy()
+        missions = None if self.missions is None else [
+            self.missions[i] for i, n in enumerate(self.valid.sum(1).tolist()) for _ in range(int(n))]
+        return x, self.actions[self.valid].numpy(), missions
 
     def subset(self, idx: Any, device: torch.device | str | None = None) -> dict[str, Any]:
         """Featurizer inputs of episodes ``idx`` (frames and masks moved to ``device``)."""
@@ -189,7 +212,7 @@ def load_blocks(path: Path, episodes: list[int], use_mission: bool, *, infos: bo
         info_rows = [replay_infos(env, kw, e.record["seed"], e.actions, e.frames) + [{}] * (L - e.length)
                      for e in eps]
     return Blocks(frames, actions, fvalid & (actions >= 0), mission, annotations, info_rows, fvalid,
-                  list(episodes))
+                  list(episodes), [str(e.record.get("mission") or "") for e in eps] if use_mission else None)
 
 
 def featurize(feat: Featurizer, data: Blocks, chunk: int = 32) -> torch.Tensor:
@@ -214,12 +237,13 @@ def action_metrics(logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tens
 class _Model:
     """The head on a featurizer's frozen (cached) and trained parts."""
 
-    def __init__(self, feat: Featurizer, head: ActionHead, train_encoder: bool) -> None:
+    def __init__(self, feat: Featurizer, head: ActionHead, train_encoder: bool,
+                 cache: dict[int, torch.Tensor] | None = None) -> None:
         self.feat, self.head, self.device = feat, head, feat.device
         self.frozen, self.trained = feat.parts(train_encoder)
         # frozen features stay on the device: read every step, they are small beside the frames
         # (the gpu preset's largest cell, 1,024 episodes x 500 frames x 512 floats: ~1 GB)
-        self._cache: dict[int, torch.Tensor] = {}
+        self._cache: dict[int, torch.Tensor] = {} if cache is None else cache
 
     def logits(self, data: Blocks, idx: torch.Tensor) -> torch.Tensor:
         xs = []
@@ -245,20 +269,27 @@ class _Model:
 
 def train_head(feat: Featurizer, head: ActionHead, data: Blocks, *, steps: int, batch_size: int,
                lr: float, train_encoder: bool, seed: int, progress: bool = True, val: Blocks | None = None,
-               eval_every: int = 25, patience: int = 4, encoder_lr_scale: float = 1.0) -> dict[str, float]:
+               eval_every: int = 25, patience: int = 4, encoder_lr_scale: float = 1.0, min_delta: float = 1e-6,
+               cache: dict[int, torch.Tensor] | None = None) -> dict[str, float]:
     """Train the head (and the featurizer's trained part when ``train_encoder``, at ``lr *
-    encoder_lr_scale``) by cross-entropy on the actions; with ``val``, stop early on its NLL and
-    keep the best weights."""
+    encoder_lr_scale``) by cross-entropy on the actions; with ``val``, stop early on its NLL
+    (an improvement is a drop of at least ``min_delta``) and keep the best weights.
+
+    ``train/at_cap_improving`` is 1 when the run reached ``steps`` while its validation NLL
+    improved within the last ``patience`` evaluations (it had not converged), else 0.
+    ``cache`` (``id(blocks) -> features``) keeps the frozen features for the caller."""
     rng = np.random.default_rng(seed)
     set_trainable(feat, False)
-    model = _Model(feat, head, train_encoder)
+    model = _Model(feat, head, train_encoder, cache)
     groups = [{"params": list(head.parameters()), "lr": lr}]
     if model.trained is not None:
         set_trainable(model.trained, True)
         groups.append({"params": [p for p in model.trained.parameters() if p.requires_grad],
                        "lr": lr * encoder_lr_scale})
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=1e-4)
-    best, best_nll, best_step, bad, step = None, float("inf"), 0, 0, 0
+    best, best_nll, best_step, bad, step, stopped = None, float("inf"), 0, 0, 0, False
+    if val is not None:  # the start is the first reference: an evaluation improves on it, or not
+        best, best_nll = model.state(), _val_nll(model, val)
     last: dict[str, float] = {}
     for step in tqdm(range(1, steps + 1), desc="bc", disable=not progress, leave=False):
         head.train()
@@ -271,18 +302,22 @@ def train_head(feat: Featurizer, head: ActionHead, data: Blocks, *, steps: int, 
         last = {"train/loss": float(loss.detach())}
         if val is not None and (step % eval_every == 0 or step == steps):
             nll = _val_nll(model, val)
-            if nll < best_nll - 1e-6:
+            if nll < best_nll - min_delta:
                 best, best_nll, best_step, bad = model.state(), nll, step, 0
             else:
                 bad += 1
                 if patience and bad >= patience:
+                    stopped = True
                     break
     if best is not None:
         model.load(best)
     set_trainable(feat, False)
     head.eval()
-    return {**last, "train/steps_run": float(step), "train/best_step": float(best_step or step),
-            "train/val_nll": best_nll if best is not None else float("nan")}
+    # at the cap, still improving: the last improvement lies within the last `patience` evaluations
+    at_cap = val is not None and not stopped and best_step > 0 and bad < max(patience, 1)
+    return {**last, "train/steps_run": float(step), "train/best_step": float(best_step if val is not None else step),
+            "train/val_nll": best_nll if best is not None else float("nan"),
+            "train/at_cap_improving": float(at_cap)}
 
 
 def _val_nll(model: _Model, val: Blocks) -> float:
@@ -300,11 +335,13 @@ def _val_nll(model: _Model, val: Blocks) -> float:
 
 @torch.no_grad()
 def evaluate_offline(feat: Featurizer, head: ActionHead, data: Blocks,
-                     train_actions: torch.Tensor | None = None) -> dict[str, Any]:
+                     train_actions: torch.Tensor | None = None, feats: torch.Tensor | None = None) -> dict[str, Any]:
     """Held-out action accuracy and NLL, per test episode too (``offline/episode_correct`` and
     ``offline/episode_steps``, for the bootstrap), and the accuracy of always predicting the
-    training majority action (the test set's own majority when no training actions are given)."""
-    logits, _ = head(featurize(feat, data), None if data.mission is None else data.mission.to(feat.device))
+    training majority action (the test set's own majority when no training actions are given).
+    ``feats``: the episodes' features when already computed."""
+    x = featurize(feat, data) if feats is None else feats
+    logits, _ = head(x, None if data.mission is None else data.mission.to(feat.device))
     logits = logits.cpu()  # the metrics read the blocks' actions, in CPU memory
     m = action_metrics(logits, data.actions, data.valid)
     acts = data.actions[data.valid]
@@ -328,6 +365,7 @@ class ClonedActor:
         self.feat, self.head, self.use_mission, self.sample = feat, head, use_mission, sample
         self.gen = torch.Generator().manual_seed(seed)
         self.restarts_envs = bool(feat.restarts_streams)
+        self.support = [0, 0]  # narrated slots supported by the env's annotations, narrated slots
 
     def _set_missions(self, missions: list[str]) -> None:
         self.missions = missions
@@ -351,6 +389,10 @@ class ClonedActor:
                 self.h = self.h.masked_fill(fresh.to(self.h.device).view(1, -1, 1), 0.0)
             self._set_missions([str(i.get("mission", "")) if s else m for m, i, s in zip(self.missions, infos, starts)])
         x, self.state = self.feat.step(self.state, frame, annotations=anns, infos=infos, **kw)
+        if self.feat.narrates:  # the narrator's words on the policy's own states
+            words = self.state.narration["words"]
+            s = slot_support([w for w, a in zip(words, active) if a], [t for t, a in zip(anns, active) if a])
+            self.support = [self.support[0] + s[0], self.support[1] + s[1]]
         logits, self.h = self.head(x[:, None], self.mission, self.h)  # [B, 1, A]
         # the actions leave as Python ints: chosen on the CPU, where the seeded generator lives
         # (the same draws from the same probabilities on every device)
@@ -393,28 +435,55 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
     train_encoder = spec.trains_encoder or cfg.mode == "finetune"
     torch.manual_seed(cfg.seed)  # the head is drawn on the CPU, then moved: the same init on every device
     head = ActionHead(in_dim=feat.out_dim, num_actions=n_actions, hidden=cfg.hidden,
-                      gru=cfg.gru and spec.uses_mission, mission_dim=32 if use_mission else 0).to(feat.device)
+                      gru=cfg.gru and spec.uses_mission, mission_dim=32 if use_mission else 0)
     load = {"use_mission": use_mission, "infos": feat.needs_infos}
     train, val, test = (load_blocks(cfg.data, ids, **load) for ids in (train_ids, val_ids, test_ids))
+    with torch.no_grad():  # start exactly at the action prior (every arm alike): zero output weights
+        head.out.weight.zero_()  # (the first step still trains them; the layers below follow)
+        head.out.bias.copy_(prior_logits(train.actions, n_actions))
+    head = head.to(feat.device)
     t0 = time.perf_counter()
+    cache: dict[int, torch.Tensor] = {}
     last = train_head(feat, head, train, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                       train_encoder=train_encoder, seed=cfg.seed, progress=cfg.progress, val=val,
-                      eval_every=cfg.eval_every, patience=cfg.patience,
-                      encoder_lr_scale=1.0 if spec.trains_encoder else 1 / 3)
+                      eval_every=cfg.eval_every, patience=cfg.patience, min_delta=cfg.min_delta,
+                      encoder_lr_scale=1.0 if spec.trains_encoder else 1 / 3, cache=cache)
     seconds = time.perf_counter() - t0
+    x_test = None if train_encoder else featurize(feat, test)
+    convex = (convex_head(cache[id(train)], cache[id(val)], x_test, train, val, test, n_actions, cfg.seed)
+              if cfg.convex and x_test is not None and id(train) in cache and id(val) in cache else {})
     result: dict[str, Any] = {"config": _jsonable(asdict(cfg)), "encoder": cfg.encoder, "arm": name,
                               "mode": cfg.mode, "n_episodes": cfg.n_episodes, "seed": cfg.seed,
                               "pipeline_seed": cfg.pipeline_seed, "env": env, "env_kwargs": ctx.env_kwargs,
                               "train/seconds": seconds, "train/episodes": len(train_ids),
-                              "train/steps": cfg.steps, **last,
-                              **evaluate_offline(feat, head, test, train.actions)}
+                              "train/steps": cfg.steps, **last, **convex,
+                              **evaluate_offline(feat, head, test, train.actions, x_test)}
+    if cfg.bc_val_f1 and spec.pretrain in ("byog", "captioner"):
+        from experiments.pretrain import narration_f1
+
+        result["narration/bc_val_f1"] = narration_f1(cfg.checkpoint, cfg.data, cfg.device, val_ids)
     if cfg.live_episodes and spec.live:
+        if feat.narrates:  # the same measure on the expert's test episodes
+            said = feat.texts(test.frames.to(feat.device), test.frame_valid.to(feat.device))
+            s = slot_support([w for ep in said for w in ep], [a for ep in test.annotations for a in ep])
+            result["offline/narration_support"] = s[0] / max(s[1], 1)
         t1 = time.perf_counter()
         result.update(live_results(cfg, env, ctx.env_kwargs, feat, head, use_mission))
         result["live/seconds"] = time.perf_counter() - t1
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def convex_head(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torch.Tensor, train: Blocks, val: Blocks,
+                test: Blocks, num_actions: int, seed: int) -> dict[str, float]:
+    """The convex check on the frozen features: fitted on the training episodes, C chosen on the
+    BC-validation episodes, scored on the test episodes (``offline/convex_acc``, ``…_nll``)."""
+    t0 = time.perf_counter()
+    head = fit_convex_head(train.rows(x_train), val.rows(x_val), num_actions=num_actions, seed=seed)
+    m = convex_metrics(head, *test.rows(x_test))
+    return {"offline/convex_acc": m["acc"], "offline/convex_nll": m["nll"], "train/convex_C": head.C,
+            "train/convex_seconds": time.perf_counter() - t0}
 
 
 def live_results(cfg: ActionTransferConfig, env: str, env_kwargs: dict[str, Any], feat: Featurizer,
@@ -430,6 +499,8 @@ def live_results(cfg: ActionTransferConfig, env: str, env_kwargs: dict[str, Any]
                             env_kwargs=env_kwargs, symbolic=feat.needs_infos, progress=cfg.progress)
         prefix = "live/" if mode == "sample" else "live_argmax/"
         out.update({prefix + k.split("/", 1)[1]: v for k, v in res.items()})
+        if feat.narrates:
+            out[prefix + "narration_support"] = actor.support[0] / max(actor.support[1], 1)
     return out
 
 

@@ -212,6 +212,12 @@ def _annotations(ctx: ArmContext) -> Any:
     return AnnotationSource()
 
 
+def _shuffled_annotations(ctx: ArmContext) -> Any:
+    from experiments.features import AnnotationSource, ShuffledSource
+
+    return ShuffledSource(AnnotationSource())
+
+
 def _narrator(shuffle: bool = False, fresh: bool = False) -> Callable[[ArmContext], Any]:
     def source(ctx: ArmContext) -> Any:
         from experiments.features import NarratorSource, ShuffledSource
@@ -254,8 +260,11 @@ for _name, _spec in {
                               description="text featurizer on the captioner's greedy narration"),
     "random-text": ArmSpec(_text(_narrator(fresh=True)), description="text featurizer on a random-init "
                            "narrator's greedy narration"),
+    "shuffled-oracle-text": ArmSpec(_text(_shuffled_annotations), description="the annotation text shuffled "
+                                    "across episodes (negative control: equivalent to random-text)"),
     "shuffled-text": ArmSpec(_text(_narrator(shuffle=True)), pretrain="byog",
-                             description="BYOG narration shuffled across episodes (negative control)"),
+                             description="BYOG narration shuffled across episodes (alignment diagnostic: "
+                             "byog-text − shuffled-text)"),
     "oracle-symbolic": ArmSpec(symbolic, description="symbolic state (BabyAI egocentric grid; Crafter "
                                "semantic map + inventory)"),
     "byog": ArmSpec(hidden_pretrained, pretrain="byog", finetunable=True,

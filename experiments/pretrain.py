@@ -109,9 +109,11 @@ def bc_split3(num_episodes: int, n_train: int, seed: int, n_val: int,
     return sorted(int(train[i]) for i in order[n_val:n_val + n_train]), val, test
 
 
-def narration_f1(run: Path, data: Path, device: str = "cpu") -> float:
+def narration_f1(run: Path, data: Path, device: str = "cpu", episodes: list[int] | None = None) -> float:
     """Greedy narration event F1 (``BYOGAgent.evaluate``) of a byog/captioner run on ``data``'s
-    held-out episodes (the BC held-out split), computed on ``device``."""
+    held-out episodes (the BC test split; or ``episodes``, e.g. a BC cell's BC-validation
+    episodes), computed on ``device``: the study's one narration-F1 measure, at every
+    pretraining step alike."""
     import torch
 
     from agents.training import load_agent
@@ -119,8 +121,9 @@ def narration_f1(run: Path, data: Path, device: str = "cpu") -> float:
     from collect.dataset import WindowDataset, collate_windows, open_dataset
 
     agent = load_agent(run, device=device)
-    _, val = bc_split(open_dataset(data).num_episodes, 0, 0)
-    wd = WindowDataset(data, window=16, episodes=val)
+    if episodes is None:
+        _, episodes = bc_split(open_dataset(data).num_episodes, 0, 0)
+    wd = WindowDataset(data, window=16, episodes=list(episodes))
     with torch.no_grad():
         m = agent.evaluate(to_device(collate_windows([wd[i] for i in range(len(wd))]), device))
     return float(m["eval/event_f1"])
@@ -176,8 +179,10 @@ def checkpoint_at(run: Path, step: int) -> Path:
 def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fraction: float = 1.0,
              ) -> dict[str, float]:
     """Pretrain one encoder into the run directory ``out`` (skipped when done; an interrupted
-    run is resumed). Returns ``pretrain/seconds`` and, for byog/captioner, the trainer's
-    held-out ``narration/event_f1`` and ``narration/token_acc``."""
+    run is resumed). Returns ``pretrain/seconds`` and, for byog/captioner, the final checkpoint's
+    held-out ``narration/event_f1`` (:func:`narration_f1`, also as ``narration/event_f1@STEPS``,
+    the measure of the kept steps), and the trainer's own validation F1 and token accuracy
+    (``narration/trainer_event_f1``, ``narration/token_acc``: its validation windows)."""
     from agents.training import TrainError, train
 
     done = Path(out) / "pretrain.json"
@@ -202,10 +207,15 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
         raise ExperimentError(f"Pretraining {kind!r} failed: {e}") from None
     res = {"pretrain/seconds": float(s.get("wall_clock_s", float("nan")))}
     if kind in ("byog", "captioner"):
-        res["narration/event_f1"] = float(s.get("val_event_f1", float("nan")))
+        res["narration/trainer_event_f1"] = float(s.get("val_event_f1", float("nan")))
         res["narration/token_acc"] = float(s.get("val_token_accuracy", float("nan")))
     if spec.keep_steps:
         res.update(_keep_only(Path(out), kind, data, spec))
+    if kind in ("byog", "captioner"):  # one measure for the final and the kept checkpoints
+        final = f"narration/event_f1@{spec.steps}"
+        if final not in res:
+            res[final] = narration_f1(Path(out), data, spec.device)
+        res["narration/event_f1"] = res[final]
     done.write_text(json.dumps(res, indent=2))
     return res
 

@@ -2,11 +2,18 @@
 hypotheses with paired intervals and minimum detectable effects, tables, rliable aggregates)
 and PNG plots (accuracy per arm, dose-response, performance profiles, PPO curves).
 
-Reading order of ``report.md``: the **gates** decide per env whether it can discriminate at all
-(positive control: oracle-text − random-text ≥ 0.10 with its interval above 0; negative
-control: shuffled-text equivalent to random-text by TOST at the minimum detectable effect). An
-env failing a gate is "non-discriminating" and no hypothesis is tested on it. The hypotheses
-(Holm-corrected, one-sided, paired over pipeline seeds) are tested on the rest.
+Reading order of ``report.md``: the **gates**, fixed in the preset before any data and the same
+for every env (:class:`GateSpec`), decide per env whether it can discriminate at all: positive
+control, the 95% interval of oracle-text − random-text has its *lower bound* at or above 0.10;
+negative control, ``shuffled-oracle-text`` (the annotation text shuffled across episodes) is
+equivalent to random-text by TOST at the fixed margin 0.025. A margin computed from the same
+data would let noise pass (the MDE of the differences scales with their spread); a fixed one
+fails when the data are noisy. An env failing a gate is "non-discriminating" and no hypothesis
+is tested on it. ``shuffled-text`` (BYOG's own narration shuffled) is reported as the alignment
+diagnostic byog-text − shuffled-text, not as a gate. The text hypotheses are tested only where
+BYOG's held-out narration F1 reaches ``GateSpec.min_narrator_f1`` (else "not tested: narrator
+silent"); the hypotheses tested are Holm-corrected, one-sided, paired over pipeline seeds, each
+"not shown" beside its MDE at the one-sided level Holm tested it at.
 """
 from __future__ import annotations
 
@@ -14,28 +21,75 @@ import csv
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.stats import format_ci, holm, mde, mean_ci, paired_t, tost
+from experiments.stats import (
+    Interval,
+    format_ci,
+    hierarchical_bootstrap,
+    holm,
+    mde,
+    mean_ci,
+    paired_t,
+    tost,
+)
 
 COLUMNS = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "pretrain_step", "pipeline_seed", "seed",
-           "offline/acc", "offline/nll", "offline/majority_acc", "live/success_rate", "live/return",
-           "live/length", "live/crafter_score", "live_argmax/success_rate", "live_argmax/return",
-           "live_argmax/crafter_score", "narration/event_f1", "narration/token_acc", "train/seconds",
-           "train/steps_run", "rl/final_return", "rl/final_success", "rl/heldout_success", "rl/seconds",
-           "cell/seconds")
+           "offline/acc", "offline/nll", "offline/majority_acc", "offline/convex_acc", "offline/convex_nll",
+           "train/convex_C", "live/success_rate", "live/return", "live/length", "live/crafter_score",
+           "live_argmax/success_rate", "live_argmax/return", "live_argmax/crafter_score", "narration/event_f1",
+           "narration/bc_val_f1", "narration/token_acc", "narration/trainer_event_f1", "offline/narration_support", "live/narration_support",
+           "live_argmax/narration_support", "train/seconds",
+           "train/steps_run", "train/at_cap_improving", "rl/final_return", "rl/final_success",
+           "rl/heldout_success", "rl/seconds", "cell/seconds")
 GROUP = ("study", "env", "encoder", "mode", "n_episodes", "label_fraction", "pretrain_step")
-METRICS = ("offline/acc", "offline/nll", "live/success_rate", "live_argmax/success_rate", "live/crafter_score",
-           "live_argmax/crafter_score", "narration/event_f1", "train/steps_run", "rl/final_success",
-           "rl/heldout_success")
-POSITIVE_GATE = 0.10
-"""oracle-text − random-text must reach this accuracy, with its interval above 0."""
+METRICS = ("offline/acc", "offline/majority_acc", "offline/convex_acc", "offline/nll", "live/success_rate",
+           "live_argmax/success_rate", "live/crafter_score", "live_argmax/crafter_score", "narration/event_f1",
+           "offline/narration_support", "live/narration_support", "train/steps_run", "train/at_cap_improving",
+           "rl/final_success", "rl/heldout_success")
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The study's decision rules, fixed before any data (``StudyPreset`` carries them; the
+    same for every env)."""
+
+    positive_lo: float = 0.10
+    """Positive control: the 95% interval's lower bound of oracle-text − random-text must reach this."""
+    equivalence_margin: float = 0.025
+    """Negative control: shuffled-oracle-text − random-text within ± this, by TOST at ``alpha``."""
+    min_narrator_f1: float = 0.15
+    """The text hypotheses are tested only where BYOG's held-out narration F1 reaches this."""
+    alpha: float = 0.05
+    """Family-wise level of the hypotheses (Holm) and of each TOST test."""
+    bootstrap: bool = False
+    """Also the paired hierarchical bootstrap (pipeline seed → BC seed → test episode) as a
+    secondary interval of every comparison."""
+
+    @classmethod
+    def of(cls, design: Any = None) -> GateSpec:
+        """The rules of a ``StudyPreset`` (its ``positive_gate``, ``equivalence_margin``,
+        ``min_narrator_f1``, ``hierarchical_bootstrap``); the defaults without one."""
+        d = cls()
+        if design is None:
+            return d
+        return cls(positive_lo=float(getattr(design, "positive_gate", d.positive_lo)),
+                   equivalence_margin=float(getattr(design, "equivalence_margin", d.equivalence_margin)),
+                   min_narrator_f1=float(getattr(design, "min_narrator_f1", d.min_narrator_f1)),
+                   bootstrap=bool(getattr(design, "hierarchical_bootstrap", d.bootstrap)))
+
+
+POSITIVE_GATE = GateSpec.positive_lo
+"""oracle-text − random-text: the lower bound of its 95% interval must reach this."""
 HYPOTHESES = (("byog-text", "random-text", "byog-text > random-text"),
               ("byog-text", "captioner-text", "byog-text > captioner-text"),
               ("byog-hidden+scratch", "scratch", "byog-hidden+scratch > scratch"))
+TEXT_HYPOTHESES = ("byog-text > random-text", "byog-text > captioner-text")
+"""The hypotheses about BYOG's words: untested where its narrator is silent."""
 DOSE_ARMS = ("byog-text", "captioner-text", "oracle-text")
 """Arms of the dose-response (the text channel; the oracle's text at F1 = 1)."""
 HYPOTHESIS_LF = 0.05
@@ -105,27 +159,74 @@ def paired_diffs(a: dict[tuple, float], b: dict[tuple, float]) -> list[float]:
     return [float(np.mean(v)) for _, v in sorted(by.items(), key=lambda kv: str(kv[0]))]
 
 
-def compare(a: dict[tuple, float], b: dict[tuple, float]) -> dict[str, Any]:
-    """Paired t-interval over pipeline seeds, its one-sided p, and the MDE."""
+def compare(a: dict[tuple, float], b: dict[tuple, float], ea: dict[tuple, Any] | None = None,
+            eb: dict[tuple, Any] | None = None) -> dict[str, Any]:
+    """Paired t-interval over pipeline seeds, its one-sided p, the spread and the two-sided MDE;
+    with per-episode results of both arms (``ea``/``eb``, :func:`episode_scores`) also the paired
+    hierarchical bootstrap (``bootstrap``, None where the seeds are not a full grid)."""
     d = paired_diffs(a, b)
     iv = paired_t(d)
     sd = float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
-    return {"diffs": d, "interval": iv, "mde": mde(sd, len(d))}
+    out = {"diffs": d, "interval": iv, "sd": sd, "mde": mde(sd, len(d))}
+    if ea is not None and eb is not None:
+        out["bootstrap"] = bootstrap_interval(ea, eb)
+    return out
 
 
-def gates(sc: dict[str, dict[tuple, float]]) -> dict[str, Any]:
-    """The positive and negative control gates of one (env, N)."""
-    out: dict[str, Any] = {"positive": None, "negative": None, "discriminating": False}
+def episode_scores(rows: list[dict[str, Any]], env: str, n: int) -> dict[str, dict[tuple, tuple]]:
+    """``{arm key: {(pipeline seed, BC seed): (correct per test episode, steps per test episode)}}``."""
+    out: dict[str, dict[tuple, tuple]] = defaultdict(dict)
+    for r in rows:
+        c, s = r.get("offline/episode_correct"), r.get("offline/episode_steps")
+        if r.get("study") == "bc" and r.get("env") == env and r.get("n_episodes") == n and c and s:
+            out[arm_key(r)][(r["pipeline_seed"], r["seed"])] = (list(c), list(s))
+    return out
+
+
+def bootstrap_interval(ea: dict[tuple, tuple], eb: dict[tuple, tuple]) -> Interval | None:
+    """The paired hierarchical bootstrap (pipeline seed → BC seed → test episode, the same
+    resampled indices for both arms) of the per-step accuracy difference; None unless both
+    arms have every (pipeline seed, BC seed) of a full grid with the same test episodes."""
+    keys = set(ea) & set(eb)
+    ps, bs = sorted({k[0] for k in keys}, key=str), sorted({k[1] for k in keys}, key=str)
+    if len(ps) < 2 or any((p, b) not in keys for p in ps for b in bs):
+        return None
+    steps = {len(ea[k][1]) for k in keys} | {len(eb[k][1]) for k in keys}
+    if len(steps) != 1:
+        return None
+
+    def grid(e: dict[tuple, tuple], i: int) -> np.ndarray:
+        return np.array([[e[(p, b)][i] for b in bs] for p in ps], dtype=float)  # [S, B, E]
+
+    w = grid(ea, 1)
+    if not np.array_equal(w, grid(eb, 1)):
+        return None  # not the same test episodes
+    safe = np.maximum(w, 1)
+    return hierarchical_bootstrap(grid(ea, 0) / safe, grid(eb, 0) / safe, w)
+
+
+def gates(sc: dict[str, dict[tuple, float]], spec: GateSpec | None = None,
+          eps: dict[str, dict[tuple, tuple]] | None = None) -> dict[str, Any]:
+    """The positive and negative control gates of one (env, N), and the alignment diagnostic."""
+    spec = spec or GateSpec()
+    out: dict[str, Any] = {"positive": None, "negative": None, "alignment": None, "discriminating": False}
+
+    def cmp(a: str, b: str) -> dict[str, Any]:
+        return compare(sc[a], sc[b], *((eps.get(a, {}), eps.get(b, {})) if eps is not None else ()))
+
     if "oracle-text" in sc and "random-text" in sc:
-        c = compare(sc["oracle-text"], sc["random-text"])
-        c["pass"] = bool(c["interval"].estimate >= POSITIVE_GATE and c["interval"].lo > 0)
+        c = cmp("oracle-text", "random-text")
+        lo = c["interval"].lo
+        c["pass"] = bool(math.isfinite(lo) and lo >= spec.positive_lo)
         out["positive"] = c
-    shuffled = _lf_key(sc, "shuffled-text")  # pretrained (BYOG) narration: keyed with its label fraction
-    if shuffled and "random-text" in sc:
-        c = compare(sc[shuffled], sc["random-text"])
-        margin = c["mde"]
-        c["tost_p"], c["pass"] = tost(c["diffs"], margin)
+    if "shuffled-oracle-text" in sc and "random-text" in sc:
+        c = cmp("shuffled-oracle-text", "random-text")
+        c["margin"] = spec.equivalence_margin  # fixed in advance: noisier data fail, never pass
+        c["tost_p"], c["pass"] = tost(c["diffs"], spec.equivalence_margin, spec.alpha)
         out["negative"] = c
+    byog, shuffled = _lf_key(sc, "byog-text"), _lf_key(sc, "shuffled-text")
+    if byog and shuffled:  # does BYOG's narration align with its episode? (not a gate)
+        out["alignment"] = {"a": byog, "b": shuffled, **cmp(byog, shuffled)}
     out["discriminating"] = bool(out["positive"] and out["positive"]["pass"]
                                  and out["negative"] and out["negative"]["pass"])
     return out
@@ -140,55 +241,165 @@ def _lf_key(sc: dict[str, dict], arm: str) -> str | None:
     return at[0] if at else min(cands, key=lambda k: _num(k.split("@")[1]) if "@" in k else 1.0)
 
 
-def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Gates per (env, largest N), hypotheses on discriminating envs, Holm across all tested."""
+def narrator_f1(rows: list[dict[str, Any]], env: str, n: int, key: str) -> float | None:
+    """BYOG's held-out narration F1 (the final checkpoint's ``narration/event_f1`` on the test
+    split), the mean over pipeline seeds of the ``key`` arm's BC cells; None without one."""
+    by: dict[Any, list[float]] = defaultdict(list)
+    for r in rows:
+        v = _num(r.get("narration/event_f1"))
+        if r.get("study") == "bc" and r.get("env") == env and r.get("n_episodes") == n and arm_key(r) == key \
+                and v is not None:
+            by[r["pipeline_seed"]].append(v)
+    return float(np.mean([np.mean(v) for v in by.values()])) if by else None
+
+
+def matched_f1(rows: list[dict[str, Any]], env: str, n: int, a: str = "byog-text",
+               b: str = "captioner-text") -> dict[str, Any] | None:
+    """``a`` vs ``b`` at matched narration F1: per pipeline seed, the pair of pretraining
+    checkpoints (final and dose steps) whose *BC-validation* F1 (``narration/bc_val_f1``, never
+    the test split) is nearest, then the paired accuracy difference over the BC seeds both have
+    (the later pair on a tie); a paired t over pipeline seeds. None without BC-validation F1."""
+    cells: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"f1": [], "acc": {}})
+    keys = {}
+    for r in rows:
+        if r.get("study") not in ("bc", "dose") or r.get("env") != env or r.get("n_episodes") != n:
+            continue
+        f1, acc, step = _num(r.get("narration/bc_val_f1")), _num(r.get("offline/acc")), _num(r.get("pretrain_step"))
+        if r.get("encoder") in (a, b) and f1 is not None and acc is not None and step is not None:
+            keys.setdefault(r["encoder"], set()).add(arm_key(r))
+            c = cells[(arm_key(r), r["pipeline_seed"], step)]
+            c["f1"].append(f1)
+            c["acc"][r["seed"]] = acc
+    ka, kb = _lf_key(dict.fromkeys(keys.get(a, ())), a), _lf_key(dict.fromkeys(keys.get(b, ())), b)
+    if not ka or not kb:
+        return None
+    pairs, diffs = [], []
+    for ps in sorted({k[1] for k in cells}, key=str):
+        ca = {k[2]: v for k, v in cells.items() if k[0] == ka and k[1] == ps}
+        cb = {k[2]: v for k, v in cells.items() if k[0] == kb and k[1] == ps}
+        options = [(abs(np.mean(ca[sa]["f1"]) - np.mean(cb[sb]["f1"])), -(sa + sb), sa, sb)
+                   for sa in ca for sb in cb if set(ca[sa]["acc"]) & set(cb[sb]["acc"])]
+        if not options:
+            continue
+        _, _, sa, sb = min(options)
+        common = sorted(set(ca[sa]["acc"]) & set(cb[sb]["acc"]), key=str)
+        diffs.append(float(np.mean([ca[sa]["acc"][s] - cb[sb]["acc"][s] for s in common])))
+        pairs.append({"pipeline_seed": ps, "steps": (sa, sb), "f1": (float(np.mean(ca[sa]["f1"])),
+                                                                      float(np.mean(cb[sb]["f1"])))})
+    return {"a": ka, "b": kb, "pairs": pairs, "diffs": diffs, "interval": paired_t(diffs)} if diffs else None
+
+
+def analyse(rows: list[dict[str, Any]], design: Any = None) -> dict[str, Any]:
+    """Gates per (env, largest N) under the design's :class:`GateSpec`; the hypotheses on
+    discriminating envs (the text ones only where BYOG's narrator speaks), Holm across all
+    tested, each with its MDE at the one-sided level Holm tested it at; the convex head's and
+    the matched-F1 comparisons beside them."""
+    spec = GateSpec.of(design)
     bc = [r for r in rows if r.get("study") == "bc"]
     envs = sorted({r["env"] for r in bc})
-    result: dict[str, Any] = {"envs": {}, "hypotheses": []}
+    result: dict[str, Any] = {"spec": spec.__dict__, "envs": {}, "hypotheses": [], "untested": []}
     for env in envs:
         n = max(r["n_episodes"] for r in bc if r["env"] == env)
-        sc = scores(bc, env, n)
-        g = gates(sc)
-        result["envs"][env] = {"n": n, "gates": g, "scores": sc}
+        sc, cvx = scores(bc, env, n), scores(bc, env, n, "offline/convex_acc")
+        eps = episode_scores(bc, env, n) if spec.bootstrap else None
+        g = gates(sc, spec, eps)
+        byog = _lf_key(sc, "byog-text")
+        f1 = narrator_f1(bc, env, n, byog) if byog else None
+        maj = [_num(r.get("offline/majority_acc")) for r in bc if r["env"] == env and r["n_episodes"] == n]
+        maj = [m for m in maj if m is not None]
+        result["envs"][env] = {"n": n, "gates": g, "scores": sc, "narrator_f1": f1,
+                               "majority_acc": float(np.mean(maj)) if maj else None,
+                               "matched_f1": matched_f1(rows, env, n)}
         if not g["discriminating"]:
             continue
         for a, b, name in HYPOTHESES:
             ka, kb = _lf_key(sc, a), _lf_key(sc, b)
-            if ka and kb:
-                c = compare(sc[ka], sc[kb])
-                result["hypotheses"].append({"env": env, "n": n, "name": name, "a": ka, "b": kb, **c})
-    adj = holm({f"{h['env']}: {h['name']}": h["interval"].p_greater for h in result["hypotheses"]})
-    for h in result["hypotheses"]:
+            if not (ka and kb):
+                continue
+            c = compare(sc[ka], sc[kb], *((eps.get(ka, {}), eps.get(kb, {})) if eps is not None else ()))
+            h = {"env": env, "n": n, "name": name, "a": ka, "b": kb, **c}
+            if ka in cvx and kb in cvx:
+                h["convex"] = compare(cvx[ka], cvx[kb])["interval"]
+            if name in TEXT_HYPOTHESES and (f1 is None or f1 < spec.min_narrator_f1):
+                h["not_tested"] = "narrator silent (F1 " + ("–" if f1 is None else f"{f1:.3f}") + ")"
+                result["untested"].append(h)
+            else:
+                result["hypotheses"].append(h)
+    adj = holm({f"{h['env']}: {h['name']}": h["interval"].p_greater for h in result["hypotheses"]}, spec.alpha)
+    order = sorted(result["hypotheses"], key=lambda h: (not math.isfinite(h["interval"].p_greater),
+                                                         h["interval"].p_greater))
+    for rank, h in enumerate(order):
         h["p_holm"], h["reject"] = adj[f"{h['env']}: {h['name']}"]
+        h["level"] = spec.alpha / (len(order) - rank)  # the one-sided level Holm tested it at
+        h["mde_holm"] = mde(h["sd"], len(h["diffs"]), alpha=h["level"], one_sided=True)
     return result
 
 
 # ---------------------------------------------------------------------------- markdown
 def gates_md(an: dict[str, Any]) -> list[str]:
-    lines = ["## Gates (per env, at the largest N)", "",
-             ("| env | N | oracle-text − random-text | gate ≥ 0.10, lo > 0 | shuffled-text − random-text | "
-              "TOST margin (MDE) | TOST p | verdict |"), "|---|---|---|---|---|---|---|---|"]
+    spec = GateSpec(**an["spec"]) if "spec" in an else GateSpec()
+    lines = ["## Gates (per env, at the largest N; fixed in the preset before any data)", "",
+             (f"Positive: the 95% interval of oracle-text − random-text has its lower bound ≥ {spec.positive_lo:g}. "
+              f"Negative: shuffled-oracle-text (the annotation text shuffled across episodes) equivalent to "
+              f"random-text by TOST at the fixed margin ±{spec.equivalence_margin:g} (α = {spec.alpha:g}). "
+              "Alignment (a diagnostic, not a gate): byog-text − shuffled-text (BYOG's own narration shuffled)."), "",
+             ("| env | N | majority action | oracle-text − random-text | lo ≥ gate | shuffled-oracle-text − random-text "
+              "| TOST p | verdict | alignment: byog-text − shuffled-text | BYOG held-out F1 |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for env, e in an["envs"].items():
         g = e["gates"]
-        pos, neg = g["positive"], g["negative"]
+        pos, neg, al = g["positive"], g["negative"], g["alignment"]
         lines.append(" | ".join([
-            f"| {env}", str(e["n"]), str(pos["interval"]) if pos else "–", _yn(pos), str(neg["interval"]) if neg else "–",
-            f"{neg['mde']:.3f}" if neg else "–", f"{neg['tost_p']:.3f}" if neg else "–",
-            "discriminating" if g["discriminating"] else "**non-discriminating**"]) + " |")
+            f"| {env}", str(e["n"]), _f3(e.get("majority_acc")), _iv(pos), _yn(pos), _iv(neg),
+            f"{neg['tost_p']:.3f}" if neg else "–",
+            "discriminating" if g["discriminating"] else "**non-discriminating**", _iv(al),
+            _f3(e.get("narrator_f1"))]) + " |")
+        for c, label in ((pos, "oracle-text − random-text"), (neg, "shuffled-oracle-text − random-text")):
+            if c and c.get("bootstrap") is not None:
+                lines.append(f"|  |  |  | bootstrap ({label}): {c['bootstrap']} |  |  |  |  |  |  |")
     return lines
 
 
 def hypotheses_md(an: dict[str, Any]) -> list[str]:
-    lines = ["## Hypotheses (one-sided, paired over pipeline seeds, Holm-corrected at 0.05)", ""]
-    if not an["hypotheses"]:
+    spec = GateSpec(**an["spec"]) if "spec" in an else GateSpec()
+    lines = [f"## Hypotheses (MLP head; one-sided, paired over pipeline seeds, Holm-corrected at {spec.alpha:g})", ""]
+    hyps, untested = an["hypotheses"], an.get("untested", [])
+    if not hyps and not untested:
         return [*lines, "None tested: no env passed both gates (or the arms were not run).", ""]
-    lines += ["| env | N | hypothesis | arms | difference [95% CI] | MDE | p | p (Holm) | decision |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for h in an["hypotheses"]:
+    boot = any(h.get("bootstrap") is not None for h in hyps + untested)
+    lines += [("| env | N | hypothesis | arms | difference [95% CI] | " + ("bootstrap [95%] | " if boot else "")
+               + "convex head | Holm level | MDE at that level | p | p (Holm) | decision |"),
+              "|---|---|---|---|---|" + ("---|" if boot else "") + "---|---|---|---|---|---|"]
+    for h in [*hyps, *untested]:
         iv = h["interval"]
-        dec = "supported" if h["reject"] else f"not shown (an effect below {h['mde']:.3f} cannot be excluded)"
-        lines.append(f"| {h['env']} | {h['n']} | {h['name']} | {h['a']} vs {h['b']} | {iv} | {h['mde']:.3f} | "
-                     f"{iv.p_greater:.3f} | {h['p_holm']:.3f} | {dec} |")
+        if "not_tested" in h:
+            dec, level, mde_s, ph = f"not tested: {h['not_tested']}", "–", "–", "–"
+        else:
+            level, mde_s, ph = f"{h['level']:.4f}", f"{h['mde_holm']:.3f}", f"{h['p_holm']:.3f}"
+            dec = ("supported" if h["reject"] else
+                   f"not shown (MDE {h['mde_holm']:.3f} at one-sided {h['level']:.4f}; the interval excludes "
+                   f"effects above {iv.hi:+.3f})")
+        cells = [h["env"], str(h["n"]), h["name"], f"{h['a']} vs {h['b']}", str(iv)]
+        if boot:
+            cells.append(str(h["bootstrap"]) if h.get("bootstrap") is not None else "–")
+        cells += [str(h["convex"]) if h.get("convex") is not None else "–", level, mde_s,
+                  f"{iv.p_greater:.3f}", ph, dec]
+        lines.append("| " + " | ".join(cells) + " |")
+    maj = [f"{env} {_f3(e.get('majority_acc'))}" for env, e in an["envs"].items()]
+    lines += ["", "Training-set majority action on the test split (the floor beside every arm): " + ", ".join(maj) + ".",
+              ""]
+    matched = [(env, e["matched_f1"]) for env, e in an["envs"].items() if e.get("matched_f1")]
+    if matched:
+        lines += ["### byog-text vs captioner-text at matched narration F1 (beside the matched-step row above)", "",
+                  ("Per pipeline seed, the pretraining checkpoints (final and dose steps) whose BC-validation "
+                   "narration F1 is nearest; descriptive, not in the Holm family."), "",
+                  "| env | arms | checkpoints (byog, captioner) per seed | BC-val F1 (byog, captioner) | difference [95% CI] |",
+                  "|---|---|---|---|---|"]
+        for env, m in matched:
+            steps = "; ".join(f"p{p['pipeline_seed']}: {p['steps'][0]:g}, {p['steps'][1]:g}" for p in m["pairs"])
+            f1s = "; ".join(f"{p['f1'][0]:.3f}, {p['f1'][1]:.3f}" for p in m["pairs"])
+            lines.append(f"| {env} | {m['a']} vs {m['b']} | {steps} | {f1s} | {m['interval']} |")
+        lines.append("")
     return [*lines, ""]
 
 
@@ -392,6 +603,27 @@ def smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+AT_CAP_BUDGET = 0.05
+"""At most this share of BC cells may reach their step cap while their BC-validation NLL still improved."""
+
+
+def at_cap_share(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """``(cells at their cap while improving, BC cells that say)`` over the bc and dose cells."""
+    flags = [_num(r.get("train/at_cap_improving")) for r in rows if r.get("study") in ("bc", "dose", "cross")]
+    flags = [f for f in flags if f is not None]
+    return int(sum(f > 0 for f in flags)), len(flags)
+
+
+def convergence_md(rows: list[dict[str, Any]]) -> list[str]:
+    """How many BC heads stopped on their BC-validation NLL, against the budget."""
+    k, n = at_cap_share(rows)
+    if not n:
+        return []
+    ok = "within" if k <= AT_CAP_BUDGET * n else "**over**"
+    return [f"BC convergence: {k} of {n} BC cells ({100 * k / n:.1f}%) reached their step cap while their "
+            f"BC-validation NLL still improved (`train/at_cap_improving`), {ok} the {100 * AT_CAP_BUDGET:g}% budget.", ""]
+
+
 def references_md(rows: list[dict[str, Any]]) -> list[str]:
     """Live references (expert, random, observation-blind action prior) beside the arms."""
     ref = [r for r in rows if r.get("study") == "ref"]
@@ -415,7 +647,7 @@ def write_report(root: Path, rows: list[dict[str, Any]] | None = None, design: A
     if rows is None:
         rows = [json.loads(f.read_text()) for f in sorted(root.rglob("cell.json"))]
     write_csv(rows, root / "results.csv")
-    an = analyse(rows)
+    an = analyse(rows, design)
     pngs = plots(rows, an, root) + rl_curve_plot(root, root)
     agg, agg_png = rliable_md(an, root)
     md = ["# Transfer study", ""]
@@ -424,9 +656,12 @@ def write_report(root: Path, rows: list[dict[str, Any]] | None = None, design: A
     if seconds is not None:
         md += [f"Wall clock: {seconds / 60:.1f} min.", ""]
     if design is not None:
-        md += [f"Design: {getattr(design, 'description', '')}", ""]
+        md += [f"Preset: {getattr(design, 'description', '')}", "", f"This run's design: {design_summary(design)}", ""]
     md += [("Accuracy is the held-out (test split) action accuracy; intervals are 95% paired t over "
-            "pipeline seeds (BC seeds averaged within each); MDE = minimum detectable effect at 80% power."), ""]
+            "pipeline seeds (BC seeds averaged within each); MDE = minimum detectable effect at 80% power. "
+            "The MLP head decides; the convex head (logistic regression on the frozen features + mission "
+            "one-hot, C tuned on BC-validation) is a secondary check."), ""]
+    md += convergence_md(rows)
     md += gates_md(an) + [""] + hypotheses_md(an) + agg + references_md(rows) + dose_md(rows)
     md += ["## All cells (mean ± 95% CI over pipeline seeds)", "", table(rows), ""]
     md += [f"![{p.stem}]({p.name})" for p in pngs + agg_png]
@@ -434,6 +669,24 @@ def write_report(root: Path, rows: list[dict[str, Any]] | None = None, design: A
     (root / "report.md").write_text(text)
     (root / "analysis.json").write_text(json.dumps(_jsonable_analysis(an), indent=2, default=str))
     return text
+
+
+def design_summary(design: Any) -> str:
+    """The resolved design of a run (the preset *with* its overrides: a preset's description
+    alone misdescribes a run that overrode its envs, episodes or arms)."""
+    envs = "; ".join(f"{e} {plan.episodes} episodes" + (f" x {plan.max_steps} steps" if plan.max_steps else "")
+                     for e, plan in getattr(design, "envs", {}).items())
+    parts = [envs, "arms " + ", ".join(getattr(design, "arms", ())),
+             "N " + ", ".join(str(n) for n in getattr(design, "ns", ())),
+             f"pipeline seeds {list(getattr(design, 'pipeline_seeds', ()))} x BC seeds {list(getattr(design, 'bc_seeds', ()))}",
+             f"label fractions {list(getattr(design, 'label_fractions', ()))}",
+             f"{getattr(design, 'pretrain_steps', '?')} pretraining steps"
+             + (f" (dose checkpoints {list(design.dose_steps)})" if getattr(design, "dose_steps", ()) else ""),
+             f"BC at most {getattr(design, 'bc_steps', '?')} steps of {getattr(design, 'bc_batch', '?')} episodes "
+             f"(lr {getattr(design, 'bc_lr', '?')}, patience {getattr(design, 'patience', '?')} evaluations "
+             f"every {getattr(design, 'eval_every', '?')} steps)",
+             f"{getattr(design, 'live_episodes', 0)} live episodes per cell and action mode"]
+    return "; ".join(x for x in parts if x) + "."
 
 
 def _jsonable_analysis(an: dict[str, Any]) -> dict[str, Any]:
@@ -447,6 +700,14 @@ def _jsonable_analysis(an: dict[str, Any]) -> dict[str, Any]:
                     "p_greater": x.p_greater}
         return x
     return conv(an)
+
+
+def _iv(c: dict | None) -> str:
+    return "–" if c is None else str(c["interval"])
+
+
+def _f3(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def _yn(c: dict | None) -> str:

@@ -15,8 +15,9 @@ each pipeline seed first and the interval is
   ~96% at nominal 95% with 3 and 5 seeds, the percentile bootstrap ~89% with 3, ~88% with 5 and
   ~94% with 10 seeds, so it becomes primary only from 10 seeds on (:func:`paired_interval`).
 
-Equivalence (:func:`tost`: two one-sided t-tests against a margin, the minimum detectable
-effect by default), multiplicity (:func:`holm`), and the minimum detectable effect
+Equivalence (:func:`tost`: two one-sided t-tests against a margin fixed before the data, the
+study's 0.025; a margin computed from the same data, such as their MDE, grows with their noise
+and lets noisy data pass), multiplicity (:func:`holm`), and the minimum detectable effect
 (:func:`mde`) that must stand beside every "no effect". Aggregate metrics over tasks (IQM,
 probability of improvement, performance profiles) come from the ``rliable`` library
 (:func:`rliable_summary`; install the ``study`` extra).

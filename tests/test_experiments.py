@@ -181,6 +181,9 @@ def test_run_all_end_to_end_schema(tmp_path):
         assert 0.0 <= float(r["offline/acc"]) <= 1.0 and float(r["offline/nll"]) > 0
         assert (r["live/success_rate"] != "") == (r["encoder"] in ("prior", "oracle-text"))
         assert (r["narration/event_f1"] != "") == (r["encoder"] == "byog")
+        assert r["train/at_cap_improving"] in ("0.0", "1.0") and 0.0 <= float(r["offline/majority_acc"]) <= 1.0
+        # the convex check on frozen features (not on an encoder trained with the head)
+        assert (r["offline/convex_acc"] != "") == (r["encoder"] != "scratch")
     refs = {r["encoder"] for r in rows if r["study"] == "ref"}
     assert refs == {"babyai-bot", "random", "action-prior/sample", "action-prior/argmax"}
     # the dose cells: byog's step-1 checkpoint cloned offline, with that checkpoint's narration F1
@@ -193,6 +196,8 @@ def test_run_all_end_to_end_schema(tmp_path):
     assert {r["pretrain_step"] for r in bc if r["encoder"] == "byog"} == {"2"}
     md = (root / "report.md").read_text()
     assert "## Gates" in md and "non-discriminating" in md and command(cfg) in md and "Wall clock" in md
+    # the run's own design (its overrides), not only the preset's description
+    assert "This run's design: babyai-gotolocal 8 episodes x 64 steps;" in md and "pipeline seeds [0]" in md
     assert (root / "acc_babyai-gotolocal.png").stat().st_size > 1000
     cells = {p: p.stat().st_mtime_ns for p in (root / "cells").rglob("cell.json")}
     main(cfg)  # resumable: nothing recomputed
@@ -240,6 +245,8 @@ def test_pretraining_keeps_the_dose_checkpoints(tmp_path, babyai_data):
     assert [read_meta(c)["step"] for c in list_checkpoints(run)] == [2, 4]  # 1 and 3 saved, then removed
     assert {k for k in res if "@" in k} == {"narration/event_f1@2", "narration/event_f1@4"}
     assert all(0.0 <= res[k] <= 1.0 for k in res if "@" in k)
+    # one narration-F1 measure: the final checkpoint's is the kept steps' measure, the trainer's aside
+    assert res["narration/event_f1"] == res["narration/event_f1@4"] and "narration/trainer_event_f1" in res
     early = encoder_checkpoint("byog", run, 2)
     assert early.name.endswith("000002") and encoder_checkpoint("byog", run) == run
     w2 = load_agent(early).state_dict()
@@ -316,7 +323,7 @@ def test_captioner_below_full_labels_trains_on_its_labelled_episodes(tmp_path, b
     assert len(labelled_episodes(train, 0.5, 0)) == 2
     res = pretrain("captioner", babyai_data, tmp_path / "cap", PretrainSpec(steps=2, batch_size=8, progress=False),
                    label_fraction=0.5)
-    assert 0.0 <= res["narration/event_f1"] <= 1.0
+    assert 0.0 <= res["narration/event_f1"] <= 1.0 and res["narration/event_f1"] == res["narration/event_f1@2"]
     summary = json.loads((tmp_path / "cap" / "summary.json").read_text())
     assert summary["episodes"]["labelled"] == 2 and summary["windows"]["train"] == 2  # batch clamped 8 -> 2
 

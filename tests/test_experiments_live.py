@@ -164,3 +164,76 @@ def test_a_cloned_policy_acts_the_same_whether_envs_restart_alone_or_in_rounds()
         assert all(r.length == 7 for r in res)
         out[restarts] = [a for call in acts for a in call]
     assert len(set(out[True])) > 1 and out[True] == out[False]
+
+
+class _ReplayHead(torch.nn.Module):
+    """Stands in for a trained head: records the features the live actor feeds it and returns
+    logits that pick the recorded episode's next action (so the live env replays the episode)."""
+
+    def __init__(self, actions, num_actions: int) -> None:
+        super().__init__()
+        self.actions, self.num_actions, self.t, self.seen = list(actions), num_actions, 0, []
+
+    def forward(self, x, mission=None, h=None):
+        self.seen.append(x[0, 0].clone())
+        logits = torch.zeros(1, 1, self.num_actions)
+        logits[0, 0, int(self.actions[min(self.t, len(self.actions) - 1)])] = 1.0
+        self.t += 1
+        return logits, h
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_name,plan", [("babyai-unlocklocal", (10, None, {"view": "agent"})),
+                                           ("crafter", (3, 40, {}))])
+def test_a_trained_narrators_live_features_equal_the_offline_features_of_the_recorded_episode(
+        tmp_path, env_name, plan):
+    """Issue 22: with a narrator pretrained as the study pretrains it, the live path (the env
+    stepped by the live runner, the cloned actor, the featurizer's step) gives per step exactly
+    the features the BC head was trained on offline for the recorded episode (byog-text: its
+    words; byog: its hidden states), across block restarts (episodes longer than the context)."""
+    from collect.dataset import open_dataset
+    from experiments.action_transfer import (
+        ActionTransferConfig,
+        ClonedActor,
+        build_featurizer,
+        env_kwargs_of,
+        featurize,
+        load_blocks,
+    )
+    from experiments.live import run_episodes
+    from experiments.pretrain import PretrainSpec, pretrain
+    from experiments.run_all import EnvPlan, collect_data
+
+    data = collect_data(env_name, EnvPlan(*plan), tmp_path / "data", progress=False)
+    pretrain("byog", data, tmp_path / "run", PretrainSpec(steps=80, batch_size=4, progress=False), label_fraction=1.0)
+    ds = open_dataset(data)
+    longest = max(range(ds.num_episodes), key=lambda i: ds.episode(i).length)
+    assert ds.episode(longest).length > 16  # crosses a block restart (context 16)
+    mission = bool(ds.records[0].get("mission"))
+    spoken = 0.0
+    for arm in ("byog-text", "byog"):
+        feat = build_featurizer(ActionTransferConfig(data=data, out=tmp_path / "bc", encoder=arm,
+                                                     checkpoint=tmp_path / "run"))
+        for i in sorted({0, longest}):
+            ep = ds.episode(i)
+            offline = featurize(feat, load_blocks(data, [i], mission))[0]  # [L, D]
+            head = _ReplayHead(ep.actions[ep.actions >= 0], int(ds.info["action_space"]["n"]))
+            actor = ClonedActor(feat, head, use_mission=False, sample=False)
+            [res] = run_episodes(env_name, actor, episodes=1, seed=int(ep.record["seed"]), num_envs=1,
+                                 max_steps=plan[1], env_kwargs=env_kwargs_of(ds))
+            steps = int((ep.actions >= 0).sum())
+            assert res.length == steps  # the env replayed the recorded episode
+            torch.testing.assert_close(torch.stack(head.seen), offline[:steps], atol=1e-4, rtol=1e-4)
+            if arm == "byog-text":
+                spoken += float(offline[:steps].abs().sum())
+    assert spoken > 0  # the narrator speaks: the comparison is not of empty channels
+
+
+def test_slot_support_counts_narrated_slots_whose_words_the_annotations_hold():
+    from experiments.features import slot_support
+
+    narrated = [["picked up blue key"], [], ["facing", "blue door"], ["picked up blue door"]]
+    truth = [["You picked up the blue key"], ["facing blue door"], ["facing blue door"], ["facing blue door"]]
+    # slot 0 supported (case and extra words aside), slot 1 says nothing, slot 2 supported, slot 3 not
+    assert slot_support(narrated, truth) == (2, 3)
+    assert slot_support([[]], [["x"]]) == (0, 0)
