@@ -241,7 +241,7 @@ class TokenLM(nn.Module):
                 takes the lean decode path (see the module docstring).
             start: Position of ``x[:, 0]``.
             layer_hook: Called as ``hook(i, hidden)`` before layer ``i`` (fusion blocks).
-            positions: Long [B], a one-position step with each row at its own position (a
+            positions: Long [B], each row at its own positions ``positions[b] ..`` (a
                 :class:`KVCache` with autograd off; ``start`` is then ignored), attending to
                 the first ``span`` cache slots masked per row (see ``DecodePlan.__call__``).
 
@@ -250,9 +250,8 @@ class TokenLM(nn.Module):
         """
         self._activate()
         if positions is not None:  # vector narration: rows at their own positions
-            if not isinstance(cache, KVCache) or torch.is_grad_enabled() or x.shape[1] != 1:
-                raise ModelError("Per-row positions need a KVCache, autograd off and one "
-                                 "position per call.")
+            if not isinstance(cache, KVCache) or torch.is_grad_enabled():
+                raise ModelError("Per-row positions need a KVCache and autograd off.")
             return self._decode(x, cache, start, layer_hook, positions, span)
         if cache is not None and start != cache.get_seq_length():
             raise ModelError(f"KV cache holds {cache.get_seq_length()} positions, asked for {start}.")
