@@ -427,7 +427,8 @@ class BYOGAgent(nn.Module):
         try:
             valid = batch["valid"].bool()
             e = self.frame_embeddings(batch)
-            ids, logits = self.encoder.sample(e, greedy=True)
+            # scored as narration writes it: the slot format kept (agents.slot_rule)
+            ids, logits = self.encoder.sample(e, greedy=True, rule=narration_rule(self))
             ids = ids.masked_fill(~valid[:, :, None], self.special.pad)
             slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, self.cfg.text)
             truth = slotted.ids.to(ids.device)

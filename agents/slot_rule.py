@@ -30,6 +30,7 @@ slides, reset per stream when a vector narrator's env resets). Nothing here impo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -73,7 +74,7 @@ class SlotRule:
     def force(self, track: SlotTrack, tok: torch.Tensor, j: int) -> torch.Tensor:
         """The token written at slot position ``j`` given the decoder's choice ``tok`` Long [B];
         advances ``track`` in place."""
-        ends = torch.as_tensor(self.ends, device=tok.device)
+        ends = _ids_tensor(self.ends, tok.device)
         if j == 0:  # a new slot: an open sentence has run on into one more slot
             track.done.zero_()
             track.ill.zero_()
@@ -98,6 +99,13 @@ class SlotRule:
             track.ill |= free.ne(self.nil).any(1)
             track.exits.add_(1)
         track.ill_formed.add_(track.ill.long())
+
+
+@lru_cache(maxsize=16)
+def _ids_tensor(ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``ids`` as a Long tensor on ``device``, made once (force runs per token position)."""
+    with torch.inference_mode(False):
+        return torch.tensor(ids, dtype=torch.long, device=device)
 
 
 @dataclass

@@ -128,8 +128,8 @@ def test_vector_equals_single_env_narration_with_resets_and_slides_at_different_
     assert vec.reencodes >= 8  # slides happened, in different envs at different steps
     assert len({tuple(r) for r in ids[..., :3].reshape(-1, 3).tolist()}) > 1 + (not rule)  # varies
     counts = vec.slot_counts()
-    if rule:  # the rule did something: sentences were cut, slots ended in one parallel pass
-        assert counts["cut_tokens"] > 0 and counts["early_exit_frames"] > 0, counts
+    if rule:  # the rule did something: sentences were cut (the early exit's fill across rows is
+        assert counts["cut_tokens"] > 0, counts  # tested on recorded episodes, test_slot_rule)
     else:
         assert counts == {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0}
     if forecast:  # so do the forecasts
