@@ -114,6 +114,10 @@ class NarrateConfig:
     offline: bool = True
     """Also narrate the same frames offline (training-length windows) and report live - offline
     (``--no-offline`` to skip)."""
+    stream: bool = False
+    """Narrate ``--steps`` per episode as one stream: when the env's episode ends first, the
+    next one starts (a new seed) and the narrator goes on with its context, not reset (long-run
+    narration where the player dies early). Single env only."""
     drift: int = 500
     """Steps of the early span (from step 0) and the late span (the last ``drift`` of
     ``--steps``) whose paired live - offline F1 change is reported when ``--steps >= 2 * drift``."""
@@ -129,6 +133,9 @@ class NarrateConfig:
                 raise NarrationError(f"--{name} must be >= 1, got {getattr(self, name)}.")
         if self.tolerance < 0:
             raise NarrationError(f"--tolerance must be >= 0 frames, got {self.tolerance}.")
+        if self.stream and self.num_envs > 1:
+            raise NarrationError("--stream narrates one env (its episodes as one stream); pass "
+                                 "--num-envs 1.")
         if self.fps <= 0:
             raise NarrationError(f"--fps must be > 0, got {self.fps}.")
         self.out = Path(self.out)
@@ -147,6 +154,7 @@ class EpisodeLog:
     annotated: bool = False  # the env put ``annotations`` in info
     cut: int = 0  # word tokens the carry bound cut (agents.slot_rule)
     ill_formed: int = 0  # slots where the early exit wrote <nil> over a word
+    resets: int = 0  # --stream: env episodes that ended and were followed by the next
 
 
 # --------------------------------------------------------------------------- the loop
@@ -154,7 +162,9 @@ class EpisodeLog:
 
 def run_episodes(cfg: NarrateConfig, env: NarrationWrapper, policy: Any, printer: Any,
                  jsonl: Any) -> tuple[list[EpisodeLog], float]:
-    """Play and narrate; returns the logs and the seconds spent narrating."""
+    """Play and narrate; returns the logs and the seconds spent narrating. With ``--stream`` an
+    episode that ends before ``--steps`` is followed by the next (seed ``seed + episodes *
+    (resets + 1) + episode``) in the same log, the narrator keeping its context."""
     logs: list[EpisodeLog] = []
     narrate_s = 0.0
     for ep in range(cfg.episodes):
@@ -163,17 +173,26 @@ def run_episodes(cfg: NarrateConfig, env: NarrationWrapper, policy: Any, printer
         obs, info = env.reset(seed=cfg.seed + ep)
         narrate_s += time.perf_counter() - t0
         policy.reset(obs, info)
-        for step in range(cfg.steps + 1):
-            _record(cfg, log, ep, step, obs, info, printer, jsonl)
-            if step == cfg.steps:
-                break
+        step = 0
+        _record(cfg, log, ep, step, obs, info, printer, jsonl)
+        while step < cfg.steps:
             action = policy.act(obs, info)
             t0 = time.perf_counter()
             obs, _, terminated, truncated, info = env.step(action)
             narrate_s += time.perf_counter() - t0
-            if terminated or truncated:
-                _record(cfg, log, ep, step + 1, obs, info, printer, jsonl)
+            step += 1
+            _record(cfg, log, ep, step, obs, info, printer, jsonl)
+            if not (terminated or truncated):
+                continue
+            if not cfg.stream or step == cfg.steps:
                 break
+            log.resets += 1
+            t0 = time.perf_counter()
+            obs, info = env.reset_env(seed=cfg.seed + cfg.episodes * log.resets + ep)
+            narrate_s += time.perf_counter() - t0
+            policy.reset(obs, info)
+            step += 1
+            _record(cfg, log, ep, step, obs, info, printer, jsonl)
         logs.append(log)
     return logs, narrate_s
 
@@ -440,6 +459,7 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "episodes": len(logs), "frames": frames,
         "episode_lengths": [len(lg.frames) for lg in logs],
+        "stream_resets": [lg.resets for lg in logs] if cfg.stream else None,
         "narration_fps": frames / narrate_s if narrate_s > 0 else float("nan"),
         "events": live["events"], "lag": live["lag"], "tolerance": cfg.tolerance,
         "slots": {"cut_tokens": sum(lg.cut for lg in logs),

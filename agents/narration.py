@@ -72,6 +72,14 @@ class NarrationWrapper(gym.Wrapper):
         self.narrator.reset(seed)
         return obs, self._narrate(obs, info)
 
+    def reset_env(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset the env but NOT the narration: its first frame is narrated with the context of
+        the frames before (episodes narrated as one stream, ``agents.narrate --stream``)."""
+        if self.narrator.state is None:
+            raise NarrationError("NarrationWrapper.reset_env called before reset(); call env.reset() first.")
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, self._narrate(obs, info)
+
     def step(self, action: Any):
         if self.narrator.state is None:
             raise NarrationError("NarrationWrapper.step called before reset(); call env.reset() first.")

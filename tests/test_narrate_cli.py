@@ -198,7 +198,7 @@ def test_cli_reports_live_vs_offline_and_the_slot_counts(checkpoint, tmp_path, c
     out = tmp_path / "narr"
     rc = cli(["--env", "crafter", "--checkpoint", str(checkpoint), "--policy", "crafter-scripted",
               "--steps", "30", "--episodes", "2", "--greedy", "--bucket", "10", "--drift", "10",
-              "--no-video", "--quiet", "--out", str(out)])
+              "--no-video", "--quiet", "--threads", "1", "--out", str(out)])
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     s = json.loads((out / "summary.json").read_text())
@@ -218,19 +218,21 @@ def test_cli_reports_live_vs_offline_and_the_slot_counts(checkpoint, tmp_path, c
 
 @pytest.mark.slow
 def test_a_2000_step_episode_is_narrated_with_bounded_context(checkpoint, tmp_path, capsys):
-    """Long episodes: 2,000 steps live, per-bucket monitors and the drift of live - offline."""
+    """Long episodes: 2,000 steps live (the scripted player dies within ~600 steps, so as one
+    --stream of episodes, the narrator never reset), per-bucket monitors and the drift."""
     out = tmp_path / "long"
     rc = cli(["--env", "crafter", "--checkpoint", str(checkpoint), "--policy", "crafter-scripted",
-              "--steps", "2000", "--episodes", "1", "--greedy", "--bucket", "250", "--no-video",
-              "--quiet", "--out", str(out)])
+              "--steps", "2000", "--episodes", "1", "--greedy", "--bucket", "250", "--stream",
+              "--no-video", "--quiet", "--threads", "1", "--out", str(out)])
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     s = json.loads((out / "summary.json").read_text())
-    n = s["episode_lengths"][0]
-    assert n > 1000  # the scripted player survives long enough to test long-episode narration
-    assert len(s["buckets"]) == -(-n // 250)
+    assert s["episode_lengths"] == [2001] and s["stream_resets"][0] >= 1
+    lines = (out / "narration.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(2001))
+    assert len(s["buckets"]) == 9
     for b in s["buckets"]:
         assert 0 <= b["narration/nil_rate"] <= 1 and 0 <= b["offline/narration/nil_rate"] <= 1
-    if n > 2000:
-        assert s["drift"]["late_steps"] == [1500, 2000]
+    d = s["drift"]
+    assert d["early_steps"] == [0, 500] and d["late_steps"] == [1500, 2000] and d["episodes"] == 1
     assert (out / "narration_over_time.png").stat().st_size > 0
