@@ -571,7 +571,8 @@ def plot_over_time(summary: dict[str, Any], path: Path) -> Path:
                             label=f"{pre or 'live/'}{key.split('/')[-1]}")
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a panel with no value at all has no legend
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
