@@ -129,13 +129,13 @@ class DecodePlan:
 
         Dropout is applied where the stock layer applies it when ``train``.
 
-        ``positions`` Long [B] (one-position steps only, ``L == 1``): each row's own position
-        (vector narration, whose envs reset and slide at different steps): row b's key/value
-        goes to cache slot ``positions[b]``, rotary uses that position, and the query attends
-        to slots ``<= positions[b]`` of the first ``span`` (= max(positions) + 1, passed by the
-        caller to avoid a host sync) under an additive mask; later slots of a row (left over
-        from before its reset or slide) are masked out, so the cache buffer must hold finite
-        values there (zero-initialised)."""
+        ``positions`` Long [B]: each row's own first position (vector narration, whose envs
+        reset and slide at different steps): row b's L keys/values go to cache slots
+        ``positions[b] ..``, rotary uses those positions, and query i attends to slots
+        ``<= positions[b] + i`` of the first ``span`` (= max(positions) + L, passed by the
+        caller to avoid a host sync) under an additive mask (one position) or a boolean mask
+        (several: the slot early exit's fill); later slots of a row (left over from before its
+        reset or slide) are masked out, so the cache buffer must hold finite values there (zero-initialised)."""
         # oneDNN runs F.gelu through a primitive costing ~10 us per call even on a handful of
         # values (vs ~2 us for ATen's own kernel); a decode step has one gelu per layer, so the
         # step runs with oneDNN off and restores the flag (the same erf GELU).
@@ -155,32 +155,38 @@ class DecodePlan:
 
     def _positions(self, x: torch.Tensor, start: int, positions: torch.Tensor | None,
                    span: int) -> tuple:
-        """Rotary tables and attention masking of one call: (cos, sin, perm, rot, rows, bias,
-        mask, causal); ``rows``/``bias`` only with per-row ``positions``."""
+        """Rotary tables and attention masking of one call: (cos, sin, perm, rot, rows, at,
+        bias, mask, causal); ``rows`` (row indices), ``at`` (Long [B, L] each row's positions)
+        and ``bias`` (one-position steps) only with per-row ``positions``."""
         B, L, _ = x.shape
         mask, causal = None, False  # one position sees the whole cache: no mask at all
-        rows = bias = None
+        rows = at = bias = None
         if positions is not None:  # per-row positions (see __call__): tables indexed per row
             _, _, cos, sin, perm, rot = self.lm.rope_tables(x, span)
-            cos, sin, rot = cos[positions][:, None], sin[positions][:, None], rot[positions][:, None]
+            at = positions[:, None] + torch.arange(L, device=x.device)  # [B, L]
+            cos, sin, rot = cos[at], sin[at], rot[at]  # [B, L, 1, 1, r]
             rows = torch.arange(B, device=x.device)
-            seen = torch.arange(span, device=x.device)[None] <= positions[:, None]  # [B, span]
-            bias = x.new_zeros(B, span).masked_fill_(~seen, float("-inf"))
-            bias = bias[:, None, None].expand(B, self.H, 1, span).reshape(B * self.H, 1, span)
+            seen = torch.arange(span, device=x.device)[None, None] <= at[:, :, None]  # [B, L, span]
+            if L == 1:
+                bias = x.new_zeros(B, span).masked_fill_(~seen[:, 0], float("-inf"))
+                bias = bias[:, None, None].expand(B, self.H, 1, span).reshape(B * self.H, 1, span)
+            else:  # a multi-position feed per row (the slot early exit): row b, query i sees
+                mask = seen[:, None]  # slots <= positions[b] + i  [B, 1, L, span]
         else:
             _, _, cos, sin, perm, rot = self.lm.rope_tables(x, start + L)
             cos, sin, rot = cos[start:start + L], sin[start:start + L], rot[start:start + L]
-        if L > 1 and start == 0:
-            causal = True
-        elif L > 1:  # a multi-position feed after a prefix: row i sees positions <= start + i
-            mask = torch.ones(L, start + L, dtype=torch.bool, device=x.device).tril(start)
-        return cos, sin, perm, rot, rows, bias, mask, causal
+            if L > 1 and start == 0:
+                causal = True
+            elif L > 1:  # a multi-position feed after a prefix: row i sees positions <= start + i
+                mask = torch.ones(L, start + L, dtype=torch.bool, device=x.device).tril(start)
+        return cos, sin, perm, rot, rows, at, bias, mask, causal
 
     def _run(self, x: torch.Tensor, cache: KVCache, start: int, layer_hook: LayerHook | None,
              train: bool, positions: torch.Tensor | None = None, span: int = 0) -> torch.Tensor:
         B, L, D = x.shape
         H, r = self.H, self.r
-        cos, sin, perm, rot, rows, bias, mask, causal = self._positions(x, start, positions, span)
+        cos, sin, perm, rot, rows, at, bias, mask, causal = self._positions(x, start, positions,
+                                                                            span)
         h = (self.emb_dropout(x) if train else x).reshape(B * L, D)  # rows [B*L, D]
         for i, (ln1, qkv_proj, dense, ln2, fc1, act, fc2, parallel, d, scale, p_att, drop_att,
                 drop_mlp, fused) in enumerate(self.layers):
@@ -209,8 +215,11 @@ class DecodePlan:
             if not cl.is_initialized:
                 empty = qkv.new_empty(B, H, 0, d)
                 cl.lazy_initialization(empty, empty)
-            if rows is not None:  # each row's key+value into its own slot
+            if rows is not None and L == 1:  # each row's key+value into its own slot
                 cl.kv[rows, :, positions] = kv_new[:, :, 0]
+                cl.length, n = max(cl.length, span), span
+            elif rows is not None:  # each row's L keys+values into its own slots
+                cl.kv[rows[:, None], :, at] = kv_new.transpose(1, 2)  # [B, L, H, 2, d]
                 cl.length, n = max(cl.length, span), span
             else:
                 cl.reserve(L).copy_(kv_new)  # keys+values, one write

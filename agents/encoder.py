@@ -30,6 +30,7 @@ from agents.errors import ModelError
 from agents.kv_cache import KVCache
 from agents.lm import TokenLM, sample_tokens
 from agents.obs.base import ObsEncoder
+from agents.slot_rule import SlotRule, SlotTrack
 
 
 class GatedCrossAttention(nn.Module):
@@ -98,6 +99,7 @@ class NarrationState:
     hidden: torch.Tensor | None = None  # float [B, k, D] the last frame's final hidden states
     last_frame: torch.Tensor | None = None  # uint8 [B, H, W, 3] set by embed_frame (None: none yet)
     obs_state: dict | None = None  # the obs encoder's per-stream state (ObsEncoder.step), per env
+    slot: SlotTrack | None = None  # the slot rule's per-stream state (agents.slot_rule), if any
 
 
 class NarrationEncoder(nn.Module):
@@ -121,6 +123,9 @@ class NarrationEncoder(nn.Module):
                       if fusion == "xattn" else None)
         self.register_buffer("banned", torch.tensor(banned_ids, dtype=torch.long), persistent=False)
         self.nil_rule: tuple[int, float] | None = None  # greedy: (nil_id, p), see sample_tokens
+        # the slot format narration keeps (carry cut, early exit; agents.slot_rule), set by the
+        # agent; training's target sampling does not pass it (its tokens stay as they were)
+        self.slot_rule: SlotRule | None = None
 
     # ---------------------------------------------------------------- frames
     def frame_embeddings(self, frames: torch.Tensor, valid: torch.Tensor | None = None,
@@ -196,9 +201,11 @@ class NarrationEncoder(nn.Module):
 
     def _frame(self, state: NarrationState, e_t: torch.Tensor, io: tuple, *, greedy: bool,
                temperature: float, top_k: int, generator: torch.Generator | None,
+               rule: SlotRule | None = None,
                ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """Narrate one frame: e_t [B, D] -> k tokens [B], logits [B, V] and final hidden states
-        [B, D] (lists); advances ``state`` in place. ``io`` = ``tlm.token_io()``. Call under
+        [B, D] (lists); advances ``state`` in place. ``io`` = ``tlm.token_io()``. ``rule``: the
+        slot format to keep (``state.slot`` its track; see :mod:`agents.slot_rule`). Call under
         ``torch.inference_mode``."""
         tlm = self.tlm
         hook = None
@@ -213,6 +220,7 @@ class NarrationEncoder(nn.Module):
         (embed, logits_of), cache, banned = io, state.cache, self.banned
         prev, pos = state.prev, state.position
         ids, logits, hs = [], [], []
+        free = None
         for j in range(self.k):
             x = embed(prev)[:, None]  # [B, 1, D]
             if j == 0 and self.fusion == "additive":
@@ -223,28 +231,66 @@ class NarrationEncoder(nn.Module):
                 z = z.index_fill(-1, banned, float("-inf"))
             prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
                                  generator=generator, nil_rule=self.nil_rule)
+            if rule is not None:
+                prev = rule.force(state.slot, prev, j)
             ids.append(prev)
             logits.append(z)
             hs.append(h)
+            if rule is not None and rule.early_exit and j < self.k - 1 \
+                    and bool(state.slot.done.all()):  # every row ended its slot: fill the rest
+                h, z, free = self.fill_nil(cache, pos + j + 1, self.k - 1 - j, prev, io, hook,
+                                            greedy=greedy)
+                ids += [prev] * (self.k - 1 - j)
+                logits += z.unbind(1)
+                hs += h.unbind(1)
+                break
+        if rule is not None:
+            rule.end_slot(state.slot, free)
         state.prev, state.position, state.frames = prev, pos + self.k, state.frames + 1
         return ids, logits, hs
 
+    def fill_nil(self, cache: KVCache, start: int, L: int, nil: torch.Tensor, io: tuple,
+                  hook, *, greedy: bool, positions: torch.Tensor | None = None, span: int = 0,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The slot's last ``L`` positions after every row wrote ``<nil>`` (``nil`` Long [B]):
+        ONE pass over inputs ``embed(<nil>)`` at positions ``start ..`` (per row from
+        ``positions`` Long [B] when given) that fills the cache -> (h [B, L, D], z [B, L, V],
+        the greedy choices there Long [B, L] or None when sampling)."""
+        embed, logits_of = io
+        x = embed(nil)[:, None].expand(-1, L, -1).contiguous()  # [B, L, D]
+        h = self.tlm.hidden(x, cache=cache, start=start, layer_hook=hook, positions=positions,
+                            span=span)  # [B, L, D]
+        z = logits_of(h)  # [B, L, V]
+        if self.banned.numel():
+            z = z.index_fill(-1, self.banned, float("-inf"))
+        free = None
+        if greedy:  # what the sequential decoder would have chosen: is the slot well formed?
+            B, _, V = z.shape
+            free = sample_tokens(z.reshape(B * L, V), greedy=True,
+                                 nil_rule=self.nil_rule).view(B, L)
+        return h, z, free
+
     def step_frame(self, state: NarrationState, e_t: torch.Tensor, *, greedy: bool = False,
                    temperature: float = 1.0, top_k: int = 0,
-                   generator: torch.Generator | None = None,
+                   generator: torch.Generator | None = None, rule: SlotRule | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor, NarrationState]:
         """Narrate one frame: e_t [B, D] -> (ids Long [B, k], logits [B, k, V], new state).
 
-        One cached model call per token position; the state's cache grows by k positions (in
-        place: the returned state shares the cache with ``state``).
+        One cached model call per token position (with ``rule``'s early exit, none after every
+        row's ``<nil>`` but one pass for the rest of the slot); the state's cache grows by k
+        positions (in place: the returned state shares the cache with ``state``). ``rule``: the
+        slot format to keep (its track is ``state.slot``, made here on first use).
         """
+        if rule is not None and state.slot is None:
+            state.slot = rule.start(e_t.shape[0], e_t.device)
         new = NarrationState(cache=state.cache, prev=state.prev, position=state.position,
                              frames=state.frames, memory=state.memory,
-                             last_frame=state.last_frame, obs_state=state.obs_state)
+                             last_frame=state.last_frame, obs_state=state.obs_state,
+                             slot=state.slot)
         with torch.inference_mode():
             ids, logits, hs = self._frame(new, e_t, self.tlm.token_io(), greedy=greedy,
                                           temperature=temperature, top_k=top_k,
-                                          generator=generator)
+                                          generator=generator, rule=rule)
         # ordinary tensors for the caller (inference tensors cannot enter autograd later)
         new.prev, new.hidden = new.prev.clone(), torch.stack(hs, 1)
         if new.memory is not None and new.memory.is_inference():
@@ -280,6 +326,7 @@ class NarrationEncoder(nn.Module):
 
     def sample(self, e: torch.Tensor, *, greedy: bool = False, temperature: float = 1.0,
                top_k: int = 0, generator: torch.Generator | None = None,
+               rule: SlotRule | None = None, track: SlotTrack | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Narrate a window offline: e [B, T, D] -> (ids Long [B, T, k], logits [B, T, k, V]).
 
@@ -287,15 +334,21 @@ class NarrationEncoder(nn.Module):
         rows beyond the tokenizer) are ``-inf``, so soft targets and entropies never count them.
 
         All B sequences are sampled in parallel, one cached model call per token position,
-        into a cache preallocated for the window's T*k positions.
+        into a cache preallocated for the window's T*k positions. ``rule``: the slot format to
+        keep (:mod:`agents.slot_rule`; None = tokens as the model chooses them, as training's
+        target sampling does); ``track``: its per-row state and counters (a fresh one when
+        None; pass one to read the cut and ill-formed counts).
         """
         B, T, _ = e.shape
+        if rule is not None and track is None:
+            track = rule.start(B, e.device)
         with torch.inference_mode():
             state = self.start(B, e.device, capacity=T * self.k)
+            state.slot = track
             ids, logits, io = [], [], self.tlm.token_io()
             for t in range(T):
                 y, z, _ = self._frame(state, e[:, t], io, greedy=greedy, temperature=temperature,
-                                      top_k=top_k, generator=generator)
+                                      top_k=top_k, generator=generator, rule=rule)
                 ids += y
                 logits += z
         # outside inference mode: ordinary tensors (callers may use them in training losses)

@@ -173,17 +173,27 @@ class TokenLM(nn.Module):
         """(embed, logits) for a per-token loop under ``no_grad``, with the special rows' deltas
         folded into one embedding table and one output matrix when both are plain modules and
         small (one op each per token instead of four and three; the same sums, rounded
-        differently for the logits). Build it per call: it copies the current weights."""
+        differently for the logits). The folded copies are kept while the weights are unchanged
+        (same storage, same version counter: an optimizer step or a load bumps it), so live
+        narration does not refold them every frame."""
         self._activate()
         emb, head = self.core.gpt_neox.embed_in, self.core.lm_head
         if (type(emb) is not nn.Embedding or type(head) is not nn.Linear or head.bias is not None
                 or emb.max_norm is not None or emb.weight.numel() > self.FOLD_LIMIT
                 or head.weight.numel() > self.FOLD_LIMIT):
             return self.embedder(), self.logits
+        key = tuple((t.data_ptr(), t._version, t.dtype)
+                    for t in (emb.weight, self.delta_in, head.weight, self.delta_out))
+        cached = getattr(self, "_io_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         pad = self.delta_in.new_zeros(1, self.hidden_size)
         table = emb.weight + torch.cat([self.delta_in, pad])[self.special_rows]  # [V, D]
         w_out = head.weight.index_add(0, self.special_ids, self.delta_out).T  # [D, V]
-        return (lambda ids: F.embedding(ids, table)), (lambda h: h @ w_out)
+        io = (lambda ids: F.embedding(ids, table)), (lambda h: h @ w_out)
+        if not torch.is_grad_enabled():  # folded without a graph: safe to reuse
+            object.__setattr__(self, "_io_cache", (key, io))
+        return io
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """h [..., D] -> logits [..., V]."""
@@ -248,7 +258,7 @@ class TokenLM(nn.Module):
                 takes the lean decode path (see the module docstring).
             start: Position of ``x[:, 0]``.
             layer_hook: Called as ``hook(i, hidden)`` before layer ``i`` (fusion blocks).
-            positions: Long [B], a one-position step with each row at its own position (a
+            positions: Long [B], each row at its own positions ``positions[b] ..`` (a
                 :class:`KVCache` with autograd off; ``start`` is then ignored), attending to
                 the first ``span`` cache slots masked per row (see ``DecodePlan.__call__``).
 
@@ -257,9 +267,8 @@ class TokenLM(nn.Module):
         """
         self._activate()
         if positions is not None:  # vector narration: rows at their own positions
-            if not isinstance(cache, KVCache) or torch.is_grad_enabled() or x.shape[1] != 1:
-                raise ModelError("Per-row positions need a KVCache, autograd off and one "
-                                 "position per call.")
+            if not isinstance(cache, KVCache) or torch.is_grad_enabled():
+                raise ModelError("Per-row positions need a KVCache and autograd off.")
             return self._decode(x, cache, start, layer_hook, positions, span)
         if cache is not None and start != cache.get_seq_length():
             raise ModelError(f"KV cache holds {cache.get_seq_length()} positions, asked for {start}.")

@@ -32,6 +32,7 @@ from agents.lm import TokenLM, build_gpt_neox
 from agents.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
 from agents.obs import ObsEncoder, build_obs_encoder
 from agents.predictor import Predictor
+from agents.slot_rule import SlotRule, SlotTrack, narration_rule
 from agents.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids
 
 if TYPE_CHECKING:
@@ -111,6 +112,10 @@ class BYOGAgent(nn.Module):
                                         fusion=cfg.fusion, banned_ids=banned)
         if cfg.nil_threshold is not None:
             self.encoder.nil_rule = (sp.nil, cfg.nil_threshold)
+        # narration keeps the training targets' slot format: their carry bound, nothing after
+        # a slot's first <nil> (agents.slot_rule); training's own sampling does not use it
+        self.encoder.slot_rule = SlotRule(nil=sp.nil, ends=(sp.sep, sp.nil, sp.pad),
+                                          max_carry=cfg.text.max_carry)
         self.predictor: Predictor | None = None
         # the objective is looked up by name: an unknown mode fails here, listing the known ones
         self.objective = get_objective(cfg.predictor.mode) if use_pred else None
@@ -422,7 +427,8 @@ class BYOGAgent(nn.Module):
         try:
             valid = batch["valid"].bool()
             e = self.frame_embeddings(batch)
-            ids, logits = self.encoder.sample(e, greedy=True)
+            # scored as narration writes it: the slot format kept (agents.slot_rule)
+            ids, logits = self.encoder.sample(e, greedy=True, rule=narration_rule(self))
             ids = ids.masked_fill(~valid[:, :, None], self.special.pad)
             slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, self.cfg.text)
             truth = slotted.ids.to(ids.device)
@@ -458,15 +464,22 @@ class BYOGAgent(nn.Module):
     @torch.no_grad()
     def narrate(self, frames: torch.Tensor, valid: torch.Tensor | None = None, *, greedy: bool = True,
                 temperature: float = 1.0, top_k: int = 0, embedding: torch.Tensor | None = None,
-                prev_frame: torch.Tensor | None = None) -> torch.Tensor:
+                prev_frame: torch.Tensor | None = None, cut: bool = True, early_exit: bool = True,
+                track: SlotTrack | None = None) -> torch.Tensor:
         """Offline narration: frames uint8 [B, T, H, W, 3] -> ids Long [B, T, k] (<pad> where invalid).
 
         ``prev_frame`` uint8 [B, H, W, 3]: the frame before the clip (a window's ``prev_frame``),
-        read by frame-delta encoders; None = the clip starts afresh."""
+        read by frame-delta encoders; None = the clip starts afresh. ``cut``/``early_exit``:
+        the slot format kept, as in live narration (:mod:`agents.slot_rule`); ``track``: a
+        :class:`~agents.slot_rule.SlotTrack` of B rows to read (and accumulate) its counts."""
         if valid is None:
             valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
         e = self.encoder.frame_embeddings(frames, valid, embedding, prev_frame=prev_frame)
-        ids, _ = self.encoder.sample(e, greedy=greedy, temperature=temperature, top_k=top_k)
+        rule = narration_rule(self, cut=cut, early_exit=early_exit)
+        if rule is not None and track is not None:
+            track.age.fill_(-1)  # a clip starts afresh: no sentence open
+        ids, _ = self.encoder.sample(e, greedy=greedy, temperature=temperature, top_k=top_k,
+                                     rule=rule, track=track)
         return ids.masked_fill(~valid[:, :, None], self.special.pad)
 
     def start(self, batch_size: int, **narrator: Any) -> Narrator:

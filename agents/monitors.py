@@ -359,6 +359,97 @@ def combine_prf(results: Iterable[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def event_lags(
+    pred: Sequence[Sequence[str]],
+    true: Sequence[Sequence[str]],
+    window: int = 16,
+    parser: Callable[[str], Any] | None = None,
+) -> tuple[list[int], int]:
+    """Signed lag of each narrated event to the nearest true event of the same kind.
+
+    For each parseable narrated sentence at frame ``t`` the nearest frame ``q`` holding a true
+    event with the same ``(kind, args)`` within ``window`` frames gives the lag ``t - q``
+    (positive: narrated late; on a tie the earlier true event, i.e. the positive lag). An event
+    with no such true event is unpaired. Not one-to-one: it measures timing, not agreement
+    (:func:`event_prf` does that).
+
+    Args:
+        pred: per-frame narrated sentences of ONE episode.
+        true: per-frame annotations of the same frames.
+        window: the largest |lag| that still pairs (frames).
+        parser: sentence -> event (default ``byog_env.parse_event``).
+
+    Returns:
+        ``(lags, narrated)``: the paired events' signed lags and the number of narrated events
+        (parseable sentences); ``len(lags) / narrated`` is the paired share.
+
+    >>> from types import SimpleNamespace as E
+    >>> parse = lambda s: E(kind=s, args=[])
+    >>> event_lags([[], ["a"], [], ["b"], ["a"]], [["a"], [], [], [], []], parser=parse)
+    ([1, 4], 3)
+    """
+    if window < 0:
+        raise ValueError(f"window must be >= 0 frames, got {window}.")
+    parse = parser or _default_parser()
+    pred_ev, _ = _events(pred, parse)
+    true_ev, _ = _events(true, parse)
+    lags: list[int] = []
+    for key, frames in pred_ev.items():
+        qs = true_ev.get(key, [])
+        for t in frames:
+            near = [t - q for q in qs if abs(t - q) <= window]
+            if near:
+                lags.append(min(near, key=lambda d: (abs(d), -d)))
+    return sorted(lags), sum(len(v) for v in pred_ev.values())
+
+
+def lag_summary(lags: Sequence[int], narrated: int) -> dict[str, float]:
+    """``abs_p50``/``abs_p90`` of |lag| (frames), ``signed_p50``, ``paired_share`` (paired /
+    narrated events) and the counts; NaN where there is nothing to summarise."""
+    import numpy as np
+
+    a = np.asarray(lags, dtype=float)
+    nan = float("nan")
+    return {
+        "abs_p50": float(np.percentile(np.abs(a), 50)) if a.size else nan,
+        "abs_p90": float(np.percentile(np.abs(a), 90)) if a.size else nan,
+        "signed_p50": float(np.percentile(a, 50)) if a.size else nan,
+        "paired_share": len(a) / narrated if narrated else nan,
+        "paired": int(a.size),
+        "narrated": int(narrated),
+    }
+
+
+def pooled_f1(counts: Sequence[dict[str, float]]) -> float:
+    """F1 of pooled ``tp/fp/fn`` counts (NaN when there is no true event), as :func:`combine_prf`."""
+    return float(combine_prf(counts)["f1"]) if counts else float("nan")
+
+
+def bootstrap_ci(
+    stat: Callable[[Sequence[int]], float],
+    n: int,
+    *,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` over ``n`` units (episodes) resampled with
+    replacement: ``stat(indices)`` gets each resample's unit indices (so paired statistics
+    resample both arms' units together). Resamples where ``stat`` is NaN are dropped; (NaN,
+    NaN) when fewer than two units or no finite resample."""
+    import numpy as np
+
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = np.array([stat(rng.integers(0, n, n).tolist()) for _ in range(resamples)], dtype=float)
+    vals = vals[np.isfinite(vals)]
+    if not vals.size:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
 def grounding_monitors(
     pred_ids: torch.Tensor,
     target_ids: torch.Tensor,

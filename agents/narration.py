@@ -31,7 +31,9 @@ class NarrationWrapper(gym.Wrapper):
     """Narrates every frame of a single (non-vector) env with a BYOG agent.
 
     ``reset`` and ``step`` add to ``info``: ``narration`` (str), ``narration_tokens``
-    (int64 [k]), ``narration_entropy`` (float) and, with ``forecast=N``, ``forecast`` (N str)
+    (int64 [k]), ``narration_entropy`` (float), ``narration_cut`` (int: word tokens the carry
+    bound cut, see :mod:`agents.slot_rule`), ``narration_ill_formed`` (bool: the slot early exit
+    wrote ``<nil>`` over a word) and, with ``forecast=N``, ``forecast`` (N str)
     and ``forecast_tokens`` (int64 [N, k]). Reset clears the context (and seeds sampling with
     the reset seed, so the same seed gives the same narration); memory stays bounded by
     ``window`` frames (see the module docstring).
@@ -51,22 +53,31 @@ class NarrationWrapper(gym.Wrapper):
         env: An env with ``Box(0, 255, (H, W, 3), uint8)`` observations (any ``byog_env.make`` env).
         agent: A BYOG agent; when it carries ``frame_shape`` (set by :func:`load_narrating_agent`)
             it must match the env's.
-        window, keep, forecast, greedy, temperature, top_k: see :class:`Narrator`.
+        window, keep, forecast, greedy, temperature, top_k, cut, early_exit: see :class:`Narrator`.
     """
 
     def __init__(self, env: gym.Env, agent: Any, *, window: int | None = None, keep: int | None = None,
                  forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
-                 top_k: int | None = None) -> None:
+                 top_k: int | None = None, cut: bool = True, early_exit: bool = True) -> None:
         super().__init__(env)
         check_rgb_frames(env.observation_space, agent, "NarrationWrapper")
         if agent.encoder.obs.needs_column:  # an env gives frames only
             raise NarrationError(needs_column_message(agent.encoder.obs.needs_column))
         self.narrator = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=greedy,
-                                 temperature=temperature, top_k=top_k)
+                                 temperature=temperature, top_k=top_k, cut=cut,
+                                 early_exit=early_exit)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self.narrator.reset(seed)
+        return obs, self._narrate(obs, info)
+
+    def reset_env(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset the env but NOT the narration: its first frame is narrated with the context of
+        the frames before (episodes narrated as one stream, ``agents.narrate --stream``)."""
+        if self.narrator.state is None:
+            raise NarrationError("NarrationWrapper.reset_env called before reset(); call env.reset() first.")
+        obs, info = self.env.reset(seed=seed, options=options)
         return obs, self._narrate(obs, info)
 
     def step(self, action: Any):
@@ -81,6 +92,8 @@ class NarrationWrapper(gym.Wrapper):
         info["narration"] = out.text[0]
         info["narration_tokens"] = out.ids[0].cpu().numpy()
         info["narration_entropy"] = float(out.entropy[0])
+        info["narration_cut"] = int(out.cut[0])  # tokens the carry bound cut (agents.slot_rule)
+        info["narration_ill_formed"] = bool(out.ill_formed[0])
         if self.narrator.forecast:
             info["forecast"] = out.forecast[0]
             info["forecast_tokens"] = out.forecast_ids[0].cpu().numpy()

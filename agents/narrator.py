@@ -42,7 +42,7 @@ saw.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ from agents import monitors as M
 from agents.errors import NarrationError
 from agents.lm import sample_tokens
 from agents.registry import Registry
+from agents.slot_rule import narration_rule
 from agents.text import unslot
 
 
@@ -68,6 +69,10 @@ class NarrationStep:
         forecast: B lists of N strings, one per forecast frame.
         hidden: float [B, k, D] the encoder's final hidden states at the frame's slot (what
             ``experiments.features.BYOGFeaturizer`` pools).
+        cut: Long [B] word tokens the carry bound replaced with ``<nil>`` in this slot
+            (:mod:`agents.slot_rule`; zeros without the cut).
+        ill_formed: bool [B] the slot early exit wrote ``<nil>`` where the model would have
+            written a word (exact for greedy narration; False without the early exit).
     """
 
     ids: torch.Tensor
@@ -76,6 +81,8 @@ class NarrationStep:
     forecast_ids: torch.Tensor
     forecast: list[list[str]]
     hidden: torch.Tensor
+    cut: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    ill_formed: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
 
 
 class Narrator:
@@ -98,12 +105,16 @@ class Narrator:
         seed: Seed of the sampling generator when :meth:`reset` gets none.
         decode: Decode each step's tokens to text (``NarrationStep.text``; False leaves it
             empty, for callers that only read ids or hidden states).
+        cut: End a sentence that runs on past the training targets' carry bound
+            (``SlotConfig.max_carry`` slots after the one it began in; :mod:`agents.slot_rule`).
+        early_exit: After a slot's first ``<nil>`` write ``<nil>`` and, once every stream has
+            ended its slot, fill the rest of the slot in one parallel pass.
     """
 
     def __init__(self, agent: Any, *, batch_size: int = 1, window: int | None = None,
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-                 decode: bool = True) -> None:
+                 decode: bool = True, cut: bool = True, early_exit: bool = True) -> None:
         window = training_window(agent) if window is None else window
         keep = window // 2 if keep is None else keep
         if batch_size < 1:
@@ -139,6 +150,8 @@ class Narrator:
         self.generator = torch.Generator(device=self.device)
         self.state = None
         self.reencodes = 0  # slides done since the last reset (for tests and benchmarks)
+        self.rule = narration_rule(agent, cut=cut, early_exit=early_exit)
+        self.track = None  # the rule's per-stream state and counters (agents.slot_rule)
         # the objective's live forecast, by name: an objective without one fails here
         self._forecaster = FORECASTS[agent.cfg.predictor.mode](self) if forecast else None
 
@@ -147,6 +160,8 @@ class Narrator:
         """Clear the context; seed the sampling generator (``seed`` or the constructor's)."""
         self.generator.manual_seed(self._seed if seed is None else int(seed))
         self.state = self.enc.start(self.batch_size, self.device)
+        self.track = None if self.rule is None else self.rule.start(self.batch_size, self.device)
+        self.state.slot = self.track
         self._e: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, D] per frame
         self._ids: deque[torch.Tensor] = deque(maxlen=self.window)  # [B, k] per frame
         self.reencodes = 0
@@ -186,9 +201,10 @@ class Narrator:
             self._slide()
         e_t = self.enc.embed_frame(self.state, x, embedding)  # [B, D] (after state.last_frame)
         prev = self.state.prev  # [B] the token before this frame's slot
+        cut0 = None if self.track is None else self.track.cut.clone()
         ids, logits, self.state = self.enc.step_frame(
             self.state, e_t, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
-            generator=self.generator)  # [B, k], [B, k, V]
+            generator=self.generator, rule=self.rule)  # [B, k], [B, k, V]
         self._e.append(e_t)
         self._ids.append(ids)
         f_ids = ids.new_zeros(self.batch_size, 0, self.k)
@@ -201,7 +217,26 @@ class Narrator:
         forecast = [[_slot_text([fr]) for fr in frames_] for frames_ in unslot(f_ids, tok)] \
             if self.forecast and self.decode else [[] for _ in range(self.batch_size)]
         return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids, forecast=forecast,
-                             hidden=self.state.hidden)
+                             hidden=self.state.hidden, **self._slot_step(cut0))
+
+    def _slot_step(self, cut0: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """This step's cut tokens and ill-formed flags per stream (``cut0``: the cut count
+        before the step)."""
+        B = self.batch_size
+        if self.track is None:
+            return {"cut": torch.zeros(B, dtype=torch.long), "ill_formed": torch.zeros(B, dtype=torch.bool)}
+        return {"cut": (self.track.cut - cut0).cpu(), "ill_formed": self.track.ill.clone().cpu()}
+
+    def slot_counts(self) -> dict[str, int]:
+        """Totals since the last reset, over all streams: ``cut_tokens`` (word tokens the carry
+        bound replaced), ``ill_formed_slots`` (slots where the early exit wrote ``<nil>`` over a
+        word; exact for greedy narration) and ``early_exit_frames`` (frames whose slot ended
+        in one parallel pass)."""
+        if self.track is None:
+            return {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0}
+        return {"cut_tokens": int(self.track.cut.sum()),
+                "ill_formed_slots": int(self.track.ill_formed.sum()),
+                "early_exit_frames": int(self.track.exits.max())}
 
     def _slide(self) -> None:
         """Re-encode the last ``keep`` frames from position 0 (see the module docstring)."""
@@ -214,8 +249,10 @@ class Narrator:
         ids = torch.stack(list(self._ids), 1)  # [B, R, k]
         last_frame, obs_state = self.state.last_frame, self.state.obs_state
         h, z, self.state = self.enc.prefill(ids, e)  # [B, R*k, D], [B, R*k, V]
-        # the next frame's predecessor and the obs encoder's stream state (units' running mean)
+        # the next frame's predecessor, the obs encoder's stream state (units' running mean)
+        # and the slot rule's (an open sentence's age carries over the slide)
         self.state.last_frame, self.state.obs_state = last_frame, obs_state
+        self.state.slot = self.track
         if self._forecaster is not None:
             self._forecaster.refill(h, z, ids)
         self.reencodes += 1

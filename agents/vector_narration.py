@@ -63,20 +63,23 @@ class VectorNarrator(Narrator):
         keep: Frames re-encoded when an env's window is full (default ``window // 2``).
         forecast: Future frames the predictor narrates each step per env (0 = none), by the
             objective's forecaster in :data:`VECTOR_FORECASTS`.
-        greedy, temperature, top_k, seed, decode: see :class:`~agents.narrator.Narrator`.
+        greedy, temperature, top_k, seed, decode, cut, early_exit: see
+            :class:`~agents.narrator.Narrator` (the slot rule applies per env, so each env's
+            tokens are its single-stream narration's; the early exit's parallel fill waits for
+            every env's ``<nil>``).
     """
 
     def __init__(self, agent: Any, *, num_envs: int, window: int | None = None,
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-                 decode: bool = True) -> None:
+                 decode: bool = True, cut: bool = True, early_exit: bool = True) -> None:
         if num_envs < 1:
             raise NarrationError(f"num_envs must be >= 1, got {num_envs}.")
         # forecast=0 here: the base class would build a single-stream forecaster (one context
         # for the batch); ours comes from VECTOR_FORECASTS below, after the same checks
         super().__init__(agent, batch_size=num_envs, window=window, keep=keep, forecast=0,
                          greedy=greedy, temperature=temperature, top_k=top_k, seed=seed,
-                         decode=decode)
+                         decode=decode, cut=cut, early_exit=early_exit)
         if forecast < 0:
             raise NarrationError(f"forecast must be >= 0 frames, got {forecast}.")
         if forecast and agent.predictor is None:
@@ -96,6 +99,8 @@ class VectorNarrator(Narrator):
         p = next(self.agent.parameters())
         self.state = self.enc.start(N, self.device)
         self.state.cache = zeroed_cache(tlm, N, W * k, p)
+        self.track = None if self.rule is None else self.rule.start(N, self.device)
+        self.state.slot = self.track
         self._E = p.new_zeros(N, W, tlm.hidden_size)  # frame embeddings of each context
         self._I = torch.zeros(N, W, k, dtype=torch.long, device=self.device)  # their tokens
         self.frames[:] = 0
@@ -118,6 +123,8 @@ class VectorNarrator(Narrator):
         self.state.prev = self.state.prev.masked_fill(mask, self.enc.bos_id)
         if self.state.obs_state is not None:
             self.state.obs_state = self.enc.obs.reset_state(self.state.obs_state, mask)
+        if self.track is not None:
+            self.track.reset_rows(mask)
 
     @property
     def cache_length(self) -> int:
@@ -157,6 +164,7 @@ class VectorNarrator(Narrator):
         f = torch.as_tensor(self.frames, device=self.device)  # each env's frame slot
         self._E[rows, f] = e_t.to(self._E.dtype)  # bf16 under autocast (--precision bf16)
         prev = self.state.prev  # [N] the token before each env's slot
+        cut0 = None if self.track is None else self.track.cut.clone()
         with torch.inference_mode():
             ids, logits, hs = self._decode(e_t, f)
         ids, logits = torch.stack(ids, 1), torch.stack(logits, 1)  # [N, k], [N, k, V]
@@ -173,13 +181,15 @@ class VectorNarrator(Narrator):
         forecast = ([["; ".join(fr) for fr in frames_] for frames_ in unslot(f_ids, tok)]
                     if self.forecast and self.decode else [[] for _ in range(self.num_envs)])
         return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids,
-                             forecast=forecast, hidden=self.state.hidden)
+                             forecast=forecast, hidden=self.state.hidden, **self._slot_step(cut0))
 
     def _decode(self, e_t: torch.Tensor, f: torch.Tensor) -> tuple[list, list, list]:
         """k batched decode steps, each row at its own position (``NarrationEncoder._frame``
-        with per-row positions): lists of k tokens [N], logits [N, V], hidden states [N, D]."""
-        enc, tlm, k = self.enc, self.enc.tlm, self.k
-        embed, logits_of = tlm.token_io()
+        with per-row positions, the same slot rule): lists of k tokens [N], logits [N, V],
+        hidden states [N, D]."""
+        enc, tlm, k, rule, track = self.enc, self.enc.tlm, self.k, self.rule, self.track
+        io = tlm.token_io()
+        embed, logits_of = io
         hook = None
         if enc.xattn is not None:  # the context buffer as memory, frames after f[b] masked
             kf = torch.arange(self.window, device=self.device)
@@ -193,6 +203,7 @@ class VectorNarrator(Narrator):
         pos, span = f * k, int(self.frames.max()) * k + 1
         prev = self.state.prev
         ids, logits, hs = [], [], []
+        free = None
         for j in range(k):
             x = embed(prev)[:, None]  # [N, 1, D]
             if j == 0 and enc.fusion == "additive":
@@ -204,9 +215,22 @@ class VectorNarrator(Narrator):
                 z = z.index_fill(-1, enc.banned, float("-inf"))
             prev = sample_tokens(z, greedy=self.greedy, temperature=self.temperature,
                                  top_k=self.top_k, generator=self.generator, nil_rule=enc.nil_rule)
+            if rule is not None:
+                prev = rule.force(track, prev, j)
             ids.append(prev)
             logits.append(z)
             hs.append(h)
+            if rule is not None and rule.early_exit and j < k - 1 and bool(track.done.all()):
+                # every env ended its slot: the rest in one pass, each row at its own positions
+                h, z, free = enc.fill_nil(self.state.cache, 0, k - 1 - j, prev, io, hook,
+                                           greedy=self.greedy, positions=pos + j + 1,
+                                           span=span + k - 1)
+                ids += [prev] * (k - 1 - j)
+                logits += z.unbind(1)
+                hs += h.unbind(1)
+                break
+        if rule is not None:
+            rule.end_slot(track, free)
         return ids, logits, hs
 
     def _slide(self, envs: np.ndarray) -> None:

@@ -15,6 +15,13 @@ frames = a 256-position context):
    * ``uncached``: no cache at all (a full pass over the context for each of the k tokens).
 2. Frames/s of the live Crafter loop (random policy) without narration, with narration, and
    of the narration alone on the same frames (target >= 20 frames/s: Minecraft's 20 Hz).
+3. The slot early exit (:mod:`agents.slot_rule`): a narrator is first trained on recorded
+   Crafter episodes (the scripted player's), so its slots end in ``<nil>`` as a trained
+   narrator's do (its ``<nil>`` rate is printed: an untrained model's says nothing about
+   this); then live greedy narration of other episodes, per-frame latency with the early exit
+   and without it, side by side on the same frames (target: with <= 0.5x without), with the
+   share of frames that exited early and of ill-formed slots (a word after the slot's first
+   ``<nil>``, where the two differ).
 
 Run: ``python benchmarks/bench_narrate.py [--quick]``; the last line is one JSON object.
 """
@@ -67,7 +74,7 @@ def latency(agent, frames: np.ndarray, window: int, n: int) -> dict[str, float]:
     from agents.narration import Narrator
 
     enc, k = agent.encoder, agent.encoder.k
-    nar = Narrator(agent, window=window)
+    nar = Narrator(agent, window=window, cut=False, early_exit=False)  # as the re-encode path
     nar.reset(0)
     for t in range(window):  # fill the window
         nar.step(frames[t][None])
@@ -117,6 +124,87 @@ def latency(agent, frames: np.ndarray, window: int, n: int) -> dict[str, float]:
             "bound_vs_reencode": bound}
 
 
+def recorded_episodes(n: int, steps: int, seed: int = 0) -> list[tuple[np.ndarray, list]]:
+    """``n`` Crafter episodes of the scripted player: (frames uint8 [T, H, W, 3], annotations)."""
+    import byog_env
+    from collect.policies import make_policy
+
+    out = []
+    for i in range(n):
+        env = byog_env.make("crafter")
+        policy = make_policy("crafter-scripted", env, seed=seed + i)
+        obs, info = env.reset(seed=seed + i)
+        policy.reset(obs, info)
+        frames, ann = [obs], [list(info.get("annotations", []))]
+        while len(frames) < steps:
+            obs, _, term, trunc, info = env.step(policy.act(obs, info))
+            frames.append(obs)
+            ann.append(list(info.get("annotations", [])))
+            if term or trunc:
+                break
+        env.close()
+        out.append((np.stack(frames), ann))
+    return out
+
+
+def train_narrator(size: str, episodes: list, steps: int, T: int = 16, batch: int = 8):
+    """A captioner of ``size`` trained for ``steps`` Adam steps on random windows of the
+    recorded ``episodes`` (the narrating encoder is what narration latency depends on)."""
+    from agents.config import make_model_config
+    from agents.model import BYOGAgent
+    from agents.text import train_tokenizer
+
+    torch.manual_seed(0)
+    tok = train_tokenizer([s for _, ann in episodes for fr in ann for s in fr])
+    agent = BYOGAgent(make_model_config(size, "captioner"), tok)
+    opt = torch.optim.Adam(agent.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    for step in range(steps):
+        picks = [episodes[int(rng.integers(len(episodes)))] for _ in range(batch)]
+        starts = [int(rng.integers(0, len(f) - T)) for f, _ in picks]
+        b = {"frames": torch.as_tensor(np.stack([f[s:s + T] for (f, _), s in zip(picks, starts)])),
+             "prev_frame": torch.as_tensor(np.stack([f[max(s - 1, 0)] for (f, _), s in zip(picks, starts)])),
+             "annotations": [a[s:s + T] for (_, a), s in zip(picks, starts)],
+             "valid": torch.ones(batch, T, dtype=torch.bool),
+             "actions": torch.zeros(batch, T, dtype=torch.long), "rewards": torch.zeros(batch, T),
+             "episode_index": torch.arange(batch), "start": torch.tensor(starts),
+             "labelled": torch.ones(batch, dtype=torch.bool)}
+        loss, _ = agent.training_step(b, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return agent.eval()
+
+
+@torch.no_grad()
+def early_exit_latency(agent, episodes: list, window: int, repeats: int = 2) -> dict[str, float]:
+    """ms per frame of live greedy narration with and without the slot early exit, on the same
+    frames, runs interleaved (best of ``repeats`` each); the narration's <nil> rate, the share
+    of frames that exited early and of ill-formed slots (from the early-exit run)."""
+    from agents.narration import Narrator
+
+    nil = agent.special.nil
+    best = {True: float("inf"), False: float("inf")}
+    stats: dict[str, float] = {}
+    frames = sum(len(f) for f, _ in episodes)
+    for _ in range(repeats):
+        for early in (True, False):
+            nar = Narrator(agent, window=window, greedy=True, decode=False, early_exit=early)
+            ids, exits, ill = [], 0, 0
+            t0 = time.perf_counter()
+            for f, _ in episodes:
+                nar.reset(0)
+                ids.extend(nar.step(x[None]).ids for x in f)
+                c = nar.slot_counts()
+                exits, ill = exits + c["early_exit_frames"], ill + c["ill_formed_slots"]
+            best[early] = min(best[early], (time.perf_counter() - t0) / frames)
+            if early:
+                stats = {"nil_rate": float((torch.cat(ids) == nil).float().mean()),
+                         "early_exit_share": exits / frames, "ill_formed_share": ill / frames}
+    return {"early_exit_ms_per_frame": 1e3 * best[True], "no_early_exit_ms_per_frame": 1e3 * best[False],
+            "early_exit_ratio": best[True] / best[False], "frames": frames, **stats}
+
+
 def live_loop(agent, steps: int, window: int) -> dict[str, float]:
     """Frames/s of the Crafter loop with and without the NarrationWrapper."""
     import byog_env
@@ -142,11 +230,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
     ap.add_argument("--window", type=int, default=32, help="context window in frames (x k=8 positions)")
     ap.add_argument("--sizes", default="tiny,small", help="model sizes of the latency comparison")
+    ap.add_argument("--train-steps", type=int, default=300,
+                    help="training steps of the narrator whose early exit is timed")
+    ap.add_argument("--exit-size", default="tiny", help="model size of the early-exit timing")
+    ap.add_argument("--early-exit-only", action="store_true", help="time the slot early exit only")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    out: dict[str, float] = {"threads": 1}
+    if not args.early_exit_only:
+        out.update(cache_and_loop(args))
+    early_exit(args, out)
+    print(json.dumps(out))
+
+
+def cache_and_loop(args: argparse.Namespace) -> dict[str, float]:
+    """Sections 1 and 2 of the module docstring."""
     n = 32 if args.quick else 64
     frames = crafter_frames(args.window + n)
-    out: dict[str, float] = {"context_positions": 0, "threads": 1}
+    out: dict[str, float] = {"context_positions": 0}
     for size in args.sizes.split(","):
         agent = make_agent(size)
         k = agent.encoder.k
@@ -175,7 +276,22 @@ def main() -> None:
     out.update({key: round(v, 1) for key, v in live.items()})
     print(f"[tiny] narration alone: {out['narration_fps']} frames/s (target >= 20); live Crafter "
           f"loop: {out['env_fps']} frames/s plain, {out['env_with_narration_fps']} with narration")
-    print(json.dumps(out))
+    return out
+
+
+def early_exit(args: argparse.Namespace, out: dict[str, float]) -> None:
+    """Section 3 of the module docstring (adds ``early_exit/...`` to ``out``)."""
+    n_train, n_test = (4, 2) if args.quick else (8, 4)
+    eps = recorded_episodes(n_train + n_test, 100 if args.quick else 200)
+    trained = train_narrator(args.exit_size, eps[:n_train], 40 if args.quick else args.train_steps)
+    ex = early_exit_latency(trained, eps[n_train:], args.window)
+    out.update({f"early_exit/{key}": round(v, 3) for key, v in ex.items()})
+    print(f"[{args.exit_size}, trained {40 if args.quick else args.train_steps} steps] live greedy "
+          f"narration of {ex['frames']} frames, <nil> rate {ex['nil_rate']:.2f}: "
+          f"{ex['early_exit_ms_per_frame']:.2f} ms/frame with the slot early exit vs "
+          f"{ex['no_early_exit_ms_per_frame']:.2f} without ({ex['early_exit_ratio']:.2f}x, target "
+          f"<= 0.5x); {ex['early_exit_share']:.0%} of frames exited early, "
+          f"{ex['ill_formed_share']:.1%} of slots ill-formed (a word after the first <nil>)")
 
 
 if __name__ == "__main__":

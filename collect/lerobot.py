@@ -335,6 +335,11 @@ class ExportSummary:
     source_bytes: int
     """Bytes of the source dataset's files."""
 
+    def __fspath__(self) -> str:
+        # export_lerobot returned the dataset root before it measured fidelity: callers that
+        # pass its result on as a path (shutil, open, Path(...)) keep working
+        return str(self.out)
+
     def describe(self) -> str:
         """Two lines for the command line."""
         psnr = "inf dB (exact)" if self.psnr == float("inf") else f"{self.psnr:.1f} dB"

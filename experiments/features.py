@@ -33,6 +33,7 @@ from torch import nn
 
 from agents.model import BYOGAgent
 from agents.obs import ObsEncoder
+from agents.slot_rule import narration_rule
 from agents.vector_narration import VectorNarrator
 
 Pool = Literal["last", "mean"]
@@ -140,7 +141,8 @@ class BYOGFeaturizer(Featurizer):
         enc = self.encoder
         e = enc.frame_embeddings(frames, valid)  # [B, T, D]
         with torch.no_grad():
-            ids, _ = enc.sample(e.detach(), greedy=True)  # [B, T, k]
+            # the slot format live narration keeps (agents.slot_rule), so offline == live
+            ids, _ = enc.sample(e.detach(), greedy=True, rule=narration_rule(self.agent))  # [B, T, k]
         h, _ = enc(ids, e)  # [B, T*k, D]
         return self._pool(h.view(B, T, enc.k, -1))
 

@@ -90,7 +90,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("hostile")
     data = synthetic_dataset(root / "dataset", episodes=EPISODES, length=LENGTH, size=SIZE)
-    lerobot = export_lerobot(data, root / "lerobot", vcodec="h264", language=True)
+    lerobot = export_lerobot(data, root / "lerobot", vcodec="h264", language=True).out
     ckpt = _checkpoint(root / "checkpoint")
     _bomb(data / "data/chunk-000/episode_000000.parquet", root / "bomb.parquet")
     return {"root": root, "dataset": data, "lerobot": lerobot, "checkpoint": ckpt,

@@ -96,3 +96,19 @@ def test_settings_resolution():
     assert video_settings().describe() == "h264 yuv444p crf 0"
     assert video_settings(lossless=True).exact and video_settings("h264", lossless=True).encoder == "libx264rgb"
     assert video_settings("av1").describe() == "av1 yuv420p crf 30"
+
+
+def test_the_export_summary_still_reads_as_the_dataset_root(tmp_path):
+    """export_lerobot returned the root path before it measured fidelity; its summary is a
+    path-like for callers that pass the result on (os.fspath, Path, shutil)."""
+    import os
+
+    from collect.lerobot import ExportSummary, VideoSettings
+
+    from pathlib import Path
+
+    s = ExportSummary(out=tmp_path / "lr", video=VideoSettings("h264", "libx264", "yuv444p",
+                                                                "yuv444p", 0),
+                      frames=1, mae=0.0, max_error=0.0, psnr=float("inf"), video_bytes=1,
+                      total_bytes=1, source_bytes=1)
+    assert os.fspath(s) == str(tmp_path / "lr") and Path(s) == tmp_path / "lr"

@@ -116,3 +116,123 @@ def test_bad_option_values_are_refused(checkpoint, tmp_path, capsys):
     rc = cli(["--checkpoint", str(checkpoint), "--env", "crafterr", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "Unknown environment 'crafterr'" in err and "crafter" in err
+
+
+# --------------------------------------------------------------------------- live vs offline
+
+
+SENT = ["collected 1 wood", "tree in view", "cow in view"]
+
+
+def synthetic_logs(tok, lag, n_eps=3, T=40, quiet_from=None):
+    """Episodes whose annotations are known events and whose narration says each event
+    ``lag`` frames after it (slots written by slot_annotations); no event from ``quiet_from``."""
+    from agents.config import SlotConfig
+    from agents.narrate import EpisodeLog
+    from agents.text import slot_annotations
+
+    rng = np.random.default_rng(0)
+    logs = []
+    for _ in range(n_eps):
+        ann = [[] for _ in range(T)]
+        for t in range(0, (quiet_from or T) - lag, 10):  # 10 apart: the nearest is the one
+            ann[t] = [SENT[int(rng.integers(len(SENT)))]]
+        said = [[] for _ in range(lag)] + ann[:T - lag]
+        ids = slot_annotations([said], torch.ones(1, T, dtype=torch.bool), tok,
+                               SlotConfig(tokens_per_frame=4)).ids[0]
+        logs.append(EpisodeLog(frames=[np.zeros((8, 8, 3), np.uint8)] * T, ids=list(ids.numpy()),
+                               entropy=[1.0] * T, annotations=ann, narration=[""] * T, annotated=True))
+    return logs
+
+
+def test_a_narrator_with_a_known_lag_reports_that_lag(tmp_path):
+    """Live narration 3 frames late, offline on time: the summary reads lag 3 live, 0 offline."""
+    from agents.narrate import NarrateConfig, summarize
+
+    tok = train_tokenizer(SENT)
+    cfg = NarrateConfig(checkpoint="x", steps=39, tolerance=1, bucket=20, out=tmp_path)
+    live = synthetic_logs(tok, lag=3)
+    on_time = [np.stack(lg.ids) for lg in synthetic_logs(tok, lag=0)]
+    s = summarize(cfg, live, tok, 1.0, True, offline=(on_time, {"cut_tokens": 0, "ill_formed_slots": 0}, 16))
+    assert s["lag"]["abs_p50"] == 3 and s["lag"]["abs_p90"] == 3 and s["lag"]["signed_p50"] == 3
+    assert s["lag"]["paired_share"] == 1.0
+    assert s["offline/lag"]["abs_p50"] == 0 and s["offline/events"]["f1"] == 1.0
+    assert s["events"]["f1"] == 0.0  # 3 frames late is outside the 1-frame tolerance
+    assert s["live_minus_offline/f1"] == -1.0
+    lo, hi = s["events"]["f1_ci"]
+    assert lo <= s["events"]["f1"] <= hi
+    assert all(b["lag/abs_p50"] == 3 and b["offline/lag/abs_p50"] == 0 for b in s["buckets"])
+
+
+def test_summary_with_an_empty_bucket_prints_a_dash(tmp_path):
+    """A bucket without true events has no F1 (None in summary.json): the table prints "–"
+    instead of crashing, and the plot is written."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from agents.narrate import (
+        EMPTY,
+        NarrateConfig,
+        _finite,
+        plot_over_time,
+        print_summary,
+        summarize,
+    )
+
+    tok = train_tokenizer(SENT)
+    cfg = NarrateConfig(checkpoint="x", steps=39, bucket=10, out=tmp_path)
+    logs = synthetic_logs(tok, lag=0, quiet_from=20)
+    ids = [np.stack(lg.ids) for lg in logs]
+    s = _finite(summarize(cfg, logs, tok, 1.0, True, offline=(ids, {"cut_tokens": 0, "ill_formed_slots": 0}, 16)))
+    assert s["buckets"][3]["events/f1"] is None and s["buckets"][3]["lag/abs_p50"] is None
+    out = StringIO()
+    print_summary(s, Console(file=out, width=250))
+    rows = [r for r in out.getvalue().splitlines() if r.strip().startswith("│ 30-")]
+    assert len(rows) == 1 and EMPTY in rows[0]
+    assert plot_over_time(s, tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_cli_reports_live_vs_offline_and_the_slot_counts(checkpoint, tmp_path, capsys):
+    out = tmp_path / "narr"
+    rc = cli(["--env", "crafter", "--checkpoint", str(checkpoint), "--policy", "crafter-scripted",
+              "--steps", "30", "--episodes", "2", "--greedy", "--bucket", "10", "--drift", "10",
+              "--no-video", "--quiet", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    s = json.loads((out / "summary.json").read_text())
+    for arm in ("", "offline/"):
+        ev = s[f"{arm}events"]
+        assert 0 <= ev["f1"] <= 1 and len(ev["f1_ci"]) == 2
+        assert set(s[f"{arm}lag"]) >= {"abs_p50", "abs_p90", "signed_p50", "paired_share"}
+        assert set(s[f"{arm}slots" if arm else "slots"]) >= {"cut_tokens", "ill_formed_slots"}
+    assert s["offline/window"] == 16  # the training window (the default, no metadata here)
+    assert abs(s["live_minus_offline/f1"] - (s["events"]["f1"] - s["offline/events"]["f1"])) < 1e-9
+    d = s["drift"]
+    assert d["early_steps"] == [0, 10] and d["late_steps"] == [20, 30] and d["episodes"] == 2
+    assert "offline/narration/nil_rate" in s["buckets"][0]
+    assert (out / "narration_over_time.png").stat().st_size > 0
+    assert "live − offline" in printed.out and "Drift" in printed.out
+
+
+@pytest.mark.slow
+def test_a_2000_step_episode_is_narrated_with_bounded_context(checkpoint, tmp_path, capsys):
+    """Long episodes: 2,000 steps live (the scripted player dies within ~600 steps, so as one
+    --stream of episodes, the narrator never reset), per-bucket monitors and the drift."""
+    out = tmp_path / "long"
+    rc = cli(["--env", "crafter", "--checkpoint", str(checkpoint), "--policy", "crafter-scripted",
+              "--steps", "2000", "--episodes", "1", "--greedy", "--bucket", "250", "--stream",
+              "--no-video", "--quiet", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["episode_lengths"] == [2001] and s["stream_resets"][0] >= 1
+    lines = (out / "narration.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(2001))
+    assert len(s["buckets"]) == 9
+    for b in s["buckets"]:
+        assert 0 <= b["narration/nil_rate"] <= 1 and 0 <= b["offline/narration/nil_rate"] <= 1
+    d = s["drift"]
+    assert d["early_steps"] == [0, 500] and d["late_steps"] == [1500, 2000] and d["episodes"] == 1
+    assert (out / "narration_over_time.png").stat().st_size > 0

@@ -2,6 +2,7 @@
 token (greedy), forecasts included, with envs that reset and slide their windows at different
 steps."""
 import itertools
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -62,11 +63,13 @@ def make_agent(tok, preset="byog", delta=False):
     return agent.eval()
 
 
-def single_narration(agent, episodes, window, keep, forecast=0):
+def single_narration(agent, episodes, window, keep, forecast=0, rule=True):
     """Each episode (frames uint8 [T, H, W, 3]) narrated alone: (ids [T, k + F*k], logits
-    [T, k + F*k, V]), per frame its slot then its F forecast frames."""
+    [T, k + F*k, V]), per frame its slot then its F forecast frames. ``rule``: the slot rule
+    (carry cut and early exit, agents.slot_rule) on or off."""
     out = []
-    n = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=True, decode=False)
+    n = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=True, decode=False,
+                 cut=rule, early_exit=rule)
     seen = []  # the forecaster's logits [1, V], in the order it samples (it samples by n.sample)
     sample = n.sample
     n.sample = lambda z: seen.append(z) or sample(z)
@@ -99,13 +102,16 @@ def assert_same_narration(vec_ids, single, where):
         assert float(top[0] - top[1]) < TIE, f"{where}: frame {t} slot {j} differs without a tie"
 
 
+@pytest.mark.parametrize("rule", [True, False], ids=["slot-rule", "free"])
 @pytest.mark.parametrize("preset,delta,forecast", [
     ("byog", False, 2), ("byog-parallel", False, 2), ("byog-xattn", False, 0), ("byog", True, 0)])
 def test_vector_equals_single_env_narration_with_resets_and_slides_at_different_steps(
-        tok, preset, delta, forecast):
+        tok, preset, delta, forecast, rule):
     """Forecasts too: the prefix forecaster (byog) keeps a context per row, the parallel one
-    (byog-parallel) none."""
+    (byog-parallel) none. With the slot rule (the carry cut and the early exit, whose parallel
+    fill runs at per-row positions) and without it."""
     agent = make_agent(tok, preset, delta)
+    agent.encoder.slot_rule = replace(agent.encoder.slot_rule, max_carry=1)  # cuts happen here
     window, keep, N, steps = 6, 3, 3, 30
     rng = np.random.default_rng(0)
     lengths = [[5, 9, 30], [13, 30], [2, 4, 7, 30]]  # episode lengths (frames) of each env
@@ -115,19 +121,25 @@ def test_vector_equals_single_env_narration_with_resets_and_slides_at_different_
     for i, ls in enumerate(lengths):
         starts[np.cumsum([0] + ls[:-1]), i] = True
     vec = VectorNarrator(agent, num_envs=N, window=window, keep=keep, forecast=forecast,
-                         greedy=True)
+                         greedy=True, cut=rule, early_exit=rule)
     vec.reset()
     ids = torch.stack([with_forecast(vec.step(np.stack([s[t] for s in streams]), starts=starts[t]))
                        for t in range(steps)], 1)  # [N, steps, k + F*k]
     assert vec.reencodes >= 8  # slides happened, in different envs at different steps
-    assert len({tuple(r) for r in ids[..., :3].reshape(-1, 3).tolist()}) > 2  # narration varies
+    assert len({tuple(r) for r in ids[..., :3].reshape(-1, 3).tolist()}) > 1 + (not rule)  # varies
+    counts = vec.slot_counts()
+    if rule:  # the rule did something: sentences were cut (the early exit's fill across rows is
+        assert counts["cut_tokens"] > 0, counts  # tested on recorded episodes, test_slot_rule)
+    else:
+        assert counts == {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0}
     if forecast:  # so do the forecasts
         assert len({tuple(r) for r in ids[..., 3:].reshape(-1, 3 * forecast).tolist()}) > 2
     for i, ls in enumerate(lengths):
         eps = [e[:max(0, min(len(e), steps - s))] for e, s in zip(episodes[i], np.cumsum([0] + ls[:-1]))]
         eps = [e for e in eps if len(e)]
         for e, (b, single) in enumerate(zip(np.cumsum([0] + ls[:-1]),
-                                            single_narration(agent, eps, window, keep, forecast))):
+                                            single_narration(agent, eps, window, keep, forecast,
+                                                             rule))):
             n = single[0].shape[0]
             assert_same_narration(ids[i, b:b + n], single, f"env {i} episode {e}")
 

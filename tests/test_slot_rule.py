@@ -1,0 +1,253 @@
+"""The slot format narration keeps (agents.slot_rule): the carry cut and the slot early exit.
+
+Unit tests of the rule on hand-written token streams, then live narration of a recorded Crafter
+episode by a narrator trained on it (so its slots end in ``<nil>`` as a trained narrator's do):
+the live slots obey the invariants ``slot_annotations`` guarantees for training; the early exit
+gives the same tokens as decoding every position wherever the slot is well formed, single and
+vector, and reports where it is not.
+"""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from agents.config import SlotConfig, make_model_config
+from agents.model import BYOGAgent
+from agents.narrator import Narrator
+from agents.slot_rule import SlotRule
+from agents.text import slot_annotations, special_ids, train_tokenizer
+from agents.vector_narration import VectorNarrator
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NIL, SEP, PAD, W = 2, 3, 0, 7  # W: any word id
+K = 4  # tokens per frame
+
+
+def run_rule(rule, slots):
+    """Apply ``rule`` to one stream's chosen tokens [[k ids] per frame] -> written tokens, track."""
+    track = rule.start(1, "cpu")
+    out = []
+    for slot in slots:
+        row = []
+        for j, tok in enumerate(slot):
+            row.append(int(rule.force(track, torch.tensor([tok]), j)))
+        rule.end_slot(track)
+        out.append(row)
+    return out, track
+
+
+def test_a_sentence_is_cut_in_the_first_slot_past_its_carry_bound():
+    rule = SlotRule(nil=NIL, ends=(SEP, NIL, PAD), max_carry=1, early_exit=False)
+    # a sentence begun in slot 0 runs on through slots 1 and 2: slot 2 is past max_carry = 1
+    chosen = [[NIL, NIL, W, W], [W, W, W, W], [W, W, NIL, NIL], [W, NIL, NIL, NIL]]
+    out, track = run_rule(rule, chosen)
+    assert out[:2] == chosen[:2] and out[2] == [NIL, W, NIL, NIL]  # cut at slot 2's first token
+    assert int(track.cut[0]) == 1
+    # the word after the cut opened a new sentence in slot 2: it may run on into slot 3
+    assert out[3] == chosen[3]
+    # an end token the model chose itself at the bound is kept (nothing cut)
+    out, track = run_rule(rule, [[W] * 4, [W] * 4, [SEP, W, NIL, NIL]])
+    assert out[2] == [SEP, W, NIL, NIL] and int(track.cut[0]) == 0
+    # without the cut the sentence runs on
+    out, _ = run_rule(replace(rule, max_carry=None), chosen)
+    assert out == chosen
+
+
+def test_early_exit_writes_nil_after_a_slots_first_nil_and_counts_ill_formed_slots():
+    rule = SlotRule(nil=NIL, ends=(SEP, NIL, PAD), max_carry=None, early_exit=True)
+    chosen = [[W, NIL, NIL, NIL], [W, NIL, W, NIL], [NIL, NIL, NIL, NIL]]
+    out, track = run_rule(rule, chosen)
+    assert out == [[W, NIL, NIL, NIL], [W, NIL, NIL, NIL], [NIL, NIL, NIL, NIL]]
+    assert int(track.ill_formed[0]) == 1  # slot 1 had a word after its <nil>
+
+
+def test_bad_rules_are_refused():
+    with pytest.raises(ValueError, match="must hold <nil>"):
+        SlotRule(nil=NIL, ends=(SEP,))
+    with pytest.raises(ValueError, match="max_carry"):
+        SlotRule(nil=NIL, ends=(NIL,), max_carry=-1)
+
+
+# --------------------------------------------------------------------------- recorded episodes
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    """Two recorded Crafter episodes (frames uint8 [T, 64, 64, 3], per-frame annotations) played
+    by the scripted policy."""
+    import byog_env
+    from collect.policies import make_policy
+
+    eps = []
+    for seed in (0, 1):
+        env = byog_env.make("crafter")
+        policy = make_policy("crafter-scripted", env, seed=seed)
+        obs, info = env.reset(seed=seed)
+        policy.reset(obs, info)
+        frames, ann = [obs], [list(info.get("annotations", []))]
+        for _ in range(59):
+            obs, _, term, trunc, info = env.step(policy.act(obs, info))
+            frames.append(obs)
+            ann.append(list(info.get("annotations", [])))
+            if term or trunc:
+                break
+        env.close()
+        eps.append((np.stack(frames), ann))
+    return eps
+
+
+@pytest.fixture(scope="module")
+def trained(recorded):
+    """A tiny captioner trained for a few seconds on windows of the recorded episodes: its
+    slots hold words and end in <nil>, as a trained narrator's do."""
+    tok = train_tokenizer([s for _, ann in recorded for fr in ann for s in fr])
+    torch.manual_seed(0)
+    cfg = make_model_config("tiny", "captioner", text={"tokens_per_frame": K, "max_carry": 1})
+    agent = BYOGAgent(cfg, tok)
+    opt = torch.optim.Adam(agent.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+    T = 8
+    for step in range(60):
+        batch = {"frames": [], "annotations": [], "prev_frame": []}
+        for _ in range(8):
+            frames, ann = recorded[int(rng.integers(2))]
+            s = int(rng.integers(0, len(frames) - T))
+            batch["frames"].append(torch.as_tensor(frames[s:s + T]))
+            batch["prev_frame"].append(torch.as_tensor(frames[max(s - 1, 0)]))
+            batch["annotations"].append(ann[s:s + T])
+        batch = {"frames": torch.stack(batch["frames"]), "prev_frame": torch.stack(batch["prev_frame"]),
+                 "annotations": batch["annotations"], "valid": torch.ones(8, T, dtype=torch.bool),
+                 "actions": torch.zeros(8, T, dtype=torch.long), "rewards": torch.zeros(8, T),
+                 "episode_index": torch.arange(8), "start": torch.zeros(8, dtype=torch.long),
+                 "labelled": torch.ones(8, dtype=torch.bool)}
+        loss, _ = agent.training_step(batch, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return agent.eval()
+
+
+def narrate(agent, frames, **kw):
+    """Live greedy narration of one episode: ids [T, k], per-step ill-formed flags, narrator."""
+    n = Narrator(agent, window=8, keep=4, greedy=True, decode=False, **kw)
+    n.reset()
+    steps = [n.step(f[None]) for f in frames]
+    return (torch.stack([s.ids[0] for s in steps]), torch.stack([s.ill_formed[0] for s in steps]),
+            torch.stack([s.hidden[0] for s in steps]), n)
+
+
+def sentence_spans(ids, sp):
+    """(first slot, last slot) of every sentence in a stream of slots [T, k]."""
+    ends = {sp.sep, sp.nil, sp.pad}
+    spans, start, last = [], None, None
+    for t, slot in enumerate(ids.tolist()):
+        for tok in slot:
+            if tok in ends:
+                if start is not None:
+                    spans.append((start, last))
+                start = None
+            else:
+                start, last = (t if start is None else start), t
+    if start is not None:
+        spans.append((start, last))
+    return spans
+
+
+def slot_format_violations(ids, sp, max_carry):
+    """(sentences spanning more than max_carry + 1 slots, slots with a word after a <nil>)."""
+    long_ = sum(b - a > max_carry for a, b in sentence_spans(ids, sp))
+    after_nil = 0
+    for slot in ids.tolist():
+        if sp.nil in slot:
+            after_nil += any(t != sp.nil for t in slot[slot.index(sp.nil):])
+    return long_, after_nil
+
+
+@pytest.mark.parametrize("agent_kind", ["trained", "untrained"])
+def test_live_slots_obey_the_invariants_of_the_training_targets(recorded, trained, agent_kind):
+    """What ``slot_annotations`` guarantees for training (checked on the targets too), live;
+    and without the rule the same narrator breaks it (so the check can fail)."""
+    agent = trained
+    if agent_kind == "untrained":  # runs its sentences on without end: the cut must act
+        torch.manual_seed(1)
+        agent = BYOGAgent(trained.cfg, trained.tokenizer).eval()
+    sp = special_ids(agent.tokenizer)
+    mc = agent.cfg.text.max_carry
+    broken = [0, 0]
+    for frames, ann in recorded:
+        target = slot_annotations([ann], torch.ones(1, len(ann), dtype=torch.bool), agent.tokenizer,
+                                  SlotConfig(tokens_per_frame=K, max_carry=mc)).ids[0]
+        assert slot_format_violations(target, sp, mc) == (0, 0)
+        ids, _, _, n = narrate(agent, frames)
+        assert n.reencodes > 0  # the window slid: the rule's state crossed re-encodes
+        assert slot_format_violations(ids, sp, mc) == (0, 0)
+        free, _, _, _ = narrate(agent, frames, cut=False, early_exit=False)
+        broken = [a + b for a, b in zip(broken, slot_format_violations(free, sp, mc))]
+        if agent_kind == "untrained":
+            assert n.slot_counts()["cut_tokens"] > 0
+    if agent_kind == "untrained":  # the check can fail: the free decoder breaks the format
+        assert broken[0] > 0
+
+
+def test_early_exit_gives_the_same_tokens_where_the_slot_is_well_formed(recorded, trained):
+    """Single stream: with and without the early exit (no cut in either), token for token up
+    to the first slot the early exit reports ill-formed (after it the contexts legitimately
+    differ), hidden states equal up to rounding; the report is exact."""
+    sp = special_ids(trained.tokenizer)
+    exits = 0
+    for frames, _ in recorded:
+        fast, ill, h_fast, n = narrate(trained, frames, cut=False, early_exit=True)
+        slow, _, h_slow, _ = narrate(trained, frames, cut=False, early_exit=False)
+        exits += n.slot_counts()["early_exit_frames"]
+        _, after_nil = slot_format_violations(slow, sp, 10**6)
+        first = int(ill.nonzero()[0]) if ill.any() else len(frames)
+        assert torch.equal(fast[:first], slow[:first])
+        torch.testing.assert_close(h_fast[:first], h_slow[:first], atol=1e-4, rtol=1e-4)
+        if first < len(frames):  # that slot: the same up to its first <nil>, a word after it
+            j = slow[first].tolist().index(sp.nil)
+            assert torch.equal(fast[first, :j + 1], slow[first, :j + 1])
+            assert (fast[first, j:] == sp.nil).all() and (slow[first, j:] != sp.nil).any()
+        else:  # no ill-formed slot reported: the free decoder wrote none either
+            assert after_nil == 0
+    assert exits > 0  # the trained narrator's slots do end early
+
+
+def test_vector_early_exit_equals_single_stream_on_recorded_episodes(recorded, trained):
+    """Two envs in one batched decode (the fill at per-row positions) equal each env narrated
+    alone, with the rule on, token for token; a later episode starts on one env mid-run."""
+    (fa, _), (fb, _) = recorded
+    T = min(len(fa), len(fb))
+    a2 = fa[: T // 2]  # env 0 plays a short episode, then episode b from its start
+    stream0 = np.concatenate([a2, fb[: T - len(a2)]])
+    starts = np.zeros((T, 2), bool)
+    starts[0] = True
+    starts[len(a2), 0] = True
+    vec = VectorNarrator(trained, num_envs=2, window=8, keep=4, greedy=True, decode=False)
+    vec.reset()
+    steps = [vec.step(np.stack([stream0[t], fb[t]]), starts=starts[t]) for t in range(T)]
+    ids = torch.stack([s.ids for s in steps], 1)  # [2, T, k]
+    hidden = torch.stack([s.hidden for s in steps], 1)  # [2, T, k, D]
+    assert vec.slot_counts()["early_exit_frames"] > 0
+    single_a, _, h_a, _ = narrate(trained, a2)
+    single_b, _, h_b, _ = narrate(trained, fb[:T])
+    single_b0, _, h_b0, _ = narrate(trained, fb[: T - len(a2)])
+    assert torch.equal(ids[0, : len(a2)], single_a)
+    assert torch.equal(ids[0, len(a2):], single_b0)
+    assert torch.equal(ids[1], single_b)
+    # the filled positions' states too (rotary and cache slots at each row's own positions)
+    torch.testing.assert_close(hidden[0], torch.cat([h_a, h_b0]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(hidden[1], h_b, atol=1e-4, rtol=1e-4)
+
+
+def test_offline_narration_keeps_the_rule(recorded, trained):
+    """BYOGAgent.narrate (offline windows) writes the same slot format and counts what it cut."""
+    sp = special_ids(trained.tokenizer)
+    frames = torch.as_tensor(recorded[0][0][:16])[None]
+    rule = trained.encoder.slot_rule
+    track = rule.start(1, "cpu")
+    ids = trained.narrate(frames, track=track)[0]
+    assert slot_format_violations(ids, sp, trained.cfg.text.max_carry) == (0, 0)
+    live, _, _, _ = narrate(trained, recorded[0][0][:8])
+    assert torch.equal(ids[:8], live)  # within the live window: offline == live
