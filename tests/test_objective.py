@@ -476,12 +476,14 @@ def test_ema_decay_anneals_towards_one_through_the_trainer(tok, tmp_path):
 
 # ----------------------------------------------------------------------------- done means
 def distinct_narrations(agent, frames=100, seed=0):
-    """Distinct (sampled) narration slots over ``frames`` frames of the cycle."""
+    """Distinct (sampled) narration slots over ``frames`` frames of the cycle, as the model
+    writes them (no slot rule: the carry cut would break a collapsed model's endless sentence
+    into two kinds of slot)."""
     agent.eval()
     g = torch.Generator().manual_seed(seed)
     b = cycle_batch(B=frames // 10, T=10, size=8, g=g)
     torch.manual_seed(seed)
-    ids = agent.narrate(b["frames"], b["valid"], greedy=False)
+    ids = agent.narrate(b["frames"], b["valid"], greedy=False, cut=False, early_exit=False)
     return len({tuple(s) for s in ids.reshape(-1, ids.shape[-1]).tolist()})
 
 
