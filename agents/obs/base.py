@@ -172,6 +172,8 @@ class FittedObsEncoder(ObsEncoder):
 
     @property
     def requires_fit(self) -> bool:  # type: ignore[override]
+        if self.fitted.is_meta:  # a shape-only build (weights checked against a file): no value
+            return False
         return not bool(self.fitted)
 
     cfg: ObsConfig
