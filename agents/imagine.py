@@ -86,11 +86,17 @@ class Clips:
 def make_clips(episodes: list[tuple[np.ndarray, np.ndarray]], *, context: int, horizon: int,
                max_clips: int) -> Clips:
     """Non-overlapping clips of ``context + horizon`` frames, taken round-robin over episodes
-    (frames uint8 [L, H, W, 3], actions long [L]) so that every episode contributes."""
+    (frames uint8 [L, H, W, 3], actions long [L]) so that every episode contributes.
+
+    Episode j's candidate clips are rotated to start ``j / len(episodes)`` of the way into it,
+    so that the first clips of the episodes spread over the episodes' time (in Crafter: day
+    and night) instead of all being their openings."""
     per_ep = []
     n = context + horizon
-    for frames, actions in episodes:
+    for j, (frames, actions) in enumerate(episodes):
         starts = list(range(0, len(frames) - n + 1, n))
+        r = j * len(starts) // len(episodes)
+        starts = starts[r:] + starts[:r]
         per_ep.append([(frames[s:s + n], actions[s + context - 1: s + n - 1], s) for s in starts])
     chosen: list[tuple[np.ndarray, np.ndarray, int]] = []
     i = 0
