@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable
 
 from agents.errors import AgentsError, AgentsRuntimeError
+from collect.errors import shorten_worker_error
 
 EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def error_line(message: object) -> None:
     """Print ``error: MESSAGE`` as one line on stderr."""
-    text = " ".join(str(message).split()) or type(message).__name__
+    text = " ".join(shorten_worker_error(str(message)).split()) or type(message).__name__
     print(text if text.startswith("error:") else f"error: {text}", file=sys.stderr)
 
 

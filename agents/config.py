@@ -20,7 +20,7 @@ from agents.obs.config import ObsConfig, obs_config_from_dict
 from agents.registry import Registry
 
 Size = Literal["tiny", "small", "base"]
-Preset = Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn"]
+Preset = Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn", "byog-latent"]
 """The built-in presets (the CLI's choices); plugins may register more in :data:`PRESETS`."""
 
 
@@ -72,6 +72,9 @@ PRESETS.register("byog-parallel", PresetSpec("BYOG with the parallel-forecast pr
 PRESETS.register("byog-lora", PresetSpec("encoder and predictor as LoRA adapters on one shared "
                                          "pretrained LM (needs lm.pretrained_path)",
                                          {"lora": {"enabled": True}}))
+PRESETS.register("byog-latent", PresetSpec(
+    "BYOG whose predictor regresses the EMA target's normalised hidden states (BYOL/JEPA)",
+    {"predictor": {"mode": "latent"}}))
 PRESETS.register("byog-xattn", PresetSpec("frames enter the LM through gated cross-attention",
                                           {"fusion": "xattn"}))
 
@@ -84,6 +87,7 @@ OBJECTIVES: Registry = Registry(
 :mod:`agents.objectives`, registered here as entry points so this module stays torch-free."""
 OBJECTIVES.register("prefix", "agents.objectives:prefix_objective")
 OBJECTIVES.register("parallel", "agents.objectives:parallel_objective")
+OBJECTIVES.register("latent", "agents.objectives:latent_objective")
 
 
 @dataclass
@@ -130,6 +134,9 @@ class LMConfig:
         for name in ("hidden_size", "num_layers", "num_heads", "max_positions"):
             if getattr(self, name) < 1:
                 raise ModelError(f"lm.{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.num_layers > 512:  # a saved config is checked against its weights on the meta
+            # device before anything is allocated; bounded so that check itself stays cheap
+            raise ModelError(f"lm.num_layers must be at most 512, got {self.num_layers}.")
         if self.hidden_size % self.num_heads:
             raise ModelError(
                 f"lm.hidden_size {self.hidden_size} must be divisible by lm.num_heads "
@@ -203,6 +210,13 @@ class LossConfig:
     """Weight of the grounding CE on labelled windows."""
     w_byog: float = 1.0
     """Weight of the BYOG predictor loss (0 = supervised captioner baseline)."""
+    w_byog_warmup_steps: int = 0
+    """Ramp w_byog linearly from 0 at step 0 to its value at this step (0 = no ramp), so
+    grounding shapes the words before the self-supervised term pulls on them."""
+    byog_encoder_grad_scale: float = 1.0
+    """Scale of the BYOG gradient that reaches the encoder (through the states the predictor
+    reads); the predictor itself trains at full strength. 0 = the encoder gets the grounding
+    gradient only."""
     target_ema: float = 0.99
     """EMA decay of the target encoder (0 = the online encoder itself is the target)."""
     target_ema_anneal_steps: int = 0
@@ -245,6 +259,11 @@ class LossConfig:
                      "byog_later_slots_weight"):
             if getattr(self, name) < 0:
                 raise ModelError(f"loss.{name} must be >= 0, got {getattr(self, name)}.")
+        if self.w_byog_warmup_steps < 0:
+            raise ModelError(f"loss.w_byog_warmup_steps must be >= 0, got {self.w_byog_warmup_steps}.")
+        if self.byog_encoder_grad_scale < 0:
+            raise ModelError("loss.byog_encoder_grad_scale must be >= 0, got "
+                             f"{self.byog_encoder_grad_scale}.")
         if self.w_ground == 0 and self.w_byog == 0:
             raise ModelError("w_ground and w_byog are both 0: nothing would be trained; set one > 0.")
         if not 0.0 <= self.target_ema < 1.0:

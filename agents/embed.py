@@ -64,7 +64,8 @@ class EmbedConfig:
     dataset: tyro.conf.Positional[Path]
     """Dataset directory (with meta/info.json and data/chunk-*/episode_*.parquet)."""
     encoder: str
-    """Checkpoint spec: vqvae:<dir>, units:<dir>, hf:<local dir> or torchscript:<file.pt>."""
+    """Checkpoint spec: vqvae:<dir>, units:<dir>, hf:<local dir> or torchscript:<file.pt>
+    (TorchScript runs the code inside the file: pass only a file you trust like a program)."""
     batch_size: int = 64
     """Frames per forward pass."""
     column: str = "embedding"

@@ -48,14 +48,20 @@ def read_agent_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]
     """
     path = Path(path)
     if (path / CONFIG).is_file():
-        d = json.loads((path / CONFIG).read_text())
+        d = _json_object(path / CONFIG)
         if d.get("model_type") == "byog" and isinstance(d.get("byog"), dict):
             return d["byog"], d
     if (path / OLD_CONFIG).is_file():
-        return json.loads((path / OLD_CONFIG).read_text()), {}
+        return _json_object(path / OLD_CONFIG), {}
     raise ModelError(f"{str(path)!r} is not a BYOG checkpoint (needs {CONFIG} with "
                      f"model_type 'byog', or {OLD_CONFIG}); pass a directory written by "
                      "BYOGAgent.save_pretrained.")
+
+
+def _json_object(f: Path) -> dict[str, Any]:
+    from collect.untrusted import read_json_object
+
+    return read_json_object(f, what="checkpoint", error=ModelError)
 
 
 def write_hf_files(agent: Any, path: str | Path, *, trained_on: dict[str, Any] | None = None,

@@ -55,15 +55,22 @@ def build_gpt_neox(cfg: LMConfig, vocab_size: int) -> GPTNeoXForCausalLM:
         A float32 ``GPTNeoXForCausalLM`` using SDPA attention.
     """
     if cfg.pretrained_path:
+        from agents.weights import check_dir
+
         path = Path(cfg.pretrained_path).expanduser()
+        # a hub snapshot's files are links into its cache repo's blobs/: allowed there only
+        check_dir(path, what="lm.pretrained_path", error=ModelError)
         if not (path / "config.json").is_file():
             raise ModelError(
                 f"lm.pretrained_path {str(path)!r} is not a checkpoint directory (no config.json); "
                 "pass a local directory written by save_pretrained or an HF cache snapshot."
             )
-        model = GPTNeoXForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa"
-        )
+        if torch.get_default_device().type == "meta":  # shapes only (agents.weights.check_weights)
+            model = GPTNeoXForCausalLM(GPTNeoXConfig.from_pretrained(str(path), local_files_only=True))
+        else:
+            model = GPTNeoXForCausalLM.from_pretrained(
+                str(path), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa"
+            )
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size)
     else:

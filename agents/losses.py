@@ -358,3 +358,44 @@ def ema_update(target: Iterable[torch.Tensor], online: Iterable[torch.Tensor], d
         if t.shape != o.shape:
             raise ValueError(f"EMA shape mismatch: target {tuple(t.shape)} vs online {tuple(o.shape)}.")
         t.mul_(decay).add_(o.detach(), alpha=1.0 - decay)
+
+
+def latent_loss(pred: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor,
+                ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """BYOL's normalised regression loss, ``2 - 2 cos(pred, target)``, on counted positions.
+
+    Args:
+        pred: float [B, L, D] the predictor's regression of the target's states.
+        target: float [B, L, D] the target encoder's hidden states (detached here: the target
+            receives no gradient, as in BYOL).
+        loss_mask: bool [B, L] positions that count (valid frames after the cut).
+
+    Returns:
+        (loss = per-sequence mean over counted positions, then mean over sequences that have
+        any; metrics ``byog/latent`` and ``byog/cos``; the per-sequence loss [B], detached).
+    """
+    cos = F.cosine_similarity(pred, target.detach(), dim=-1)  # [B, L]; both normalised inside
+    per_pos = 2.0 - 2.0 * cos
+    loss, count = _per_sequence_mean(per_pos, loss_mask)
+    m = loss_mask.float()
+    per_seq = ((per_pos.detach() * m).sum(1) / m.sum(1).clamp_min(1))
+    cos_mean = float((cos.detach() * m).sum() / m.sum()) if bool(loss_mask.any()) else float("nan")
+    return loss, {"byog/latent": float(loss.detach()), "byog/cos": cos_mean,
+                  "byog/positions": float(loss_mask.sum()), "byog/sequences": float(count)}, per_seq
+
+
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged in the forward pass, its gradient multiplied by ``scale`` (0 = cut).
+
+    Written as ``x.detach() + scale * (x - x.detach())`` so the forward value is exactly ``x``
+    (``x * s + x.detach() * (1 - s)`` would round differently)."""
+    if scale == 1.0:
+        return x
+    return x.detach() + scale * (x - x.detach())
+
+
+def ramp_weight(weight: float, step: int, warmup_steps: int) -> float:
+    """``weight`` ramped linearly from 0 at step 0 to its full value at ``warmup_steps``."""
+    if warmup_steps <= 0:
+        return weight
+    return weight * min(1.0, step / warmup_steps)

@@ -120,7 +120,9 @@ class BYOGAgent(nn.Module):
                        else TokenLM(build_gpt_neox(cfg.lm, vocab), special_ids=specials))
             self.predictor = Predictor(tlm=pred_lm, enc_hidden=enc_tlm.hidden_size,
                                        enc_vocab=enc_tlm.vocab_size, bos_id=sp.bos,
-                                       input_kind=cfg.predictor.input)
+                                       input_kind=cfg.predictor.input,
+                                       latent=bool(getattr(self.objective, "predictor_latent",
+                                                           False)))
         self.target: NarrationEncoder | None = None
         if with_target:
             self.target = self._make_target(specials, banned)
@@ -216,16 +218,31 @@ class BYOGAgent(nn.Module):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
-        """One step's loss and metrics on a ``collate_windows`` batch (+ ``labelled: bool [B]``).
+        """One step's loss and metrics on a ``collate_windows`` batch (+ ``labelled: bool [B]``,
+        the rows the grounding loss reads, and optionally ``byog: bool [B]``, the rows the
+        self-supervised loss reads; absent = every row).
 
         Returns:
             (loss, metrics) with namespaced keys: ``loss/total``, ``loss/ground``,
             ``loss/byog``, ``loss/reinforce``, ``ground/*``, ``byog/*``, ``monitor/*``, ``text/*``.
         """
+        terms, metrics = self.training_terms(batch, step)
+        total = sum(terms.values())
+        metrics["loss/total"] = float(total.detach())
+        return total, metrics
+
+    def training_terms(self, batch: dict[str, Any], step: int = 0,
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """The weighted loss terms of one step (``ground``, ``byog``, ``reinforce``; their sum
+        is the loss) and the metrics; the trainer reads the terms apart to log the gradient
+        each one puts on the encoder."""
         cfg, sp = self.cfg, self.special
         valid = batch["valid"].bool()
         B = valid.shape[0]
         labelled = torch.as_tensor(batch.get("labelled", torch.zeros(B, dtype=torch.bool))).bool()
+        byog_rows = batch.get("byog")
+        byog_rows = (torch.ones(B, dtype=torch.bool) if byog_rows is None
+                     else torch.as_tensor(byog_rows).bool().cpu())
         e = self.frame_embeddings(batch)  # [B, T, D]
         metrics: dict[str, float] = {}
         ids_parts, e_parts = [], []
@@ -241,43 +258,49 @@ class BYOGAgent(nn.Module):
             e_parts.append(e[labelled])
             metrics.update(M.slot_counts(slotted))
         y = y_logits = y_pi = None
-        if self.predictor is not None:
-            y, y_logits = self.sample_targets(batch, e, step)
+        use_byog = self.predictor is not None and bool(byog_rows.any())
+        if use_byog:
+            bb = select_rows(batch, byog_rows)  # the self-supervised batch
+            e_b = e[byog_rows.to(e.device)]
+            y, y_logits = self.sample_targets(bb, e_b, step)
             ids_parts.append(y)
-            e_parts.append(e)
+            e_parts.append(e_b)
             if cfg.loss.token_objective == "reinforce":  # on-policy: the online encoder's words
-                y_pi = self.sample_policy(batch, e, step)
+                y_pi = self.sample_policy(bb, e_b, step)
                 ids_parts.append(y_pi)
-                e_parts.append(e)
+                e_parts.append(e_b)
         if not ids_parts:
             raise ModelError(
                 "Nothing to train on this batch: w_byog is 0 (captioner) and no window is "
                 "labelled; pass labelled windows or set w_byog > 0."
             )
         h, z = self.encoder(torch.cat(ids_parts), torch.cat(e_parts))  # [B', L, D], [B', L, V]
-        total = h.new_zeros(())
+        terms: dict[str, torch.Tensor] = {}
         n_g = 0
         if use_ground:
             n_g = g_ids.shape[0]
             l_g, m_g = L.grounding_loss(z[:n_g], g_ids.reshape(n_g, -1), pad_id=sp.pad,
                                         nil_id=sp.nil, nil_weight=cfg.loss.nil_weight)
-            total = total + cfg.loss.w_ground * l_g
+            terms["ground"] = cfg.loss.w_ground * l_g
             metrics.update(m_g)
             metrics["loss/ground"] = float(l_g.detach())
-        if self.predictor is not None:
-            l_b, m_b = self._byog(batch, h[n_g:n_g + B], z[n_g:n_g + B], y, y_logits, step)
-            total = total + cfg.loss.w_byog * l_b
+        if use_byog:
+            Bb = e_b.shape[0]
+            h_b, z_b = h[n_g:n_g + Bb], z[n_g:n_g + Bb]
+            l_b, m_b = self._byog(bb, h_b, z_b, y, y_logits, step)
+            w_b = L.ramp_weight(cfg.loss.w_byog, step, cfg.loss.w_byog_warmup_steps)
+            terms["byog"] = w_b * l_b
             metrics.update(m_b)
             metrics["loss/byog"] = float(l_b.detach())
+            metrics["loss/w_byog"] = w_b
             if y_pi is not None:
-                l_r, m_r = self._reinforce(batch, h[n_g + B:], z[n_g + B:], y_pi, step)
-                total = total + l_r
+                l_r, m_r = self._reinforce(bb, h[n_g + Bb:], z[n_g + Bb:], y_pi, step)
+                terms["reinforce"] = l_r
                 metrics.update(m_r)
             else:  # the online encoder's next-token distribution on the sampled history
-                metrics.update(self._online_monitors(z[n_g:n_g + B], None, valid))
-        metrics["loss/total"] = float(total.detach())
+                metrics.update(self._online_monitors(z_b, None, bb["valid"].bool()))
         metrics.update(self.encoder.gate_values())
-        return total, metrics
+        return terms, metrics
 
     def _byog(self, batch: dict[str, Any], h: torch.Tensor, z: torch.Tensor, y: torch.Tensor,
               y_logits: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -288,8 +311,11 @@ class BYOGAgent(nn.Module):
         B, T = valid.shape
         y_flat = y.reshape(B, T * k)
         soft = y_logits.reshape(B, T * k, -1) if cfg.loss.targets == "soft" else None
-        x = self.predictor.features(h, z)  # [B, L, Dx]
-        out = self.byog_loss(x, y_flat, valid, batch, step, soft_logits=soft)
+        target_h = self.target_hidden(batch, y, h) if self._needs_target_hidden else None
+        # the BYOG gradient reaches the encoder only through these states: scale it there
+        s_enc = cfg.loss.byog_encoder_grad_scale
+        x = self.predictor.features(L.scale_grad(h, s_enc), L.scale_grad(z, s_enc))  # [B, L, Dx]
+        out = self.byog_loss(x, y_flat, valid, batch, step, soft_logits=soft, target_hidden=target_h)
         metrics = dict(out.metrics)
         metrics.setdefault("monitor/predictor_nll", metrics.get("byog/ce", float("nan")))
         metrics["monitor/target_nil_rate"] = M.nil_rate(y, self.special.nil,
@@ -350,9 +376,25 @@ class BYOGAgent(nn.Module):
         metrics["loss/reinforce"] = float(l_r.detach())
         return cfg.loss.w_reinforce * l_r - cfg.loss.w_entropy * ent, metrics
 
+    @property
+    def _needs_target_hidden(self) -> bool:
+        return bool(getattr(self.objective, "needs_target_hidden", False))
+
+    @torch.no_grad()
+    def target_hidden(self, batch: dict[str, Any], y: torch.Tensor, h_online: torch.Tensor,
+                      ) -> torch.Tensor:
+        """The target encoder's hidden states [B, L, D] on its own tokens y [B, T, k], without
+        gradient (latent objectives regress them); the online states, detached, when the
+        online encoder is its own target (``target_ema = 0``)."""
+        if self.target is None:
+            return h_online.detach()
+        with _eval_mode(self.target, self.shared_lm):
+            h_t, _ = self.target(y, self.frame_embeddings(batch, self.target))
+        return h_t
+
     def byog_loss(self, x: torch.Tensor, y_flat: torch.Tensor, valid: torch.Tensor,
                   batch: dict[str, Any], step: int, *, soft_logits: torch.Tensor | None = None,
-                  ) -> ObjectiveOutput:
+                  target_hidden: torch.Tensor | None = None) -> ObjectiveOutput:
         """The configured predictor objective on encoder features x [B, L, Dx] and target
         tokens y_flat [B, L] (see :mod:`agents.objectives`)."""
         assert self.predictor is not None
@@ -361,7 +403,7 @@ class BYOGAgent(nn.Module):
             predictor=self.predictor, x=x, targets=y_flat, valid=valid, k=self.encoder.k,
             cfg=self.cfg, step=step, episode_index=_as_long(batch.get("episode_index"), B),
             start=_as_long(batch.get("start"), B), soft_logits=soft_logits,
-            nil_id=self.special.nil))
+            nil_id=self.special.nil, target_hidden=target_hidden))
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -403,8 +445,9 @@ class BYOGAgent(nn.Module):
         B, T = valid.shape
         y, _ = self.sample_targets(batch, e, step)
         h, z = self.encoder(y, e)
+        target_h = self.target_hidden(batch, y, h) if self._needs_target_hidden else None
         r = self.byog_loss(self.predictor.features(h, z), y.reshape(B, T * self.encoder.k), valid,
-                           batch, step)
+                           batch, step, target_hidden=target_h)
         nan = float("nan")  # a plugin objective need not report every monitor
         out = {"predictor_nll": r.metrics.get("monitor/predictor_nll", r.metrics.get("byog/ce", nan))}
         for name in ("unigram_nll", "prefix_gain", "prefix_gain_shuffled"):
@@ -485,6 +528,7 @@ class BYOGAgent(nn.Module):
         from safetensors.torch import load_model
 
         from agents.hf import read_agent_config
+        from agents.weights import check_weights
 
         path = Path(path)
         saved, extra = read_agent_config(path)  # config.json, or an old model_config.json
@@ -493,11 +537,19 @@ class BYOGAgent(nn.Module):
                              "BYOGAgent.save_pretrained.")
         cfg = ModelConfig.from_saved(saved)
         tok = load_tokenizer(path / TOKENIZER_DIR)
-        if obs_encoder is None:
-            obs_encoder = build_obs_encoder(cfg.obs)
-            if obs_encoder.requires_fit:
-                obs_encoder.mark_fitted()  # its fitted state comes from the weights below
-        agent = cls(cfg, tok, obs_encoder=obs_encoder)
+
+        def build() -> BYOGAgent:
+            obs = obs_encoder
+            if obs is None:
+                obs = build_obs_encoder(cfg.obs)
+                if obs.requires_fit:
+                    obs.mark_fitted()  # its fitted state comes from the weights below
+            return cls(cfg, tok, obs_encoder=obs)
+
+        # the config's model compared with the file's tensors on the meta device first: a
+        # config asking for more than the file holds fails here, before any memory is taken
+        check_weights(build, path / WEIGHTS, what="Checkpoint weights", error=ModelError)
+        agent = build()
         missing, unexpected = load_model(agent, str(path / WEIGHTS), strict=False)
         if missing or unexpected:
             raise ModelError(
@@ -520,6 +572,24 @@ def _eval_mode(*modules: nn.Module | None) -> Iterator[None]:
     finally:
         for m, w in zip(mods, was):
             m.train(w)
+
+
+def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
+    """The sub-batch of ``batch`` at the rows where bool ``rows`` [B] is True: tensors with a
+    leading batch dimension are indexed, per-row lists filtered, anything else kept."""
+    B = rows.shape[0]
+    if bool(rows.all()):
+        return batch
+    keep = rows.tolist()
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == B:
+            out[key] = value[rows.to(value.device)]
+        elif isinstance(value, list) and len(value) == B:
+            out[key] = [v for v, k_ in zip(value, keep) if k_]
+        else:
+            out[key] = value
+    return out
 
 
 def _as_long(x: Any, B: int) -> torch.Tensor:

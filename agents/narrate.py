@@ -300,6 +300,12 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
     }
 
 
+def _fmt(x: Any) -> str:
+    """A metric to 3 decimals; ``n/a`` where it is undefined (``_finite`` made NaN None: e.g.
+    precision when an untrained narrator names no event)."""
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def print_summary(summary: dict[str, Any], console: Any) -> None:
     """The agreement and the per-bucket monitors as rich tables."""
     from rich.table import Table
@@ -309,15 +315,15 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
         console.print("This env gives no annotations: no agreement to report.")
     else:
         console.print(f"[bold]Agreement with the annotations[/] (±{summary['tolerance']} frames): "
-                      f"precision {ev['precision']:.3f}  recall {ev['recall']:.3f}  "
-                      f"F1 {ev['f1']:.3f}  (tp {ev['tp']}, fp {ev['fp']}, fn {ev['fn']})")
+                      f"precision {_fmt(ev['precision'])}  recall {_fmt(ev['recall'])}  "
+                      f"F1 {_fmt(ev['f1'])}  (tp {ev['tp']}, fp {ev['fp']}, fn {ev['fn']})")
     table = Table(title=f"Monitors per {summary['bucket']}-step bucket")
     keys = [k for k in summary["buckets"][0] if k not in ("start_step", "episodes")]
     table.add_column("steps")
     for k in keys:
         table.add_column(k.split("/")[-1], justify="right")
     for b in summary["buckets"]:
-        table.add_row(f"{b['start_step']}-", *(f"{b[k]:.3f}" for k in keys))
+        table.add_row(f"{b['start_step']}-", *(_fmt(b[k]) for k in keys))
     console.print(table)
     console.print(f"{summary['frames']} frames narrated at {summary['narration_fps']:.1f} frames/s "
                   "(env step + narration)")

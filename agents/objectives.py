@@ -8,6 +8,9 @@ and never asks "which mode?". Built in:
   (masked input, see :class:`agents.predictor.Predictor`) and predicts the tokens after it.
 * ``parallel``: from the state at each index i alone it predicts the next ``horizon`` tokens,
   all indices folded into one batch.
+* ``latent``: the prefix mode's input, but the predictor regresses the EMA target encoder's
+  hidden states after the cut (BYOL's cosine loss; VL-JEPA, LLM-JEPA) instead of its tokens.
+  It sets ``needs_target_hidden``, so the model computes those states (no gradient).
 
 Adding one is one new module that calls :func:`register_objective` when imported, plus its
 test; name it in configs as ``"your.module:name"`` so a fresh process (a reloaded checkpoint)
@@ -61,6 +64,9 @@ class ObjectiveInputs:
     """float [B, L, V] the target's logits for soft targets; None = hard targets."""
     nil_id: int | None = None
     """The ``<nil>`` id, for the loss's ``byog_nil_weight`` (None: no nil weighting)."""
+    target_hidden: torch.Tensor | None = None
+    """float [B, L, D] the target encoder's hidden states on ``targets`` (no gradient), for
+    objectives that set ``needs_target_hidden``; None otherwise."""
 
     def weights(self) -> torch.Tensor | None:
         """float [B, L] per-position loss weights (``loss.byog_nil_weight`` and
@@ -181,5 +187,41 @@ def parallel_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
     return ObjectiveOutput(loss, metrics, per_seq, pmask.any((1, 2)), credit)
 
 
+def latent_objective(inp: ObjectiveInputs) -> ObjectiveOutput:
+    """Latent mode: states of frames before a per-window cut in, the target encoder's
+    (normalised) hidden states after it out; the same cuts as the prefix mode."""
+    pred, x, y, valid, k = inp.predictor, inp.x, inp.targets, inp.valid, inp.k
+    if inp.target_hidden is None:
+        raise ValueError("latent objective: ObjectiveInputs.target_hidden is None; the model "
+                         "must compute the target's hidden states (needs_target_hidden).")
+    cuts = L.sample_cuts(valid.sum(1), seed=inp.cfg.loss.seed, episode_index=inp.episode_index,
+                         start=inp.start, step=inp.step)  # [B]
+    m, tmask = L.prefix_masks(cuts, valid, k)  # [B, L] seen, counted
+    target = inp.target_hidden.detach()
+    guess = pred.forward_latent(x, y, m)  # [B, L, D]
+    loss, metrics, per_seq = L.latent_loss(guess, target, tmask)
+    with torch.no_grad():
+        T = valid.shape[1]
+        first = tmask & (torch.arange(T * k, device=y.device) % k == 0)[None]
+
+        def dist(g: torch.Tensor) -> torch.Tensor:
+            return 2.0 - 2.0 * torch.cosine_similarity(g, target, dim=-1)  # [B, L]
+
+        with_p = dist(guess.detach())
+        zero = dist(pred.forward_latent(x, y, torch.zeros_like(m)))
+        shuf = dist(pred.forward_latent(x.roll(1, 0), y, m))
+        on_first = _masked_mean(with_p, first)
+        metrics["monitor/prefix_gain"] = M.prefix_gain(_masked_mean(zero, first), on_first)
+        metrics["monitor/prefix_gain_shuffled"] = M.prefix_gain(_masked_mean(shuf, first), on_first)
+        metrics["monitor/predictor_latent"] = _masked_mean(with_p, tmask)
+    metrics["byog/mean_cut"] = float(cuts.float().mean())
+    credit = m & L.frame_mask(valid, k) & tmask.any(1, keepdim=True)
+    return ObjectiveOutput(loss, metrics, per_seq, tmask.any(1), credit)
+
+
+latent_objective.needs_target_hidden = True  # type: ignore[attr-defined]
+latent_objective.predictor_latent = True  # type: ignore[attr-defined]
+
+
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveInputs", "ObjectiveOutput", "get_objective",
-           "parallel_objective", "prefix_objective", "register_objective"]
+           "latent_objective", "parallel_objective", "prefix_objective", "register_objective"]

@@ -3,6 +3,8 @@
 * prefix mode: input at p = m_p * W_in x_p + embed(y[p-1]) (``<bos>`` at 0), with m = 1 on
   positions of frames before the cut; x = the encoder's hidden state (``input=hidden``) or
   its output distribution softmax(z) (``input=logits``).
+* latent mode: the prefix mode's input; a linear head maps the predictor's hidden states to the
+  encoder's width, regressing the EMA target's hidden states (BYOL/JEPA).
 * parallel mode: for each index i, a short sequence: input at j = embed(y[i+j]) (+ W_in x_i at
   j = 0), predicting y[i+1+j], j < K; all indices folded into the batch.
 """
@@ -19,13 +21,15 @@ class Predictor(nn.Module):
     """Predicts the encoder's future tokens from its (masked) states."""
 
     def __init__(self, *, tlm: TokenLM, enc_hidden: int, enc_vocab: int, bos_id: int,
-                 input_kind: str = "hidden") -> None:
+                 input_kind: str = "hidden", latent: bool = False) -> None:
         super().__init__()
         self.tlm = tlm
         self.input_kind = input_kind
         self.bos_id = bos_id
         in_dim = enc_hidden if input_kind == "hidden" else enc_vocab
         self.w_in = nn.Linear(in_dim, tlm.hidden_size)
+        # latent objectives regress the encoder's states, so the output lives in its width
+        self.w_out = nn.Linear(tlm.hidden_size, enc_hidden) if latent else None
 
     def features(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The encoder output the predictor reads: h [.., D] or softmax(z) [.., V]."""
@@ -54,6 +58,15 @@ class Predictor(nn.Module):
         B = ids.shape[0]
         prev = torch.cat([ids.new_full((B, 1), self.bos_id), ids[:, :-1]], dim=1)
         return self.tlm.logits(self.tlm.hidden(self.prefix_inputs(x, prev, m)))
+
+    def forward_latent(self, x: torch.Tensor, ids: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward_prefix`, but the regression of the target's hidden states:
+        x [B, L, Dx], ids Long [B, L], m [B, L] -> [B, L, D_enc]."""
+        if self.w_out is None:
+            raise RuntimeError("This predictor was built without a latent head (latent=False).")
+        B = ids.shape[0]
+        prev = torch.cat([ids.new_full((B, 1), self.bos_id), ids[:, :-1]], dim=1)
+        return self.w_out(self.tlm.hidden(self.prefix_inputs(x, prev, m)))
 
     def forward_parallel(self, x_i: torch.Tensor, inputs: torch.Tensor,
                          scale: float | torch.Tensor = 1.0) -> torch.Tensor:

@@ -188,11 +188,14 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
         )
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:
+        # the tokenizers library raises a bare Exception for a malformed tokenizer.json
+        if not isinstance(exc, (OSError, ValueError)) and type(exc) is not Exception:
+            raise
         raise TextError(
             f"Could not load a tokenizer from {str(path)!r} ({exc}); the directory needs a "
             "tokenizer.json (or the files of a pretrained tokenizer) and tokenizer_config.json."
-        ) from exc
+        ) from None
     if not getattr(tok, "is_fast", False):
         raise TextError(
             f"The tokenizer at {str(path)!r} is a slow (Python) tokenizer; BYOG needs a fast "

@@ -451,8 +451,12 @@ class UnitFrameTokens(FrameTokens):
         from safetensors.torch import load_file
 
         from agents.obs.units import UnitsEncoder
+        from agents.weights import tensor_shapes
 
-        return cls(UnitsEncoder.load(path), load_file(str(path / "thumbnails.safetensors"))["thumbnails"])
+        thumbs = path / "thumbnails.safetensors"
+        if "thumbnails" not in tensor_shapes(thumbs, what="World-model thumbnails", error=WorldModelError):
+            raise WorldModelError(f"{thumbs} holds no 'thumbnails' tensor; retrain the world model.")
+        return cls(UnitsEncoder.load(path), load_file(str(thumbs))["thumbnails"])
 
 
 FRAME_TOKENS: Registry = Registry(
@@ -807,25 +811,39 @@ class WorldModel(nn.Module):
         """Load a world model written by :meth:`save`."""
         from safetensors.torch import load_file
 
-        path = Path(path)
+        from agents.weights import check_dir, check_weights
+
+        path = check_dir(Path(path), what="World-model directory", error=WorldModelError)
         if not _is_world_model(path):
             raise WorldModelError(
                 f"No world model at {path} (expected {CONFIG_FILE} of kind {KIND!r} and "
                 f"{WEIGHTS_FILE}); train one with `python -m agents.imagine --checkpoint RUN "
                 "--data DIR --train-steps N ...`.")
-        meta = json.loads((path / CONFIG_FILE).read_text())
+        meta = _read_json(path / CONFIG_FILE)
         if meta.get("format_version") != FORMAT_VERSION:
             raise WorldModelError(f"{path} has world-model format {meta.get('format_version')}, "
                                   f"this code reads {FORMAT_VERSION}; retrain it.")
         # models saved before the copy path existed had none
         cfg = WorldModelConfig.from_dict({"copy": "none", **meta["config"]})
         tdir = path / TOKENS_DIR
-        tmeta = json.loads((tdir / "frame_tokens.json").read_text())
+        tmeta = _read_json(tdir / "frame_tokens.json")
+        if tmeta.get("name") not in FRAME_TOKENS:
+            raise WorldModelError(f"{tdir} holds frame tokens {str(tmeta.get('name'))[:40]!r}; known: "
+                                  f"{sorted(FRAME_TOKENS)}. Retrain the world model.")
         tokens = FRAME_TOKENS[tmeta["name"]].load(tdir, tmeta)  # type: ignore[attr-defined]
+        # the config's network compared with the file's tensors before it is built (issue #26)
+        check_weights(lambda: cls(cfg, tokens, n_actions=meta["n_actions"], state_dim=meta["state_dim"]).net,
+                      path / WEIGHTS_FILE, what="World-model weights", error=WorldModelError)
         wm = cls(cfg, tokens, n_actions=meta["n_actions"], state_dim=meta["state_dim"])
         wm.net.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
         wm.meta = meta
         return wm.eval()
+
+
+def _read_json(f: Path) -> dict[str, Any]:
+    from collect.untrusted import read_json_object
+
+    return read_json_object(f, what="world model", error=WorldModelError, fix="retrain the world model.")
 
 
 def _is_world_model(path: Path) -> bool:

@@ -39,9 +39,14 @@ from collect.format import (  # noqa: F401  (re-exported: the dataset API lives 
     space_to_json,
     unflatten_action,
 )
+from collect.hf_card import frame_header
+from collect.untrusted import check_parquet_sizes, contained, read_json_object, regular
 from collect.writer import DatasetWriter, add_column  # noqa: F401  (re-exported)
 
 _ROW_COLUMNS = ("frame", "action", "reward", "terminated", "truncated", "annotations")
+MAX_FRAME_SIDE = 4096
+"""Largest frame height/width a dataset may declare (MineRL's 640 is the largest we collect):
+``frame_shape`` sizes every buffer the reader allocates, so it is bounded first."""
 
 
 @dataclass
@@ -82,11 +87,8 @@ class Dataset:
         self.path = Path(path)
         self.info = _read_info(self.path)
         self.records = _read_episode_index(self.path)
-        self.frame_shape = tuple(self.info.get("frame_shape") or ())
-        if len(self.frame_shape) != 3:
-            raise DatasetError(f"{self.path / 'meta' / 'info.json'} has no valid `frame_shape`; re-run the collector's finalize step.")
-        layout = (self.info.get("action_space") or {}).get("layout")
-        self.action_dim: int | None = sum(e["size"] for e in layout) if layout else None
+        self.frame_shape = _frame_shape(self.info, self.path / "meta" / "info.json")
+        self.action_dim: int | None = _action_dim(self.info, self.path / "meta" / "info.json")
         self._files: dict[int, pq.ParquetFile] = {}
         self._pid = os.getpid()
         if validate:
@@ -121,6 +123,7 @@ class Dataset:
             f = self.file(pos)
             if not f.exists():
                 raise DatasetError(f"Episode file {f} listed in meta/episodes.parquet is missing; restore it or re-collect with `--resume`.")
+            regular(f, what="Episode file")  # a FIFO would block the reader forever
             try:
                 md = pq.read_metadata(f)
             except (OSError, pa.ArrowException) as e:
@@ -136,10 +139,15 @@ class Dataset:
             self._files, self._pid = {}, os.getpid()
         pf = self._files.get(position)
         if pf is None:
+            f = regular(self.file(position), what="Episode file")
             try:
-                pf = pq.ParquetFile(self.file(position))
+                pf = pq.ParquetFile(f)
             except (OSError, pa.ArrowException) as e:
-                raise DatasetError(f"Episode file {self.file(position)} cannot be opened ({e}); re-collect it with `--resume`.") from None
+                raise DatasetError(f"Episode file {f} cannot be opened ({e}); re-collect it with `--resume`.") from None
+            # sizes the footer declares, checked before any page is decompressed
+            frame_bytes = int(np.prod(self.frame_shape)) + len(frame_header(self.frame_shape))
+            check_parquet_sizes(f, pf.metadata, row_bytes={"frame": frame_bytes}, what="Episode file",
+                                fix="Re-collect or re-import that episode.")
             self._files[position] = pf
         return pf
 
@@ -149,7 +157,7 @@ class Dataset:
         pf = self._parquet(position)
         f = self.file(position)
         wanted = [c for c in (*_ROW_COLUMNS, *columns) if c in pf.schema_arrow.names]
-        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        missing = [c for c in (*_ROW_COLUMNS, *columns) if c not in pf.schema_arrow.names]
         if missing:
             raise DatasetError(f"Episode file {f} has no column(s) {missing}; available: {pf.schema_arrow.names}.")
         try:
@@ -215,13 +223,11 @@ def open_dataset(path: str | Path, validate: bool = True) -> Dataset:
 def _read_info(path: Path) -> dict[str, Any]:
     if not path.is_dir():
         raise DatasetError(f"Dataset directory {path} does not exist; collect one with `python collect/rollout.py --out {path} ...`.")
-    f = path / "meta" / "info.json"
+    f = contained(path, "meta/info.json", what="Dataset metadata")
     if not f.exists():
         raise DatasetError(f"{f} is missing; {path} is not a finished dataset (run the collector with `--resume` to finish it).")
-    try:
-        info = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{f} is not valid JSON ({e}); delete it and rerun the collector with --resume (meta/ is rebuilt from the episode files).") from None
+    info = read_json_object(f, what="dataset", fix="delete it and rerun the collector with --resume "
+                            "(meta/ is rebuilt from the episode files).")
     version = str(info.get("format_version", ""))
     if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
         raise DatasetError(f"{f} has format_version {version!r}; this reader supports {FORMAT_VERSION}. Re-collect or convert the dataset.")
@@ -229,18 +235,64 @@ def _read_info(path: Path) -> dict[str, Any]:
 
 
 def _read_episode_index(path: Path) -> list[dict[str, Any]]:
-    f = path / "meta" / "episodes.parquet"
+    f = contained(path, "meta/episodes.parquet", what="Dataset metadata")
     if not f.exists():
         raise DatasetError(f"{f} is missing; re-run the collector with `--resume` to rebuild meta/.")
+    rebuild = "re-run the collector with `--resume` to rebuild it."
     try:
-        rows = pq.read_table(f).to_pylist()
+        pf = pq.ParquetFile(f)
+        check_parquet_sizes(f, pf.metadata, what="Episode index", fix=rebuild.capitalize())
+        rows = pf.read(use_threads=False).to_pylist()
     except (OSError, pa.ArrowException) as e:
-        raise DatasetError(f"{f} is truncated or corrupt ({e}); re-run the collector with `--resume` to rebuild it.") from None
+        raise DatasetError(f"{f} is truncated or corrupt ({e}); {rebuild}") from None
     out = []
-    for r in sorted(rows, key=lambda r: r["episode_index"]):
-        full = json.loads(r.pop("record")) if r.get("record") else {}
-        out.append({**full, **r})
-    return out
+    for r in rows:
+        try:
+            full = json.loads(r.pop("record")) if r.get("record") else {}
+        except (ValueError, UnicodeDecodeError):
+            full = None
+        if not isinstance(full, dict):
+            raise DatasetError(f"{f}: the record of episode {r.get('episode_index')} is not a JSON object; {rebuild}")
+        rec = {**full, **r}
+        for key in ("episode_index", "length"):
+            value = rec.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "episode_index" else 1):
+                raise DatasetError(f"{f}: an episode's {key!r} is {value!r}, not a {'non-negative' if key == 'episode_index' else 'positive'} integer; {rebuild}")
+        contained(path, rec.get("file"), what="Episode file",
+                  fix="The file column of meta/episodes.parquet names files inside the dataset only; "
+                      "rebuild meta/ with the collector's `--resume`.")
+        out.append(rec)
+    return sorted(out, key=lambda r: r["episode_index"])
+
+
+def _frame_shape(info: dict[str, Any], f: Path) -> tuple[int, int, int]:
+    """``info["frame_shape"]`` checked: three positive integers ``[H, W, 3]``, sides bounded."""
+    shape = info.get("frame_shape")
+    ok = (isinstance(shape, list) and len(shape) == 3
+          and all(isinstance(x, int) and not isinstance(x, bool) for x in shape)
+          and 1 <= shape[0] <= MAX_FRAME_SIDE and 1 <= shape[1] <= MAX_FRAME_SIDE and shape[2] == 3)
+    if not ok:
+        raise DatasetError(f"{f} has frame_shape {str(shape)[:60]}; it must be [height, width, 3] with "
+                           f"sides from 1 to {MAX_FRAME_SIDE}. Re-run the collector's finalize step (--resume).")
+    fps = info.get("fps")
+    if fps is not None and (not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps < 1e6):
+        raise DatasetError(f"{f} has fps {str(fps)[:40]}; it must be a positive number of frames per second. "
+                           "Fix it in meta/info.json.")
+    return (shape[0], shape[1], shape[2])
+
+
+def _action_dim(info: dict[str, Any], f: Path) -> int | None:
+    """Width of vector actions from ``info["action_space"]["layout"]`` (None: Discrete)."""
+    space = info.get("action_space") or {}
+    layout = space.get("layout") if isinstance(space, dict) else None
+    if not layout:
+        return None
+    if not isinstance(layout, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("size"), int) and 1 <= e["size"] <= 1 << 16
+            for e in layout):
+        raise DatasetError(f"{f}: action_space.layout must be a list of {{key, shape, offset, size}} "
+                           "entries with positive integer sizes; the metadata is damaged.")
+    return sum(e["size"] for e in layout)
 
 
 # =========================================================================== windows

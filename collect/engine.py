@@ -169,6 +169,7 @@ class Collector:
         from collect.policies import Policy, make_policy
 
         self.cfg, self.writer, self.on_episode = cfg, writer, on_episode
+        writer.warm_up()  # its first episode would otherwise pay pyarrow's lazy imports mid-run
         n = cfg.num_envs
         # `process` spawns workers in `collect`; a Collector itself (e.g. in a Ray actor) steps
         # its envs in a vector env, and the nearest one is async.
@@ -253,6 +254,7 @@ class Collector:
                     resetting[j] = idx is not None
             if any_pending:
                 self.vec.set_attr("pending_episode", new_pending)
+        self.writer.wait()  # the last episode's file is on disk before run returns (workers report it)
 
     def _infos(self, obs: Any, infos: Any) -> tuple[Any, list[dict[str, Any]]]:
         if isinstance(infos, list):  # SingleEnv
@@ -347,7 +349,7 @@ class CollectorActor:
     def __init__(self, cfg_fields: dict[str, Any], info: dict[str, Any]) -> None:
         cfg = CollectConfig(**cfg_fields)
         cfg.progress = False
-        writer = DatasetWriter(cfg.out, info, check_existing=False, durable=cfg.fsync)
+        writer = DatasetWriter(cfg.out, info, check_existing=False, durable=cfg.fsync, background=True)
         self.collector = Collector(cfg, writer)
 
     def run(self, indices: list[int]) -> list[dict[str, Any]]:

@@ -83,10 +83,23 @@ def run_cli(run: Callable[[], Any], interrupted: str = "interrupted.") -> int:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return exit_code(e)
     except _expected_errors() as e:
-        message = " ".join(str(e).split()) or type(e).__name__
+        message = " ".join(shorten_worker_error(str(e)).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
         return exit_code(e)
     return EXIT_OK
+
+
+def shorten_worker_error(message: str) -> str:
+    """The original one-line message of an error re-raised from a DataLoader worker, whose text
+    torch builds as ``Caught X in DataLoader worker process N. Original Traceback …``."""
+    marker = "Original Traceback (most recent call last):"
+    if marker not in message:
+        return message
+    head = message.split(marker, 1)[0].strip()
+    last = [line for line in message.rstrip().splitlines() if line.strip()][-1].strip()
+    _, _, original = last.partition(": ")
+    where = head.split(" in ", 1)[1].rstrip(".") if " in " in head else "a worker"
+    return f"{original or last} (in {where})"
 
 
 @contextmanager

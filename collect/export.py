@@ -178,6 +178,8 @@ class Mp4Export:
     def __post_init__(self) -> None:
         if self.scale < 1:
             raise UsageError(f"--scale must be a positive integer, got {self.scale}.")
+        if self.fps is not None and not 0 < self.fps < 1e6:  # the encoder fails deep inside otherwise
+            raise UsageError(f"--fps must be a positive number of frames per second, got {self.fps}.")
 
 
 def run(cfg: MinariExport | Mp4Export | LeRobotExport) -> None:

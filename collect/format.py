@@ -310,7 +310,12 @@ def episode_file_status(path: str | Path) -> tuple[str, dict[str, Any] | None, s
     raw = (md.metadata or {}).get(EPISODE_METADATA_KEY)
     if raw is None:
         return "foreign", None, "a Parquet file without a BYOG episode record"
-    record = json.loads(raw)
+    try:
+        record = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        return "corrupt", None, f"its episode record is not valid JSON ({e})"
+    if not isinstance(record, dict):
+        return "corrupt", None, "its episode record is not a JSON object"
     if record.get("length") != md.num_rows:
         return "corrupt", record, f"{md.num_rows} rows but its record says {record.get('length')}"
     return "ok", record, ""
@@ -382,21 +387,61 @@ def _decode(table: pa.Table, frame_shape: tuple[int, ...], f: Path) -> dict[str,
 
 
 def _frames(col: pa.Array, n: int, shape: tuple[int, ...], f: Path) -> np.ndarray:
+    """The frame column as ``uint8 [n, *shape]`` (a view where possible), every frame checked
+    against ``shape``: its length, and for PPM frames the header itself."""
     size = int(np.prod(shape))
-    offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
+    header = frame_header(shape)
+    head = len(header)
+    if pa.types.is_large_binary(col.type):  # 64-bit offsets (other writers, concatenations)
+        offset_type = np.int64
+    elif pa.types.is_binary(col.type):
+        offset_type = np.int32
+    else:
+        raise DatasetError(f"Episode file {f}: column 'frame' has Arrow type {col.type}; frames are "
+                           "binary (PPM images or raw bytes). The file does not match this dataset.")
+    if n == 0:
+        return np.zeros((0, *shape), np.uint8)
+    if col.null_count:
+        raise DatasetError(f"Episode file {f}: {col.null_count} frame(s) are null; every row needs a frame. "
+                           "The file is damaged: re-collect or re-import that episode.")
+    width = np.dtype(offset_type).itemsize
+    offsets = np.frombuffer(col.buffers()[1], offset_type, n + 1, col.offset * width)
     lengths = np.diff(offsets)
-    head = len(frame_header(shape))
-    if n and (lengths == size + head).all():  # format 1.1 PPM frames: skip the fixed header
+    if (lengths == size + head).all():  # format 1.1 PPM frames: skip the fixed header
         data = np.frombuffer(col.buffers()[2], np.uint8, n * (size + head), int(offsets[0]))
-        return data.reshape(n, size + head)[:, head:].reshape(n, *shape)  # a view, no copy
-    if n and (lengths != size).any():
+        rows = data.reshape(n, size + head)
+        wrong = np.flatnonzero((rows[:, :head] != np.frombuffer(header, np.uint8)).any(1))
+        if wrong.size:
+            _bad_frame(f, int(wrong[0]), col[int(wrong[0])].as_py(), shape)
+        return rows[:, head:].reshape(n, *shape)  # a view, no copy
+    if (lengths != size).any():
         bad = int(np.argmax(lengths != size))
-        value = col[bad].as_py()
-        if value.startswith(b"P6\n"):  # count the pixels of a PPM frame, not its header
-            value = value.split(b"\n", 3)[-1]
-        raise DatasetError(f"Episode file {f}: frame at row {bad} has {len(value)} bytes but meta/info.json frame_shape {list(shape)} needs {size}; the file does not match this dataset.")
+        _bad_frame(f, bad, col[bad].as_py(), shape)
     data = np.frombuffer(col.buffers()[2], np.uint8, n * size, int(offsets[0]))
     return data.reshape(n, *shape)
+
+
+_PPM_RE = re.compile(rb"P([1-7])\s+(\d{1,9})\s+(\d{1,9})\s+(\d{1,9})\s")
+
+
+def _bad_frame(f: Path, row: int, value: bytes, shape: tuple[int, ...]) -> None:
+    """Raises the error for a frame that does not fit ``shape``, saying what it is instead."""
+    size = int(np.prod(shape))
+    want = f"meta/info.json frame_shape {list(shape)} needs {size} pixel bytes (a P6 {shape[1]}x{shape[0]} PPM image or raw bytes)"
+    m = _PPM_RE.match(value[:64])
+    if m:
+        kind, w, h, maxval = m.group(1).decode(), *(int(x) for x in m.groups()[1:])
+        if (kind, w, h, maxval) == ("6", shape[1], shape[0], 255):
+            got = (f"a P6 {w}x{h} PPM image whose header is written {value[:m.end()]!r}, not the canonical "
+                   f"{frame_header(shape)!r} the reader expects, and {len(value) - m.end()} pixel bytes follow it")
+        else:
+            got = f"a P{kind} {w}x{h} PPM image (maxval {maxval})"
+    elif value[:2] == b"P6" and len(value) == size + len(frame_header(shape)):
+        got = f"a damaged PPM header {value[:len(frame_header(shape))]!r}"
+    else:
+        got = f"{len(value)} bytes"
+    raise DatasetError(f"Episode file {f}: the frame at row {row} is {got}, but {want}; the file does "
+                       "not match this dataset.")
 
 
 class EpisodeTable:

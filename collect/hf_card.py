@@ -115,12 +115,15 @@ def write_card(path: str | Path, info: dict[str, Any]) -> Path | None:
     if first is None:
         return None
     card = path / "README.md"
+    if card.is_symlink() or (card.exists() and not card.is_file()):  # a link or a FIFO: not ours
+        print(f"warning: {card} is not a regular file; it is left as is (no dataset card).", file=sys.stderr)
+        return None
     if card.exists() and CARD_MARK not in card.read_text(encoding="utf-8", errors="replace"):
         # BYOG never overwrites a file it did not write (issue #14): the user's README stays
         print(f"warning: {card} was not written by BYOG; it is left as is (no dataset card).", file=sys.stderr)
         return None
-    tmp = card.with_suffix(".md.tmp")
-    tmp.write_text(card_text(info, pq.read_schema(first)), encoding="utf-8")
-    tmp.replace(card)
-    return card
+    from collect.untrusted import write_output  # a new temp file, never one a dataset ships
+
+    text = card_text(info, pq.read_schema(first))
+    return write_output(card, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

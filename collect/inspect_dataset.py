@@ -19,6 +19,7 @@ import tyro
 from collect.dataset import Dataset, open_dataset
 from collect.errors import UsageError, parse_cli, run_cli
 from collect.stats import dataset_stats, examples_by_kind, format_stats  # noqa: F401  (re-exported)
+from collect.untrusted import check_output_dir, write_output
 
 
 @dataclass
@@ -85,8 +86,7 @@ def contact_sheet(ds: Dataset, picks: list[tuple[int, int]], path: Path) -> Path
         ax.axis("off")
     fig.suptitle(f"{ds.info.get('env')} · {ds.info.get('policy')} · {ds.num_episodes} episodes", fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -110,10 +110,15 @@ def frequency_plot(stats: dict[str, Any], path: Path, top: int = 20) -> Path:
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle(f"{stats['env']}: {stats['annotations']} annotations over {stats['frames']} frames")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Saves a figure as PNG through a new file renamed into place: ``savefig`` itself would
+    write through a link the dataset ships at that name (issue #26)."""
+    write_output(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def main(cfg: InspectConfig) -> dict[str, Any]:
@@ -122,7 +127,8 @@ def main(cfg: InspectConfig) -> dict[str, Any]:
     if cfg.deep:
         ds.validate(deep=True)
     stats = dataset_stats(ds)
-    out = cfg.out or cfg.path / "inspect"
+    # the default lies inside the dataset, whose author may have made it a link; --out is the user's
+    out = cfg.out or check_output_dir(cfg.path / "inspect", shipped_by=cfg.path)
     if ds.num_episodes:
         stats["contact_sheet"] = str(contact_sheet(ds, pick_frames(ds, cfg.frames, cfg.seed), out / "contact_sheet.png"))
         stats["frequency_plot"] = str(frequency_plot(stats, out / "annotation_frequency.png", cfg.top))

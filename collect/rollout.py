@@ -39,7 +39,8 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
     info = dataset_info(cfg)
     if cfg.resume:
         info["collect_config"]["resume"] = False  # not part of the dataset's identity
-    writer = DatasetWriter(cfg.out, info, resume=cfg.resume, durable=cfg.fsync)
+    # Episode files are written on a background thread while the env steps (DatasetWriter).
+    writer = DatasetWriter(cfg.out, info, resume=cfg.resume, durable=cfg.fsync, background=True)
     info = writer.info  # workers write the dataset's layout (a resumed 1.0 dataset stays 1.0)
     source = EpisodeSource(cfg, writer.records)
     resumed = len(writer.records)
@@ -47,7 +48,9 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
     bar = tqdm(total=total, initial=resumed if cfg.episodes else min(source.done_steps, total),
                unit="ep" if cfg.episodes else "step", disable=not cfg.progress, dynamic_ncols=True)
     t0, counts = time.perf_counter(), Counter()
-    loop = {"start": t0, "end": t0}  # the stepping loop alone, without env start-up and meta
+    cpu0 = time.process_time()
+    # the stepping loop alone, without env start-up and meta (wall, and this process's CPU)
+    loop = {"start": t0, "end": t0, "cpu_start": cpu0, "cpu_end": cpu0}
 
     def on_episode(record: dict[str, Any]) -> None:
         source.finished(record)
@@ -60,8 +63,8 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
 
     try:
         run_backend(cfg, info, writer, source, on_episode,
-                    on_ready=lambda: loop.update(start=time.perf_counter()))
-        loop["end"] = time.perf_counter()
+                    on_ready=lambda: loop.update(start=time.perf_counter(), cpu_start=time.process_time()))
+        loop.update(end=time.perf_counter(), cpu_end=time.process_time())
         writer.finalize()
     finally:
         bar.close()
@@ -72,6 +75,8 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
     summary["startup_seconds"] = loop["start"] - t0  # env, vector env or worker start-up (process mode: warm-up too)
     summary["loop_seconds"] = loop["end"] - loop["start"]
     summary["loop_steps_per_s"] = counts["steps"] / summary["loop_seconds"] if summary["loop_seconds"] > 0 else None
+    # CPU seconds of this process's threads over the loop (in-process backends; not workers')
+    summary["loop_cpu_seconds"] = loop["cpu_end"] - loop["cpu_start"]
     return summary
 
 

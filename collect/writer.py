@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,7 @@ from collect.format import (  # noqa: F401  (re-exported: the format's names as 
     unflatten_action,
 )
 from collect.hf_card import FRAME_FORMAT, resumed_layout, write_card
+from collect.untrusted import contained
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -162,6 +164,13 @@ class DatasetWriter:
         resume_flag: How the caller's users continue a dataset (named in the "already holds a
             dataset" error); ``None`` for tools that cannot (the importers).
         durable: fsync each episode file and its directory (power-loss safety).
+        background: Write each episode file (Parquet, zstd, fsync, rename) on one background
+            thread while the caller goes on (the collector steps its env meanwhile: that I/O is
+            ~5% of a Crafter episode's time, mostly waiting on fsync, which releases the GIL).
+            The table and record are still built, and bad input raised, in
+            :meth:`write_episode`; one file is in flight at most; its error is raised by the next
+            :meth:`write_episode`, :meth:`wait` or :meth:`finalize`. Callers that hand results
+            on (worker processes) call :meth:`wait` first.
     """
 
     IDENTITY_KEYS = ("env", "env_kwargs", "policy", "seed", "max_episode_steps", "format_version")
@@ -170,9 +179,11 @@ class DatasetWriter:
 
     def __init__(self, path: str | Path, info: dict[str, Any], resume: bool = False,
                  chunk_size: int = CHUNK_SIZE, check_existing: bool = True,
-                 resume_flag: str | None = "--resume", durable: bool = True) -> None:
+                 resume_flag: str | None = "--resume", durable: bool = True, background: bool = False) -> None:
         self.path = Path(path)
-        self.durable = durable
+        self.durable, self.background = durable, background
+        self._io: Any = None  # the file-writing thread (background), started on first use
+        self._pending: Any = None  # the future of the episode file being written there
         self.chunk_size = int(info.get("chunk_size", chunk_size))
         # Frame layout: PPM frames + time columns (1.1) unless the info says raw (a 1.0 dataset).
         frame_format = info.get("frame_format", FRAME_FORMAT)
@@ -283,9 +294,36 @@ class DatasetWriter:
             "num_annotations": int(pc.sum(pc.list_value_length(table.column("annotations"))).as_py() or 0),
             "file": rel, "columns": table.column_names, "collected_with": self.identity, **record_fields,
         }
-        record["bytes"] = write_table_atomic(table, self.path / rel, record, durable=self.durable)
+        self.wait()  # one file in flight at most (bounded memory); the previous one's error surfaces here
+        if self.background:
+            if self._io is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._io = ThreadPoolExecutor(1, thread_name_prefix="byog-episode-writer")
+            self._pending = self._io.submit(self._write_file, table, rel, record)
+        else:
+            self._write_file(table, rel, record)
         self.records[int(episode_index)] = record
         return record
+
+    def warm_up(self) -> None:
+        """Pays the encode path's one-off costs now, not in the middle of a run: pyarrow imports
+        pandas on its first array (~1 s). The collector calls it while it starts up."""
+        shape = self.info.get("frame_shape") or [1, 1, 3]
+        build_episode_table(0, np.zeros((1, *shape), np.uint8), [], action_dim=self.action_dim,
+                            frame_format=self.info["frame_format"], fps=10.0)
+
+    def _write_file(self, table: pa.Table, rel: str, record: dict[str, Any]) -> None:
+        # The file carries the record as it is now; "bytes" is known once it is written.
+        size = write_table_atomic(table, self.path / rel, dict(record), durable=self.durable)
+        record["bytes"] = size
+
+    def wait(self) -> None:
+        """Returns once the episode file being written in the background (if any) is on disk;
+        raises its error if writing it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def finalize(self, **info_updates: Any) -> dict[str, Any]:
         """Rescans ``data/`` and writes ``meta/episodes.parquet`` and ``meta/info.json`` atomically.
@@ -294,6 +332,7 @@ class DatasetWriter:
             The ``info`` dict written (with ``num_episodes``, ``num_frames``, ``num_steps``,
             ``num_annotations``, ``total_bytes`` and ``columns``).
         """
+        self.wait()
         self.info.update(info_updates)
         remove_leftovers(self.path)  # every writer is done: a temp file now is a killed one's
         info = write_meta(self.path, self.info)
@@ -301,7 +340,15 @@ class DatasetWriter:
         return info
 
     def close(self) -> None:
-        """Releases the directory lock (finalize does; also on garbage collection)."""
+        """Lets a background write finish, then releases the directory lock (finalize does;
+        also on garbage collection). Called while another error propagates (Ctrl-C), it keeps
+        that error: a failed last write leaves no file, and ``--resume`` collects it again."""
+        if self._io is not None:
+            self._io.shutdown(wait=True)
+            self._io = None
+        if self._pending is not None and sys.exc_info()[1] is None:
+            self.wait()
+        self._pending = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -329,6 +376,7 @@ def scan_episode_files(path: str | Path, remove_partial: bool = False,
         m = _EPISODE_RE.search(f.name)
         if not m or TEMP_FILE_RE.match(f.name):
             continue
+        contained(path, str(f.relative_to(path)), what="Episode file")  # no link out, no FIFO
         status, record, detail = episode_file_status(f)
         if status == "foreign":
             raise DatasetError(f"{f} was not written by BYOG ({detail}); BYOG never deletes or overwrites "
@@ -371,7 +419,15 @@ def lock_dataset(path: str | Path) -> Any:
 
     lock_file = Path(path) / DatasetWriter.LOCK_FILE
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_file, "a+")  # noqa: SIM115 - held open for the writer's lifetime
+    try:  # never through a link a dataset ships: the pid below would overwrite its target
+        fd = os.open(lock_file, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as e:
+        raise DatasetError(f"Cannot open the lock file {lock_file} ({e.strerror}: a symlink or other special "
+                           "file is refused); remove it if it is yours.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatasetError(f"The lock file {lock_file} is not a regular file; remove it if it is yours.")
+    handle = os.fdopen(fd, "a+")  # held open for the writer's lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

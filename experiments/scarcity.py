@@ -4,27 +4,32 @@ better than the supervised captioner (``w_byog = 0``) and a self-training captio
     python -m experiments.scarcity --preset scarcity-cpu --out runs/scarcity --plan-only
     python -m experiments.scarcity --preset scarcity-cpu --out runs/scarcity
 
-Crafter, scripted episodes, the tiny settings of ``make demo``; every arm trains the same number
-of optimizer steps (each cell reports its measured step time). Arms (:data:`ARMS`):
+Crafter, scripted episodes, the tiny settings of ``make demo``. Every step draws semi-supervised
+batches (issue 21): the same true-labelled batch of ``loader.batch_size`` windows for every arm
+of a seed, plus, for BYOG, an unlabelled batch of ``loader.unlabelled_batch_size`` windows for
+the self-supervised loss. Arms (:data:`ARMS`):
 
-* ``captioner``: ``w_byog = 0``, trained on the labelled episodes only.
+* ``captioner``: ``w_byog = 0``, the labelled batch only.
 * ``self-training``: the captioner of the same seed and labelled set (its cell) pseudo-labels
-  the unlabelled training episodes with its greedy narration; a fresh captioner then trains the
-  same number of steps on the true and the pseudo labels (the standard semi-supervised
-  reference; its pipeline spends twice the steps, both reported).
-* ``byog-hidden`` / ``byog-logits``: BYOG with the predictor reading the encoder's hidden states
-  or its output distribution; ``byog-logits`` uses the BYOG loss weighting a short pilot
-  (``pilot`` cells, the first seed at the smallest fraction) favours by validation token
-  accuracy.
+  the unlabelled training episodes with its greedy narration; a fresh captioner then trains on
+  the same true-labelled batch plus a pseudo-labelled batch beside it.
+* ``byog-hidden``: BYOG with the predictor reading the encoder's hidden states (the default).
+* ``byog-piloted``: the BYOG variant (:data:`VARIANTS`: warm-up, init from a captioner, encoder
+  gradient scale, separate clipping, sampling temperature, the latent objective, weightings)
+  a pilot chooses by event F1 on a seeded slice of training episodes that no main cell trains
+  or validates on.
+* ``shuffled-captioner``: a captioner on annotations shuffled across episodes, the negative
+  control (it must not beat the majority-token baseline).
 
 A pipeline seed re-draws the labelled episodes (``label_seed``) and the initialisation. Cells
 run on the shared study runner (:mod:`experiments.runner`: config-keyed, resumable, a process
-pool); ``--plan-only`` prints the cell count and an ETA from training steps timed on this
-machine. The report gives, per arm and fraction, greedy non-``<nil>`` token accuracy, event
-P/R/F1 (also per event kind), the majority-token baseline, collapse monitors and prefix gains,
-learning curves over steps, and paired differences (BYOG - captioner, BYOG - self-training; same
-seed and labelled set) with t-intervals over the per-seed differences and the minimum
-detectable effect.
+pool); ``--plan-only`` prints the cell count and an ETA from steps and validation timed here
+with the study's workers side by side. Every run is validated on the same held-out windows
+(``logging.val_windows``, spaced evenly over the held-out episodes). The report gives, per arm
+and fraction, event P/R/F1 (also per kind), token accuracy and the majority-token baseline,
+collapse monitors and prefix gains, learning curves over steps and labelled windows seen, the
+gradient each loss puts on the encoder, the controls' verdicts, paired differences with
+two-sided t-intervals and MDEs, and the stated one-sided comparisons with Holm's adjustment.
 """
 from __future__ import annotations
 
@@ -53,7 +58,8 @@ DEMO_TRAIN: dict[str, Any] = {
     "threads": 1,
 }
 
-# BYOG loss weightings the pilot compares (agents.config.LossConfig fields)
+# BYOG loss weightings (agents.config.LossConfig fields), used by the pilot's variants and the
+# gpu factorial
 WEIGHTINGS: dict[str, dict[str, float]] = {
     "none": {},
     "nil0.3": {"byog_nil_weight": 0.3},
@@ -64,25 +70,52 @@ WEIGHTINGS: dict[str, dict[str, float]] = {
 
 @dataclass(frozen=True)
 class Arm:
-    """One way of training the narrator: a trainer preset plus model overrides."""
+    """One way of training the narrator: a trainer preset plus model/trainer overrides."""
 
     preset: str
-    """Trainer preset (``captioner`` or ``byog``)."""
+    """Trainer preset (``captioner``, ``byog``, ``byog-latent``)."""
     model: dict[str, Any] = field(default_factory=dict)
     """Nested ``ModelConfig`` overrides (e.g. ``{"predictor": {"input": "logits"}}``)."""
     self_train: bool = False
-    """Pseudo-label the unlabelled episodes with this fraction's captioner, then train on both."""
+    """The same fraction's captioner pseudo-labels the unlabelled episodes; this arm trains on
+    the true-labelled batch plus a pseudo-labelled batch beside it."""
     piloted: bool = False
-    """Use the BYOG loss weighting the pilot favours."""
+    """Stands for the BYOG variant the pilot chooses (:data:`VARIANTS`)."""
+    shuffled: bool = False
+    """Train on annotations shuffled across episodes (the negative control)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Trainer config overrides beside the model's (e.g. ``{"optim": {...}}``)."""
+    init_share: float = 0.0
+    """Spend this share of the steps on a captioner first and start from it (``--init-from``);
+    the cell's total steps stay the preset's."""
 
 
 ARMS: dict[str, Arm] = {
     "captioner": Arm("captioner"),
     "self-training": Arm("captioner", self_train=True),
     "byog-hidden": Arm("byog", {"predictor": {"input": "hidden"}}),
-    "byog-logits": Arm("byog", {"predictor": {"input": "logits"}}, piloted=True),
+    "byog-logits": Arm("byog", {"predictor": {"input": "logits"}}),
+    "byog-piloted": Arm("byog", piloted=True),
+    "shuffled-captioner": Arm("captioner", shuffled=True),
 }
 """The arms of ``scarcity-cpu``; ``scarcity-gpu`` adds its factorial (:func:`factorial_arms`)."""
+
+VARIANTS: dict[str, Arm] = {
+    "byog": ARMS["byog-hidden"],
+    "warmup": Arm("byog", {"loss": {"w_byog_warmup_steps": -1}}),  # -1: half the run's steps
+    "init-captioner": Arm("byog", init_share=0.5),
+    "grad-scale0.1": Arm("byog", {"loss": {"byog_encoder_grad_scale": 0.1}}),
+    "clip-separate": Arm("byog", train={"optim": {"grad_clip_encoder": 0.5,
+                                                  "grad_clip_predictor": 1.0}}),
+    "temp0": Arm("byog", {"loss": {"sample_temperature": 0.0}}),
+    "temp0.5": Arm("byog", {"loss": {"sample_temperature": 0.5}}),
+    "latent": Arm("byog-latent"),
+    "nil0.3": Arm("byog", {"loss": WEIGHTINGS["nil0.3"]}),
+    "slot0": Arm("byog", {"loss": WEIGHTINGS["slot0"]}),
+}
+"""The BYOG variants the pilot compares (issue 21, item 3); the one with the best event F1 on
+the pilot slice becomes ``byog-piloted`` in every main cell. ``captioner`` runs beside them as
+the pilot's reference (not a candidate)."""
 
 
 def factorial_arms() -> dict[str, Arm]:
@@ -97,6 +130,18 @@ def factorial_arms() -> dict[str, Arm]:
                         "predictor": {"input": inp},
                         "loss": {"w_byog": w, "target_ema": ema, **WEIGHTINGS[wname]}})
     return arms
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Controls fixed with the design, before any cell runs."""
+
+    positive_fraction: float = 0.25
+    """The captioner must beat the majority-token baseline at this fraction: the 95% lower
+    bound of its token accuracy over the majority's, over seeds, above 0."""
+    negative_arm: str = "shuffled-captioner"
+    """It must not beat the majority-token baseline at any fraction: its accuracy over the
+    majority's 95% lower bound must not be above 0."""
 
 
 @dataclass(frozen=True)
@@ -115,10 +160,13 @@ class Preset:
     """Optimizer steps per training run (every arm)."""
     arms: tuple[str, ...]
     """Arm names (``ARMS`` or the factorial's)."""
-    pilot_weightings: tuple[str, ...] = ("none", "nil0.3", "slot0")
-    """BYOG weightings the pilot compares for the piloted arms (empty: no pilot)."""
+    pilot_variants: tuple[str, ...] = tuple(VARIANTS)
+    """BYOG variants the pilot compares for ``byog-piloted`` (empty: no pilot)."""
     pilot_steps: int = 0
     """Steps of a pilot run (0 = ``steps // 2``)."""
+    pilot_episodes: int = 10
+    """Training episodes set aside (seeded) as the pilot's validation slice; no main cell trains
+    or validates on them, so the pilot never selects on the reported split."""
     evals: int = 5
     """Validations per run (the learning curves)."""
     workers: int = 2
@@ -133,23 +181,30 @@ class Preset:
     """Use :func:`factorial_arms` instead of :data:`ARMS`."""
     train: dict[str, Any] = field(default_factory=dict)
     """Trainer config overrides merged into :data:`DEMO_TRAIN` (e.g. a smaller batch)."""
+    gates: Gates = field(default_factory=Gates)
+    """The positive and negative controls' pass rules."""
+    reference: str = "byog-hidden"
+    """The default BYOG arm the piloted variant must beat to become the preset default."""
 
 
+_CPU_ARMS = ("captioner", "self-training", "byog-hidden", "byog-piloted", "shuffled-captioner")
 PRESETS: dict[str, Preset] = {
     "scarcity-cpu": Preset(episodes=96, max_episode_steps=400, fractions=(0.05, 0.25),
-                           seeds=(0, 1, 2), steps=600, pilot_steps=300,
-                           arms=("captioner", "self-training", "byog-hidden", "byog-logits")),
+                           seeds=(0, 1, 2), steps=600, pilot_steps=300, arms=_CPU_ARMS,
+                           train={"logging": {"val_windows": 256}}),
     "scarcity-gpu": Preset(episodes=96, max_episode_steps=400,
                            fractions=(0.02, 0.05, 0.1, 0.25, 1.0), seeds=(0, 1, 2, 3, 4),
-                           steps=2000, arms=tuple(factorial_arms()), pilot_weightings=(),
-                           workers=8, device="cuda", collect_envs=8, factorial=True),
+                           steps=2000, arms=(*_CPU_ARMS, *[a for a in factorial_arms()
+                                                         if a.startswith("byog-")]),
+                           pilot_steps=1000, workers=8, device="cuda", collect_envs=8,
+                           factorial=True, train={"logging": {"val_windows": 256}}),
     # seconds-long, for tests: the whole pipeline on a few short episodes
-    "scarcity-micro": Preset(episodes=6, max_episode_steps=40, fractions=(0.5,), seeds=(0, 1),
-                             steps=2, pilot_steps=1, evals=1, workers=1, collect_envs=1,
-                             arms=("captioner", "self-training", "byog-hidden", "byog-logits"),
-                             pilot_weightings=("none", "slot0"),
+    "scarcity-micro": Preset(episodes=8, max_episode_steps=40, fractions=(0.5,), seeds=(0, 1),
+                             steps=2, pilot_steps=2, evals=1, workers=1, collect_envs=1,
+                             arms=_CPU_ARMS, pilot_variants=("byog", "init-captioner", "latent"),
+                             pilot_episodes=2,
                              train={"loader": {"batch_size": 4},
-                                    "logging": {"val_batches": 1}}),
+                                    "logging": {"val_batches": 1, "val_windows": 8}}),
 }
 
 
@@ -193,11 +248,13 @@ def _train_config(base: dict[str, Any], data: str, out: Path) -> Any:
 
 
 def run_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
-    """One training run (a study cell): ``config["train"]`` is the trainer config dict; with
+    """One training run (a study cell): ``config["train"]`` is the trainer config dict. With
     ``config["teacher"]`` (a captioner's run directory, trained on the labelled draw of
     ``config["teacher_train"]``) the unlabelled training episodes are pseudo-labelled by it
-    first. Returns the final validation metrics, the learning curves, the step time and
-    per-event-kind P/R/F1."""
+    first; with ``config["shuffle_seed"]`` the training episodes' annotations are shuffled
+    across episodes first (the negative control). Returns the final validation metrics, the
+    learning curves (over steps and labelled windows seen), the step time and per-event-kind
+    P/R/F1."""
     from agents.training.loop import train
 
     data = config["data"]
@@ -205,22 +262,43 @@ def run_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
     if config.get("teacher"):
         data = str(pseudo_labelled_copy(config["teacher"], data, config["teacher_train"],
                                         out / "pseudo_data"))
+    if config.get("shuffle_seed") is not None:
+        data = str(shuffled_copy(data, config["train"], out / "shuffled_data",
+                                 seed=config["shuffle_seed"]))
     label_s = time.perf_counter() - t0
     run = out / "run"
     if run.exists():  # a cell killed mid-run starts afresh (its cell.json was never written)
         shutil.rmtree(run)
     summary = train(_train_config(config["train"], data, run))
-    curve = [r for r in _metrics(run) if "val/token_accuracy" in r]
+    rows = _metrics(run)
+    curve = [r for r in rows if "val/token_accuracy" in r]
+    seen = labelled_windows_seen(rows)
     steps = summary["steps"]
     return {"val": summary["val"], "steps": steps, "wall_s": summary["wall_clock_s"],
             "step_s": summary["wall_clock_s"] / max(steps, 1), "pseudo_label_s": label_s,
             "curves": {k: [(r["step"], r.get(k)) for r in curve] for k in CURVE_KEYS},
+            "labelled_seen": [seen.get(r["step"]) for r in curve],
+            "grad": {k: [(r["step"], r.get(k)) for r in rows if k in r] for k in GRAD_KEYS},
             "per_kind": per_kind_prf(run, config["data"], config["train"]),
             "episodes": summary["episodes"], "run": str(run)}
 
 
 CURVE_KEYS = ("val/token_accuracy", "val/event_f1", "val/nil_rate", "val/distinct_1",
               "val/entropy", "val/prefix_gain")
+GRAD_KEYS = ("grad/encoder_ground", "grad/encoder_byog", "grad/byog_over_ground")
+
+
+def labelled_windows_seen(rows: list[dict[str, Any]]) -> dict[int, float]:
+    """Step -> true-labelled windows the run had drawn by then (the logged per-step count,
+    held between log steps)."""
+    out, total, per, last = {}, 0.0, 0.0, 0
+    for r in sorted(rows, key=lambda r: r["step"]):
+        if "data/labelled_windows_per_step" in r:
+            per = float(r["data/labelled_windows_per_step"])
+        total += per * (r["step"] - last)
+        last = r["step"]
+        out[r["step"]] = total
+    return out
 
 
 def _metrics(run: Path) -> list[dict[str, Any]]:
@@ -230,7 +308,7 @@ def _metrics(run: Path) -> list[dict[str, Any]]:
 
 def _validation(run: Path, data: str, train_cfg: dict[str, Any]) -> tuple[Any, list, list]:
     """The trained agent, its validation batches and their greedy narration."""
-    from agents.training.data import build_data, val_batches
+    from agents.training.data import build_data, validation_batches
     from agents.training.evaluate import validate
     from agents.training.loading import load_agent
 
@@ -238,7 +316,7 @@ def _validation(run: Path, data: str, train_cfg: dict[str, Any]) -> tuple[Any, l
     agent = load_agent(run)
     bundle = build_data(data, cfg.loader, label_fraction=cfg.label_fraction,
                         label_seed=cfg.label_seed, tokenizer=agent.tokenizer)
-    vals = val_batches(bundle.val, cfg.loader.batch_size, cfg.logging.val_batches)
+    vals = validation_batches(bundle.val, cfg.logging.val_windows, cfg.logging.val_batches)
     _, preds = validate(agent, vals, step=0, tolerance=cfg.logging.tolerance)
     return agent, vals, preds
 
@@ -275,25 +353,30 @@ def per_kind_prf(run: Path, data: str, train_cfg: dict[str, Any]) -> dict[str, d
     return out
 
 
+def _bundle(data: str, train_cfg: dict[str, Any], dest: Path, tokenizer: Any = None) -> Any:
+    from agents.training.data import build_data
+
+    cfg = _train_config(train_cfg, data, dest)
+    return cfg, build_data(data, cfg.loader, label_fraction=cfg.label_fraction,
+                           label_seed=cfg.label_seed, tokenizer=tokenizer)
+
+
 def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, Any],
                          dest: Path) -> Path:
     """A copy of dataset ``data`` whose unlabelled training episodes (those outside the
-    teacher's labelled draw) carry the teacher's greedy narration as annotations; labelled and
-    validation episodes keep theirs. Only the ``annotations`` column of those episode files is
-    rewritten; frames are copied as stored."""
+    teacher's labelled draw; pilot and validation episodes excluded) carry the teacher's greedy
+    narration as annotations; labelled, pilot and validation episodes keep theirs. Only the
+    ``annotations`` column of those episode files is rewritten; frames are copied as stored."""
     import torch
 
     from agents.text import unslot
-    from agents.training.data import build_data
     from agents.training.loading import load_agent
     from collect.dataset import WindowDataset, collate_windows
     from collect.writer import set_annotations
 
     src = Path(data)
-    cfg = _train_config(teacher_train, str(src), dest)
     teacher = load_agent(teacher_run)
-    bundle = build_data(str(src), cfg.loader, label_fraction=cfg.label_fraction,
-                        label_seed=cfg.label_seed, tokenizer=teacher.tokenizer)
+    cfg, bundle = _bundle(str(src), teacher_train, dest, teacher.tokenizer)
     unlabelled = sorted(set(bundle.train_ids) - set(bundle.labelled_ids))
     if dest.exists():
         shutil.rmtree(dest)
@@ -316,12 +399,42 @@ def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, A
     return dest
 
 
+def shuffled_copy(data: str, train_cfg: dict[str, Any], dest: Path, *, seed: int) -> Path:
+    """A copy of ``data`` whose training episodes' annotation streams are permuted across those
+    episodes (a derangement: none keeps its own), each cut or padded with silence to its
+    episode's length; validation and pilot episodes keep theirs. A captioner trained on it
+    learns the words' frequencies but nothing about the frames: the negative control."""
+    import numpy as np
+
+    from agents.training.data import episode_annotations
+    from collect.writer import set_annotations
+
+    _, bundle = _bundle(data, train_cfg, dest)
+    ids = list(bundle.train_ids)
+    if len(ids) < 2:
+        raise ExperimentError("Shuffling annotations across episodes needs >= 2 training episodes.")
+    shift = int(np.random.default_rng(seed).integers(1, len(ids)))
+    order = np.random.default_rng(seed + 1).permutation(len(ids))
+    donor = {int(ids[order[i]]): int(ids[order[(i + shift) % len(ids)]]) for i in range(len(ids))}
+    ds = bundle.dataset
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(data, dest)
+    new: dict[int, list[list[str]]] = {}
+    for pos, src in donor.items():
+        n = int(ds.lengths[pos])
+        ann = episode_annotations(ds, src)[:n]
+        new[int(ds.records[pos]["episode_index"])] = ann + [[] for _ in range(n - len(ann))]
+    set_annotations(dest, new)
+    return dest
+
+
 # --------------------------------------------------------------------------- the plan
 
 
 def arms_of(p: Preset) -> dict[str, Arm]:
     """The preset's arms by name."""
-    table = factorial_arms() if p.factorial else ARMS
+    table = {**ARMS, **factorial_arms()} if p.factorial else ARMS
     unknown = [a for a in p.arms if a not in table]
     if unknown:
         raise ExperimentError(f"Unknown arm(s) {unknown}; known: {', '.join(table)}.")
@@ -336,104 +449,146 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_dict(p: Preset, arm: Arm, fraction: float, seed: int, *, steps: int, device: str,
-               weighting: dict[str, float] | None = None) -> dict[str, Any]:
-    """The trainer config dict of one run."""
-    base = _merge(DEMO_TRAIN, p.train)
+               validate_on: str = "val") -> dict[str, Any]:
+    """The trainer config dict of one run (every cell sets the pilot slice aside)."""
+    base = _merge(_merge(DEMO_TRAIN, p.train), arm.train)
     model = _merge(base["model"], arm.model)
-    if weighting:
-        model = _merge(model, {"loss": weighting})
+    loss = model.get("loss", {})
+    if loss.get("w_byog_warmup_steps") == -1:  # the variant's "half the run"
+        model = _merge(model, {"loss": {"w_byog_warmup_steps": max(1, steps // 2)}})
     every = max(1, steps // max(p.evals, 1))
     return _merge(base, {"preset": arm.preset, "model": model, "steps": steps,
-                               "seed": seed, "label_seed": seed, "label_fraction": fraction,
-                               "device": device, "logging": {"eval_every": every,
-                                                             "log_every": every}})
+                         "seed": seed, "label_seed": seed, "label_fraction": fraction,
+                         "device": device,
+                         "loader": {"pilot_episodes": p.pilot_episodes, "validate_on": validate_on},
+                         "logging": {"eval_every": every, "log_every": every}})
 
 
-def plan(cfg: ScarcityConfig, weighting: str | None = None) -> tuple[list[Cell], list[Cell]]:
-    """(pilot cells, main cells). The main cells of piloted arms use ``weighting`` (None = the
-    first of the preset's pilot weightings: a placeholder for counting before the pilot ran)."""
-    p = PRESETS[cfg.preset]
+def _arm_cells(cfg: ScarcityConfig, p: Preset, prefix: str, name: str, arm: Arm, frac: float,
+               seed: int, steps: int, validate_on: str, meta: dict[str, Any],
+               teachers: dict[tuple[float, int], Cell]) -> list[Cell]:
+    """The cells of one arm at one (fraction, seed): one cell, or two stages (a captioner
+    then the arm from it, for ``init_share``; the captioner teacher then the student, for
+    self-training). ``meta["stage"]`` orders them."""
     device = cfg.device or p.device
     data = str((cfg.out / "data").resolve())
+    where = f"{prefix}/{name}/f{frac:g}/s{seed}"
+    tr = train_dict(p, arm, frac, seed, steps=steps, device=device, validate_on=validate_on)
+    if arm.self_train:  # a fresh captioner on the true-labelled + a pseudo-labelled batch
+        if (frac, seed) not in teachers:
+            raise ExperimentError("self-training needs the captioner arm in the preset.")
+        t = teachers[(frac, seed)]
+        conf = {"data": data, "train": _merge(tr, {"pseudo_labels": True}),
+                "teacher_train": t.config["train"],
+                "teacher": str((t.dir(cfg.out) / "run").resolve())}
+        return [Cell(where, "experiments.scarcity:run_cell", conf, kind="self-training",
+                     cost=steps, meta={**meta, "stage": 1})]
+    if arm.shuffled:
+        return [Cell(where, "experiments.scarcity:run_cell",
+                     {"data": data, "train": tr, "shuffle_seed": seed}, kind="captioner",
+                     cost=steps, meta={**meta, "stage": 0})]
+    if arm.init_share:
+        first = max(1, round(steps * arm.init_share))
+        cap = train_dict(p, ARMS["captioner"], frac, seed, steps=first, device=device,
+                         validate_on=validate_on)
+        c0 = Cell(f"{where}/init", "experiments.scarcity:run_cell", {"data": data, "train": cap},
+                  kind="captioner", cost=first, meta={**meta, "stage": 0, "part": "init"})
+        rest = _merge(train_dict(p, arm, frac, seed, steps=max(1, steps - first), device=device,
+                                 validate_on=validate_on),
+                      {"init_from": str((c0.dir(cfg.out) / "run").resolve())})
+        return [c0, Cell(where, "experiments.scarcity:run_cell", {"data": data, "train": rest},
+                         kind=arm.preset if arm.preset != "captioner" else "byog",
+                         cost=steps - first, meta={**meta, "stage": 1})]
+    return [Cell(where, "experiments.scarcity:run_cell", {"data": data, "train": tr},
+                 kind="captioner" if arm.preset == "captioner" else "byog", cost=steps,
+                 meta={**meta, "stage": 0})]
+
+
+def plan(cfg: ScarcityConfig, variant: str | None = None) -> tuple[list[Cell], list[Cell]]:
+    """(pilot cells, main cells). ``byog-piloted`` takes the BYOG variant ``variant`` (None =
+    the first of the preset's pilot variants: a placeholder for counting before the pilot)."""
+    p = PRESETS[cfg.preset]
     arms = arms_of(p)
     pilot: list[Cell] = []
     pilot_steps = p.pilot_steps or max(1, p.steps // 2)
-    if p.pilot_weightings and any(a.piloted for a in arms.values()):
-        for name, arm in arms.items():
-            if arm.piloted:
-                for w in p.pilot_weightings:
-                    tr = train_dict(p, arm, min(p.fractions), p.seeds[0], steps=pilot_steps,
-                                    device=device, weighting=WEIGHTINGS[w])
-                    pilot.append(Cell(f"pilot/{name}/{w}", "experiments.scarcity:run_cell",
-                                      {"data": data, "train": tr}, kind=arm.preset,
-                                      cost=pilot_steps, meta={"arm": name, "weighting": w}))
-    chosen = weighting or (p.pilot_weightings[0] if p.pilot_weightings else "none")
+    f0, s0 = min(p.fractions), p.seeds[0]
+    if p.pilot_variants and any(a.piloted for a in arms.values()):
+        ref = _arm_cells(cfg, p, "pilot", "captioner", ARMS["captioner"], f0, s0, pilot_steps,
+                         "pilot", {"arm": "captioner", "variant": None}, {})
+        pilot += ref
+        for v in p.pilot_variants:
+            pilot += _arm_cells(cfg, p, "pilot", v, VARIANTS[v], f0, s0, pilot_steps, "pilot",
+                                {"arm": "byog-piloted", "variant": v}, {})
+    chosen = variant or (p.pilot_variants[0] if p.pilot_variants else "byog")
     main: list[Cell] = []
-    teachers: dict[tuple[float, int], Cell] = {}
     for frac in p.fractions:
         for seed in p.seeds:
+            teachers: dict[tuple[float, int], Cell] = {}
             for name, arm in arms.items():
-                if arm.self_train:
-                    continue
-                w = WEIGHTINGS[chosen] if arm.piloted else None
-                tr = train_dict(p, arm, frac, seed, steps=p.steps, device=device, weighting=w)
-                c = Cell(f"main/{name}/f{frac:g}/s{seed}", "experiments.scarcity:run_cell",
-                         {"data": data, "train": tr}, kind=arm.preset, cost=p.steps,
-                         meta={"arm": name, "fraction": frac, "seed": seed,
-                               "weighting": chosen if arm.piloted else None})
-                main.append(c)
+                use = VARIANTS[chosen] if arm.piloted else arm
+                meta = {"arm": name, "fraction": frac, "seed": seed,
+                        "variant": chosen if arm.piloted else None}
+                cells = _arm_cells(cfg, p, "main", name, use, frac, seed, p.steps, "val", meta,
+                                   teachers)
                 if name == "captioner":
-                    teachers[(frac, seed)] = c
-            for name, arm in arms.items():
-                if arm.self_train:  # a fresh captioner on true + pseudo labels, same steps
-                    if (frac, seed) not in teachers:
-                        raise ExperimentError("self-training needs the captioner arm in the preset.")
-                    t = teachers[(frac, seed)]
-                    tr = _merge(train_dict(p, arm, frac, seed, steps=p.steps, device=device),
-                                {"label_fraction": 1.0})
-                    cfg_ = {"data": data, "train": tr, "teacher_train": t.config["train"],
-                            "teacher": str((t.dir(cfg.out) / "run").resolve())}
-                    main.append(Cell(f"main/{name}/f{frac:g}/s{seed}", "experiments.scarcity:run_cell",
-                                     cfg_, kind="self-training", cost=p.steps,
-                                     meta={"arm": name, "fraction": frac, "seed": seed}))
+                    teachers[(frac, seed)] = cells[-1]
+                main += cells
     return pilot, main
 
 
-def probe_step_seconds(p: Preset, device: str, steps: int = 3) -> dict[str, float]:
-    """Seconds per training step of each run kind (``captioner``, ``byog``), timed here on
-    synthetic batches of the preset's shape (Crafter frames 64x64, the demo's window/batch).
+def stages(cells: list[Cell]) -> list[list[Cell]]:
+    """Cells grouped by ``meta["stage"]``, in order: a stage reads only earlier stages' runs."""
+    keys = sorted({c.meta.get("stage", 0) for c in cells})
+    return [[c for c in cells if c.meta.get("stage", 0) == k] for k in keys]
 
-    CPU time of this one-thread process, not wall time: on a shared machine the wall clock
-    counts other people's processes, while a study's workers each own a core."""
+
+PROBE_KINDS = ("captioner", "byog", "self-training")
+
+
+def _probe_batch(kind: str, B: int, Bu: int, T: int, sentences: list[str]) -> dict[str, Any]:
+    """A synthetic step batch of a run kind's shape: the labelled batch (B windows) plus the
+    unlabelled (BYOG) or pseudo-labelled (self-training) batch of Bu windows beside it."""
+    import torch
+
+    extra = 0 if kind == "captioner" else Bu
+    n = B + extra
+    g = torch.Generator().manual_seed(0)
+    return {"frames": torch.randint(0, 255, (n, T, 64, 64, 3), dtype=torch.uint8, generator=g),
+            "valid": torch.ones(n, T, dtype=torch.bool),
+            "annotations": [[[sentences[(b + t) % 6]] if (b + t) % 3 == 0 else []
+                             for t in range(T)] for b in range(n)],
+            "episode_index": torch.arange(n), "start": torch.zeros(n, dtype=torch.long),
+            "labelled": torch.arange(n) < (n if kind == "self-training" else B),
+            "byog": torch.arange(n) >= B if kind == "byog" else torch.zeros(n, dtype=torch.bool)}
+
+
+def _probe_worker(args: tuple[dict[str, Any], str, int]) -> dict[str, float]:
+    """Wall seconds per training step and per validation window of each run kind, in one
+    process with one torch thread (a study worker's setting)."""
     import torch
 
     from agents.model import BYOGAgent
     from agents.text import train_tokenizer
     from agents.training.config import config_from_dict
 
+    train, device, steps = args
+    torch.set_num_threads(1)
     sentences = ["collected 1 wood", "tree in view", "made wood pickaxe", "cow in view",
                  "placed table", "ate cow"]
     tok = train_tokenizer(sentences)
     out: dict[str, float] = {}
-    for kind in ("captioner", "byog"):
-        tc = config_from_dict(_merge(_merge(DEMO_TRAIN, p.train),
-                                     {"preset": kind, "data": "x", "out": "x"}))
+    for kind in PROBE_KINDS:
+        preset = "byog" if kind == "byog" else "captioner"
+        tc = config_from_dict(_merge(train, {"preset": preset, "data": "x", "out": "x"}))
         torch.manual_seed(0)
         agent = BYOGAgent(tc.model, tok).to(device)
         opt = torch.optim.AdamW(agent.parameters(), lr=1e-4)
-        B, T = tc.loader.batch_size, tc.loader.window
-        g = torch.Generator().manual_seed(0)
-        batch = {"frames": torch.randint(0, 255, (B, T, 64, 64, 3), dtype=torch.uint8, generator=g),
-                 "valid": torch.ones(B, T, dtype=torch.bool),
-                 "annotations": [[[sentences[(b + t) % 6]] if (b + t) % 3 == 0 else []
-                                  for t in range(T)] for b in range(B)],
-                 "episode_index": torch.arange(B), "start": torch.zeros(B, dtype=torch.long),
-                 "labelled": torch.ones(B, dtype=torch.bool) if kind == "captioner"
-                 else torch.arange(B) % 4 == 0}
+        batch = _probe_batch(kind, tc.loader.batch_size, tc.loader.unlabelled_batch,
+                             tc.loader.window, sentences)
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         times = []
         for i in range(steps + 1):
-            t0 = time.process_time() if device == "cpu" else time.perf_counter()
+            t0 = time.perf_counter()
             loss, _ = agent.training_step(batch, i)
             opt.zero_grad()
             loss.backward()
@@ -441,19 +596,34 @@ def probe_step_seconds(p: Preset, device: str, steps: int = 3) -> dict[str, floa
             agent.update_target()
             if device != "cpu":
                 torch.cuda.synchronize()
-            times.append((time.process_time() if device == "cpu" else time.perf_counter()) - t0)
+            times.append(time.perf_counter() - t0)
         out[kind] = sum(times[1:]) / steps  # the first step warms up
-        # validation (greedy narration + monitors) of one batch, done (evals + 2) x val_batches
-        # times per run (the curve's points, the final one, the per-kind pass)
         agent.eval()
-        t0 = time.process_time() if device == "cpu" else time.perf_counter()
-        agent.evaluate(batch)
-        out[f"{kind}_eval_batch"] = (time.process_time() if device == "cpu"
-                                     else time.perf_counter()) - t0
-    # a self-training cell: the student's steps plus narrating the unlabelled episodes
-    out["self-training"] = out["captioner"] * 1.15
-    out["self-training_eval_batch"] = out["captioner_eval_batch"]
+        val = {k: (v[: tc.loader.batch_size] if isinstance(v, (torch.Tensor, list)) else v)
+               for k, v in batch.items()}
+        t0 = time.perf_counter()
+        agent.evaluate(val)
+        out[f"{kind}_eval_window"] = (time.perf_counter() - t0) / tc.loader.batch_size
     return out
+
+
+def probe_step_seconds(p: Preset, device: str, steps: int = 3,
+                       workers: int | None = None) -> dict[str, float]:
+    """Wall seconds per training step and per validation window of each run kind
+    (``captioner``; ``byog`` with its labelled and unlabelled batches; ``self-training`` with
+    its pseudo-labelled batch), timed on synthetic batches of the preset's shape in ``workers``
+    processes side by side, as the study runs them (one process alone runs faster than two
+    sharing the machine's memory bandwidth: the old probe under-counted by 1.6x)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    train = _merge(DEMO_TRAIN, p.train)
+    n = max(1, workers or p.workers)
+    if n == 1:
+        return _probe_worker((train, device, steps))
+    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
+        results = list(pool.map(_probe_worker, [(train, device, steps)] * n))
+    return {k: sum(r[k] for r in results) / n for k in results[0]}
 
 
 def probe_collect_seconds(steps: int = 100) -> float:
@@ -487,39 +657,66 @@ def plan_summary(cfg: ScarcityConfig) -> dict[str, Any]:
 
     device = require_device(cfg.device or p.device, f"Preset {cfg.preset}")
     torch.set_num_threads(1)  # as in the study's workers
-    probe = probe_step_seconds(p, device)
-    val_batches = _merge(DEMO_TRAIN, p.train)["logging"]["val_batches"]
+    probe = probe_step_seconds(p, device, workers=workers)
+    logging = _merge(DEMO_TRAIN, p.train)["logging"]
+    val_windows = logging.get("val_windows") or 128
     # per cost unit (one training step): the step, plus the run's validations spread over it
-    unit = {k: probe[k] + (p.evals + 2) * val_batches * probe[f"{k}_eval_batch"] / max(p.steps, 1)
-            for k in ("captioner", "byog", "self-training")}
-    eta = estimate(pilot + main, cfg.out, unit, workers)
+    # (evals + the final one + the per-kind pass, each over every validation window)
+    unit = {k: probe[k] + (p.evals + 2) * val_windows * probe[f"{k}_eval_window"] / max(p.steps, 1)
+            for k in PROBE_KINDS}
+    eta_pilot = estimate(pilot, cfg.out, unit, workers)
+    eta_main = estimate(main, cfg.out, unit, workers)
     collect_s = 0.0
     if not (cfg.out / "data" / "meta" / "info.json").is_file():
         collect_s = probe_collect_seconds() * p.episodes * p.max_episode_steps / p.collect_envs
-    total = eta["eta_seconds"] + collect_s
+    total = eta_pilot["eta_seconds"] + eta_main["eta_seconds"] + collect_s
     return {"preset": cfg.preset, "design": asdict(p), "pilot_cells": len(pilot),
-            "main_cells": len(main), "step_seconds_probe": probe, "unit_seconds": unit, **eta,
+            "main_cells": len(main), "step_seconds_probe": probe, "unit_seconds": unit,
+            "todo": eta_pilot["todo"] + eta_main["todo"], "pilot_eta_minutes":
+            eta_pilot["eta_seconds"] / 60, "main_eta_minutes": eta_main["eta_seconds"] / 60,
+            "by_kind": {"pilot": eta_pilot["by_kind"], "main": eta_main["by_kind"]},
             "collect_seconds": collect_s, "eta_minutes": total / 60,
-            "note": ("CPU time measured here (one thread), each worker owning a core; data "
-                     "loading, the writer and pseudo-labelling are not included")}
+            "note": ("wall seconds measured here with the study's worker count side by side, "
+                     "validation included; collection probed; pseudo-labelling not included")}
 
 
 # --------------------------------------------------------------------------- analysis
 
 
-ARM_METRICS = ("token_accuracy", "majority_token_accuracy", "event_f1", "event_precision",
-               "event_recall", "nil_rate", "distinct_1", "distinct_2", "entropy", "prefix_gain",
-               "prefix_gain_shuffled", "teacher_forced_token_accuracy")
+ARM_METRICS = ("token_accuracy", "majority_token_accuracy", "accuracy_over_majority", "event_f1",
+               "event_precision", "event_recall", "nil_rate", "distinct_1", "distinct_2",
+               "entropy", "prefix_gain", "prefix_gain_shuffled", "teacher_forced_token_accuracy")
+STATED_ARM = "byog-piloted"
+STATED_REFS = ("captioner", "self-training")
+GOAL_MARGIN = -0.02
+"""Issue 21's goal: at the smallest fraction, the 95% lower bound of byog-piloted −
+self-training in event F1 above this."""
 
 
-def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per (arm, fraction) means with t-intervals over seeds, and paired differences of each
-    BYOG arm against the captioner and self-training (same seed and labelled set)."""
-    from experiments.stats import mde, mean_ci, paired_t
-
+def _by_arm(rows: list[dict[str, Any]]) -> dict[tuple[str, float], dict[int, dict[str, Any]]]:
     by: dict[tuple[str, float], dict[int, dict[str, Any]]] = {}
     for r in rows:
+        if r.get("part") == "init" or "fraction" not in r:
+            continue  # an init-captioner stage, not an arm's result
         by.setdefault((r["arm"], r["fraction"]), {})[r["seed"]] = r
+    return by
+
+
+def _paired(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], metric: str) -> list[float]:
+    common = sorted(set(a) & set(b))
+    return [a[s]["val"].get(f"val/{metric}", math.nan) - b[s]["val"].get(f"val/{metric}", math.nan)
+            for s in common]
+
+
+def analyse(rows: list[dict[str, Any]], gates: Gates | None = None) -> dict[str, Any]:
+    """Per (arm, fraction) means with t-intervals over seeds; paired differences (same seed and
+    labelled set) of each BYOG arm against the captioner and self-training and of the piloted
+    variant against ``byog-hidden``; the stated one-sided comparisons with Holm's adjustment;
+    the controls' verdicts and the issue's goal."""
+    from experiments.stats import holm, mde, mean_ci, paired_t
+
+    gates = gates or Gates()
+    by = _by_arm(rows)
     table = []
     for (arm, frac), seeds in sorted(by.items(), key=lambda x: (x[0][1], x[0][0])):
         row: dict[str, Any] = {"arm": arm, "fraction": frac, "seeds": sorted(seeds)}
@@ -529,20 +726,80 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
         row["step_s"] = mean_ci([s["step_s"] for s in seeds.values()])
         table.append(row)
     diffs = []
-    for (arm, frac), seeds in by.items():
-        if not arm.startswith("byog"):
-            continue
-        for ref in ("captioner", "self-training"):
-            other = by.get((ref, frac), {})
-            common = sorted(set(seeds) & set(other))
+    pairs = [(a, ref) for a in sorted({a for a, _ in by}) if a.startswith("byog")
+             for ref in STATED_REFS] + [(STATED_ARM, "byog-hidden")]
+    for (arm, ref) in pairs:
+        for frac in sorted({f for _, f in by}):
+            if (arm, frac) not in by or (ref, frac) not in by:
+                continue
             for m in ("token_accuracy", "event_f1"):
-                d = [seeds[s]["val"].get(f"val/{m}", math.nan) - other[s]["val"].get(f"val/{m}", math.nan)
-                     for s in common]
+                d = _paired(by[(arm, frac)], by[(ref, frac)], m)
                 iv = paired_t(d)
                 diffs.append({"arm": arm, "minus": ref, "fraction": frac, "metric": m,
                               "per_seed": d, "mean": iv.estimate, "lo": iv.lo, "hi": iv.hi,
                               "n": iv.n, "p_greater": iv.p_greater, "mde": mde(_sd(d), iv.n)})
-    return {"table": table, "paired": diffs}
+    stated = {f"{d['arm']} - {d['minus']} @ {d['fraction']:g}": d for d in diffs
+              if d["arm"] == STATED_ARM and d["minus"] in STATED_REFS and d["metric"] == "event_f1"}
+    adj = holm({k: d["p_greater"] for k, d in stated.items()})
+    m_tests = max(1, len(stated))
+    for k, d in stated.items():
+        d["p_holm"], d["shown"] = adj[k]
+        # the smallest effect this test could have shown: one-sided at the strictest Holm level
+        d["mde_holm"] = mde(_sd(d["per_seed"]), d["n"], alpha=0.05 / m_tests, one_sided=True)
+    return {"table": table, "paired": diffs, "stated": stated,
+            "controls": controls(by, gates), "goal": goal(diffs), "default": default_rule(diffs)}
+
+
+def controls(by: dict[tuple[str, float], dict[int, dict[str, Any]]], gates: Gates) -> dict[str, Any]:
+    """The positive and negative controls' verdicts under the preset's fixed gates."""
+    from experiments.stats import paired_t
+
+    def over_majority(arm: str, frac: float) -> Any:
+        seeds = by.get((arm, frac), {})
+        return paired_t([s["val"].get("val/accuracy_over_majority", math.nan)
+                         for s in seeds.values()])
+
+    out: dict[str, Any] = {}
+    pos = over_majority("captioner", gates.positive_fraction)
+    out["positive"] = {"arm": "captioner", "fraction": gates.positive_fraction,
+                       "mean": pos.estimate, "lo": pos.lo, "hi": pos.hi,
+                       "passed": bool(math.isfinite(pos.lo) and pos.lo > 0)}
+    neg = []
+    for (arm, frac) in sorted(by):
+        if arm == gates.negative_arm:
+            iv = over_majority(arm, frac)
+            neg.append({"fraction": frac, "mean": iv.estimate, "lo": iv.lo, "hi": iv.hi,
+                        "passed": not (math.isfinite(iv.lo) and iv.lo > 0)})
+    out["negative"] = {"arm": gates.negative_arm, "cells": neg,
+                       "passed": bool(neg) and all(c["passed"] for c in neg)}
+    return out
+
+
+def _find(diffs: list[dict[str, Any]], arm: str, minus: str, frac: float, metric: str = "event_f1"):
+    return next((d for d in diffs if (d["arm"], d["minus"], d["metric"]) == (arm, minus, metric)
+                 and d["fraction"] == frac), None)
+
+
+def goal(diffs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 21's goal at the smallest fraction: byog-piloted − self-training's 95% lower bound
+    in event F1 above :data:`GOAL_MARGIN`."""
+    fracs = sorted({d["fraction"] for d in diffs})
+    d = _find(diffs, STATED_ARM, "self-training", fracs[0]) if fracs else None
+    if d is None:
+        return {"reached": False, "why": "no byog-piloted / self-training pair"}
+    return {"fraction": d["fraction"], "lo": d["lo"], "mean": d["mean"], "margin": GOAL_MARGIN,
+            "reached": bool(math.isfinite(d["lo"]) and d["lo"] > GOAL_MARGIN)}
+
+
+def default_rule(diffs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 21, item 5: the piloted variant becomes the ``byog`` default only if, at the
+    smallest fraction, byog-piloted − byog-hidden has a 95% lower bound above 0 in event F1."""
+    fracs = sorted({d["fraction"] for d in diffs})
+    d = _find(diffs, STATED_ARM, "byog-hidden", fracs[0]) if fracs else None
+    if d is None:
+        return {"switch": False, "why": "no byog-piloted / byog-hidden pair"}
+    return {"fraction": d["fraction"], "mean": d["mean"], "lo": d["lo"], "hi": d["hi"],
+            "switch": bool(math.isfinite(d["lo"]) and d["lo"] > 0)}
 
 
 def _sd(xs: list[float]) -> float:
@@ -552,69 +809,174 @@ def _sd(xs: list[float]) -> float:
     return float(x.std(ddof=1)) if x.size > 1 else math.nan
 
 
+PILOT_METRICS = ("event_f1", "accuracy_over_majority", "distinct_1", "nil_rate", "prefix_gain")
+
+
+def pilot_table(pilot_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per pilot variant: the issue's pilot metrics and the mean BYOG/grounding
+    gradient-norm ratio over the run's logged steps."""
+    import numpy as np
+
+    out = []
+    for r in pilot_rows:
+        if r.get("part") == "init":
+            continue
+        ratio = [v for _, v in r.get("grad", {}).get("grad/byog_over_ground", []) if v is not None]
+        out.append({"variant": r.get("variant") or "captioner (reference)",
+                    **{m: r["val"].get(f"val/{m}", math.nan) for m in PILOT_METRICS},
+                    "grad_ratio": float(np.mean(ratio)) if ratio else math.nan,
+                    "candidate": r.get("variant") is not None})
+    return out
+
+
+def choose_variant(pilot_rows: list[dict[str, Any]]) -> str | None:
+    """The candidate with the best pilot event F1 (token accuracy would reward a constant
+    majority word); ties go to the earlier variant."""
+    cands = [r for r in pilot_table(pilot_rows) if r["candidate"]]
+    if not cands:
+        return None
+    return max(cands, key=lambda r: _score(r["event_f1"]))["variant"]
+
+
 def report(cfg: ScarcityConfig, pilot_rows: list[dict[str, Any]], rows: list[dict[str, Any]],
            chosen: str | None) -> str:
-    """``results.json``, ``curves.png`` and ``report.md`` under the study directory."""
-    res = analyse(rows)
+    """``results.json``, ``curves.png``, ``grad_norms.png`` and ``report.md`` under the study
+    directory."""
+    p = PRESETS[cfg.preset]
+    res = analyse(rows, p.gates)
+    ptable = pilot_table(pilot_rows)
     (cfg.out / "results.json").write_text(json.dumps(
-        {"preset": cfg.preset, "pilot": pilot_rows, "chosen_weighting": chosen, **res,
-         "cells": rows}, indent=2, default=str))
+        {"preset": cfg.preset, "pilot": pilot_rows, "pilot_table": ptable,
+         "chosen_variant": chosen, **res, "cells": rows}, indent=2, default=str))
     plot_curves(rows, cfg.out / "curves.png")
+    plot_grad_norms(rows, cfg.out / "grad_norms.png")
+
     def f(mc: tuple[float, float]) -> str:
         return f"{mc[0]:.3f} ± {mc[1]:.3f}" if math.isfinite(mc[1]) else f"{mc[0]:.3f}"
 
     lines = [f"# Narration under label scarcity ({cfg.preset})", "",
              f"Command: `python -m experiments.scarcity --preset {cfg.preset} --out {cfg.out}`", ""]
-    if pilot_rows:
-        lines += ["## Pilot (BYOG loss weighting of the piloted arms)", "",
-                  "| arm | weighting | token acc | event F1 |", "|---|---|---|---|"]
-        lines += [f"| {r['arm']} | {r['weighting']} | {r['val'].get('val/token_accuracy', math.nan):.3f} "
-                  f"| {r['val'].get('val/event_f1', math.nan):.3f} |" for r in pilot_rows]
+    if ptable:
+        lines += ["## Pilot (on the pilot slice; chosen by event F1 before any main cell ran)", "",
+                  "| variant | event F1 | token acc − majority | distinct-1 | nil rate | prefix gain "
+                  "| BYOG/ground grad ratio |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['variant']} | " + " | ".join(f"{r[m]:.3f}" for m in (
+            *PILOT_METRICS, "grad_ratio")) + " |" for r in ptable]
         lines += ["", f"Chosen: `{chosen}`.", ""]
     lines += ["## Held-out greedy narration (mean ± 95% t half-width over seeds)", "",
-              ("| fraction | arm | token acc | majority | event F1 | P | R | nil rate | distinct-1 "
-               "| entropy | prefix gain | shuffled gain | s/step |"),
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              ("| fraction | arm | event F1 | P | R | token acc | majority | acc − majority "
+               "| nil rate | distinct-1 | prefix gain | s/step |"),
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["table"]:
         lines.append(f"| {r['fraction']:g} | {r['arm']} | " + " | ".join(
-            f(r[m]) for m in ("token_accuracy", "majority_token_accuracy", "event_f1",
-                              "event_precision", "event_recall", "nil_rate", "distinct_1",
-                              "entropy", "prefix_gain", "prefix_gain_shuffled", "step_s")) + " |")
-    lines += ["", "## Paired differences (same seed and labelled set; t-interval over seeds)", "",
-              "| fraction | arm | minus | metric | mean | 95% CI | n | MDE |", "|---|---|---|---|---|---|---|---|"]
+            f(r[m]) for m in ("event_f1", "event_precision", "event_recall", "token_accuracy",
+                              "majority_token_accuracy", "accuracy_over_majority", "nil_rate",
+                              "distinct_1", "prefix_gain", "step_s")) + " |")
+    c = res["controls"]
+    lines += ["", "## Controls (gates fixed in the preset)", "",
+              f"- Positive: captioner token accuracy − majority at {c['positive']['fraction']:g}: "
+              f"{c['positive']['mean']:+.3f} [{c['positive']['lo']:+.3f}, {c['positive']['hi']:+.3f}]"
+              f" → {'pass' if c['positive']['passed'] else 'FAIL'} (lower bound must be > 0)."]
+    for n in c["negative"]["cells"]:
+        lines.append(f"- Negative: {c['negative']['arm']} token accuracy − majority at "
+                     f"{n['fraction']:g}: {n['mean']:+.3f} [{n['lo']:+.3f}, {n['hi']:+.3f}] → "
+                     f"{'pass' if n['passed'] else 'FAIL'} (must not beat it: lower bound ≤ 0).")
+    lines += ["", "## Stated comparisons (event F1, one-sided H1: byog-piloted > reference, Holm over "
+              f"{len(res['stated'])})", "",
+              "| comparison | mean | 95% CI (two-sided) | p (one-sided) | p Holm | shown | MDE at "
+              "Holm level |", "|---|---|---|---|---|---|---|"]
+    for k, d in res["stated"].items():
+        lines.append(f"| {k} | {d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | "
+                     f"{d['p_greater']:.3f} | {d['p_holm']:.3f} | {'yes' if d['shown'] else 'no'} | "
+                     f"{d['mde_holm']:.3f} |")
+    g, dr = res["goal"], res["default"]
+    if "lo" in g:
+        lines += ["", f"Goal (issue 21): at {g['fraction']:g}, lower bound of byog-piloted − "
+                  f"self-training > {GOAL_MARGIN}: {g['lo']:+.3f} → "
+                  f"{'reached' if g['reached'] else 'NOT reached'}."]
+    if "lo" in dr:
+        lines += [f"Default rule: byog-piloted − byog-hidden at {dr['fraction']:g}: {dr['mean']:+.3f} "
+                  f"[{dr['lo']:+.3f}, {dr['hi']:+.3f}] → "
+                  f"{'switch the default' if dr['switch'] else 'keep the default'}."]
+    lines += ["", "## Paired differences (same seed and labelled set; two-sided t-interval over seeds)",
+              "", "| fraction | arm | minus | metric | mean | 95% CI | n | MDE |",
+              "|---|---|---|---|---|---|---|---|"]
     for d in sorted(res["paired"], key=lambda d: (d["fraction"], d["arm"], d["minus"], d["metric"])):
         lines.append(f"| {d['fraction']:g} | {d['arm']} | {d['minus']} | {d['metric']} | "
                      f"{d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | {d['n']} | {d['mde']:.3f} |")
-    lines += ["", ("Learning curves: `curves.png`; per-event-kind P/R/F1 and every cell's "
-                   "figures: `results.json`.")]
+    lines += ["", ("Learning curves against steps and labelled windows seen: `curves.png`; the "
+                   "gradient each loss puts on the encoder: `grad_norms.png`; per-event-kind "
+                   "P/R/F1 and every cell's figures: `results.json`.")]
     text = "\n".join(lines) + "\n"
     (cfg.out / "report.md").write_text(text)
     return text
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Validation token accuracy over steps, mean over seeds, one panel per fraction."""
+    """Validation event F1 against steps (top) and against true-labelled windows seen
+    (bottom), mean over seeds, one column per fraction."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fracs = sorted({r["fraction"] for r in rows})
-    fig, axes = plt.subplots(1, len(fracs), figsize=(5 * len(fracs), 3.5), squeeze=False)
-    for ax, frac in zip(axes[0], fracs):
-        for arm in sorted({r["arm"] for r in rows}):
-            curves = [r["curves"]["val/token_accuracy"] for r in rows
-                      if r["arm"] == arm and r["fraction"] == frac]
+    by = _by_arm(rows)
+    fracs = sorted({f for _, f in by})
+    fig, axes = plt.subplots(2, len(fracs), figsize=(5 * len(fracs), 7), squeeze=False)
+    for j, frac in enumerate(fracs):
+        for arm in sorted({a for a, f in by if f == frac}):
+            cells = list(by[(arm, frac)].values())
+            curves = [c["curves"]["val/event_f1"] for c in cells]
             if not curves or not curves[0]:
                 continue
-            steps = [s for s, _ in curves[0]]
-            vals = np.nanmean([[v if v is not None else np.nan for _, v in c] for c in curves], 0)
-            ax.plot(steps, vals, marker="o", label=arm)
-        ax.set_title(f"label fraction {frac:g}")
-        ax.set_xlabel("step")
-        ax.set_ylabel("val token accuracy")
-        ax.legend(fontsize=7)
+            n = min(len(c) for c in curves)
+            steps = [s for s, _ in curves[0][:n]]
+            vals = np.nanmean([[v if v is not None else np.nan for _, v in c[:n]] for c in curves], 0)
+            seen = np.nanmean([[x if x is not None else np.nan for x in c.get("labelled_seen", [])[:n]]
+                               or [np.nan] * n for c in cells], 0)
+            axes[0, j].plot(steps, vals, marker="o", label=arm)
+            axes[1, j].plot(seen, vals, marker="o", label=arm)
+        axes[0, j].set_title(f"label fraction {frac:g}")
+        axes[0, j].set_xlabel("optimizer step")
+        axes[1, j].set_xlabel("true-labelled windows seen")
+        for i in (0, 1):
+            axes[i, j].set_ylabel("val event F1")
+            axes[i, j].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_grad_norms(rows: list[dict[str, Any]], path: Path) -> Path:
+    """The gradient norm each loss puts on the encoder over steps, BYOG arms, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by = _by_arm(rows)
+    fracs = sorted({f for _, f in by})
+    fig, axes = plt.subplots(1, max(1, len(fracs)), figsize=(5 * max(1, len(fracs)), 3.5), squeeze=False)
+    for j, frac in enumerate(fracs):
+        ax = axes[0, j]
+        for arm in sorted({a for a, f in by if f == frac and a.startswith("byog")}):
+            for key, style in (("grad/encoder_ground", "-"), ("grad/encoder_byog", "--")):
+                curves = [c.get("grad", {}).get(key, []) for c in by[(arm, frac)].values()]
+                curves = [c for c in curves if c]
+                if not curves:
+                    continue
+                n = min(len(c) for c in curves)
+                ax.plot([s for s, _ in curves[0][:n]],
+                        np.nanmean([[v if v is not None else np.nan for _, v in c[:n]]
+                                    for c in curves], 0), style,
+                        label=f"{arm} {key.split('_')[-1]}")
+        ax.set_yscale("log")
+        ax.set_title(f"label fraction {frac:g}: encoder gradient norm")
+        ax.set_xlabel("optimizer step")
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -641,7 +1003,8 @@ def ensure_data(cfg: ScarcityConfig) -> Path:
 
 
 def main(cfg: ScarcityConfig) -> dict[str, Any]:
-    """Plan (and with ``plan_only`` stop), collect, run the pilot, then the main cells, report."""
+    """Plan (and with ``plan_only`` stop), collect, run the pilot and choose the variant, then
+    the main cells, report."""
     cfg.check()
     p = PRESETS[cfg.preset]
     workers = cfg.workers or p.workers
@@ -651,24 +1014,33 @@ def main(cfg: ScarcityConfig) -> dict[str, Any]:
     steps = {k: round(v, 3) for k, v in summary["step_seconds_probe"].items()}
     print(f"{cfg.preset}: {summary['pilot_cells']} pilot + {summary['main_cells']} main cells, "
           f"{summary['todo']} to run on {workers} worker(s); ETA {summary['eta_minutes']:.1f} min "
-          f"(collection {summary['collect_seconds'] / 60:.1f} min; seconds per step / per "
-          f"validation batch measured here: {steps})")
+          f"(pilot {summary['pilot_eta_minutes']:.1f}, main {summary['main_eta_minutes']:.1f}, "
+          f"collection {summary['collect_seconds'] / 60:.1f}; wall seconds per step / per "
+          f"validation window measured here: {steps})")
     if cfg.plan_only:
         return summary
     ensure_data(cfg)
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
     pilot, _ = plan(cfg)
-    pilot_rows = run_cells(pilot, cfg.out, workers=workers, progress=cfg.progress, desc="pilot")
-    chosen = None
-    if pilot_rows:
-        best = max(pilot_rows, key=lambda r: _score(r["val"].get("val/token_accuracy")))
-        chosen = best["weighting"]
+    pilot_rows = _run_stages(cfg, pilot, workers, "pilot")
+    timing["pilot_minutes"] = (time.perf_counter() - t0) / 60
+    chosen = choose_variant(pilot_rows)  # fixed here, before any main cell runs
+    t1 = time.perf_counter()
     _, main_cells = plan(cfg, chosen)
-    first = [c for c in main_cells if c.kind != "self-training"]
-    rows = run_cells(first, cfg.out, workers=workers, progress=cfg.progress, desc="runs")
-    rows += run_cells([c for c in main_cells if c.kind == "self-training"], cfg.out,
-                      workers=workers, progress=cfg.progress, desc="self-training")
+    rows = _run_stages(cfg, main_cells, workers, "main")
+    timing["main_minutes"] = (time.perf_counter() - t1) / 60
+    (cfg.out / "wall_clock.json").write_text(json.dumps(timing, indent=2))
     print(report(cfg, pilot_rows, rows, chosen))
-    return {"plan": summary, "chosen_weighting": chosen, "rows": len(rows)}
+    return {"plan": summary, "chosen_variant": chosen, "rows": len(rows), **timing}
+
+
+def _run_stages(cfg: ScarcityConfig, cells: list[Cell], workers: int, desc: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i, stage in enumerate(stages(cells)):
+        rows += run_cells(stage, cfg.out, workers=workers, progress=cfg.progress,
+                          desc=f"{desc} {i + 1}")
+    return rows
 
 
 def _score(x: Any) -> float:

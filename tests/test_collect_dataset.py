@@ -156,7 +156,7 @@ def test_frame_shape_mismatch_is_named(dataset):
     info = json.loads((path / "meta" / "info.json").read_text())
     info["frame_shape"] = [6, 6, 3]
     (path / "meta" / "info.json").write_text(json.dumps(info))
-    with pytest.raises(DatasetError, match=r"episode_000000\.parquet: frame at row 0 has 90 bytes but meta/info.json frame_shape \[6, 6, 3\] needs 108"):
+    with pytest.raises(DatasetError, match=r"episode_000000\.parquet: the frame at row 0 is a P6 5x6 PPM image \(maxval 255\), but meta/info.json frame_shape \[6, 6, 3\] needs 108"):
         open_dataset(path).episode(0)
 
 

@@ -36,7 +36,7 @@ def test_builtin_objectives_are_registered_by_name():
 
 
 def test_unknown_objective_is_one_error_listing_the_known_ones():
-    with pytest.raises(ModelError, match=r"Unknown predictor objective 'bogus'; known: parallel, prefix"):
+    with pytest.raises(ModelError, match=r"Unknown predictor objective 'bogus'; known: latent, parallel, prefix"):
         make_model_config("tiny", predictor={"mode": "bogus"})
     with pytest.raises(AgentsError, match="cannot be imported"):
         make_model_config("tiny", predictor={"mode": "no_such_pkg.mod:toy"})

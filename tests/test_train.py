@@ -164,7 +164,7 @@ def test_training_too_few_windows_is_a_clear_error(tmp_path, capsys):
 
     data = synthetic_dataset(tmp_path / "ds", episodes=3, length=8)
     assert cli(tiny_args(data, tmp_path / "run", 2, "--loader.batch_size", "16")) == 2
-    assert "training windows for a batch of 16" in capsys.readouterr().err
+    assert "labelled windows for a batch of 16" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- smoke

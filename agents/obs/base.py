@@ -190,7 +190,12 @@ class FittedObsEncoder(ObsEncoder):
     @classmethod
     def load(cls, path: str | Path) -> FittedObsEncoder:
         """Load a fitted encoder written by :meth:`save` (its plugin imported if need be)."""
-        enc = cls.from_config(read_fitted_config(path))
+        from agents.weights import check_weights
+
+        cfg = read_fitted_config(path)
+        check_weights(lambda: cls.from_config(cfg), Path(path) / WEIGHTS_FILE,
+                      what="Observation-encoder weights", error=ObsEncoderError)
+        enc = cls.from_config(cfg)
         enc.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)))
         return enc  # type: ignore[return-value]
 
@@ -224,7 +229,9 @@ def write_fitted(encoder: nn.Module, path: str | Path, kind: str, **extra: Any) 
 
 def read_fitted_config(path: str | Path, kind: str | None = None) -> ObsConfig:
     """The config saved in a fitted encoder's directory, checked to be ``kind`` (None: any)."""
-    path = Path(path)
+    from agents.weights import check_dir
+
+    path = check_dir(path, what="Observation-encoder directory", error=ObsEncoderError)
     meta_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not meta_file.is_file() or not weights.is_file():
         raise ObsEncoderError(
@@ -233,8 +240,10 @@ def read_fitted_config(path: str | Path, kind: str | None = None) -> ObsConfig:
         )
     try:
         meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ObsEncoderError(f"{meta_file} is not valid JSON ({e}); re-save the encoder.") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ObsEncoderError(f"{meta_file} is not valid JSON ({e}); re-save the encoder.") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ObsEncoderError(f"{meta_file} has no config object; re-save the encoder.")
     kind = kind or str(meta.get("kind"))
     if meta.get("kind") != kind:
         raise ObsEncoderError(

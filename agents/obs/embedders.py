@@ -13,7 +13,9 @@ Specs (what ``python -m agents.embed --encoder`` takes):
   the mean of ``last_hidden_state`` over tokens.
 * ``torchscript:<file.pt>`` -- a scripted module mapping float ``[N, 3, H, W]`` in [0, 1] to
   ``[N, D]``; the module does its own resizing/normalisation (see ``agents.embed`` for the
-  VPT recipe).
+  VPT recipe). **Trusted files only:** ``torch.jit.load`` runs the code the file contains, so
+  name only a file you made or trust as you would a program; BYOG never loads one a dataset
+  or checkpoint names, only the one you pass.
 
 Each loader returns a :class:`FrameEmbedder`: ``embedder(frames uint8 [N, H, W, 3]) -> float32
 [N, D]`` with ``embedder.dim`` and ``embedder.fingerprint`` (hash of spec and checkpoint bytes,
@@ -187,6 +189,8 @@ def _load_hf(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _load_torchscript(path: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Loads a user-named TorchScript file. TRUSTED FILES ONLY: a TorchScript file is a program
+    (``torch.jit.load`` runs its code), unlike the safetensors every other loader reads."""
     import warnings
 
     try:

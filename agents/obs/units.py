@@ -388,14 +388,23 @@ class UnitsEncoder(FittedObsEncoder):
     @classmethod
     def load(cls, path: str | Path) -> UnitsEncoder:
         """Load a fitted encoder written by :meth:`save` (self-contained: no other paths read)."""
+        from agents.weights import check_weights
+
         cfg = read_fitted_config(path, "units")
         meta = json.loads((Path(path) / CONFIG_FILE).read_text())
+
+        def build() -> UnitsEncoder:
+            source = None
+            if cfg.source == "vqvae":
+                source = VQVAEEncoder(obs_config_from_dict(  # type: ignore[arg-type]
+                    {**meta["source_vqvae_config"], "kind": "vqvae"}))
+            return cls(cfg, source_vqvae=source)
+
+        # the centroids are sized by the file (k x the fitted feature width)
+        check_weights(build, Path(path) / WEIGHTS_FILE, what="Units-encoder weights",
+                      error=ObsEncoderError, skip=("centroids",))
         state = load_file(str(Path(path) / WEIGHTS_FILE))
-        source = None
-        if cfg.source == "vqvae":
-            source = VQVAEEncoder(obs_config_from_dict(  # type: ignore[arg-type]
-                {**meta["source_vqvae_config"], "kind": "vqvae"}))
-        enc = cls(cfg, source_vqvae=source)
+        enc = build()
         enc.centroids = torch.zeros_like(state["centroids"])
         enc.feature_dim = int(state["centroids"].shape[1])
         enc.load_state_dict(state)

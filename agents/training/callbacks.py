@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from agents.training import checkpoint as C
 from agents.training.config import TrainConfig, config_to_dict
-from agents.training.data import DataBundle, val_batches
+from agents.training.data import DataBundle, validation_batches
 from agents.training.distributed import DistInfo
 from agents.training.evaluate import format_examples, validate
 from agents.training.logs import MetricLog
@@ -49,12 +49,15 @@ class TrainState:
     """Seconds this segment spent in training steps."""
     t_start: float = field(default_factory=time.perf_counter)
     per_epoch: int = 1
-    """Optimizer steps per epoch of the sampler (for the resumable position)."""
+    """Optimizer steps per epoch of the first sampler (recorded with checkpoints)."""
+    windows_per_step: int = 0
+    """Windows one optimizer step reads, every stream and rank (0: ``loader.batch_size``)."""
 
     @property
     def frames_per_s(self) -> float:
         """Training frames per second of this segment (waiting for data included)."""
-        frames = self.cfg.loader.batch_size * self.cfg.loader.window * (self.step - self.start_step)
+        per_step = self.windows_per_step or self.cfg.loader.batch_size
+        frames = per_step * self.cfg.loader.window * (self.step - self.start_step)
         return frames / max(self.waited + self.busy, 1e-9)
 
     @property
@@ -98,8 +101,8 @@ class EvalCallback(Callback):
 
     def __init__(self, t: TrainState) -> None:
         info, cfg = t.info, t.cfg
-        self.vals = val_batches(t.data.val, cfg.loader.batch_size, cfg.logging.val_batches) \
-            if info.is_main else []
+        self.vals = validation_batches(t.data.val, cfg.logging.val_windows,
+                                       cfg.logging.val_batches) if info.is_main else []
         self.final: dict[str, float] = {}
 
     def evaluate(self, t: TrainState, final: bool = False) -> dict[str, float]:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from agents.training.config import TrainError
+from agents.weights import check_dir
 from collect.durable import current_umask, fsync_path, make_durable  # noqa: F401  (re-exported)
 
 CKPT_DIR = "checkpoints"
@@ -244,21 +245,9 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def _safetensors_problem(f: Path) -> str | None:
     """Why a safetensors file is unreadable (truncated or garbled), or None; reads only its
     header and size."""
-    try:
-        size = f.stat().st_size
-        with open(f, "rb") as fh:
-            head = fh.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if n < 0 or n > size - 8:
-                return f"truncated ({size} bytes)"
-            header = json.loads(fh.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                  default=0)
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError) as e:
-        return f"unreadable header ({type(e).__name__})"
-    if 8 + n + end != size:
-        return f"truncated ({size} bytes, its header says {8 + n + end})"
-    return None
+    from agents.weights import header_problem
+
+    return header_problem(f)[1]
 
 
 def checkpoint_problem(ckpt: str | Path, *, resume: bool = False) -> str | None:
@@ -270,6 +259,10 @@ def checkpoint_problem(ckpt: str | Path, *, resume: bool = False) -> str | None:
     """
     ckpt = Path(ckpt)
     agent = ckpt / AGENT
+    try:  # links out of the directory, FIFOs, devices: refused before anything is read
+        check_dir(ckpt, what="Checkpoint", error=TrainError)
+    except TrainError as e:
+        return str(e).split(f"{ckpt}", 1)[-1].strip(" :;") or str(e)
     needed = [META, f"{AGENT}/model.safetensors"]
     if resume or (ckpt / STATE_JSON).is_file() or (ckpt / STATE_TENSORS).is_file():
         needed += [STATE] if (ckpt / STATE).is_file() else [STATE_JSON, STATE_TENSORS]
@@ -331,6 +324,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
                              "the newest intact checkpoint, or another checkpoint.")
         return path
     if (path / "model_config.json").is_file() or (path / "config.json").is_file():
+        check_dir(path, what="Checkpoint", error=TrainError)
+        for f in sorted(path.rglob("*.safetensors")):
+            why = _safetensors_problem(f)
+            if why:
+                raise TrainError(f"Checkpoint {path}: {f.relative_to(path)} is {why}; the directory is "
+                                 "damaged, use another checkpoint.")
         return path  # a bare save_pretrained directory
     latest = intact_checkpoint(path) if path.is_dir() else None
     if latest is None:
@@ -370,6 +369,38 @@ def load_weights(model: torch.nn.Module, ckpt: str | Path) -> None:
         raise TrainError(f"Checkpoint {f} does not match the model ({'; '.join(parts)}); it was "
                          "written by another model version or config: start a new run.")
     model.load_state_dict(saved, strict=True)
+
+
+def load_init_weights(agent: Any, ckpt: str | Path) -> list[str]:
+    """Start ``agent`` from another run's checkpoint (``--init-from``, e.g. a trained
+    captioner): every tensor of the encoder must be there with its shape; other tensors the
+    checkpoint has (a predictor, a target) are loaded where this model has them, the rest keep
+    their initialisation. The EMA target then starts as the loaded encoder. Returns the names
+    left at their initialisation.
+
+    Raises:
+        TrainError: not a training checkpoint, or its encoder does not fit this model.
+    """
+    from safetensors.torch import load_file
+
+    f = Path(ckpt) / AGENT / "model.safetensors"
+    if not f.is_file():
+        raise TrainError(f"--init-from {ckpt}: no {AGENT}/model.safetensors; pass a run directory "
+                         "or checkpoint written by `python -m agents.train`.")
+    saved = load_file(str(f))
+    own = agent.state_dict()
+    enc = [k for k in own if k.startswith("encoder.")]
+    missing = sorted(k for k in enc if k not in saved)
+    shapes = sorted(k for k in own if k in saved and own[k].shape != saved[k].shape)
+    if missing or shapes:
+        parts = [f"{what} {keys[:4]}{' ...' if len(keys) > 4 else ''}" for what, keys in
+                 (("missing encoder tensors", missing), ("other shapes", shapes)) if keys]
+        raise TrainError(f"--init-from {ckpt}: its weights do not fit this model ({'; '.join(parts)});"
+                         " start from a run of the same size, obs encoder and text settings.")
+    agent.load_state_dict({k: v for k, v in saved.items() if k in own}, strict=False)
+    if getattr(agent, "target", None) is not None and not any(k.startswith("target.") for k in saved):
+        agent.target.load_state_dict(agent.encoder.state_dict())
+    return sorted(k for k in own if k not in saved)
 
 
 def check_trained_env(agent: Any, env: Any, *, name: str | None = None) -> bool:

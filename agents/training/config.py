@@ -33,11 +33,23 @@ class LoaderConfig:
     stride: int | None = None
     """Frames between window starts in training episodes (None = window, no overlap)."""
     batch_size: int = 32
-    """Global batch size in windows (split evenly across DDP ranks); 32 x 16 frames per step."""
+    """The labelled batch: windows of labelled episodes drawn each step for the grounding loss
+    (global, split evenly across DDP ranks); 32 x 16 frames per step. Every arm of a seed draws
+    the same labelled windows in the same order."""
+    unlabelled_batch_size: int | None = None
+    """BYOG (and an obs encoder's pseudo-language): windows drawn each step from all training
+    episodes, by a second sampler, for the self-supervised loss; None = ``batch_size``. The
+    self-training captioner (``pseudo_labels``) draws its pseudo-labelled batch at this size."""
     val_fraction: float = 0.2
     """Share of episodes held out for validation (split by episode, never by window)."""
     split_seed: int = 0
     """Seed of the episode split."""
+    pilot_episodes: int = 0
+    """Training episodes set aside (a slice seeded by ``split_seed``) for pilot selection: no
+    run trains on them, so a pilot can choose settings without touching the reported split."""
+    validate_on: Literal["val", "pilot"] = "val"
+    """Validate on the held-out episodes (``val``) or on the pilot slice (``pilot``, needs
+    ``pilot_episodes``)."""
     num_workers: int = 2
     """DataLoader worker processes (0 = load in the main process)."""
     prefetch_factor: int = 4
@@ -58,6 +70,21 @@ class LoaderConfig:
             raise TrainError(f"loader.val_fraction must be in [0, 1), got {self.val_fraction}.")
         if self.num_workers < 0:
             raise TrainError(f"loader.num_workers must be >= 0, got {self.num_workers}.")
+        if self.unlabelled_batch_size is not None and self.unlabelled_batch_size < 1:
+            raise TrainError("loader.unlabelled_batch_size must be >= 1 window or None (= "
+                             f"batch_size), got {self.unlabelled_batch_size}.")
+        if self.pilot_episodes < 0:
+            raise TrainError(f"loader.pilot_episodes must be >= 0, got {self.pilot_episodes}.")
+        if self.validate_on not in ("val", "pilot"):
+            raise TrainError(f"loader.validate_on must be 'val' or 'pilot', got {self.validate_on!r}.")
+        if self.validate_on == "pilot" and not self.pilot_episodes:
+            raise TrainError("loader.validate_on is 'pilot' but loader.pilot_episodes is 0; set "
+                             "loader.pilot_episodes to the size of the pilot slice.")
+
+    @property
+    def unlabelled_batch(self) -> int:
+        """The unlabelled (and pseudo-labelled) batch size in windows."""
+        return self.unlabelled_batch_size or self.batch_size
 
 
 @dataclass
@@ -74,12 +101,19 @@ class OptimConfig:
     """AdamW beta2."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = no clipping)."""
+    grad_clip_encoder: float = 0.0
+    """Clip the narrating encoder's own gradient norm to this before the global clip (0 = no
+    separate clip): keeps a large BYOG gradient from crowding out grounding in the encoder."""
+    grad_clip_predictor: float = 0.0
+    """Clip the predictor's own gradient norm to this before the global clip (0 = none)."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise TrainError(f"optim.lr must be > 0, got {self.lr}.")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise TrainError("optim.weight_decay and optim.grad_clip must be >= 0.")
+        if min(self.weight_decay, self.grad_clip, self.grad_clip_encoder,
+               self.grad_clip_predictor) < 0:
+            raise TrainError("optim.weight_decay, optim.grad_clip, optim.grad_clip_encoder and "
+                             "optim.grad_clip_predictor must be >= 0.")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise TrainError(f"optim.beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}.")
 
@@ -118,7 +152,12 @@ class LoggingConfig:
     eval_every: int = 200
     """Validate every this many steps (and always at the end); 0 = only at the end."""
     val_batches: int = 4
-    """Validation batches per evaluation (the same windows every time), pooled."""
+    """Batches the validation windows are split into (0 = no validation); the metrics pool
+    over all of them, so this changes memory per pass, never what is measured."""
+    val_windows: int | None = 128
+    """Validation windows: this many spaced evenly over every held-out episode, in a fixed
+    order (None = every held-out window). The same windows whatever the batch size, so runs
+    with different batches are measured on the same frames."""
     examples: int = 1
     """Validation windows whose narration is printed beside the annotations."""
     example_lines: int = 8
@@ -137,6 +176,9 @@ class LoggingConfig:
         for name in ("eval_every", "val_batches", "examples", "example_lines", "tolerance"):
             if getattr(self, name) < 0:
                 raise TrainError(f"logging.{name} must be >= 0, got {getattr(self, name)}.")
+        if self.val_windows is not None and self.val_windows < 1:
+            raise TrainError(f"logging.val_windows must be >= 1 or None (every held-out window), "
+                             f"got {self.val_windows}.")
 
 
 @dataclass
@@ -194,6 +236,14 @@ class TrainConfig:
     """Share of training episodes whose annotations are used (grounding and tokenizer)."""
     label_seed: int = 0
     """Seed choosing the labelled training episodes."""
+    pseudo_labels: bool = False
+    """The unlabelled training episodes carry a teacher's pseudo-labels (the self-training
+    captioner): each step adds a batch of ``loader.unlabelled_batch_size`` of their windows to
+    the grounding loss, beside the true-labelled batch."""
+    init_from: str | None = None
+    """Start from a trained run's weights (RUNDIR or a checkpoint, e.g. a captioner's): every
+    tensor it has that this model has (the encoder at least) is loaded, its tokenizer reused;
+    the EMA target starts as that encoder. Optimizer and schedule start afresh."""
     device: str = "cpu"
     """Torch device (``cpu``, ``cuda``); under DDP each rank uses cuda:LOCAL_RANK."""
     threads: int = 0

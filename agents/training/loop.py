@@ -32,8 +32,9 @@ from agents.training.data import (
     DataBundle,
     build_data,
     build_tokenizer,
+    combine_batches,
     dataset_identity,
-    train_loader,
+    train_streams,
 )
 from agents.training.distributed import (
     DistInfo,
@@ -194,7 +195,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             set_threads(cfg.threads, import_torch=True)
         run, ckpt, meta = _open_run(cfg, info)
         seed_everything(cfg.seed)
-        tok = load_tokenizer(ckpt / C.AGENT / "tokenizer") if ckpt else None
+        init = C.resolve_checkpoint(cfg.init_from) if cfg.init_from and ckpt is None else None
+        source = ckpt or init  # a resumed run's tokenizer, or the run it starts from
+        tok = load_tokenizer(source / C.AGENT / "tokenizer") if source else None
         col = cfg.model.obs.needs_column
         obs_cols = (col,) if col else ()
         pseudo = cfg.model.obs.pseudo_vocabulary()  # the obs encoder's pseudo-language, if any
@@ -204,12 +207,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                           extra_sentences=pseudo)
         identity = dataset_identity(data.dataset, data.tokenizer)
         C.warn_unannotated(data.dataset, data.labelled_ids, data.val_ids)
-        if ckpt is not None:
+        if source is not None:
             fresh = data.tokenizer if cfg.loader.tokenizer_path else \
                 build_tokenizer(data.dataset, data.labelled_ids, cfg.loader, pseudo)
-            C.check_compatible(meta.get("dataset", {}),
+            C.check_compatible(meta.get("dataset", {}) if ckpt else C.read_meta(init).get("dataset", {}),
                                {**identity, "vocab_hash": vocab_hash(fresh), "vocab_size": len(fresh)},
-                               where=str(ckpt))
+                               where=str(source))
         if info.is_main:
             run.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, run / "config.yaml")
@@ -217,6 +220,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         agent = BYOGAgent(cfg.model, data.tokenizer, obs_encoder=obs)
         if ckpt is not None:
             C.load_weights(agent, ckpt)  # strict: every tensor, same names, same shapes
+        elif init is not None:
+            C.load_init_weights(agent, init)  # the encoder at least; the target starts as it
         agent.to(info.device)
         broadcast_module(agent, info)
         if cfg.compile:
@@ -259,27 +264,25 @@ def run_loop(t: TrainState, callbacks: list[Callback], guard: C.InterruptGuard) 
     """
     cfg, info, agent = t.cfg, t.info, t.agent
     params = [p for p in agent.parameters() if p.requires_grad]
-    loader, sampler = train_loader(t.data.train, cfg.loader, seed=cfg.seed, rank=info.rank,
-                                   world=info.world)
-    t.per_epoch = sampler.num_samples // loader.batch_size
+    streams = make_streams(t)
+    t.per_epoch = streams[0].per_epoch
+    t.windows_per_step = sum(st.loader.batch_size for st in streams) * info.world
     t.t_start = time.perf_counter()
     stopping = False
+    # resumable: every stream's position follows from the step count alone
+    sources = [st.batches(t.step) for st in streams]
     while t.step < cfg.steps and not stopping:
-        # resumable: the sampler starts mid-epoch where the step count says
-        sampler.set_position(t.step // t.per_epoch, (t.step % t.per_epoch) * loader.batch_size)
         t0 = time.perf_counter()
-        for raw in loader:
-            t1 = time.perf_counter()
-            loss, metrics = _train_step(agent, t.opt, t.sched, params, to_device(raw, info.device),
-                                        t.step, cfg, info)
-            t.step += 1
-            t.waited, t.busy = t.waited + (t1 - t0), t.busy + (time.perf_counter() - t1)
-            for cb in callbacks:
-                cb.on_step(t, loss, metrics)
-            stopping = guard.stop(info)
-            if t.step >= cfg.steps or stopping:
-                break
-            t0 = time.perf_counter()
+        raw = combine_batches(streams, [next(src) for src in sources])
+        t1 = time.perf_counter()
+        loss, metrics = _train_step(agent, t.opt, t.sched, params, to_device(raw, info.device),
+                                    t.step, cfg, info)
+        metrics["data/labelled_windows_per_step"] = float(raw["true_labelled"] * info.world)
+        t.step += 1
+        t.waited, t.busy = t.waited + (t1 - t0), t.busy + (time.perf_counter() - t1)
+        for cb in callbacks:
+            cb.on_step(t, loss, metrics)
+        stopping = guard.stop(info)
     saver = next(cb for cb in callbacks if isinstance(cb, CheckpointCallback))
     if stopping:
         raise C.TrainInterrupted(t.step, saver.save(t), cfg.out)
@@ -299,6 +302,49 @@ def run_loop(t: TrainState, callbacks: list[Callback], guard: C.InterruptGuard) 
     return summary or {}
 
 
+def make_streams(t: TrainState) -> list[Any]:
+    """The run's samplers (:func:`agents.training.data.train_streams`): a labelled batch for
+    grounding, an unlabelled one for BYOG (or the obs encoder's pseudo-language), a
+    pseudo-labelled one for the self-training captioner."""
+    cfg = t.cfg
+    return train_streams(t.data, cfg.loader, seed=cfg.seed, rank=t.info.rank, world=t.info.world,
+                         ground=cfg.model.loss.w_ground > 0,
+                         unlabelled=cfg.model.uses_predictor or bool(cfg.model.obs.pseudo_vocabulary()),
+                         pseudo=cfg.pseudo_labels)
+
+
+def encoder_grad_norms(agent: Any, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The gradient norm each loss term puts on the narrating encoder's parameters
+    (``grad/encoder_<term>``) and the BYOG/grounding ratio: separate backward passes through
+    the same graph, so the logged figures do not depend on how the terms are summed."""
+    params = [p for p in agent.encoder.parameters() if p.requires_grad]
+    out: dict[str, float] = {}
+    for name, term in terms.items():
+        if not term.requires_grad:
+            continue
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        sq = sum(float(g.pow(2).sum()) for g in grads if g is not None)
+        out[f"grad/encoder_{name}"] = sq ** 0.5
+    if "grad/encoder_ground" in out and "grad/encoder_byog" in out:
+        out["grad/byog_over_ground"] = out["grad/encoder_byog"] / max(out["grad/encoder_ground"], 1e-12)
+    return out
+
+
+def clip_groups(agent: Any, params: list[torch.nn.Parameter], cfg: TrainConfig) -> dict[str, float]:
+    """Separate clips of the encoder's and the predictor's gradients (``optim.grad_clip_encoder``
+    / ``grad_clip_predictor``), then the global clip; returns the norms before each clip."""
+    out: dict[str, float] = {}
+    o = cfg.optim
+    for name, module, limit in (("encoder", agent.encoder, o.grad_clip_encoder),
+                                ("predictor", agent.predictor, o.grad_clip_predictor)):
+        if limit and module is not None:
+            group = [p for p in module.parameters() if p.requires_grad]
+            out[f"optim/grad_norm_{name}"] = float(torch.nn.utils.clip_grad_norm_(group, limit))
+    if o.grad_clip:
+        out["optim/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip))
+    return out
+
+
 def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list[torch.nn.Parameter],
                 batch: dict[str, Any], step: int, cfg: TrainConfig, info: DistInfo,
                 ) -> tuple[float, dict[str, float]]:
@@ -309,15 +355,18 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
     from agents.accel import autocast
 
     with autocast(cfg.precision, info.device):  # bf16: matmuls/convs in bf16, weights fp32
-        loss, metrics = agent.training_step(batch, step=step)
+        terms, metrics = agent.training_terms(batch, step=step)
+        loss = sum(terms.values())
+    metrics["loss/total"] = float(loss.detach())
     if not torch.isfinite(loss):
         raise TrainDiverged(f"The loss became {float(loss)} at step {step}; lower optim.lr or "
                          "check the data (run with --logging.log_every 1 to see the metrics).")
+    if step % cfg.logging.log_every == cfg.logging.log_every - 1 and len(terms) > 1:
+        metrics.update(encoder_grad_norms(agent, terms))  # logged at the next log step
     opt.zero_grad(set_to_none=True)
     loss.backward()
     average_gradients(params, info)
-    if cfg.optim.grad_clip:
-        metrics["optim/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
+    metrics.update(clip_groups(agent, params, cfg))
     opt.step()
     sched.step()
     metrics["optim/target_ema"] = agent.update_target(step)  # annealed when configured
