@@ -118,7 +118,8 @@ def steering_study(agent: Any, models: dict[str, Any], seeds: int, clips: Any,
     free = np.stack([r["unprompted"].reshape(-1) for r in runs]).astype(float)
     P = len(prompts)
     per_prompt = {p: {"prompted": float(np.mean([r["prompted"][i].mean() for r in runs])),
-                      "unprompted": float(np.mean([r["unprompted"][i].mean() for r in runs]))}
+                      "unprompted": float(np.mean([r["unprompted"][i].mean() for r in runs])),
+                      "codes_changed": float(np.mean([r["codes_changed"][i] for r in runs]))}
                   for i, p in enumerate(prompts)}
     return {"prompts": list(prompts), "tolerance": tolerance, "pairs": int(pro.shape[1]),
             "prompted_share": float(pro.mean()), "unprompted_share": float(free.mean()),
@@ -163,9 +164,10 @@ def report_sections(out: dict[str, Any]) -> list[str]:
                   "(mean [95% interval], bootstrap over seeds and clips)", "\n".join(rows)]
     if "steering" in out:
         st = out["steering"]
-        rows = ["| prompt | said, prompted | said, unprompted |", "|---|---:|---:|"]
-        rows += [f"| {p} | {v['prompted']:.3f} | {v['unprompted']:.3f} |"
-                 for p, v in st["per_prompt"].items()]
+        rows = ["| prompt | said, prompted | said, unprompted | imagined codes changed |",
+                "|---|---:|---:|---:|"]
+        rows += [f"| {p} | {v['prompted']:.3f} | {v['unprompted']:.3f} | "
+                 f"{v['codes_changed']:.4f} |" for p, v in st["per_prompt"].items()]
         parts += [f"## Words that steer pictures ({st['pairs']} clip x prompt pairs per seed, "
                   f"within {st['tolerance']} frames)",
                   f"score = {_iv(st['score'], 3)} (prompted {st['prompted_share']:.3f} - "

@@ -55,8 +55,9 @@ def steering(agent: Any, wm: Any, context: torch.Tensor, actions: torch.Tensor,
 
     Returns:
         ``{"prompted": bool [P, B], "unprompted": bool [P, B], "prompts": [...], "narration":
-        {prompt: B narrations of the prompted imagination}}``: whether the narrator said prompt p
-        reading clip b's imagined frames, with and without the prompt.
+        {prompt: B narrations of the prompted imagination}, "codes_changed": float [P]}``:
+        whether the narrator said prompt p reading clip b's imagined frames, with and without the
+        prompt, and the share of imagined codes the prompt changed.
     """
     from agents.imagine import narrate_clips
     from agents.world_model import imagine
@@ -65,7 +66,7 @@ def steering(agent: Any, wm: Any, context: torch.Tensor, actions: torch.Tensor,
     window = wm.cfg.window_for(agent)
     free = imagine(agent, context, actions, steps, world_model=wm, seed=seed)
     free_said = narrate_clips(agent, context, free.frames, window=window)
-    prompted, unprompted, texts = [], [], {}
+    prompted, unprompted, texts, changed = [], [], {}, []
     for p in prompts:
         ids = prompt_ids(agent, p).expand(B, -1)
         img = imagine(agent, context, actions, steps, world_model=wm, seed=seed, prompt=ids)
@@ -73,5 +74,8 @@ def steering(agent: Any, wm: Any, context: torch.Tensor, actions: torch.Tensor,
         prompted.append([says(n, p, tolerance) for n in said])
         unprompted.append([says(n, p, tolerance) for n in free_said])
         texts[p] = said
+        # did the words change the pictures at all? share of grid positions whose code differs
+        changed.append(float((img.codes != free.codes).float().mean()))
     return {"prompts": list(prompts), "prompted": np.array(prompted, bool),
-            "unprompted": np.array(unprompted, bool), "narration": texts}
+            "unprompted": np.array(unprompted, bool), "narration": texts,
+            "codes_changed": np.array(changed)}
