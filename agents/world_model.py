@@ -8,13 +8,17 @@ A second training stage that reads a *frozen* agent (DESIGN.md, *Imagination*):
   frame into ONE k-means unit id over downsampled pixels (the hidden-units note's forward model),
   whose picture is the unit's *centroid thumbnail*: the mean of the training frames assigned to
   it. Units are one id per frame, so a units world model can only ever show those thumbnails.
+  ``grid`` (:mod:`agents.grid_tokens`) gives each tile of a grid world's frame (the env family's
+  ``tile_size``) the id of its nearest k-means tile patch: nearly lossless by day on Crafter.
 * **Condition** (registry :data:`CONDITIONS`): the BYOG encoder's state at frame t (the final
   hidden state of frame t's narration slot, so its narration is included) and the action taken
   at t; ``action`` / ``state`` / ``none`` drop one or both (the language ablation).
 * **Model** (:class:`FrameTransformer`): a small bidirectional transformer over the grid
   positions of frame t+1. Position i's input is ``embed(code_t[i]) + embed(revealed_{t+1}[i])
   + pos[i]``, where ``revealed`` holds the frame-t+1 codes decoded so far and ``[MASK]``
-  elsewhere; two condition tokens (state, action) are prepended. The model is causal in time:
+  elsewhere; two condition tokens (state, action) are prepended. With a copy path
+  (``copy``, :mod:`agents.copy_path`) each position may also copy frame t's code at itself or a
+  neighbour, and a copied tile keeps its pixels (``copy_pixels``). The model is causal in time:
   frame t+1 is predicted from frame t and the narrator's state, which summarises frames <= t.
   Trained by masked-code cross-entropy (MaskGIT): a fraction ``full_mask_fraction`` of the
   samples has every position masked (what one-pass decoding sees), the rest a cosine-scheduled
@@ -97,8 +101,9 @@ class WorldModelConfig:
     """Settings of the imagination world model (saved in its ``config.json``)."""
 
     tokens: str = "vqvae"
-    """Frame tokens: ``vqvae`` (a grid of VQ-VAE codes, rendered by its decoder) or ``units``
-    (one k-means unit id per frame, rendered as the unit's centroid thumbnail)."""
+    """Frame tokens: ``vqvae`` (a grid of VQ-VAE codes, rendered by its decoder), ``grid`` (one
+    k-means tile-patch id per tile of a grid world, see ``tile_size``) or ``units`` (one k-means
+    unit id per frame, rendered as the unit's centroid thumbnail)."""
     condition: str = "state+action"
     """What the model reads besides frame t: ``state+action``, ``action``, ``state``, ``none``."""
     decoding: str = "parallel"
