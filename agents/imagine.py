@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.clip_narration import narrate_clips, sentence_event
+from agents.imagine_study import model_key
 from agents.world_model import (  # Imagination/imagine/attach_*: re-exported (they live there)
     CONDITIONS,
     WORLD_MODEL_DIR,
@@ -113,45 +115,16 @@ def make_clips(episodes: list[tuple[np.ndarray, np.ndarray]], *, context: int, h
                  start=torch.tensor([c[2] for c in chosen], dtype=torch.long))
 
 
-@torch.no_grad()
-def narrate_clips(agent: Any, context: torch.Tensor, future: torch.Tensor, *, window: int,
-                  ) -> list[list[str]]:
-    """The agent's greedy narration of ``future`` [B, K, ...] after ``context`` [B, C, ...]:
-    B lists of K sentence lists."""
-    from agents.narrator import Narrator
-    from agents.text import unslot
-
-    nar = Narrator(agent, batch_size=context.shape[0], window=window, greedy=True)
-    nar.reset()
-    for t in range(context.shape[1]):
-        nar.step(context[:, t])
-    ids = torch.stack([nar.step(future[:, t]).ids for t in range(future.shape[1])], 1)
-    return unslot(ids, agent.tokenizer)
-
-
-def _sentence_event(text: str) -> Any:
-    """An annotation sentence's event, or the sentence itself as an event (narration may say
-    things no annotation template parses; two identical sentences still match)."""
-    from types import SimpleNamespace
-
-    from byog_env import parse_event
-
-    try:
-        return parse_event(text)
-    except ValueError:
-        return SimpleNamespace(kind="sentence", args={"text": text})
-
-
 def event_f1(pred: list[list[list[str]]], true: list[list[list[str]]], *, tolerance: int,
              ) -> tuple[float, list[float]]:
     """Event F1 of narrations ``pred`` against ``true`` (B lists of K sentence lists): over the
     whole clips within ``tolerance`` frames, and per horizon (same frame only); pooled counts."""
     from agents.monitors import combine_prf, event_prf
 
-    whole = combine_prf(event_prf(p, t, tolerance=tolerance, parser=_sentence_event)
+    whole = combine_prf(event_prf(p, t, tolerance=tolerance, parser=sentence_event)
                         for p, t in zip(pred, true))
     K = len(true[0])
-    per_h = [float(combine_prf(event_prf([p[h]], [t[h]], tolerance=0, parser=_sentence_event)
+    per_h = [float(combine_prf(event_prf([p[h]], [t[h]], tolerance=0, parser=sentence_event)
                                for p, t in zip(pred, true))["f1"]) for h in range(K)]
     return float(whole["f1"]), per_h
 
@@ -592,11 +565,6 @@ def fit_world_models(agent: Any, wcfg: WorldModelConfig,
                                     for k, v in res["history"].items()}}
         models[key] = wm.eval()
     return models, costs
-
-
-def model_key(condition: str, seed_index: int) -> str:
-    """Key of a fitted model: the condition for the first seed, ``cond@seedN`` after it."""
-    return condition if seed_index == 0 else f"{condition}@seed{seed_index}"
 
 
 def decoding_inputs(agent: Any, wm: WorldModel, episodes: list[tuple[np.ndarray, np.ndarray]],

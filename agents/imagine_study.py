@@ -27,6 +27,11 @@ ABLATION_PAIRS = (("language", "state+action", "action"), ("action", "action", "
                   ("state+action vs none", "state+action", "none"))
 
 
+def model_key(condition: str, seed_index: int) -> str:
+    """Key of a fitted model: the condition for the first seed, ``cond@seedN`` after it."""
+    return condition if seed_index == 0 else f"{condition}@seed{seed_index}"
+
+
 def phases(daylight: np.ndarray | None, n: int) -> dict[str, np.ndarray]:
     """Masks ``all`` / ``day`` / ``night`` over ``n`` frames (only ``all`` without daylight)."""
     groups = {"all": np.ones(n, bool)}
@@ -79,7 +84,7 @@ def ablation(scores: dict[str, dict[str, dict[str, torch.Tensor]]], seeds: int,
     """Per-arm means and paired differences with intervals over seeds and clips.
 
     Args:
-        scores: model key (``cond`` or ``cond@seedN``, see :func:`agents.imagine.model_key`) ->
+        scores: model key (``cond`` or ``cond@seedN``, see :func:`model_key`) ->
             :func:`agents.imagine.evaluate`'s ``rollouts["scores"]``.
         seeds: Seeds per condition.
         horizons: Horizons reported.
@@ -88,8 +93,6 @@ def ablation(scores: dict[str, dict[str, dict[str, torch.Tensor]]], seeds: int,
         ``{"arms": {cond: {h: interval of imagined - copy_last}}, "differences": {name: {h:
         interval}}}`` over the conditions present.
     """
-    from agents.imagine import model_key
-
     conds = [c for c in ("state+action", "action", "none") if c in scores]
 
     def per_seed(cond: str, kind: str, h: int) -> np.ndarray:  # [S, B]
@@ -108,7 +111,6 @@ def steering_study(agent: Any, models: dict[str, Any], seeds: int, clips: Any,
                    prompts: Sequence[str], *, steps: int, tolerance: int) -> dict[str, Any]:
     """:func:`agents.steering.steering` for each seed's state+action model; the score with its
     interval over seeds and (clip, prompt) pairs, and per prompt."""
-    from agents.imagine import model_key
     from agents.steering import steering
 
     runs = [steering(agent, models[model_key("state+action", s)], clips.context,

@@ -40,10 +40,10 @@ def says(narration: Sequence[Sequence[str]], sentence: str, frames: int) -> bool
     """Whether the event of ``sentence`` is among the sentences narrated for the first
     ``frames`` frames (``narration``: per-frame sentence lists); parsed events compare by kind
     and arguments, unparsed sentences by text."""
-    from agents.imagine import _sentence_event
+    from agents.clip_narration import sentence_event
 
-    target = _sentence_event(sentence)
-    return any(_sentence_event(s) == target for fr in narration[:frames] for s in fr)
+    target = sentence_event(sentence)
+    return any(sentence_event(s) == target for fr in narration[:frames] for s in fr)
 
 
 @torch.no_grad()
@@ -59,7 +59,7 @@ def steering(agent: Any, wm: Any, context: torch.Tensor, actions: torch.Tensor,
         whether the narrator said prompt p reading clip b's imagined frames, with and without the
         prompt, and the share of imagined codes the prompt changed.
     """
-    from agents.imagine import narrate_clips
+    from agents.clip_narration import narrate_clips
     from agents.world_model import imagine
 
     B = context.shape[0]

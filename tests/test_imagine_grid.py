@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import SPRITE_WM, tiny_agent
 from plugins.sprite_env import sprite_episodes
-from test_imagine import SPRITE_WM, tiny_agent
 
 import byog_env
 from agents.copy_path import copy_mixture_loss, copy_sources, mix_copy
