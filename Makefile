@@ -30,9 +30,10 @@ DEMO_COLLECT ?= --env crafter --policy crafter-scripted --episodes 48 --max-epis
 DEMO_TRAIN ?= --size tiny --preset byog --steps 900 --loader.window 8 --loader.batch_size 32 \
 	--model.text.tokens_per_frame 8 --model.nil_threshold 0.5 --optim.lr 5e-3 \
 	--schedule.warmup_steps 10 --loader.num_workers 1
-# Imagination (a world model over VQ-VAE codes read from the frozen narrator): a short clip.
-DEMO_IMAGINE ?= --train-steps 200 --max-train-episodes 8 --steps 8 --clips 4 --samples 0 \
-	--world-model.vqvae-steps 200 --video-clips 2
+# Imagination (a world model over grid-aligned tile codes, crafter's 7 px tiles, read from the
+# frozen narrator): a short clip.
+DEMO_IMAGINE ?= --world-model.tokens grid --world-model.full-mask-fraction 1.0 --train-steps 300 \
+	--max-train-episodes 8 --steps 8 --clips 4 --samples 0 --video-clips 2
 
 demo: install
 	rm -rf $(DEMO_OUT)

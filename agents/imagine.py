@@ -20,6 +20,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.clip_narration import narrate_clips, sentence_event
+from agents.imagine_study import model_key
 from agents.world_model import (  # Imagination/imagine/attach_*: re-exported (they live there)
     CONDITIONS,
     WORLD_MODEL_DIR,
@@ -73,23 +76,31 @@ def world_model_dir(checkpoint: str | Path) -> Path:
 class Clips:
     """Evaluation clips: ``context`` uint8 [B, C, H, W, 3], ``future`` uint8 [B, K, H, W, 3]
     (the real continuation), ``actions`` long [B, K] (taken at the last context frame and at
-    each future frame but the last)."""
+    each future frame but the last); ``start`` long [B] the episode step of each clip's first
+    frame (for facts that depend on it, such as the daylight a frame is drawn at)."""
 
     context: torch.Tensor
     future: torch.Tensor
     actions: torch.Tensor
+    start: torch.Tensor | None = None
 
 
 def make_clips(episodes: list[tuple[np.ndarray, np.ndarray]], *, context: int, horizon: int,
                max_clips: int) -> Clips:
     """Non-overlapping clips of ``context + horizon`` frames, taken round-robin over episodes
-    (frames uint8 [L, H, W, 3], actions long [L]) so that every episode contributes."""
+    (frames uint8 [L, H, W, 3], actions long [L]) so that every episode contributes.
+
+    Episode j's candidate clips are rotated to start ``j / len(episodes)`` of the way into it,
+    so that the first clips of the episodes spread over the episodes' time (in Crafter: day
+    and night) instead of all being their openings."""
     per_ep = []
     n = context + horizon
-    for frames, actions in episodes:
+    for j, (frames, actions) in enumerate(episodes):
         starts = list(range(0, len(frames) - n + 1, n))
-        per_ep.append([(frames[s:s + n], actions[s + context - 1: s + n - 1]) for s in starts])
-    chosen: list[tuple[np.ndarray, np.ndarray]] = []
+        r = j * len(starts) // len(episodes)
+        starts = starts[r:] + starts[:r]
+        per_ep.append([(frames[s:s + n], actions[s + context - 1: s + n - 1], s) for s in starts])
+    chosen: list[tuple[np.ndarray, np.ndarray, int]] = []
     i = 0
     while len(chosen) < max_clips and any(i < len(c) for c in per_ep):
         chosen += [c[i] for c in per_ep if i < len(c)]
@@ -100,36 +111,8 @@ def make_clips(episodes: list[tuple[np.ndarray, np.ndarray]], *, context: int, h
                               f"{horizon}); use longer episodes or smaller values.")
     f = torch.as_tensor(np.stack([c[0] for c in chosen]))
     a = torch.as_tensor(np.stack([c[1] for c in chosen]), dtype=torch.long)
-    return Clips(context=f[:, :context], future=f[:, context:], actions=a)
-
-
-@torch.no_grad()
-def narrate_clips(agent: Any, context: torch.Tensor, future: torch.Tensor, *, window: int,
-                  ) -> list[list[str]]:
-    """The agent's greedy narration of ``future`` [B, K, ...] after ``context`` [B, C, ...]:
-    B lists of K sentence lists."""
-    from agents.narrator import Narrator
-    from agents.text import unslot
-
-    nar = Narrator(agent, batch_size=context.shape[0], window=window, greedy=True)
-    nar.reset()
-    for t in range(context.shape[1]):
-        nar.step(context[:, t])
-    ids = torch.stack([nar.step(future[:, t]).ids for t in range(future.shape[1])], 1)
-    return unslot(ids, agent.tokenizer)
-
-
-def _sentence_event(text: str) -> Any:
-    """An annotation sentence's event, or the sentence itself as an event (narration may say
-    things no annotation template parses; two identical sentences still match)."""
-    from types import SimpleNamespace
-
-    from byog_env import parse_event
-
-    try:
-        return parse_event(text)
-    except ValueError:
-        return SimpleNamespace(kind="sentence", args={"text": text})
+    return Clips(context=f[:, :context], future=f[:, context:], actions=a,
+                 start=torch.tensor([c[2] for c in chosen], dtype=torch.long))
 
 
 def event_f1(pred: list[list[list[str]]], true: list[list[list[str]]], *, tolerance: int,
@@ -138,10 +121,10 @@ def event_f1(pred: list[list[list[str]]], true: list[list[list[str]]], *, tolera
     whole clips within ``tolerance`` frames, and per horizon (same frame only); pooled counts."""
     from agents.monitors import combine_prf, event_prf
 
-    whole = combine_prf(event_prf(p, t, tolerance=tolerance, parser=_sentence_event)
+    whole = combine_prf(event_prf(p, t, tolerance=tolerance, parser=sentence_event)
                         for p, t in zip(pred, true))
     K = len(true[0])
-    per_h = [float(combine_prf(event_prf([p[h]], [t[h]], tolerance=0, parser=_sentence_event)
+    per_h = [float(combine_prf(event_prf([p[h]], [t[h]], tolerance=0, parser=sentence_event)
                                for p, t in zip(pred, true))["f1"]) for h in range(K)]
     return float(whole["f1"]), per_h
 
@@ -160,14 +143,16 @@ def frame_metrics(pred: torch.Tensor, real: torch.Tensor, pred_codes: torch.Tens
 @torch.no_grad()
 def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
              temperature: float = 1.0, tolerance: int = 2, seed: int = 0,
-             ) -> tuple[dict[str, Any], dict[str, Any]]:
+             narration: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """Imagine every clip's future and score it against copy-last-frame and the ceiling.
 
     Returns:
         ``(metrics, rollouts)``: ``metrics["per_horizon"][h-1]`` holds, for h = 1..K,
         ``{metric: {"imagined", "best_of_k", "copy_last", "ceiling"}}`` for psnr, ssim and
-        code_accuracy, and ``{"event_f1": {"imagined", "copy_last", "ceiling"}}``; ``rollouts``
-        holds the frames and narrations for the video and contact sheet.
+        code_accuracy, and ``{"event_f1": {"imagined", "copy_last", "ceiling"}}`` (with
+        ``narration``; without, the real, copied and reconstructed clips are not narrated);
+        ``rollouts`` holds the frames and narrations for the video and contact sheet, and
+        ``scores[name][metric]`` float [B, K] per clip and horizon (for paired intervals).
     """
     real, ctx = clips.future, clips.context
     B, K = real.shape[:2]
@@ -191,31 +176,37 @@ def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
         per = [frame_metrics(s.frames, real, s.codes, real_codes) for s in sampled]
         scores["best_of_k"] = {m: torch.stack([p[m] for p in per]).max(0).values for m in per[0]}
     # narration: of the real future, of the imagined one, of copy-last and of the reconstruction
-    real_s = narrate_clips(agent, ctx, real, window=window)
     from agents.text import unslot
 
     imag_s = unslot(img.narration_ids, agent.tokenizer)
-    copy_s = narrate_clips(agent, ctx, last.contiguous(), window=window)
-    recon_s = narrate_clips(agent, ctx, recon, window=window)
-    f1 = {name: event_f1(s, real_s, tolerance=tolerance)
-          for name, s in (("imagined", imag_s), ("copy_last", copy_s), ("ceiling", recon_s))}
+    real_s: list = []
+    f1: dict[str, tuple[float, list[float]]] = {}
+    if narration:
+        real_s = narrate_clips(agent, ctx, real, window=window)
+        copy_s = narrate_clips(agent, ctx, last.contiguous(), window=window)
+        recon_s = narrate_clips(agent, ctx, recon, window=window)
+        f1 = {name: event_f1(s, real_s, tolerance=tolerance)
+              for name, s in (("imagined", imag_s), ("copy_last", copy_s), ("ceiling", recon_s))}
     per_horizon = []
     for h in range(K):
         row: dict[str, Any] = {"horizon": h + 1}
         for m in ("psnr", "ssim", "code_accuracy"):
             row[m] = {name: float(sc[m][:, h].mean()) for name, sc in scores.items()}
-        row["event_f1"] = {name: v[1][h] for name, v in f1.items()}
+        if f1:
+            row["event_f1"] = {name: v[1][h] for name, v in f1.items()}
         per_horizon.append(row)
     metrics = {
         "clips": B, "context": ctx.shape[1], "horizon": K, "samples": samples,
         "condition": wm.cfg.condition, "decoding": wm.cfg.decoding, "tokens": wm.tokens.name,
         "per_horizon": per_horizon,
-        "event_f1_whole_clip": {name: v[0] for name, v in f1.items()}, "tolerance": tolerance,
+        "tolerance": tolerance,
         "imagined_frames_per_cpu_s": B * K / max(imag_cpu, 1e-9),
         "eval_wall_s": time.perf_counter() - t0,
     }
+    if f1:
+        metrics["event_f1_whole_clip"] = {name: v[0] for name, v in f1.items()}
     rollouts = {"context": ctx, "real": real, "imagined": img.frames, "copy_last": last,
-                "real_narration": real_s, "imagined_narration": imag_s}
+                "real_narration": real_s, "imagined_narration": imag_s, "scores": scores}
     return metrics, rollouts
 
 
@@ -353,6 +344,9 @@ def report(out: dict[str, Any], horizons: tuple[int, ...] = (1, 4, 16)) -> str:
         rows += [f"| {r['decoding']} | {r['passes']} | {r['code_accuracy']:.3f} | {r['psnr']:.2f} "
                  f"| {r['ssim']:.3f} | {r['cpu_ms_per_frame']:.2f} |" for r in out["decoding"]]
         parts += ["## Decoding schemes (1-step predictions from real frames)", "\n".join(rows)]
+    from agents.imagine_study import report_sections
+
+    parts += report_sections(out)
     return "\n\n".join(parts) + "\n"
 
 
@@ -397,6 +391,13 @@ class ImagineConfig:
     compare_conditions: bool = False
     """Also train world models reading the action only and nothing (language ablation) with the
     same settings, and evaluate them on the same clips (needs --data and --train-steps)."""
+    seeds: int = 1
+    """World-model seeds per condition; with > 1 the condition ablation (--compare-conditions)
+    is reported as paired differences with intervals over seeds and clips."""
+    prompts: int = 0
+    """Prompted imagination ("words that steer pictures", :mod:`agents.steering`): the N most
+    frequent training annotation sentences, each teacher-forced into every clip's last context
+    slot (0: none; needs --data)."""
     compare_decoding: bool = False
     """Measure the decoding schemes (quality per CPU second) on 1-step predictions."""
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
@@ -421,7 +422,14 @@ class ImagineConfig:
         for name in ("steps", "context", "clips", "episodes", "video_clips", "scale"):
             if getattr(self, name) < 1:
                 raise WorldModelError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        for name in ("samples", "train_steps", "tolerance"):
+        if self.seeds < 1:
+            raise WorldModelError(f"--seeds must be >= 1, got {self.seeds}.")
+        if self.prompts and self.data is None:
+            raise WorldModelError("--prompts reads its sentences from the training episodes: "
+                                  "pass --data DIR.")
+        if self.seeds > 1 and not self.train_steps:
+            raise WorldModelError("--seeds trains world models: pass --train-steps N too.")
+        for name in ("samples", "train_steps", "tolerance", "prompts"):
             if getattr(self, name) < 0:
                 raise WorldModelError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.temperature <= 0 or self.fps <= 0:
@@ -448,23 +456,45 @@ def dataset_episodes(agent: Any, data: str, *, max_train: int | None,
                      ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]], int]:
     """(train episodes, validation episodes, n_actions) of a dataset, split as the agent's
     trainer split it (``loader.val_fraction`` / ``loader.split_seed`` of its checkpoint)."""
-    from collect.dataset import open_dataset, split_episodes
+    from collect.dataset import open_dataset
 
     ds = open_dataset(data)
     n_actions = _discrete_actions(ds.info.get("action_space") or {})
-    loader = ((getattr(agent, "metadata", None) or {}).get("config") or {}).get("loader") or {}
-    train, val = split_episodes(ds.num_episodes, float(loader.get("val_fraction", 0.2)),
-                                int(loader.get("split_seed", 0)))
-    if not val:
-        val = train[-1:]
-    if max_train is not None:
-        train = train[:max_train]
+    train, val = _split(agent, ds, max_train)
 
     def read(ids: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         eps = [ds.episode(i) for i in ids]
         return [(e.frames, np.asarray(e.actions, np.int64)) for e in eps]
 
     return read(train), read(val), n_actions
+
+
+def _split(agent: Any, ds: Any, max_train: int | None) -> tuple[list[int], list[int]]:
+    """Training and validation episode ids of ``ds`` as the agent's trainer split them."""
+    from collect.dataset import split_episodes
+
+    loader = ((getattr(agent, "metadata", None) or {}).get("config") or {}).get("loader") or {}
+    train, val = split_episodes(ds.num_episodes, float(loader.get("val_fraction", 0.2)),
+                                int(loader.get("split_seed", 0)))
+    return train[:max_train] if max_train is not None else train, val or train[-1:]
+
+
+def training_prompts(agent: Any, data: str, n: int, max_train: int | None = None) -> list[str]:
+    """The ``n`` most frequent annotation sentences of the agent's training episodes (prompts
+    for :mod:`agents.steering`; never read from the validation episodes it is scored on)."""
+    from agents.steering import frequent_sentences
+    from collect.dataset import open_dataset
+
+    ds = open_dataset(data)
+    train, _ = _split(agent, ds, max_train)
+    return frequent_sentences([ds.episode(i).annotations for i in train], n)
+
+
+def _dataset_env(data: str | None) -> str | None:
+    """The env name a dataset was collected from (its ``meta/info.json``), if any."""
+    from collect.dataset import open_dataset
+
+    return None if data is None else open_dataset(data).info.get("env")
 
 
 def play_episodes(cfg: ImagineConfig) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
@@ -499,10 +529,13 @@ def play_episodes(cfg: ImagineConfig) -> tuple[list[tuple[np.ndarray, np.ndarray
 def fit_world_models(agent: Any, wcfg: WorldModelConfig,
                      train_eps: list[tuple[np.ndarray, np.ndarray]], n_actions: int,
                      conditions: list[str], printer: Any = print, progress: bool = False,
-                     ) -> tuple[dict[str, WorldModel], dict[str, Any]]:
+                     seeds: int = 1) -> tuple[dict[str, WorldModel], dict[str, Any]]:
     """Stage 2 on a frozen agent: frame tokens (the agent's VQ-VAE, or fitted on the training
     frames), BYOG states read by narrating the training episodes, then one world model per
-    condition (same data, same settings); returns the models and the costs."""
+    condition and seed (same data, same settings); returns the models and the costs.
+
+    The model of ``wcfg.seed`` is keyed by its condition, those of the ``seeds - 1`` following
+    seeds by :func:`model_key` (``"action@seed1"``)."""
     frames = [f for f, _ in train_eps]
     costs: dict[str, Any] = {"train_episodes": len(train_eps),
                              "train_frames": int(sum(len(f) for f in frames))}
@@ -520,17 +553,17 @@ def fit_world_models(agent: Any, wcfg: WorldModelConfig,
     costs.update(data.info)
     state_dim = int(states[0].shape[-1]) if states is not None else 0
     models = {}
-    for cond in conditions:
-        wm = WorldModel(replace(wcfg, condition=cond), tokens, n_actions=n_actions,
+    for seed, cond in itertools.product(range(wcfg.seed, wcfg.seed + seeds), conditions):
+        key = model_key(cond, seed - wcfg.seed)
+        wm = WorldModel(replace(wcfg, condition=cond, seed=seed), tokens, n_actions=n_actions,
                         state_dim=state_dim)
-        printer(f"training the world model ({cond}) for {wcfg.steps} steps on "
+        printer(f"training the world model ({key}) for {wcfg.steps} steps on "
                 f"{len(data.pairs)} transitions")
         res = train_world_model(wm, data, log_every=max(1, wcfg.steps // 5), printer=printer)
-        costs[f"train/{cond}"] = {"cpu_s": res["cpu_s"], "wall_s": res["wall_s"],
-                                  "final_ce": float(np.mean(res["history"]["wm/ce"][-50:])),
-                                  "final_masked_accuracy":
-                                      float(np.mean(res["history"]["wm/masked_accuracy"][-50:]))}
-        models[cond] = wm.eval()
+        costs[f"train/{key}"] = {"cpu_s": res["cpu_s"], "wall_s": res["wall_s"],
+                                 **{f"final_{k.split('/')[-1]}": float(np.mean(v[-50:]))
+                                    for k, v in res["history"].items()}}
+        models[key] = wm.eval()
     return models, costs
 
 
@@ -567,11 +600,16 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
         eval_eps, n_actions = play_episodes(cfg)
     costs: dict[str, Any] = {}
     if cfg.train_steps:
+        from agents.grid_tokens import with_family_tile_size
+
+        env_name = cfg.env or _dataset_env(cfg.data)
+        cfg.world_model = with_family_tile_size(cfg.world_model, env_name)
         conds = [cfg.world_model.condition]
         if cfg.compare_conditions:
             conds += [c for c in ("state+action", "action", "none") if c not in conds]
         wcfg = replace(cfg.world_model, steps=cfg.train_steps)
-        models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds, progress=True)
+        models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds, progress=True,
+                                         seeds=cfg.seeds)
         wm = models[cfg.world_model.condition]
         wm.save(wm_path, trained_on=str(cfg.data), costs=costs)  # the ablation models are not kept
     else:
@@ -584,11 +622,16 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
     clips = make_clips(eval_eps, context=cfg.context, horizon=cfg.steps, max_clips=cfg.clips)
     cfg.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
     rollouts = None
-    for cond, m in models.items():
-        metrics, r = evaluate(agent, m, clips, samples=cfg.samples, temperature=cfg.temperature,
-                              tolerance=cfg.tolerance, seed=cfg.seed)
-        results[cond] = metrics
+    for key, m in models.items():
+        first_seed = "@" not in key  # later seeds: PSNR for the intervals only
+        metrics, r = evaluate(agent, m, clips, samples=cfg.samples if m is wm else 0,
+                              temperature=cfg.temperature, tolerance=cfg.tolerance,
+                              seed=cfg.seed, narration=first_seed)
+        if first_seed:
+            results[key] = metrics
+        scores[key] = r["scores"]
         if m is wm:
             rollouts = r
     out: dict[str, Any] = {
@@ -597,6 +640,7 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
     }
     if len(results) > 1:
         out["language_ablation"] = results
+    out.update(_studies(cfg, agent, wm, models, scores, clips, eval_eps))
     if cfg.compare_decoding:
         out["decoding"] = compare_decoding(wm, *decoding_inputs(agent, wm, eval_eps))
     written = write_outputs(cfg.out, rollouts, clips=cfg.video_clips, fps=cfg.fps,
@@ -612,6 +656,39 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
     return out
 
 
+def _studies(cfg: ImagineConfig, agent: Any, wm: WorldModel, models: dict[str, WorldModel],
+             scores: dict[str, Any], clips: Clips, eval_eps: list) -> dict[str, Any]:
+    """Tokenizer day/night report, clip day/night split, seed ablation and steering
+    (:mod:`agents.imagine_study`), whichever the run asks for."""
+    import byog_env
+    from agents import imagine_study as S
+
+    env = cfg.env or _dataset_env(cfg.data)
+    try:
+        fam = byog_env.family(env) if env else None
+    except byog_env.UnknownEnvError:
+        fam = None
+    daylight = (fam.daylight_at if fam is not None and fam.daylight else None)
+    hs = tuple(h for h in (1, 4, 16) if h <= cfg.steps)
+    c0 = time.process_time()
+    out: dict[str, Any] = {
+        "tokenizer": S.tokenizer_report(wm.tokens, eval_eps, daylight),
+        "day_night": S.day_night(scores[model_key(wm.cfg.condition, 0)], clips.start,
+                                 cfg.context, daylight, hs)}
+    if cfg.compare_conditions:
+        out["ablation"] = S.ablation(scores, cfg.seeds, hs)
+    if cfg.prompts:
+        if "state+action" not in models:
+            raise WorldModelError("--prompts steers through the narrator's state: train a "
+                                  "state+action world model (the default condition).")
+        prompts = training_prompts(agent, cfg.data, cfg.prompts, cfg.max_train_episodes)
+        out["steering"] = S.steering_study(agent, models, cfg.seeds, clips, prompts,
+                                           steps=max(1, min(cfg.steps, cfg.tolerance)),
+                                           tolerance=cfg.tolerance)
+    out["studies_cpu_s"] = time.process_time() - c0
+    return out
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -619,6 +696,8 @@ def _jsonable(x: Any) -> Any:
         return [_jsonable(v) for v in x]
     if isinstance(x, Path):
         return str(x)
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
     if isinstance(x, float) and not np.isfinite(x):
         return None
     return x

@@ -238,6 +238,30 @@ class Narrator:
                 "ill_formed_slots": int(self.track.ill_formed.sum()),
                 "early_exit_frames": int(self.track.exits.max())}
 
+    @torch.no_grad()
+    def force(self, ids: torch.Tensor) -> torch.Tensor:
+        """Teacher-force the last frame's narration slot to ``ids`` long [B, k] (a given
+        sentence instead of the narrator's own words) and re-encode the context with it in ONE
+        pass, as a slide does; the following steps continue from that state.
+
+        Returns:
+            float [B, k, D] the final hidden states of the forced slot.
+        """
+        if self.state is None or not self._e:
+            raise NarrationError("Narrator.force needs a narrated frame first; call step().")
+        ids = torch.as_tensor(ids, device=self.device).long()
+        if tuple(ids.shape) != (self.batch_size, self.k):
+            raise NarrationError(f"force expects ids [{self.batch_size}, {self.k}], got "
+                                 f"{tuple(ids.shape)}.")
+        self._ids[-1] = ids
+        e, all_ids = torch.stack(list(self._e), 1), torch.stack(list(self._ids), 1)
+        last_frame, obs_state = self.state.last_frame, self.state.obs_state
+        h, z, self.state = self.enc.prefill(all_ids, e)  # [B, R*k, D], [B, R*k, V]
+        self.state.last_frame, self.state.obs_state = last_frame, obs_state
+        if self._forecaster is not None:
+            self._forecaster.refill(h, z, all_ids)
+        return self.state.hidden
+
     def _slide(self) -> None:
         """Re-encode the last ``keep`` frames from position 0 (see the module docstring)."""
         for _ in range(self.window - self.keep):

@@ -8,13 +8,17 @@ A second training stage that reads a *frozen* agent (DESIGN.md, *Imagination*):
   frame into ONE k-means unit id over downsampled pixels (the hidden-units note's forward model),
   whose picture is the unit's *centroid thumbnail*: the mean of the training frames assigned to
   it. Units are one id per frame, so a units world model can only ever show those thumbnails.
+  ``grid`` (:mod:`agents.grid_tokens`) gives each tile of a grid world's frame (the env family's
+  ``tile_size``) the id of its nearest k-means tile patch: nearly lossless by day on Crafter.
 * **Condition** (registry :data:`CONDITIONS`): the BYOG encoder's state at frame t (the final
   hidden state of frame t's narration slot, so its narration is included) and the action taken
   at t; ``action`` / ``state`` / ``none`` drop one or both (the language ablation).
 * **Model** (:class:`FrameTransformer`): a small bidirectional transformer over the grid
   positions of frame t+1. Position i's input is ``embed(code_t[i]) + embed(revealed_{t+1}[i])
   + pos[i]``, where ``revealed`` holds the frame-t+1 codes decoded so far and ``[MASK]``
-  elsewhere; two condition tokens (state, action) are prepended. The model is causal in time:
+  elsewhere; two condition tokens (state, action) are prepended. With a copy path
+  (``copy``, :mod:`agents.copy_path`) each position may also copy frame t's code at itself or a
+  neighbour, and a copied tile keeps its pixels (``copy_pixels``). The model is causal in time:
   frame t+1 is predicted from frame t and the narrator's state, which summarises frames <= t.
   Trained by masked-code cross-entropy (MaskGIT): a fraction ``full_mask_fraction`` of the
   samples has every position masked (what one-pass decoding sees), the rest a cosine-scheduled
@@ -56,6 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.copy_path import COPY_PATHS, copy_mixture_loss, copy_sources, mix_copy
+from agents.registry import Registry
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENS_DIR = "tokens"
@@ -94,8 +101,9 @@ class WorldModelConfig:
     """Settings of the imagination world model (saved in its ``config.json``)."""
 
     tokens: str = "vqvae"
-    """Frame tokens: ``vqvae`` (a grid of VQ-VAE codes, rendered by its decoder) or ``units``
-    (one k-means unit id per frame, rendered as the unit's centroid thumbnail)."""
+    """Frame tokens: ``vqvae`` (a grid of VQ-VAE codes, rendered by its decoder), ``grid`` (one
+    k-means tile-patch id per tile of a grid world, see ``tile_size``) or ``units`` (one k-means
+    unit id per frame, rendered as the unit's centroid thumbnail)."""
     condition: str = "state+action"
     """What the model reads besides frame t: ``state+action``, ``action``, ``state``, ``none``."""
     decoding: str = "parallel"
@@ -138,16 +146,40 @@ class WorldModelConfig:
     """Number of k-means units (tokens=units)."""
     units_pixel_size: int = 8
     """Side of the downsampled frame the units cluster (tokens=units)."""
+    tile_size: int | None = None
+    """Tile side in pixels (tokens=grid); None: the env family's ``tile_size`` (the dataset's
+    or --env's family; an error when it registers none)."""
+    grid_codes: int = 1024
+    """Most codes of the grid tokenizer's codebook (k-means over tile patches; all distinct
+    training tiles when there are no more)."""
+    grid_fit_tiles: int = 200_000
+    """Most distinct training tiles the grid codebook's k-means reads (a random subset above)."""
+    copy_tolerance: float = 6.0
+    """A copied code counts as the target in training when their pictures differ by at most this
+    RMS (0-255 levels; 0: only the same code), for tokens that can tell (grid): one texture split
+    into several codes by drifting light is then "unchanged", not a new tile."""
+    copy_pixels: bool = True
+    """Render a copied position with the copied frame's own pixels (grid tokens: the tile
+    itself, not its code's codebook picture), so what the model keeps is kept exactly."""
+    copy: str = "neighbours"
+    """The "same as last" path (:data:`agents.copy_path.COPY_PATHS`): besides codebook logits
+    each position may copy frame t's code at itself (``same``), at itself and its four
+    neighbours (``neighbours``: a moving view shifts by one tile) or nowhere (``none``)."""
 
     def __post_init__(self) -> None:
         _known("tokens", self.tokens, FRAME_TOKENS)
         _known("condition", self.condition, CONDITIONS)
         _known("decoding", self.decoding, DECODERS)
+        _known("copy path", self.copy, COPY_PATHS)
         for name in ("decoding_steps", "d_model", "layers", "heads", "steps", "batch_size",
                      "vqvae_steps", "vqvae_batch_size", "units_k", "units_pixel_size",
-                     "vqvae_codebook_size", "vqvae_hidden"):
+                     "vqvae_codebook_size", "vqvae_hidden", "grid_codes", "grid_fit_tiles"):
             if getattr(self, name) < 1:
                 raise WorldModelError(f"world model {name} must be >= 1, got {getattr(self, name)}.")
+        if self.copy_tolerance < 0:
+            raise WorldModelError(f"copy_tolerance must be >= 0, got {self.copy_tolerance}.")
+        if self.tile_size is not None and self.tile_size < 1:
+            raise WorldModelError(f"tile_size must be >= 1 pixel or None, got {self.tile_size}.")
         if self.narration_window is not None and self.narration_window < 2:
             raise WorldModelError(f"narration_window must be >= 2 frames, got {self.narration_window}.")
         if self.d_model % self.heads:
@@ -299,6 +331,18 @@ class FrameTokens:
     def save(self, path: Path) -> None:
         raise NotImplementedError
 
+    def render(self, codes: torch.Tensor, previous: torch.Tensor, source: torch.Tensor,
+               ) -> torch.Tensor:
+        """Frames of ``codes`` [N, h, w] where grid position i shows ``previous`` [N, H, W, 3]'s
+        own pixels at position ``source[:, i]`` (long [N, h*w], -1: the code's picture). Tokens
+        whose positions are not pixel tiles cannot copy pixels and just decode."""
+        return self.decode(codes)
+
+    def equivalent(self, tolerance: float) -> torch.Tensor | None:
+        """bool [V, V]: codes whose pictures differ by at most ``tolerance`` (RMS, 0-255 pixel
+        levels); None where the tokens cannot say (then only identical codes match)."""
+        return None
+
     def encode_all(self, frames: torch.Tensor | np.ndarray, chunk: int = 256) -> torch.Tensor:
         """:meth:`encode` in chunks (bounded memory)."""
         frames = torch.as_tensor(np.asarray(frames))
@@ -420,7 +464,13 @@ class UnitFrameTokens(FrameTokens):
         return cls(UnitsEncoder.load(path), load_file(str(thumbs))["thumbnails"])
 
 
-FRAME_TOKENS: dict[str, type[FrameTokens]] = {"vqvae": VQFrameTokens, "units": UnitFrameTokens}
+FRAME_TOKENS: Registry = Registry(
+    "frame tokens", error=WorldModelError,
+    hint="Register a FrameTokens class with agents.world_model.FRAME_TOKENS.register(name, cls).")
+"""Frame tokenizers by name (``--world-model.tokens``); an entry point string imports on use."""
+FRAME_TOKENS.register("vqvae", VQFrameTokens)
+FRAME_TOKENS.register("units", UnitFrameTokens)
+FRAME_TOKENS.register("grid", "agents.grid_tokens:GridFrameTokens")  # its own module
 
 
 def frame_tokens_for(agent: Any, frames: np.ndarray, cfg: WorldModelConfig, *,
@@ -442,10 +492,12 @@ def frame_tokens_for(agent: Any, frames: np.ndarray, cfg: WorldModelConfig, *,
 class FrameTransformer(nn.Module):
     """Predicts frame t+1's codes: (codes_t, revealed_{t+1}, state, action) -> logits [B, N, V]."""
 
-    def __init__(self, *, vocab: int, positions: int, n_actions: int, state_dim: int,
-                 d_model: int, layers: int, heads: int) -> None:
+    def __init__(self, *, vocab: int, grid: tuple[int, int], n_actions: int, state_dim: int,
+                 d_model: int, layers: int, heads: int,
+                 copy_offsets: tuple[tuple[int, int], ...] = ()) -> None:
         super().__init__()
         self.vocab, self.n_actions = vocab, n_actions
+        positions = grid[0] * grid[1]
         self.code_in = nn.Embedding(vocab, d_model)
         self.code_out = nn.Embedding(vocab + 1, d_model)  # id `vocab` = [MASK]
         self.pos = nn.Parameter(torch.randn(positions, d_model) * 0.02)
@@ -459,6 +511,16 @@ class FrameTransformer(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab)
+        # the "same as last" path (agents.copy_path): one logit per copy source
+        self.copy_head = nn.Linear(d_model, len(copy_offsets)) if copy_offsets else None
+        if self.copy_head is not None:  # start as copy-last: most of a next frame is the last
+            with torch.no_grad():
+                self.copy_head.bias.fill_(math.log(vocab) - 1.0)
+                self.copy_head.bias[list(copy_offsets).index((0, 0))
+                                    if (0, 0) in copy_offsets else 0] = math.log(vocab) + 2.0
+        source, valid = copy_sources(grid, copy_offsets) if copy_offsets else (None, None)
+        self.register_buffer("copy_source", source, persistent=False)
+        self.register_buffer("copy_valid", valid, persistent=False)
 
     @property
     def mask_id(self) -> int:
@@ -466,14 +528,23 @@ class FrameTransformer(nn.Module):
 
     def forward(self, codes: torch.Tensor, revealed: torch.Tensor, state: torch.Tensor | None,
                 action: torch.Tensor) -> torch.Tensor:
-        """codes, revealed long [B, N]; state float [B, Ds] | None; action long [B] -> [B, N, V]."""
+        """codes, revealed long [B, N]; state float [B, Ds] | None; action long [B] -> [B, N, V]
+        logits (with a copy path: the mixture's normalised log-probabilities)."""
+        vocab, copy = self.heads(codes, revealed, state, action)
+        if copy is None:
+            return vocab
+        return mix_copy(vocab, copy, codes, self.copy_source, self.copy_valid)
+
+    def heads(self, codes: torch.Tensor, revealed: torch.Tensor, state: torch.Tensor | None,
+              action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The codebook logits [B, N, V] and the copy-source logits [B, N, O] (None: no path)."""
         B = codes.shape[0]
         x = self.code_in(codes) + self.code_out(revealed) + self.pos  # [B, N, D]
         s = self.state(state) if (self.state is not None and state is not None) \
             else self.no_state.expand(B, -1)  # [B, D]
         cond = torch.stack([s, self.action(action)], 1) + self.cond_pos  # [B, 2, D]
-        h = self.blocks(torch.cat([cond, x], 1))[:, 2:]  # [B, N, D]
-        return self.head(self.norm(h))
+        h = self.norm(self.blocks(torch.cat([cond, x], 1))[:, 2:])  # [B, N, D]
+        return self.head(h), (None if self.copy_head is None else self.copy_head(h))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,9 +693,12 @@ class WorldModel(nn.Module):
         self.state_dim = int(state_dim) if cfg.conditioning.state else 0
         h, w = tokens.grid
         torch.manual_seed(cfg.seed)
-        self.net = FrameTransformer(vocab=tokens.vocab, positions=h * w, n_actions=self.n_actions,
+        self.net = FrameTransformer(vocab=tokens.vocab, grid=(h, w), n_actions=self.n_actions,
                                     state_dim=self.state_dim, d_model=cfg.d_model,
-                                    layers=cfg.layers, heads=cfg.heads)
+                                    layers=cfg.layers, heads=cfg.heads,
+                                    copy_offsets=COPY_PATHS[cfg.copy])
+        # codes a copy may stand for (one texture under drifting light), for the copy loss
+        self.near = tokens.equivalent(cfg.copy_tolerance) if cfg.copy_tolerance > 0 else None
 
     # -- inputs ----------------------------------------------------------------------------
     def action_ids(self, actions: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -656,8 +730,11 @@ class WorldModel(nn.Module):
         drop = torch.rand(B, generator=generator) < self.cfg.action_dropout
         a = torch.where(drop, torch.full_like(a, self.n_actions), a)
         state = self.state_input(data.states[t] if data.states is not None else None)
-        logits = self.net(cur, revealed, state, a)
-        return masked_code_loss(logits, nxt, mask)
+        vocab, copy = self.net.heads(cur, revealed, state, a)
+        if copy is None:
+            return masked_code_loss(vocab, nxt, mask)
+        return copy_mixture_loss(vocab, copy, cur, self.net.copy_source, self.net.copy_valid, nxt,
+                                 mask, self.near)
 
     # -- prediction ------------------------------------------------------------------------
     @torch.no_grad()
@@ -681,6 +758,25 @@ class WorldModel(nn.Module):
                                  temperature=temperature, generator=generator,
                                  steps=steps or self.cfg.decoding_steps)
         return out.view(B, h, w)
+
+    @torch.no_grad()
+    def copied_from(self, codes: torch.Tensor, pred: torch.Tensor, state: torch.Tensor | None = None,
+                    actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Where each predicted code was copied from: long [B, h*w] flat positions of frame t
+        (-1: none). A position counts as copied when a copy source holds exactly its predicted
+        code; the most likely such source (copy logits of the one-pass prediction) is chosen."""
+        B, h, w = codes.shape
+        none = torch.full((B, h * w), -1, dtype=torch.long)
+        if self.net.copy_head is None:
+            return none
+        cur, p = codes.reshape(B, h * w), pred.reshape(B, h * w)
+        masked = torch.full_like(cur, self.net.mask_id)
+        _, copy = self.net.heads(cur, masked, self.state_input(state), self.action_ids(actions, B))
+        src = self.net.copy_source  # [N, O]
+        hit = (cur[:, src] == p[..., None]) & self.net.copy_valid  # [B, N, O]
+        best = copy.masked_fill(~hit, float("-inf")).argmax(-1)  # [B, N]
+        chosen = src[torch.arange(h * w)[None], best]  # [B, N]
+        return torch.where(hit.any(-1), chosen, none)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path, **meta: Any) -> Path:
@@ -732,7 +828,8 @@ class WorldModel(nn.Module):
         if meta.get("format_version") != FORMAT_VERSION:
             raise WorldModelError(f"{path} has world-model format {meta.get('format_version')}, "
                                   f"this code reads {FORMAT_VERSION}; retrain it.")
-        cfg = WorldModelConfig.from_dict(meta["config"])
+        # models saved before the copy path existed had none
+        cfg = WorldModelConfig.from_dict({"copy": "none", **meta["config"]})
         tdir = path / TOKENS_DIR
         tmeta = _read_json(tdir / "frame_tokens.json")
         if tmeta.get("name") not in FRAME_TOKENS:
@@ -852,7 +949,8 @@ def attached_world_model(agent: Any) -> WorldModel:
 @torch.no_grad()
 def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
             world_model: WorldModel | None = None, greedy: bool = True, temperature: float = 1.0,
-            seed: int = 0, decoding: str | None = None, window: int | None = None) -> Imagination:
+            seed: int = 0, decoding: str | None = None, window: int | None = None,
+            prompt: Any = None) -> Imagination:
     """Imagine ``steps`` frames after each clip of real frames, and narrate them.
 
     Args:
@@ -871,6 +969,9 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
         seed: Seed of the sampling and of the narrator.
         decoding: Override of the config's decoding scheme.
         window: Narration context window (default ``world_model.cfg.window_for(agent)``).
+        prompt: long [B, k] narration slot ids teacher-forced into the last real frame's slot
+            (:meth:`agents.narrator.Narrator.force`): imagination then starts from the state of
+            the agent having *said* that (see :mod:`agents.steering`); None: its own words.
 
     Returns:
         An :class:`Imagination`.
@@ -899,14 +1000,21 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
     nar.reset()
     for t in range(T):
         step = nar.step(x[:, t])
-    state = step.hidden[:, -1].float()  # the last real frame's state (its narration included)
+    hidden = step.hidden if prompt is None else nar.force(torch.as_tensor(prompt).view(B, -1))
+    state = hidden[:, -1].float()  # the last real frame's state (its narration included)
     codes = wm.tokens.encode(x[:, -1])
+    frame = x[:, -1]
     gen = torch.Generator().manual_seed(seed)
     out_f, out_c, out_ids, texts = [], [], [], []
     for s in range(steps):
-        codes = wm.predict(codes, state, None if acts is None else acts[:, s], greedy=greedy,
-                           temperature=temperature, generator=gen, decoding=decoding)
-        frame = wm.tokens.decode(codes)
+        a = None if acts is None else acts[:, s]
+        pred = wm.predict(codes, state, a, greedy=greedy, temperature=temperature, generator=gen,
+                          decoding=decoding)
+        if wm.cfg.copy_pixels:  # kept tiles keep their pixels (see WorldModel.copied_from)
+            frame = wm.tokens.render(pred, frame, wm.copied_from(codes, pred, state, a))
+        else:
+            frame = wm.tokens.decode(pred)
+        codes = pred
         step = nar.step(frame)
         state = step.hidden[:, -1].float()
         out_f.append(frame)

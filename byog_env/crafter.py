@@ -44,6 +44,18 @@ ACTIONS: tuple[str, ...] = (
 )
 
 
+def daylight(steps: Any) -> np.ndarray:
+    """The daylight crafter draws an episode's frame at step ``steps`` with (1 day .. 0 night;
+    below 0.5 its ``LocalView._light`` adds noise): crafter's ``Env._update_time``, a pure
+    function of the step since reset.
+
+    >>> [round(float(d), 3) for d in daylight([0, 60, 210])]
+    [0.797, 1.0, 0.0]
+    """
+    progress = (np.asarray(steps, dtype=np.float64) / 300) % 1 + 0.3
+    return 1 - np.abs(np.cos(np.pi * progress)) ** 3
+
+
 def crafter_score(success_rates_percent: Any) -> float:
     """Crafter score: ``exp(mean_i log(1 + p_i)) - 1`` over achievement success rates in percent.
 

@@ -80,7 +80,11 @@ def register_builtins() -> None:
         register_annotator(name, path)
     register_family("crafter", "byog_env.crafter:make_crafter",
                     ids=[EnvId("crafter", "byog/Crafter-v0")], annotator="crafter",
-                    info_columns=("achievements",), success="none", requires="crafter")
+                    info_columns=("achievements",), success="none", requires="crafter",
+                    tile_size=7,  # crafter draws unit = 64 // 9 = 7 px tiles from (0, 0)
+                    daylight="byog_env.crafter:daylight")
+    # MiniGrid/BabyAI draw ceil(64 / cells) px tiles, padded and area-resized to the frame
+    # (byog_env.babyai.MiniGridRGB): aligned only for 8-cell views, so no family-wide grid.
     for name, ids in (("babyai", "byog_env.families:babyai_ids"),
                       ("minigrid", "byog_env.families:minigrid_ids")):
         register_family(name, "byog_env.babyai:make_minigrid", ids=ids, annotator="minigrid",

@@ -70,6 +70,21 @@ class EnvFamily:
     requires: str | None = None
     """Top-level module the simulator needs; its ids are registered with gymnasium only when it
     is installed (``make`` then raises ``DependencyNotInstalled`` with the install command)."""
+    tile_size: int | None = None
+    """Side in pixels of the square tiles the family's frames are drawn from, aligned with the
+    frame's top-left corner, at its default frame size (Crafter: 7, a 9x9 grid of 7x7 tiles in
+    its 64x64 frame); None when frames have no fixed pixel grid. Read by the grid tokenizer of
+    the imagination world model (``--world-model.tokens grid``)."""
+    daylight: str | None = None
+    """``"module:callable"`` mapping an episode's step indices (int array) to the daylight its
+    frames are drawn at (1 day .. 0 night); None when the family has no day cycle. Results
+    read it to report day and night frames separately."""
+
+    def daylight_at(self, steps: Any) -> Any:
+        """Daylight (float array) of frames at episode ``steps``, or None without a day cycle."""
+        if self.daylight is None:
+            return None
+        return _load(self.daylight, f"the daylight of env family {self.name!r}")(steps)
 
     def env_ids(self) -> tuple[EnvId, ...]:
         """The family's ids (imports the ``ids`` callable's module if given by path)."""
@@ -157,7 +172,8 @@ def list_annotators() -> dict[str, str]:
 def register_family(
     name: str, entry_point: str, *, ids: str | Iterable[EnvId], annotator: str,
     info_columns: Iterable[str] = (), success: Literal["info_or_reward", "none"] = "info_or_reward",
-    requires: str | None = None, replace: bool = False,
+    requires: str | None = None, tile_size: int | None = None, daylight: str | None = None,
+    replace: bool = False,
 ) -> EnvFamily:
     """Registers an env family and its ids (with gymnasium too, where installed).
 
@@ -168,7 +184,7 @@ def register_family(
             :class:`byog_env.AnnotatedEnv` with the family's annotator).
         ids: :class:`EnvId` s, or ``"module:callable"`` returning them.
         annotator: A registered annotator name.
-        info_columns, success, requires: See :class:`EnvFamily`.
+        info_columns, success, requires, tile_size, daylight: See :class:`EnvFamily`.
         replace: Allow re-registering ``name`` with different settings.
 
     Raises:
@@ -180,11 +196,17 @@ def register_family(
     """
     global _INDEX
     _check_entry_point(entry_point, f"env family {name!r}")
+    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int)
+                                  or tile_size < 1):
+        raise RegistryError(f"Env family {name!r}: tile_size must be a positive int or None, got "
+                            f"{tile_size!r}.")
+    if daylight is not None:
+        _check_entry_point(daylight, f"the daylight of env family {name!r}")
     if annotator not in _ANNOTATORS:
         raise RegistryError(f"Env family {name!r} names annotator {annotator!r}, which is not "
                             f"registered; call register_annotator first (registered: {', '.join(sorted(_ANNOTATORS))}).")
     fam = EnvFamily(name, entry_point, ids if isinstance(ids, str) else tuple(ids), annotator,
-                    tuple(info_columns), success, requires)
+                    tuple(info_columns), success, requires, tile_size, daylight)
     if not replace and _FAMILIES.get(name, fam) != fam:
         raise RegistryError(f"Env family {name!r} is already registered with other settings; "
                             "pick another name or pass replace=True.")

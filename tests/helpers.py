@@ -118,3 +118,20 @@ def tiny_args(data: Path, out: Path, steps: int = 4, *extra: str) -> list[str]:
             "--model.lm.intermediate_size", "64", "--model.obs.cnn_channels", "8", "8",
             "--model.obs.out_dim", "32", "--model.text.tokens_per_frame", "4",
             "--schedule.warmup_steps", "2", "--threads", "1", *extra]
+
+
+# --------------------------------------------------------------------------- imagination
+# A small world-model config for 16x16 sprite frames: a 4x4 grid of codes of 4x4 pixels.
+SPRITE_WM = {"vqvae_downsample": 2, "vqvae_codebook_size": 32, "vqvae_hidden": 32,
+             "vqvae_steps": 200, "vqvae_batch_size": 32, "d_model": 64, "layers": 2, "heads": 4,
+             "steps": 500, "batch_size": 32, "lr": 3e-3, "full_mask_fraction": 1.0}
+
+
+def tiny_agent():
+    """An untrained tiny narrator for the sprite env (2 tokens per frame)."""
+    from agents.config import make_model_config
+    from agents.model import BYOGAgent
+
+    torch.manual_seed(0)
+    tok = train_tokenizer(["sprite moved left", "sprite moved right", "sprite moved up"])
+    return BYOGAgent(make_model_config("tiny", text={"tokens_per_frame": 2}), tok).eval()

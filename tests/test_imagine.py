@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import SPRITE_WM, tiny_agent
 from plugins.sprite_env import SpriteEnv, register, sprite_episodes
 
-from agents.config import make_model_config
 from agents.imagine import (
     attach_world_model,
     cli,
@@ -22,8 +22,6 @@ from agents.imagine import (
     imagine,
     make_clips,
 )
-from agents.model import BYOGAgent
-from agents.text import train_tokenizer
 from agents.world_model import (
     WorldModel,
     WorldModelConfig,
@@ -40,19 +38,7 @@ from agents.world_model import (
 from collect.dataset import split_episodes
 from collect.writer import DatasetWriter, space_to_json
 
-# A small config for 16x16 sprite frames: a 4x4 grid of codes of 4x4 pixels.
-SPRITE_WM = {"vqvae_downsample": 2, "vqvae_codebook_size": 32, "vqvae_hidden": 32,
-             "vqvae_steps": 200, "vqvae_batch_size": 32, "d_model": 64, "layers": 2, "heads": 4,
-             "steps": 500, "batch_size": 32, "lr": 3e-3, "full_mask_fraction": 1.0}
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_agent():
-    torch.manual_seed(0)
-    tok = train_tokenizer(["sprite moved left", "sprite moved right", "sprite moved up"])
-    return BYOGAgent(make_model_config("tiny", text={"tokens_per_frame": 2}), tok).eval()
 
 
 @pytest.fixture(scope="module")
