@@ -102,10 +102,9 @@ def test_the_export_summary_still_reads_as_the_dataset_root(tmp_path):
     """export_lerobot returned the root path before it measured fidelity; its summary is a
     path-like for callers that pass the result on (os.fspath, Path, shutil)."""
     import os
+    from pathlib import Path
 
     from collect.lerobot import ExportSummary, VideoSettings
-
-    from pathlib import Path
 
     s = ExportSummary(out=tmp_path / "lr", video=VideoSettings("h264", "libx264", "yuv444p",
                                                                 "yuv444p", 0),
