@@ -147,6 +147,35 @@ def test_atomic_save_prunes_and_ignores_partial_writes(tmp_path):
     assert not any(p.name.startswith(".old") for p in (tmp_path / "checkpoints").iterdir())
 
 
+def test_a_kill_while_pruning_leaves_no_half_deleted_checkpoint(tmp_path, monkeypatch):
+    """Pruning removes the agent files before meta.json (directory order); a kill in between
+    used to leave an old checkpoint that was listed as complete but could not load (a flaky
+    failure of the kill -9 fault test)."""
+    import shutil
+
+    class Fake:
+        def save_pretrained(self, path):
+            Path(path).mkdir(parents=True)
+            (Path(path) / "model_config.json").write_text("{}")
+
+    for step in (1, 2):
+        C.save_checkpoint(tmp_path, step, agent=Fake(), trainer_state={"x": step},
+                          meta={"config": {}}, keep_last=2)
+    real = shutil.rmtree
+
+    def killed_midway(path, *a, **kw):  # deletes the agent files, then the process dies
+        real(Path(path) / "agent")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        C.save_checkpoint(tmp_path, 3, agent=Fake(), trainer_state={"x": 3}, meta={}, keep_last=2)
+    monkeypatch.setattr(shutil, "rmtree", real)
+    assert [p.name for p in C.list_checkpoints(tmp_path)] == ["step_000002", "step_000003"]
+    C.save_checkpoint(tmp_path, 4, agent=Fake(), trainer_state={"x": 4}, meta={}, keep_last=2)
+    assert not any(p.name.startswith(".old") for p in (tmp_path / "checkpoints").iterdir())
+
+
 def test_load_agent_bad_path_is_a_clear_error(tmp_path):
     with pytest.raises(TrainError, match="does not exist"):
         L.load_agent(tmp_path / "missing")

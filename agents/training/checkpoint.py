@@ -107,7 +107,16 @@ def save_checkpoint(run_dir: str | Path, step: int, *, agent: Any, trainer_state
         os.replace(tmp, final)
     fsync_path(root)
     for stale in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(stale)
+        # renamed out of the listing first: a kill during the delete leaves a hidden .old-
+        # directory (removed at the next save), never a half-deleted checkpoint that still
+        # looks complete (meta.json outlived its weights)
+        gone = root / f".old-{stale.name}"
+        if gone.exists():
+            shutil.rmtree(gone)
+        os.replace(stale, gone)
+        shutil.rmtree(gone)
+    for left in root.glob(f".old-{PREFIX}*"):  # an earlier save's, killed mid-delete
+        shutil.rmtree(left)
     return final
 
 
