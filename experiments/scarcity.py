@@ -34,8 +34,6 @@ two-sided t-intervals and MDEs, and the stated one-sided comparisons with Holm's
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +42,17 @@ from typing import Any
 
 from experiments.errors import ExperimentError
 from experiments.runner import Cell, estimate, run_cells
+from experiments.scarcity_cells import run_cell  # noqa: F401  (cells name it here)
+from experiments.scarcity_report import (  # noqa: F401  (re-exported: the study's analysis)
+    ARM_METRICS,
+    Gates,
+    analyse,
+    choose_variant,
+    pilot_table,
+    plot_curves,
+    plot_grad_norms,
+    report,
+)
 
 # the tiny settings of `make demo` (Makefile DEMO_TRAIN), as a trainer config dict
 DEMO_TRAIN: dict[str, Any] = {
@@ -130,18 +139,6 @@ def factorial_arms() -> dict[str, Arm]:
                         "predictor": {"input": inp},
                         "loss": {"w_byog": w, "target_ema": ema, **WEIGHTINGS[wname]}})
     return arms
-
-
-@dataclass(frozen=True)
-class Gates:
-    """Controls fixed with the design, before any cell runs."""
-
-    positive_fraction: float = 0.25
-    """The captioner must beat the majority-token baseline at this fraction: the 95% lower
-    bound of its token accuracy over the majority's, over seeds, above 0."""
-    negative_arm: str = "shuffled-captioner"
-    """It must not beat the majority-token baseline at any fraction: its accuracy over the
-    majority's 95% lower bound must not be above 0."""
 
 
 @dataclass(frozen=True)
@@ -239,194 +236,6 @@ class ScarcityConfig:
 
 
 # --------------------------------------------------------------------------- cells
-
-
-def _train_config(base: dict[str, Any], data: str, out: Path) -> Any:
-    from agents.training.config import config_from_dict
-
-    return config_from_dict({**base, "data": data, "out": str(out)})
-
-
-def run_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
-    """One training run (a study cell): ``config["train"]`` is the trainer config dict. With
-    ``config["teacher"]`` (a captioner's run directory, trained on the labelled draw of
-    ``config["teacher_train"]``) the unlabelled training episodes are pseudo-labelled by it
-    first; with ``config["shuffle_seed"]`` the training episodes' annotations are shuffled
-    across episodes first (the negative control). Returns the final validation metrics, the
-    learning curves (over steps and labelled windows seen), the step time and per-event-kind
-    P/R/F1."""
-    from agents.training.loop import train
-
-    data = config["data"]
-    t0 = time.perf_counter()
-    if config.get("teacher"):
-        data = str(pseudo_labelled_copy(config["teacher"], data, config["teacher_train"],
-                                        out / "pseudo_data"))
-    if config.get("shuffle_seed") is not None:
-        data = str(shuffled_copy(data, config["train"], out / "shuffled_data",
-                                 seed=config["shuffle_seed"]))
-    label_s = time.perf_counter() - t0
-    run = out / "run"
-    if run.exists():  # a cell killed mid-run starts afresh (its cell.json was never written)
-        shutil.rmtree(run)
-    summary = train(_train_config(config["train"], data, run))
-    rows = _metrics(run)
-    curve = [r for r in rows if "val/token_accuracy" in r]
-    seen = labelled_windows_seen(rows)
-    steps = summary["steps"]
-    return {"val": summary["val"], "steps": steps, "wall_s": summary["wall_clock_s"],
-            "step_s": summary["wall_clock_s"] / max(steps, 1), "pseudo_label_s": label_s,
-            "curves": {k: [(r["step"], r.get(k)) for r in curve] for k in CURVE_KEYS},
-            "labelled_seen": [seen.get(r["step"]) for r in curve],
-            "grad": {k: [(r["step"], r.get(k)) for r in rows if k in r] for k in GRAD_KEYS},
-            "per_kind": per_kind_prf(run, config["data"], config["train"]),
-            "episodes": summary["episodes"], "run": str(run)}
-
-
-CURVE_KEYS = ("val/token_accuracy", "val/event_f1", "val/nil_rate", "val/distinct_1",
-              "val/entropy", "val/prefix_gain")
-GRAD_KEYS = ("grad/encoder_ground", "grad/encoder_byog", "grad/byog_over_ground")
-
-
-def labelled_windows_seen(rows: list[dict[str, Any]]) -> dict[int, float]:
-    """Step -> true-labelled windows the run had drawn by then (the logged per-step count,
-    held between log steps)."""
-    out, total, per, last = {}, 0.0, 0.0, 0
-    for r in sorted(rows, key=lambda r: r["step"]):
-        if "data/labelled_windows_per_step" in r:
-            per = float(r["data/labelled_windows_per_step"])
-        total += per * (r["step"] - last)
-        last = r["step"]
-        out[r["step"]] = total
-    return out
-
-
-def _metrics(run: Path) -> list[dict[str, Any]]:
-    f = run / "metrics.jsonl"
-    return [json.loads(x) for x in f.read_text().splitlines()] if f.is_file() else []
-
-
-def _validation(run: Path, data: str, train_cfg: dict[str, Any]) -> tuple[Any, list, list]:
-    """The trained agent, its validation batches and their greedy narration."""
-    from agents.training.data import build_data, validation_batches
-    from agents.training.evaluate import validate
-    from agents.training.loading import load_agent
-
-    cfg = _train_config(train_cfg, data, run)
-    agent = load_agent(run)
-    bundle = build_data(data, cfg.loader, label_fraction=cfg.label_fraction,
-                        label_seed=cfg.label_seed, tokenizer=agent.tokenizer)
-    vals = validation_batches(bundle.val, cfg.logging.val_windows, cfg.logging.val_batches)
-    _, preds = validate(agent, vals, step=0, tolerance=cfg.logging.tolerance)
-    return agent, vals, preds
-
-
-def per_kind_prf(run: Path, data: str, train_cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Event P/R/F1 of the final greedy narration on the validation windows, per event kind
-    (``byog_env.parse_event(s).kind``), pooled over windows."""
-    from agents import monitors as M
-    from agents.text import unslot
-    from byog_env import parse_event
-
-    agent, vals, preds = _validation(run, data, train_cfg)
-    tol = _train_config(train_cfg, data, run).logging.tolerance
-
-    def kind(s: str) -> str | None:
-        try:
-            return parse_event(s).kind
-        except ValueError:
-            return None
-
-    windows = []  # (pred per frame, true per frame) over every validation window
-    for batch, ids in zip(vals, preds):
-        narrated = unslot(ids, agent.tokenizer)
-        for b in range(ids.shape[0]):
-            n = int(batch["valid"][b].sum())
-            windows.append((narrated[b][:n], [list(f) for f in batch["annotations"][b][:n]]))
-    kinds = sorted({kind(s) for p, t in windows for fr in p + t for s in fr} - {None})
-    out = {}
-    for kd in kinds:
-        pick = [([[s for s in fr if kind(s) == kd] for fr in p],
-                 [[s for s in fr if kind(s) == kd] for fr in t]) for p, t in windows]
-        prf = M.combine_prf(M.event_prf(p, t, tolerance=tol) for p, t in pick)
-        out[kd] = {m: float(prf[m]) for m in ("precision", "recall", "f1", "tp", "fp", "fn")}
-    return out
-
-
-def _bundle(data: str, train_cfg: dict[str, Any], dest: Path, tokenizer: Any = None) -> Any:
-    from agents.training.data import build_data
-
-    cfg = _train_config(train_cfg, data, dest)
-    return cfg, build_data(data, cfg.loader, label_fraction=cfg.label_fraction,
-                           label_seed=cfg.label_seed, tokenizer=tokenizer)
-
-
-def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, Any],
-                         dest: Path) -> Path:
-    """A copy of dataset ``data`` whose unlabelled training episodes (those outside the
-    teacher's labelled draw; pilot and validation episodes excluded) carry the teacher's greedy
-    narration as annotations; labelled, pilot and validation episodes keep theirs. Only the
-    ``annotations`` column of those episode files is rewritten; frames are copied as stored."""
-    import torch
-
-    from agents.text import unslot
-    from agents.training.loading import load_agent
-    from collect.dataset import WindowDataset, collate_windows
-    from collect.writer import set_annotations
-
-    src = Path(data)
-    teacher = load_agent(teacher_run)
-    cfg, bundle = _bundle(str(src), teacher_train, dest, teacher.tokenizer)
-    unlabelled = sorted(set(bundle.train_ids) - set(bundle.labelled_ids))
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(src, dest)
-    W = cfg.loader.window
-    pseudo: dict[int, list[list[str]]] = {}
-    for pos in unlabelled:
-        windows = WindowDataset(str(src), window=W, stride=W, episodes=[pos])
-        frames: list[list[str]] = []
-        for i in range(0, len(windows), cfg.loader.batch_size):
-            batch = collate_windows([windows[j] for j in range(i, min(i + cfg.loader.batch_size,
-                                                                      len(windows)))])
-            with torch.no_grad():
-                ids = teacher.narrate(batch["frames"], batch["valid"],
-                                      prev_frame=batch.get("prev_frame"))
-            for b, said in enumerate(unslot(ids, teacher.tokenizer)):
-                frames.extend(said[: int(batch["valid"][b].sum())])
-        pseudo[int(bundle.dataset.records[pos]["episode_index"])] = frames
-    set_annotations(dest, pseudo)  # atomic per file; episode records and meta/ follow
-    return dest
-
-
-def shuffled_copy(data: str, train_cfg: dict[str, Any], dest: Path, *, seed: int) -> Path:
-    """A copy of ``data`` whose training episodes' annotation streams are permuted across those
-    episodes (a derangement: none keeps its own), each cut or padded with silence to its
-    episode's length; validation and pilot episodes keep theirs. A captioner trained on it
-    learns the words' frequencies but nothing about the frames: the negative control."""
-    import numpy as np
-
-    from agents.training.data import episode_annotations
-    from collect.writer import set_annotations
-
-    _, bundle = _bundle(data, train_cfg, dest)
-    ids = list(bundle.train_ids)
-    if len(ids) < 2:
-        raise ExperimentError("Shuffling annotations across episodes needs >= 2 training episodes.")
-    shift = int(np.random.default_rng(seed).integers(1, len(ids)))
-    order = np.random.default_rng(seed + 1).permutation(len(ids))
-    donor = {int(ids[order[i]]): int(ids[order[(i + shift) % len(ids)]]) for i in range(len(ids))}
-    ds = bundle.dataset
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(data, dest)
-    new: dict[int, list[list[str]]] = {}
-    for pos, src in donor.items():
-        n = int(ds.lengths[pos])
-        ann = episode_annotations(ds, src)[:n]
-        new[int(ds.records[pos]["episode_index"])] = ann + [[] for _ in range(n - len(ann))]
-    set_annotations(dest, new)
-    return dest
 
 
 # --------------------------------------------------------------------------- the plan
@@ -683,306 +492,6 @@ def plan_summary(cfg: ScarcityConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- analysis
 
 
-ARM_METRICS = ("token_accuracy", "majority_token_accuracy", "accuracy_over_majority", "event_f1",
-               "event_precision", "event_recall", "nil_rate", "distinct_1", "distinct_2",
-               "entropy", "prefix_gain", "prefix_gain_shuffled", "teacher_forced_token_accuracy")
-STATED_ARM = "byog-piloted"
-STATED_REFS = ("captioner", "self-training")
-GOAL_MARGIN = -0.02
-"""Issue 21's goal: at the smallest fraction, the 95% lower bound of byog-piloted −
-self-training in event F1 above this."""
-
-
-def _by_arm(rows: list[dict[str, Any]]) -> dict[tuple[str, float], dict[int, dict[str, Any]]]:
-    by: dict[tuple[str, float], dict[int, dict[str, Any]]] = {}
-    for r in rows:
-        if r.get("part") == "init" or "fraction" not in r:
-            continue  # an init-captioner stage, not an arm's result
-        by.setdefault((r["arm"], r["fraction"]), {})[r["seed"]] = r
-    return by
-
-
-def _paired(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], metric: str) -> list[float]:
-    common = sorted(set(a) & set(b))
-    return [a[s]["val"].get(f"val/{metric}", math.nan) - b[s]["val"].get(f"val/{metric}", math.nan)
-            for s in common]
-
-
-def analyse(rows: list[dict[str, Any]], gates: Gates | None = None) -> dict[str, Any]:
-    """Per (arm, fraction) means with t-intervals over seeds; paired differences (same seed and
-    labelled set) of each BYOG arm against the captioner and self-training and of the piloted
-    variant against ``byog-hidden``; the stated one-sided comparisons with Holm's adjustment;
-    the controls' verdicts and the issue's goal."""
-    from experiments.stats import holm, mde, mean_ci, paired_t
-
-    gates = gates or Gates()
-    by = _by_arm(rows)
-    table = []
-    for (arm, frac), seeds in sorted(by.items(), key=lambda x: (x[0][1], x[0][0])):
-        row: dict[str, Any] = {"arm": arm, "fraction": frac, "seeds": sorted(seeds)}
-        for m in ARM_METRICS:
-            vals = [s["val"].get(f"val/{m}") for s in seeds.values()]
-            row[m] = mean_ci([v for v in vals if v is not None])
-        row["step_s"] = mean_ci([s["step_s"] for s in seeds.values()])
-        table.append(row)
-    diffs = []
-    pairs = [(a, ref) for a in sorted({a for a, _ in by}) if a.startswith("byog")
-             for ref in STATED_REFS] + [(STATED_ARM, "byog-hidden")]
-    for (arm, ref) in pairs:
-        for frac in sorted({f for _, f in by}):
-            if (arm, frac) not in by or (ref, frac) not in by:
-                continue
-            for m in ("token_accuracy", "event_f1"):
-                d = _paired(by[(arm, frac)], by[(ref, frac)], m)
-                iv = paired_t(d)
-                diffs.append({"arm": arm, "minus": ref, "fraction": frac, "metric": m,
-                              "per_seed": d, "mean": iv.estimate, "lo": iv.lo, "hi": iv.hi,
-                              "n": iv.n, "p_greater": iv.p_greater, "mde": mde(_sd(d), iv.n)})
-    stated = {f"{d['arm']} - {d['minus']} @ {d['fraction']:g}": d for d in diffs
-              if d["arm"] == STATED_ARM and d["minus"] in STATED_REFS and d["metric"] == "event_f1"}
-    adj = holm({k: d["p_greater"] for k, d in stated.items()})
-    m_tests = max(1, len(stated))
-    for k, d in stated.items():
-        d["p_holm"], d["shown"] = adj[k]
-        # the smallest effect this test could have shown: one-sided at the strictest Holm level
-        d["mde_holm"] = mde(_sd(d["per_seed"]), d["n"], alpha=0.05 / m_tests, one_sided=True)
-    return {"table": table, "paired": diffs, "stated": stated,
-            "controls": controls(by, gates), "goal": goal(diffs), "default": default_rule(diffs)}
-
-
-def controls(by: dict[tuple[str, float], dict[int, dict[str, Any]]], gates: Gates) -> dict[str, Any]:
-    """The positive and negative controls' verdicts under the preset's fixed gates."""
-    from experiments.stats import paired_t
-
-    def over_majority(arm: str, frac: float) -> Any:
-        seeds = by.get((arm, frac), {})
-        return paired_t([s["val"].get("val/accuracy_over_majority", math.nan)
-                         for s in seeds.values()])
-
-    out: dict[str, Any] = {}
-    pos = over_majority("captioner", gates.positive_fraction)
-    out["positive"] = {"arm": "captioner", "fraction": gates.positive_fraction,
-                       "mean": pos.estimate, "lo": pos.lo, "hi": pos.hi,
-                       "passed": bool(math.isfinite(pos.lo) and pos.lo > 0)}
-    neg = []
-    for (arm, frac) in sorted(by):
-        if arm == gates.negative_arm:
-            iv = over_majority(arm, frac)
-            neg.append({"fraction": frac, "mean": iv.estimate, "lo": iv.lo, "hi": iv.hi,
-                        "passed": not (math.isfinite(iv.lo) and iv.lo > 0)})
-    out["negative"] = {"arm": gates.negative_arm, "cells": neg,
-                       "passed": bool(neg) and all(c["passed"] for c in neg)}
-    return out
-
-
-def _find(diffs: list[dict[str, Any]], arm: str, minus: str, frac: float, metric: str = "event_f1"):
-    return next((d for d in diffs if (d["arm"], d["minus"], d["metric"]) == (arm, minus, metric)
-                 and d["fraction"] == frac), None)
-
-
-def goal(diffs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Issue 21's goal at the smallest fraction: byog-piloted − self-training's 95% lower bound
-    in event F1 above :data:`GOAL_MARGIN`."""
-    fracs = sorted({d["fraction"] for d in diffs})
-    d = _find(diffs, STATED_ARM, "self-training", fracs[0]) if fracs else None
-    if d is None:
-        return {"reached": False, "why": "no byog-piloted / self-training pair"}
-    return {"fraction": d["fraction"], "lo": d["lo"], "mean": d["mean"], "margin": GOAL_MARGIN,
-            "reached": bool(math.isfinite(d["lo"]) and d["lo"] > GOAL_MARGIN)}
-
-
-def default_rule(diffs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Issue 21, item 5: the piloted variant becomes the ``byog`` default only if, at the
-    smallest fraction, byog-piloted − byog-hidden has a 95% lower bound above 0 in event F1."""
-    fracs = sorted({d["fraction"] for d in diffs})
-    d = _find(diffs, STATED_ARM, "byog-hidden", fracs[0]) if fracs else None
-    if d is None:
-        return {"switch": False, "why": "no byog-piloted / byog-hidden pair"}
-    return {"fraction": d["fraction"], "mean": d["mean"], "lo": d["lo"], "hi": d["hi"],
-            "switch": bool(math.isfinite(d["lo"]) and d["lo"] > 0)}
-
-
-def _sd(xs: list[float]) -> float:
-    import numpy as np
-
-    x = np.asarray([v for v in xs if math.isfinite(v)], float)
-    return float(x.std(ddof=1)) if x.size > 1 else math.nan
-
-
-PILOT_METRICS = ("event_f1", "accuracy_over_majority", "distinct_1", "nil_rate", "prefix_gain")
-
-
-def pilot_table(pilot_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per pilot variant: the issue's pilot metrics and the mean BYOG/grounding
-    gradient-norm ratio over the run's logged steps."""
-    import numpy as np
-
-    out = []
-    for r in pilot_rows:
-        if r.get("part") == "init":
-            continue
-        ratio = [v for _, v in r.get("grad", {}).get("grad/byog_over_ground", []) if v is not None]
-        out.append({"variant": r.get("variant") or "captioner (reference)",
-                    **{m: r["val"].get(f"val/{m}", math.nan) for m in PILOT_METRICS},
-                    "grad_ratio": float(np.mean(ratio)) if ratio else math.nan,
-                    "candidate": r.get("variant") is not None})
-    return out
-
-
-def choose_variant(pilot_rows: list[dict[str, Any]]) -> str | None:
-    """The candidate with the best pilot event F1 (token accuracy would reward a constant
-    majority word); ties go to the earlier variant."""
-    cands = [r for r in pilot_table(pilot_rows) if r["candidate"]]
-    if not cands:
-        return None
-    return max(cands, key=lambda r: _score(r["event_f1"]))["variant"]
-
-
-def report(cfg: ScarcityConfig, pilot_rows: list[dict[str, Any]], rows: list[dict[str, Any]],
-           chosen: str | None) -> str:
-    """``results.json``, ``curves.png``, ``grad_norms.png`` and ``report.md`` under the study
-    directory."""
-    p = PRESETS[cfg.preset]
-    res = analyse(rows, p.gates)
-    ptable = pilot_table(pilot_rows)
-    (cfg.out / "results.json").write_text(json.dumps(
-        {"preset": cfg.preset, "pilot": pilot_rows, "pilot_table": ptable,
-         "chosen_variant": chosen, **res, "cells": rows}, indent=2, default=str))
-    plot_curves(rows, cfg.out / "curves.png")
-    plot_grad_norms(rows, cfg.out / "grad_norms.png")
-
-    def f(mc: tuple[float, float]) -> str:
-        return f"{mc[0]:.3f} ± {mc[1]:.3f}" if math.isfinite(mc[1]) else f"{mc[0]:.3f}"
-
-    lines = [f"# Narration under label scarcity ({cfg.preset})", "",
-             f"Command: `python -m experiments.scarcity --preset {cfg.preset} --out {cfg.out}`", ""]
-    if ptable:
-        lines += ["## Pilot (on the pilot slice; chosen by event F1 before any main cell ran)", "",
-                  "| variant | event F1 | token acc − majority | distinct-1 | nil rate | prefix gain "
-                  "| BYOG/ground grad ratio |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['variant']} | " + " | ".join(f"{r[m]:.3f}" for m in (
-            *PILOT_METRICS, "grad_ratio")) + " |" for r in ptable]
-        lines += ["", f"Chosen: `{chosen}`.", ""]
-    lines += ["## Held-out greedy narration (mean ± 95% t half-width over seeds)", "",
-              ("| fraction | arm | event F1 | P | R | token acc | majority | acc − majority "
-               "| nil rate | distinct-1 | prefix gain | s/step |"),
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["table"]:
-        lines.append(f"| {r['fraction']:g} | {r['arm']} | " + " | ".join(
-            f(r[m]) for m in ("event_f1", "event_precision", "event_recall", "token_accuracy",
-                              "majority_token_accuracy", "accuracy_over_majority", "nil_rate",
-                              "distinct_1", "prefix_gain", "step_s")) + " |")
-    c = res["controls"]
-    lines += ["", "## Controls (gates fixed in the preset)", "",
-              f"- Positive: captioner token accuracy − majority at {c['positive']['fraction']:g}: "
-              f"{c['positive']['mean']:+.3f} [{c['positive']['lo']:+.3f}, {c['positive']['hi']:+.3f}]"
-              f" → {'pass' if c['positive']['passed'] else 'FAIL'} (lower bound must be > 0)."]
-    for n in c["negative"]["cells"]:
-        lines.append(f"- Negative: {c['negative']['arm']} token accuracy − majority at "
-                     f"{n['fraction']:g}: {n['mean']:+.3f} [{n['lo']:+.3f}, {n['hi']:+.3f}] → "
-                     f"{'pass' if n['passed'] else 'FAIL'} (must not beat it: lower bound ≤ 0).")
-    lines += ["", "## Stated comparisons (event F1, one-sided H1: byog-piloted > reference, Holm over "
-              f"{len(res['stated'])})", "",
-              "| comparison | mean | 95% CI (two-sided) | p (one-sided) | p Holm | shown | MDE at "
-              "Holm level |", "|---|---|---|---|---|---|---|"]
-    for k, d in res["stated"].items():
-        lines.append(f"| {k} | {d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | "
-                     f"{d['p_greater']:.3f} | {d['p_holm']:.3f} | {'yes' if d['shown'] else 'no'} | "
-                     f"{d['mde_holm']:.3f} |")
-    g, dr = res["goal"], res["default"]
-    if "lo" in g:
-        lines += ["", f"Goal (issue 21): at {g['fraction']:g}, lower bound of byog-piloted − "
-                  f"self-training > {GOAL_MARGIN}: {g['lo']:+.3f} → "
-                  f"{'reached' if g['reached'] else 'NOT reached'}."]
-    if "lo" in dr:
-        lines += [f"Default rule: byog-piloted − byog-hidden at {dr['fraction']:g}: {dr['mean']:+.3f} "
-                  f"[{dr['lo']:+.3f}, {dr['hi']:+.3f}] → "
-                  f"{'switch the default' if dr['switch'] else 'keep the default'}."]
-    lines += ["", "## Paired differences (same seed and labelled set; two-sided t-interval over seeds)",
-              "", "| fraction | arm | minus | metric | mean | 95% CI | n | MDE |",
-              "|---|---|---|---|---|---|---|---|"]
-    for d in sorted(res["paired"], key=lambda d: (d["fraction"], d["arm"], d["minus"], d["metric"])):
-        lines.append(f"| {d['fraction']:g} | {d['arm']} | {d['minus']} | {d['metric']} | "
-                     f"{d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | {d['n']} | {d['mde']:.3f} |")
-    lines += ["", ("Learning curves against steps and labelled windows seen: `curves.png`; the "
-                   "gradient each loss puts on the encoder: `grad_norms.png`; per-event-kind "
-                   "P/R/F1 and every cell's figures: `results.json`.")]
-    text = "\n".join(lines) + "\n"
-    (cfg.out / "report.md").write_text(text)
-    return text
-
-
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Validation event F1 against steps (top) and against true-labelled windows seen
-    (bottom), mean over seeds, one column per fraction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    by = _by_arm(rows)
-    fracs = sorted({f for _, f in by})
-    fig, axes = plt.subplots(2, len(fracs), figsize=(5 * len(fracs), 7), squeeze=False)
-    for j, frac in enumerate(fracs):
-        for arm in sorted({a for a, f in by if f == frac}):
-            cells = list(by[(arm, frac)].values())
-            curves = [c["curves"]["val/event_f1"] for c in cells]
-            if not curves or not curves[0]:
-                continue
-            n = min(len(c) for c in curves)
-            steps = [s for s, _ in curves[0][:n]]
-            vals = np.nanmean([[v if v is not None else np.nan for _, v in c[:n]] for c in curves], 0)
-            seen = np.nanmean([[x if x is not None else np.nan for x in c.get("labelled_seen", [])[:n]]
-                               or [np.nan] * n for c in cells], 0)
-            axes[0, j].plot(steps, vals, marker="o", label=arm)
-            axes[1, j].plot(seen, vals, marker="o", label=arm)
-        axes[0, j].set_title(f"label fraction {frac:g}")
-        axes[0, j].set_xlabel("optimizer step")
-        axes[1, j].set_xlabel("true-labelled windows seen")
-        for i in (0, 1):
-            axes[i, j].set_ylabel("val event F1")
-            axes[i, j].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_grad_norms(rows: list[dict[str, Any]], path: Path) -> Path:
-    """The gradient norm each loss puts on the encoder over steps, BYOG arms, mean over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    by = _by_arm(rows)
-    fracs = sorted({f for _, f in by})
-    fig, axes = plt.subplots(1, max(1, len(fracs)), figsize=(5 * max(1, len(fracs)), 3.5), squeeze=False)
-    for j, frac in enumerate(fracs):
-        ax = axes[0, j]
-        for arm in sorted({a for a, f in by if f == frac and a.startswith("byog")}):
-            for key, style in (("grad/encoder_ground", "-"), ("grad/encoder_byog", "--")):
-                curves = [c.get("grad", {}).get(key, []) for c in by[(arm, frac)].values()]
-                curves = [c for c in curves if c]
-                if not curves:
-                    continue
-                n = min(len(c) for c in curves)
-                ax.plot([s for s, _ in curves[0][:n]],
-                        np.nanmean([[v if v is not None else np.nan for _, v in c[:n]]
-                                    for c in curves], 0), style,
-                        label=f"{arm} {key.split('_')[-1]}")
-        ax.set_yscale("log")
-        ax.set_title(f"label fraction {frac:g}: encoder gradient norm")
-        ax.set_xlabel("optimizer step")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1031,7 +540,7 @@ def main(cfg: ScarcityConfig) -> dict[str, Any]:
     rows = _run_stages(cfg, main_cells, workers, "main")
     timing["main_minutes"] = (time.perf_counter() - t1) / 60
     (cfg.out / "wall_clock.json").write_text(json.dumps(timing, indent=2))
-    print(report(cfg, pilot_rows, rows, chosen))
+    print(report(cfg.out, cfg.preset, p.gates, pilot_rows, rows, chosen))
     return {"plan": summary, "chosen_variant": chosen, "rows": len(rows), **timing}
 
 
@@ -1041,10 +550,6 @@ def _run_stages(cfg: ScarcityConfig, cells: list[Cell], workers: int, desc: str)
         rows += run_cells(stage, cfg.out, workers=workers, progress=cfg.progress,
                           desc=f"{desc} {i + 1}")
     return rows
-
-
-def _score(x: Any) -> float:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else -math.inf
 
 
 def cli(argv: list[str] | None = None) -> int:
