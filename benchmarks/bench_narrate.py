@@ -126,25 +126,10 @@ def latency(agent, frames: np.ndarray, window: int, n: int) -> dict[str, float]:
 
 def recorded_episodes(n: int, steps: int, seed: int = 0) -> list[tuple[np.ndarray, list]]:
     """``n`` Crafter episodes of the scripted player: (frames uint8 [T, H, W, 3], annotations)."""
-    import byog_env
-    from collect.policies import make_policy
+    from collect.policies import play_episode
 
-    out = []
-    for i in range(n):
-        env = byog_env.make("crafter")
-        policy = make_policy("crafter-scripted", env, seed=seed + i)
-        obs, info = env.reset(seed=seed + i)
-        policy.reset(obs, info)
-        frames, ann = [obs], [list(info.get("annotations", []))]
-        while len(frames) < steps:
-            obs, _, term, trunc, info = env.step(policy.act(obs, info))
-            frames.append(obs)
-            ann.append(list(info.get("annotations", [])))
-            if term or trunc:
-                break
-        env.close()
-        out.append((np.stack(frames), ann))
-    return out
+    return [play_episode("crafter", "crafter-scripted", seed=seed + i, max_steps=steps)
+            for i in range(n)]
 
 
 def train_narrator(size: str, episodes: list, steps: int, T: int = 16, batch: int = 8):

@@ -77,25 +77,9 @@ def test_bad_rules_are_refused():
 def recorded():
     """Two recorded Crafter episodes (frames uint8 [T, 64, 64, 3], per-frame annotations) played
     by the scripted policy."""
-    import byog_env
-    from collect.policies import make_policy
+    from collect.policies import play_episode
 
-    eps = []
-    for seed in (0, 1):
-        env = byog_env.make("crafter")
-        policy = make_policy("crafter-scripted", env, seed=seed)
-        obs, info = env.reset(seed=seed)
-        policy.reset(obs, info)
-        frames, ann = [obs], [list(info.get("annotations", []))]
-        for _ in range(59):
-            obs, _, term, trunc, info = env.step(policy.act(obs, info))
-            frames.append(obs)
-            ann.append(list(info.get("annotations", [])))
-            if term or trunc:
-                break
-        env.close()
-        eps.append((np.stack(frames), ann))
-    return eps
+    return [play_episode("crafter", "crafter-scripted", seed=seed, max_steps=60) for seed in (0, 1)]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from typing import Any
 from collect.policies.base import Policy, PolicyError, RandomPolicy
 
 __all__ = ["POLICY_NAMES", "Policy", "PolicyError", "PolicySpec", "RandomPolicy", "make_policy",
-           "needs_live_env", "policy_spec", "register_policy"]
+           "needs_live_env", "play_episode", "policy_spec", "register_policy"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +135,30 @@ def make_policy(name: str, env: Any, seed: int | None = None) -> Policy:
     policy = factory(arg, env, seed, make_inner=make_policy) if spec.wraps else factory(arg, env, seed)
     policy.name = name
     return policy
+
+
+def play_episode(env_name: str, policy: str, *, seed: int, max_steps: int,
+                 ) -> tuple[Any, list[list[str]]]:
+    """Play one episode of ``policy`` in the annotated env ``env_name`` without writing it:
+    (frames uint8 [T, H, W, 3] with the reset frame first, per-frame annotations), at most
+    ``max_steps`` frames. For benchmarks and tests that need a recorded episode in memory."""
+    import numpy as np
+
+    import byog_env
+
+    env = byog_env.make(env_name)
+    try:
+        pol = make_policy(policy, env, seed=seed)
+        obs, info = env.reset(seed=seed)
+        pol.reset(obs, info)
+        frames, ann = [obs], [list(info.get("annotations", []))]
+        while len(frames) < max_steps:
+            obs, _, term, trunc, info = env.step(pol.act(obs, info))
+            frames.append(obs)
+            ann.append(list(info.get("annotations", [])))
+            if term or trunc:
+                break
+    finally:
+        env.close()
+    return np.stack(frames), ann
+
