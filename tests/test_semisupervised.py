@@ -229,7 +229,7 @@ def test_separate_clips_bound_each_group():
     assert norm(agent.predictor) == pytest.approx(0.02, rel=1e-3)
 
 
-def test_init_from_a_captioner_starts_encoder_and_target_from_it(data, tmp_path):
+def test_init_from_a_captioner_starts_encoder_and_target_from_it(data, tmp_path, capsys):
     from agents.train import cli
     from agents.training.checkpoint import load_init_weights, resolve_checkpoint
     from agents.training.loading import load_agent
@@ -252,6 +252,17 @@ def test_init_from_a_captioner_starts_encoder_and_target_from_it(data, tmp_path)
     # a run of another size does not fit: one clear error
     assert cli(tiny_args(data, tmp_path / "bad", 1, "--init-from", str(cap),
                          "--model.lm.hidden_size", "64")) == 2
+    # a damaged weights file is refused from its header, one error line, before any tensor is read
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(resolve_checkpoint(cap), broken)
+    w = broken / "agent" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    capsys.readouterr()
+    assert cli(tiny_args(data, tmp_path / "bad2", 1, "--init-from", str(broken))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "Traceback" not in err[0]
 
 
 def test_logs_labelled_windows_per_step_and_encoder_gradient_norms(data, tmp_path):

@@ -390,23 +390,27 @@ def load_init_weights(agent: Any, ckpt: str | Path) -> list[str]:
     Raises:
         TrainError: not a training checkpoint, or its encoder does not fit this model.
     """
-    from safetensors.torch import load_file
+    from safetensors import safe_open
+
+    from agents.weights import tensor_shapes
 
     f = Path(ckpt) / AGENT / "model.safetensors"
     if not f.is_file():
         raise TrainError(f"--init-from {ckpt}: no {AGENT}/model.safetensors; pass a run directory "
                          "or checkpoint written by `python -m agents.train`.")
-    saved = load_file(str(f))
-    own = agent.state_dict()
-    enc = [k for k in own if k.startswith("encoder.")]
-    missing = sorted(k for k in enc if k not in saved)
-    shapes = sorted(k for k in own if k in saved and own[k].shape != saved[k].shape)
+    # shapes from the header first: a file that does not fit is refused before any tensor is read
+    saved = tensor_shapes(f, what="--init-from weights", error=TrainError)
+    own = {k: tuple(v.shape) for k, v in agent.state_dict().items()}
+    missing = sorted(k for k in own if k.startswith("encoder.") and k not in saved)
+    shapes = sorted(k for k in own if k in saved and own[k] != saved[k])
     if missing or shapes:
         parts = [f"{what} {keys[:4]}{' ...' if len(keys) > 4 else ''}" for what, keys in
                  (("missing encoder tensors", missing), ("other shapes", shapes)) if keys]
         raise TrainError(f"--init-from {ckpt}: its weights do not fit this model ({'; '.join(parts)});"
                          " start from a run of the same size, obs encoder and text settings.")
-    agent.load_state_dict({k: v for k, v in saved.items() if k in own}, strict=False)
+    with safe_open(str(f), framework="pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in own if k in saved}
+    agent.load_state_dict(tensors, strict=False)
     if getattr(agent, "target", None) is not None and not any(k.startswith("target.") for k in saved):
         agent.target.load_state_dict(agent.encoder.state_dict())
     return sorted(k for k in own if k not in saved)
