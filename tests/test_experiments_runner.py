@@ -157,13 +157,14 @@ def test_cpu_cells_keep_their_keys(tmp_path):
     the tiny and cpu presets' cells (last changed on purpose by issue 22: the BC rule's min_delta,
     the shuffled-oracle-text arm, the dose arms' BC-validation F1, tiny's evaluation every 10
     steps and the cpu preset's 500 BC steps; before, tiny 0fa1a9379cfc8bf6 and cpu
-    20a4773f8d50a9b6)."""
+    20a4773f8d50a9b6; then the cpu preset's pretraining, 360 steps of 32 windows from issue 21's
+    curves: before, cpu 3850b4b06238997c)."""
     import hashlib
 
     from experiments.run_all import PRESETS, data_dir, plan_cells
 
     root = Path("/study")
-    for name, digest in (("tiny", "0ba8cf6521e5b77a"), ("cpu", "3850b4b06238997c")):
+    for name, digest in (("tiny", "0ba8cf6521e5b77a"), ("cpu", "f2561aa6f8368bd8")):
         p = PRESETS[name]
         data = {e: data_dir(root, e, plan) for e, plan in p.envs.items()}
         cells = plan_cells(p, root, data, {e: plan.episodes for e, plan in p.envs.items()})
