@@ -254,16 +254,40 @@ def report(out: Path, preset: str, gates: Gates, pilot_rows: list[dict[str, Any]
     return text
 
 
+def whole_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each two-stage arm's row (``init-captioner``: a captioner stage, then BYOG started from it)
+    with its curves over the whole run: the init stage's points, then the second stage's shifted
+    by the init stage's steps and labelled windows, as one run of the preset's steps would read."""
+    inits = {(r["arm"], r["fraction"], r["seed"]): r for r in rows
+             if r.get("part") == "init" and "fraction" in r}
+    out = []
+    for r in rows:
+        init = inits.get((r.get("arm"), r.get("fraction"), r.get("seed")))
+        if r.get("part") == "init" or init is None:
+            out.append(r)
+            continue
+        steps0, seen0 = init["steps"], (init.get("labelled_seen") or [0])[-1] or 0
+        r = dict(r)
+        r["curves"] = {k: list(init["curves"].get(k, [])) + [(s + steps0, v) for s, v in c]
+                       for k, c in r["curves"].items()}
+        r["labelled_seen"] = list(init.get("labelled_seen") or []) + [
+            None if x is None else x + seen0 for x in r.get("labelled_seen") or []]
+        r["grad"] = {k: list(init.get("grad", {}).get(k, [])) + [(s + steps0, v) for s, v in c]
+                     for k, c in r.get("grad", {}).items()}
+        out.append(r)
+    return out
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
     """Validation event F1 against steps (top) and against true-labelled windows seen
-    (bottom), mean over seeds, one column per fraction."""
+    (bottom), mean over seeds, one column per fraction; a two-stage arm over its whole run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    by = _by_arm(rows)
+    by = _by_arm(whole_runs(rows))
     fracs = sorted({f for _, f in by})
     fig, axes = plt.subplots(2, len(fracs), figsize=(5 * len(fracs), 7), squeeze=False)
     for j, frac in enumerate(fracs):
@@ -292,14 +316,15 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def plot_grad_norms(rows: list[dict[str, Any]], path: Path) -> Path:
-    """The gradient norm each loss puts on the encoder over steps, BYOG arms, mean over seeds."""
+    """The gradient norm each loss puts on the encoder over steps, BYOG arms, mean over seeds
+    (a two-stage arm over its whole run)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    by = _by_arm(rows)
+    by = _by_arm(whole_runs(rows))
     fracs = sorted({f for _, f in by})
     fig, axes = plt.subplots(1, max(1, len(fracs)), figsize=(5 * max(1, len(fracs)), 3.5), squeeze=False)
     for j, frac in enumerate(fracs):

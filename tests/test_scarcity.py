@@ -109,3 +109,25 @@ def test_a_gpu_study_without_cuda_fails_before_anything_runs(tmp_path, monkeypat
     assert err == ["error: Preset scarcity-gpu runs on cuda, which this machine lacks; run it where a GPU "
                    "is, or pass --device cpu."]
     assert not (tmp_path / "s" / "cells").exists() and not (tmp_path / "s" / "data").exists()
+
+
+def test_a_two_stage_arm_is_plotted_over_its_whole_run():
+    """init-captioner's BYOG stage starts where its captioner stage ended (steps and labelled
+    windows seen), not at step 0 beside arms that trained from scratch."""
+    from experiments.scarcity_report import whole_runs
+
+    init = {"arm": "byog-piloted", "fraction": 0.05, "seed": 0, "part": "init", "steps": 300,
+            "curves": {"val/event_f1": [(150, 0.1), (300, 0.15)]}, "labelled_seen": [4800, 9600],
+            "grad": {"grad/encoder_ground": [(300, 0.2)]}}
+    stage = {"arm": "byog-piloted", "fraction": 0.05, "seed": 0, "part": None, "steps": 300,
+             "curves": {"val/event_f1": [(150, 0.16), (300, 0.17)]}, "labelled_seen": [4800, 9600],
+             "grad": {"grad/encoder_ground": [(300, 0.1)], "grad/encoder_byog": [(300, 0.05)]}}
+    other = {"arm": "captioner", "fraction": 0.05, "seed": 0, "steps": 600,
+             "curves": {"val/event_f1": [(600, 0.2)]}, "labelled_seen": [19200]}
+    rows = whole_runs([init, stage, other])
+    whole = next(r for r in rows if r["arm"] == "byog-piloted" and r.get("part") != "init")
+    assert whole["curves"]["val/event_f1"] == [(150, 0.1), (300, 0.15), (450, 0.16), (600, 0.17)]
+    assert whole["labelled_seen"] == [4800, 9600, 14400, 19200]
+    assert whole["grad"]["grad/encoder_ground"] == [(300, 0.2), (600, 0.1)]
+    assert whole["grad"]["grad/encoder_byog"] == [(600, 0.05)]
+    assert next(r for r in rows if r["arm"] == "captioner") is other and stage["curves"]["val/event_f1"][0] == (150, 0.16)
