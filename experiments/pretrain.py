@@ -156,6 +156,27 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
         raise ExperimentError(f"Cannot pretrain {kind!r} on {data}: {e}") from None
 
 
+def cap_labelled_batch(cfg: Any, kind: str, label_fraction: float) -> Any:
+    """Cap the labelled batch (``loader.batch_size``) at the labelled training windows when there
+    are fewer (5% of a small collection: 30 windows against a batch of 32), the same cap for
+    every kind that reads labels, so BYOG and the captioner keep equal supervision; BYOG's
+    unlabelled batch keeps the spec's size (at most every training window). Returns ``cfg``
+    (changed in place)."""
+    from agents.training import TrainError
+    from agents.training.data import build_data
+
+    try:
+        labelled, every = (len(build_data(str(cfg.data), cfg.loader, label_fraction=label_fraction,
+                                          label_seed=cfg.label_seed, labelled_only=only).train)
+                           for only in (True, False))
+    except TrainError as e:
+        raise ExperimentError(f"Cannot pretrain {kind!r} on {cfg.data}: {e}") from None
+    if cfg.loader.unlabelled_batch_size is None:  # at most every training window (a tiny test set)
+        cfg.loader.unlabelled_batch_size = min(cfg.loader.batch_size, every)
+    cfg.loader.batch_size = min(cfg.loader.batch_size, labelled)
+    return cfg
+
+
 def _checkpointing(spec: PretrainSpec) -> dict[str, int]:
     """Save often enough to land on every kept step (their gcd with the final step) and keep
     them all; :func:`pretrain` removes the others at the end."""
@@ -189,15 +210,8 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
     if done.is_file():
         return json.loads(done.read_text())
     cfg = train_config(kind, data, out, spec, label_fraction)
-    if kind == "captioner" and label_fraction < 1.0:  # 1% labels: a labelled window or two
-        from agents.training.data import build_data
-
-        try:
-            windows = len(build_data(str(data), cfg.loader, label_fraction=label_fraction,
-                                     label_seed=cfg.label_seed, labelled_only=True).train)
-        except TrainError as e:
-            raise ExperimentError(f"Cannot pretrain 'captioner' on {data}: {e}") from None
-        cfg.loader.batch_size = min(cfg.loader.batch_size, windows)
+    if kind in ("byog", "captioner") and label_fraction < 1.0:
+        cap_labelled_batch(cfg, kind, label_fraction)
     from agents.training.checkpoint import latest_checkpoint
 
     cfg.resume = latest_checkpoint(out) is not None

@@ -326,6 +326,15 @@ def test_captioner_below_full_labels_trains_on_its_labelled_episodes(tmp_path, b
     assert 0.0 <= res["narration/event_f1"] <= 1.0 and res["narration/event_f1"] == res["narration/event_f1@2"]
     summary = json.loads((tmp_path / "cap" / "summary.json").read_text())
     assert summary["episodes"]["labelled"] == 2 and summary["windows"]["train"] == 2  # batch clamped 8 -> 2
+    # BYOG gets the same cap on its labelled batch (equal supervision), its unlabelled batch
+    # keeping the spec's 8 (here at most the 5 training windows); without the cap its labelled
+    # sampler refuses to start
+    import yaml
+
+    pretrain("byog", babyai_data, tmp_path / "byog", PretrainSpec(steps=2, batch_size=8, progress=False),
+             label_fraction=0.5)
+    loader = yaml.safe_load((tmp_path / "byog" / "config.yaml").read_text())["loader"]
+    assert (loader["batch_size"], loader["unlabelled_batch_size"]) == (2, 5)
 
 
 def test_rl_curves_are_a_trailing_mean():
