@@ -171,9 +171,10 @@ def cap_labelled_batch(cfg: Any, kind: str, label_fraction: float) -> Any:
                            for only in (True, False))
     except TrainError as e:
         raise ExperimentError(f"Cannot pretrain {kind!r} on {cfg.data}: {e}") from None
-    if cfg.loader.unlabelled_batch_size is None:  # at most every training window (a tiny test set)
-        cfg.loader.unlabelled_batch_size = min(cfg.loader.batch_size, every)
-    cfg.loader.batch_size = min(cfg.loader.batch_size, labelled)
+    if cfg.loader.batch_size > labelled:  # else the config stays as it was (resumable)
+        if cfg.loader.unlabelled_batch_size is None:  # at most every training window (a tiny set)
+            cfg.loader.unlabelled_batch_size = min(cfg.loader.batch_size, every)
+        cfg.loader.batch_size = labelled
     return cfg
 
 
