@@ -23,7 +23,7 @@ def _registries() -> dict:
 
 
 def _describe(value: object) -> str:
-    from agents.registry import entry_point
+    from byog_core.registry import entry_point
 
     summary = getattr(value, "summary", None)
     if summary:
@@ -34,7 +34,7 @@ def _describe(value: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents.cli import run_cli
+    from byog_core.cli import run_cli
 
     regs = _registries()
     parser = argparse.ArgumentParser(prog="python -m agents", description=__doc__.split("\n")[0])
@@ -43,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("what", nargs="?", choices=sorted(regs), default=None)
     ls.add_argument("--plugin", action="append", default=[],
                     help="import this module first (it registers its plugins)")
-    args = parser.parse_args(argv)
 
     def body() -> int:
         from agents.errors import AgentsError
 
+        args = parser.parse_args(argv)
         for module in args.plugin:
             try:
                 importlib.import_module(module)

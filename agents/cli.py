@@ -1,52 +1,46 @@
-"""The exit-code policy of the agents command lines (``byog-train``, ``byog-narrate``).
-
-Usage errors (a bad flag, config value, path or checkpoint: the user can fix the command) exit
-2, runtime failures (an OS error, a diverged loss) exit 1, an interrupt exits 130; each prints
-ONE ``error:`` line naming the problem and the fix, never a traceback. Anything else is a bug
-and keeps its traceback.
-"""
+"""Moved to :mod:`byog_core.cli`: the one runner and exit-code policy of every BYOG command line
+(usage 2, runtime 1, interrupt 130, one ``error:`` line). This name keeps working; its extra
+``usage``/``runtime``/``interrupted`` exception tuples are still honoured for old callers, but
+every entry point of this project now classifies errors by type alone."""
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
-from agents.errors import AgentsError, AgentsRuntimeError
-from collect.errors import shorten_worker_error
+from byog_core.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, error_line
+from byog_core.cli import run_cli as _run_cli
+from byog_core.errors import Interrupted, RunFailure
 
-EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+class _Usage(ValueError):
+    pass
 
 
-def error_line(message: object) -> None:
-    """Print ``error: MESSAGE`` as one line on stderr."""
-    text = " ".join(shorten_worker_error(str(message)).split()) or type(message).__name__
-    print(text if text.startswith("error:") else f"error: {text}", file=sys.stderr)
+class _Runtime(RunFailure):
+    pass
+
+
+class _Stopped(Interrupted):
+    pass
 
 
 def run_cli(body: Callable[[], int], *, usage: tuple[type[BaseException], ...] = (),
             runtime: tuple[type[BaseException], ...] = (),
             interrupted: tuple[type[BaseException], ...] = (),
-            on_interrupt: str = "interrupted; rerun the same command to start again.") -> int:
-    """Run ``body`` and map what it raises to the exit-code policy above.
+            on_interrupt: str = "stopped; rerun the same command to start again.") -> int:
+    """:func:`byog_core.cli.run_cli`, with ``usage``/``runtime``/``interrupted`` naming extra
+    exception types of each kind (deprecated: make the error class derive from ``ValueError``,
+    :class:`~byog_core.errors.RunFailure` or :class:`~byog_core.errors.Interrupted` instead)."""
+    def classified() -> int:
+        try:
+            return body()
+        except interrupted as err:
+            raise _Stopped(str(err)) from err
+        except runtime as err:
+            raise _Runtime(str(err)) from err
+        except usage as err:
+            raise _Usage(str(err)) from err
 
-    Args:
-        body: The command's work; returns its exit code (0 on success).
-        usage: Extra exception types that are usage errors (``AgentsError`` always is, except
-            ``AgentsRuntimeError``).
-        runtime: Extra runtime-failure types (``OSError`` and ``AgentsRuntimeError`` always are).
-        interrupted: Extra types meaning "stopped on request" (``KeyboardInterrupt`` always).
-        on_interrupt: The line for a bare ``KeyboardInterrupt`` (others print their message).
-    """
-    try:
-        return body()
-    except (KeyboardInterrupt, *interrupted) as err:
-        error_line(err if str(err) else on_interrupt)
-        return EXIT_INTERRUPTED
-    except (AgentsRuntimeError, OSError, *runtime) as err:
-        error_line(err)
-        return EXIT_RUNTIME
-    except (AgentsError, *usage) as err:
-        error_line(err)
-        return EXIT_USAGE
+    return _run_cli(classified, on_interrupt=on_interrupt)
 
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_RUNTIME", "EXIT_USAGE", "error_line", "run_cli"]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from agents.errors import ModelError, TextError
 from agents.obs.cnn_config import CNNConfig
 from agents.obs.config import ObsConfig, obs_config_from_dict
-from agents.registry import Registry
+from byog_core.registry import Registry
 
 Size = Literal["tiny", "small", "base"]
 Preset = Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn", "byog-latent"]

@@ -210,16 +210,12 @@ def main(cfg: EmbedConfig) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Console entry point: errors print one line (no traceback) and exit 1."""
-    from collect.writer import DatasetError
+    """Console entry point, under the one exit-code policy (:mod:`byog_core.cli`): a bad input
+    is one ``error:`` line and exit 2, a failure while running 1, Ctrl-C 130."""
+    from byog_core.cli import run_cli
 
-    try:
-        cfg = tyro.cli(EmbedConfig, args=argv)
-        main(cfg)
-    except (ObsEncoderError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(lambda: main(tyro.cli(EmbedConfig, args=argv)),
+                   on_interrupt="stopped; episodes already written are kept: rerun to finish.")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 All of them subclass :class:`AgentsError`, itself a ``ValueError`` (callers have always caught
 ``ValueError`` for bad configs, checkpoints and inputs), so ``except AgentsError`` catches any
 of them and a CLI can print the message as one ``error:`` line. Every message names the
-problem and the fix. This module imports nothing, so config dataclasses can raise these
+problem and the fix. This module imports only the torch-free :mod:`byog_core.errors`, so config dataclasses can raise these
 without pulling in torch.
 
 The old import paths keep working (``agents.lm.ModelError``, ``agents.text.TextError``,
@@ -11,6 +11,8 @@ The old import paths keep working (``agents.lm.ModelError``, ``agents.text.TextE
 ``agents.obs.base.ObsEncoderError``): they are these same classes.
 """
 from __future__ import annotations
+
+from byog_core.errors import RunFailure
 
 
 class AgentsError(ValueError):
@@ -37,7 +39,7 @@ class TrainError(AgentsError):
     """A bad training config, dataset, checkpoint or run directory; the message names the fix."""
 
 
-class AgentsRuntimeError(AgentsError):
+class AgentsRuntimeError(AgentsError, RunFailure):
     """A failure while running, not a bad input (a CLI exits 1 on it, 2 on the others)."""
 
 

@@ -704,15 +704,12 @@ def _jsonable(x: Any) -> Any:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point, under the agents CLIs' exit-code policy (:mod:`agents.cli`):
+    """Command-line entry point, under the agents CLIs' exit-code policy (:mod:`byog_core.cli`):
     bad input prints one ``error:`` line (exit 2), a failure while running exits 1, Ctrl-C 130."""
-    import gymnasium as gym
     import tyro
 
-    from agents.cli import run_cli
+    from byog_core.cli import run_cli
     from byog_env.threads import resolve_threads
-    from collect.dataset import DatasetError
-    from collect.policies import PolicyError
 
     def body() -> int:
         cfg = tyro.cli(ImagineConfig, args=argv, description=__doc__.split("\n")[0])
@@ -721,9 +718,7 @@ def cli(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        return run_cli(body, usage=(WorldModelError, DatasetError, PolicyError, gym.error.Error),
-                       runtime=(RuntimeError,),
-                       on_interrupt="interrupted; outputs already written are kept.")
+        return run_cli(body, on_interrupt="interrupted; outputs already written are kept.")
     except SystemExit as exit_:  # tyro's --help / its own usage errors
         return int(exit_.code or 0)
 

@@ -660,9 +660,8 @@ def cli(argv: list[str] | None = None) -> int:
     130 interrupted; errors are one ``error:`` line, no traceback."""
     import tyro
 
-    from agents.cli import run_cli
+    from byog_core.cli import run_cli
     from byog_env.threads import resolve_threads
-    from collect.policies import PolicyError
 
     def body() -> int:
         try:
@@ -673,8 +672,7 @@ def cli(argv: list[str] | None = None) -> int:
         main(cfg)
         return 0
 
-    # a bad env name is gymnasium's error; a bad checkpoint or option one of ours
-    return run_cli(body, usage=(PolicyError, gym.error.Error, ValueError))
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ from transformers.cache_utils import Cache
 from agents import monitors as M
 from agents.errors import NarrationError
 from agents.lm import sample_tokens
-from agents.registry import Registry
 from agents.slot_rule import narration_rule
 from agents.text import unslot
+from byog_core.registry import Registry
 
 
 @dataclass

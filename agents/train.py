@@ -34,9 +34,7 @@ def main(cfg: TrainConfig) -> dict:
 
 def cli(argv: list[str] | None = None) -> int:
     """Parse the command line and train (exit codes: see the module docstring)."""
-    from agents.cli import run_cli
-    from agents.training.checkpoint import TrainInterrupted
-    from collect.dataset import DatasetError
+    from byog_core.cli import run_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
 
@@ -57,8 +55,7 @@ def cli(argv: list[str] | None = None) -> int:
         return 0
 
     # Ctrl-C inside the loop saves a checkpoint at a step boundary (TrainInterrupted says where)
-    return run_cli(body, usage=(DatasetError,), interrupted=(TrainInterrupted,),
-                   on_interrupt="interrupted: no checkpoint written since the last one; rerun the "
+    return run_cli(body, on_interrupt="interrupted: no checkpoint written since the last one; rerun the "
                                 "same command (with --resume if the run has checkpoints).")
 
 

@@ -49,8 +49,8 @@ from agents.errors import NarrationError
 from agents.kv_cache import KVCache
 from agents.lm import sample_tokens
 from agents.narrator import NarrationStep, Narrator, ParallelForecast, needs_column_message
-from agents.registry import Registry
 from agents.text import unslot
+from byog_core.registry import Registry
 
 
 class VectorNarrator(Narrator):

@@ -396,21 +396,19 @@ def main(cfg: ViewConfig) -> Path:
 
 def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point: one ``error:`` line and exit 2 on a bad input, 130 on Ctrl-C."""
+    from byog_core.cli import run_cli
     from byog_env.threads import resolve_threads
 
-    try:
-        cfg = tyro.cli(ViewConfig, args=argv, description=__doc__.split("\n")[0])
+    def body() -> int:
+        try:
+            cfg = tyro.cli(ViewConfig, args=argv, description=__doc__.split("\n")[0])
+        except SystemExit as exit_:  # --help, or tyro's own one-message parse error
+            return int(exit_.code or 0)
         cfg.threads = resolve_threads(cfg.threads)  # 0: the cores this process may use
         main(cfg)
-    except SystemExit as exit_:  # --help, or tyro's own one-message parse error
-        return int(exit_.code or 0)
-    except AgentsError as e:  # TrainError, ViewError, DatasetError-derived messages
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: no page written.", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_cli(body, on_interrupt="no page written.")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.copy_path import COPY_PATHS, copy_mixture_loss, copy_sources, mix_copy
-from agents.registry import Registry
+from byog_core.registry import Registry
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

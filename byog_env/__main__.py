@@ -50,28 +50,16 @@ def _run(args: argparse.Namespace) -> None:
             print(f"{name}\t{eid.gym_id}\t{fam.name}" if args.ids else name)
 
 
-class _UsageError(Exception):
+class _UsageError(ValueError):
     pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)  # usage errors exit 2
-    from byog_env.errors import EnvError
+    """Exit codes follow the one policy of :mod:`byog_core.cli` (2 usage, 1 runtime, 130)."""
+    from byog_core.cli import run_cli
 
-    try:
-        _run(args)
-    except _UsageError as err:
-        parser.print_usage(sys.stderr)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except EnvError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    # inside the runner, so Ctrl-C during the parse (or a plugin import) follows the policy too
+    return run_cli(lambda: _run(_parser().parse_args(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":

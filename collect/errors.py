@@ -1,27 +1,26 @@
-"""Errors of the ``collect`` package and its one exit-code policy.
+"""Errors of the ``collect`` package.
 
 Every error the collector, the dataset reader/writer, the policies and the importers raise on
 purpose derives from :class:`CollectError` (a ``ValueError``, which callers already catch), and
 its message is one sentence naming the problem and the fix. Command-line entry points run
-through :func:`run_cli`, which prints such errors as one ``error: ...`` line and exits with
-
-- ``2`` for usage errors (:class:`UsageError`: a bad flag value or combination; tyro's own
-  parse errors exit 2 too),
-- ``1`` for runtime errors (any other :class:`CollectError`, gymnasium's errors, a missing
-  optional dependency),
-- ``130`` when interrupted (Ctrl-C), after saying what was kept.
+through the one runner of every BYOG command, :func:`byog_core.cli.run_cli`: a ``CollectError``
+is a usage error (exit 2) unless it is also a :class:`~byog_core.errors.RunFailure`
+(:class:`CollectRunError`, :class:`DatasetWriteError`: exit 1); Ctrl-C exits 130 after saying
+what was kept.
 
 Leaf module: imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from byog_core.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, shorten_worker_error
+from byog_core.cli import exit_code as _policy_code
+from byog_core.cli import run_cli as _run_cli
+from byog_core.errors import RunFailure
 
 
 class CollectError(ValueError):
@@ -48,27 +47,24 @@ class ExportError(CollectError):
     """An export cannot proceed; the message says what to change."""
 
 
+class CollectRunError(CollectError, RunFailure):
+    """Collecting failed while running (a worker died, no Ray actor is left): exit 1."""
+
+
+class DatasetWriteError(DatasetError, RunFailure):
+    """A dataset file could not be written (a full disk) or another writer holds the directory:
+    exit 1; every file written before it is intact."""
+
+
 def exit_code(exc: BaseException) -> int:
-    """The exit status for an exception that reached a command-line entry point."""
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_RUNTIME
+    """The exit status for an exception that reached a command-line entry point (the one policy
+    of :mod:`byog_core.cli`; a bug, which keeps its traceback there, counts as runtime here)."""
+    code = _policy_code(exc)
+    return EXIT_RUNTIME if code is None else code
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors reported as one line: ours, gymnasium's (unknown env ids, ...), missing extras."""
-    errors: list[type[BaseException]] = [CollectError, ImportError]
-    try:
-        import gymnasium
-
-        errors.append(gymnasium.error.Error)
-    except ImportError:  # pragma: no cover - gymnasium is a core dependency
-        pass
-    return tuple(errors)
-
-
-def run_cli(run: Callable[[], Any], interrupted: str = "interrupted.") -> int:
-    """Calls ``run()`` and maps its outcome to an exit status (see the module docstring).
+def run_cli(run: Callable[[], Any], interrupted: str = "stopped; rerun the same command to start again.") -> int:
+    """Calls ``run()`` under the one exit-code policy (:func:`byog_core.cli.run_cli`).
 
     Args:
         run: Parses the arguments and does the work.
@@ -77,29 +73,7 @@ def run_cli(run: Callable[[], Any], interrupted: str = "interrupted.") -> int:
     Returns:
         0, 1, 2 or 130; expected errors are printed as one ``error: ...`` line on stderr.
     """
-    try:
-        run()
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {interrupted}", file=sys.stderr)
-        return exit_code(e)
-    except _expected_errors() as e:
-        message = " ".join(shorten_worker_error(str(e)).split()) or type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return exit_code(e)
-    return EXIT_OK
-
-
-def shorten_worker_error(message: str) -> str:
-    """The original one-line message of an error re-raised from a DataLoader worker, whose text
-    torch builds as ``Caught X in DataLoader worker process N. Original Traceback …``."""
-    marker = "Original Traceback (most recent call last):"
-    if marker not in message:
-        return message
-    head = message.split(marker, 1)[0].strip()
-    last = [line for line in message.rstrip().splitlines() if line.strip()][-1].strip()
-    _, _, original = last.partition(": ")
-    where = head.split(" in ", 1)[1].rstrip(".") if " in " in head else "a worker"
-    return f"{original or last} (in {where})"
+    return _run_cli(run, on_interrupt=interrupted)
 
 
 @contextmanager
@@ -137,3 +111,8 @@ def parse_cli(cls: type | dict[str, type], argv: list[str] | None, description: 
     for obj in made:
         type(obj).__post_init__(obj)
     return cfg
+
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "CollectError", "CollectRunError",
+           "DatasetError", "DatasetWriteError", "ExportError", "ImporterError", "PolicyError", "UsageError",
+           "deferred_validation", "exit_code", "parse_cli", "run_cli", "shorten_worker_error"]

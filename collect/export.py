@@ -194,7 +194,7 @@ def run(cfg: MinariExport | Mp4Export | LeRobotExport) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point; exit codes follow :mod:`collect.errors`."""
+    """Command-line entry point; exit codes follow :mod:`byog_core.cli`."""
     return run_subcommand_cli(
         {"minari": MinariExport, "mp4": Mp4Export, "lerobot": LeRobotExport}, run, argv, __doc__.split("\n")[0])
 

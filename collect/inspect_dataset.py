@@ -140,7 +140,7 @@ def main(cfg: InspectConfig) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point (``byog-inspect``); exit codes follow :mod:`collect.errors`."""
+    """Command-line entry point (``byog-inspect``); exit codes follow :mod:`byog_core.cli`."""
     return run_cli(lambda: main(parse_cli(InspectConfig, argv, __doc__.split("\n")[0])))
 
 

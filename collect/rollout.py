@@ -98,7 +98,7 @@ def main(cfg: CollectConfig) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point (``byog-collect``); exit codes follow :mod:`collect.errors`."""
+    """Command-line entry point (``byog-collect``); exit codes follow :mod:`byog_core.cli`."""
     from byog_env.threads import resolve_threads
 
     def body() -> dict[str, Any]:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from collect.durable import current_umask  # noqa: F401  (re-exported)
 from collect.durable import fsync_path as _fsync
-from collect.errors import DatasetError
+from collect.errors import DatasetError, DatasetWriteError
 from collect.format import (  # noqa: F401  (re-exported: the format's names as writers know them)
     _EPISODE_RE,
     CHUNK_SIZE,
@@ -92,7 +92,7 @@ def _atomic(path: str | Path, write: Callable[[str], None], durable: bool = True
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) or (isinstance(e, pa.ArrowException) and "rrno" in str(e)):
-            raise DatasetError(
+            raise DatasetWriteError(
                 f"Could not write {path} ({getattr(e, 'strerror', None) or e}); the disk may be full. Every "
                 "file written before it is intact: free space and run again (the collector: rerun with --resume)."
             ) from None
@@ -434,7 +434,7 @@ def lock_dataset(path: str | Path) -> Any:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise DatasetError(f"Another collector (pid {holder}) is writing {path}; wait for it to finish "
+        raise DatasetWriteError(f"Another collector (pid {holder}) is writing {path}; wait for it to finish "
                            "or choose another output directory.") from None
     handle.truncate(0)
     handle.write(str(os.getpid()))

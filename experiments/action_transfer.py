@@ -545,15 +545,14 @@ def cli(argv: list[str] | None = None) -> int:
     """``python -m experiments.action_transfer``: errors print as one line, exit status 2."""
     import tyro
 
-    from collect.writer import DatasetError
+    from byog_core.cli import run_cli
 
-    try:
+    def body() -> int:
         res = main(tyro.cli(ActionTransferConfig, args=argv))
-    except (ExperimentError, DatasetError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in res.items() if k != "config" and not k.startswith("live/ach_")}, indent=2))
-    return 0
+        print(json.dumps({k: v for k, v in res.items() if k != "config" and not k.startswith("live/ach_")}, indent=2))
+        return 0
+
+    return run_cli(body)  # exit codes: the one policy of byog_core.cli
 
 
 if __name__ == "__main__":

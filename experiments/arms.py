@@ -284,6 +284,16 @@ for _name, _spec in {
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m experiments.arms``: the registered arms, one a line."""
+    import argparse
+
+    from byog_core.cli import run_cli
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.arms",
+                                     description="List the registered arms of the transfer study.")
+    return run_cli(lambda: _list_arms(parser.parse_args(argv)))
+
+
+def _list_arms(_args: object) -> int:
     for name, spec in list_arms():
         tags = [f"pretrain={spec.pretrain}" if spec.pretrain else "no pretraining"]
         if spec.trains_encoder:

@@ -634,29 +634,21 @@ def main(cfg: RunAllConfig) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m experiments.run_all``: prints the report's markdown; errors: one line, exit 2
-    (bad settings) or 1 (a failure while running); interrupted: 130."""
+    """``python -m experiments.run_all``: prints the report's markdown; exit codes follow the one
+    policy of :mod:`byog_core.cli` (2 bad settings, 1 a failure while running, 130 interrupted)."""
     import tyro
 
-    from collect.writer import DatasetError
+    from byog_core.cli import run_cli
 
-    try:
+    def body() -> int:
         cfg = tyro.cli(RunAllConfig, args=argv)
         cfg.threads = worker_threads(cfg.threads, resolve(cfg).workers)  # resolve checks the overrides
-    except (ExperimentError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
         res = main(cfg)
-    except KeyboardInterrupt:
-        print("error: interrupted; finished cells are kept, rerun the same command to resume.", file=sys.stderr)
-        return 130
-    except (ExperimentError, DatasetError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if not cfg.plan_only:
-        print(res.get("report", json.dumps(res, indent=2, default=str)))
-    return 0
+        if not cfg.plan_only:
+            print(res.get("report", json.dumps(res, indent=2, default=str)))
+        return 0
+
+    return run_cli(body, on_interrupt="finished cells are kept; rerun the same command to resume.")
 
 
 if __name__ == "__main__":

@@ -553,26 +553,22 @@ def _run_stages(cfg: ScarcityConfig, cells: list[Cell], workers: int, desc: str)
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point: errors print one ``error:`` line and return 2."""
+    """Command-line entry point, under the one exit-code policy (:mod:`byog_core.cli`): one
+    ``error:`` line, 2 for bad settings, 1 for a failure while running, 130 interrupted."""
     import tyro
 
-    try:
-        cfg = tyro.cli(ScarcityConfig, args=argv, description=__doc__.split("\n")[0])
+    from byog_core.cli import run_cli
+
+    def body() -> int:
+        try:
+            cfg = tyro.cli(ScarcityConfig, args=argv, description=__doc__.split("\n")[0])
+        except SystemExit as e:
+            return int(e.code or 0)
         cfg.check()
-    except SystemExit as e:
-        return int(e.code or 0)
-    except ExperimentError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
         main(cfg)
-    except KeyboardInterrupt:
-        print("error: interrupted; finished cells are kept, rerun to resume", file=sys.stderr)
-        return 130
-    except (ExperimentError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_cli(body, on_interrupt="finished cells are kept; rerun the same command to resume.")
 
 
 if __name__ == "__main__":

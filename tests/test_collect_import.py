@@ -104,7 +104,7 @@ def test_import_vpt_keep_null_and_cli(vpt_dir, tmp_path, capsys):
     assert import_cli(["vpt", str(vpt_dir), "--out", str(tmp_path / "all"), "--keep-null"]) == 0
     assert open_dataset(tmp_path / "all").episode(0).length == 6
     assert "imported 1 episodes" in capsys.readouterr().out
-    assert import_cli(["vpt", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 1
+    assert import_cli(["vpt", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2  # usage: a bad source path (byog_core.cli)
     err = capsys.readouterr().err
     assert err.startswith("error: VPT source") and "Traceback" not in err
 
@@ -245,7 +245,7 @@ def test_mp4_export(byog_dataset, tmp_path, capsys):
     while cap.read()[0]:
         count += 1
     assert count == len(episodes[0][0])
-    assert export_cli(["mp4", str(src), "--out", str(tmp_path / "x"), "--episodes", "5"]) == 1
+    assert export_cli(["mp4", str(src), "--out", str(tmp_path / "x"), "--episodes", "5"]) == 2
     assert "out of range" in capsys.readouterr().err
 
 
@@ -255,7 +255,7 @@ def test_importing_into_an_existing_dataset_does_not_suggest_a_resume_flag(vpt_d
     assert import_cli(["vpt", str(vpt_dir), "--out", str(out)]) == 0
     capsys.readouterr()
     before = sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*"))
-    assert import_cli(["vpt", str(vpt_dir), "--out", str(out)]) == 1
+    assert import_cli(["vpt", str(vpt_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and str(out) in err
     assert "--resume" not in err and "choose another output directory" in err

@@ -41,7 +41,7 @@ def test_inspect_prints_stats_and_writes_pngs(tmp_path, capsys):
 def test_inspect_cli_reports_broken_dataset(tmp_path, capsys):
     _write(tmp_path / "ds")
     (tmp_path / "ds" / "data" / "chunk-000" / "episode_000002.parquet").unlink()
-    assert cli([str(tmp_path / "ds")]) == 1
+    assert cli([str(tmp_path / "ds")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Episode file") and "episode_000002.parquet" in err and "missing" in err
 

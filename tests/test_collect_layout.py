@@ -142,5 +142,5 @@ def test_policy_listing(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "random\tcollect.policies.base:make_random\t-"
     assert "babyai-bot\tcollect.policies.babyai:make\tlive env" in lines and len(lines) >= 5
-    assert main(["--plugin", "no_such_module_xyz"]) == 1
+    assert main(["--plugin", "no_such_module_xyz"]) == 2
     assert capsys.readouterr().err.startswith("error: Policy plugin 'no_such_module_xyz' cannot be imported")

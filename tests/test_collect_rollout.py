@@ -146,10 +146,10 @@ def test_cli_smoke_writes_dataset_video_and_summary(tmp_path):
         assert len(frames) == n and frames[0].shape[1] == 16  # 8 px scaled by 2
 
     bad = _run_cli("--env", "no-such-env", "--episodes", "1", "--out", str(tmp_path / "x"))
-    assert bad.returncode == 1 and bad.stderr.startswith("error: Unknown environment 'no-such-env'")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: Unknown environment 'no-such-env'")
     assert "Traceback" not in bad.stderr
     again = _run_cli("--env", ENV_ID, "--episodes", "3", "--seed", "2", "--out", str(out))
-    assert again.returncode == 1 and "pass --resume" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2 and "pass --resume" in again.stderr and "Traceback" not in again.stderr
 
 
 @pytest.mark.slow

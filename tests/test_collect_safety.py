@@ -195,7 +195,7 @@ def test_invalid_info_json_on_resume_names_the_file_and_a_fix_that_works(tmp_pat
     info.write_text('{"env": "standin')  # torn by hand or by another tool
     res = run_cli("--env", ENV_ID, "--episodes", "4", "--seed", "5", "--out", str(out), "--resume")
     line = one_error_line(res.stderr)
-    assert res.returncode == 1 and str(info) in line and "not valid JSON" in line
+    assert res.returncode == 2 and str(info) in line and "not valid JSON" in line
     assert "delete it and rerun with --resume" in line
     info.unlink()  # follow the advice
     res = run_cli("--env", ENV_ID, "--episodes", "4", "--seed", "5", "--out", str(out), "--resume")
@@ -220,7 +220,7 @@ def test_rollout_into_a_non_empty_non_dataset_dir_is_refused(tmp_path, capsys, r
     (d / "sub" / "x.parquet").write_bytes(b"not ours")
     before = snapshot(d)
     args = ["--env", ENV_ID, "--episodes", "1", "--out", str(d), "--no-progress"] + (["--resume"] if resume else [])
-    assert cli(args) == 1
+    assert cli(args) == 2
     line = one_error_line(capsys.readouterr().err)
     assert str(d) in line and "not empty" in line and "choose another output directory" in line
     assert snapshot(d) == before

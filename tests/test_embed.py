@@ -190,7 +190,7 @@ def test_spec_and_dataset_errors(dataset, tmp_path):
 
 
 def test_cli(dataset, tmp_path, capsys):
-    assert cli([str(dataset), "--encoder", f"torchscript:{tmp_path / 'missing.pt'}"]) == 1
+    assert cli([str(dataset), "--encoder", f"torchscript:{tmp_path / 'missing.pt'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Checkpoint") and "Traceback" not in err
     assert cli([str(dataset), "--encoder", f"torchscript:{scripted(tmp_path)}",

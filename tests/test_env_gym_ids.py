@@ -138,7 +138,7 @@ def test_cli_lists_families_and_plugin_ids(plugin_env):
     assert out.splitlines() == ["toy\tbyog/Toy-v0\ttoy", "toy-small\tbyog/ToySmall-v0\ttoy"]
     bad = subprocess.run([*run, "list", "--plugin", "no_such_module_xyz"], capture_output=True,
                          text=True, env=env, check=False)
-    assert bad.returncode == 1 and bad.stderr.startswith("error: Cannot import module 'no_such_module_xyz'")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: Cannot import module 'no_such_module_xyz'")
     assert subprocess.run([*run, "list", "--family", "nope"], capture_output=True, env=env,
                           check=False).returncode == 2
 
@@ -197,5 +197,5 @@ def test_collector_names_a_missing_plugin_in_one_line(tmp_path, capsys):
 
     code = cli(["--env", "no_such_module_xyz:toy", "--episodes", "1", "--out", str(tmp_path / "d")])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: Cannot import module 'no_such_module_xyz'")
+    assert code == 2 and err.startswith("error: Cannot import module 'no_such_module_xyz'")
     assert "Traceback" not in err and not (tmp_path / "d").exists()

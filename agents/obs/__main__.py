@@ -6,11 +6,11 @@ import dataclasses
 import sys
 
 from agents.obs.config import (
-    ObsEncoderError,
     import_obs_plugin,
     obs_config_class,
     registered_obs_encoders,
 )
+from byog_core.cli import run_cli
 
 
 def describe(kind: str) -> list[str]:
@@ -31,17 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["list"], help="list: every kind and its options")
     parser.add_argument("--plugin", action="append", default=[],
                         help="also import this module (a plugin that registers kinds); repeatable")
-    args = parser.parse_args(argv)
-    try:
-        for module in args.plugin:
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        for module in args.plugin:  # a bad --plugin name is a usage error (ObsEncoderError: 2)
             import_obs_plugin(module)
-        kinds = registered_obs_encoders()
-    except ObsEncoderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2  # a bad --plugin name is a usage error
-    for kind in kinds:
-        print("\n".join(describe(kind)))
-    return 0
+        for kind in registered_obs_encoders():
+            print("\n".join(describe(kind)))
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

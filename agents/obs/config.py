@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from agents.errors import ObsEncoderError
-from agents.registry import Registry
+from byog_core.registry import Registry
 
 OBS_ENCODERS: Registry = Registry(
     "observation encoder", error=ObsEncoderError,

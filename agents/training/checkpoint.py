@@ -35,6 +35,7 @@ import torch
 
 from agents.training.config import TrainError
 from agents.weights import check_dir
+from byog_core.errors import Interrupted
 from collect.durable import current_umask, fsync_path, make_durable  # noqa: F401  (re-exported)
 
 CKPT_DIR = "checkpoints"
@@ -498,7 +499,7 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], *, where: s
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
-class TrainInterrupted(Exception):
+class TrainInterrupted(Interrupted):
     """Training stopped on Ctrl-C after saving a checkpoint (the CLI exits 130)."""
 
     def __init__(self, step: int, checkpoint: Path | None, out: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collect.engine import CollectorActor, warm_up
-from collect.errors import CollectError
+from collect.errors import CollectRunError
 
 _POLL_S = 0.5  # how often the driver checks that its workers are alive while it waits
 
@@ -29,7 +29,7 @@ def _sendable(exc: BaseException) -> BaseException:
         pickle.loads(pickle.dumps(exc))
         return exc
     except (pickle.PickleError, TypeError, AttributeError, ValueError):
-        return CollectError(f"{type(exc).__name__} in a collector worker: {exc}")
+        return CollectRunError(f"{type(exc).__name__} in a collector worker: {exc}")
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -119,7 +119,7 @@ def collect_with_processes(cfg: Any, info: dict[str, Any], source: Any,
             except queue.Empty:
                 dead = [(p.name, p.exitcode) for p in procs if p.exitcode is not None]
                 if dead:
-                    raise CollectError(
+                    raise CollectRunError(
                         f"Collector worker {dead[0][0]} died (exit code {dead[0][1]}); finished "
                         "episodes are saved: rerun with --resume to continue.") from None
                 continue

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from collect.engine import CollectorActor
-from collect.errors import CollectError
+from collect.errors import CollectRunError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise CollectError('Ray is needed for --workers/--ray-address: pip install "byog[distributed]".') from None
+        raise CollectRunError('Ray is needed for --workers/--ray-address: pip install "byog[distributed]".') from None
     return ray
 
 
@@ -81,7 +81,7 @@ def collect_with_ray(cfg: Any, info: dict[str, Any], source: Any,
                 print(f"warning: a Ray collector actor died ({type(e).__name__}: a lost node?); episode {idx} "
                       f"goes to another actor ({len(actors)} left).", file=sys.stderr)
                 if not actors:
-                    raise CollectError("Every Ray collector actor died; finished episodes are saved: rerun "
+                    raise CollectRunError("Every Ray collector actor died; finished episodes are saved: rerun "
                                        "with --resume to continue.") from None
                 if not pending:
                     submit(actors[0])

@@ -58,10 +58,11 @@ def run_subcommand_cli(
 ) -> int:
     """Parses `argv` into one of the `subcommands` configs (tyro) and calls `run(cfg)`.
 
-    Returns the exit status of :func:`collect.errors.run_cli` (0; 1 runtime, 2 usage, 130
+    Returns the exit status of :func:`byog_core.cli.run_cli` (0; 1 runtime, 2 usage, 130
     interrupted), printing expected errors as one `error: ...` line. `errors` is unused: every
     collect error derives from `CollectError`.
     """
-    from collect.errors import parse_cli, run_cli
+    from byog_core.cli import run_cli
+    from collect.errors import parse_cli
 
     return run_cli(lambda: run(parse_cli(subcommands, argv, description)))

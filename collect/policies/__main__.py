@@ -2,7 +2,7 @@
 
 Each line: how to write it (``sb3:<path.zip>``), its factory's import path, and whether it needs
 the live env object. ``--plugin MODULE`` (repeatable) imports a module that registers more first.
-Exit codes follow :mod:`collect.errors` (0 ok, 1 a plugin that fails to import, 2 usage).
+Exit codes follow :mod:`byog_core.cli` (0 ok, 2 usage: a bad flag or a plugin that cannot be imported).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _run(argv: list[str] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from collect.errors import run_cli
+    from byog_core.cli import run_cli
 
     return run_cli(lambda: _run(argv))
 
