@@ -33,13 +33,17 @@ class Registry(Mapping[str, T], Generic[T]):
 
     Args:
         kind: What the plugins are, for error messages (``"predictor objective"``).
-        error: The exception class raised for unknown or unimportable names.
+        error: The exception class raised for clashing, unimportable (and unknown) names.
         hint: How to add one, appended to the unknown-name error.
+        unknown: The exception class for an unknown name, when it differs from ``error``
+            (``byog_env``'s ``UnknownEnvError``, which gymnasium users catch).
     """
 
-    def __init__(self, kind: str, *, error: type[Exception] = RegistryError, hint: str = "") -> None:
+    def __init__(self, kind: str, *, error: type[Exception] = RegistryError, hint: str = "",
+                 unknown: type[Exception] | None = None) -> None:
         self.kind = kind
         self.error = error
+        self.unknown = unknown or error
         self.hint = hint
         self._entries: dict[str, T | str] = {}
 
@@ -78,7 +82,7 @@ class Registry(Mapping[str, T], Generic[T]):
             known = ", ".join(sorted(self._entries)) or "none"
             near = difflib.get_close_matches(short, list(self._entries), n=1)
             guess = f" Did you mean {near[0]!r}?" if near else ""
-            raise self.error(f"Unknown {self.kind} {name!r}; known: {known}.{guess} "
+            raise self.unknown(f"Unknown {self.kind} {name!r}; known: {known}.{guess} "
                              f"{self.hint}".strip())
         return short
 
@@ -100,6 +104,10 @@ class Registry(Mapping[str, T], Generic[T]):
     def entry(self, name: str) -> T | str:
         """What ``name`` was registered as, without importing it (an entry point stays a string)."""
         return self._entries[self._key(name)]
+
+    def registration_order(self) -> list[str]:
+        """The names in the order they were registered (iteration is sorted, for listings)."""
+        return list(self._entries)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._entries

@@ -82,13 +82,17 @@ def register_builtins() -> None:
                     ids=[EnvId("crafter", "byog/Crafter-v0")], annotator="crafter",
                     info_columns=("achievements",), success="none", requires="crafter",
                     tile_size=7,  # crafter draws unit = 64 // 9 = 7 px tiles from (0, 0)
-                    daylight="byog_env.crafter:daylight")
+                    daylight="byog_env.crafter:daylight", policy="crafter-scripted",
+                    symbolic="byog_env.symbolic:crafter_symbolic",
+                    live_step_cap=500,  # its own limit is 10,000 steps: too long to evaluate live
+                    collect_step_s=0.004)
     # MiniGrid/BabyAI draw ceil(64 / cells) px tiles, padded and area-resized to the frame
     # (byog_env.babyai.MiniGridRGB): aligned only for 8-cell views, so no family-wide grid.
     for name, ids in (("babyai", "byog_env.families:babyai_ids"),
                       ("minigrid", "byog_env.families:minigrid_ids")):
         register_family(name, "byog_env.babyai:make_minigrid", ids=ids, annotator="minigrid",
-                        info_columns=("mission",), requires="minigrid")
+                        info_columns=("mission",), requires="minigrid", policy="babyai-bot",
+                        symbolic="byog_env.symbolic:babyai_symbolic", collect_step_s=0.002)
     register_family("minerl", "byog_env.minerl:make_minerl", annotator="minerl", requires="minerl",
                     ids=[EnvId(f"minerl-{t}", f"byog/{i}", {"task": t}, aliases=(i,))
                          for t, i in MINERL_TASKS.items()])

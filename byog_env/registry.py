@@ -25,7 +25,9 @@ from typing import Any, Literal
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec, load_env_creator
 
-from byog_env.errors import PluginImportError, RegistryError, UnknownEnvError
+from byog_core.registry import Registry
+from byog_core.registry import entry_point as entry_point_of
+from byog_env.errors import EnvError, PluginImportError, RegistryError, UnknownEnvError
 
 _VERSION = re.compile(r"-v(\d+)$")
 
@@ -80,6 +82,34 @@ class EnvFamily:
     frames are drawn at (1 day .. 0 night); None when the family has no day cycle. Results
     read it to report day and night frames separately."""
 
+    policy: str | None = None
+    """The registered collector policy a study collects this family's expert episodes with
+    (``crafter-scripted``, ``babyai-bot``); None: no expert, and a study refuses the family."""
+    symbolic: str | None = None
+    """``"module:callable"`` mapping a live env to its symbolic state (a float32 vector: what a
+    perfect perception would give an action head; the studies' ``oracle-symbolic`` arm)."""
+    live_step_cap: int | None = None
+    """Most steps of a live evaluation when a study sets none (Crafter: 500, its own limit being
+    10,000); None: the env's own limit."""
+    collect_step_s: float = 0.003
+    """About how many seconds one collected step (policy + render + annotation) costs on one
+    core: a study's ETA hint, never a result."""
+
+    def expert_policy(self) -> str:
+        """:attr:`policy`, or one error naming how to register it."""
+        if self.policy is None:
+            raise EnvError(f"Env family {self.name!r} registers no expert policy, so a study cannot "
+                           "collect its episodes; pass policy='NAME' (a registered collector policy) "
+                           "to register_family.")
+        return self.policy
+
+    def symbolic_state(self) -> Callable[[Any], Any]:
+        """The :attr:`symbolic` function, or one error naming how to register it."""
+        if self.symbolic is None:
+            raise EnvError(f"Env family {self.name!r} registers no symbolic state; pass "
+                           "symbolic='module:callable' (env -> float32 vector) to register_family.")
+        return _load(self.symbolic, f"the symbolic state of env family {self.name!r}")
+
     def daylight_at(self, steps: Any) -> Any:
         """Daylight (float array) of frames at episode ``steps``, or None without a day cycle."""
         if self.daylight is None:
@@ -133,8 +163,12 @@ def _record_value(value: Any) -> Any:
     return value
 
 
-_FAMILIES: dict[str, EnvFamily] = {}
-_ANNOTATORS: dict[str, str] = {}
+_FAMILIES: Registry[EnvFamily] = Registry(
+    "env family", error=RegistryError, unknown=UnknownEnvError,
+    hint="Register one with byog_env.register_family (docs/architecture.md, \"How to add an env\").")
+_ANNOTATORS: Registry[Any] = Registry(
+    "annotator", error=RegistryError, unknown=UnknownEnvError,
+    hint="Register one with byog_env.register_annotator(name, 'module:Class').")
 _INDEX: dict[str, tuple[EnvFamily, EnvId]] | None = None
 GENERIC = "generic"
 
@@ -147,10 +181,10 @@ def register_annotator(name: str, entry_point: str, *, replace: bool = False) ->
             entry point is not ``"module:attr"``.
     """
     _check_entry_point(entry_point, f"annotator {name!r}")
-    if not replace and _ANNOTATORS.get(name, entry_point) != entry_point:
-        raise RegistryError(f"Annotator {name!r} is already registered as {_ANNOTATORS[name]!r}; "
-                            "pick another name or pass replace=True.")
-    _ANNOTATORS[name] = entry_point
+    if not replace and name in _ANNOTATORS and entry_point_of(_ANNOTATORS.entry(name)) != entry_point:
+        raise RegistryError(f"Annotator {name!r} is already registered as "
+                            f"{entry_point_of(_ANNOTATORS.entry(name))!r}; pick another name or pass replace=True.")
+    _ANNOTATORS.register(name, entry_point, overwrite=True)
 
 
 def make_annotator(name: str) -> Callable[..., list[str]]:
@@ -159,21 +193,22 @@ def make_annotator(name: str) -> Callable[..., list[str]]:
     Raises:
         UnknownEnvError: No such annotator; the message lists the registered ones.
     """
-    if name not in _ANNOTATORS and ":" not in name:
-        raise UnknownEnvError(f"Unknown annotator {name!r}; registered: {', '.join(sorted(_ANNOTATORS))}.")
-    return _load(_ANNOTATORS.get(name, name), f"annotator {name!r}")()
+    if ":" in name and name not in _ANNOTATORS:  # a class by import path, registered or not
+        return _load(name, f"annotator {name!r}")()
+    return _load(entry_point_of(_ANNOTATORS.entry(name)), f"annotator {name!r}")()
 
 
 def list_annotators() -> dict[str, str]:
     """Registered annotators: name -> ``"module:Class"``."""
-    return dict(_ANNOTATORS)
+    return {name: entry_point_of(_ANNOTATORS.entry(name)) for name in _ANNOTATORS}
 
 
 def register_family(
     name: str, entry_point: str, *, ids: str | Iterable[EnvId], annotator: str,
     info_columns: Iterable[str] = (), success: Literal["info_or_reward", "none"] = "info_or_reward",
     requires: str | None = None, tile_size: int | None = None, daylight: str | None = None,
-    replace: bool = False,
+    policy: str | None = None, symbolic: str | None = None, live_step_cap: int | None = None,
+    collect_step_s: float = 0.003, replace: bool = False,
 ) -> EnvFamily:
     """Registers an env family and its ids (with gymnasium too, where installed).
 
@@ -185,6 +220,8 @@ def register_family(
         ids: :class:`EnvId` s, or ``"module:callable"`` returning them.
         annotator: A registered annotator name.
         info_columns, success, requires, tile_size, daylight: See :class:`EnvFamily`.
+        policy, symbolic, live_step_cap, collect_step_s: The facts a study reads (see
+            :class:`EnvFamily`).
         replace: Allow re-registering ``name`` with different settings.
 
     Raises:
@@ -200,17 +237,23 @@ def register_family(
                                   or tile_size < 1):
         raise RegistryError(f"Env family {name!r}: tile_size must be a positive int or None, got "
                             f"{tile_size!r}.")
-    if daylight is not None:
-        _check_entry_point(daylight, f"the daylight of env family {name!r}")
+    for path, what in ((daylight, "daylight"), (symbolic, "symbolic state")):
+        if path is not None:
+            _check_entry_point(path, f"the {what} of env family {name!r}")
+    if live_step_cap is not None and (isinstance(live_step_cap, bool) or not isinstance(live_step_cap, int)
+                                      or live_step_cap < 1):
+        raise RegistryError(f"Env family {name!r}: live_step_cap must be a positive int or None, got "
+                            f"{live_step_cap!r}.")
     if annotator not in _ANNOTATORS:
         raise RegistryError(f"Env family {name!r} names annotator {annotator!r}, which is not "
                             f"registered; call register_annotator first (registered: {', '.join(sorted(_ANNOTATORS))}).")
     fam = EnvFamily(name, entry_point, ids if isinstance(ids, str) else tuple(ids), annotator,
-                    tuple(info_columns), success, requires, tile_size, daylight)
-    if not replace and _FAMILIES.get(name, fam) != fam:
+                    tuple(info_columns), success, requires, tile_size, daylight, policy, symbolic,
+                    live_step_cap, float(collect_step_s))
+    if not replace and name in _FAMILIES and _FAMILIES[name] != fam:
         raise RegistryError(f"Env family {name!r} is already registered with other settings; "
                             "pick another name or pass replace=True.")
-    _FAMILIES[name] = fam
+    _FAMILIES.register(name, fam, overwrite=True)
     _INDEX = None
     if fam.installed():
         _register_with_gymnasium(fam)
@@ -227,7 +270,7 @@ def _register_with_gymnasium(fam: EnvFamily) -> None:
 
 def families() -> dict[str, EnvFamily]:
     """Registered env families by name, in registration order."""
-    return dict(_FAMILIES)
+    return {name: _FAMILIES[name] for name in _FAMILIES.registration_order()}
 
 
 def family(name: str) -> EnvFamily:
@@ -247,7 +290,7 @@ def _index() -> dict[str, tuple[EnvFamily, EnvId]]:
     if _INDEX is None:
         index: dict[str, tuple[EnvFamily, EnvId]] = {}
         newest: dict[str, tuple[EnvFamily, EnvId]] = {}
-        for fam in _FAMILIES.values():
+        for fam in families().values():
             for eid in fam.env_ids():
                 for key in (eid.gym_id, *eid.aliases):
                     index.setdefault(key.lower(), (fam, eid))
@@ -302,7 +345,7 @@ def list_envs() -> list[str]:
     """Every short name ``make`` accepts besides full ids, family by family, sorted within one:
     ``crafter``, the BabyAI levels, the MiniGrid levels, the MineRL tasks, then plugins."""
     out: list[str] = []
-    for fam in _FAMILIES.values():
+    for fam in families().values():
         out += list(dict.fromkeys(eid.name for eid in fam.env_ids()))
     return out
 

@@ -42,7 +42,6 @@ from experiments.features import Featurizer, episode_features, set_trainable, sl
 from experiments.heads import ActionHead, convex_metrics, fit_convex_head, mission_ids, prior_logits
 from experiments.pretrain import bc_split3
 
-LIVE_CAP = {"crafter": 500}
 """Live step cap per env when ``--live-max-steps`` is not given (Crafter's own limit is 10,000
 steps); envs not listed keep their own time limit (BabyAI: the level's ``max_steps``)."""
 
@@ -103,7 +102,7 @@ class ActionTransferConfig:
     live_episodes: int = 16
     """Live evaluation episodes per action mode (0 = skip)."""
     live_max_steps: int | None = None
-    """Live step limit (None: the env's own, or :data:`LIVE_CAP`: Crafter 500)."""
+    """Live step limit (None: the family's ``live_step_cap`` (Crafter 500), else the env's own)."""
     live_envs: int = 8
     """Environments stepped together in the live evaluation."""
     live_modes: tuple[str, ...] = ("argmax", "sample")
@@ -505,8 +504,11 @@ def live_results(cfg: ActionTransferConfig, env: str, env_kwargs: dict[str, Any]
 
 
 def live_cap(env: str, max_steps: int | None) -> int | None:
-    """The live step limit: the given one, else :data:`LIVE_CAP`'s, else the env's own (None)."""
-    return max_steps if max_steps is not None else LIVE_CAP.get(env.split("-", 1)[0])
+    """The live step limit: the given one, else the env family's ``live_step_cap``, else the
+    env's own (None). An unknown env is one error (``UnknownEnvError``), never a default."""
+    import byog_env
+
+    return max_steps if max_steps is not None else byog_env.family(env).live_step_cap
 
 
 def live_seed(seed: int) -> int:

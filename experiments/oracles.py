@@ -1,12 +1,7 @@
 """Symbolic state oracles: what a perfect perception would give the action head.
 
-Per env family, a pure function of the live env (``env.unwrapped``) gives a flat float vector:
-
-* BabyAI / MiniGrid: the agent's egocentric 7x7 grid (MiniGrid's own ``gen_obs()["image"]``:
-  object type, colour, door state per cell, one-hot) plus the carried object's type.
-  The agent's heading is implicit in the egocentric frame.
-* Crafter: the 9x9 semantic map around the player (material/object ids, one-hot), the
-  inventory (counts / 9) and the facing direction.
+Each env family registers its symbolic state function (``EnvFamily.symbolic``; the built-in
+ones are in :mod:`byog_env.symbolic`); :func:`symbolic_fn` finds it from an env name.
 
 :class:`SymbolicInfo` adds it to ``info["symbolic"]`` on reset and every step, so the same
 code serves live evaluation and offline replay (:func:`replay_infos`: a dataset episode is
@@ -24,56 +19,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from byog_env.symbolic import babyai_symbolic, crafter_symbolic  # noqa: F401  (re-exported)
 from experiments.errors import ExperimentError
-
-BABYAI_OBJECTS, BABYAI_COLORS, BABYAI_STATES = 11, 6, 3
-CRAFTER_IDS, CRAFTER_VIEW = 20, 9
-
-
-def babyai_symbolic(env: gym.Env) -> np.ndarray:
-    """Egocentric 7x7 grid one-hot (type, colour, state) + carried type: float32 [7*7*20 + 11]."""
-    u = env.unwrapped
-    img = np.asarray(u.gen_obs()["image"], dtype=np.int64)  # [7, 7, 3]
-    parts = [np.eye(BABYAI_OBJECTS, dtype=np.float32)[img[..., 0].clip(0, BABYAI_OBJECTS - 1)],
-             np.eye(BABYAI_COLORS, dtype=np.float32)[img[..., 1].clip(0, BABYAI_COLORS - 1)],
-             np.eye(BABYAI_STATES, dtype=np.float32)[img[..., 2].clip(0, BABYAI_STATES - 1)]]
-    carry = np.zeros(BABYAI_OBJECTS, np.float32)
-    if u.carrying is not None:
-        from minigrid.core.constants import OBJECT_TO_IDX
-
-        carry[OBJECT_TO_IDX[u.carrying.type]] = 1.0
-    return np.concatenate([np.concatenate(parts, -1).ravel(), carry])
-
-
-def crafter_symbolic(env: gym.Env) -> np.ndarray:
-    """9x9 semantic map around the player one-hot + inventory / 9 + facing: float32."""
-    u = env.unwrapped
-    sim = u.simulator
-    sem = np.asarray(sim._sem_view(), dtype=np.int64)  # [64, 64] world map of ids
-    player = sim._player
-    r = CRAFTER_VIEW // 2
-    padded = np.pad(sem, r, constant_values=0)
-    x, y = int(player.pos[0]) + r, int(player.pos[1]) + r
-    local = padded[x - r:x + r + 1, y - r:y + r + 1].clip(0, CRAFTER_IDS - 1)  # [9, 9]
-    inv = np.asarray([float(v) / 9.0 for _, v in sorted(player.inventory.items())], np.float32)
-    facing = np.zeros(4, np.float32)
-    facing[{(-1, 0): 0, (1, 0): 1, (0, -1): 2, (0, 1): 3}.get(tuple(int(v) for v in player.facing), 0)] = 1
-    return np.concatenate([np.eye(CRAFTER_IDS, dtype=np.float32)[local].ravel(), inv, facing])
-
-
-SYMBOLIC: dict[str, Callable[[gym.Env], np.ndarray]] = {"babyai": babyai_symbolic,
-                                                        "minigrid": babyai_symbolic,
-                                                        "crafter": crafter_symbolic}
-"""Env family (the short name's prefix) -> its symbolic state function."""
 
 
 def symbolic_fn(env_name: str) -> Callable[[gym.Env], np.ndarray]:
-    """The symbolic state function of ``env_name``'s family; an error names the known ones."""
-    family = env_name.split("-", 1)[0].lower()
-    if family not in SYMBOLIC:
-        raise ExperimentError(f"No symbolic oracle for env {env_name!r}; families with one: "
-                              f"{', '.join(sorted(SYMBOLIC))} (add one to experiments.oracles.SYMBOLIC).")
-    return SYMBOLIC[family]
+    """The symbolic state function ``env_name``'s family registers (``EnvFamily.symbolic``); an
+    unknown env or a family without one is one error naming the fix."""
+    import byog_env
+
+    try:
+        return byog_env.family(env_name).symbolic_state()
+    except byog_env.EnvError as e:
+        raise ExperimentError(f"No symbolic oracle for env {env_name!r}: {e}") from None
 
 
 class SymbolicInfo(gym.Wrapper):
@@ -119,5 +77,4 @@ def replay_infos(env_name: str, env_kwargs: dict[str, Any], seed: int, actions: 
     return out
 
 
-__all__ = ["SYMBOLIC", "SymbolicInfo", "babyai_symbolic", "crafter_symbolic", "replay_infos",
-           "symbolic_fn"]
+__all__ = ["SymbolicInfo", "babyai_symbolic", "crafter_symbolic", "replay_infos", "symbolic_fn"]

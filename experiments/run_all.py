@@ -28,7 +28,25 @@ from experiments.runner import Cell, estimate, run_cells
 if TYPE_CHECKING:
     from experiments.pretrain import PretrainSpec
 
-POLICY = {"crafter": "crafter-scripted"}
+
+def _collect_step_s(env: str) -> float:
+    """The seconds a collected step of ``env`` costs (its family's ETA hint)."""
+    import byog_env
+
+    return byog_env.family(env).collect_step_s
+
+
+def expert_policy(env: str) -> str:
+    """The collector policy ``env``'s family registers as its expert (``EnvFamily.policy``); an
+    unknown env or a family without one is one error, never a silent default."""
+    import byog_env
+
+    try:
+        return byog_env.family(env).expert_policy()
+    except byog_env.EnvError as e:
+        raise ExperimentError(str(e)) from None
+
+
 CROSS_SOURCE = "babyai-gotoobj"
 CROSS_TARGET = "babyai-gotolocal"
 TEXT_ARMS = ("oracle-text", "random-text", "shuffled-oracle-text", "shuffled-text", "byog-text", "captioner-text")
@@ -284,7 +302,7 @@ def resolve(cfg: RunAllConfig) -> StudyPreset:
 # ---------------------------------------------------------------------------- cells
 def data_dir(root: Path, env: str, plan: EnvPlan) -> Path:
     """Where ``env``'s dataset lives: keyed by what was collected (changed settings recollect)."""
-    c = Cell(env, "collect", {"env": env, **asdict(plan), "policy": POLICY.get(env, "babyai-bot")})
+    c = Cell(env, "collect", {"env": env, **asdict(plan), "policy": expert_policy(env)})
     return Path(root) / "data" / f"{env}-{c.key}"
 
 
@@ -295,7 +313,7 @@ def collect_data(env: str, plan: EnvPlan, out: Path, progress: bool) -> Path:
     info = out / "meta" / "info.json"
     if info.is_file() and json.loads(info.read_text()).get("num_episodes", 0) >= plan.episodes:
         return out
-    collect(CollectConfig(env=env, out=out, policy=POLICY.get(env, "babyai-bot"), episodes=plan.episodes,
+    collect(CollectConfig(env=env, out=out, policy=expert_policy(env), episodes=plan.episodes,
                           max_episode_steps=plan.max_steps, env_kwargs=dict(plan.env_kwargs), num_envs=1,
                           vector_mode="sync", resume=(out / "meta").is_dir(), progress=progress))
     return out
@@ -429,7 +447,7 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
                  meta={"study": "ref", "env": env, "encoder": pol if pol != "action-prior" else f"action-prior/{mode}",
                        "mode": mode, "seed": bs, "pipeline_seed": 0})
             for env, path in data.items() if p.live_episodes and env in p.envs
-            for pol in (POLICY.get(env, "babyai-bot"), "random", "action-prior")
+            for pol in (expert_policy(env), "random", "action-prior")
             for mode in (("sample", "argmax") if pol == "action-prior" else ("policy",))
             for bs in p.bc_seeds]
     rl = []
@@ -594,8 +612,7 @@ def plan_only(cfg: RunAllConfig, p: StudyPreset, root: Path, envs: dict[str, Env
     units = probe_unit_seconds()
     eta = estimate(cells, root, units, p.workers)
     missing = [e for e in envs if not (data_dir(root, e, envs[e]) / "meta" / "info.json").is_file()]
-    collect_s = sum(envs[e].episodes * (envs[e].max_steps or 64) * (0.004 if e == "crafter" else 0.002)
-                    for e in missing)
+    collect_s = sum(envs[e].episodes * (envs[e].max_steps or 64) * _collect_step_s(e) for e in missing)
     out = {"preset": cfg.preset, "description": p.description, "cells": eta["cells"], "todo": eta["todo"],
            "by_kind": eta["by_kind"], "workers": p.workers, "device": p.device, "collect_seconds": collect_s,
            "eta_seconds": eta["eta_seconds"] + collect_s, "probe": units, "command": command(cfg)}

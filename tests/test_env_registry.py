@@ -117,3 +117,56 @@ def test_generic_env_frames_and_events():
     assert info["annotations"] == ["got reward"]
     with pytest.raises(gym.error.Error, match="render_mode='rgb_array'"):
         byog_env.make("CartPole-v1", render_mode="human")
+
+
+# ------------------------------------------------- a family's study facts (issue 23, item 2)
+def test_a_family_registers_the_facts_a_study_reads():
+    """A new family `zz-test` answers the study's lookups (expert policy, live cap, symbolic
+    oracle) through its registration alone: no table in experiments/ names it."""
+    import numpy as np
+    import plugins.toy_env  # noqa: F401  (registers the toy annotator)
+
+    import byog_env
+    from experiments.action_transfer import live_cap
+    from experiments.oracles import SymbolicInfo, symbolic_fn
+    from experiments.run_all import _collect_step_s, expert_policy
+
+    byog_env.register_family(
+        "zz-test", "plugins.toy_env:make_toy", annotator="toy",
+        ids=[byog_env.EnvId("zz-test", "byog/ZzTest-v0", {"size": 5})],
+        policy="random", symbolic="plugins.toy_env:toy_symbolic", live_step_cap=7,
+        collect_step_s=0.5, replace=True)
+    assert expert_policy("zz-test") == "random"
+    assert live_cap("zz-test", None) == 7 and live_cap("zz-test", 3) == 3
+    assert _collect_step_s("zz-test") == 0.5
+    env = SymbolicInfo(byog_env.make("zz-test"), "zz-test")
+    _, info = env.reset(seed=0)
+    assert info["symbolic"].shape == (5,) and info["symbolic"].sum() == 1
+    assert symbolic_fn("zz-test") is symbolic_fn("zz-test")  # loaded once, by its path
+    # the built-in families answer the same way (what experiments/ hard-coded before)
+    assert expert_policy("crafter") == "crafter-scripted" and live_cap("crafter", None) == 500
+    assert expert_policy("babyai-unlocklocal") == "babyai-bot" and live_cap("babyai-gotolocal", None) is None
+    assert symbolic_fn("crafter").__name__ == "crafter_symbolic"
+    assert np.isclose(byog_env.family("crafter").collect_step_s, 0.004)
+
+
+def test_an_unregistered_family_is_one_error_never_a_default():
+    import plugins.toy_env  # noqa: F401  (registers the toy annotator)
+
+    import byog_env
+    from experiments.action_transfer import live_cap
+    from experiments.errors import ExperimentError
+    from experiments.oracles import symbolic_fn
+    from experiments.run_all import expert_policy
+
+    for lookup in (expert_policy, symbolic_fn, lambda e: live_cap(e, None)):
+        with pytest.raises((ExperimentError, byog_env.UnknownEnvError)) as err:
+            lookup("zz-nope")
+        assert "\n" not in str(err.value) and "zz-nope" in str(err.value)
+    # a registered family without the fact says how to register it
+    byog_env.register_family("zz-bare", "plugins.toy_env:make_toy", annotator="toy",
+                             ids=[byog_env.EnvId("zz-bare", "byog/ZzBare-v0")], replace=True)
+    with pytest.raises(ExperimentError, match="registers no expert policy.*policy="):
+        expert_policy("zz-bare")
+    with pytest.raises(ExperimentError, match="registers no symbolic state.*symbolic="):
+        symbolic_fn("zz-bare")

@@ -77,9 +77,18 @@ def make_toy(max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
     return AnnotatedEnv(ToyEnv(**kwargs), "toy")  # the registered annotator, by name
 
 
+def toy_symbolic(env: gym.Env) -> np.ndarray:
+    """The family's symbolic state (what a perfect perception sees): the lamp's cell, one-hot."""
+    u = env.unwrapped
+    return np.eye(u.size, dtype=np.float32)[u.pos]
+
+
 byog_env.register_annotator("toy", "plugins.toy_env:ToyAnnotator")
 byog_env.register_family(
     "toy", "plugins.toy_env:make_toy", annotator="toy",
     ids=[EnvId("toy", "byog/Toy-v0"), EnvId("toy-small", "byog/ToySmall-v0", {"size": 4})],
     info_columns=("visits",),  # recorded per episode: the edges visited at least once
+    # what a study reads: the expert it collects with, the oracle-symbolic arm's state, the
+    # live cap, and an ETA hint (seconds a collected step costs)
+    policy="random", symbolic="plugins.toy_env:toy_symbolic", live_step_cap=20, collect_step_s=0.001,
 )
