@@ -88,12 +88,12 @@ class Conditioning:
     """The action taken at frame t."""
 
 
-CONDITIONS: dict[str, Conditioning] = {
+CONDITIONS: Registry[Conditioning] = Registry.of("world-model condition", {
     "state+action": Conditioning(state=True, action=True),
     "action": Conditioning(state=False, action=True),
     "state": Conditioning(state=True, action=False),
     "none": Conditioning(state=False, action=False),
-}
+}, error=WorldModelError)
 
 
 @dataclass
@@ -596,11 +596,11 @@ def decode_autoregressive(logits_fn: LogitsFn, revealed: torch.Tensor, *, mask_i
     return cur
 
 
-DECODERS: dict[str, Callable[..., torch.Tensor]] = {
+DECODERS: Registry[Callable[..., torch.Tensor]] = Registry.of("world-model decoding", {
     "parallel": decode_parallel,
     "maskgit": decode_maskgit,
     "autoregressive": decode_autoregressive,
-}
+}, error=WorldModelError, hint="Register a decoding with agents.world_model.DECODERS.register(name, fn).")
 
 
 # ---------------------------------------------------------------------------------------------

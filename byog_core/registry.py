@@ -47,6 +47,14 @@ class Registry(Mapping[str, T], Generic[T]):
         self.hint = hint
         self._entries: dict[str, T | str] = {}
 
+    @classmethod
+    def of(cls, kind: str, entries: Mapping[str, T | str], **kwargs: Any) -> Registry[T]:
+        """A registry of ``kind`` holding ``entries`` (in their order); ``kwargs`` as ``__init__``."""
+        reg: Registry[T] = cls(kind, **kwargs)
+        for name, value in entries.items():
+            reg.register(name, value)
+        return reg
+
     def register(self, name: str, value: T | str | None = None, *, overwrite: bool = False) -> Any:
         """Register ``value`` (an object or a ``"module:attr"`` entry point) under ``name``.
 
@@ -104,6 +112,15 @@ class Registry(Mapping[str, T], Generic[T]):
     def entry(self, name: str) -> T | str:
         """What ``name`` was registered as, without importing it (an entry point stays a string)."""
         return self._entries[self._key(name)]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The plugin registered as exactly ``name``, else ``default`` (no error, no import of a
+        ``"module:name"``'s module)."""
+        return self[name] if name in self else default
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test's temporary plugin); unknown names are ignored."""
+        self._entries.pop(name, None)
 
     def registration_order(self) -> list[str]:
         """The names in the order they were registered (iteration is sorted, for listings)."""

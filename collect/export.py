@@ -1,5 +1,8 @@
 """Export a BYOG dataset: `python -m collect.export {minari,mp4,lerobot} DIR --out DEST`.
 
+Each format is a registered config class with a `run()` (:mod:`collect.converters`); a plugin
+format is named with `--plugin MODULE` before the subcommand.
+
 - `minari`: a Minari 0.5 dataset (Arrow storage) with RAW uint8 frames. Minari JPEG-encodes image
   observations by default (lossy); we create the storage with `jpeg_encoding=False` through
   Minari's own storage API (`MinariStorage.new` + `update_episodes`), which needs neither jax
@@ -22,9 +25,10 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from collect.converters import EXPORTERS, converter_cli
 from collect.dataset import open_dataset
 from collect.errors import ExportError, UsageError
-from collect.importers.common import ImporterError, require_minari, run_subcommand_cli
+from collect.importers.common import ImporterError, require_minari
 from collect.lerobot import LeRobotExport
 
 
@@ -159,6 +163,9 @@ class MinariExport:
     dataset_id: str | None = None
     """Minari dataset id (default byog/<env>/export-v0)."""
 
+    def run(self) -> None:
+        print(f"wrote Minari dataset {export_minari(self.src, self.out, self.dataset_id)}")
+
 
 @dataclass
 class Mp4Export:
@@ -181,22 +188,24 @@ class Mp4Export:
         if self.fps is not None and not 0 < self.fps < 1e6:  # the encoder fails deep inside otherwise
             raise UsageError(f"--fps must be a positive number of frames per second, got {self.fps}.")
 
+    def run(self) -> None:
+        paths = export_mp4(self.src, self.out, self.episodes, self.fps, self.scale)
+        print(f"wrote {len(paths)} mp4 files to {self.out}")
 
-def run(cfg: MinariExport | Mp4Export | LeRobotExport) -> None:
-    """Runs one export subcommand and prints where the output went."""
-    if isinstance(cfg, LeRobotExport):
-        cfg.run()
-    elif isinstance(cfg, MinariExport):
-        print(f"wrote Minari dataset {export_minari(cfg.src, cfg.out, cfg.dataset_id)}")
-    else:
-        paths = export_mp4(cfg.src, cfg.out, cfg.episodes, cfg.fps, cfg.scale)
-        print(f"wrote {len(paths)} mp4 files to {cfg.out}")
+
+EXPORTERS.register("minari", MinariExport)
+EXPORTERS.register("mp4", Mp4Export)
+EXPORTERS.register("lerobot", LeRobotExport)
+
+
+def run(cfg: Any) -> None:
+    """Runs one registered exporter's config (it prints where the output went)."""
+    cfg.run()
 
 
 def cli(argv: list[str] | None = None) -> int:
     """Command-line entry point; exit codes follow :mod:`byog_core.cli`."""
-    return run_subcommand_cli(
-        {"minari": MinariExport, "mp4": Mp4Export, "lerobot": LeRobotExport}, run, argv, __doc__.split("\n")[0])
+    return converter_cli(EXPORTERS, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

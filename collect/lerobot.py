@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tyro
 
+from byog_core.registry import Registry
 from collect.errors import CollectError, ExportError, ImporterError, UsageError
 from collect.untrusted import check_parquet_sizes, contained, read_json_object
 
@@ -144,12 +145,12 @@ class VideoCodec:
 # 4:4:4 Predictive, libx264rgb, stored as gbrp), 1.3x the bytes. Both decode through FFmpeg, i.e.
 # through LeRobot's torchcodec and PyAV backends. SVT-AV1 (LeRobot's own default) writes 4:2:0
 # only: smaller files, kept for when size matters more than pixels.
-VIDEO_CODECS: dict[str, VideoCodec] = {
+VIDEO_CODECS: Registry[VideoCodec] = Registry.of("video codec", {
     "h264": VideoCodec("libx264", "yuv444p", "yuv444p", 0, (0, 51),
                        lossless=VideoSettings("h264", "libx264rgb", "rgb24", "gbrp", 0, exact=True)),
     "av1": VideoCodec("libsvtav1", "yuv420p", "yuv420p", 30, (1, 63), lossless=None,
                       why_not_lossless="SVT-AV1 writes 4:2:0 chroma only"),
-}
+}, error=UsageError, hint="Register one with collect.lerobot.VIDEO_CODECS.register(name, VideoCodec(...)).")
 """``--vcodec`` -> its encoder settings (LeRobot records ``video.codec`` h264 or av1)."""
 DEFAULT_VCODEC = "h264"
 

@@ -40,7 +40,7 @@ from experiments.arms import ArmContext, resolve_arm
 from experiments.errors import ExperimentError
 from experiments.features import Featurizer, episode_features, set_trainable, slot_support
 from experiments.heads import ActionHead, convex_metrics, fit_convex_head, mission_ids, prior_logits
-from experiments.pretrain import bc_split3
+from experiments.pretrain import PRETRAIN_KINDS, bc_split3
 
 """Live step cap per env when ``--live-max-steps`` is not given (Crafter's own limit is 10,000
 steps); envs not listed keep their own time limit (BabyAI: the level's ``max_steps``)."""
@@ -457,7 +457,7 @@ def run(cfg: ActionTransferConfig) -> dict[str, Any]:
                               "train/seconds": seconds, "train/episodes": len(train_ids),
                               "train/steps": cfg.steps, **last, **convex,
                               **evaluate_offline(feat, head, test, train.actions, x_test)}
-    if cfg.bc_val_f1 and spec.pretrain in ("byog", "captioner"):
+    if cfg.bc_val_f1 and spec.pretrain is not None and PRETRAIN_KINDS[spec.pretrain].narrates:
         from experiments.pretrain import narration_f1
 
         result["narration/bc_val_f1"] = narration_f1(cfg.checkpoint, cfg.data, cfg.device, val_ids)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from byog_core.registry import Registry
 from experiments.errors import ExperimentError
 
 
@@ -91,32 +92,24 @@ class ArmSpec:
         return fn(ctx).to(ctx.device)
 
 
-ARMS: dict[str, ArmSpec] = {}
+ARMS: Registry[ArmSpec] = Registry(
+    "arm", error=ExperimentError,
+    hint="Register one with experiments.arms.register_arm (docs/architecture.md, \"How to add an arm\").")
 """Arm name -> spec (filled by :func:`register_arm`; the built-in arms below)."""
 
 
 def register_arm(name: str, spec: ArmSpec, *, replace: bool = False) -> ArmSpec:
     """Register ``spec`` as ``name`` (an existing name is an error unless ``replace``)."""
-    if name in ARMS and not replace and ARMS[name] != spec:
-        raise ExperimentError(f"Arm {name!r} is already registered; pick another name.")
     if ":" in name:
         raise ExperimentError(f"Arm names cannot contain ':' (got {name!r}); the colon separates a module.")
-    ARMS[name] = spec
-    return spec
+    if name in ARMS and not replace and ARMS[name] != spec:
+        raise ExperimentError(f"Arm {name!r} is already registered; pick another name.")
+    return ARMS.register(name, spec, overwrite=True)
 
 
 def resolve_arm(name: str) -> tuple[str, ArmSpec]:
     """``(short name, spec)`` of ``name`` or ``module:name`` (the module is imported first)."""
-    short = name
-    if ":" in name:
-        mod, _, short = name.rpartition(":")
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            raise ExperimentError(f"Cannot import the module of arm {name!r} ({e}); is it on PYTHONPATH?") from None
-    if short not in ARMS:
-        raise ExperimentError(f"Unknown arm {name!r}; known arms: {', '.join(ARMS)} "
-                              "(or register one: see experiments.arms).")
+    short = ARMS.check(name).rpartition(":")[2]
     return short, ARMS[short]
 
 
@@ -127,7 +120,7 @@ def get_arm(name: str) -> ArmSpec:
 
 def list_arms() -> list[tuple[str, ArmSpec]]:
     """Every registered arm, in registration order."""
-    return list(ARMS.items())
+    return [(name, ARMS[name]) for name in ARMS.registration_order()]
 
 
 # ---------------------------------------------------------------------------- built-in factories

@@ -24,13 +24,39 @@ from typing import Any
 
 import numpy as np
 
-from agents.obs.config import fitted_obs_kinds
+from byog_core.registry import Registry
 from experiments.errors import ExperimentError
 
-ENCODER_KINDS = ("byog", "captioner", "random", "scratch", "vqvae", "units")
-PRETRAINED_KINDS = ("byog", "captioner", "vqvae", "units")
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class PretrainKind:
+    """What a pretraining kind is, so that a study needs no list of kind names: one
+    :meth:`Registry.register <byog_core.registry.Registry.register>` call on
+    :data:`PRETRAIN_KINDS` adds one (``tests/plugins/toy_pretrain.py`` is the recipe)."""
+
+    preset: str = "byog"
+    """The trainer preset it trains with (``agents.config.PRESETS``)."""
+    narrates: bool = False
+    """It narrates: its held-out narration F1 is measured (and the text arms can read it)."""
+    label_sensitive: bool = False
+    """It learns from the annotations: a study runs it at each of its label fractions, its labelled
+    batch capped at the labelled windows when there are fewer (:func:`cap_labelled_batch`)."""
+    obs_fit: bool = False
+    """The trainer's observation-encoder fit trains it (``--model.obs.kind KIND``); the agent on
+    top gets a single step and only the fitted encoder is used."""
+
+
+PRETRAIN_KINDS: Registry[PretrainKind] = Registry.of("pretraining kind", {
+    "byog": PretrainKind("byog", narrates=True, label_sensitive=True),
+    "captioner": PretrainKind("captioner", narrates=True, label_sensitive=True),
+    "vqvae": PretrainKind(obs_fit=True),
+    "units": PretrainKind(obs_fit=True),
+}, error=ExperimentError, hint="Register one with experiments.pretrain.PRETRAIN_KINDS.register(name, "
+                               "PretrainKind(...)) (docs/architecture.md).")
+"""Pretraining kind -> :class:`PretrainKind` (``random`` and ``scratch`` need no pretraining)."""
 
 
 @dataclass
@@ -133,9 +159,8 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
     """The trainer's :class:`~agents.training.config.TrainConfig` for one encoder kind."""
     from agents.training.config import TrainError, config_from_dict
 
-    if kind not in PRETRAINED_KINDS:
-        raise ExperimentError(f"Kind {kind!r} is not pretrained; pretrained kinds: {', '.join(PRETRAINED_KINDS)}.")
-    obs_fit = kind in fitted_obs_kinds()  # fitted by the trainer's obs_fit step
+    ks = PRETRAIN_KINDS[kind]
+    obs_fit = ks.obs_fit  # fitted by the trainer's obs_fit step
     d: dict[str, Any] = {
         "data": str(data), "out": str(out), "steps": 1 if obs_fit else spec.steps, "seed": spec.seed,
         "label_fraction": label_fraction, "label_seed": spec.label_seed, "threads": spec.threads,
@@ -151,7 +176,7 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
         d["model"] = {"obs": {"kind": kind, "out_dim": None, "units_k": spec.units_k, **spec.obs_options}}
         d["obs_fit"] = {"vqvae_steps": spec.steps, "window": spec.window}
     try:
-        return config_from_dict(d, size=spec.size, preset="byog" if obs_fit else kind)
+        return config_from_dict(d, size=spec.size, preset=ks.preset)
     except TrainError as e:
         raise ExperimentError(f"Cannot pretrain {kind!r} on {data}: {e}") from None
 
@@ -211,7 +236,8 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
     if done.is_file():
         return json.loads(done.read_text())
     cfg = train_config(kind, data, out, spec, label_fraction)
-    if kind in ("byog", "captioner") and label_fraction < 1.0:
+    ks = PRETRAIN_KINDS[kind]
+    if ks.label_sensitive and label_fraction < 1.0:  # the same labelled-batch cap for every kind
         cap_labelled_batch(cfg, kind, label_fraction)
     from agents.training.checkpoint import latest_checkpoint
 
@@ -221,12 +247,12 @@ def pretrain(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fractio
     except TrainError as e:
         raise ExperimentError(f"Pretraining {kind!r} failed: {e}") from None
     res = {"pretrain/seconds": float(s.get("wall_clock_s", float("nan")))}
-    if kind in ("byog", "captioner"):
+    if ks.narrates:
         res["narration/trainer_event_f1"] = float(s.get("val_event_f1", float("nan")))
         res["narration/token_acc"] = float(s.get("val_token_accuracy", float("nan")))
     if spec.keep_steps:
         res.update(_keep_only(Path(out), kind, data, spec))
-    if kind in ("byog", "captioner"):  # one measure for the final and the kept checkpoints
+    if ks.narrates:  # one measure for the final and the kept checkpoints
         final = f"narration/event_f1@{spec.steps}"
         if final not in res:
             res[final] = narration_f1(Path(out), data, spec.device)
@@ -249,7 +275,7 @@ def _keep_only(run: Path, kind: str, data: Path, spec: PretrainSpec) -> dict[str
         step = int(read_meta(ckpt).get("step", -1))
         if step not in keep:
             shutil.rmtree(ckpt)
-        elif kind in ("byog", "captioner"):
+        elif PRETRAIN_KINDS[kind].narrates:
             out[f"narration/event_f1@{step}"] = narration_f1(ckpt, data, spec.device)
     return out
 
@@ -262,17 +288,17 @@ def encoder_checkpoint(kind: str, run: Path, step: int | None = None) -> Path:
 
     if step is not None:
         ckpt = checkpoint_at(run, step)
-        return ckpt / "obs_encoder" if kind in fitted_obs_kinds() else ckpt
+        return ckpt / "obs_encoder" if PRETRAIN_KINDS[kind].obs_fit else ckpt
     ckpt = latest_checkpoint(run)
     if ckpt is None:
         raise ExperimentError(f"{run} holds no trained checkpoint; pretrain the {kind!r} encoder first "
                               "(python -m experiments.run_all does).")
-    return ckpt / "obs_encoder" if kind in fitted_obs_kinds() else Path(run)
+    return ckpt / "obs_encoder" if PRETRAIN_KINDS[kind].obs_fit else Path(run)
 
 
 __all__ = [
-    "ENCODER_KINDS",
-    "PRETRAINED_KINDS",
+    "PRETRAIN_KINDS",
+    "PretrainKind",
     "ExperimentError",
     "PretrainSpec",
     "bc_split",

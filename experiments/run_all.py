@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from byog_core.registry import Registry
 from experiments.errors import ExperimentError
 from experiments.runner import Cell, estimate, run_cells
 
@@ -132,7 +133,7 @@ _TINY_ARMS = ("prior", "oracle-text", "random-text", "shuffled-oracle-text", "sh
               "scratch")
 _CPU_ARMS = ("prior", "oracle-text", "oracle-symbolic", "random-text", "shuffled-oracle-text", "shuffled-text", "byog-text",
              "captioner-text", "byog", "captioner", "random", "scratch", "byog-hidden+scratch")
-PRESETS: dict[str, StudyPreset] = {
+PRESETS: Registry[StudyPreset] = Registry.of("study preset", {
     "tiny": StudyPreset(
         "make demo and tests (~3 min on 2 cores): BabyAI GoToLocal, 1 pipeline seed, 2 BC seeds",
         envs={"babyai-gotolocal": EnvPlan(32, 64)}, arms=_TINY_ARMS, ns=(8,), pipeline_seeds=(0,),
@@ -172,15 +173,15 @@ PRESETS: dict[str, StudyPreset] = {
         # units could not): an 8x8 grid of quantized vectors over the 16x16 latent (8-pixel
         # cells, about a Crafter tile), and 256 units of 16x16-pixel thumbnails
         obs_options={"vqvae": {"pool": 8}, "units": {"pixel_size": 16, "k": 256}}),
-}
-PRESETS["small"] = replace(PRESETS["cpu"], description="alias of cpu (the former ~2 h CPU study is retired: "
-                           "its design could not tell the arms apart)")
-PRESETS["full"] = replace(PRESETS["gpu"], description="alias of gpu")
+}, error=ExperimentError, hint="Add one with experiments.run_all.register_preset(name, StudyPreset(...)).")
+PRESETS.register("small", replace(PRESETS["cpu"], description="alias of cpu (the former ~2 h CPU study is retired: "
+                                  "its design could not tell the arms apart)"))
+PRESETS.register("full", replace(PRESETS["gpu"], description="alias of gpu"))
 
 
 def register_preset(name: str, preset: StudyPreset) -> StudyPreset:
     """Add a study preset (one entry; ``--preset NAME`` then runs it)."""
-    PRESETS[name] = preset
+    PRESETS.register(name, preset, overwrite=True)
     return preset
 
 
@@ -397,6 +398,7 @@ def rl_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
 def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict[str, int]) -> list[Cell]:
     """Every cell of the study (``episodes``: each dataset's episode count), pretraining first."""
     from experiments.arms import resolve_arm
+    from experiments.pretrain import PRETRAIN_KINDS
 
     pre_cells: dict[tuple, Cell] = {}
     dose = tuple(sorted({s for s in p.dose_steps if s < p.pretrain_steps}))
@@ -421,7 +423,8 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
         pool = episodes[env] - max(1, round(0.2 * episodes[env])) - p.val_episodes
         for arm in p.arms:
             spec = resolve_arm(arm)[1]
-            lfs = p.label_fractions if spec.pretrain in ("byog", "captioner") else (1.0,)
+            sensitive = spec.pretrain is not None and PRETRAIN_KINDS[spec.pretrain].label_sensitive
+            lfs = p.label_fractions if sensitive else (1.0,)
             modes = ("frozen", "finetune") if p.finetune and spec.finetunable and spec.pretrain else ("frozen",)
             for lf in lfs:
                 for n in (n for n in p.ns if n <= pool):

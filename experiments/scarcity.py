@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from byog_core.registry import Registry
 from experiments.errors import ExperimentError
 from experiments.runner import Cell, estimate, run_cells
 from experiments.scarcity_cells import run_cell  # noqa: F401  (cells name it here)
@@ -69,12 +70,12 @@ DEMO_TRAIN: dict[str, Any] = {
 
 # BYOG loss weightings (agents.config.LossConfig fields), used by the pilot's variants and the
 # gpu factorial
-WEIGHTINGS: dict[str, dict[str, float]] = {
+WEIGHTINGS: Registry[dict[str, float]] = Registry.of("BYOG loss weighting", {
     "none": {},
     "nil0.3": {"byog_nil_weight": 0.3},
     "slot0": {"byog_later_slots_weight": 0.0},
     "nil0.3+slot0": {"byog_nil_weight": 0.3, "byog_later_slots_weight": 0.0},
-}
+}, error=ExperimentError)
 
 
 @dataclass(frozen=True)
@@ -99,17 +100,17 @@ class Arm:
     the cell's total steps stay the preset's."""
 
 
-ARMS: dict[str, Arm] = {
+ARMS: Registry[Arm] = Registry.of("scarcity arm", {
     "captioner": Arm("captioner"),
     "self-training": Arm("captioner", self_train=True),
     "byog-hidden": Arm("byog", {"predictor": {"input": "hidden"}}),
     "byog-logits": Arm("byog", {"predictor": {"input": "logits"}}),
     "byog-piloted": Arm("byog", piloted=True),
     "shuffled-captioner": Arm("captioner", shuffled=True),
-}
+}, error=ExperimentError)
 """The arms of ``scarcity-cpu``; ``scarcity-gpu`` adds its factorial (:func:`factorial_arms`)."""
 
-VARIANTS: dict[str, Arm] = {
+VARIANTS: Registry[Arm] = Registry.of("pilot variant", {
     "byog": ARMS["byog-hidden"],
     "warmup": Arm("byog", {"loss": {"w_byog_warmup_steps": -1}}),  # -1: half the run's steps
     "init-captioner": Arm("byog", init_share=0.5),
@@ -121,7 +122,7 @@ VARIANTS: dict[str, Arm] = {
     "latent": Arm("byog-latent"),
     "nil0.3": Arm("byog", {"loss": WEIGHTINGS["nil0.3"]}),
     "slot0": Arm("byog", {"loss": WEIGHTINGS["slot0"]}),
-}
+}, error=ExperimentError)
 """The BYOG variants the pilot compares (issue 21, item 3); the one with the best event F1 on
 the pilot slice becomes ``byog-piloted`` in every main cell. ``captioner`` runs beside them as
 the pilot's reference (not a candidate)."""
@@ -157,7 +158,7 @@ class Preset:
     """Optimizer steps per training run (every arm)."""
     arms: tuple[str, ...]
     """Arm names (``ARMS`` or the factorial's)."""
-    pilot_variants: tuple[str, ...] = tuple(VARIANTS)
+    pilot_variants: tuple[str, ...] = tuple(VARIANTS.registration_order())
     """BYOG variants the pilot compares for ``byog-piloted`` (empty: no pilot)."""
     pilot_steps: int = 0
     """Steps of a pilot run (0 = ``steps // 2``)."""
@@ -185,7 +186,7 @@ class Preset:
 
 
 _CPU_ARMS = ("captioner", "self-training", "byog-hidden", "byog-piloted", "shuffled-captioner")
-PRESETS: dict[str, Preset] = {
+PRESETS: Registry[Preset] = Registry.of("scarcity preset", {
     "scarcity-cpu": Preset(episodes=96, max_episode_steps=400, fractions=(0.05, 0.25),
                            seeds=(0, 1, 2), steps=600, pilot_steps=300, arms=_CPU_ARMS,
                            train={"logging": {"val_windows": 256}}),
@@ -202,7 +203,7 @@ PRESETS: dict[str, Preset] = {
                              pilot_episodes=2,
                              train={"loader": {"batch_size": 4},
                                     "logging": {"val_batches": 1, "val_windows": 8}}),
-}
+}, error=ExperimentError, hint="Add one with experiments.scarcity.PRESETS.register(name, Preset(...)).")
 
 
 @dataclass

@@ -260,3 +260,28 @@ def test_importing_into_an_existing_dataset_does_not_suggest_a_resume_flag(vpt_d
     assert err.startswith("error: ") and err.count("\n") == 1 and str(out) in err
     assert "--resume" not in err and "choose another output directory" in err
     assert sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+
+
+def test_a_format_is_one_plugin_file(tmp_path, capsys):
+    """tests/plugins/toy_format.py registers an npz exporter and importer; both command lines
+    run them with --plugin, and the round trip keeps frames, actions and annotations."""
+    import numpy as np
+
+    from collect.dataset import open_dataset
+    from collect.export import cli as export_cli
+    from collect.importers.__main__ import cli as import_cli
+    from collect.config import CollectConfig
+    from collect.rollout import collect_dataset
+
+    src = tmp_path / "src"
+    collect_dataset(CollectConfig(env="crafter", episodes=2, max_episode_steps=6, out=src, progress=False))
+    assert export_cli(["--plugin", "plugins.toy_format", "npz", str(src), "--out", str(tmp_path / "npz")]) == 0
+    assert "wrote 2 npz files" in capsys.readouterr().out
+    assert import_cli(["--plugin=plugins.toy_format", "npz", str(tmp_path / "npz"), "--out", str(tmp_path / "back")]) == 0
+    a, b = open_dataset(src), open_dataset(tmp_path / "back")
+    for i in range(2):
+        ea, eb = a.episode(i), b.episode(i)
+        assert np.array_equal(ea.frames, eb.frames) and np.array_equal(ea.actions, eb.actions)
+        assert ea.annotations == eb.annotations
+    assert export_cli(["--plugin", "no_such_module_xyz", "npz", str(src), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.startswith("error: Plugin module 'no_such_module_xyz' cannot be imported")

@@ -118,7 +118,7 @@ def test_policies_by_registration(tmp_path):
         assert policy.name == "mixed:test-constant:0.5" and policy.inner.name == "test-constant"
         assert "test-constant" in policies.POLICY_NAMES  # the listing follows the registry
     finally:
-        policies._REGISTRY.pop("test-constant")
+        policies._REGISTRY.unregister("test-constant")
     assert needs_live_env("babyai-bot") and needs_live_env("mixed:babyai-bot:0.2")
     assert not needs_live_env("mixed:random:0.2") and not needs_live_env("sb3:babyai-bot.zip")
     with pytest.raises(PolicyError, match="Unknown policy 'nope'. Valid policies: random, crafter-scripted"):

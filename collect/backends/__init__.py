@@ -13,19 +13,20 @@ built (the timed stepping loop starts there). Registered by import path:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
+from byog_core.registry import Registry
 from collect.config import CollectConfig
 from collect.errors import CollectError
 
-BACKENDS: dict[str, str] = {
-    "local": "collect.backends.local:run",
-    "process": "collect.backends.process:run",
-    "ray": "collect.backends.ray_actors:run",
-}
-"""Backend name -> ``"module:function"`` entry point."""
+BACKENDS: Registry[Callable[..., None]] = Registry(
+    "collection backend", error=CollectError,
+    hint="Register one with collect.backends.BACKENDS.register(name, 'module:run').")
+"""Backend name -> ``run`` function, registered by ``"module:function"`` entry point."""
+BACKENDS.register("local", "collect.backends.local:run")
+BACKENDS.register("process", "collect.backends.process:run")
+BACKENDS.register("ray", "collect.backends.ray_actors:run")
 
 
 def backend_name(cfg: CollectConfig) -> str:
@@ -39,10 +40,7 @@ def backend_name(cfg: CollectConfig) -> str:
 
 def get_backend(name: str) -> Callable[..., None]:
     """The ``run`` function of a registered backend (unknown names list the known ones)."""
-    if name not in BACKENDS:
-        raise CollectError(f"Unknown collection backend {name!r}; known: {', '.join(BACKENDS)}.")
-    module, _, attr = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return BACKENDS[name]
 
 
 def run_backend(cfg: CollectConfig, info: dict[str, Any], writer: Any, source: Any,

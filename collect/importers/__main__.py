@@ -1,15 +1,19 @@
-"""Import existing data into a BYOG dataset: `python -m collect.importers {vpt,minerl,minari,lerobot} SRC --out DIR`."""
+"""Import existing data into a BYOG dataset: `python -m collect.importers {vpt,minerl,minari,lerobot} SRC --out DIR`.
+
+Each format is a registered config class with a `run()` (:mod:`collect.converters`); a plugin
+format is named with `--plugin MODULE` before the subcommand."""
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tyro
 
+from collect.converters import IMPORTERS, converter_cli
 from collect.errors import UsageError
 from collect.importers import import_minari, import_minerl, import_vpt
-from collect.importers.common import run_subcommand_cli
 from collect.lerobot import LeRobotImport
 
 
@@ -28,6 +32,9 @@ class MineRLImport:
         if min(self.size) <= 0:
             raise UsageError(f"--size must be two positive integers, got {self.size}.")
 
+    def run(self) -> dict:
+        return import_minerl(self.src, self.out, size=self.size)
+
 
 @dataclass
 class VPTImport(MineRLImport):
@@ -35,6 +42,9 @@ class VPTImport(MineRLImport):
 
     keep_null: bool = False
     """Keep frames whose action is null (VPT drops them)."""
+
+    def run(self) -> dict:
+        return import_vpt(self.src, self.out, size=self.size, keep_null=self.keep_null)
 
 
 @dataclass
@@ -46,27 +56,31 @@ class MinariImport:
     out: Path
     """New dataset directory."""
 
+    def run(self) -> dict:
+        return import_minari(self.src, self.out)
 
-def main(cfg: VPTImport | MineRLImport | MinariImport | LeRobotImport) -> dict:
-    if isinstance(cfg, LeRobotImport):
-        info = cfg.run()
-    elif isinstance(cfg, VPTImport):
-        info = import_vpt(cfg.src, cfg.out, size=cfg.size, keep_null=cfg.keep_null)
-    elif isinstance(cfg, MineRLImport):
-        info = import_minerl(cfg.src, cfg.out, size=cfg.size)
-    else:
-        info = import_minari(cfg.src, cfg.out)
-    print(f"imported {info['num_episodes']} episodes, {info['num_frames']} frames,"
-          f" {info['num_annotations']} annotations -> {cfg.out}")
+
+IMPORTERS.register("vpt", VPTImport)
+IMPORTERS.register("minerl", MineRLImport)
+IMPORTERS.register("minari", MinariImport)
+IMPORTERS.register("lerobot", LeRobotImport)
+
+
+def main(cfg: Any) -> dict:
+    """Run one registered importer's config and print what it imported."""
+    info = cfg.run()
+    _report(cfg, info)
     return info
 
 
+def _report(cfg: Any, info: dict) -> None:
+    print(f"imported {info['num_episodes']} episodes, {info['num_frames']} frames,"
+          f" {info['num_annotations']} annotations -> {cfg.out}")
+
+
 def cli(argv: list[str] | None = None) -> int:
-    """Command-line entry point; errors are printed as one message without a traceback."""
-    return run_subcommand_cli(
-        {"vpt": VPTImport, "minerl": MineRLImport, "minari": MinariImport, "lerobot": LeRobotImport},
-        main, argv, __doc__,
-    )
+    """Command-line entry point; exit codes follow :mod:`byog_core.cli`."""
+    return converter_cli(IMPORTERS, argv, __doc__, report=_report)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Shared pieces of the importers: the error type, video reading and frame resizing."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +52,3 @@ def read_video_frames(path: Path) -> Iterator[np.ndarray]:
         cap.release()
 
 
-def run_subcommand_cli(
-    subcommands: dict[str, type], run: Callable[[Any], None], argv: list[str] | None,
-    description: str, errors: tuple[type[BaseException], ...] = (),
-) -> int:
-    """Parses `argv` into one of the `subcommands` configs (tyro) and calls `run(cfg)`.
-
-    Returns the exit status of :func:`byog_core.cli.run_cli` (0; 1 runtime, 2 usage, 130
-    interrupted), printing expected errors as one `error: ...` line. `errors` is unused: every
-    collect error derives from `CollectError`.
-    """
-    from byog_core.cli import run_cli
-    from collect.errors import parse_cli
-
-    return run_cli(lambda: run(parse_cli(subcommands, argv, description)))

@@ -21,10 +21,11 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from byog_core.registry import Registry
 from collect.policies.base import Policy, PolicyError, RandomPolicy
 
 __all__ = ["POLICY_NAMES", "Policy", "PolicyError", "PolicySpec", "RandomPolicy", "make_policy",
-           "needs_live_env", "play_episode", "policy_spec", "register_policy"]
+           "needs_live_env", "play_episode", "policy_spec", "register_policy", "specs"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class PolicySpec:
     wraps: bool = False
 
 
-_REGISTRY: dict[str, PolicySpec] = {}
+_REGISTRY: Registry[PolicySpec] = Registry(
+    "policy", error=PolicyError, hint="Register one with collect.policies.register_policy(name, 'module:make').")
 
 
 def register_policy(name: str, entry_point: str, *, usage: str | None = None, takes_arg: bool = False,
@@ -61,8 +63,7 @@ def register_policy(name: str, entry_point: str, *, usage: str | None = None, ta
     if ":" in name or not name:
         raise PolicyError(f"Policy name {name!r} must be non-empty and contain no ':'; its argument follows the colon.")
     spec = PolicySpec(name, entry_point, usage or name, takes_arg, needs_live_env, wraps)
-    _REGISTRY[name] = spec
-    return spec
+    return _REGISTRY.register(name, spec, overwrite=True)
 
 
 register_policy("random", "collect.policies.base:make_random")
@@ -73,13 +74,18 @@ register_policy("mixed", "collect.policies.mixed:make", usage="mixed:<policy>:<e
                 wraps=True)
 
 
+def specs() -> list[PolicySpec]:
+    """The registered policies, in registration order."""
+    return [_REGISTRY[n] for n in _REGISTRY.registration_order()]
+
+
 def _known() -> str:
-    return ", ".join(s.usage for s in _REGISTRY.values())
+    return ", ".join(s.usage for s in specs())
 
 
 def __getattr__(name: str) -> Any:
     if name == "POLICY_NAMES":  # computed so that registered policies are listed too
-        return tuple(s.usage for s in _REGISTRY.values())
+        return tuple(s.usage for s in specs())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -17,14 +17,14 @@ def _run(argv: list[str] | None) -> None:
                    help="import MODULE first (it registers its policies)")
     args = p.parse_args(argv)  # usage errors exit 2
     from collect.errors import PolicyError
-    from collect.policies import _REGISTRY
+    from collect.policies import specs
 
     for module in args.plugin:
         try:
             importlib.import_module(module)
         except ImportError as e:
             raise PolicyError(f"Policy plugin {module!r} cannot be imported ({e}); install it or fix --plugin.") from None
-    for spec in _REGISTRY.values():
+    for spec in specs():
         live = "live env" if spec.needs_live_env else "-"
         print(f"{spec.usage}\t{spec.entry_point}\t{live}")
 
