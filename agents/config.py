@@ -315,6 +315,11 @@ class ModelConfig:
     """Greedy narration's decision rule: say <nil> iff P(<nil>) > nil_threshold, else the most
     likely word (None = plain argmax, where <nil> wins whenever the word mass is split over
     several words). Used by evaluation, offline and live narration."""
+    window: int | None = None
+    """Frames in the narrator's context: the window it was trained on (the trainer sets it from
+    ``--loader.window``), saved with the weights and read by live narration, the studies and
+    imagination. None in a config saved before it existed: the loader's window in the
+    checkpoint's metadata stands in (:func:`agents.narrator.training_window`)."""
 
     def __post_init__(self) -> None:
         SIZES.check(self.size)
@@ -328,6 +333,8 @@ class ModelConfig:
             )
         if self.nil_threshold is not None and not 0.0 < self.nil_threshold < 1.0:
             raise ModelError(f"nil_threshold must be in (0, 1) or None, got {self.nil_threshold}.")
+        if self.window is not None and (isinstance(self.window, bool) or int(self.window) < 1):
+            raise ModelError(f"window must be >= 1 frame or None, got {self.window}.")
         if self.lora.enabled and self.fusion == "xattn":
             raise ModelError("LoRA mode supports additive fusion only; use fusion='additive'.")
 

@@ -20,7 +20,7 @@ variant).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +29,16 @@ from transformers.activations import GELUActivation
 
 from agents.kv_cache import KVCache
 
-if TYPE_CHECKING:
-    from agents.lm import TokenLM
+
+class RopeLM(Protocol):
+    """What a plan reads of its LM (an :class:`agents.lm.TokenLM`): named here as a protocol so
+    that this module, which the LM imports, never imports the LM back (no import circle)."""
+
+    core: Any
+    """The GPT-NeoX model (``core.gpt_neox``, ``core.config``)."""
+
+    def rope_tables(self, h: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]: ...
+
 
 # A hook called with (layer index, hidden [B, L, D]) before each GPT-NeoX layer: the gated
 # cross-attention fusion plugs in here.
@@ -52,7 +60,7 @@ class DecodePlan:
     must not outlive a change of the weights; ``NarrationEncoder.sample`` makes one per call.
     """
 
-    def __init__(self, tlm: TokenLM, x: torch.Tensor) -> None:
+    def __init__(self, tlm: RopeLM, x: torch.Tensor) -> None:
         self.lm = tlm
         gpt = tlm.core.gpt_neox
         self.H = tlm.core.config.num_attention_heads

@@ -142,6 +142,7 @@ def narration_f1(run: Path, data: Path, device: str = "cpu", episodes: list[int]
     pretraining step alike."""
     import torch
 
+    from agents.narrator import training_window
     from agents.training import load_agent
     from agents.training.evaluate import to_device
     from collect.dataset import WindowDataset, collate_windows, open_dataset
@@ -149,7 +150,8 @@ def narration_f1(run: Path, data: Path, device: str = "cpu", episodes: list[int]
     agent = load_agent(run, device=device)
     if episodes is None:
         _, episodes = bc_split(open_dataset(data).num_episodes, 0, 0)
-    wd = WindowDataset(data, window=16, episodes=list(episodes))
+    # the window the narrator was trained on (saved with its weights), as live narration uses
+    wd = WindowDataset(data, window=training_window(agent), episodes=list(episodes))
     with torch.no_grad():
         m = agent.evaluate(to_device(collate_windows([wd[i] for i in range(len(wd))]), device))
     return float(m["eval/event_f1"])

@@ -330,6 +330,29 @@ def test_narrator_defaults_to_the_checkpoints_training_window(tok):
     assert NarrateConfig(checkpoint="x").window is None  # None = the checkpoint's window
 
 
+def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_path):
+    """The trainer writes loader.window into ModelConfig.window; it travels with the weights,
+    the narrator reads it without any training metadata; a conflicting pair is one error."""
+    import pytest
+
+    from agents.model import BYOGAgent
+    from agents.narration import Narrator
+    from agents.training.config import TrainConfig, TrainError, config_from_dict
+
+    cfg = config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}}, size="tiny", preset="byog")
+    assert cfg.model.window == 6
+    with pytest.raises(TrainError, match="model.window 8 differs from loader.window 6"):
+        config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}, "model": {"window": 8}},
+                         size="tiny", preset="byog")
+    assert isinstance(cfg, TrainConfig)
+    agent = make(tok)
+    agent.config.window = 6
+    agent.save_pretrained(tmp_path / "a")
+    back = BYOGAgent.from_pretrained(tmp_path / "a")
+    assert back.config.window == 6 and not getattr(back, "metadata", None)
+    assert Narrator(back).window == 6
+
+
 def test_slide_gives_the_first_kept_frame_its_real_delta(tok):
     from helpers import PatternEnv
 

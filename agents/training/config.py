@@ -280,6 +280,13 @@ class TrainConfig:
             raise TrainError(f"label_fraction must be in [0, 1], got {self.label_fraction}.")
         if self.threads < 0:
             raise TrainError(f"threads must be >= 0, got {self.threads}.")
+        # the narrator's context is the window it trains on: one number, saved with the weights
+        if self.model.window is None:
+            self.model.window = self.loader.window
+        elif self.model.window != self.loader.window:
+            raise TrainError(f"model.window {self.model.window} differs from loader.window "
+                             f"{self.loader.window}: the narrator's context is the window it trains "
+                             "on; set --loader.window alone.")
         if self.label_fraction == 0 and self.model.loss.w_byog == 0:
             raise TrainError(
                 "label_fraction is 0 and w_byog is 0 (captioner): nothing would be trained; "

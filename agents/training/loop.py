@@ -104,7 +104,7 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) ->
             continue
         new = now.get(key)
         if key == "model" and isinstance(value, dict):  # saved before the obs registry: map on
-            value = _saved_model_dict(value)
+            value = _saved_model_dict(value, (saved.get("loader") or {}).get("window"))
         if key == "loader":
             value = {k: v for k, v in value.items() if k not in _MAY_CHANGE_LOADER}
             new = {k: v for k, v in (new or {}).items() if k not in _MAY_CHANGE_LOADER}
@@ -118,10 +118,13 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) ->
         )
 
 
-def _saved_model_dict(d: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's model config as today's ``to_dict`` writes it (old flat obs names)."""
+def _saved_model_dict(d: dict[str, Any], loader_window: int | None = None) -> dict[str, Any]:
+    """A checkpoint's model config as today's ``to_dict`` writes it (old flat obs names; a
+    config saved before ``ModelConfig.window`` existed gets the loader's window it trained on)."""
     from agents.config import ModelConfig
 
+    if d.get("window") is None and loader_window is not None:
+        d = {**d, "window": loader_window}
     try:
         return ModelConfig.from_saved(d).to_dict()
     except ValueError:
