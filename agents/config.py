@@ -19,8 +19,6 @@ from agents.obs.cnn_config import CNNConfig
 from agents.obs.config import ObsConfig, obs_config_from_dict
 from byog_core.registry import Registry
 
-Size = Literal["tiny", "small", "base"]
-Preset = Literal["byog", "captioner", "byog-parallel", "byog-lora", "byog-xattn", "byog-latent"]
 """The built-in presets (the CLI's choices); plugins may register more in :data:`PRESETS`."""
 
 

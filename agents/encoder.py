@@ -357,7 +357,12 @@ class NarrationEncoder(nn.Module):
 
 
 def num_params(module: nn.Module) -> int:
-    """Number of distinct parameters of a module."""
+    """Number of distinct parameters of a module (deprecated: nothing here uses it; write
+    ``sum(p.numel() for p in module.parameters())``)."""
+    import warnings
+
+    warnings.warn("agents.encoder.num_params is deprecated; use sum(p.numel() for p in "
+                  "module.parameters()).", DeprecationWarning, stacklevel=2)
     return sum(p.numel() for p in module.parameters())
 
 

@@ -366,13 +366,12 @@ class VQFrameTokens(FrameTokens):
     def fit(cls, frames: np.ndarray, cfg: WorldModelConfig, *, progress: bool = False,
             ) -> tuple[VQFrameTokens, dict[str, float]]:
         """Fit a VQ-VAE on ``frames`` uint8 [N, H, W, 3] (when the agent has none)."""
-        from agents.obs.config import ObsEncoderConfig
         from agents.obs.vqvae import VQVAEEncoder
+        from agents.obs.vqvae_config import VQVAEConfig
 
         t0 = time.process_time()
-        enc = VQVAEEncoder(ObsEncoderConfig(
-            kind="vqvae", vqvae_downsample=cfg.vqvae_downsample,
-            vqvae_codebook_size=cfg.vqvae_codebook_size, vqvae_hidden=cfg.vqvae_hidden))
+        enc = VQVAEEncoder(VQVAEConfig(downsample=cfg.vqvae_downsample,
+                                       codebook_size=cfg.vqvae_codebook_size, hidden=cfg.vqvae_hidden))
         hist = enc.fit(torch.as_tensor(frames), steps=cfg.vqvae_steps, batch_size=cfg.vqvae_batch_size,
                        lr=1e-3, seed=cfg.seed, progress=progress)
         return cls(enc, frames.shape[1:]), {"vqvae/fit_cpu_s": time.process_time() - t0,
@@ -418,14 +417,12 @@ class UnitFrameTokens(FrameTokens):
     def fit(cls, frames: np.ndarray, cfg: WorldModelConfig, *, progress: bool = False,
             ) -> tuple[UnitFrameTokens, dict[str, float]]:
         """k-means units over downsampled pixels of ``frames``; thumbnails = per-unit mean frame."""
-        from agents.obs.config import ObsEncoderConfig
         from agents.obs.units import UnitsEncoder
+        from agents.obs.units_config import UnitsConfig
 
         t0 = time.process_time()
-        enc = UnitsEncoder(ObsEncoderConfig(kind="units", units_k=cfg.units_k,
-                                            units_source="pixels", units_embedding="onehot",
-                                            units_pixel_size=cfg.units_pixel_size,
-                                            units_seed=cfg.seed))
+        enc = UnitsEncoder(UnitsConfig(k=cfg.units_k, source="pixels", embedding="onehot",
+                                       pixel_size=cfg.units_pixel_size, seed=cfg.seed))
         x = torch.as_tensor(frames)
         info = enc.fit(x, max_frames=len(x), progress=progress)
         ids = enc.eval().unit_ids(x[None])[0]  # [N]

@@ -103,11 +103,11 @@ def collector_steps_per_s(cfg: BenchConfig, out: Path, num_envs: int, mode: str)
         (start-up and ``meta/`` included); ``startup``: seconds to that ready moment; ``steps``;
         ``cpu``: CPU seconds of this process over the loop (all its threads; not workers').
     """
-    from collect.rollout import CollectConfig, collect
+    from collect.rollout import CollectConfig, collect_dataset
 
     cold_worlds()
     t0 = time.perf_counter()
-    summary = collect(CollectConfig(env=cfg.env, out=out, episodes=cfg.episodes, seed=cfg.seed,
+    summary = collect_dataset(CollectConfig(env=cfg.env, out=out, episodes=cfg.episodes, seed=cfg.seed,
                                     max_episode_steps=cfg.max_episode_steps, num_envs=num_envs,
                                     vector_mode=mode, progress=False))
     return {"loop": summary["loop_steps_per_s"], "e2e": summary["steps"] / (time.perf_counter() - t0),

@@ -89,10 +89,10 @@ def main(cfg: BenchConfig) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         src = cfg.src
         if src is None:
-            from collect.rollout import CollectConfig, collect
+            from collect.rollout import CollectConfig, collect_dataset
 
             src = Path(tmp) / "crafter"
-            collect(CollectConfig(env="crafter", out=src, episodes=cfg.episodes,
+            collect_dataset(CollectConfig(env="crafter", out=src, episodes=cfg.episodes,
                                   max_episode_steps=cfg.max_episode_steps, progress=False))
         ds = open_dataset(src)
         frames = list(np.concatenate([ds.episode(i).frames for i in range(ds.num_episodes)]))

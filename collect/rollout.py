@@ -69,7 +69,7 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
     finally:
         bar.close()
         writer.close()  # the directory lock, also when the run stops early
-    summary = summarize(cfg.out, None, time.perf_counter() - t0, counts["steps"])
+    summary = summarize(cfg.out, time.perf_counter() - t0, counts["steps"])
     summary["backend"] = backend_name(cfg)
     summary["resumed_episodes"], summary["collected_episodes"] = resumed, counts["episodes"]
     summary["startup_seconds"] = loop["start"] - t0  # env, vector env or worker start-up (process mode: warm-up too)
@@ -80,8 +80,14 @@ def collect_dataset(cfg: CollectConfig) -> dict[str, Any]:
     return summary
 
 
-collect = collect_dataset
-"""Old name of :func:`collect_dataset` (it shadowed the package name); kept for callers."""
+def __getattr__(name: str) -> Any:
+    if name == "collect":  # the old name (it shadowed the package's): works, and says so
+        import warnings
+
+        warnings.warn("collect.rollout.collect is deprecated; use collect_dataset.", DeprecationWarning,
+                      stacklevel=2)
+        return collect_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(cfg: CollectConfig) -> dict[str, Any]:

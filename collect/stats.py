@@ -56,13 +56,11 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def summarize(path: str | Path, info: dict[str, Any] | None = None, seconds: float = 0.0,
-              new_steps: int = 0) -> dict[str, Any]:
+def summarize(path: str | Path, seconds: float = 0.0, new_steps: int = 0) -> dict[str, Any]:
     """The collector's summary: :func:`dataset_stats` plus this run's speed.
 
     Args:
         path: Dataset directory.
-        info: Unused (kept for old callers; the counts come from the dataset itself).
         seconds: Wall time of this run.
         new_steps: Steps recorded by this run.
     """

@@ -175,12 +175,13 @@ def scratch_cnn(ctx: ArmContext) -> Any:
 
 def _fitted(kind: str) -> Factory:
     def build(ctx: ArmContext) -> Any:
-        from agents.obs import ObsEncoderConfig, build_obs_encoder
+        from agents.obs import build_obs_encoder
+        from agents.obs.config import obs_config_class
         from experiments.features import ObsFeaturizer
 
         if ctx.checkpoint is None:
             raise ExperimentError(f"Arm {kind!r} needs --checkpoint DIR (the fitted observation encoder).")
-        return ObsFeaturizer(build_obs_encoder(ObsEncoderConfig(kind=kind), fitted_path=ctx.checkpoint),
+        return ObsFeaturizer(build_obs_encoder(obs_config_class(kind)(), fitted_path=ctx.checkpoint),
                              context=ctx.context)
     return build
 

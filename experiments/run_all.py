@@ -50,7 +50,6 @@ def expert_policy(env: str) -> str:
 
 CROSS_SOURCE = "babyai-gotoobj"
 CROSS_TARGET = "babyai-gotolocal"
-TEXT_ARMS = ("oracle-text", "random-text", "shuffled-oracle-text", "shuffled-text", "byog-text", "captioner-text")
 
 
 @dataclass(frozen=True)
@@ -173,16 +172,19 @@ PRESETS: Registry[StudyPreset] = Registry.of("study preset", {
         # units could not): an 8x8 grid of quantized vectors over the 16x16 latent (8-pixel
         # cells, about a Crafter tile), and 256 units of 16x16-pixel thumbnails
         obs_options={"vqvae": {"pool": 8}, "units": {"pixel_size": 16, "k": 256}}),
-}, error=ExperimentError, hint="Add one with experiments.run_all.register_preset(name, StudyPreset(...)).")
+}, error=ExperimentError, hint="Add one with experiments.run_all.PRESETS.register(name, StudyPreset(...)).")
 PRESETS.register("small", replace(PRESETS["cpu"], description="alias of cpu (the former ~2 h CPU study is retired: "
                                   "its design could not tell the arms apart)"))
 PRESETS.register("full", replace(PRESETS["gpu"], description="alias of gpu"))
 
 
 def register_preset(name: str, preset: StudyPreset) -> StudyPreset:
-    """Add a study preset (one entry; ``--preset NAME`` then runs it)."""
-    PRESETS.register(name, preset, overwrite=True)
-    return preset
+    """Add a study preset (deprecated: ``PRESETS.register(name, preset)``, the one registry API)."""
+    import warnings
+
+    warnings.warn("experiments.run_all.register_preset is deprecated; use PRESETS.register(name, preset).",
+                  DeprecationWarning, stacklevel=2)
+    return PRESETS.register(name, preset, overwrite=True)
 
 
 OVERRIDES = ("arms", "ns", "pipeline_seeds", "bc_seeds", "label_fractions", "pretrain_steps", "bc_steps",
@@ -309,12 +311,12 @@ def data_dir(root: Path, env: str, plan: EnvPlan) -> Path:
 
 def collect_data(env: str, plan: EnvPlan, out: Path, progress: bool) -> Path:
     """Collect ``plan.episodes`` expert episodes of ``env`` into ``out`` (resumes a partial run)."""
-    from collect.rollout import CollectConfig, collect
+    from collect.rollout import CollectConfig, collect_dataset
 
     info = out / "meta" / "info.json"
     if info.is_file() and json.loads(info.read_text()).get("num_episodes", 0) >= plan.episodes:
         return out
-    collect(CollectConfig(env=env, out=out, policy=expert_policy(env), episodes=plan.episodes,
+    collect_dataset(CollectConfig(env=env, out=out, policy=expert_policy(env), episodes=plan.episodes,
                           max_episode_steps=plan.max_steps, env_kwargs=dict(plan.env_kwargs), num_envs=1,
                           vector_mode="sync", resume=(out / "meta").is_dir(), progress=progress))
     return out

@@ -267,10 +267,10 @@ def test_a_format_is_one_plugin_file(tmp_path, capsys):
     run them with --plugin, and the round trip keeps frames, actions and annotations."""
     import numpy as np
 
+    from collect.config import CollectConfig
     from collect.dataset import open_dataset
     from collect.export import cli as export_cli
     from collect.importers.__main__ import cli as import_cli
-    from collect.config import CollectConfig
     from collect.rollout import collect_dataset
 
     src = tmp_path / "src"

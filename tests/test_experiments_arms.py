@@ -160,10 +160,10 @@ def test_oracles_do_not_see_the_action_they_must_predict(env_name):
 
 @pytest.fixture(scope="module")
 def unlock_data(tmp_path_factory):
-    from collect.rollout import CollectConfig, collect
+    from collect.rollout import CollectConfig, collect_dataset
 
     out = tmp_path_factory.mktemp("arms") / "unlock"
-    collect(CollectConfig(env="babyai-unlocklocal", out=out, policy="babyai-bot", episodes=12, num_envs=1,
+    collect_dataset(CollectConfig(env="babyai-unlocklocal", out=out, policy="babyai-bot", episodes=12, num_envs=1,
                           vector_mode="sync", env_kwargs={"view": "agent", "size": 32}, progress=False))
     return out
 
@@ -271,6 +271,7 @@ def test_a_pretraining_kind_is_one_plugin_file(tmp_path):
     from dataclasses import replace
 
     import plugins.toy_pretrain  # noqa: F401  (registers latent-narrator and latent-hidden)
+
     from experiments.pretrain import PRETRAIN_KINDS, PretrainSpec, train_config
     from experiments.run_all import PRESETS, data_dir, plan_cells
 

@@ -10,14 +10,14 @@ import pytest
 from collect.dataset import open_dataset
 from collect.export import cli as export_cli
 from collect.lerobot import CAMERA_KEY, fidelity, pixel_errors, video_settings
-from collect.rollout import CollectConfig, collect
+from collect.rollout import CollectConfig, collect_dataset
 
 
 @pytest.fixture(scope="module")
 def crafter_src(tmp_path_factory):
     """Two short random-policy Crafter episodes (7-pixel tiles, the frames that AV1 4:2:0 smears)."""
     root = tmp_path_factory.mktemp("crafter") / "d"
-    collect(CollectConfig(env="crafter", out=root, episodes=2, max_episode_steps=40, progress=False))
+    collect_dataset(CollectConfig(env="crafter", out=root, episodes=2, max_episode_steps=40, progress=False))
     ds = open_dataset(root)
     return root, np.concatenate([ds.episode(i).frames for i in range(ds.num_episodes)])
 

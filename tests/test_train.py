@@ -171,11 +171,11 @@ def test_training_too_few_windows_is_a_clear_error(tmp_path, capsys):
 @pytest.fixture(scope="session")
 def crafter_dataset(tmp_path_factory) -> Path:
     """3 short random Crafter episodes written by the real collector."""
-    from collect.rollout import CollectConfig, collect
+    from collect.rollout import CollectConfig, collect_dataset
 
     out = tmp_path_factory.getbasetemp() / "crafter_tiny"
     if not (out / "meta" / "info.json").is_file():
-        collect(CollectConfig(env="crafter", out=out, policy="random", episodes=3,
+        collect_dataset(CollectConfig(env="crafter", out=out, policy="random", episodes=3,
                               max_episode_steps=40, vector_mode="sync", progress=False))
     return out
 
@@ -236,3 +236,27 @@ def test_captioner_trains_on_labelled_episodes_only(tmp_path):
     assert all(bool(b.train[i]["labelled"]) for i in range(len(b.train)))
     with pytest.raises(TrainError, match="nothing to train on"):
         build_data(str(data), cfg, label_fraction=0.0, label_seed=3, labelled_only=True)
+
+
+def test_a_callback_stops_the_loop_through_its_hook_alone(tmp_path, monkeypatch):
+    """run_loop never asks which callback is which: a callback's on_step returning False ends
+    the run (SB3's BaseCallback shape), the checkpoint and final validation still come through
+    t.results, and the saved agent carries the window it was trained on."""
+    from agents.training import loop
+    from agents.training.callbacks import Callback
+    from agents.training.checkpoint import latest_checkpoint, read_meta
+
+    class StopAt3(Callback):
+        def on_step(self, t, loss, metrics):
+            return t.step < 3
+
+    real = loop.LogCallback
+    monkeypatch.setattr(loop, "LogCallback", lambda t: type("Both", (real,), {
+        "on_step": lambda self, t, loss, m: (real.on_step(self, t, loss, m), StopAt3().on_step(t, loss, m))[1]})(t))
+    data = synthetic_dataset(tmp_path / "d")
+    summary = loop.train(parse_args(tiny_args(data, tmp_path / "run", 8)))
+    assert summary["steps"] == 3 and read_meta(latest_checkpoint(tmp_path / "run"))["step"] == 3
+    assert summary.get("val_token_accuracy") is not None  # the final validation ran
+    from agents.training import load_agent
+
+    assert load_agent(tmp_path / "run").config.window == 8

@@ -52,6 +52,9 @@ class TrainState:
     """Optimizer steps per epoch of the first sampler (recorded with checkpoints)."""
     windows_per_step: int = 0
     """Windows one optimizer step reads, every stream and rank (0: ``loader.batch_size``)."""
+    results: dict[str, Any] = field(default_factory=dict)
+    """What callbacks hand the loop's summary: ``final`` (the last validation's metrics),
+    ``checkpoint`` (the newest checkpoint written), or a plugin's own keys."""
 
     @property
     def frames_per_s(self) -> float:
@@ -66,10 +69,15 @@ class TrainState:
 
 
 class Callback:
-    """Hooks the loop calls; override what you need."""
+    """Hooks the loop calls (Stable-Baselines3's ``BaseCallback`` shape); override what you need.
+    The loop never asks which callback is which: results go to ``t.results``."""
 
-    def on_step(self, t: TrainState, loss: float, metrics: dict[str, float]) -> None:
-        """After optimizer step ``t.step`` (already counted)."""
+    def on_step(self, t: TrainState, loss: float, metrics: dict[str, float]) -> bool | None:
+        """After optimizer step ``t.step`` (already counted); return False to stop training
+        (an early stop: the loop ends as after its last step)."""
+
+    def on_interrupt(self, t: TrainState) -> None:
+        """Ctrl-C asked the loop to stop at this step boundary (before it raises)."""
 
     def on_end(self, t: TrainState) -> None:
         """After the last step (not on an interrupt)."""
@@ -128,7 +136,7 @@ class EvalCallback(Callback):
             self.evaluate(t)
 
     def on_end(self, t: TrainState) -> None:
-        self.final = self.evaluate(t, final=True)
+        self.final = t.results["final"] = self.evaluate(t, final=True)
 
 
 class CheckpointCallback(Callback):
@@ -155,15 +163,18 @@ class CheckpointCallback(Callback):
         state = {"optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "rng": rngs,
                  "sampler": {"epoch": t.step // t.per_epoch, "batch": t.step % t.per_epoch},
                  "elapsed": t.elapsed + (time.perf_counter() - t.t_start)}
-        self.last = C.save_checkpoint(t.run, t.step, agent=t.agent, trainer_state=state,
-                                      meta=self.meta, obs_encoder=t.obs,
-                                      keep_last=t.cfg.checkpoint.keep_last)
+        self.last = t.results["checkpoint"] = C.save_checkpoint(
+            t.run, t.step, agent=t.agent, trainer_state=state, meta=self.meta, obs_encoder=t.obs,
+            keep_last=t.cfg.checkpoint.keep_last)
         return self.last
 
     def on_step(self, t: TrainState, loss: float, metrics: dict[str, float]) -> None:
         every = t.cfg.checkpoint.every
         if every and t.step % every == 0 and t.step < t.cfg.steps:
             self.save(t)
+
+    def on_interrupt(self, t: TrainState) -> None:
+        self.save(t)
 
     def on_end(self, t: TrainState) -> None:
         self.save(t)

@@ -283,20 +283,22 @@ def run_loop(t: TrainState, callbacks: list[Callback], guard: C.InterruptGuard) 
         metrics["data/labelled_windows_per_step"] = float(raw["true_labelled"] * info.world)
         t.step += 1
         t.waited, t.busy = t.waited + (t1 - t0), t.busy + (time.perf_counter() - t1)
-        for cb in callbacks:
-            cb.on_step(t, loss, metrics)
+        # every callback sees the step; any one returning False ends the run (an early stop)
+        if False in [cb.on_step(t, loss, metrics) for cb in callbacks]:
+            break
         stopping = guard.stop(info)
-    saver = next(cb for cb in callbacks if isinstance(cb, CheckpointCallback))
     if stopping:
-        raise C.TrainInterrupted(t.step, saver.save(t), cfg.out)
+        for cb in callbacks:
+            cb.on_interrupt(t)
+        raise C.TrainInterrupted(t.step, t.results.get("checkpoint"), cfg.out)
     train_time = time.perf_counter() - t.t_start
     for cb in callbacks:
         cb.on_end(t)
-    final = next((cb.final for cb in callbacks if isinstance(cb, EvalCallback)), {})
+    final = t.results.get("final", {})
     hashes = weight_hashes(agent, info)
     summary = None
     if info.is_main:
-        summary = RunSummary.of(t, final, t.elapsed + train_time, saver.last, hashes).to_dict()
+        summary = RunSummary.of(t, final, t.elapsed + train_time, t.results.get("checkpoint"), hashes).to_dict()
         if cfg.logging.plots:
             summary["plots"] = [str(p) for p in plot_curves(t.log, t.run / "plots")]
         (t.run / SUMMARY).write_text(json.dumps(_finite(summary), indent=2))
