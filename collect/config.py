@@ -14,6 +14,18 @@ import numpy as np
 
 from collect.errors import CollectError, UsageError
 
+
+def import_plugins(modules: tuple[str, ...]) -> None:
+    """Import each plugin module (it registers policies or env families); one error if not."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UsageError(f"--plugins module {module!r} cannot be imported ({e}); install it or put "
+                             "it on PYTHONPATH.") from None
+
 __all__ = ["CollectConfig", "CollectError", "UsageError", "episode_seed"]
 
 
@@ -28,6 +40,9 @@ class CollectConfig:
     """Dataset directory to write."""
     policy: str = "random"
     """Policy name for ``collect.policies.make_policy`` (``random``, ``crafter-scripted``, ...)."""
+    plugins: tuple[str, ...] = ()
+    """Modules imported first, here and in every worker process or Ray actor: they register a
+    policy (or an env family) by name (``--plugins my_pkg.policies --policy my-policy``)."""
     episodes: int | None = None
     """Number of episodes to collect (give this or ``--steps``)."""
     steps: int | None = None
@@ -72,6 +87,8 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        self.plugins = tuple(self.plugins)
+        import_plugins(self.plugins)  # before the policy name is looked up (needs_live_env)
         if self.threads < 0:
             raise UsageError(f"--threads must be >= 0 (0 = the cores this process may use), "
                              f"got {self.threads}.")

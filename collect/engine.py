@@ -166,8 +166,10 @@ class Collector:
 
     def __init__(self, cfg: CollectConfig, writer: DatasetWriter,
                  on_episode: Callable[[dict[str, Any]], None] = lambda r: None) -> None:
+        from collect.config import import_plugins
         from collect.policies import Policy, make_policy
 
+        import_plugins(cfg.plugins)  # a spawned worker or Ray actor registers the plugins too
         self.cfg, self.writer, self.on_episode = cfg, writer, on_episode
         writer.warm_up()  # its first episode would otherwise pay pyarrow's lazy imports mid-run
         n = cfg.num_envs

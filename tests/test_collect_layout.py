@@ -143,3 +143,21 @@ def test_policy_listing(capsys):
     assert "babyai-bot\tcollect.policies.babyai:make\tlive env" in lines and len(lines) >= 5
     assert main(["--plugin", "no_such_module_xyz"]) == 2
     assert capsys.readouterr().err.startswith("error: Policy plugin 'no_such_module_xyz' cannot be imported")
+
+
+def test_a_policy_is_one_plugin_file_and_reaches_worker_processes(tmp_path):
+    """tests/plugins/toy_policy.py registers `every:<n>`; `--plugins` imports it in the driver
+    and in each spawned worker (the process backend), and the recorded actions follow it."""
+    import numpy as np
+
+    from collect.dataset import open_dataset
+    from collect.rollout import cli
+
+    out = tmp_path / "ds"
+    assert cli(["--env", "crafter", "--episodes", "2", "--max-episode-steps", "7", "--num-envs", "2",
+                "--plugins", "plugins.toy_policy", "--policy", "every:3", "--out", str(out), "--no-progress"]) == 0
+    ds = open_dataset(out)
+    for i in range(2):
+        assert np.array_equal(ds.episode(i).actions[:6], [0, 0, 0, 1, 1, 1])
+    assert cli(["--env", "crafter", "--episodes", "1", "--plugins", "no_such_module_xyz", "--out",
+                str(tmp_path / "x"), "--no-progress"]) == 2
