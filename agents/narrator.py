@@ -385,7 +385,7 @@ def training_window(agent: Any) -> int:
     """The window (frames) the agent was trained on: its ``ModelConfig.window`` (saved with the
     weights); for a checkpoint saved before that field existed, ``loader.window`` of the training
     config in ``agent.metadata`` (set by the trainer's ``load_agent``); else the trainer's default."""
-    window = getattr(getattr(agent, "config", None), "window", None)
+    window = getattr(getattr(agent, "cfg", None), "window", None)
     if window:
         return int(window)
     config = (getattr(agent, "metadata", None) or {}).get("config") or {}

@@ -346,10 +346,10 @@ def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_
                          size="tiny", preset="byog")
     assert isinstance(cfg, TrainConfig)
     agent = make(tok)
-    agent.config.window = 6
+    agent.cfg.window = 6
     agent.save_pretrained(tmp_path / "a")
     back = BYOGAgent.from_pretrained(tmp_path / "a")
-    assert back.config.window == 6 and not getattr(back, "metadata", None)
+    assert back.cfg.window == 6 and not getattr(back, "metadata", None)
     assert Narrator(back).window == 6
 
 

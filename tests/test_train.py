@@ -259,4 +259,4 @@ def test_a_callback_stops_the_loop_through_its_hook_alone(tmp_path, monkeypatch)
     assert summary.get("val_token_accuracy") is not None  # the final validation ran
     from agents.training import load_agent
 
-    assert load_agent(tmp_path / "run").config.window == 8
+    assert load_agent(tmp_path / "run").cfg.window == 8

@@ -68,7 +68,7 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
         # the agent keeps its own vocabulary; only the frame shape/format/env can clash here
         check_compatible({**saved, "vocab_hash": None}, current, where=str(ckpt))
     agent.metadata = {**meta, "checkpoint": str(ckpt)}
-    if agent.config.window is None:  # saved before ModelConfig.window: the loader's window it trained on
+    if agent.cfg.window is None:  # saved before ModelConfig.window: the loader's window it trained on
         window = ((meta.get("config") or {}).get("loader") or {}).get("window")
-        agent.config.window = int(window) if window else None
+        agent.cfg.window = int(window) if window else None
     return agent.to(device).eval()
