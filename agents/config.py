@@ -314,8 +314,8 @@ class ModelConfig:
     likely word (None = plain argmax, where <nil> wins whenever the word mass is split over
     several words). Used by evaluation, offline and live narration."""
     window: int | None = None
-    """Frames in the narrator's context: the window it was trained on (the trainer sets it from
-    ``--loader.window``), saved with the weights and read by live narration, the studies and
+    """Frames in the narrator's context: the window it was trained on (the trainer writes
+    ``--loader.window`` into the agent it builds), saved with the weights and read by live narration, the studies and
     imagination. None in a config saved before it existed: the loader's window in the
     checkpoint's metadata stands in (:func:`agents.narrator.training_window`)."""
 

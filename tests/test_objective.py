@@ -340,7 +340,9 @@ def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_
     from agents.training.config import TrainConfig, TrainError, config_from_dict
 
     cfg = config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}}, size="tiny", preset="byog")
-    assert cfg.model.window == 6
+    assert cfg.model.window is None  # the trainer writes loader.window into the agent it builds
+    assert config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}, "model": {"window": 6}},
+                            size="tiny", preset="byog").model.window == 6
     with pytest.raises(TrainError, match="model.window 8 differs from loader.window 6"):
         config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}, "model": {"window": 8}},
                          size="tiny", preset="byog")

@@ -281,9 +281,8 @@ class TrainConfig:
         if self.threads < 0:
             raise TrainError(f"threads must be >= 0, got {self.threads}.")
         # the narrator's context is the window it trains on: one number, saved with the weights
-        if self.model.window is None:
-            self.model.window = self.loader.window
-        elif self.model.window != self.loader.window:
+        # (the trainer writes loader.window into the agent's config; set here it must agree)
+        if self.model.window is not None and self.model.window != self.loader.window:
             raise TrainError(f"model.window {self.model.window} differs from loader.window "
                              f"{self.loader.window}: the narrator's context is the window it trains "
                              "on; set --loader.window alone.")

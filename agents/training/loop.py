@@ -10,7 +10,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) ->
             continue
         new = now.get(key)
         if key == "model" and isinstance(value, dict):  # saved before the obs registry: map on
-            value = _saved_model_dict(value, (saved.get("loader") or {}).get("window"))
+            value = _saved_model_dict(value)
         if key == "loader":
             value = {k: v for k, v in value.items() if k not in _MAY_CHANGE_LOADER}
             new = {k: v for k, v in (new or {}).items() if k not in _MAY_CHANGE_LOADER}
@@ -118,13 +118,10 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: Path) ->
         )
 
 
-def _saved_model_dict(d: dict[str, Any], loader_window: int | None = None) -> dict[str, Any]:
-    """A checkpoint's model config as today's ``to_dict`` writes it (old flat obs names; a
-    config saved before ``ModelConfig.window`` existed gets the loader's window it trained on)."""
+def _saved_model_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model config as today's ``to_dict`` writes it (old flat obs names)."""
     from agents.config import ModelConfig
 
-    if d.get("window") is None and loader_window is not None:
-        d = {**d, "window": loader_window}
     try:
         return ModelConfig.from_saved(d).to_dict()
     except ValueError:
@@ -220,7 +217,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             run.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, run / "config.yaml")
         obs = prepare_obs_encoder(cfg, data, ckpt, run, info)
-        agent = BYOGAgent(cfg.model, data.tokenizer, obs_encoder=obs)
+        # the agent's config carries the window it trains on (saved with the weights)
+        agent = BYOGAgent(replace(cfg.model, window=cfg.loader.window), data.tokenizer, obs_encoder=obs)
         if ckpt is not None:
             C.load_weights(agent, ckpt)  # strict: every tensor, same names, same shapes
         elif init is not None:
