@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,7 @@ def narration_f1(run: Path, data: Path, device: str = "cpu", episodes: list[int]
 
 def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fraction: float):
     """The trainer's :class:`~agents.training.config.TrainConfig` for one encoder kind."""
+    from agents.obs.config import obs_config_class
     from agents.training.config import TrainError, config_from_dict
 
     ks = PRETRAIN_KINDS[kind]
@@ -176,7 +177,9 @@ def train_config(kind: str, data: Path, out: Path, spec: PretrainSpec, label_fra
     }
     if obs_fit:
         d["model"] = {"obs": {"kind": kind, "out_dim": None, "units_k": spec.units_k, **spec.obs_options}}
-        d["obs_fit"] = {"vqvae_steps": spec.steps, "window": spec.window}
+        if "fit_steps" in {f.name for f in fields(obs_config_class(kind))}:  # its own fit budget
+            d["model"]["obs"]["fit_steps"] = spec.steps
+        d["obs_fit"] = {"window": spec.window}
     try:
         return config_from_dict(d, size=spec.size, preset=ks.preset)
     except TrainError as e:

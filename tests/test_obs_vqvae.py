@@ -135,3 +135,18 @@ def test_odd_frame_sizes_are_padded():
     hist = enc.fit(frames, steps=2, batch_size=4, progress=False)
     assert len(hist["loss"]) == 2
     assert enc.encode_frames(frames).shape == (4, enc.out_dim)
+
+
+def test_a_fitted_encoder_owns_its_fit_budget():
+    """The budget lives in the encoder's config (fit_steps / fit_max_frames), not in the generic
+    trainer; a call's own value (the old --obs_fit flags) still overrides it."""
+    from agents.obs.units import UnitsEncoder
+    from agents.obs.units_config import UnitsConfig
+
+    frames = torch.randint(0, 255, (8, 16, 16, 3), dtype=torch.uint8)
+    enc = VQVAEEncoder(ObsEncoderConfig(**TINY, fit_steps=3))
+    assert len(enc.fit(frames, batch_size=4, progress=False)["loss"]) == 3
+    assert len(VQVAEEncoder(ObsEncoderConfig(**TINY, fit_steps=3)).fit(
+        frames, steps=1, batch_size=4, progress=False)["loss"]) == 1
+    units = UnitsEncoder(UnitsConfig(k=2, pixel_size=8, fit_max_frames=5))
+    assert units.fit(frames, progress=False)["units/frames"] == 5

@@ -306,7 +306,7 @@ class UnitsEncoder(FittedObsEncoder):
         self,
         source: Any,
         *,
-        max_frames: int = 20000,
+        max_frames: int | None = None,
         window: int = 16,
         batch_size: int = 16,
         kmeans_batch_size: int = 1024,
@@ -324,7 +324,8 @@ class UnitsEncoder(FittedObsEncoder):
         Args:
             source: Dataset dir, ``WindowDataset``, iterable of window batches (dicts with
                 ``frames``/``valid``/``embedding``) or a uint8 frame array (one clip).
-            max_frames: Stop gathering features after this many valid frames.
+            max_frames: Stop gathering features after this many valid frames (None: the
+                config's ``fit_max_frames``).
             window: Window length when ``source`` is a dataset directory (the clip for the
                 clip mean and deltas).
             batch_size: Windows per batch read from a dataset.
@@ -340,6 +341,7 @@ class UnitsEncoder(FittedObsEncoder):
         """
         from sklearn.cluster import KMeans, MiniBatchKMeans
 
+        max_frames = self.cfg.fit_max_frames if max_frames is None else max_frames  # its own budget
         columns = ("embedding",) if self.needs_column else ()
         chunks: list[np.ndarray] = []
         n = 0

@@ -47,6 +47,9 @@ class UnitsConfig(ObsConfig):
     dim: int = 64
     """Width of the learned unit embedding (embedding='learned'); out_dim overrides."""
     seed: int = 0
+    fit_max_frames: int = 20000
+    """At most this many training frames for the k-means fit (the encoder's own budget;
+    ``--obs_fit.units_max_frames`` still overrides it)."""
     """Seed of k-means (scikit-learn random_state)."""
     pseudo_language: bool = False
     """Co-train on unit words where no annotations exist: the trainer labels each unlabelled

@@ -240,7 +240,7 @@ class VQVAEEncoder(FittedObsEncoder):
         self,
         source: Any,
         *,
-        steps: int = 2000,
+        steps: int | None = None,
         batch_size: int = 64,
         lr: float = 3e-4,
         window: int = 16,
@@ -254,7 +254,7 @@ class VQVAEEncoder(FittedObsEncoder):
         Args:
             source: Dataset dir, ``WindowDataset``, iterable of window batches, or a uint8
                 frame array (see :mod:`agents.obs.data`).
-            steps: Optimiser steps.
+            steps: Optimiser steps (None: the config's ``fit_steps``).
             batch_size: Frames per step (sampled from the valid frames of the source's clips).
             lr: Adam learning rate.
             window: Window length when ``source`` is a dataset directory.
@@ -268,6 +268,7 @@ class VQVAEEncoder(FittedObsEncoder):
         Returns:
             History ``{"loss": [...], "vq/recon": [...], "vq/perplexity": [...], ...}`` per step.
         """
+        steps = self.cfg.fit_steps if steps is None else steps  # its own budget by default
         if steps < 1 or batch_size < 1:
             raise ObsEncoderError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}.")
         gen = torch.Generator().manual_seed(seed)

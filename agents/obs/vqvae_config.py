@@ -38,10 +38,13 @@ class VQVAEConfig(ObsConfig):
     ids (a bag of codes, width K)."""
     pool: int = 2
     """Side of the pooled grid of quantized vectors (keeps coarse spatial layout)."""
+    fit_steps: int = 500
+    """Optimiser steps of the fit on training frames before training (the encoder's own budget;
+    ``--obs_fit.vqvae_steps`` still overrides it)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        positive(self, "hidden", "codebook_size", "code_dim", "pool")
+        positive(self, "hidden", "codebook_size", "code_dim", "pool", "fit_steps")
         if not 1 <= self.downsample <= 5:
             raise ObsEncoderError(
                 f"vqvae.downsample must be in 1..5 stride-2 stages, got {self.downsample}.")

@@ -200,17 +200,22 @@ class CheckpointConfig:
 class ObsFitConfig:
     """Fitting the observation encoder's frozen parts (vqvae, units) before training."""
 
-    vqvae_steps: int = 500
-    """VQ-VAE training steps on training frames."""
-    units_max_frames: int = 20000
-    """At most this many training frames for the k-means units."""
+    vqvae_steps: int | None = None
+    """Overrides the VQ-VAE's own fit budget (``--model.obs.fit_steps``, 500); None = its own."""
+    units_max_frames: int | None = None
+    """Overrides the units encoder's own fit budget (``--model.obs.fit_max_frames``, 20,000);
+    None = its own."""
     batch_size: int = 32
     """Windows per fitting batch."""
     window: int = 16
     """Frames per fitting window."""
 
     def __post_init__(self) -> None:
-        _positive(self, "obs_fit", "vqvae_steps", "units_max_frames", "batch_size", "window")
+        _positive(self, "obs_fit", "batch_size", "window")
+        for name in ("vqvae_steps", "units_max_frames"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise TrainError(f"obs_fit.{name} must be >= 1 or None (the encoder's own budget), "
+                                 f"got {getattr(self, name)}.")
 
 
 @dataclass

@@ -151,10 +151,12 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
         frames = DataLoader(windows, batch_size=cfg.obs_fit.batch_size, shuffle=True,
                             collate_fn=collate_windows,
                             generator=torch.Generator().manual_seed(cfg.seed))
-        # one call for every fitted encoder: each reads the budget that applies to it
-        enc.fit(frames, steps=cfg.obs_fit.vqvae_steps, max_frames=cfg.obs_fit.units_max_frames,
-                batch_size=cfg.obs_fit.batch_size, window=cfg.obs_fit.window, seed=cfg.seed,
-                progress=cfg.logging.progress)
+        # one call for every fitted encoder: each owns its budget (its config's fit_*), which
+        # the old --obs_fit.vqvae_steps / units_max_frames flags still override when given
+        budget = {k: v for k, v in (("steps", cfg.obs_fit.vqvae_steps),
+                                    ("max_frames", cfg.obs_fit.units_max_frames)) if v is not None}
+        enc.fit(frames, batch_size=cfg.obs_fit.batch_size, window=cfg.obs_fit.window, seed=cfg.seed,
+                progress=cfg.logging.progress, **budget)
         enc.save(fitted)
     barrier(info)
     return build_obs_encoder(ocfg, fitted_path=fitted)
