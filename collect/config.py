@@ -15,15 +15,16 @@ import numpy as np
 from collect.errors import CollectError, UsageError
 
 
-def import_plugins(modules: tuple[str, ...]) -> None:
-    """Import each plugin module (it registers policies or env families); one error if not."""
+def import_plugins(modules: tuple[str, ...] | list[str], flag: str = "--plugins") -> None:
+    """Import each plugin module (it registers policies, env families, formats); one error line
+    naming ``flag`` if one cannot be imported."""
     import importlib
 
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as e:
-            raise UsageError(f"--plugins module {module!r} cannot be imported ({e}); install it or put "
+            raise UsageError(f"{flag} module {module!r} cannot be imported ({e}); install it or put "
                              "it on PYTHONPATH.") from None
 
 __all__ = ["CollectConfig", "CollectError", "UsageError", "episode_seed"]

@@ -17,11 +17,11 @@ returns the ``meta/info.json`` dict it wrote; an exporter's prints where its out
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from byog_core.registry import Registry
+from collect.config import import_plugins
 from collect.errors import UsageError
 
 IMPORTERS: Registry[type] = Registry(
@@ -54,16 +54,6 @@ def split_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, modules
 
 
-def import_plugins(modules: list[str]) -> None:
-    """Import each plugin module (it registers its importers/exporters); one error line if not."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise UsageError(f"Plugin module {module!r} cannot be imported ({e}); install it or put it "
-                             "on PYTHONPATH.") from None
-
-
 def converter_cli(registry: Registry[type], argv: list[str] | None, description: str,
                   report: Callable[[Any, Any], None] | None = None) -> int:
     """Parse ``argv`` into one of ``registry``'s configs (after importing its ``--plugin``
@@ -76,7 +66,7 @@ def converter_cli(registry: Registry[type], argv: list[str] | None, description:
 
     def body() -> int:
         args, modules = split_plugins(list(sys.argv[1:] if argv is None else argv))
-        import_plugins(modules)
+        import_plugins(modules, flag="--plugin")
         commands = {name: registry[name] for name in registry.registration_order()}
         cfg = parse_cli(commands, args, description)
         result = cfg.run()
@@ -87,4 +77,4 @@ def converter_cli(registry: Registry[type], argv: list[str] | None, description:
     return run_cli(body)
 
 
-__all__ = ["EXPORTERS", "IMPORTERS", "converter_cli", "import_plugins", "split_plugins"]
+__all__ = ["EXPORTERS", "IMPORTERS", "converter_cli", "split_plugins"]

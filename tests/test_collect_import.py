@@ -284,4 +284,4 @@ def test_a_format_is_one_plugin_file(tmp_path, capsys):
         assert np.array_equal(ea.frames, eb.frames) and np.array_equal(ea.actions, eb.actions)
         assert ea.annotations == eb.annotations
     assert export_cli(["--plugin", "no_such_module_xyz", "npz", str(src), "--out", str(tmp_path / "x")]) == 2
-    assert capsys.readouterr().err.startswith("error: Plugin module 'no_such_module_xyz' cannot be imported")
+    assert capsys.readouterr().err.startswith("error: --plugin module 'no_such_module_xyz' cannot be imported")
