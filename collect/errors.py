@@ -57,14 +57,16 @@ class DatasetWriteError(DatasetError, RunFailure):
 
 
 def exit_code(exc: BaseException) -> int:
-    """The exit status for an exception that reached a command-line entry point (the one policy
-    of :mod:`byog_core.cli`; a bug, which keeps its traceback there, counts as runtime here)."""
+    """The exit status for an exception that reached a command-line entry point (deprecated
+    alias of :func:`byog_core.cli.exit_code`; a bug, which keeps its traceback there, counts as
+    runtime here)."""
     code = _policy_code(exc)
     return EXIT_RUNTIME if code is None else code
 
 
 def run_cli(run: Callable[[], Any], interrupted: str = "stopped; rerun the same command to start again.") -> int:
-    """Calls ``run()`` under the one exit-code policy (:func:`byog_core.cli.run_cli`).
+    """Calls ``run()`` under the one exit-code policy (deprecated alias of
+    :func:`byog_core.cli.run_cli`, which every entry point of this project calls).
 
     Args:
         run: Parses the arguments and does the work.

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import tyro
 
+from byog_core.cli import run_cli
 from collect.dataset import Dataset, open_dataset
-from collect.errors import UsageError, parse_cli, run_cli
+from collect.errors import UsageError, parse_cli
 from collect.stats import dataset_stats, examples_by_kind, format_stats  # noqa: F401  (re-exported)
 from collect.untrusted import check_output_dir, write_output
 

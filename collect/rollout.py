@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from byog_core.cli import run_cli
 from collect.backends import backend_name, run_backend
 from collect.config import CollectConfig, episode_seed  # noqa: F401  (re-exported)
 from collect.engine import (  # noqa: F401  (re-exported for old imports)
@@ -27,7 +28,7 @@ from collect.engine import (  # noqa: F401  (re-exported for old imports)
     dataset_info,
     make_env,
 )
-from collect.errors import CollectError, parse_cli, run_cli  # noqa: F401  (re-exported)
+from collect.errors import CollectError, parse_cli  # noqa: F401  (re-exported)
 from collect.stats import event_kind, format_summary, summarize  # noqa: F401  (re-exported)
 from collect.writer import DatasetWriter
 
@@ -112,8 +113,7 @@ def cli(argv: list[str] | None = None) -> int:
         cfg.threads = resolve_threads(cfg.threads)  # 0: the cores this process may use
         return main(cfg)
 
-    return run_cli(body,
-                   interrupted="finished episodes are saved; rerun with --resume to continue.")
+    return run_cli(body, on_interrupt="finished episodes are saved; rerun with --resume to continue.")
 
 
 if __name__ == "__main__":
