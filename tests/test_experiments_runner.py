@@ -54,7 +54,7 @@ def test_run_all_plan_counts_cells_and_prints_an_eta(tmp_path, capsys):
     n_arms = len(p.arms)
     # 2 envs x arms x 3 pipeline x 2 BC seeds, and the dose cells: 2 envs x 2 text arms x 2 earlier
     # checkpoints x 3 pipeline x 2 BC seeds
-    assert p.dose_steps == (100, 200) and p.dose_arms == ("byog-text", "captioner-text")
+    assert p.dose_steps == (120, 240) and p.dose_arms == ("byog-text", "captioner-text")
     assert res["by_kind"]["bc"]["cells"] == 2 * n_arms * 3 * 2 + 2 * 2 * 2 * 3 * 2
     assert res["by_kind"]["pretrain"]["cells"] == 2 * 2 * 3  # 2 envs x (byog, captioner) x 3 pipeline seeds
     assert res["eta_seconds"] > 0 and (tmp_path / "plan.json").is_file()
@@ -92,22 +92,22 @@ def test_dose_cells_clone_the_text_arms_from_earlier_checkpoints_of_the_same_pre
     with_dose, without = cells(), cells(dose_steps=())
     dose = [c for c in with_dose if c.meta["study"] == "dose"]
     assert sorted((c.meta["encoder"], c.meta["pretrain_step"]) for c in dose) == sorted(
-        (a, s) for a in ("byog-text", "captioner-text") for s in (100, 200) for _ in range(3 * 2))
+        (a, s) for a in ("byog-text", "captioner-text") for s in (120, 240) for _ in range(3 * 2))
     final = {(c.meta["encoder"], c.meta["pipeline_seed"], c.meta["seed"]): c for c in with_dose
              if c.meta["study"] == "bc"}
     for c in dose:  # the same pretraining run as the final cell, at an earlier step, offline only
         twin = final[(c.meta["encoder"], c.meta["pipeline_seed"], c.meta["seed"])]
         assert c.config["pretrained"] == {**twin.config["pretrained"], "step": c.meta["pretrain_step"]}
-        assert c.config["live_episodes"] == 0 and twin.meta["pretrain_step"] == 400
+        assert c.config["live_episodes"] == 0 and twin.meta["pretrain_step"] == 360
     pre = {c.config["kind"]: c.config.get("keep_steps") for c in with_dose if c.kind == "pretrain"}
-    assert pre == {"byog": [100, 200], "captioner": [100, 200]}
+    assert pre == {"byog": [120, 240], "captioner": [120, 240]}
     # without doses nothing else changes: the same BC cells, pretraining cells without kept steps
     assert not [c for c in without if c.meta["study"] == "dose"]
     assert all("keep_steps" not in c.config for c in without if c.kind == "pretrain")
     assert {c.name for c in without if c.kind == "bc"} == {c.name for c in with_dose if c.meta["study"] == "bc"}
     with pytest.raises(ExperimentError, match="--dose-steps must be pretraining steps >= 1"):
         RunAllConfig(out=tmp_path, preset="cpu", dose_steps=(0,))
-    with pytest.raises(ExperimentError, match=r"--dose-steps \[400\] are not before the 400 pretraining steps"):
+    with pytest.raises(ExperimentError, match=r"--dose-steps \[400\] are not before the 360 pretraining steps"):
         resolve(RunAllConfig(out=tmp_path, preset="cpu", dose_steps=(100, 400)))
     # a preset's own dose steps beyond a shortened pretraining are left out, not an error
     assert not [c for c in cells(pretrain_steps=50) if c.meta["study"] == "dose"]
@@ -240,6 +240,6 @@ def test_a_dose_step_past_pretraining_is_one_error_line(tmp_path, capsys):
 
     assert cli(["--preset", "cpu", "--out", str(tmp_path / "s"), "--dose-steps", "500", "--plan-only"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --dose-steps [500] are not before the 400 pretraining steps; choose earlier "
+    assert err == ["error: --dose-steps [500] are not before the 360 pretraining steps; choose earlier "
                    "checkpoints, or raise --pretrain-steps."]
     assert not (tmp_path / "s").exists()

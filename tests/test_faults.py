@@ -376,22 +376,22 @@ def _bad_input_cases() -> list[tuple[str, Callable[[Path], list[str]], int, list
         return base(out, "--resume")
 
     return [
-        ("resume with another env", killed_before_meta, 1, ["collected with env=", "use the same settings"]),
-        ("LeRobot v2.1 dir", lerobot("v2.1"), 1, ["not a BYOG dataset", "choose another output directory"]),
-        ("LeRobot v3.0 dir", lerobot("v3.0"), 1, ["not a BYOG dataset", "choose another output directory"]),
-        ("non-empty non-dataset dir", non_empty, 1, ["not empty", "choose another output directory"]),
-        ("invalid meta/info.json", bad_json, 1, ["info.json is not valid JSON", "delete it and rerun with --resume"]),
+        ("resume with another env", killed_before_meta, 2, ["collected with env=", "use the same settings"]),
+        ("LeRobot v2.1 dir", lerobot("v2.1"), 2, ["not a BYOG dataset", "choose another output directory"]),
+        ("LeRobot v3.0 dir", lerobot("v3.0"), 2, ["not a BYOG dataset", "choose another output directory"]),
+        ("non-empty non-dataset dir", non_empty, 2, ["not empty", "choose another output directory"]),
+        ("invalid meta/info.json", bad_json, 2, ["info.json is not valid JSON", "delete it and rerun with --resume"]),
         ("--out is a file", out_is_file, 2, ["is a file", "pass a directory"]),
         ("second collector", locked, 1, ["Another collector", "wait for it to finish"]),
-        ("foreign parquet on resume", foreign_parquet, 1, ["was not written by BYOG", "move it out"]),
-        ("existing dataset, no --resume", lambda t: base(dataset(t)), 1, ["already holds a dataset", "pass --resume"]),
-        ("resume with another seed", lambda t: base(dataset(t), "--resume", "--seed", "6"), 1,
+        ("foreign parquet on resume", foreign_parquet, 2, ["was not written by BYOG", "move it out"]),
+        ("existing dataset, no --resume", lambda t: base(dataset(t)), 2, ["already holds a dataset", "pass --resume"]),
+        ("resume with another seed", lambda t: base(dataset(t), "--resume", "--seed", "6"), 2,
          ["collected with seed=5 but this run has seed=6"]),
         ("--num-envs 0", lambda t: base(t / "n", "--num-envs", "0"), 2, ["--num-envs must be >= 1"]),
         ("--episodes and --steps", lambda t: base(t / "n", "--steps", "5"), 2, ["exactly one of --episodes"]),
         ("unknown policy", lambda t: base(t / "n", "--policy", "smart"), 2, ["Unknown policy 'smart'", "Valid policies"]),
         ("unknown env", lambda t: ["--env", "no-such-env", "--episodes", "1", "--out", str(t / "n"), "--no-progress"],
-         1, ["no-such-env"]),
+         2, ["no-such-env"]),
     ]
 
 

@@ -202,15 +202,15 @@ def test_import_v21_vector_actions_and_camera_choice(tmp_path):
 
         small = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA) for f in per_cam["observation.images.wrist"]])
         assert np.abs(ep.frames.astype(int) - small).mean() < 6
-    assert import_cli(["lerobot", str(tmp_path / "v21"), "--out", str(tmp_path / "c"), "--camera", "nope"]) == 1
+    assert import_cli(["lerobot", str(tmp_path / "v21"), "--out", str(tmp_path / "c"), "--camera", "nope"]) == 2
 
 
 def test_import_errors_are_one_line(tmp_path, capsys):
-    assert import_cli(["lerobot", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert import_cli(["lerobot", str(tmp_path), "--out", str(tmp_path / "o")]) == 2  # usage: a bad source (byog_core.cli)
     assert "is not a LeRobot dataset" in capsys.readouterr().err
     (tmp_path / "meta").mkdir()
     (tmp_path / "meta/info.json").write_text(json.dumps({"codebase_version": "v1.6", "features": {}}))
-    assert import_cli(["lerobot", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert import_cli(["lerobot", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "reads v3.0 and v2.1" in capsys.readouterr().err
 
 

@@ -104,7 +104,7 @@ def test_a_gpu_study_without_cuda_fails_before_anything_runs(tmp_path, monkeypat
     from experiments.scarcity import cli
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert cli(["--preset", "scarcity-gpu", "--out", str(tmp_path / "s"), "--plan-only"]) == 1
+    assert cli(["--preset", "scarcity-gpu", "--out", str(tmp_path / "s"), "--plan-only"]) == 2  # usage: names its fix
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: Preset scarcity-gpu runs on cuda, which this machine lacks; run it where a GPU "
                    "is, or pass --device cpu."]
