@@ -195,15 +195,17 @@ def cap_labelled_batch(cfg: Any, kind: str, label_fraction: float) -> Any:
     from agents.training import TrainError
     from agents.training.data import build_data
 
-    try:
-        labelled, every = (len(build_data(str(cfg.data), cfg.loader, label_fraction=label_fraction,
-                                          label_seed=cfg.label_seed, labelled_only=only).train)
-                           for only in (True, False))
-    except TrainError as e:
-        raise ExperimentError(f"Cannot pretrain {kind!r} on {cfg.data}: {e}") from None
+    def windows(labelled_only: bool) -> int:
+        try:
+            return len(build_data(str(cfg.data), cfg.loader, label_fraction=label_fraction,
+                                  label_seed=cfg.label_seed, labelled_only=labelled_only).train)
+        except TrainError as e:
+            raise ExperimentError(f"Cannot pretrain {kind!r} on {cfg.data}: {e}") from None
+
+    labelled = windows(True)
     if cfg.loader.batch_size > labelled:  # else the config stays as it was (resumable)
         if cfg.loader.unlabelled_batch_size is None:  # at most every training window (a tiny set)
-            cfg.loader.unlabelled_batch_size = min(cfg.loader.batch_size, every)
+            cfg.loader.unlabelled_batch_size = min(cfg.loader.batch_size, windows(False))
         cfg.loader.batch_size = labelled
     return cfg
 

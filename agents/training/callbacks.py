@@ -74,7 +74,8 @@ class Callback:
 
     def on_step(self, t: TrainState, loss: float, metrics: dict[str, float]) -> bool | None:
         """After optimizer step ``t.step`` (already counted); return False to stop training
-        (an early stop: the loop ends as after its last step)."""
+        (an early stop: the loop ends as after its last step). Under DDP every rank must return
+        the same answer (decide on reduced values), or the ranks part at the next collective."""
 
     def on_interrupt(self, t: TrainState) -> None:
         """Ctrl-C asked the loop to stop at this step boundary (before it raises)."""
