@@ -4,6 +4,8 @@ Names (shared by every command that takes `--policy`):
 
 - `random`: uniform samples from the action space.
 - `crafter-scripted`: a rule-based Crafter agent that plans on `info["semantic"]`.
+- `crafter-survivor`: `crafter-scripted` that spends nights sealed in a stone pocket (lives
+  thousands of steps: long-episode narration).
 - `babyai-bot`: minigrid's `BabyAIBot`; needs the live env object (`env.unwrapped` must be the
   MiniGrid env), so the collector must run it in-process or with sync vector envs.
 - `sb3:<path.zip>`: a saved stable-baselines3 model (PPO, A2C, DQN, ...).
@@ -68,6 +70,7 @@ def register_policy(name: str, entry_point: str, *, usage: str | None = None, ta
 
 register_policy("random", "collect.policies.base:make_random")
 register_policy("crafter-scripted", "collect.policies.crafter_scripted:make")
+register_policy("crafter-survivor", "collect.policies.crafter_survivor:make")
 register_policy("babyai-bot", "collect.policies.babyai:make", needs_live_env=True)
 register_policy("sb3", "collect.policies.sb3:make", usage="sb3:<path.zip>", takes_arg=True)
 register_policy("mixed", "collect.policies.mixed:make", usage="mixed:<policy>:<eps>", takes_arg=True,
