@@ -45,6 +45,8 @@ FOOD_RADIUS = 80
 TOP_UP_RADIUS = 40
 #: Walking steps a pocket's distance to water is worth (per cell).
 WATER_WEIGHT = 2
+#: Walking steps a pocket with a water wall is worth over one without (it saves night trips).
+DRY_PENALTY = 25
 #: How far (walking steps) a pocket may be.
 POCKET_RADIUS = 30
 
@@ -76,27 +78,33 @@ def pocket_masks(sem: np.ndarray, can_dig: bool, water: bool = False) -> dict[tu
     """Per direction ``d``, the cells ``b`` from which a pocket ``(b, d)`` can be made.
 
     ``p`` and ``q`` must be free ground or (``can_dig``) stone, with no creature on them; the
-    six cells around them other than ``b`` must be solid (not grass/sand/path, no creature;
-    the world's edge counts as solid); ``b`` must be walkable. With ``water`` the cell beyond
-    ``q`` must be water (drinkable from inside: the player steps to ``q``, faces it and drinks).
+    six cells around them other than ``b`` must be walls (not grass/sand/path, no creature, not
+    lava; the world's edge counts); ``b`` must be walkable. Water stops zombies but not
+    arrows: without ``water`` it is no wall; with ``water`` it is, and at least one of the six
+    must be water (the player drinks from inside, facing it).
     """
     walk = np.isin(sem, WALKABLE_IDS)
     creature = np.isin(sem, list(_OBJ_IDS))
-    hollow = (walk | (can_dig & (sem == MAT["stone"]))) & ~creature
-    # Water and lava stop zombies but not arrows: not walls.
-    solid = ~(walk | creature | np.isin(sem, [MAT["water"], MAT["lava"]]))
     is_water = sem == MAT["water"]
+    hollow = (walk | (can_dig & (sem == MAT["stone"]))) & ~creature
+    wall = ~(walk | creature | (sem == MAT["lava"]) | (is_water if not water else False))
     out = {}
     for d in DIRS.values():
-        px, py = d
-        sx, sy = py, px  # a perpendicular
-        ok = (walk & ~creature) & _at(hollow, px, py, False) & _at(hollow, 2 * px, 2 * py, False)
-        ok &= _at(is_water if water else solid, 3 * px, 3 * py, not water)
-        for k in (1, 2):
-            for s in (1, -1):
-                ok &= _at(solid, k * px + s * sx, k * py + s * sy, True)
-        out[d] = ok
+        cells = _walls(d)
+        ok = (walk & ~creature) & _at(hollow, d[0], d[1], False) & _at(hollow, 2 * d[0], 2 * d[1], False)
+        wet = np.zeros_like(ok)
+        for dx, dy in cells:
+            ok &= _at(wall, dx, dy, True)
+            wet |= _at(is_water, dx, dy, False)
+        out[d] = ok & wet if water else ok
     return out
+
+
+def _walls(d: tuple[int, int]) -> list[tuple[int, int]]:
+    """Offsets from ``b`` of the six walls of the pocket ``(b, d)``."""
+    px, py = d
+    sx, sy = py, px  # a perpendicular
+    return [(3 * px, 3 * py)] + [(k * px + s * sx, k * py + s * sy) for k in (1, 2) for s in (1, -1)]
 
 
 def _at(m: np.ndarray, dx: int, dy: int, fill: bool) -> np.ndarray:
@@ -204,8 +212,9 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         return self._enter(pocket)
 
     def _inside(self) -> int | None:
-        seal = self._sealed_at
-        closed = self._sem[seal] == MAT["stone"] and self._adjacent(seal)
+        pk = self._home
+        seal = pk.b
+        closed = self._sem[seal] == MAT["stone"]
         if self._info.get("sleeping"):
             self._goal = "sleep in the shelter"
             return A["noop"]  # Crafter ignores actions until the player wakes
@@ -213,23 +222,40 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         if self._leaving:
             if closed:
                 self._goal = "dig out of the shelter"
+                if self._pos == pk.q:
+                    return A[_move(_sub(pk.p, pk.q))]
                 return self._face_and(seal, A["do"])
             self._sealed_at, self._pocket, self._leaving = None, None, False
             return None  # out: the scripted rules carry on
-        if not closed:  # the seal went (dug by mistake): close it again, or find another
-            self._sealed_at = None
-            if self._adjacent(seal) and self._inv["stone"] > 0 and self._sem[seal] not in _OBJ_IDS:
-                self._sealed_at = seal
-                if self._facing == _sub(seal, self._pos):
-                    self._goal = "seal the shelter"
-                    return A["place_stone"]
-                self._sealed_at = None
+        if not closed:  # the seal went (dug by mistake): close it again, or start over
+            if self._pos == pk.p and self._facing == _sub(seal, pk.p) and self._inv["stone"] > 0 \
+                    and self._sem[seal] not in _OBJ_IDS:
+                self._goal = "seal the shelter"
+                return A["place_stone"]
+            self._sealed_at, self._pocket = None, None
             return None
-        self._goal = "sleep in the shelter" if self._inv["energy"] < MAX_ITEM else "wait in the shelter"
+        if self._inv["drink"] < MAX_ITEM:
+            act = self._drink_inside(pk)
+            if act is not None:
+                return act
         if self._inv["energy"] < MAX_ITEM:
+            self._goal = "sleep in the shelter"
             self._sleeping = True
             return A["sleep"]
+        self._goal = "wait in the shelter"
         return A["noop"]
+
+    def _drink_inside(self, pk: Pocket) -> int | None:
+        """Drink from a water wall of the pocket (stepping to its other cell if that one has it)."""
+        for cell in (self._pos, pk.q if self._pos == pk.p else pk.p):
+            for d in DIRS.values():
+                w = (cell[0] + d[0], cell[1] + d[1])
+                if self._in(w) and self._sem[w] == MAT["water"]:
+                    self._goal = "drink in the shelter"
+                    if cell == self._pos:
+                        return self._face_and(w, A["do"])  # water is no floor: moving only turns
+                    return A[_move(_sub(cell, self._pos))]
+        return None
 
     def _enter(self, pk: Pocket) -> int | None:
         pos, d = self._pos, pk.d
@@ -247,7 +273,7 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
                 if self._inv["stone"] < 1:
                     return None
                 self._goal = "seal the shelter"
-                self._sealed_at = pk.b
+                self._sealed_at, self._home = pk.b, pk
                 return A["place_stone"]
             if self._sem[pk.q] == MAT["stone"]:
                 self._goal = "dig a shelter"
@@ -275,24 +301,30 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         pocket used is kept while it is still a pocket."""
         if self._home is not None and self._valid(self._home):
             return self._home
-        usable = pocket_masks(self._ground(), self._inv["wood_pickaxe"] > 0)
+        dig = self._inv["wood_pickaxe"] > 0
+        dry, wet = pocket_masks(self._ground(), dig), pocket_masks(self._ground(), dig, water=True)
         if self._inv["stone"] < 1:  # the seal's stone must come from digging p or q
             stone = self._sem == MAT["stone"]
-            usable = {d: m & (_at(stone, d[0], d[1], False) | _at(stone, 2 * d[0], 2 * d[1], False))
-                      for d, m in usable.items()}
+            dug = {d: _at(stone, d[0], d[1], False) | _at(stone, 2 * d[0], 2 * d[1], False) for d in DIRS.values()}
+            dry = {d: m & dug[d] for d, m in dry.items()}
+            wet = {d: m & dug[d] for d, m in wet.items()}
+        usable = {d: dry[d] | wet[d] for d in dry}
         any_b = np.zeros_like(self._sem, dtype=bool)
-        for m in usable.values():
-            any_b |= m
+        any_wet = np.zeros_like(self._sem, dtype=bool)
+        for d in usable:
+            any_b |= usable[d]
+            any_wet |= wet[d]
         if not any_b.any():
             return None
         walk = self._walk_distances()
         water = distance_transform_cdt(self._sem != MAT["water"], metric="taxicab")
         cost = np.where(any_b & (walk >= 0), walk + WATER_WEIGHT * water, np.inf)
+        cost = np.where(any_wet, cost - WATER_WEIGHT * water - DRY_PENALTY, cost)
         if not np.isfinite(cost).any():
             return None
         b = np.unravel_index(int(np.argmin(cost)), cost.shape)
         b = (int(b[0]), int(b[1]))
-        d = next(d for d, m in usable.items() if m[b])
+        d = next((d for d, m in wet.items() if m[b]), None) or next(d for d, m in usable.items() if m[b])
         self._home = Pocket(b, d)
         return self._home
 
