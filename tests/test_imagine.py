@@ -13,7 +13,7 @@ import torch
 from helpers import SPRITE_WM, tiny_agent
 from plugins.sprite_env import SpriteEnv, register, sprite_episodes
 
-from agents.imagine import (
+from agents.imagine.command import (
     attach_world_model,
     cli,
     evaluate,
@@ -22,7 +22,7 @@ from agents.imagine import (
     imagine,
     make_clips,
 )
-from agents.world_model import (
+from agents.imagine.world_model import (
     WorldModel,
     WorldModelConfig,
     WorldModelError,

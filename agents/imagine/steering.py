@@ -1,7 +1,7 @@
 """Words that steer pictures: imagine from a *given* sentence and check the narrator says it back.
 
 For each clip and each prompt sentence, the sentence is teacher-forced into the last real
-frame's narration slot (:meth:`agents.narrator.Narrator.force`) and the world model imagines
+frame's narration slot (:meth:`agents.narrate.narrator.Narrator.force`) and the world model imagines
 from that state (``imagine(..., prompt=ids)``); the same clips are imagined unprompted (the
 narrator's own words in that slot). Both imagined clips are then narrated by the agent *from the
 same unprompted context* (its narration of the real context frames), so that the two arms differ
@@ -23,7 +23,7 @@ import torch
 
 def prompt_ids(agent: Any, sentence: str) -> torch.Tensor:
     """A sentence as one narration slot: long [k] (``<sep>``/``<nil>`` as in training)."""
-    from agents.text import slot_annotations
+    from agents.model.text import slot_annotations
 
     return slot_annotations([[[sentence]]], torch.ones(1, 1, dtype=torch.bool), agent.tokenizer,
                             agent.cfg.text).ids[0, 0]
@@ -40,7 +40,7 @@ def says(narration: Sequence[Sequence[str]], sentence: str, frames: int) -> bool
     """Whether the event of ``sentence`` is among the sentences narrated for the first
     ``frames`` frames (``narration``: per-frame sentence lists); parsed events compare by kind
     and arguments, unparsed sentences by text."""
-    from agents.clip_narration import sentence_event
+    from agents.narrate.clip_narration import sentence_event
 
     target = sentence_event(sentence)
     return any(sentence_event(s) == target for fr in narration[:frames] for s in fr)
@@ -59,8 +59,8 @@ def steering(agent: Any, wm: Any, context: torch.Tensor, actions: torch.Tensor,
         whether the narrator said prompt p reading clip b's imagined frames, with and without the
         prompt, and the share of imagined codes the prompt changed.
     """
-    from agents.clip_narration import narrate_clips
-    from agents.world_model import imagine
+    from agents.narrate.clip_narration import narrate_clips
+    from agents.imagine.world_model import imagine
 
     B = context.shape[0]
     window = wm.cfg.window_for(agent)

@@ -5,7 +5,7 @@ name in :data:`OBJECTIVES` (``PredictorConfig.mode`` names it); ``BYOGAgent`` lo
 and never asks "which mode?". Built in:
 
 * ``prefix``: the predictor reads the encoder states of the frames before a sampled cut
-  (masked input, see :class:`agents.predictor.Predictor`) and predicts the tokens after it.
+  (masked input, see :class:`agents.model.predictor.Predictor`) and predicts the tokens after it.
 * ``parallel``: from the state at each index i alone it predicts the next ``horizon`` tokens,
   all indices folded into one batch.
 * ``latent``: the prefix mode's input, but the predictor regresses the EMA target encoder's
@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from agents import losses as L
-from agents import monitors as M
+from agents.model import losses as L
+from agents.model import monitors as M
 from agents.config import OBJECTIVES
 
 if TYPE_CHECKING:
     from agents.config import ModelConfig
-    from agents.predictor import Predictor
+    from agents.model.predictor import Predictor
 
 
 @dataclass

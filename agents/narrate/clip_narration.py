@@ -1,7 +1,7 @@
 """Narrating clips of frames with a frozen agent, and reading its sentences back as events.
 
-Shared by the imagination evaluation (:mod:`agents.imagine`) and the steering score
-(:mod:`agents.steering`).
+Shared by the imagination evaluation (:mod:`agents.imagine.command`) and the steering score
+(:mod:`agents.imagine.steering`).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def narrate_clips(agent: Any, context: torch.Tensor, future: torch.Tensor, *, wi
                   ) -> list[list[str]]:
     """The agent's greedy narration of ``future`` [B, K, ...] after ``context`` [B, C, ...]:
     B lists of K sentence lists."""
-    from agents.narrator import Narrator
-    from agents.text import unslot
+    from agents.narrate.narrator import Narrator
+    from agents.model.text import unslot
 
     nar = Narrator(agent, batch_size=context.shape[0], window=window, greedy=True)
     nar.reset()

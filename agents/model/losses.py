@@ -47,7 +47,7 @@ def row_seed(seed: int, episode_index: int, start: int, step: int, stream: int =
 
 
 class RowNoise:
-    """Per-sample Exp(1) noise for the exponential race of ``agents.lm.sample_tokens``.
+    """Per-sample Exp(1) noise for the exponential race of ``agents.model.lm.sample_tokens``.
 
     Row b draws from its own ``torch.Generator`` seeded with ``seeds[b]``, so a window's sampled
     tokens depend only on its own seed and the model, never on which batch, batch position or

@@ -82,7 +82,7 @@ def special_ids(tokenizer: PreTrainedTokenizerFast) -> SpecialIds:
     if missing:
         raise TextError(
             f"The tokenizer lacks the special token(s) {missing}; load it with "
-            "agents.text.load_tokenizer(path) or build it with agents.text.train_tokenizer(...), "
+            "agents.model.text.load_tokenizer(path) or build it with agents.model.text.train_tokenizer(...), "
             "which add them."
         )
     return SpecialIds(*ids)
@@ -184,7 +184,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     if not path.exists():
         raise TextError(
             f"No tokenizer directory at {str(path)!r}; pass the directory written by "
-            "agents.text.save_tokenizer or a local pretrained checkpoint directory."
+            "agents.model.text.save_tokenizer or a local pretrained checkpoint directory."
         )
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

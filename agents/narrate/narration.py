@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.errors import NarrationError
-from agents.narrator import (  # re-exported: the old import paths
+from agents.narrate.narrator import (  # re-exported: the old import paths
     FORECASTS,
     NarrationStep,
     Narrator,
@@ -40,8 +40,8 @@ class NarrationWrapper(gym.Wrapper):
 
     >>> import byog_env, torch
     >>> from agents.config import make_model_config
-    >>> from agents.model import BYOGAgent
-    >>> from agents.text import train_tokenizer
+    >>> from agents.model.agent import BYOGAgent
+    >>> from agents.model.text import train_tokenizer
     >>> tok = train_tokenizer(["collected 1 wood"])
     >>> agent = BYOGAgent(make_model_config("tiny", text={"tokens_per_frame": 4}), tok)
     >>> env = NarrationWrapper(byog_env.make("crafter", length=20), agent, window=8)

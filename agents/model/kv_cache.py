@@ -17,7 +17,7 @@ when the caller knows the length (``capacity``) and otherwise doubles when full 
 O(1) per position). With autograd on (training through the cache) ``update`` grows out of
 place instead, like ``DynamicCache``, since backward needs the earlier keys unchanged.
 
-``KVCache.plan`` holds the model's decode plan (``agents.decode_plan.DecodePlan``) once the lean decode
+``KVCache.plan`` holds the model's decode plan (``agents.model.decode_plan.DecodePlan``) once the lean decode
 path has used the cache; that path stores keys with the rotary channels of each head
 interleaved (attention is invariant to it), so ``TokenLM.hidden`` refuses to mix the two paths
 on one cache.

@@ -49,11 +49,11 @@ import numpy as np
 import torch
 from transformers.cache_utils import Cache
 
-from agents import monitors as M
+from agents.model import monitors as M
 from agents.errors import NarrationError
-from agents.lm import sample_tokens
-from agents.slot_rule import narration_rule
-from agents.text import unslot
+from agents.model.lm import sample_tokens
+from agents.model.slot_rule import narration_rule
+from agents.model.text import unslot
 from byog_core.registry import Registry
 
 

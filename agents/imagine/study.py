@@ -6,8 +6,8 @@
 * :func:`day_night`: the same split of the evaluation clips' imagined / copy-last / ceiling PSNR;
 * :func:`ablation`: world models of several seeds per condition, paired on the same clips:
   differences state+action - action (language), action - none (action) with intervals
-  (:func:`agents.imagine_stats.paired_interval`);
-* :func:`steering_study`: the prompted-imagination score (:mod:`agents.steering`) of each
+  (:func:`agents.imagine.stats.paired_interval`);
+* :func:`steering_study`: the prompted-imagination score (:mod:`agents.imagine.steering`) of each
   seed's state+action model, paired per clip and prompt.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.imagine_stats import paired_interval, split_mean
-from agents.world_model import psnr
+from agents.imagine.stats import paired_interval, split_mean
+from agents.imagine.world_model import psnr
 
 Daylight = Callable[[np.ndarray], np.ndarray]
 NIGHT_BELOW = 0.5  # crafter adds night noise below daylight 0.5 (LocalView._light)
@@ -85,7 +85,7 @@ def ablation(scores: dict[str, dict[str, dict[str, torch.Tensor]]], seeds: int,
 
     Args:
         scores: model key (``cond`` or ``cond@seedN``, see :func:`model_key`) ->
-            :func:`agents.imagine.evaluate`'s ``rollouts["scores"]``.
+            :func:`agents.imagine.command.evaluate`'s ``rollouts["scores"]``.
         seeds: Seeds per condition.
         horizons: Horizons reported.
 
@@ -109,9 +109,9 @@ def ablation(scores: dict[str, dict[str, dict[str, torch.Tensor]]], seeds: int,
 
 def steering_study(agent: Any, models: dict[str, Any], seeds: int, clips: Any,
                    prompts: Sequence[str], *, steps: int, tolerance: int) -> dict[str, Any]:
-    """:func:`agents.steering.steering` for each seed's state+action model; the score with its
+    """:func:`agents.imagine.steering.steering` for each seed's state+action model; the score with its
     interval over seeds and (clip, prompt) pairs, and per prompt."""
-    from agents.steering import steering
+    from agents.imagine.steering import steering
 
     runs = [steering(agent, models[model_key("state+action", s)], clips.context,
                      clips.actions, prompts, steps=steps, tolerance=tolerance)

@@ -15,12 +15,12 @@ Two paths through the layers, the same computation (allclose: only the rounding 
 
 * the **teacher-forced / training path** (no cache, or any cache with autograd on) calls the
   ``transformers`` GPT-NeoX layers themselves, unchanged: the readable reference;
-* the **cached decode path** (a :class:`agents.kv_cache.KVCache` with autograd off: sampling,
+* the **cached decode path** (a :class:`agents.model.kv_cache.KVCache` with autograd off: sampling,
   live narration, forecasts) runs the hand-fused restatement of the layer in
-  :mod:`agents.decode_plan`, the runtime default on CPU (see that module for what it fuses).
+  :mod:`agents.model.decode_plan`, the runtime default on CPU (see that module for what it fuses).
 
 Why not ``DynamicCache`` (the cache of the first version) or transformers' ``StaticCache``: see
-:mod:`agents.kv_cache`; :class:`KVCache` still IS a transformers ``Cache``, so the stock layers'
+:mod:`agents.model.kv_cache`; :class:`KVCache` still IS a transformers ``Cache``, so the stock layers'
 ``update`` calls and ``get_seq_length`` / ``crop`` work on it unchanged.
 """
 from __future__ import annotations
@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Cache, GPTNeoXConfig, GPTNeoXForCausalLM
 
-from agents.decode_plan import DecodePlan, LayerHook
+from agents.model.decode_plan import DecodePlan, LayerHook
 from agents.errors import ModelError  # re-exported: the old import path
-from agents.kv_cache import KVCache
+from agents.model.kv_cache import KVCache
 
 if TYPE_CHECKING:
     from agents.config import LMConfig
@@ -55,7 +55,7 @@ def build_gpt_neox(cfg: LMConfig, vocab_size: int) -> GPTNeoXForCausalLM:
         A float32 ``GPTNeoXForCausalLM`` using SDPA attention.
     """
     if cfg.pretrained_path:
-        from agents.weights import check_dir
+        from agents.model.weights import check_dir
 
         path = Path(cfg.pretrained_path).expanduser()
         # a hub snapshot's files are links into its cache repo's blobs/: allowed there only
@@ -65,7 +65,7 @@ def build_gpt_neox(cfg: LMConfig, vocab_size: int) -> GPTNeoXForCausalLM:
                 f"lm.pretrained_path {str(path)!r} is not a checkpoint directory (no config.json); "
                 "pass a local directory written by save_pretrained or an HF cache snapshot."
             )
-        if torch.get_default_device().type == "meta":  # shapes only (agents.weights.check_weights)
+        if torch.get_default_device().type == "meta":  # shapes only (agents.model.weights.check_weights)
             model = GPTNeoXForCausalLM(GPTNeoXConfig.from_pretrained(str(path), local_files_only=True))
         else:
             model = GPTNeoXForCausalLM.from_pretrained(
@@ -299,7 +299,7 @@ class TokenLM(nn.Module):
     def _decode(self, x: torch.Tensor, cache: KVCache, start: int,
                 layer_hook: LayerHook | None, positions: torch.Tensor | None = None,
                 span: int = 0) -> torch.Tensor:
-        """The cached path: the layers bound once per cache (:class:`agents.decode_plan.DecodePlan`)."""
+        """The cached path: the layers bound once per cache (:class:`agents.model.decode_plan.DecodePlan`)."""
         plan = cache.plan
         if plan is None or plan.lm is not self:
             if cache.get_seq_length():
@@ -325,7 +325,7 @@ def sample_tokens(
     ``banned`` (Long [n]) ids are never chosen (e.g. ``<pad>``/``<bos>``); ``top_k`` > 0 keeps
     the k most likely tokens; ``greedy`` takes the argmax. ``generator``: a torch generator, or
     a callable ``probs [B, V] -> Exp(1) noise [B, V]`` (per-row noise sources, e.g.
-    ``agents.losses.RowNoise``, so that a row's draw does not depend on the batch around it).
+    ``agents.model.losses.RowNoise``, so that a row's draw does not depend on the batch around it).
     ``nil_rule = (nil_id, p)`` changes greedy decoding only: ``nil_id`` iff its probability is
     > p, else the most likely other token (plain argmax lets ``<nil>`` win whenever the word
     mass is split over several words, even when a word is more likely than not).

@@ -23,20 +23,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents import losses as L
-from agents import monitors as M
+from agents.model import losses as L
+from agents.model import monitors as M
 from agents.config import ModelConfig
-from agents.encoder import NarrationEncoder
+from agents.model.encoder import NarrationEncoder
 from agents.errors import ModelError
-from agents.lm import TokenLM, build_gpt_neox
-from agents.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
+from agents.model.lm import TokenLM, build_gpt_neox
+from agents.model.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
 from agents.obs import ObsEncoder, build_obs_encoder
-from agents.predictor import Predictor
-from agents.slot_rule import SlotRule, SlotTrack, narration_rule
-from agents.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids
+from agents.model.predictor import Predictor
+from agents.model.slot_rule import SlotRule, SlotTrack, narration_rule
+from agents.model.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids
 
 if TYPE_CHECKING:
-    from agents.narrator import Narrator
+    from agents.narrate.narrator import Narrator
 
 WEIGHTS = "model.safetensors"
 CONFIG = "model_config.json"
@@ -72,7 +72,7 @@ class BYOGAgent(nn.Module):
 
     Args:
         cfg: The model config.
-        tokenizer: A tokenizer with the special tokens (``agents.text``).
+        tokenizer: A tokenizer with the special tokens (``agents.model.text``).
         obs_encoder: An already built (and, for vqvae/units, fitted) observation encoder;
             None = ``build_obs_encoder(cfg.obs)`` (must not need fitting).
     """
@@ -97,7 +97,7 @@ class BYOGAgent(nn.Module):
         with_target = use_pred and cfg.loss.target_ema > 0
         self.shared_lm: nn.Module | None = None
         if cfg.lora.enabled:
-            from agents.lora import make_lora_model
+            from agents.model.lora import make_lora_model
 
             self.shared_lm = make_lora_model(build_gpt_neox(cfg.lm, vocab), cfg.lora,
                                              with_target=with_target)
@@ -113,7 +113,7 @@ class BYOGAgent(nn.Module):
         if cfg.nil_threshold is not None:
             self.encoder.nil_rule = (sp.nil, cfg.nil_threshold)
         # narration keeps the training targets' slot format: their carry bound, nothing after
-        # a slot's first <nil> (agents.slot_rule); training's own sampling does not use it
+        # a slot's first <nil> (agents.model.slot_rule); training's own sampling does not use it
         self.encoder.slot_rule = SlotRule(nil=sp.nil, ends=(sp.sep, sp.nil, sp.pad),
                                           max_carry=cfg.text.max_carry)
         self.predictor: Predictor | None = None
@@ -154,7 +154,7 @@ class BYOGAgent(nn.Module):
         tgt = list(self.target.parameters())
         onl = list(self.encoder.parameters())
         if self.shared_lm is not None:
-            from agents.lora import adapter_parameters
+            from agents.model.lora import adapter_parameters
 
             a_t = adapter_parameters(self.shared_lm, "target")
             a_o = adapter_parameters(self.shared_lm, "encoder")
@@ -401,7 +401,7 @@ class BYOGAgent(nn.Module):
                   batch: dict[str, Any], step: int, *, soft_logits: torch.Tensor | None = None,
                   target_hidden: torch.Tensor | None = None) -> ObjectiveOutput:
         """The configured predictor objective on encoder features x [B, L, Dx] and target
-        tokens y_flat [B, L] (see :mod:`agents.objectives`)."""
+        tokens y_flat [B, L] (see :mod:`agents.model.objectives`)."""
         assert self.predictor is not None
         B = valid.shape[0]
         return self.objective(ObjectiveInputs(
@@ -414,7 +414,7 @@ class BYOGAgent(nn.Module):
     @torch.no_grad()
     def evaluate(self, batch: dict[str, Any], *, step: int = 0, tolerance: int = 2) -> Evaluation:
         """Monitors on a batch (no gradient): greedy narration against the annotations and the
-        collapse detectors (:func:`agents.monitors.narration_metrics`), predictor vs unigram,
+        collapse detectors (:func:`agents.model.monitors.narration_metrics`), predictor vs unigram,
         prefix gain, carried/cut counts, gate values.
 
         Returns:
@@ -427,7 +427,7 @@ class BYOGAgent(nn.Module):
         try:
             valid = batch["valid"].bool()
             e = self.frame_embeddings(batch)
-            # scored as narration writes it: the slot format kept (agents.slot_rule)
+            # scored as narration writes it: the slot format kept (agents.model.slot_rule)
             ids, logits = self.encoder.sample(e, greedy=True, rule=narration_rule(self))
             ids = ids.masked_fill(~valid[:, :, None], self.special.pad)
             slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, self.cfg.text)
@@ -470,8 +470,8 @@ class BYOGAgent(nn.Module):
 
         ``prev_frame`` uint8 [B, H, W, 3]: the frame before the clip (a window's ``prev_frame``),
         read by frame-delta encoders; None = the clip starts afresh. ``cut``/``early_exit``:
-        the slot format kept, as in live narration (:mod:`agents.slot_rule`); ``track``: a
-        :class:`~agents.slot_rule.SlotTrack` of B rows to read (and accumulate) its counts."""
+        the slot format kept, as in live narration (:mod:`agents.model.slot_rule`); ``track``: a
+        :class:`~agents.model.slot_rule.SlotTrack` of B rows to read (and accumulate) its counts."""
         if valid is None:
             valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
         e = self.encoder.frame_embeddings(frames, valid, embedding, prev_frame=prev_frame)
@@ -483,10 +483,10 @@ class BYOGAgent(nn.Module):
         return ids.masked_fill(~valid[:, :, None], self.special.pad)
 
     def start(self, batch_size: int, **narrator: Any) -> Narrator:
-        """A reset :class:`agents.narrator.Narrator` for ``batch_size`` streams: the live
+        """A reset :class:`agents.narrate.narrator.Narrator` for ``batch_size`` streams: the live
         narration state :meth:`narrate_step` advances (``narrator``: its options, e.g.
         ``window``, ``forecast``, ``seed``). Puts the agent in eval mode."""
-        from agents.narrator import Narrator
+        from agents.narrate.narrator import Narrator
 
         narr = Narrator(self, batch_size=batch_size, **narrator)
         narr.reset()
@@ -499,7 +499,7 @@ class BYOGAgent(nn.Module):
         """Narrate one new frame per stream: frame uint8 [B, H, W, 3] -> (ids Long [B, k], state).
 
         ``state`` is the narrator :meth:`start` made (advanced in place and returned); its
-        context stays bounded by its window (see :mod:`agents.narrator`). The sampling options
+        context stays bounded by its window (see :mod:`agents.narrate.narrator`). The sampling options
         apply from this step on."""
         state.greedy, state.temperature, state.top_k = greedy, temperature, top_k
         return state.step(frame, embedding).ids, state
@@ -509,18 +509,18 @@ class BYOGAgent(nn.Module):
                 **kwargs: Any) -> Any:
         """Imagine ``steps`` frames after real ``frames`` uint8 [B, T, H, W, 3] with the world
         model saved beside this agent's checkpoint, and narrate them; ``actions=None`` means no
-        action input (the world model's learned "no action"). See :func:`agents.world_model.imagine`."""
-        from agents.world_model import imagine
+        action input (the world model's learned "no action"). See :func:`agents.imagine.world_model.imagine`."""
+        from agents.imagine.world_model import imagine
 
         return imagine(self, frames, actions, steps, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``model.safetensors``, ``config.json``, ``tokenizer/``, the LMs as stock
-        GPT-NeoX directories and a model card under ``path`` (layout: :mod:`agents.hf`)."""
+        GPT-NeoX directories and a model card under ``path`` (layout: :mod:`agents.model.hf`)."""
         from safetensors.torch import save_model
 
-        from agents.hf import write_hf_files
+        from agents.model.hf import write_hf_files
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -531,7 +531,7 @@ class BYOGAgent(nn.Module):
 
     def describe(self, frames: Any, **kwargs: Any) -> list:
         """Sentences per frame: uint8 ``[T, H, W, 3]`` -> T lists (``[B, T, ...]`` -> B of them)."""
-        from agents.hf import describe
+        from agents.model.hf import describe
 
         return describe(self, frames, **kwargs)
 
@@ -540,8 +540,8 @@ class BYOGAgent(nn.Module):
         """Rebuild an agent written by :meth:`save_pretrained` (fitted obs parts included)."""
         from safetensors.torch import load_model
 
-        from agents.hf import read_agent_config
-        from agents.weights import check_weights
+        from agents.model.hf import read_agent_config
+        from agents.model.weights import check_weights
 
         path = Path(path)
         saved, extra = read_agent_config(path)  # config.json, or an old model_config.json

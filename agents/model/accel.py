@@ -8,7 +8,7 @@
   checkpoints keep their names) to the teacher-forced forward of the encoder (the LM layer
   stack, i.e. training and a narrator's window re-encodes), the observation encoder and the
   predictor. The per-token decode path of live narration stays the hand-fused
-  :mod:`agents.decode_plan` on CPU: one token through a tiny model is a few dozen small ops,
+  :mod:`agents.model.decode_plan` on CPU: one token through a tiny model is a few dozen small ops,
   which a compiled graph does not make faster, and a new graph per cache length would recompile.
 
 This module imports torch lazily so configs can name the choices without importing it.

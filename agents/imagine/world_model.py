@@ -8,7 +8,7 @@ A second training stage that reads a *frozen* agent (DESIGN.md, *Imagination*):
   frame into ONE k-means unit id over downsampled pixels (the hidden-units note's forward model),
   whose picture is the unit's *centroid thumbnail*: the mean of the training frames assigned to
   it. Units are one id per frame, so a units world model can only ever show those thumbnails.
-  ``grid`` (:mod:`agents.grid_tokens`) gives each tile of a grid world's frame (the env family's
+  ``grid`` (:mod:`agents.imagine.grid_tokens`) gives each tile of a grid world's frame (the env family's
   ``tile_size``) the id of its nearest k-means tile patch: nearly lossless by day on Crafter.
 * **Condition** (registry :data:`CONDITIONS`): the BYOG encoder's state at frame t (the final
   hidden state of frame t's narration slot, so its narration is included) and the action taken
@@ -17,7 +17,7 @@ A second training stage that reads a *frozen* agent (DESIGN.md, *Imagination*):
   positions of frame t+1. Position i's input is ``embed(code_t[i]) + embed(revealed_{t+1}[i])
   + pos[i]``, where ``revealed`` holds the frame-t+1 codes decoded so far and ``[MASK]``
   elsewhere; two condition tokens (state, action) are prepended. With a copy path
-  (``copy``, :mod:`agents.copy_path`) each position may also copy frame t's code at itself or a
+  (``copy``, :mod:`agents.imagine.copy_path`) each position may also copy frame t's code at itself or a
   neighbour, and a copied tile keeps its pixels (``copy_pixels``). The model is causal in time:
   frame t+1 is predicted from frame t and the narrator's state, which summarises frames <= t.
   Trained by masked-code cross-entropy (MaskGIT): a fraction ``full_mask_fraction`` of the
@@ -28,7 +28,7 @@ A second training stage that reads a *frozen* agent (DESIGN.md, *Imagination*):
 
 Rollouts: :func:`imagine` (also ``BYOGAgent.imagine``) feeds each imagined frame back, narrated
 by the agent, whose new state conditions the next step; it lives here, not in the CLI module
-:mod:`agents.imagine`, so that ``agents.model`` depends on this module only.
+:mod:`agents.imagine.command`, so that ``agents.model.agent`` depends on this module only.
 
 Decoding scheme (registry :data:`DECODERS`), chosen by measured quality per CPU second
 ---------------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.copy_path import COPY_PATHS, copy_mixture_loss, copy_sources, mix_copy
+from agents.imagine.copy_path import COPY_PATHS, copy_mixture_loss, copy_sources, mix_copy
 from byog_core.registry import Registry
 
 CONFIG_FILE = "config.json"
@@ -162,7 +162,7 @@ class WorldModelConfig:
     """Render a copied position with the copied frame's own pixels (grid tokens: the tile
     itself, not its code's codebook picture), so what the model keeps is kept exactly."""
     copy: str = "neighbours"
-    """The "same as last" path (:data:`agents.copy_path.COPY_PATHS`): besides codebook logits
+    """The "same as last" path (:data:`agents.imagine.copy_path.COPY_PATHS`): besides codebook logits
     each position may copy frame t's code at itself (``same``), at itself and its four
     neighbours (``neighbours``: a moving view shifts by one tile) or nowhere (``none``)."""
 
@@ -198,7 +198,7 @@ class WorldModelConfig:
 
     def window_for(self, agent: Any) -> int:
         """The narration window to use with ``agent`` (see ``narration_window``)."""
-        from agents.narrator import training_window
+        from agents.narrate.narrator import training_window
 
         return self.narration_window or max(2, training_window(agent))
 
@@ -453,7 +453,7 @@ class UnitFrameTokens(FrameTokens):
         from safetensors.torch import load_file
 
         from agents.obs.units import UnitsEncoder
-        from agents.weights import tensor_shapes
+        from agents.model.weights import tensor_shapes
 
         thumbs = path / "thumbnails.safetensors"
         if "thumbnails" not in tensor_shapes(thumbs, what="World-model thumbnails", error=WorldModelError):
@@ -463,11 +463,11 @@ class UnitFrameTokens(FrameTokens):
 
 FRAME_TOKENS: Registry = Registry(
     "frame tokens", error=WorldModelError,
-    hint="Register a FrameTokens class with agents.world_model.FRAME_TOKENS.register(name, cls).")
+    hint="Register a FrameTokens class with agents.imagine.world_model.FRAME_TOKENS.register(name, cls).")
 """Frame tokenizers by name (``--world-model.tokens``); an entry point string imports on use."""
 FRAME_TOKENS.register("vqvae", VQFrameTokens)
 FRAME_TOKENS.register("units", UnitFrameTokens)
-FRAME_TOKENS.register("grid", "agents.grid_tokens:GridFrameTokens")  # its own module
+FRAME_TOKENS.register("grid", "agents.imagine.grid_tokens:GridFrameTokens")  # its own module
 
 
 def frame_tokens_for(agent: Any, frames: np.ndarray, cfg: WorldModelConfig, *,
@@ -508,7 +508,7 @@ class FrameTransformer(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab)
-        # the "same as last" path (agents.copy_path): one logit per copy source
+        # the "same as last" path (agents.imagine.copy_path): one logit per copy source
         self.copy_head = nn.Linear(d_model, len(copy_offsets)) if copy_offsets else None
         if self.copy_head is not None:  # start as copy-last: most of a next frame is the last
             with torch.no_grad():
@@ -597,7 +597,7 @@ DECODERS: Registry[Callable[..., torch.Tensor]] = Registry.of("world-model decod
     "parallel": decode_parallel,
     "maskgit": decode_maskgit,
     "autoregressive": decode_autoregressive,
-}, error=WorldModelError, hint="Register a decoding with agents.world_model.DECODERS.register(name, fn).")
+}, error=WorldModelError, hint="Register a decoding with agents.imagine.world_model.DECODERS.register(name, fn).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,7 +622,7 @@ class Transitions:
 def narrator_states(agent: Any, episodes: Sequence[np.ndarray], *, window: int,
                     batch: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The BYOG state and greedy narration of every frame of every episode, read from the frozen
-    agent by live narration (``agents.narrator.Narrator``, a bounded context of ``window``).
+    agent by live narration (``agents.narrate.narrator.Narrator``, a bounded context of ``window``).
 
     The state of frame t is the final hidden state of its narration slot's last position, so it
     has read frames <= t and the words narrated for them.
@@ -630,7 +630,7 @@ def narrator_states(agent: Any, episodes: Sequence[np.ndarray], *, window: int,
     Returns:
         ``(states, ids)``: per episode float [L, D] and long [L, k].
     """
-    from agents.narrator import Narrator
+    from agents.narrate.narrator import Narrator
 
     states: list[torch.Tensor] = [None] * len(episodes)  # type: ignore[list-item]
     ids: list[torch.Tensor] = [None] * len(episodes)  # type: ignore[list-item]
@@ -813,7 +813,7 @@ class WorldModel(nn.Module):
         """Load a world model written by :meth:`save`."""
         from safetensors.torch import load_file
 
-        from agents.weights import check_dir, check_weights
+        from agents.model.weights import check_dir, check_weights
 
         path = check_dir(Path(path), what="World-model directory", error=WorldModelError)
         if not _is_world_model(path):
@@ -951,7 +951,7 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
     """Imagine ``steps`` frames after each clip of real frames, and narrate them.
 
     Args:
-        agent: A :class:`agents.model.BYOGAgent` (it narrates; its state conditions the model).
+        agent: A :class:`agents.model.agent.BYOGAgent` (it narrates; its state conditions the model).
         frames: uint8 [B, T, H, W, 3] (or [T, H, W, 3]) real frames; imagination starts after
             the last one, with the agent's narration context built over all T.
         actions: long [B, steps] (or [steps]): the action taken at the last real frame, then at
@@ -967,13 +967,13 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
         decoding: Override of the config's decoding scheme.
         window: Narration context window (default ``world_model.cfg.window_for(agent)``).
         prompt: long [B, k] narration slot ids teacher-forced into the last real frame's slot
-            (:meth:`agents.narrator.Narrator.force`): imagination then starts from the state of
-            the agent having *said* that (see :mod:`agents.steering`); None: its own words.
+            (:meth:`agents.narrate.narrator.Narrator.force`): imagination then starts from the state of
+            the agent having *said* that (see :mod:`agents.imagine.steering`); None: its own words.
 
     Returns:
         An :class:`Imagination`.
     """
-    from agents.narrator import Narrator
+    from agents.narrate.narrator import Narrator
 
     wm = world_model or attached_world_model(agent)
     x = torch.as_tensor(np.asarray(frames))

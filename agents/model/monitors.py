@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from agents.text import Slotted, SpecialIds, special_ids, unslot
+from agents.model.text import Slotted, SpecialIds, special_ids, unslot
 
 NAN = float("nan")
 
@@ -512,7 +512,7 @@ def narration_metrics(
 ) -> dict[str, float]:
     """Every evaluation metric of narrated windows, computed in this one place.
 
-    ``BYOGAgent.evaluate`` (one batch), the trainer's pooled validation and ``agents.narrate``'s
+    ``BYOGAgent.evaluate`` (one batch), the trainer's pooled validation and ``agents.narrate.command``'s
     live summary all call it, so a metric means the same thing wherever it is reported.
 
     Args:

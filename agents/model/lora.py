@@ -1,7 +1,7 @@
 """One frozen pretrained GPT-NeoX base shared by encoder and predictor through peft LoRA adapters.
 
 Adapters: ``encoder`` and ``predictor`` (trainable) and, with an EMA target, ``target`` (a
-frozen EMA copy of ``encoder``). Adapters are switched with :func:`agents.lm.activate_adapter`,
+frozen EMA copy of ``encoder``). Adapters are switched with :func:`agents.model.lm.activate_adapter`,
 which leaves ``requires_grad`` alone (peft's ``set_adapter`` would freeze the other adapter
 and silently zero its gradient when both forwards share one ``backward()``).
 """

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.lm import TokenLM
+from agents.model.lm import TokenLM
 
 
 class Predictor(nn.Module):

@@ -1,7 +1,7 @@
 """Narrate a live environment: ``python -m agents.narrate --env crafter --checkpoint runs/x``.
 
 A policy plays ``--episodes`` episodes of ``--env``; a trained BYOG agent narrates every frame
-(:class:`agents.narration.NarrationWrapper`). The narration streams to the terminal beside the
+(:class:`agents.narrate.narration.NarrationWrapper`). The narration streams to the terminal beside the
 env's true annotations; ``--out`` receives ``narration.mp4`` (frames enlarged, narration,
 forecast and annotations as subtitles), ``narration.jsonl`` (one line per step) and
 ``summary.json``: event precision/recall/F1 of the narration against the annotations (timing
@@ -16,7 +16,7 @@ does) and scored the same way (``offline/...`` keys), so ``live - offline`` read
 live narration (its bounded, sliding context) apart from the sample of episodes; with
 ``--steps >= 2 * --drift`` also the paired change of that difference from the first ``--drift``
 steps to the last (``drift/...``: does live narration fall behind as the episode goes on?).
-Live and offline decoders keep the training targets' slot format (:mod:`agents.slot_rule`):
+Live and offline decoders keep the training targets' slot format (:mod:`agents.model.slot_rule`):
 the tokens its carry bound cut and the slots its early exit found ill-formed are reported.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.narration import (
+from agents.narrate.narration import (
     NarrationError,
     NarrationWrapper,
     check_frame_shape,
@@ -50,7 +50,7 @@ class NarrateConfig:
     """Settings of one live narration run (saved in ``summary.json``)."""
 
     checkpoint: str
-    """Run directory of ``python -m agents.train`` (its newest checkpoint), a checkpoint
+    """Run directory of ``python -m agents.training`` (its newest checkpoint), a checkpoint
     directory, or a ``save_pretrained`` directory. (required)"""
     env: str = "crafter"
     """Environment name for ``byog_env.make`` (``crafter``, ``babyai-gotolocal``, ...)."""
@@ -94,20 +94,20 @@ class NarrateConfig:
     """Torch device of the agent."""
     num_envs: int = 1
     """Envs played side by side and narrated by ONE batched decode per step
-    (:class:`agents.vector_narration.VectorNarrator`); env i plays episodes i, i+N, ...
+    (:class:`agents.narrate.vector_narration.VectorNarrator`); env i plays episodes i, i+N, ...
     (episode j still reset with seed ``seed + j``). 1 = the single-env wrapper."""
     threads: int = 0
     """torch CPU threads (0 = the cores this process may use, ``os.sched_getaffinity``)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """``fp32`` or ``bf16``: narrate under ``torch.autocast`` in bf16 (the observation encoder,
     projector, window re-encodes' inputs and logits; the per-token decode path stays in the
-    weights' dtype, see agents.accel)."""
+    weights' dtype, see agents.model.accel)."""
     compile: bool = False
     """``torch.compile`` the observation encoder and the encoder's teacher-forced forward (the
     per-token decode stays the hand-fused CPU path)."""
     cut: bool = True
     """End a narrated sentence that runs on past the training targets' carry bound (``--no-cut``
-    narrates without it; agents.slot_rule)."""
+    narrates without it; agents.model.slot_rule)."""
     early_exit: bool = True
     """After a slot's first ``<nil>`` write ``<nil>`` and fill the rest of the slot in one pass
     (``--no-early-exit``: decode every position)."""
@@ -152,7 +152,7 @@ class EpisodeLog:
     narration: list[str] = field(default_factory=list)
     forecast: list[list[str]] = field(default_factory=list)
     annotated: bool = False  # the env put ``annotations`` in info
-    cut: int = 0  # word tokens the carry bound cut (agents.slot_rule)
+    cut: int = 0  # word tokens the carry bound cut (agents.model.slot_rule)
     ill_formed: int = 0  # slots where the early exit wrote <nil> over a word
     resets: int = 0  # --stream: env episodes that ended and were followed by the next
 
@@ -203,7 +203,7 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
 
     An env that finished its episode takes the next one not yet played; once none is left it
     idles (its last frame is narrated again, not recorded) until every env is done."""
-    from agents.vector_narration import VectorNarrator
+    from agents.narrate.vector_narration import VectorNarrator
 
     N = len(envs)
     vec = VectorNarrator(agent, num_envs=N, window=cfg.window, keep=cfg.keep,
@@ -311,8 +311,8 @@ def offline_narration(cfg: NarrateConfig, agent: Any, logs: list[EpisodeLog],
     Returns:
         (ids int64 [T, k] per episode, slot counts ``cut_tokens``/``ill_formed_slots``, window).
     """
-    from agents.narrator import training_window
-    from agents.slot_rule import narration_rule
+    from agents.narrate.narrator import training_window
+    from agents.model.slot_rule import narration_rule
 
     W = training_window(agent)
     device = next(agent.parameters()).device
@@ -354,8 +354,8 @@ def _arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], toke
     """One arm's (live or offline) scores over the episodes: pooled events with a 95% interval
     over episodes, the lag summary, the monitors overall and per bucket, and per episode the
     sentences (for the paired statistics)."""
-    from agents import monitors as M
-    from agents.text import special_ids, unslot
+    from agents.model import monitors as M
+    from agents.model.text import special_ids, unslot
 
     sp = special_ids(tokenizer)
     eps = [(torch.as_tensor(i), lg.annotations, lg.entropy) for i, lg in zip(ids, logs)]
@@ -406,7 +406,7 @@ def _arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], toke
 def span_prf(said: list[list[str]], true: list[list[str]], a: int, b: int,
              tolerance: int) -> dict[str, float] | None:
     """Event counts of one episode's steps ``[a, b)`` (None when the episode ends before b)."""
-    from agents import monitors as M
+    from agents.model import monitors as M
 
     if len(true) < b:
         return None
@@ -418,7 +418,7 @@ def drift_summary(cfg: NarrateConfig, live: dict[str, Any], off: dict[str, Any],
     """Paired change of (live - offline) F1 from the first ``drift`` steps to the last ``drift``
     of ``--steps``, pooled over the episodes that reach the late span, with a 95% bootstrap
     interval over those episodes (None when ``--steps < 2 * drift`` or no episode lasts)."""
-    from agents import monitors as M
+    from agents.model import monitors as M
 
     d, n = cfg.drift, cfg.steps
     if n < 2 * d:
@@ -451,7 +451,7 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
     """Event agreement with the annotations, event lags and the collapse monitors, overall and
     per bucket; with ``offline`` (:func:`offline_narration`'s result) the same for the offline
     narration of the same frames (``offline/...``), live - offline and the drift."""
-    from agents import monitors as M
+    from agents.model import monitors as M
 
     live = _arm(cfg, [np.stack(lg.ids) for lg in logs], logs, tokenizer, has_annotations)
     frames = sum(len(lg.frames) for lg in logs)
@@ -598,7 +598,7 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
     from rich.console import Console
 
     import byog_env
-    from agents.accel import autocast, compile_agent
+    from agents.model.accel import autocast, compile_agent
     from agents.training.checkpoint import check_trained_env
     from byog_env.threads import set_threads
     from collect.policies import make_policy

@@ -124,7 +124,7 @@ def export_lm(agent: Any, path: str | Path, *, role: str = "narrator") -> Path:
                          "GPT-NeoX cannot hold; use BYOGAgent.from_pretrained for the whole agent.")
     with torch.no_grad():
         if tlm.adapter is not None:  # LoRA: merge this role's adapter into a copy of the base
-            from agents.lm import causal_lm_core
+            from agents.model.lm import causal_lm_core
 
             peft_model = copy.deepcopy(tlm.lm)
             lm = causal_lm_core(peft_model.merge_and_unload(adapter_names=[tlm.adapter]))
@@ -221,14 +221,14 @@ def describe(agent: Any, frames: Any, *, greedy: bool = True, **kwargs: Any) -> 
     """Sentences per frame: frames uint8 ``[T, H, W, 3]`` -> ``T`` lists of sentences, or
     ``[B, T, H, W, 3]`` -> ``B`` such lists.
 
-    Narrates as live narration does (``agents.narrator.Narrator``: the context bounded by the
+    Narrates as live narration does (``agents.narrate.narrator.Narrator``: the context bounded by the
     training window, re-encoded as it slides), so a clip of any length works and each frame
     is narrated in a context like those of training; while the clip fits the window this is
     exactly the offline ``narrate``. Extra keyword arguments go to ``Narrator`` (``window``,
     ``temperature``, ``top_k``, ``seed``).
     """
-    from agents.narrator import Narrator
-    from agents.text import unslot
+    from agents.narrate.narrator import Narrator
+    from agents.model.text import unslot
 
     x = torch.as_tensor(frames)
     if x.dtype != torch.uint8 or x.dim() not in (4, 5) or x.shape[-1] != 3:

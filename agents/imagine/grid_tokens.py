@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.world_model import FrameTokens, WorldModelConfig, WorldModelError
+from agents.imagine.world_model import FrameTokens, WorldModelConfig, WorldModelError
 
 CODEBOOK_FILE = "grid_codebook.safetensors"
 

@@ -44,12 +44,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents import monitors as M
+from agents.model import monitors as M
 from agents.errors import NarrationError
-from agents.kv_cache import KVCache
-from agents.lm import sample_tokens
-from agents.narrator import NarrationStep, Narrator, ParallelForecast, needs_column_message
-from agents.text import unslot
+from agents.model.kv_cache import KVCache
+from agents.model.lm import sample_tokens
+from agents.narrate.narrator import NarrationStep, Narrator, ParallelForecast, needs_column_message
+from agents.model.text import unslot
 from byog_core.registry import Registry
 
 
@@ -371,7 +371,7 @@ class VectorNarrationWrapper(gym.vector.VectorWrapper):
     def __init__(self, env: gym.vector.VectorEnv, agent: Any, *, window: int | None = None,
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None) -> None:
-        from agents.narration import check_rgb_frames
+        from agents.narrate.narration import check_rgb_frames
 
         super().__init__(env)
         check_rgb_frames(env.single_observation_space, agent, "VectorNarrationWrapper")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import GELUActivation
 
-from agents.kv_cache import KVCache
+from agents.model.kv_cache import KVCache
 
 
 class RopeLM(Protocol):

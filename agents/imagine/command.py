@@ -3,7 +3,7 @@
 ``python -m agents.imagine --checkpoint RUN --data DIR|--env ENV [--policy P] --steps K --out DIR``
 
 * ``--train-steps N`` (with ``--data``) first trains the world model (a second stage reading the
-  frozen agent, :mod:`agents.world_model`) on the agent's training episodes and saves it beside
+  frozen agent, :mod:`agents.imagine.world_model`) on the agent's training episodes and saves it beside
   the agent's checkpoint (``<checkpoint>/world_model/``); without it the saved one is used.
 * Clips of ``--context`` real frames are taken from the agent's validation episodes (``--data``)
   or from ``--episodes`` live episodes played by ``--policy`` (``--env``); from the last real
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.clip_narration import narrate_clips, sentence_event
-from agents.imagine_study import model_key
-from agents.world_model import (  # Imagination/imagine/attach_*: re-exported (they live there)
+from agents.narrate.clip_narration import narrate_clips, sentence_event
+from agents.imagine.study import model_key
+from agents.imagine.world_model import (  # Imagination/imagine/attach_*: re-exported (they live there)
     CONDITIONS,
     WORLD_MODEL_DIR,
     Imagination,
@@ -119,7 +119,7 @@ def event_f1(pred: list[list[list[str]]], true: list[list[list[str]]], *, tolera
              ) -> tuple[float, list[float]]:
     """Event F1 of narrations ``pred`` against ``true`` (B lists of K sentence lists): over the
     whole clips within ``tolerance`` frames, and per horizon (same frame only); pooled counts."""
-    from agents.monitors import combine_prf, event_prf
+    from agents.model.monitors import combine_prf, event_prf
 
     whole = combine_prf(event_prf(p, t, tolerance=tolerance, parser=sentence_event)
                         for p, t in zip(pred, true))
@@ -176,7 +176,7 @@ def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
         per = [frame_metrics(s.frames, real, s.codes, real_codes) for s in sampled]
         scores["best_of_k"] = {m: torch.stack([p[m] for p in per]).max(0).values for m in per[0]}
     # narration: of the real future, of the imagined one, of copy-last and of the reconstruction
-    from agents.text import unslot
+    from agents.model.text import unslot
 
     imag_s = unslot(img.narration_ids, agent.tokenizer)
     real_s: list = []
@@ -344,7 +344,7 @@ def report(out: dict[str, Any], horizons: tuple[int, ...] = (1, 4, 16)) -> str:
         rows += [f"| {r['decoding']} | {r['passes']} | {r['code_accuracy']:.3f} | {r['psnr']:.2f} "
                  f"| {r['ssim']:.3f} | {r['cpu_ms_per_frame']:.2f} |" for r in out["decoding"]]
         parts += ["## Decoding schemes (1-step predictions from real frames)", "\n".join(rows)]
-    from agents.imagine_study import report_sections
+    from agents.imagine.study import report_sections
 
     parts += report_sections(out)
     return "\n\n".join(parts) + "\n"
@@ -358,7 +358,7 @@ class ImagineConfig:
     """Settings of one imagination run (saved in ``metrics.json``)."""
 
     checkpoint: str
-    """Run directory of ``python -m agents.train`` (its newest checkpoint) or a checkpoint
+    """Run directory of ``python -m agents.training`` (its newest checkpoint) or a checkpoint
     directory; the world model lives in ``<checkpoint>/world_model``. (required)"""
     data: str | None = None
     """Dataset directory: the world model trains on the agent's training episodes and clips come
@@ -395,7 +395,7 @@ class ImagineConfig:
     """World-model seeds per condition; with > 1 the condition ablation (--compare-conditions)
     is reported as paired differences with intervals over seeds and clips."""
     prompts: int = 0
-    """Prompted imagination ("words that steer pictures", :mod:`agents.steering`): the N most
+    """Prompted imagination ("words that steer pictures", :mod:`agents.imagine.steering`): the N most
     frequent training annotation sentences, each teacher-forced into every clip's last context
     slot (0: none; needs --data)."""
     compare_decoding: bool = False
@@ -481,8 +481,8 @@ def _split(agent: Any, ds: Any, max_train: int | None) -> tuple[list[int], list[
 
 def training_prompts(agent: Any, data: str, n: int, max_train: int | None = None) -> list[str]:
     """The ``n`` most frequent annotation sentences of the agent's training episodes (prompts
-    for :mod:`agents.steering`; never read from the validation episodes it is scored on)."""
-    from agents.steering import frequent_sentences
+    for :mod:`agents.imagine.steering`; never read from the validation episodes it is scored on)."""
+    from agents.imagine.steering import frequent_sentences
     from collect.dataset import open_dataset
 
     ds = open_dataset(data)
@@ -600,7 +600,7 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
         eval_eps, n_actions = play_episodes(cfg)
     costs: dict[str, Any] = {}
     if cfg.train_steps:
-        from agents.grid_tokens import with_family_tile_size
+        from agents.imagine.grid_tokens import with_family_tile_size
 
         env_name = cfg.env or _dataset_env(cfg.data)
         cfg.world_model = with_family_tile_size(cfg.world_model, env_name)
@@ -659,9 +659,9 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
 def _studies(cfg: ImagineConfig, agent: Any, wm: WorldModel, models: dict[str, WorldModel],
              scores: dict[str, Any], clips: Clips, eval_eps: list) -> dict[str, Any]:
     """Tokenizer day/night report, clip day/night split, seed ablation and steering
-    (:mod:`agents.imagine_study`), whichever the run asks for."""
+    (:mod:`agents.imagine.study`), whichever the run asks for."""
     import byog_env
-    from agents import imagine_study as S
+    from agents.imagine import study as S
 
     env = cfg.env or _dataset_env(cfg.data)
     try:

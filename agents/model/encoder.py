@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.errors import ModelError
-from agents.kv_cache import KVCache
-from agents.lm import TokenLM, sample_tokens
+from agents.model.kv_cache import KVCache
+from agents.model.lm import TokenLM, sample_tokens
 from agents.obs.base import ObsEncoder
-from agents.slot_rule import SlotRule, SlotTrack
+from agents.model.slot_rule import SlotRule, SlotTrack
 
 
 class GatedCrossAttention(nn.Module):

@@ -1,6 +1,6 @@
 """Write a per-frame embedding column into a dataset from a LOCAL frozen checkpoint.
 
-    python -m agents.embed DATA_DIR --encoder hf:/models/clip-vit-b32 [--batch-size 64]
+    python -m agents.obs.embed DATA_DIR --encoder hf:/models/clip-vit-b32 [--batch-size 64]
 
 Specs: ``vqvae:<dir>`` (our fitted VQ-VAE), ``units:<dir>`` (a per-frame units encoder), any
 other fitted observation encoder as ``<kind>:<dir>`` / ``<module>:<kind>:<dir>``,
@@ -38,7 +38,7 @@ image stack (ImpalaCNN, before the recurrent transformer; it expects channels-la
 
     torch.jit.save(torch.jit.trace(VPTFrames(net).eval(), torch.rand(2, 3, 128, 128)), "vpt.pt")
 
-then ``python -m agents.embed DATA_DIR --encoder torchscript:vpt.pt``.
+then ``python -m agents.obs.embed DATA_DIR --encoder torchscript:vpt.pt``.
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def embedding_dim(path: str | Path, column: str = "embedding") -> int:
     if not state or not state.get("complete"):
         raise ObsEncoderError(
             f"{path} has no complete '{column}' column; write it with "
-            f"`python -m agents.embed {path} --encoder SPEC`."
+            f"`python -m agents.obs.embed {path} --encoder SPEC`."
         )
     return int(state["dim"])
 
@@ -145,7 +145,7 @@ def embed_dataset(path: str | Path, spec: str | FrameEmbedder, *, batch_size: in
     frame_shape = info.get("frame_shape")
     if not frame_shape or len(frame_shape) != 3 or frame_shape[2] != 3:
         raise ObsEncoderError(
-            f"{path}/meta/info.json has frame_shape {frame_shape}; agents.embed needs RGB frames "
+            f"{path}/meta/info.json has frame_shape {frame_shape}; agents.obs.embed needs RGB frames "
             "[H, W, 3]."
         )
     embedder = spec if isinstance(spec, FrameEmbedder) else load_embedder(
