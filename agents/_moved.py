@@ -121,16 +121,15 @@ def install() -> None:
         sys.meta_path.insert(0, MovedFinder())
 
 
-def package_attribute(package: str, name: str, api: dict[str, str], old_module: str,
-                      old_names: frozenset[str]) -> object:
+def package_attribute(package: str, name: str, api: dict[str, str], old: dict[str, str]) -> object:
     """The module ``__getattr__`` of a room that took an old module's path (``agents.model``,
     ``agents.narrate``, ``agents.imagine``): its public ``api`` (name -> module) imports on
-    first use; a name the old module held (``old_names``) and that now lives in
-    ``old_module`` resolves with a ``DeprecationWarning``; anything else is an AttributeError
-    (so ``from package import submodule`` imports the submodule)."""
+    first use; a name the old module held (``old``: name -> the module it lives in now)
+    resolves with a ``DeprecationWarning``; anything else is an AttributeError (so
+    ``from package import submodule`` imports the submodule)."""
     if name in api:
         return getattr(importlib.import_module(api[name]), name)
-    if name in old_names:
-        warn_moved(f"{package}.{name}", f"{old_module}.{name}", stacklevel=4)
-        return getattr(importlib.import_module(old_module), name)
+    if name in old:
+        warn_moved(f"{package}.{name}", f"{old[name]}.{name}", stacklevel=4)
+        return getattr(importlib.import_module(old[name]), name)
     raise AttributeError(f"module {package!r} has no attribute {name!r}")

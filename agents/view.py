@@ -154,8 +154,8 @@ def narrate_episode(agent: Any, frames: np.ndarray, forecast: int) -> dict[str, 
     """Live narration of one episode's frames (the bounded-context ``Narrator``)."""
     import torch
 
-    from agents.narrate.narrator import Narrator
     from agents.model.text import unslot
+    from agents.narrate.narrator import Narrator
 
     horizon = forecast if agent.predictor is not None else 0
     nar = Narrator(agent, forecast=horizon, greedy=True)

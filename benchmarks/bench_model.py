@@ -31,8 +31,8 @@ import torch
 import tyro
 
 from agents.config import make_model_config
-from agents.model.lm import sample_tokens
 from agents.model.agent import BYOGAgent
+from agents.model.lm import sample_tokens
 from agents.model.text import train_tokenizer
 from agents.training.config import LoaderConfig
 

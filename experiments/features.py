@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from agents.model.agent import BYOGAgent
-from agents.obs import ObsEncoder
 from agents.model.slot_rule import narration_rule
 from agents.narrate.vector_narration import VectorNarrator
+from agents.obs import ObsEncoder
 
 Pool = Literal["last", "mean"]
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from helpers import synthetic_dataset, tiny_args
 
-from agents.model.accel import autocast, compile_agent
 from agents.config import make_model_config
+from agents.model.accel import autocast, compile_agent
 from agents.model.agent import BYOGAgent
-from agents.narrate.narrator import Narrator
 from agents.model.text import train_tokenizer
+from agents.narrate.narrator import Narrator
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

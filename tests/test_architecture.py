@@ -194,3 +194,13 @@ def agents_top_level(root: Path = ROOT) -> list[str]:
 def test_agents_keeps_at_most_12_modules_at_its_top_level():
     top = agents_top_level()
     assert len(top) <= MAX_AGENTS_TOP_LEVEL, top
+
+
+MAX_FILE_LINES = 600
+LAYOUT_PACKAGES = ("byog_core", "byog_env", "collect", "agents", "experiments", "benchmarks")
+
+
+def test_no_file_over_600_lines_outside_tests():
+    long = [f"{f.relative_to(ROOT)} ({n} lines)" for f in module_files(ROOT, LAYOUT_PACKAGES).values()
+            if (n := len(f.read_text().splitlines())) > MAX_FILE_LINES]
+    assert long == []

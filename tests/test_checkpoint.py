@@ -11,9 +11,9 @@ import torch
 from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file
 
-from agents.training.command import cli
 from agents.training import checkpoint as C
 from agents.training import loading as L
+from agents.training.command import cli
 from agents.training.config import TrainError
 
 N = 3  # steps per segment

@@ -18,9 +18,9 @@ import yaml
 from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file, save_file
 
-from agents.training.command import cli
 from agents.training import checkpoint as C
 from agents.training import loading as L
+from agents.training.command import cli
 from agents.training.config import TrainError
 
 REPO = Path(__file__).resolve().parents[1]

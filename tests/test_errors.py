@@ -9,9 +9,9 @@ from agents import errors
 
 def test_every_agents_error_shares_one_base_that_is_a_value_error():
     from agents.model.lm import ModelError
+    from agents.model.text import TextError
     from agents.narrate.narration import NarrationError
     from agents.obs.base import ObsEncoderError
-    from agents.model.text import TextError
     from agents.training.config import TrainError
 
     # the old import paths are the same classes

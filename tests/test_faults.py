@@ -26,9 +26,9 @@ import torch
 from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file
 
-from agents.training.command import cli
 from agents.training import checkpoint as C
 from agents.training import loading as L
+from agents.training.command import cli
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 12

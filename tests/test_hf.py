@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from agents.model import hf
 from agents.config import make_model_config
 from agents.errors import ModelError
+from agents.model import hf
 from agents.model.agent import BYOGAgent
 from agents.model.text import train_tokenizer, unslot
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from helpers import cycle_batch, cycle_tokenizer, narrate_live
 
-from agents.model import losses as L
 from agents.config import ModelConfig, make_model_config
-from agents.model.lm import ModelError
+from agents.model import losses as L
 from agents.model.agent import BYOGAgent, Evaluation
+from agents.model.lm import ModelError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 

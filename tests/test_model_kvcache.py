@@ -6,9 +6,9 @@ from torch import nn
 from transformers import DynamicCache
 
 from agents.config import LMConfig, make_model_config
+from agents.model.agent import BYOGAgent
 from agents.model.kv_cache import KVCache
 from agents.model.lm import ModelError, TokenLM, build_gpt_neox, sample_tokens
-from agents.model.agent import BYOGAgent
 from agents.model.text import train_tokenizer
 
 V = 40

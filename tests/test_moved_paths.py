@@ -55,15 +55,17 @@ def test_from_imports_of_old_paths_resolve_to_the_same_objects():
 
 
 @pytest.mark.parametrize("package, name, home", [
-    ("agents.model", "select_rows", "agents.model.agent"),
+    ("agents.model", "select_rows", "agents.model.batch"),
     ("agents.model", "WEIGHTS", "agents.model.agent"),
     ("agents.narrate", "main", "agents.narrate.command"),
     ("agents.narrate", "cli", "agents.narrate.command"),
-    ("agents.narrate", "NarrateConfig", "agents.narrate.command"),
+    ("agents.narrate", "NarrateConfig", "agents.narrate.config"),
+    ("agents.narrate", "summarize", "agents.narrate.scoring"),
     ("agents.imagine", "main", "agents.imagine.command"),
     ("agents.imagine", "cli", "agents.imagine.command"),
     ("agents.imagine", "ImagineConfig", "agents.imagine.command"),
-    ("agents.imagine", "evaluate", "agents.imagine.command"),
+    ("agents.imagine", "evaluate", "agents.imagine.evaluation"),
+    ("agents.imagine", "psnr", "agents.imagine.metrics"),
 ])
 def test_names_of_an_old_module_resolve_from_the_package_that_took_its_path(package, name, home):
     pkg = importlib.import_module(package)
@@ -104,8 +106,8 @@ def test_the_old_train_module_warns_and_keeps_its_names():
 def test_old_registry_strings_still_resolve():
     """A config or checkpoint written before the move names ``agents.objectives:...`` or
     ``agents.world_model:...``: the entry points load the same objects."""
-    from agents.model.objectives import prefix_objective
     from agents.imagine.world_model import WorldModel
+    from agents.model.objectives import prefix_objective
 
     for old, obj in (("agents.objectives:prefix_objective", prefix_objective),
                      ("agents.world_model:WorldModel", WorldModel)):

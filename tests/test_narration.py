@@ -8,8 +8,8 @@ from helpers import SENTENCES, PatternEnv
 
 from agents.config import make_model_config
 from agents.model.agent import BYOGAgent
-from agents.narrate.narration import NarrationError, NarrationWrapper, Narrator, check_frame_shape
 from agents.model.text import train_tokenizer, unslot
+from agents.narrate.narration import NarrationError, NarrationWrapper, Narrator, check_frame_shape
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from helpers import cycle_batch, cycle_tokenizer
 
-from agents.model import losses as L
 from agents.config import make_model_config
+from agents.model import losses as L
+from agents.model.agent import BYOGAgent
 from agents.model.encoder import NarrationEncoder
 from agents.model.lm import ModelError
-from agents.model.agent import BYOGAgent
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
@@ -321,7 +321,7 @@ def test_prefix_gain_also_against_a_prefix_shuffled_across_the_batch(tok):
 
 # ----------------------------------------------------------------------------- defect 8
 def test_narrator_defaults_to_the_checkpoints_training_window(tok):
-    from agents.narrate.command import NarrateConfig
+    from agents.narrate.config import NarrateConfig
     from agents.narrate.narration import Narrator
 
     agent = make(tok)

@@ -6,9 +6,9 @@ import sys
 import pytest
 import torch
 
-from agents.model import objectives as O
 from agents.config import OBJECTIVES, make_model_config
 from agents.errors import AgentsError, ModelError
+from agents.model import objectives as O
 from agents.model.agent import BYOGAgent
 from agents.model.text import train_tokenizer
 

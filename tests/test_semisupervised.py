@@ -230,8 +230,8 @@ def test_separate_clips_bound_each_group():
 
 
 def test_init_from_a_captioner_starts_encoder_and_target_from_it(data, tmp_path, capsys):
-    from agents.training.command import cli
     from agents.training.checkpoint import load_init_weights, resolve_checkpoint
+    from agents.training.command import cli
     from agents.training.loading import load_agent
 
     cap = tmp_path / "cap"

@@ -12,8 +12,8 @@ import torch
 from agents.config import make_model_config
 from agents.errors import NarrationError
 from agents.model.agent import BYOGAgent
-from agents.narrate.narrator import Narrator
 from agents.model.text import train_tokenizer
+from agents.narrate.narrator import Narrator
 from agents.narrate.vector_narration import VectorNarrationWrapper, VectorNarrator
 
 SENTENCES = ["collected 1 wood", "tree in view", "made wood pickaxe", "cow in view"]

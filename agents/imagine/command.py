@@ -31,31 +31,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.narrate.clip_narration import narrate_clips, sentence_event
-from agents.imagine.study import model_key
-from agents.imagine.world_model import (  # Imagination/imagine/attach_*: re-exported (they live there)
-    CONDITIONS,
-    WORLD_MODEL_DIR,
-    Imagination,
+from agents.imagine.config import CONDITIONS, WORLD_MODEL_DIR, WorldModelConfig, WorldModelError
+from agents.imagine.dynamics import (
     WorldModel,
-    WorldModelConfig,
-    WorldModelError,
     attach_world_model,
     attached_world_model,
-    build_transitions,
-    code_accuracy,
-    frame_tokens_for,
-    imagine,
-    narrator_states,
-    psnr,
-    ssim,
     train_world_model,
 )
+from agents.imagine.episodes import (
+    _dataset_env,
+    _discrete_actions,
+    dataset_episodes,
+    training_prompts,
+)
+from agents.imagine.evaluation import Clips, compare_decoding, evaluate, make_clips
+from agents.imagine.frame_tokens import frame_tokens_for
+from agents.imagine.outputs import METRICS, REPORT, report, write_outputs
+from agents.imagine.rollout import Imagination, imagine
+from agents.imagine.study import model_key
+from agents.imagine.transitions import build_transitions, narrator_states
 
 __all__ = ["Imagination", "ImagineConfig", "attach_world_model", "attached_world_model", "cli",
            "evaluate", "imagine", "main", "world_model_dir"]
-
-METRICS, VIDEO, SHEET, REPORT = "metrics.json", "imagination.mp4", "contact_sheet.png", "report.md"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,287 +64,6 @@ def world_model_dir(checkpoint: str | Path) -> Path:
     from agents.training.checkpoint import resolve_checkpoint
 
     return resolve_checkpoint(checkpoint) / WORLD_MODEL_DIR
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation against the baselines
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Clips:
-    """Evaluation clips: ``context`` uint8 [B, C, H, W, 3], ``future`` uint8 [B, K, H, W, 3]
-    (the real continuation), ``actions`` long [B, K] (taken at the last context frame and at
-    each future frame but the last); ``start`` long [B] the episode step of each clip's first
-    frame (for facts that depend on it, such as the daylight a frame is drawn at)."""
-
-    context: torch.Tensor
-    future: torch.Tensor
-    actions: torch.Tensor
-    start: torch.Tensor | None = None
-
-
-def make_clips(episodes: list[tuple[np.ndarray, np.ndarray]], *, context: int, horizon: int,
-               max_clips: int) -> Clips:
-    """Non-overlapping clips of ``context + horizon`` frames, taken round-robin over episodes
-    (frames uint8 [L, H, W, 3], actions long [L]) so that every episode contributes.
-
-    Episode j's candidate clips are rotated to start ``j / len(episodes)`` of the way into it,
-    so that the first clips of the episodes spread over the episodes' time (in Crafter: day
-    and night) instead of all being their openings."""
-    per_ep = []
-    n = context + horizon
-    for j, (frames, actions) in enumerate(episodes):
-        starts = list(range(0, len(frames) - n + 1, n))
-        r = j * len(starts) // len(episodes)
-        starts = starts[r:] + starts[:r]
-        per_ep.append([(frames[s:s + n], actions[s + context - 1: s + n - 1], s) for s in starts])
-    chosen: list[tuple[np.ndarray, np.ndarray, int]] = []
-    i = 0
-    while len(chosen) < max_clips and any(i < len(c) for c in per_ep):
-        chosen += [c[i] for c in per_ep if i < len(c)]
-        i += 1
-    chosen = chosen[:max_clips]
-    if not chosen:
-        raise WorldModelError(f"No episode has {n} frames (--context {context} + --steps "
-                              f"{horizon}); use longer episodes or smaller values.")
-    f = torch.as_tensor(np.stack([c[0] for c in chosen]))
-    a = torch.as_tensor(np.stack([c[1] for c in chosen]), dtype=torch.long)
-    return Clips(context=f[:, :context], future=f[:, context:], actions=a,
-                 start=torch.tensor([c[2] for c in chosen], dtype=torch.long))
-
-
-def event_f1(pred: list[list[list[str]]], true: list[list[list[str]]], *, tolerance: int,
-             ) -> tuple[float, list[float]]:
-    """Event F1 of narrations ``pred`` against ``true`` (B lists of K sentence lists): over the
-    whole clips within ``tolerance`` frames, and per horizon (same frame only); pooled counts."""
-    from agents.model.monitors import combine_prf, event_prf
-
-    whole = combine_prf(event_prf(p, t, tolerance=tolerance, parser=sentence_event)
-                        for p, t in zip(pred, true))
-    K = len(true[0])
-    per_h = [float(combine_prf(event_prf([p[h]], [t[h]], tolerance=0, parser=sentence_event)
-                               for p, t in zip(pred, true))["f1"]) for h in range(K)]
-    return float(whole["f1"]), per_h
-
-
-def frame_metrics(pred: torch.Tensor, real: torch.Tensor, pred_codes: torch.Tensor,
-                  real_codes: torch.Tensor) -> dict[str, torch.Tensor]:
-    """psnr / ssim / code_accuracy [B, K] of frames [B, K, H, W, 3] and codes [B, K, h, w]."""
-    B, K = real.shape[:2]
-    pred, real = pred.flatten(0, 1), real.flatten(0, 1)  # [B*K, ...]
-    return {"psnr": psnr(pred, real).view(B, K),
-            "ssim": ssim(pred, real).view(B, K),
-            "code_accuracy": code_accuracy(pred_codes.flatten(0, 1),
-                                           real_codes.flatten(0, 1)).view(B, K)}
-
-
-@torch.no_grad()
-def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
-             temperature: float = 1.0, tolerance: int = 2, seed: int = 0,
-             narration: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Imagine every clip's future and score it against copy-last-frame and the ceiling.
-
-    Returns:
-        ``(metrics, rollouts)``: ``metrics["per_horizon"][h-1]`` holds, for h = 1..K,
-        ``{metric: {"imagined", "best_of_k", "copy_last", "ceiling"}}`` for psnr, ssim and
-        code_accuracy, and ``{"event_f1": {"imagined", "copy_last", "ceiling"}}`` (with
-        ``narration``; without, the real, copied and reconstructed clips are not narrated);
-        ``rollouts`` holds the frames and narrations for the video and contact sheet, and
-        ``scores[name][metric]`` float [B, K] per clip and horizon (for paired intervals).
-    """
-    real, ctx = clips.future, clips.context
-    B, K = real.shape[:2]
-    window = wm.cfg.window_for(agent)
-    t0, c0 = time.perf_counter(), time.process_time()
-    img = imagine(agent, ctx, clips.actions, K, world_model=wm, greedy=True, seed=seed)
-    imag_cpu = time.process_time() - c0
-    tok = wm.tokens
-    real_codes = tok.encode_all(real.flatten(0, 1)).view(B, K, *tok.grid)
-    recon = tok.decode(real_codes.flatten(0, 1)).view_as(real)
-    last = ctx[:, -1:].expand_as(real)
-    last_codes = tok.encode(ctx[:, -1]).unsqueeze(1).expand_as(real_codes)
-    scores = {
-        "imagined": frame_metrics(img.frames, real, img.codes, real_codes),
-        "copy_last": frame_metrics(last, real, last_codes, real_codes),
-        "ceiling": frame_metrics(recon, real, real_codes, real_codes),
-    }
-    sampled = [imagine(agent, ctx, clips.actions, K, world_model=wm, greedy=False,
-                       temperature=temperature, seed=seed + 1 + j) for j in range(samples)]
-    if sampled:  # best of k, per frame and per metric (an oracle pick: an upper bound)
-        per = [frame_metrics(s.frames, real, s.codes, real_codes) for s in sampled]
-        scores["best_of_k"] = {m: torch.stack([p[m] for p in per]).max(0).values for m in per[0]}
-    # narration: of the real future, of the imagined one, of copy-last and of the reconstruction
-    from agents.model.text import unslot
-
-    imag_s = unslot(img.narration_ids, agent.tokenizer)
-    real_s: list = []
-    f1: dict[str, tuple[float, list[float]]] = {}
-    if narration:
-        real_s = narrate_clips(agent, ctx, real, window=window)
-        copy_s = narrate_clips(agent, ctx, last.contiguous(), window=window)
-        recon_s = narrate_clips(agent, ctx, recon, window=window)
-        f1 = {name: event_f1(s, real_s, tolerance=tolerance)
-              for name, s in (("imagined", imag_s), ("copy_last", copy_s), ("ceiling", recon_s))}
-    per_horizon = []
-    for h in range(K):
-        row: dict[str, Any] = {"horizon": h + 1}
-        for m in ("psnr", "ssim", "code_accuracy"):
-            row[m] = {name: float(sc[m][:, h].mean()) for name, sc in scores.items()}
-        if f1:
-            row["event_f1"] = {name: v[1][h] for name, v in f1.items()}
-        per_horizon.append(row)
-    metrics = {
-        "clips": B, "context": ctx.shape[1], "horizon": K, "samples": samples,
-        "condition": wm.cfg.condition, "decoding": wm.cfg.decoding, "tokens": wm.tokens.name,
-        "per_horizon": per_horizon,
-        "tolerance": tolerance,
-        "imagined_frames_per_cpu_s": B * K / max(imag_cpu, 1e-9),
-        "eval_wall_s": time.perf_counter() - t0,
-    }
-    if f1:
-        metrics["event_f1_whole_clip"] = {name: v[0] for name, v in f1.items()}
-    rollouts = {"context": ctx, "real": real, "imagined": img.frames, "copy_last": last,
-                "real_narration": real_s, "imagined_narration": imag_s, "scores": scores}
-    return metrics, rollouts
-
-
-@torch.no_grad()
-def compare_decoding(wm: WorldModel, codes: torch.Tensor, next_codes: torch.Tensor,
-                     next_frames: torch.Tensor, states: torch.Tensor | None,
-                     actions: torch.Tensor, *, schemes: list[tuple[str, int]] | None = None,
-                     ) -> list[dict[str, Any]]:
-    """Quality per CPU second of each decoding scheme on 1-step predictions from real frames.
-
-    Args:
-        codes, next_codes: long [N, h, w] codes of frames t and t+1.
-        next_frames: uint8 [N, H, W, 3] the real frames t+1.
-        states: float [N, D] BYOG states at t (None without a state condition).
-        actions: long [N] actions at t.
-        schemes: ``(name, steps)`` pairs (default parallel, maskgit 4 and 8, autoregressive).
-
-    Returns:
-        One row per scheme: code_accuracy, psnr, ssim (argmax decoding), cpu_ms_per_frame.
-    """
-    n = codes.shape[1] * codes.shape[2]
-    schemes = schemes or [("parallel", 1), ("maskgit", 4), ("maskgit", 8), ("autoregressive", n)]
-    rows = []
-    for name, steps in schemes:
-        c0 = time.process_time()
-        pred = wm.predict(codes, states, actions, greedy=True, decoding=name, steps=steps)
-        cpu = time.process_time() - c0
-        frames = wm.tokens.decode(pred)
-        rows.append({"decoding": name, "passes": steps if name != "parallel" else 1,
-                     "code_accuracy": float(code_accuracy(pred, next_codes).mean()),
-                     "psnr": float(psnr(frames, next_frames).mean()),
-                     "ssim": float(ssim(frames, next_frames).mean()),
-                     "cpu_ms_per_frame": 1000 * cpu / len(codes)})
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Outputs: video, contact sheet, table
-# ---------------------------------------------------------------------------------------------
-def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 2) -> np.ndarray:
-    """Two frame sequences [L, H, W, 3] -> [L, H, 2W + gap, 3] with a white gap."""
-    sep = np.full((*left.shape[:2], gap, 3), 255, np.uint8)
-    return np.concatenate([left, sep, right], axis=2)
-
-
-def write_outputs(out: Path, rollouts: dict[str, Any], *, clips: int = 4, fps: float = 4.0,
-                  scale: int = 4, video: bool = True) -> list[str]:
-    """The side-by-side video (real | imagined, both narrations as subtitles) of the first
-    ``clips`` clips, and a contact sheet; returns the file names written."""
-    import cv2
-
-    from collect.video import hold_subtitles, write_video
-
-    ctx, real, imag = (rollouts[k].numpy() for k in ("context", "real", "imagined"))
-    n = min(clips, len(real))
-    written = []
-    if video:
-        frames, subs = [], []
-        for b in range(n):
-            C, K = ctx.shape[1], real.shape[1]
-            frames.append(side_by_side(ctx[b], ctx[b]))
-            frames.append(side_by_side(real[b], imag[b]))
-            real_lines = [["real: " + "; ".join(s)] if s else [] for s in rollouts["real_narration"][b]]
-            imag_lines = [["imagined: " + "; ".join(s)] if s else []
-                          for s in rollouts["imagined_narration"][b]]
-            held_r = hold_subtitles(real_lines, hold=3, max_lines=1)
-            held_i = hold_subtitles(imag_lines, hold=3, max_lines=1)
-            subs += [[f"clip {b}: context {t + 1}/{C} (real | real)"] for t in range(C)]
-            subs += [[f"clip {b}: t+{h + 1} (real | imagined)", *held_r[h], *held_i[h]]
-                     for h in range(K)]
-        write_video(out / VIDEO, np.concatenate(frames), subs, scale=scale, fps=fps, band_lines=3)
-        written.append(VIDEO)
-    # contact sheet: per clip a row of real frames over a row of imagined ones at chosen horizons
-    K = real.shape[1]
-    hs = sorted({h for h in (1, 2, 4, 8, 16, 32, K) if h <= K})
-    H, W = real.shape[2:4]
-    pad = 2
-    rows = []
-    for b in range(n):
-        for seq, first in ((real[b], ctx[b, -1]), (imag[b], ctx[b, -1])):
-            tiles = [first] + [seq[h - 1] for h in hs]
-            row = np.full((H + pad, (W + pad) * len(tiles), 3), 255, np.uint8)
-            for i, tile in enumerate(tiles):
-                row[:H, i * (W + pad): i * (W + pad) + W] = tile
-            rows.append(row)
-    sheet = np.concatenate(rows)
-    sheet = np.repeat(np.repeat(sheet, scale // 2 or 1, 0), scale // 2 or 1, 1)
-    label = np.zeros((18, sheet.shape[1], 3), np.uint8)
-    cv2.putText(label, "rows: real / imagined per clip; cols: last real, t+" + ", t+".join(map(str, hs)),
-                (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    cv2.imwrite(str(out / SHEET), cv2.cvtColor(np.concatenate([label, sheet]), cv2.COLOR_RGB2BGR),
-                [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    written.append(SHEET)
-    return written
-
-
-def table(metrics: dict[str, Any], horizons: tuple[int, ...] = (1, 4, 16)) -> str:
-    """A markdown table of the per-horizon metrics at ``horizons``."""
-    rows = ["| horizon | metric | imagined | best of k | copy last | ceiling (recon) |",
-            "|---:|---|---:|---:|---:|---:|"]
-    for r in metrics["per_horizon"]:
-        if r["horizon"] not in horizons:
-            continue
-        for m in ("psnr", "ssim", "code_accuracy", "event_f1"):
-            v = r[m]
-            cells = [v.get(k) for k in ("imagined", "best_of_k", "copy_last", "ceiling")]
-            rows.append(f"| {r['horizon']} | {m} | " + " | ".join(
-                "–" if c is None else f"{c:.3f}" for c in cells) + " |")
-    return "\n".join(rows)
-
-
-def report(out: dict[str, Any], horizons: tuple[int, ...] = (1, 4, 16)) -> str:
-    """The run's markdown report: metrics vs the baselines, the language ablation, the decoding
-    schemes (whichever the run has)."""
-    m = out["metrics"]
-    hs = tuple(h for h in horizons if h <= m["horizon"]) or (m["horizon"],)
-    parts = [(f"## Imagined vs baselines ({m['condition']}, {m['decoding']} decoding, {m['tokens']}"
-             f" tokens; {m['clips']} clips, context {m['context']}, best of {m['samples']})"),
-             table(m, hs)]
-    if "language_ablation" in out:
-        rows = ["| condition | horizon | psnr | ssim | code acc | event F1 | best-of-k psnr |",
-                "|---|---:|---:|---:|---:|---:|---:|"]
-        for cond, r in out["language_ablation"].items():
-            for row in r["per_horizon"]:
-                if row["horizon"] in hs:
-                    cells = [row["psnr"]["imagined"], row["ssim"]["imagined"],
-                             row["code_accuracy"]["imagined"], row["event_f1"]["imagined"],
-                             row["psnr"].get("best_of_k")]
-                    rows.append(f"| {cond} | {row['horizon']} | " + " | ".join(
-                        "–" if c is None else f"{c:.3f}" for c in cells) + " |")
-        parts += ["## Language ablation (imagined frames, argmax decoding)", "\n".join(rows)]
-    if "decoding" in out:
-        rows = ["| decoding | passes | code acc | psnr | ssim | CPU ms / frame |",
-                "|---|---:|---:|---:|---:|---:|"]
-        rows += [f"| {r['decoding']} | {r['passes']} | {r['code_accuracy']:.3f} | {r['psnr']:.2f} "
-                 f"| {r['ssim']:.3f} | {r['cpu_ms_per_frame']:.2f} |" for r in out["decoding"]]
-        parts += ["## Decoding schemes (1-step predictions from real frames)", "\n".join(rows)]
-    from agents.imagine.study import report_sections
-
-    parts += report_sections(out)
-    return "\n\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,60 +157,6 @@ class ImagineConfig:
             raise WorldModelError("--compare-conditions trains the ablation models: pass "
                                   "--train-steps N too.")
         self.out = Path(self.out)
-
-
-def _discrete_actions(space: dict[str, Any] | Any) -> int:
-    n = space.get("n") if isinstance(space, dict) else getattr(space, "n", None)
-    kind = space.get("type") if isinstance(space, dict) else type(space).__name__
-    if kind != "Discrete" or n is None:
-        raise WorldModelError(f"Imagination needs a Discrete action space, this one is {kind}; "
-                              "use a dataset or env with discrete actions.")
-    return int(n)
-
-
-def dataset_episodes(agent: Any, data: str, *, max_train: int | None,
-                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]], int]:
-    """(train episodes, validation episodes, n_actions) of a dataset, split as the agent's
-    trainer split it (``loader.val_fraction`` / ``loader.split_seed`` of its checkpoint)."""
-    from collect.dataset import open_dataset
-
-    ds = open_dataset(data)
-    n_actions = _discrete_actions(ds.info.get("action_space") or {})
-    train, val = _split(agent, ds, max_train)
-
-    def read(ids: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        eps = [ds.episode(i) for i in ids]
-        return [(e.frames, np.asarray(e.actions, np.int64)) for e in eps]
-
-    return read(train), read(val), n_actions
-
-
-def _split(agent: Any, ds: Any, max_train: int | None) -> tuple[list[int], list[int]]:
-    """Training and validation episode ids of ``ds`` as the agent's trainer split them."""
-    from collect.dataset import split_episodes
-
-    loader = ((getattr(agent, "metadata", None) or {}).get("config") or {}).get("loader") or {}
-    train, val = split_episodes(ds.num_episodes, float(loader.get("val_fraction", 0.2)),
-                                int(loader.get("split_seed", 0)))
-    return train[:max_train] if max_train is not None else train, val or train[-1:]
-
-
-def training_prompts(agent: Any, data: str, n: int, max_train: int | None = None) -> list[str]:
-    """The ``n`` most frequent annotation sentences of the agent's training episodes (prompts
-    for :mod:`agents.imagine.steering`; never read from the validation episodes it is scored on)."""
-    from agents.imagine.steering import frequent_sentences
-    from collect.dataset import open_dataset
-
-    ds = open_dataset(data)
-    train, _ = _split(agent, ds, max_train)
-    return frequent_sentences([ds.episode(i).annotations for i in train], n)
-
-
-def _dataset_env(data: str | None) -> str | None:
-    """The env name a dataset was collected from (its ``meta/info.json``), if any."""
-    from collect.dataset import open_dataset
-
-    return None if data is None else open_dataset(data).info.get("env")
 
 
 def play_episodes(cfg: ImagineConfig) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:

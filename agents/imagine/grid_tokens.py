@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.imagine.world_model import FrameTokens, WorldModelConfig, WorldModelError
+from agents.imagine.config import WorldModelConfig, WorldModelError
+from agents.imagine.frame_tokens import FrameTokens
 
 CODEBOOK_FILE = "grid_codebook.safetensors"
 

@@ -59,8 +59,8 @@ def steering(agent: Any, wm: Any, context: torch.Tensor, actions: torch.Tensor,
         whether the narrator said prompt p reading clip b's imagined frames, with and without the
         prompt, and the share of imagined codes the prompt changed.
     """
+    from agents.imagine.rollout import imagine
     from agents.narrate.clip_narration import narrate_clips
-    from agents.imagine.world_model import imagine
 
     B = context.shape[0]
     window = wm.cfg.window_for(agent)

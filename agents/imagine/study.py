@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.imagine.metrics import psnr
 from agents.imagine.stats import paired_interval, split_mean
-from agents.imagine.world_model import psnr
 
 Daylight = Callable[[np.ndarray], np.ndarray]
 NIGHT_BELOW = 0.5  # crafter adds night noise below daylight 0.5 (LocalView._light)

@@ -21,18 +21,37 @@ from typing import Any
 from agents._moved import package_attribute
 
 _API = {"BYOGAgent": "agents.model.agent", "Evaluation": "agents.model.agent"}
-_OLD_MODULE = "agents.model.agent"  # what ``agents.model`` was before it became this package
-_OLD_NAMES = frozenset({  # the old module's other names: they warn
-    "CONFIG", "L", "M", "ModelConfig", "ModelError", "NarrationEncoder", "ObjectiveInputs",
-    "ObjectiveOutput", "ObsEncoder", "Predictor", "SlotRule", "SlotTrack", "TOKENIZER_DIR",
-    "TokenLM", "WEIGHTS", "_as_long", "_eval_mode", "build_gpt_neox", "build_obs_encoder",
-    "get_objective", "load_tokenizer", "narration_rule", "save_tokenizer", "select_rows",
-    "slot_annotations", "special_ids",
-})
+# the old module's other names -> where they live now (they warn)
+_OLD = {
+    "CONFIG": "agents.model.agent",
+    "ModelConfig": "agents.config",
+    "ModelError": "agents.errors",
+    "NarrationEncoder": "agents.model.encoder",
+    "ObjectiveInputs": "agents.model.objectives",
+    "ObjectiveOutput": "agents.model.objectives",
+    "ObsEncoder": "agents.obs",
+    "Predictor": "agents.model.predictor",
+    "SlotRule": "agents.model.slot_rule",
+    "SlotTrack": "agents.model.slot_rule",
+    "TOKENIZER_DIR": "agents.model.agent",
+    "TokenLM": "agents.model.lm",
+    "WEIGHTS": "agents.model.agent",
+    "_as_long": "agents.model.batch",
+    "_eval_mode": "agents.model.batch",
+    "build_gpt_neox": "agents.model.lm",
+    "build_obs_encoder": "agents.obs",
+    "get_objective": "agents.model.objectives",
+    "load_tokenizer": "agents.model.text",
+    "narration_rule": "agents.model.slot_rule",
+    "save_tokenizer": "agents.model.text",
+    "select_rows": "agents.model.batch",
+    "slot_annotations": "agents.model.text",
+    "special_ids": "agents.model.text",
+}
 
 
 def __getattr__(name: str) -> Any:
-    return package_attribute(__name__, name, _API, _OLD_MODULE, _OLD_NAMES)
+    return package_attribute(__name__, name, _API, _OLD)
 
 
 __all__ = sorted(_API)

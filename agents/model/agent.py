@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,17 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.config import ModelConfig
+from agents.errors import ModelError
 from agents.model import losses as L
 from agents.model import monitors as M
-from agents.config import ModelConfig
+from agents.model.batch import _as_long, _eval_mode, select_rows
 from agents.model.encoder import NarrationEncoder
-from agents.errors import ModelError
 from agents.model.lm import TokenLM, build_gpt_neox
 from agents.model.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
-from agents.obs import ObsEncoder, build_obs_encoder
 from agents.model.predictor import Predictor
 from agents.model.slot_rule import SlotRule, SlotTrack, narration_rule
 from agents.model.text import load_tokenizer, save_tokenizer, slot_annotations, special_ids
+from agents.obs import ObsEncoder, build_obs_encoder
 
 if TYPE_CHECKING:
     from agents.narrate.narrator import Narrator
@@ -510,7 +510,7 @@ class BYOGAgent(nn.Module):
         """Imagine ``steps`` frames after real ``frames`` uint8 [B, T, H, W, 3] with the world
         model saved beside this agent's checkpoint, and narrate them; ``actions=None`` means no
         action input (the world model's learned "no action"). See :func:`agents.imagine.world_model.imagine`."""
-        from agents.imagine.world_model import imagine
+        from agents.imagine.rollout import imagine
 
         return imagine(self, frames, actions, steps, **kwargs)
 
@@ -571,42 +571,3 @@ class BYOGAgent(nn.Module):
             )
         agent.trained_on = extra.get("trained_on") or None  # the data it learned from, if known
         return agent
-
-
-@contextmanager
-def _eval_mode(*modules: nn.Module | None) -> Iterator[None]:
-    """Put ``modules`` (None entries skipped) in eval mode for the block, then restore them."""
-    mods = [m for m in modules if m is not None]
-    was = [m.training for m in mods]
-    for m in mods:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, w in zip(mods, was):
-            m.train(w)
-
-
-def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
-    """The sub-batch of ``batch`` at the rows where bool ``rows`` [B] is True: tensors with a
-    leading batch dimension are indexed, per-row lists filtered, anything else kept."""
-    B = rows.shape[0]
-    if bool(rows.all()):
-        return batch
-    keep = rows.tolist()
-    out: dict[str, Any] = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == B:
-            out[key] = value[rows.to(value.device)]
-        elif isinstance(value, list) and len(value) == B:
-            out[key] = [v for v, k_ in zip(value, keep) if k_]
-        else:
-            out[key] = value
-    return out
-
-
-def _as_long(x: Any, B: int) -> torch.Tensor:
-    if x is None:
-        return torch.zeros(B, dtype=torch.long)
-    return torch.as_tensor(x, dtype=torch.long).reshape(-1).expand(B) if torch.as_tensor(x).numel() == 1 \
-        else torch.as_tensor(x, dtype=torch.long).reshape(B)

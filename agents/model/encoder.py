@@ -29,8 +29,8 @@ from torch import nn
 from agents.errors import ModelError
 from agents.model.kv_cache import KVCache
 from agents.model.lm import TokenLM, sample_tokens
-from agents.obs.base import ObsEncoder
 from agents.model.slot_rule import SlotRule, SlotTrack
+from agents.obs.base import ObsEncoder
 
 
 class GatedCrossAttention(nn.Module):

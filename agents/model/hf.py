@@ -227,8 +227,8 @@ def describe(agent: Any, frames: Any, *, greedy: bool = True, **kwargs: Any) -> 
     exactly the offline ``narrate``. Extra keyword arguments go to ``Narrator`` (``window``,
     ``temperature``, ``top_k``, ``seed``).
     """
-    from agents.narrate.narrator import Narrator
     from agents.model.text import unslot
+    from agents.narrate.narrator import Narrator
 
     x = torch.as_tensor(frames)
     if x.dtype != torch.uint8 or x.dim() not in (4, 5) or x.shape[-1] != 3:

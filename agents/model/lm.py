@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Cache, GPTNeoXConfig, GPTNeoXForCausalLM
 
-from agents.model.decode_plan import DecodePlan, LayerHook
 from agents.errors import ModelError  # re-exported: the old import path
+from agents.model.decode_plan import DecodePlan, LayerHook
 from agents.model.kv_cache import KVCache
 
 if TYPE_CHECKING:

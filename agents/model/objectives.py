@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from agents.config import OBJECTIVES
 from agents.model import losses as L
 from agents.model import monitors as M
-from agents.config import OBJECTIVES
 
 if TYPE_CHECKING:
     from agents.config import ModelConfig

@@ -7,13 +7,13 @@
   vector env (``info["narration"]``); :func:`narrate_env` picks the right one;
   :func:`load_narrating_agent` loads a checkpoint to narrate with (``narration``).
 * :func:`narrate_clips` narrates clips offline with the live narrator (``clip_narration``).
-* ``python -m agents.narrate`` (``cli``, the console script ``byog-narrate``): narrate a live
+* ``python -m agents.narrate`` (``command``, the console script ``byog-narrate``): narrate a live
   env to the terminal, an mp4, a JSONL log and ``summary.json``.
 
 Names are imported on first use (``import agents.narrate.narrator`` stays light). The command
 line's names (``main``, ``cli``, ``NarrateConfig``...), which lived in the old module
-``agents.narrate``, still resolve here with a ``DeprecationWarning`` naming
-``agents.narrate.command``.
+``agents.narrate``, still resolve here with a ``DeprecationWarning`` naming their new home
+(``agents.narrate.command``, ``.config``, ``.episodes``, ``.scoring``, ``.summary``).
 """
 from __future__ import annotations
 
@@ -33,14 +33,36 @@ _API = {
     "load_narrating_agent": "agents.narrate.narration",
     "narrate_clips": "agents.narrate.clip_narration",
 }
-_OLD_MODULE = "agents.narrate.command"  # what ``agents.narrate`` was before it became this package
-_OLD_NAMES = frozenset({  # the old module's other names: they warn
-    "EMPTY", "EpisodeLog", "JSONL", "LAG_WINDOW", "MP4", "NarrateConfig", "NarrationError",
-    "PLOT", "SUMMARY", "_arm", "_ci", "_finite", "_fmt", "_record", "check_frame_shape", "cli",
-    "drift_summary", "main", "make_printer", "offline_narration", "plot_over_time",
-    "print_summary", "run_episodes", "run_episodes_vector", "span_prf", "summarize",
-    "video_subtitles",
-})
+# the old module's other names -> where they live now (they warn)
+_OLD = {
+    "EMPTY": "agents.narrate.summary",
+    "EpisodeLog": "agents.narrate.episodes",
+    "JSONL": "agents.narrate.config",
+    "LAG_WINDOW": "agents.narrate.scoring",
+    "MP4": "agents.narrate.config",
+    "NarrateConfig": "agents.narrate.config",
+    "NarrationError": "agents.errors",
+    "PLOT": "agents.narrate.config",
+    "SUMMARY": "agents.narrate.config",
+    "_arm": "agents.narrate.scoring",
+    "_ci": "agents.narrate.summary",
+    "_finite": "agents.narrate.summary",
+    "_fmt": "agents.narrate.summary",
+    "_record": "agents.narrate.episodes",
+    "check_frame_shape": "agents.narrate.narration",
+    "cli": "agents.narrate.command",
+    "drift_summary": "agents.narrate.scoring",
+    "main": "agents.narrate.command",
+    "make_printer": "agents.narrate.episodes",
+    "offline_narration": "agents.narrate.scoring",
+    "plot_over_time": "agents.narrate.summary",
+    "print_summary": "agents.narrate.summary",
+    "run_episodes": "agents.narrate.episodes",
+    "run_episodes_vector": "agents.narrate.episodes",
+    "span_prf": "agents.narrate.scoring",
+    "summarize": "agents.narrate.scoring",
+    "video_subtitles": "agents.narrate.episodes",
+}
 
 
 def narrate_env(env: Any, agent: Any, **options: Any) -> Any:
@@ -59,7 +81,7 @@ def narrate_env(env: Any, agent: Any, **options: Any) -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    return package_attribute(__name__, name, _API, _OLD_MODULE, _OLD_NAMES)
+    return package_attribute(__name__, name, _API, _OLD)
 
 
 __all__ = sorted([*_API, "narrate_env"])

@@ -15,8 +15,8 @@ def narrate_clips(agent: Any, context: torch.Tensor, future: torch.Tensor, *, wi
                   ) -> list[list[str]]:
     """The agent's greedy narration of ``future`` [B, K, ...] after ``context`` [B, C, ...]:
     B lists of K sentence lists."""
-    from agents.narrate.narrator import Narrator
     from agents.model.text import unslot
+    from agents.narrate.narrator import Narrator
 
     nar = Narrator(agent, batch_size=context.shape[0], window=window, greedy=True)
     nar.reset()

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from transformers.cache_utils import Cache
 
-from agents.model import monitors as M
 from agents.errors import NarrationError
+from agents.model import monitors as M
 from agents.model.lm import sample_tokens
 from agents.model.slot_rule import narration_rule
 from agents.model.text import unslot

@@ -44,12 +44,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.model import monitors as M
 from agents.errors import NarrationError
+from agents.model import monitors as M
 from agents.model.kv_cache import KVCache
 from agents.model.lm import sample_tokens
-from agents.narrate.narrator import NarrationStep, Narrator, ParallelForecast, needs_column_message
 from agents.model.text import unslot
+from agents.narrate.narrator import NarrationStep, Narrator, ParallelForecast, needs_column_message
 from byog_core.registry import Registry
 
 

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.training.config import TrainError
 from agents.model.weights import check_dir
+from agents.training.config import TrainError
 from byog_core.errors import Interrupted
 from collect.durable import current_umask, fsync_path, make_durable  # noqa: F401  (re-exported)
 

@@ -30,11 +30,11 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
     Raises:
         TrainError: nothing loadable at ``path`` or an incompatible dataset.
     """
-    from agents.model.lm import ModelError
     from agents.model.agent import BYOGAgent
+    from agents.model.lm import ModelError
+    from agents.model.text import TextError
     from agents.obs import build_obs_encoder
     from agents.obs.base import ObsEncoderError
-    from agents.model.text import TextError
 
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)

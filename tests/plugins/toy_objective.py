@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from agents.model import losses as L
 from agents.config import PRESETS, PresetSpec
+from agents.model import losses as L
 from agents.model.objectives import ObjectiveInputs, ObjectiveOutput, register_objective
 
 
