@@ -31,9 +31,9 @@ import torch
 import tyro
 
 from agents.config import make_model_config
-from agents.lm import sample_tokens
-from agents.model import BYOGAgent
-from agents.text import train_tokenizer
+from agents.model.agent import BYOGAgent
+from agents.model.lm import sample_tokens
+from agents.model.text import train_tokenizer
 from agents.training.config import LoaderConfig
 
 _DEFAULT = LoaderConfig()  # the trainer's defaults: the target is held at its batch and window

@@ -49,8 +49,8 @@ SENTENCES = ["collected 1 wood", "tree in view", "cow in view", "zombie in view"
 
 def make_agent(size: str = "tiny"):
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(0)
     return BYOGAgent(make_model_config(size), train_tokenizer(SENTENCES)).eval()
@@ -74,8 +74,8 @@ def crafter_frames(n: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def latency(agent, frames: np.ndarray, window: int, n: int) -> dict[str, float]:
     """ms per frame at a full window for the three strategies."""
-    from agents.lm import sample_tokens
-    from agents.narration import Narrator
+    from agents.model.lm import sample_tokens
+    from agents.narrate.narration import Narrator
 
     enc, k = agent.encoder, agent.encoder.k
     nar = Narrator(agent, window=window, cut=False, early_exit=False)  # as the re-encode path
@@ -140,8 +140,8 @@ def train_narrator(size: str, episodes: list, steps: int, T: int = 16, batch: in
     """A captioner of ``size`` trained for ``steps`` Adam steps on random windows of the
     recorded ``episodes`` (the narrating encoder is what narration latency depends on)."""
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(0)
     tok = train_tokenizer([s for _, ann in episodes for fr in ann for s in fr])
@@ -170,7 +170,7 @@ def early_exit_latency(agent, episodes: list, window: int, repeats: int = 2) -> 
     """ms per frame of live greedy narration with and without the slot early exit, on the same
     frames, runs interleaved (best of ``repeats`` each); the narration's <nil> rate, the share
     of frames that exited early and of ill-formed slots (from the early-exit run)."""
-    from agents.narration import Narrator
+    from agents.narrate.narration import Narrator
 
     nil = agent.special.nil
     best = {True: float("inf"), False: float("inf")}
@@ -253,7 +253,7 @@ def exit_bound(agent, episodes: list, window: int, lat: dict[str, float],
 def live_loop(agent, steps: int, window: int) -> dict[str, float]:
     """Frames/s of the Crafter loop with and without the NarrationWrapper."""
     import byog_env
-    from agents.narration import NarrationWrapper
+    from agents.narrate.narration import NarrationWrapper
 
     def run(env) -> float:
         env.reset(seed=0)

@@ -3,7 +3,7 @@
 Two runs of the same training steps side by side, in one process:
 
 1. ``loader``: batches come from the trainer's real DataLoader (``loader.num_workers`` worker
-   processes reading Parquet windows lazily), as in ``python -m agents.train``;
+   processes reading Parquet windows lazily), as in ``python -m agents.training``;
 2. ``in_memory``: the same batches pre-loaded into memory first (the no-wait baseline).
 
 The data-wait share is the loader run's time blocked in ``next(loader)`` over its total step
@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
+from agents.model.agent import BYOGAgent
 from agents.training.config import TrainConfig
 from agents.training.data import build_data, train_loader
 from agents.training.distributed import DistInfo

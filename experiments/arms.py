@@ -135,15 +135,15 @@ def _agent(ctx: ArmContext) -> Any:
         return load_agent(ctx.checkpoint, device=ctx.device)
     except TrainError as e:
         raise ExperimentError(f"{ctx.checkpoint} is not a BYOG checkpoint ({e}); pass a run "
-                              "directory written by python -m agents.train.") from None
+                              "directory written by python -m agents.training.command.") from None
 
 
 def _fresh_agent(ctx: ArmContext) -> Any:
     import torch
 
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(ctx.seed)  # drawn on the CPU, then moved: the same weights on every device
     return BYOGAgent(make_model_config(ctx.size, "byog"), train_tokenizer(ctx.sentences or [])).to(ctx.device)

@@ -13,11 +13,11 @@ import pytest
 import torch
 from helpers import synthetic_dataset, tiny_args
 
-from agents.accel import autocast, compile_agent
 from agents.config import make_model_config
-from agents.model import BYOGAgent
-from agents.narrator import Narrator
-from agents.text import train_tokenizer
+from agents.model.accel import autocast, compile_agent
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
+from agents.narrate.narrator import Narrator
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,7 +33,7 @@ def tiny_agent():
 
 
 def test_bf16_training_runs_on_cpu_and_differs_only_by_rounding(tmp_path):
-    from agents.train import cli
+    from agents.training.command import cli
 
     data = synthetic_dataset(tmp_path / "data")
     losses = {}
@@ -95,7 +95,7 @@ def test_compiled_agent_narrates_and_trains_like_the_eager_one(tmp_path):
     eager = agent.narrate(frames, greedy=True)
     compile_agent(agent)
     assert torch.equal(agent.narrate(frames, greedy=True), eager)
-    from agents.train import cli
+    from agents.training.command import cli
 
     data = synthetic_dataset(tmp_path / "data")
     assert cli(tiny_args(data, tmp_path / "run", 2, "--compile")) == 0

@@ -157,11 +157,11 @@ def test_no_import_cycle_between_modules():
 def test_no_import_cycle_among_the_core_model_modules():
     """The model's own modules (config, errors, registry, objectives, lm, decode plan, encoder,
     predictor, narrator, training loop and callbacks) take part in no cycle but the known ones."""
-    core = {"agents.config", "agents.errors", "agents.registry", "agents.objectives", "agents.lm",
-            "agents.decode_plan", "agents.kv_cache", "agents.encoder", "agents.predictor",
-            "agents.narrator", "agents.narration", "agents.losses", "agents.monitors",
-            "agents.text", "agents.training.loop", "agents.training.callbacks",
-            "agents.training.evaluate", "agents.training.config", "agents.train", "agents.narrate",
+    core = {"agents.config", "agents.errors", "byog_core.registry", "agents.model.objectives", "agents.model.lm",
+            "agents.model.decode_plan", "agents.model.kv_cache", "agents.model.encoder", "agents.model.predictor",
+            "agents.narrate.narrator", "agents.narrate.narration", "agents.model.losses", "agents.model.monitors",
+            "agents.model.text", "agents.training.loop", "agents.training.callbacks",
+            "agents.training.evaluate", "agents.training.config", "agents.training.command", "agents.narrate.command",
             "agents.cli"}
     for cycle in import_cycles(import_graph(module_files(ROOT))):
         assert not core & set(cycle), cycle
@@ -176,3 +176,31 @@ def test_tests_import_no_other_test_module():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{f.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
     assert offenders == []
+
+
+# ----------------------------------------------------------------------------- the rooms
+MAX_AGENTS_TOP_LEVEL = 12
+
+
+def agents_top_level(root: Path = ROOT) -> list[str]:
+    """What ``agents/`` holds at its top level: its modules (shims too; ``__init__`` and
+    ``__main__`` aside) and its packages (one each)."""
+    here = root / "agents"
+    mods = [f.name for f in here.glob("*.py") if f.stem not in ("__init__", "__main__")]
+    pkgs = [d.name + "/" for d in here.iterdir() if (d / "__init__.py").is_file()]
+    return sorted(mods + pkgs)
+
+
+def test_agents_keeps_at_most_12_modules_at_its_top_level():
+    top = agents_top_level()
+    assert len(top) <= MAX_AGENTS_TOP_LEVEL, top
+
+
+MAX_FILE_LINES = 600
+LAYOUT_PACKAGES = ("byog_core", "byog_env", "collect", "agents", "experiments", "benchmarks")
+
+
+def test_no_file_over_600_lines_outside_tests():
+    long = [f"{f.relative_to(ROOT)} ({n} lines)" for f in module_files(ROOT, LAYOUT_PACKAGES).values()
+            if (n := len(f.read_text().splitlines())) > MAX_FILE_LINES]
+    assert long == []

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
-from agents.narrate import cli
-from agents.narration import load_narrating_agent
-from agents.text import train_tokenizer
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
+from agents.narrate.command import cli
+from agents.narrate.narration import load_narrating_agent
 from collect.video import draw_subtitles
 
 
@@ -128,8 +128,8 @@ def synthetic_logs(tok, lag, n_eps=3, T=40, quiet_from=None):
     """Episodes whose annotations are known events and whose narration says each event
     ``lag`` frames after it (slots written by slot_annotations); no event from ``quiet_from``."""
     from agents.config import SlotConfig
-    from agents.narrate import EpisodeLog
-    from agents.text import slot_annotations
+    from agents.model.text import slot_annotations
+    from agents.narrate.episodes import EpisodeLog
 
     rng = np.random.default_rng(0)
     logs = []
@@ -147,7 +147,8 @@ def synthetic_logs(tok, lag, n_eps=3, T=40, quiet_from=None):
 
 def test_a_narrator_with_a_known_lag_reports_that_lag(tmp_path):
     """Live narration 3 frames late, offline on time: the summary reads lag 3 live, 0 offline."""
-    from agents.narrate import NarrateConfig, summarize
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.scoring import summarize
 
     tok = train_tokenizer(SENT)
     cfg = NarrateConfig(checkpoint="x", steps=39, tolerance=1, bucket=20, out=tmp_path)
@@ -171,14 +172,9 @@ def test_summary_with_an_empty_bucket_prints_a_dash(tmp_path):
 
     from rich.console import Console
 
-    from agents.narrate import (
-        EMPTY,
-        NarrateConfig,
-        _finite,
-        plot_over_time,
-        print_summary,
-        summarize,
-    )
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.scoring import summarize
+    from agents.narrate.summary import EMPTY, _finite, plot_over_time, print_summary
 
     tok = train_tokenizer(SENT)
     cfg = NarrateConfig(checkpoint="x", steps=39, bucket=10, out=tmp_path)

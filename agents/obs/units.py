@@ -180,7 +180,7 @@ class UnitsEncoder(FittedObsEncoder):
                 raise ObsEncoderError(
                     "The units encoder clusters the dataset's 'embedding' column but got none; "
                     "build the WindowDataset with columns=('embedding',) (after "
-                    "`python -m agents.embed DIR --encoder SPEC`) and pass "
+                    "`python -m agents.obs.embed DIR --encoder SPEC`) and pass "
                     "embedding=batch['embedding'].")
             return embedding.float()
         if frames is None or frames.ndim != 5:
@@ -390,7 +390,7 @@ class UnitsEncoder(FittedObsEncoder):
     @classmethod
     def load(cls, path: str | Path) -> UnitsEncoder:
         """Load a fitted encoder written by :meth:`save` (self-contained: no other paths read)."""
-        from agents.weights import check_weights
+        from agents.model.weights import check_weights
 
         cfg = read_fitted_config(path, "units")
         meta = json.loads((Path(path) / CONFIG_FILE).read_text())

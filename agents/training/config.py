@@ -220,7 +220,7 @@ class ObsFitConfig:
 
 @dataclass
 class TrainConfig:
-    """``python -m agents.train``: train a BYOG agent on a collected dataset."""
+    """``python -m agents.training``: train a BYOG agent on a collected dataset."""
 
     data: str = ""
     """Dataset directory written by collect/rollout.py. (required)"""
@@ -256,10 +256,10 @@ class TrainConfig:
     shared out among the ranks of a DDP run; through the Python API 0 leaves torch as is)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Forward passes under ``torch.autocast`` in bf16 (CPU and GPU; weights, optimizer state
-    and losses stay fp32) or plain fp32 (see agents.accel)."""
+    and losses stay fp32) or plain fp32 (see agents.model.accel)."""
     compile: bool = False
     """``torch.compile`` the encoder's, observation encoder's and predictor's forward (the first
-    steps pay the compilation; see agents.accel)."""
+    steps pay the compilation; see agents.model.accel)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The agent (built from size and preset, then overridden)."""
     loader: LoaderConfig = field(default_factory=LoaderConfig)

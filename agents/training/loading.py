@@ -30,11 +30,11 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
     Raises:
         TrainError: nothing loadable at ``path`` or an incompatible dataset.
     """
-    from agents.lm import ModelError
-    from agents.model import BYOGAgent
+    from agents.model.agent import BYOGAgent
+    from agents.model.lm import ModelError
+    from agents.model.text import TextError
     from agents.obs import build_obs_encoder
     from agents.obs.base import ObsEncoderError
-    from agents.text import TextError
 
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
@@ -43,7 +43,7 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
         obs = None
         if (ckpt / OBS).is_dir():
             from agents.config import ModelConfig
-            from agents.hf import read_agent_config
+            from agents.model.hf import read_agent_config
 
             cfg = ModelConfig.from_saved(read_agent_config(agent_dir)[0])
             obs = build_obs_encoder(cfg.obs, fitted_path=ckpt / OBS)

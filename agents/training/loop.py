@@ -185,8 +185,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Raises:
         TrainError: a bad dataset, run directory or checkpoint (the message names the fix).
     """
-    from agents.model import BYOGAgent
-    from agents.text import load_tokenizer, vocab_hash
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import load_tokenizer, vocab_hash
 
     cfg.check_paths()
     info = init_distributed(cfg.device)
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         agent.to(info.device)
         broadcast_module(agent, info)
         if cfg.compile:
-            from agents.accel import compile_agent
+            from agents.model.accel import compile_agent
 
             compile_agent(agent)
         t = _make_state(cfg, info, run, agent, data, obs, identity, ckpt, meta)
@@ -357,7 +357,7 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
     agent.train()
     # unlabelled windows annotated in the obs encoder's pseudo-language (units' unit words)
     batch = with_pseudo_annotations(batch, agent.encoder.obs)
-    from agents.accel import autocast
+    from agents.model.accel import autocast
 
     with autocast(cfg.precision, info.device):  # bf16: matmuls/convs in bf16, weights fp32
         terms, metrics = agent.training_terms(batch, step=step)
