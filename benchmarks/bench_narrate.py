@@ -215,7 +215,7 @@ def exit_bound(agent, episodes: list, window: int, lat: dict[str, float],
     :func:`early_exit_latency`'s measurement. Returns ``decode_step_ms`` (c),
     ``fixed_ms_per_frame`` (F), ``fill_ms_per_frame`` (what the exit's run spends beyond
     F + n c: the fill and the exit's own bookkeeping) and ``bound_free_fill``."""
-    from agents.narration import Narrator
+    from agents.narrate.narrator import Narrator
 
     enc = agent.encoder
     frames = sum(len(f) for f, _ in episodes)
