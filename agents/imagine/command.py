@@ -260,42 +260,11 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
                                                           max_train=cfg.max_train_episodes)
     else:
         eval_eps, n_actions = play_episodes(cfg)
-    costs: dict[str, Any] = {}
-    if cfg.train_steps:
-        from agents.imagine.grid_tokens import with_family_tile_size
-
-        env_name = cfg.env or _dataset_env(cfg.data)
-        cfg.world_model = with_family_tile_size(cfg.world_model, env_name)
-        conds = [cfg.world_model.condition]
-        if cfg.compare_conditions:
-            conds += [c for c in ("state+action", "action", "none") if c not in conds]
-        wcfg = replace(cfg.world_model, steps=cfg.train_steps)
-        models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds, progress=True,
-                                         seeds=cfg.seeds)
-        wm = models[cfg.world_model.condition]
-        wm.save(wm_path, trained_on=str(cfg.data), costs=costs)  # the ablation models are not kept
-    else:
-        wm = WorldModel.load(wm_path)
-        models = {wm.cfg.condition: wm}
-        if wm.n_actions != n_actions:
-            raise WorldModelError(f"The world model at {wm_path} has {wm.n_actions} actions, this "
-                                  f"data has {n_actions}; retrain it with --train-steps N.")
+    wm, models, costs = _world_models(cfg, agent, wm_path, train_eps, n_actions)
     attach_world_model(agent, wm)
     clips = make_clips(eval_eps, context=cfg.context, horizon=cfg.steps, max_clips=cfg.clips)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {}
-    scores: dict[str, Any] = {}
-    rollouts = None
-    for key, m in models.items():
-        first_seed = "@" not in key  # later seeds: PSNR for the intervals only
-        metrics, r = evaluate(agent, m, clips, samples=cfg.samples if m is wm else 0,
-                              temperature=cfg.temperature, tolerance=cfg.tolerance,
-                              seed=cfg.seed, narration=first_seed)
-        if first_seed:
-            results[key] = metrics
-        scores[key] = r["scores"]
-        if m is wm:
-            rollouts = r
+    results, scores, rollouts = _evaluate_models(cfg, agent, wm, models, clips)
     out: dict[str, Any] = {
         "config": _jsonable(asdict(cfg)), "world_model": str(wm_path),
         "metrics": results[wm.cfg.condition], "costs": costs,
@@ -316,6 +285,52 @@ def main(cfg: ImagineConfig) -> dict[str, Any]:
     print(f"wrote {', '.join(str(cfg.out / f) for f in [METRICS, REPORT, *written])} "
           f"in {out['wall_s']:.1f} s")
     return out
+
+
+def _world_models(cfg: ImagineConfig, agent: Any, wm_path: Path, train_eps: list, n_actions: int
+                  ) -> tuple[WorldModel, dict[str, WorldModel], dict[str, Any]]:
+    """The world model to evaluate (trained and saved with ``--train-steps``, else loaded), every
+    model of the run by condition key (the language ablation's, the extra seeds') and the
+    training costs."""
+    if not cfg.train_steps:
+        wm = WorldModel.load(wm_path)
+        if wm.n_actions != n_actions:
+            raise WorldModelError(f"The world model at {wm_path} has {wm.n_actions} actions, this "
+                                  f"data has {n_actions}; retrain it with --train-steps N.")
+        return wm, {wm.cfg.condition: wm}, {}
+    from agents.imagine.grid_tokens import with_family_tile_size
+
+    env_name = cfg.env or _dataset_env(cfg.data)
+    cfg.world_model = with_family_tile_size(cfg.world_model, env_name)
+    conds = [cfg.world_model.condition]
+    if cfg.compare_conditions:
+        conds += [c for c in ("state+action", "action", "none") if c not in conds]
+    wcfg = replace(cfg.world_model, steps=cfg.train_steps)
+    models, costs = fit_world_models(agent, wcfg, train_eps, n_actions, conds, progress=True,
+                                     seeds=cfg.seeds)
+    wm = models[cfg.world_model.condition]
+    wm.save(wm_path, trained_on=str(cfg.data), costs=costs)  # the ablation models are not kept
+    return wm, models, costs
+
+
+def _evaluate_models(cfg: ImagineConfig, agent: Any, wm: WorldModel,
+                     models: dict[str, WorldModel], clips: Clips) -> tuple[dict, dict, Any]:
+    """Every model on the clips: metrics of each condition's first seed, every model's per-clip
+    scores (the seed intervals), and the evaluated model's rollouts (for the video)."""
+    results: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    rollouts = None
+    for key, m in models.items():
+        first_seed = "@" not in key  # later seeds: PSNR for the intervals only
+        metrics, r = evaluate(agent, m, clips, samples=cfg.samples if m is wm else 0,
+                              temperature=cfg.temperature, tolerance=cfg.tolerance,
+                              seed=cfg.seed, narration=first_seed)
+        if first_seed:
+            results[key] = metrics
+        scores[key] = r["scores"]
+        if m is wm:
+            rollouts = r
+    return results, scores, rollouts
 
 
 def _studies(cfg: ImagineConfig, agent: Any, wm: WorldModel, models: dict[str, WorldModel],

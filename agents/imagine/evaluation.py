@@ -126,26 +126,13 @@ def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
     if sampled:  # best of k, per frame and per metric (an oracle pick: an upper bound)
         per = [frame_metrics(s.frames, real, s.codes, real_codes) for s in sampled]
         scores["best_of_k"] = {m: torch.stack([p[m] for p in per]).max(0).values for m in per[0]}
-    # narration: of the real future, of the imagined one, of copy-last and of the reconstruction
     from agents.model.text import unslot
 
     imag_s = unslot(img.narration_ids, agent.tokenizer)
-    real_s: list = []
-    f1: dict[str, tuple[float, list[float]]] = {}
-    if narration:
-        real_s = narrate_clips(agent, ctx, real, window=window)
-        copy_s = narrate_clips(agent, ctx, last.contiguous(), window=window)
-        recon_s = narrate_clips(agent, ctx, recon, window=window)
-        f1 = {name: event_f1(s, real_s, tolerance=tolerance)
-              for name, s in (("imagined", imag_s), ("copy_last", copy_s), ("ceiling", recon_s))}
-    per_horizon = []
-    for h in range(K):
-        row: dict[str, Any] = {"horizon": h + 1}
-        for m in ("psnr", "ssim", "code_accuracy"):
-            row[m] = {name: float(sc[m][:, h].mean()) for name, sc in scores.items()}
-        if f1:
-            row["event_f1"] = {name: v[1][h] for name, v in f1.items()}
-        per_horizon.append(row)
+    real_s, f1 = _narration_f1(agent, ctx, real, {"imagined": imag_s, "copy_last": last.contiguous(),
+                                                  "ceiling": recon}, window, tolerance) \
+        if narration else ([], {})
+    per_horizon = _per_horizon(scores, f1, K)
     metrics = {
         "clips": B, "context": ctx.shape[1], "horizon": K, "samples": samples,
         "condition": wm.cfg.condition, "decoding": wm.cfg.decoding, "tokens": wm.tokens.name,
@@ -159,6 +146,32 @@ def evaluate(agent: Any, wm: WorldModel, clips: Clips, *, samples: int = 4,
     rollouts = {"context": ctx, "real": real, "imagined": img.frames, "copy_last": last,
                 "real_narration": real_s, "imagined_narration": imag_s, "scores": scores}
     return metrics, rollouts
+
+
+def _narration_f1(agent: Any, ctx: torch.Tensor, real: torch.Tensor, arms: dict[str, Any],
+                  window: int, tolerance: int) -> tuple[list, dict[str, tuple[float, list[float]]]]:
+    """The narration of the real future and each arm's event F1 against it (whole clip, per
+    horizon); an arm is its narration already (sentences) or frames to narrate after ``ctx``."""
+    real_s = narrate_clips(agent, ctx, real, window=window)
+    f1 = {}
+    for name, arm in arms.items():
+        said = arm if isinstance(arm, list) else narrate_clips(agent, ctx, arm, window=window)
+        f1[name] = event_f1(said, real_s, tolerance=tolerance)
+    return real_s, f1
+
+
+def _per_horizon(scores: dict[str, dict[str, torch.Tensor]],
+                 f1: dict[str, tuple[float, list[float]]], K: int) -> list[dict[str, Any]]:
+    """Per horizon h = 1..K: each frame metric's mean per arm, and the arms' event F1."""
+    rows = []
+    for h in range(K):
+        row: dict[str, Any] = {"horizon": h + 1}
+        for m in ("psnr", "ssim", "code_accuracy"):
+            row[m] = {name: float(sc[m][:, h].mean()) for name, sc in scores.items()}
+        if f1:
+            row["event_f1"] = {name: v[1][h] for name, v in f1.items()}
+        rows.append(row)
+    return rows
 
 
 @torch.no_grad()

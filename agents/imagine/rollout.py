@@ -66,29 +66,11 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
     from agents.narrate.narrator import Narrator
 
     wm = world_model or attached_world_model(agent)
-    x = torch.as_tensor(np.asarray(frames))
-    if x.dim() == 4:
-        x = x[None]
-    if x.dtype != torch.uint8 or x.dim() != 5 or tuple(x.shape[2:]) != tuple(wm.tokens.frame_shape):
-        raise WorldModelError(f"imagine expects uint8 frames [B, T, {', '.join(map(str, wm.tokens.frame_shape))}]"
-                              f", got {x.dtype} {tuple(x.shape)}; pass frames of the env the "
-                              "world model was trained on.")
-    if steps < 1:
-        raise WorldModelError(f"steps must be >= 1, got {steps}.")
-    B, T = x.shape[:2]
-    acts = None
-    if actions is not None:
-        acts = torch.as_tensor(np.asarray(actions), dtype=torch.long).reshape(B, -1)
-        if acts.shape[1] < steps:
-            raise WorldModelError(f"{acts.shape[1]} actions per clip for {steps} steps; pass one "
-                                  "action per imagined frame (or None).")
+    x, acts = _checked_inputs(wm, frames, actions, steps)
+    B = x.shape[0]
     nar = Narrator(agent, batch_size=B, window=window or wm.cfg.window_for(agent), greedy=True,
                    seed=seed)
-    nar.reset()
-    for t in range(T):
-        step = nar.step(x[:, t])
-    hidden = step.hidden if prompt is None else nar.force(torch.as_tensor(prompt).view(B, -1))
-    state = hidden[:, -1].float()  # the last real frame's state (its narration included)
+    state = _context_state(nar, x, prompt)
     codes = wm.tokens.encode(x[:, -1])
     frame = x[:, -1]
     gen = torch.Generator().manual_seed(seed)
@@ -111,3 +93,35 @@ def imagine(agent: Any, frames: Any, actions: Any = None, steps: int = 16, *,
     return Imagination(frames=torch.stack(out_f, 1), codes=torch.stack(out_c, 1),
                        narration_ids=torch.stack(out_ids, 1),
                        narration=[[texts[s][b] for s in range(steps)] for b in range(B)])
+
+
+def _context_state(nar: Any, x: torch.Tensor, prompt: Any) -> torch.Tensor:
+    """Narrate the real frames ``x`` [B, T, ...] (teacher-forcing ``prompt`` into the last
+    frame's slot when given): the last real frame's state [B, D], its narration included."""
+    nar.reset()
+    for t in range(x.shape[1]):
+        step = nar.step(x[:, t])
+    hidden = step.hidden if prompt is None else nar.force(torch.as_tensor(prompt).view(x.shape[0], -1))
+    return hidden[:, -1].float()
+
+
+def _checked_inputs(wm: WorldModel, frames: Any, actions: Any, steps: int
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``imagine``'s frames as uint8 [B, T, H, W, 3] and actions as long [B, >= steps] (or None),
+    or one error line naming what does not fit the world model."""
+    x = torch.as_tensor(np.asarray(frames))
+    if x.dim() == 4:
+        x = x[None]
+    if x.dtype != torch.uint8 or x.dim() != 5 or tuple(x.shape[2:]) != tuple(wm.tokens.frame_shape):
+        raise WorldModelError(f"imagine expects uint8 frames [B, T, {', '.join(map(str, wm.tokens.frame_shape))}]"
+                              f", got {x.dtype} {tuple(x.shape)}; pass frames of the env the "
+                              "world model was trained on.")
+    if steps < 1:
+        raise WorldModelError(f"steps must be >= 1, got {steps}.")
+    if actions is None:
+        return x, None
+    acts = torch.as_tensor(np.asarray(actions), dtype=torch.long).reshape(x.shape[0], -1)
+    if acts.shape[1] < steps:
+        raise WorldModelError(f"{acts.shape[1]} actions per clip for {steps} steps; pass one "
+                              "action per imagined frame (or None).")
+    return x, acts

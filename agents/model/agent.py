@@ -251,29 +251,15 @@ class BYOGAgent(nn.Module):
         e = self.frame_embeddings(batch)  # [B, T, D]
         metrics: dict[str, float] = {}
         ids_parts, e_parts = [], []
-        use_ground = cfg.loss.w_ground > 0 and bool(labelled.any())
-        if use_ground:
-            slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, cfg.text)
-            g_ids = slotted.ids.to(e.device)[labelled]  # [Bg, T, k]
-            g_in, g_ids = L.history_dropout(
-                g_ids, valid[labelled], rate=cfg.loss.history_dropout,
-                seeds=self._row_seeds(batch, step, stream=2)[labelled.cpu()].tolist(),
-                nil_id=sp.nil, pad_id=sp.pad)
+        g_ids = byog = None
+        if cfg.loss.w_ground > 0 and bool(labelled.any()):
+            g_in, g_ids = self._ground_targets(batch, valid, labelled, step, metrics, e.device)
             ids_parts.append(g_in)
             e_parts.append(e[labelled])
-            metrics.update(M.slot_counts(slotted))
-        y = y_logits = y_pi = None
-        use_byog = self.predictor is not None and bool(byog_rows.any())
-        if use_byog:
-            bb = select_rows(batch, byog_rows)  # the self-supervised batch
-            e_b = e[byog_rows.to(e.device)]
-            y, y_logits = self.sample_targets(bb, e_b, step)
-            ids_parts.append(y)
-            e_parts.append(e_b)
-            if cfg.loss.token_objective == "reinforce":  # on-policy: the online encoder's words
-                y_pi = self.sample_policy(bb, e_b, step)
-                ids_parts.append(y_pi)
-                e_parts.append(e_b)
+        if self.predictor is not None and bool(byog_rows.any()):
+            byog = self._byog_inputs(batch, e, byog_rows, step)  # (batch, e, y, y_logits, y_pi)
+            ids_parts += [byog[2]] if byog[4] is None else [byog[2], byog[4]]
+            e_parts += [byog[1]] if byog[4] is None else [byog[1], byog[1]]
         if not ids_parts:
             raise ModelError(
                 "Nothing to train on this batch: w_byog is 0 (captioner) and no window is "
@@ -281,31 +267,66 @@ class BYOGAgent(nn.Module):
             )
         h, z = self.encoder(torch.cat(ids_parts), torch.cat(e_parts))  # [B', L, D], [B', L, V]
         terms: dict[str, torch.Tensor] = {}
-        n_g = 0
-        if use_ground:
-            n_g = g_ids.shape[0]
+        n_g = 0 if g_ids is None else g_ids.shape[0]
+        if g_ids is not None:
             l_g, m_g = L.grounding_loss(z[:n_g], g_ids.reshape(n_g, -1), pad_id=sp.pad,
                                         nil_id=sp.nil, nil_weight=cfg.loss.nil_weight)
             terms["ground"] = cfg.loss.w_ground * l_g
             metrics.update(m_g)
             metrics["loss/ground"] = float(l_g.detach())
-        if use_byog:
-            Bb = e_b.shape[0]
-            h_b, z_b = h[n_g:n_g + Bb], z[n_g:n_g + Bb]
-            l_b, m_b = self._byog(bb, h_b, z_b, y, y_logits, step)
-            w_b = L.ramp_weight(cfg.loss.w_byog, step, cfg.loss.w_byog_warmup_steps)
-            terms["byog"] = w_b * l_b
-            metrics.update(m_b)
-            metrics["loss/byog"] = float(l_b.detach())
-            metrics["loss/w_byog"] = w_b
-            if y_pi is not None:
-                l_r, m_r = self._reinforce(bb, h[n_g + Bb:], z[n_g + Bb:], y_pi, step)
-                terms["reinforce"] = l_r
-                metrics.update(m_r)
-            else:  # the online encoder's next-token distribution on the sampled history
-                metrics.update(self._online_monitors(z_b, None, bb["valid"].bool()))
+        if byog is not None:
+            terms.update(self._byog_terms(byog, h[n_g:], z[n_g:], step, metrics))
         metrics.update(self.encoder.gate_values())
         return terms, metrics
+
+    def _ground_targets(self, batch: dict[str, Any], valid: torch.Tensor, labelled: torch.Tensor,
+                        step: int, metrics: dict[str, float], device: torch.device
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labelled rows' slotted annotations: (encoder input ids with the history dropout
+        applied, target ids) [Bg, T, k]; the slot counts go into ``metrics``."""
+        cfg, sp = self.cfg, self.special
+        slotted = slot_annotations(batch["annotations"], valid, self.tokenizer, cfg.text)
+        g_ids = slotted.ids.to(device)[labelled]  # [Bg, T, k]
+        g_in, g_ids = L.history_dropout(
+            g_ids, valid[labelled], rate=cfg.loss.history_dropout,
+            seeds=self._row_seeds(batch, step, stream=2)[labelled.cpu()].tolist(),
+            nil_id=sp.nil, pad_id=sp.pad)
+        metrics.update(M.slot_counts(slotted))
+        return g_in, g_ids
+
+    def _byog_inputs(self, batch: dict[str, Any], e: torch.Tensor, rows: torch.Tensor,
+                     step: int) -> tuple:
+        """The self-supervised rows: (their batch, frame embeddings, the target's sampled tokens
+        y, its logits, and with the reinforce objective the online encoder's own words y_pi)."""
+        bb = select_rows(batch, rows)  # the self-supervised batch
+        e_b = e[rows.to(e.device)]
+        y, y_logits = self.sample_targets(bb, e_b, step)
+        y_pi = None
+        if self.cfg.loss.token_objective == "reinforce":  # on-policy: the online encoder's words
+            y_pi = self.sample_policy(bb, e_b, step)
+        return bb, e_b, y, y_logits, y_pi
+
+    def _byog_terms(self, byog: tuple, h: torch.Tensor, z: torch.Tensor, step: int,
+                    metrics: dict[str, float]) -> dict[str, torch.Tensor]:
+        """The ``byog`` (and ``reinforce``) loss terms from the encoder's outputs on the
+        self-supervised rows (``h``/``z`` start at them); their metrics go into ``metrics``."""
+        cfg = self.cfg
+        bb, e_b, y, y_logits, y_pi = byog
+        Bb = e_b.shape[0]
+        h_b, z_b = h[:Bb], z[:Bb]
+        l_b, m_b = self._byog(bb, h_b, z_b, y, y_logits, step)
+        w_b = L.ramp_weight(cfg.loss.w_byog, step, cfg.loss.w_byog_warmup_steps)
+        terms = {"byog": w_b * l_b}
+        metrics.update(m_b)
+        metrics["loss/byog"] = float(l_b.detach())
+        metrics["loss/w_byog"] = w_b
+        if y_pi is not None:
+            l_r, m_r = self._reinforce(bb, h[Bb:], z[Bb:], y_pi, step)
+            terms["reinforce"] = l_r
+            metrics.update(m_r)
+        else:  # the online encoder's next-token distribution on the sampled history
+            metrics.update(self._online_monitors(z_b, None, bb["valid"].bool()))
+        return terms
 
     def _byog(self, batch: dict[str, Any], h: torch.Tensor, z: torch.Tensor, y: torch.Tensor,
               y_logits: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:

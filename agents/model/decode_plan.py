@@ -20,7 +20,7 @@ variant).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -192,79 +192,118 @@ class DecodePlan:
     def _run(self, x: torch.Tensor, cache: KVCache, start: int, layer_hook: LayerHook | None,
              train: bool, positions: torch.Tensor | None = None, span: int = 0) -> torch.Tensor:
         B, L, D = x.shape
-        H, r = self.H, self.r
-        cos, sin, perm, rot, rows, at, bias, mask, causal = self._positions(x, start, positions,
-                                                                            span)
+        c = _Call(B, L, D, *self._positions(x, start, positions, span), positions, span, train, x)
         h = (self.emb_dropout(x) if train else x).reshape(B * L, D)  # rows [B*L, D]
-        for i, (ln1, qkv_proj, dense, ln2, fc1, act, fc2, parallel, d, scale, p_att, drop_att,
-                drop_mlp, fused) in enumerate(self.layers):
+        for i, layer in enumerate(self.layers):
             if layer_hook is not None:
                 h = layer_hook(i, h.view(B, L, D)).reshape(B * L, D)
-            q = None
-            if fused is not None:  # one LayerNorm and ONE matmul for both branches' inputs
-                w_cat, b_cat, eps, _ = fused
-                xn = F.layer_norm(h, (D,), None, None, eps)
-                if L == 1:  # into this layer's step buffer, whose views are made once
-                    y, qkv, rotc, kv_new, q, f = self._buffers(B, x)[i]
-                    torch.addmm(b_cat, xn, w_cat, out=y)
-                    rotc.mul_(rot)  # rotary on interleaved q, k pairs
-                else:
-                    y = torch.addmm(b_cat, xn, w_cat)
-                    qkv, f = y[:, :3 * D].view(B, L, H, 3, d), y[:, 3 * D:]  # [B, L, H, 3, d]
-                    qc = torch.view_as_complex(qkv.view(B, L, H, 3, d // 2, 2))
-                    qc[:, :, :, :2, :r // 2].mul_(rot)  # rotary on interleaved q, k pairs
-                    kv_new = qkv[:, :, :, 1:].transpose(1, 2)
-            else:
-                qkv, f = qkv_proj(ln1(h)).view(B, L, H, 3, d), None
-                qk = qkv[..., :2, :r]
-                qk.copy_(torch.addcmul(qk * cos, qk.index_select(-1, perm), sin))
-                kv_new = qkv[:, :, :, 1:].transpose(1, 2)  # [B, H, L, 2, d]
-            cl = cache.layers[i]
-            if not cl.is_initialized:
-                empty = qkv.new_empty(B, H, 0, d)
-                cl.lazy_initialization(empty, empty)
-            if rows is not None and L == 1:  # each row's key+value into its own slot
-                cl.kv[rows, :, positions] = kv_new[:, :, 0]
-                cl.length, n = max(cl.length, span), span
-            elif rows is not None:  # each row's L keys+values into its own slots
-                cl.kv[rows[:, None], :, at] = kv_new.transpose(1, 2)  # [B, L, H, 2, d]
-                cl.length, n = max(cl.length, span), span
-            else:
-                cl.reserve(L).copy_(kv_new)  # keys+values, one write
-                cl.length += L
-                n = cl.length
-            if L == 1:  # one query per head: two batched matmuls beat SDPA's kernel on CPU
-                kv = cl.kv3[:, :n]  # [B*H, n, 2, d]
-                if q is None:
-                    q = qkv[:, 0, :, 0]  # [B, H, d]
-                a = torch.baddbmm(self.zero if bias is None else bias, q.reshape(B * H, 1, d),
-                                  kv[:, :, 0].transpose(1, 2), beta=0.0 if bias is None else 1.0,
-                                  alpha=scale)
-                a = a.softmax(-1)  # [B*H, 1, n]
-                if train and p_att > 0:
-                    a = F.dropout(a, p_att)
-                o = torch.bmm(a, kv[:, :, 1]).view(B, D)  # heads in order
-            else:
-                kv = cl.kv[:, :, :n]  # [B, H, n, 2, d]
-                o = F.scaled_dot_product_attention(
-                    qkv[:, :, :, 0].transpose(1, 2), kv[..., 0, :], kv[..., 1, :], attn_mask=mask,
-                    is_causal=causal, dropout_p=p_att if train else 0.0, scale=scale)
-                o = o.transpose(1, 2).reshape(B * L, D)
-            if fused is not None and fused[3] is not None and not train:
-                wd, w2, b2 = fused[3]  # h + dense(o) + fc2(act(f)), biases summed once
-                h = torch.addmm(torch.addmm(b2, o, wd).add_(h), act(f), w2)
-                continue
-            o = dense(o)
-            if train:
-                o = drop_att(o)
-            if parallel:
-                m = fc2(act(fc1(ln2(h)) if f is None else f))
-                h = (drop_mlp(m) if train else m) + o + h
-            else:
-                o = o + h
-                m = fc2(act(fc1(ln2(o))))
-                h = (drop_mlp(m) if train else m) + o
+            h = self._layer(i, layer, h, cache.layers[i], c)
         return self.final_ln(h).view(B, L, D)
+
+    def _layer(self, i: int, layer: tuple, h: torch.Tensor, cl: Any, c: _Call) -> torch.Tensor:
+        """One transformer layer on rows ``h`` [B*L, D]; writes its keys/values into ``cl``."""
+        (_, _, dense, ln2, fc1, act, fc2, parallel, d, scale, p_att, drop_att, drop_mlp,
+         fused) = layer
+        qkv, f, kv_new, q = self._project(i, layer, h, c)
+        n = _write_cache(cl, kv_new, qkv, c)
+        o = self._attend(cl, qkv, q, n, d, scale, p_att, c)
+        if fused is not None and fused[3] is not None and not c.train:
+            wd, w2, b2 = fused[3]  # h + dense(o) + fc2(act(f)), biases summed once
+            return torch.addmm(torch.addmm(b2, o, wd).add_(h), act(f), w2)
+        o = dense(o)
+        if c.train:
+            o = drop_att(o)
+        if parallel:
+            m = fc2(act(fc1(ln2(h)) if f is None else f))
+            return (drop_mlp(m) if c.train else m) + o + h
+        o = o + h
+        m = fc2(act(fc1(ln2(o))))
+        return (drop_mlp(m) if c.train else m) + o
+
+    def _project(self, i: int, layer: tuple, h: torch.Tensor, c: _Call) -> tuple:
+        """This layer's queries/keys/values with rotary applied: ``(qkv [B, L, H, 3, d], the
+        MLP's input f [B*L, F] or None, new keys+values [B, H, L, 2, d], q [B, H, d] or None)``."""
+        ln1, qkv_proj, d, fused = layer[0], layer[1], layer[8], layer[13]
+        B, L, D, H, r = c.B, c.L, c.D, self.H, self.r
+        if fused is None:
+            qkv = qkv_proj(ln1(h)).view(B, L, H, 3, d)
+            qk = qkv[..., :2, :r]
+            qk.copy_(torch.addcmul(qk * c.cos, qk.index_select(-1, c.perm), c.sin))
+            return qkv, None, qkv[:, :, :, 1:].transpose(1, 2), None
+        w_cat, b_cat, eps, _ = fused  # one LayerNorm and ONE matmul for both branches' inputs
+        xn = F.layer_norm(h, (D,), None, None, eps)
+        if L == 1:  # into this layer's step buffer, whose views are made once
+            y, qkv, rotc, kv_new, q, f = self._buffers(B, c.x)[i]
+            torch.addmm(b_cat, xn, w_cat, out=y)
+            rotc.mul_(c.rot)  # rotary on interleaved q, k pairs
+            return qkv, f, kv_new, q
+        y = torch.addmm(b_cat, xn, w_cat)
+        qkv, f = y[:, :3 * D].view(B, L, H, 3, d), y[:, 3 * D:]  # [B, L, H, 3, d]
+        qc = torch.view_as_complex(qkv.view(B, L, H, 3, d // 2, 2))
+        qc[:, :, :, :2, :r // 2].mul_(c.rot)  # rotary on interleaved q, k pairs
+        return qkv, f, qkv[:, :, :, 1:].transpose(1, 2), None
+
+    def _attend(self, cl: Any, qkv: torch.Tensor, q: torch.Tensor | None, n: int, d: int,
+                scale: float, p_att: float, c: _Call) -> torch.Tensor:
+        """Attention of this call's queries over the first ``n`` cache slots: rows [B*L, D]."""
+        B, L, D, H = c.B, c.L, c.D, self.H
+        if L == 1:  # one query per head: two batched matmuls beat SDPA's kernel on CPU
+            kv = cl.kv3[:, :n]  # [B*H, n, 2, d]
+            if q is None:
+                q = qkv[:, 0, :, 0]  # [B, H, d]
+            a = torch.baddbmm(self.zero if c.bias is None else c.bias, q.reshape(B * H, 1, d),
+                              kv[:, :, 0].transpose(1, 2), beta=0.0 if c.bias is None else 1.0,
+                              alpha=scale)
+            a = a.softmax(-1)  # [B*H, 1, n]
+            if c.train and p_att > 0:
+                a = F.dropout(a, p_att)
+            return torch.bmm(a, kv[:, :, 1]).view(B, D)  # heads in order
+        kv = cl.kv[:, :, :n]  # [B, H, n, 2, d]
+        o = F.scaled_dot_product_attention(
+            qkv[:, :, :, 0].transpose(1, 2), kv[..., 0, :], kv[..., 1, :], attn_mask=c.mask,
+            is_causal=c.causal, dropout_p=p_att if c.train else 0.0, scale=scale)
+        return o.transpose(1, 2).reshape(B * L, D)
+
+
+class _Call(NamedTuple):
+    """What every layer of one plan call shares (shapes, rotary tables, masking; see
+    :meth:`DecodePlan._positions`)."""
+
+    B: int
+    L: int
+    D: int
+    cos: Any
+    sin: Any
+    perm: Any
+    rot: Any
+    rows: Any
+    at: Any
+    bias: Any
+    mask: Any
+    causal: bool
+    positions: Any
+    span: int
+    train: bool
+    x: torch.Tensor
+
+
+def _write_cache(cl: Any, kv_new: torch.Tensor, qkv: torch.Tensor, c: _Call) -> int:
+    """Write a call's keys+values into one layer's cache (per-row slots with per-row
+    positions); returns how many cache slots the queries may attend to."""
+    if not cl.is_initialized:
+        empty = qkv.new_empty(c.B, qkv.shape[2], 0, qkv.shape[-1])
+        cl.lazy_initialization(empty, empty)
+    if c.rows is not None and c.L == 1:  # each row's key+value into its own slot
+        cl.kv[c.rows, :, c.positions] = kv_new[:, :, 0]
+        cl.length = max(cl.length, c.span)
+        return c.span
+    if c.rows is not None:  # each row's L keys+values into its own slots
+        cl.kv[c.rows[:, None], :, c.at] = kv_new.transpose(1, 2)  # [B, L, H, 2, d]
+        cl.length = max(cl.length, c.span)
+        return c.span
+    cl.reserve(c.L).copy_(kv_new)  # keys+values, one write
+    cl.length += c.L
+    return cl.length
 
 
 def _bound(m: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

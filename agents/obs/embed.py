@@ -120,6 +120,42 @@ def embedding_dim(path: str | Path, column: str = "embedding") -> int:
     return int(state["dim"])
 
 
+def _record_progress(path: Path, key: str, ours: dict[str, Any], done: set[int],
+                     complete: bool) -> None:
+    """Record in ``info.json`` which episodes hold the column (a killed run resumes there)."""
+    from collect.writer import atomic_write_json
+
+    cur = read_info(path)  # add_column rewrote info.json (counts, columns): keep its version
+    cur[key] = {**ours, "complete": complete, **({} if complete else {"done": sorted(done)})}
+    atomic_write_json(path / "meta" / "info.json", cur)
+
+
+def _rgb_frame_shape(path: Path, info: dict[str, Any]) -> tuple[int, int]:
+    """``(H, W)`` of the dataset's RGB frames, or one error line when they are not RGB."""
+    frame_shape = info.get("frame_shape")
+    if not frame_shape or len(frame_shape) != 3 or frame_shape[2] != 3:
+        raise ObsEncoderError(
+            f"{path}/meta/info.json has frame_shape {frame_shape}; agents.obs.embed needs RGB frames "
+            "[H, W, 3]."
+        )
+    return (frame_shape[0], frame_shape[1])
+
+
+def _episodes_done(path: Path, records: dict[int, Any], column: str, state: dict[str, Any] | None,
+                   spec: str, same: bool, force: bool) -> set[int]:
+    """Episodes whose file already holds this embedder's column (a resumed run skips them); a
+    column another embedder wrote is an error unless ``force`` (then every episode is redone)."""
+    has_column = {i for i, r in records.items() if column in r.get("columns", [])}
+    if not same and not force and (state or has_column):
+        who = f"by {state['spec']!r}" if state else "by an unknown tool"
+        raise ObsEncoderError(
+            f"{path} already has a '{column}' column written {who}; pass --force to replace it "
+            f"with {spec!r}, or --column NAME to write another column."
+        )
+    done = set(state.get("done", records if state.get("complete") else [])) if same else set()
+    return done & has_column  # an episode only counts as done if its file really has the column
+
+
 def embed_dataset(path: str | Path, spec: str | FrameEmbedder, *, batch_size: int = 64,
                   column: str = "embedding", device: str = "cpu", force: bool = False,
                   group_episodes: int = 16, progress: bool = True) -> dict[str, Any]:
@@ -138,45 +174,26 @@ def embed_dataset(path: str | Path, spec: str | FrameEmbedder, *, batch_size: in
     Returns:
         ``{"column", "spec", "dim", "episodes_written", "episodes_skipped", "frames_written"}``.
     """
-    from collect.writer import add_column, atomic_write_json, scan_episode_files
+    from collect.writer import add_column, scan_episode_files
 
     path = Path(path)
     info = read_info(path)
-    frame_shape = info.get("frame_shape")
-    if not frame_shape or len(frame_shape) != 3 or frame_shape[2] != 3:
-        raise ObsEncoderError(
-            f"{path}/meta/info.json has frame_shape {frame_shape}; agents.obs.embed needs RGB frames "
-            "[H, W, 3]."
-        )
     embedder = spec if isinstance(spec, FrameEmbedder) else load_embedder(
-        spec, device=device, probe_shape=(frame_shape[0], frame_shape[1]))
+        spec, device=device, probe_shape=_rgb_frame_shape(path, info))
     records = scan_episode_files(path)
     if not records:
         raise ObsEncoderError(f"{path} has no episode files; nothing to embed.")
     key = f"{column}_encoder"
     state = info.get(key)
     ours = {"spec": embedder.spec, "fingerprint": embedder.fingerprint, "dim": embedder.dim}
-    has_column = {i for i, r in records.items() if column in r.get("columns", [])}
     same = bool(state) and state.get("fingerprint") == embedder.fingerprint
-    if not same and not force and (state or has_column):
-        who = f"by {state['spec']!r}" if state else "by an unknown tool"
-        raise ObsEncoderError(
-            f"{path} already has a '{column}' column written {who}; pass --force to replace it "
-            f"with {embedder.spec!r}, or --column NAME to write another column."
-        )
-    done = set(state.get("done", records if state.get("complete") else [])) if same else set()
-    done &= has_column  # an episode only counts as done if its file really has the column
+    done = _episodes_done(path, records, column, state, embedder.spec, same, force)
     todo = sorted(set(records) - done)
     summary = {"column": column, "spec": embedder.spec, "dim": embedder.dim,
                "episodes_written": len(todo), "episodes_skipped": len(records) - len(todo),
                "frames_written": sum(records[i]["length"] for i in todo)}
     if not todo and same and state.get("complete"):
         return summary
-
-    def record_progress(complete: bool) -> None:
-        cur = read_info(path)  # add_column rewrote info.json (counts, columns): keep its version
-        cur[key] = {**ours, "complete": complete, **({} if complete else {"done": sorted(done)})}
-        atomic_write_json(path / "meta" / "info.json", cur)
 
     bar = tqdm(total=summary["frames_written"], desc=f"embed {column}", unit="frame",
                disable=not progress)
@@ -186,13 +203,13 @@ def embed_dataset(path: str | Path, spec: str | FrameEmbedder, *, batch_size: in
         return embed_frames(embedder, frames, batch_size=batch_size, on_batch=bar.update)
 
     try:
-        record_progress(complete=False)
+        _record_progress(path, key, ours, done, complete=False)
         for g in range(0, len(todo), group_episodes):
             group = todo[g:g + group_episodes]
             add_column(path, column, values, episodes=group)
             done.update(group)
-            record_progress(complete=False)
-        record_progress(complete=True)
+            _record_progress(path, key, ours, done, complete=False)
+        _record_progress(path, key, ours, done, complete=True)
     finally:
         bar.close()
     return summary
