@@ -207,8 +207,8 @@ def _held_out_lines(table: list[dict[str, Any]]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     metrics = ("event_f1", "event_precision", "event_recall", "token_accuracy", "majority_token_accuracy",
                "accuracy_over_majority", "nil_rate", "distinct_1", "prefix_gain", "step_s")
-    return lines + [f"| {r['fraction']:g} | {r['arm']} | " + " | ".join(_mean_ci(r[m]) for m in metrics) + " |"
-                    for r in table]
+    return lines + [f"| {r['fraction']:g} | {r['arm']} | "
+                    + " | ".join(_mean_ci(r[m]) for m in metrics) + " |" for r in table]
 
 
 def _controls_lines(c: dict[str, Any]) -> list[str]:

@@ -122,7 +122,8 @@ class _PretrainCells:
         self.cells: dict[tuple, Cell] = {}
         # the earlier checkpoints the dose arms are also evaluated at
         self.dose: tuple[int, ...] = tuple(sorted({s for s in p.dose_steps if s < p.pretrain_steps}))
-        self.dose_kinds = {resolve_arm(a)[1].pretrain for a in p.dose_arms if a in p.arms} if self.dose else set()
+        self.dose_kinds = ({resolve_arm(a)[1].pretrain for a in p.dose_arms if a in p.arms}
+                           if self.dose else set())
 
     def pretrained(self, env: str, kind: str, lf: float, ps: int, source: Path) -> dict[str, Any]:
         """A cell config's ``pretrained`` entry (the encoder kind and its run directory),
@@ -161,7 +162,8 @@ def _bc_cells(p: StudyPreset, data: dict[str, Path], episodes: dict[str, int],
             for lf in lfs:
                 for n in (n for n in p.ns if n <= pool):
                     for ps in p.pipeline_seeds:
-                        pre = pre_cells.pretrained(env, spec.pretrain, lf, ps, path) if spec.pretrain else None
+                        pre = (pre_cells.pretrained(env, spec.pretrain, lf, ps, path)
+                               if spec.pretrain else None)
                         bc += [_bc(p, env, path, arm, mode, n, lf, ps, bs, pre, "bc")
                                for mode in modes for bs in p.bc_seeds]
                         if pre and arm in p.dose_arms:  # the same cell at earlier checkpoints
@@ -212,7 +214,8 @@ def _rl_cells(p: StudyPreset, data: dict[str, Path], pre_cells: _PretrainCells) 
         env = "crafter" if "crafter" in data else next(iter(data))
         spec = None if enc == "cnnpolicy" else resolve_arm(enc)[1]
         for ps in p.pipeline_seeds:
-            pre = pre_cells.pretrained(env, spec.pretrain, 1.0, ps, data[env]) if spec and spec.pretrain else None
+            pre = (pre_cells.pretrained(env, spec.pretrain, 1.0, ps, data[env])
+                   if spec and spec.pretrain else None)
             conf = {"env": env, "encoder": enc, "timesteps": p.rl_timesteps, "seed": ps,
                     "max_episode_steps": p.envs[env].max_steps or 500, "env_kwargs": dict(p.envs[env].env_kwargs),
                     **({"pretrained": pre} if pre else {}), **on_device(p)}
