@@ -110,28 +110,46 @@ def rl_cell(config: dict[str, Any], out: Path) -> dict[str, Any]:
     return run(RLConfig(**cfg, out=out, checkpoint=ckpt))
 
 
-def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict[str, int]) -> list[Cell]:
-    """Every cell of the study (``episodes``: each dataset's episode count), pretraining first."""
-    from experiments.arms import resolve_arm
-    from experiments.pretrain import PRETRAIN_KINDS
+class _PretrainCells:
+    """The pretraining cells that the BC, cross-domain and RL cells load encoders from: one per
+    (env, kind, label fraction, pipeline seed, source data), in the order first asked for, so
+    every arm that needs the same encoder shares one pretraining run."""
 
-    pre_cells: dict[tuple, Cell] = {}
-    dose = tuple(sorted({s for s in p.dose_steps if s < p.pretrain_steps}))
-    dose_kinds = {resolve_arm(a)[1].pretrain for a in p.dose_arms if a in p.arms} if dose else set()
+    def __init__(self, p: StudyPreset, root: Path) -> None:
+        from experiments.arms import resolve_arm
 
-    def pretrained(env: str, kind: str, lf: float, ps: int, source: Path) -> dict[str, Any]:
+        self.p, self.root = p, root
+        self.cells: dict[tuple, Cell] = {}
+        # the earlier checkpoints the dose arms are also evaluated at
+        self.dose: tuple[int, ...] = tuple(sorted({s for s in p.dose_steps if s < p.pretrain_steps}))
+        self.dose_kinds = ({resolve_arm(a)[1].pretrain for a in p.dose_arms if a in p.arms}
+                           if self.dose else set())
+
+    def pretrained(self, env: str, kind: str, lf: float, ps: int, source: Path) -> dict[str, Any]:
+        """A cell config's ``pretrained`` entry (the encoder kind and its run directory),
+        planning the pretraining cell that writes it the first time it is asked for."""
+        p = self.p
         key = (env, kind, lf, ps, str(source))
-        if key not in pre_cells:
+        if key not in self.cells:
             conf = {"kind": kind, "data": str(source), "steps": p.pretrain_steps, "batch": p.pretrain_batch,
                     "size": p.size, "label_fraction": lf, "pipeline_seed": ps,
                     # only where kept (a preset without doses keeps its cells' keys)
-                    **({"keep_steps": list(dose)} if kind in dose_kinds else {}), **on_device(p),
+                    **({"keep_steps": list(self.dose)} if kind in self.dose_kinds else {}), **on_device(p),
                     **({"obs": p.obs_options[kind]} if kind in p.obs_options else {})}
-            pre_cells[key] = Cell(f"pretrain/{env}/{kind}/lf{lf:g}/p{ps}", "experiments.run_all:pretrain_cell",
-                                  conf, kind="pretrain", cost=p.pretrain_steps,
-                                  meta={"study": "pretrain", "env": env, "encoder": kind, "label_fraction": lf,
-                                        "pipeline_seed": ps})
-        return {"kind": kind, "run": str(pre_cells[key].dir(root) / "run")}
+            self.cells[key] = Cell(f"pretrain/{env}/{kind}/lf{lf:g}/p{ps}", "experiments.run_all:pretrain_cell",
+                                   conf, kind="pretrain", cost=p.pretrain_steps,
+                                   meta={"study": "pretrain", "env": env, "encoder": kind, "label_fraction": lf,
+                                         "pipeline_seed": ps})
+        return {"kind": kind, "run": str(self.cells[key].dir(self.root) / "run")}
+
+
+def _bc_cells(p: StudyPreset, data: dict[str, Path], episodes: dict[str, int],
+              pre_cells: _PretrainCells) -> list[Cell]:
+    """The main BC grid: every env, arm, label fraction (only for encoders whose pretraining
+    reads labels), N that fits the training pool, pipeline seed and BC seed, and the dose arms'
+    same cells at the earlier pretraining checkpoints."""
+    from experiments.arms import resolve_arm
+    from experiments.pretrain import PRETRAIN_KINDS
 
     bc: list[Cell] = []
     for env, path in ((e, d) for e, d in data.items() if e in p.envs):
@@ -144,21 +162,38 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
             for lf in lfs:
                 for n in (n for n in p.ns if n <= pool):
                     for ps in p.pipeline_seeds:
-                        pre = pretrained(env, spec.pretrain, lf, ps, path) if spec.pretrain else None
+                        pre = (pre_cells.pretrained(env, spec.pretrain, lf, ps, path)
+                               if spec.pretrain else None)
                         bc += [_bc(p, env, path, arm, mode, n, lf, ps, bs, pre, "bc")
                                for mode in modes for bs in p.bc_seeds]
                         if pre and arm in p.dose_arms:  # the same cell at earlier checkpoints
                             bc += [_bc(p, env, path, arm, "frozen", n, lf, ps, bs, {**pre, "step": s}, "dose")
-                                   for s in dose for bs in p.bc_seeds]
-    if p.cross_domain and CROSS_TARGET in data:
-        source = data[CROSS_SOURCE]
-        n = max([x for x in p.ns if x <= 16] or [min(p.ns)])
-        for arm in ("byog", "captioner", "byog-text", "captioner-text"):
-            for ps in p.pipeline_seeds:
-                pre = pretrained(CROSS_SOURCE, resolve_arm(arm)[1].pretrain, 1.0, ps, source)
-                bc += [_bc(p, CROSS_TARGET, data[CROSS_TARGET], arm, "frozen", n, 1.0, ps, bs, pre, "cross")
-                       for bs in p.bc_seeds]
-    refs = [Cell(f"ref/{env}/{pol}-{mode}/b{bs}", "experiments.run_all:ref_cell",
+                                   for s in pre_cells.dose for bs in p.bc_seeds]
+    return bc
+
+
+def _cross_cells(p: StudyPreset, data: dict[str, Path], pre_cells: _PretrainCells) -> list[Cell]:
+    """Cross-domain BC: encoders pretrained on the source env, cloned on the target env at the
+    largest N up to 16 (none unless the preset asks and the target's data is there)."""
+    from experiments.arms import resolve_arm
+
+    if not (p.cross_domain and CROSS_TARGET in data):
+        return []
+    source = data[CROSS_SOURCE]
+    n = max([x for x in p.ns if x <= 16] or [min(p.ns)])
+    cells: list[Cell] = []
+    for arm in ("byog", "captioner", "byog-text", "captioner-text"):
+        for ps in p.pipeline_seeds:
+            pre = pre_cells.pretrained(CROSS_SOURCE, resolve_arm(arm)[1].pretrain, 1.0, ps, source)
+            cells += [_bc(p, CROSS_TARGET, data[CROSS_TARGET], arm, "frozen", n, 1.0, ps, bs, pre, "cross")
+                      for bs in p.bc_seeds]
+    return cells
+
+
+def _ref_cells(p: StudyPreset, data: dict[str, Path]) -> list[Cell]:
+    """The live reference policies each BC arm is read against: the env's expert, random, and
+    the action prior (sampled and argmax), once per BC seed."""
+    return [Cell(f"ref/{env}/{pol}-{mode}/b{bs}", "experiments.run_all:ref_cell",
                  {"data": str(path), "policy": pol, "mode": mode, "episodes": p.live_episodes, "seed": bs,
                   "live_max_steps": p.live_max_steps, "n": max(p.ns), "val_episodes": p.val_episodes},
                  kind="ref", cost=p.live_episodes,
@@ -168,18 +203,38 @@ def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict
             for pol in (expert_policy(env), "random", "action-prior")
             for mode in (("sample", "argmax") if pol == "action-prior" else ("policy",))
             for bs in p.bc_seeds]
+
+
+def _rl_cells(p: StudyPreset, data: dict[str, Path], pre_cells: _PretrainCells) -> list[Cell]:
+    """One PPO run per RL encoder and pipeline seed, on Crafter when it is in the study."""
+    from experiments.arms import resolve_arm
+
     rl = []
     for enc in p.rl_encoders if p.rl_timesteps else ():
         env = "crafter" if "crafter" in data else next(iter(data))
         spec = None if enc == "cnnpolicy" else resolve_arm(enc)[1]
         for ps in p.pipeline_seeds:
-            pre = pretrained(env, spec.pretrain, 1.0, ps, data[env]) if spec and spec.pretrain else None
+            pre = (pre_cells.pretrained(env, spec.pretrain, 1.0, ps, data[env])
+                   if spec and spec.pretrain else None)
             conf = {"env": env, "encoder": enc, "timesteps": p.rl_timesteps, "seed": ps,
                     "max_episode_steps": p.envs[env].max_steps or 500, "env_kwargs": dict(p.envs[env].env_kwargs),
                     **({"pretrained": pre} if pre else {}), **on_device(p)}
             rl.append(Cell(f"rl/{env}/{enc}/p{ps}", "experiments.run_all:rl_cell", conf, kind="rl",
                            cost=p.rl_timesteps, meta={"study": "rl", "env": env, "encoder": enc, "pipeline_seed": ps}))
-    return [*pre_cells.values(), *bc, *refs, *rl]
+    return rl
+
+
+def plan_cells(p: StudyPreset, root: Path, data: dict[str, Path], episodes: dict[str, int]) -> list[Cell]:
+    """Every cell of the study (``episodes``: each dataset's episode count), pretraining first.
+
+    The BC, cross-domain and RL cells are planned first (in that order) because planning them
+    is what plans the pretraining cells they load from; those then run before everything else.
+    """
+    pre_cells = _PretrainCells(p, root)
+    bc = _bc_cells(p, data, episodes, pre_cells) + _cross_cells(p, data, pre_cells)
+    refs = _ref_cells(p, data)
+    rl = _rl_cells(p, data, pre_cells)
+    return [*pre_cells.cells.values(), *bc, *refs, *rl]
 
 
 def on_device(p: StudyPreset) -> dict[str, str]:

@@ -123,16 +123,7 @@ def export_lerobot(src: str | Path, out: str | Path, *, language: bool = False, 
         encode_video(video, iter(frames), fps, settings)
         errors = merge_errors(errors, video_errors(video, frames))
         stats.add(data, [ep.frames for ep in group])
-        clock = 0.0
-        for meta, ep in zip(metas, group):
-            length = len(ep.frames) / fps
-            meta.update({"data/chunk_index": where["chunk_index"], "data/file_index": where["file_index"],
-                         f"videos/{CAMERA_KEY}/chunk_index": where["chunk_index"],
-                         f"videos/{CAMERA_KEY}/file_index": where["file_index"],
-                         f"videos/{CAMERA_KEY}/from_timestamp": clock,
-                         f"videos/{CAMERA_KEY}/to_timestamp": clock + length,
-                         "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
-            clock += length
+        _locate_episodes(metas, group, where, fps)
         episodes += metas
     if not episodes:
         raise ExportError(f"{src} has no episodes to export.")
@@ -140,18 +131,41 @@ def export_lerobot(src: str | Path, out: str | Path, *, language: bool = False, 
     _write_tasks(out, tasks)
     features = _features(ds.info, language, fps, settings)
     (out / "meta" / "stats.json").write_text(json.dumps(stats.finish(features), indent=2))
-    info = {
+    info = _info(fps, episodes, tasks, features)
+    (out / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    quality = fidelity(errors)
+    return ExportSummary(out, settings, frames=info["total_frames"], mae=quality["mae"], max_error=quality["max"],
+                         psnr=quality["psnr"], video_bytes=_tree_bytes(out / "videos"),
+                         total_bytes=_tree_bytes(out), source_bytes=_tree_bytes(Path(src)))
+
+
+def _locate_episodes(metas: list[dict[str, Any]], group: list[Any], where: dict[str, int], fps: int) -> None:
+    """Adds to each episode's metadata row where its rows and frames sit: the data/video file it
+    shares with the rest of ``group``, and its time span inside that video, because LeRobot
+    finds an episode's frames by seeking to ``from_timestamp`` in a file of many episodes."""
+    clock = 0.0
+    for meta, ep in zip(metas, group):
+        length = len(ep.frames) / fps
+        meta.update({"data/chunk_index": where["chunk_index"], "data/file_index": where["file_index"],
+                     f"videos/{CAMERA_KEY}/chunk_index": where["chunk_index"],
+                     f"videos/{CAMERA_KEY}/file_index": where["file_index"],
+                     f"videos/{CAMERA_KEY}/from_timestamp": clock,
+                     f"videos/{CAMERA_KEY}/to_timestamp": clock + length,
+                     "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
+        clock += length
+
+
+def _info(fps: int, episodes: list[dict[str, Any]], tasks: dict[str, int],
+          features: dict[str, Any]) -> dict[str, Any]:
+    """``meta/info.json``: the totals, path templates and features LeRobot reads first to load
+    the dataset (the file size limits are LeRobot's defaults, recorded, not enforced here)."""
+    return {
         "codebase_version": CODEBASE_VERSION, "robot_type": None, "fps": fps,
         "total_episodes": len(episodes), "total_frames": episodes[-1]["dataset_to_index"],
         "total_tasks": len(tasks), "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100,
         "video_files_size_in_mb": 200, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
         "splits": {"train": f"0:{len(episodes)}"}, "features": features,
     }
-    (out / "meta" / "info.json").write_text(json.dumps(info, indent=4))
-    quality = fidelity(errors)
-    return ExportSummary(out, settings, frames=info["total_frames"], mae=quality["mae"], max_error=quality["max"],
-                         psnr=quality["psnr"], video_bytes=_tree_bytes(out / "videos"),
-                         total_bytes=_tree_bytes(out), source_bytes=_tree_bytes(Path(src)))
 
 
 def _episode_tables(info: dict[str, Any], group: list[Any], tasks: dict[str, int], fps: int,
