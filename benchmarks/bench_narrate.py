@@ -8,14 +8,14 @@ frames = a 256-position context):
    the context, the k sequential decode steps both strategies share; the last bound the ratio)
    (the tiny one is so small that a 256-position pass costs little more than per-call overhead,
    so its ratios understate what the cache saves on any real model):
-   * ``cached``: :class:`agents.narration.Narrator` (one cached call per token; the window's
+   * ``cached``: :class:`agents.narrate.narration.Narrator` (one cached call per token; the window's
      re-encodes every ``window - keep`` frames are included, amortised);
    * ``reencode``: re-encode the whole context each frame (one teacher-forced pass over the
      previous 31 frames, then the new frame's k tokens with the cache that pass built);
    * ``uncached``: no cache at all (a full pass over the context for each of the k tokens).
 2. Frames/s of the live Crafter loop (random policy) without narration, with narration, and
    of the narration alone on the same frames (target >= 20 frames/s: Minecraft's 20 Hz).
-3. The slot early exit (:mod:`agents.slot_rule`): a narrator is first trained on recorded
+3. The slot early exit (:mod:`agents.model.slot_rule`): a narrator is first trained on recorded
    Crafter episodes (the scripted player's), so its slots end in ``<nil>`` as a trained
    narrator's do (its ``<nil>`` rate is printed: an untrained model's says nothing about
    this); then live greedy narration of other episodes, per-frame latency with the early exit

@@ -1,4 +1,4 @@
-"""The slot format narration keeps (agents.slot_rule): the carry cut and the slot early exit.
+"""The slot format narration keeps (agents.model.slot_rule): the carry cut and the slot early exit.
 
 Unit tests of the rule on hand-written token streams, then live narration of a recorded Crafter
 episode by a narrator trained on it (so its slots end in ``<nil>`` as a trained narrator's do):

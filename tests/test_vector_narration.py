@@ -66,7 +66,7 @@ def make_agent(tok, preset="byog", delta=False):
 def single_narration(agent, episodes, window, keep, forecast=0, rule=True):
     """Each episode (frames uint8 [T, H, W, 3]) narrated alone: (ids [T, k + F*k], logits
     [T, k + F*k, V]), per frame its slot then its F forecast frames. ``rule``: the slot rule
-    (carry cut and early exit, agents.slot_rule) on or off."""
+    (carry cut and early exit, agents.model.slot_rule) on or off."""
     out = []
     n = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=True, decode=False,
                  cut=rule, early_exit=rule)

@@ -4,7 +4,7 @@
 cache: with a parallel residual and plain modules, ONE LayerNorm and ONE matmul give the qkv and
 MLP inputs (LayerNorm affines folded into the weights); rotary is one in-place complex multiply
 from a table indexed by position (q/k rotary channels interleaved in the folded weights); keys
-and values go into the preallocated buffer (:class:`agents.kv_cache.KVCache`) with one in-place
+and values go into the preallocated buffer (:class:`agents.model.kv_cache.KVCache`) with one in-place
 copy; one query attends to the filled part of the buffer with two batched matmuls (faster than
 SDPA's CPU kernel for one query), a multi-position feed uses SDPA with a causal flag or one small
 mask; one-position steps write into per-layer buffers whose views are made once. A peft LoRA
@@ -13,7 +13,7 @@ ops a layer, no ``torch.cat`` over the cache, no mask, no host sync.
 
 Why: sampling makes one model call per token position, and the stock forward spends most of a
 tiny model's step building masks and calling modules. The stock transformers layers
-(:meth:`agents.lm.TokenLM.hidden` without a cache) stay the readable reference; both give the
+(:meth:`agents.model.lm.TokenLM.hidden` without a cache) stay the readable reference; both give the
 same hidden states up to rounding (``tests/test_model_kvcache.py``, every fused/unfused
 variant).
 """
@@ -31,7 +31,7 @@ from agents.model.kv_cache import KVCache
 
 
 class RopeLM(Protocol):
-    """What a plan reads of its LM (an :class:`agents.lm.TokenLM`): named here as a protocol so
+    """What a plan reads of its LM (an :class:`agents.model.lm.TokenLM`): named here as a protocol so
     that this module, which the LM imports, never imports the LM back (no import circle)."""
 
     core: Any
@@ -150,7 +150,7 @@ class DecodePlan:
         mkldnn = torch.backends.mkldnn
         was = mkldnn.enabled
         mkldnn.enabled = False
-        # Under autocast (--precision bf16, agents.accel) the plan still runs in its weights'
+        # Under autocast (--precision bf16, agents.model.accel) the plan still runs in its weights'
         # dtype: its step buffers are written with out= (which autocast refuses) and the cache
         # keeps one dtype; a decode step is latency-bound, so bf16 would not speed it up on CPU.
         # The obs encoder, projector and logits around it do run in bf16.

@@ -9,7 +9,7 @@ p = t*k + j is slot j of frame t, and its logits predict token y[p]. Two fusions
   (block-causal over frames, with an ALiBi-style recency bias so the current frame is
   identifiable); its tanh gates start at 0, so at init the LM is exactly the text-only LM.
 
-Sampling one slot per frame with a KV cache (:class:`agents.kv_cache.KVCache`, preallocated
+Sampling one slot per frame with a KV cache (:class:`agents.model.kv_cache.KVCache`, preallocated
 buffers written in place) is exposed both offline (:meth:`sample`) and incrementally
 (:meth:`start` / :meth:`step_frame`) for live narration. The per-token loop is kept lean: it
 runs under ``torch.inference_mode``, the cache is preallocated for the window when its length is
@@ -99,7 +99,7 @@ class NarrationState:
     hidden: torch.Tensor | None = None  # float [B, k, D] the last frame's final hidden states
     last_frame: torch.Tensor | None = None  # uint8 [B, H, W, 3] set by embed_frame (None: none yet)
     obs_state: dict | None = None  # the obs encoder's per-stream state (ObsEncoder.step), per env
-    slot: SlotTrack | None = None  # the slot rule's per-stream state (agents.slot_rule), if any
+    slot: SlotTrack | None = None  # the slot rule's per-stream state (agents.model.slot_rule), if any
 
 
 class NarrationEncoder(nn.Module):
@@ -123,7 +123,7 @@ class NarrationEncoder(nn.Module):
                       if fusion == "xattn" else None)
         self.register_buffer("banned", torch.tensor(banned_ids, dtype=torch.long), persistent=False)
         self.nil_rule: tuple[int, float] | None = None  # greedy: (nil_id, p), see sample_tokens
-        # the slot format narration keeps (carry cut, early exit; agents.slot_rule), set by the
+        # the slot format narration keeps (carry cut, early exit; agents.model.slot_rule), set by the
         # agent; training's target sampling does not pass it (its tokens stay as they were)
         self.slot_rule: SlotRule | None = None
 
@@ -205,7 +205,7 @@ class NarrationEncoder(nn.Module):
                ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """Narrate one frame: e_t [B, D] -> k tokens [B], logits [B, V] and final hidden states
         [B, D] (lists); advances ``state`` in place. ``io`` = ``tlm.token_io()``. ``rule``: the
-        slot format to keep (``state.slot`` its track; see :mod:`agents.slot_rule`). Call under
+        slot format to keep (``state.slot`` its track; see :mod:`agents.model.slot_rule`). Call under
         ``torch.inference_mode``."""
         tlm = self.tlm
         hook = None
@@ -335,7 +335,7 @@ class NarrationEncoder(nn.Module):
 
         All B sequences are sampled in parallel, one cached model call per token position,
         into a cache preallocated for the window's T*k positions. ``rule``: the slot format to
-        keep (:mod:`agents.slot_rule`; None = tokens as the model chooses them, as training's
+        keep (:mod:`agents.model.slot_rule`; None = tokens as the model chooses them, as training's
         target sampling does); ``track``: its per-row state and counters (a fresh one when
         None; pass one to read the cut and ill-formed counts).
         """
@@ -361,7 +361,7 @@ def num_params(module: nn.Module) -> int:
     ``sum(p.numel() for p in module.parameters())``)."""
     import warnings
 
-    warnings.warn("agents.encoder.num_params is deprecated; use sum(p.numel() for p in "
+    warnings.warn("agents.model.encoder.num_params is deprecated; use sum(p.numel() for p in "
                   "module.parameters()).", DeprecationWarning, stacklevel=2)
     return sum(p.numel() for p in module.parameters())
 

@@ -1,6 +1,6 @@
 """Keeping narrated slots in the training format: the carry cut and the slot early exit.
 
-Training targets (:func:`agents.text.slot_annotations`) obey two rules that a free-running
+Training targets (:func:`agents.model.text.slot_annotations`) obey two rules that a free-running
 decoder does not know about:
 
 1. **The carry bound.** A sentence whose tokens do not fit its frame's slot continues in the
@@ -135,7 +135,7 @@ class SlotTrack:
 
 
 def narration_rule(agent: Any, *, cut: bool = True, early_exit: bool = True) -> SlotRule | None:
-    """The slot rule narration keeps (:mod:`agents.slot_rule`): the agent's (its training
+    """The slot rule narration keeps (:mod:`agents.model.slot_rule`): the agent's (its training
     targets' carry bound) with the cut and the early exit switched as asked; None when neither
     is on or the agent has none."""
     base = getattr(agent.encoder, "slot_rule", None)

@@ -1,6 +1,6 @@
 """Live narration on a gymnasium env, and loading an agent to narrate with.
 
-:class:`NarrationWrapper` puts one stream of the :class:`agents.narrator.Narrator` (the one
+:class:`NarrationWrapper` puts one stream of the :class:`agents.narrate.narrator.Narrator` (the one
 live narration API; its module explains the bounded, re-encoded context) on a gymnasium env
 and writes ``info["narration"]`` (text), ``info["narration_tokens"]`` and, with
 ``forecast=N``, ``info["forecast"]`` every step. :func:`load_narrating_agent` loads a
@@ -32,7 +32,7 @@ class NarrationWrapper(gym.Wrapper):
 
     ``reset`` and ``step`` add to ``info``: ``narration`` (str), ``narration_tokens``
     (int64 [k]), ``narration_entropy`` (float), ``narration_cut`` (int: word tokens the carry
-    bound cut, see :mod:`agents.slot_rule`), ``narration_ill_formed`` (bool: the slot early exit
+    bound cut, see :mod:`agents.model.slot_rule`), ``narration_ill_formed`` (bool: the slot early exit
     wrote ``<nil>`` over a word) and, with ``forecast=N``, ``forecast`` (N str)
     and ``forecast_tokens`` (int64 [N, k]). Reset clears the context (and seeds sampling with
     the reset seed, so the same seed gives the same narration); memory stays bounded by
@@ -92,7 +92,7 @@ class NarrationWrapper(gym.Wrapper):
         info["narration"] = out.text[0]
         info["narration_tokens"] = out.ids[0].cpu().numpy()
         info["narration_entropy"] = float(out.entropy[0])
-        info["narration_cut"] = int(out.cut[0])  # tokens the carry bound cut (agents.slot_rule)
+        info["narration_cut"] = int(out.cut[0])  # tokens the carry bound cut (agents.model.slot_rule)
         info["narration_ill_formed"] = bool(out.ill_formed[0])
         if self.narrator.forecast:
             info["forecast"] = out.forecast[0]
@@ -179,7 +179,7 @@ def load_narrating_agent(path: str | Path, *, device: str = "cpu") -> Any:
     path = Path(path)
     if not path.exists():
         raise NarrationError(f"Checkpoint {str(path)!r} does not exist; pass a run directory "
-                             "written by `python -m agents.train` or a checkpoint directory.")
+                             "written by `python -m agents.training` or a checkpoint directory.")
     try:
         agent = load_agent(path)
     except (ValueError, OSError) as err:  # every AgentsError is a ValueError

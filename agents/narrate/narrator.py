@@ -2,7 +2,7 @@
 
 It holds the incremental state of ``B`` synchronous streams (the encoder's KV cache, the frame
 embeddings and tokens of the current context window, the predictor's cache for forecasts).
-:class:`agents.narration.NarrationWrapper` (a gymnasium wrapper), ``BYOGAgent.start`` /
+:class:`agents.narrate.narration.NarrationWrapper` (a gymnasium wrapper), ``BYOGAgent.start`` /
 ``narrate_step`` and ``experiments.features.BYOGFeaturizer`` are built on it. Live forecasts
 are registered per predictor objective (:data:`FORECASTS`).
 
@@ -70,7 +70,7 @@ class NarrationStep:
         hidden: float [B, k, D] the encoder's final hidden states at the frame's slot (what
             ``experiments.features.BYOGFeaturizer`` pools).
         cut: Long [B] word tokens the carry bound replaced with ``<nil>`` in this slot
-            (:mod:`agents.slot_rule`; zeros without the cut).
+            (:mod:`agents.model.slot_rule`; zeros without the cut).
         ill_formed: bool [B] the slot early exit wrote ``<nil>`` where the model would have
             written a word (exact for greedy narration; False without the early exit).
     """
@@ -106,7 +106,7 @@ class Narrator:
         decode: Decode each step's tokens to text (``NarrationStep.text``; False leaves it
             empty, for callers that only read ids or hidden states).
         cut: End a sentence that runs on past the training targets' carry bound
-            (``SlotConfig.max_carry`` slots after the one it began in; :mod:`agents.slot_rule`).
+            (``SlotConfig.max_carry`` slots after the one it began in; :mod:`agents.model.slot_rule`).
         early_exit: After a slot's first ``<nil>`` write ``<nil>`` and, once every stream has
             ended its slot, fill the rest of the slot in one parallel pass.
     """
@@ -151,7 +151,7 @@ class Narrator:
         self.state = None
         self.reencodes = 0  # slides done since the last reset (for tests and benchmarks)
         self.rule = narration_rule(agent, cut=cut, early_exit=early_exit)
-        self.track = None  # the rule's per-stream state and counters (agents.slot_rule)
+        self.track = None  # the rule's per-stream state and counters (agents.model.slot_rule)
         # the objective's live forecast, by name: an objective without one fails here
         self._forecaster = FORECASTS[agent.cfg.predictor.mode](self) if forecast else None
 
@@ -294,7 +294,7 @@ class Narrator:
 FORECASTS: Registry = Registry(
     "live forecast", error=NarrationError,
     hint="Register a forecaster for this predictor objective with "
-         "agents.narrator.FORECASTS.register(name, cls), or pass forecast=0.")
+         "agents.narrate.narrator.FORECASTS.register(name, cls), or pass forecast=0.")
 """Live forecasters by predictor objective name: ``cls(narrator)`` with ``reset()``,
 ``refill(h, z, ids)`` after a slide and ``__call__(feats, prev, ids) -> Long [B, N, k]``."""
 

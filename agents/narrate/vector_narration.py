@@ -1,6 +1,6 @@
 """Live narration of N envs at once: one batched, KV-cached decode per step, per-env resets.
 
-:class:`VectorNarrator` is :class:`agents.narrator.Narrator` for streams that do NOT run in
+:class:`VectorNarrator` is :class:`agents.narrate.narrator.Narrator` for streams that do NOT run in
 lock-step: each env has its own context (frames narrated since its reset or its last slide), so
 envs reset and slide their window at different steps, yet all N are narrated by ONE batched
 decode per token position. :class:`VectorNarrationWrapper` puts it on a gymnasium vector env.
@@ -10,7 +10,7 @@ How the rows of one batched cache stay independent
 The KV cache is preallocated for ``window * k`` slots per row and zero-filled. Row b's context
 holds ``frames[b]`` frames, i.e. positions ``0 .. frames[b]*k - 1``; a decode step feeds every
 row its own position (``TokenLM.hidden(positions=...)``, added for this in
-:mod:`agents.decode_plan`): rotary at that position, the key/value written to that row's slot,
+:mod:`agents.model.decode_plan`): rotary at that position, the key/value written to that row's slot,
 and an additive mask that hides the row's later slots (left over from before a reset or a
 slide). So:
 
@@ -19,7 +19,7 @@ slide). So:
 * a **slide** (a row's context reached ``window`` frames) re-encodes that row's last ``keep``
   frames from position 0 in one teacher-forced pass (``NarrationEncoder.prefill``, all rows
   sliding at that step together) and copies the result into the row's first ``keep * k`` slots,
-  exactly what a single-env :class:`~agents.narrator.Narrator` does (see its module docstring
+  exactly what a single-env :class:`~agents.narrate.narrator.Narrator` does (see its module docstring
   for why a slide re-encodes instead of trimming).
 
 Each row therefore sees the very context a single-env narrator of that env sees, at the same
@@ -64,7 +64,7 @@ class VectorNarrator(Narrator):
         forecast: Future frames the predictor narrates each step per env (0 = none), by the
             objective's forecaster in :data:`VECTOR_FORECASTS`.
         greedy, temperature, top_k, seed, decode, cut, early_exit: see
-            :class:`~agents.narrator.Narrator` (the slot rule applies per env, so each env's
+            :class:`~agents.narrate.narrator.Narrator` (the slot rule applies per env, so each env's
             tokens are its single-stream narration's; the early exit's parallel fill waits for
             every env's ``<nil>``).
     """
@@ -275,8 +275,8 @@ def copy_rows(cache: KVCache, fresh: KVCache, rows: torch.Tensor, n: int) -> Non
 VECTOR_FORECASTS: Registry = Registry(
     "vector live forecast", error=NarrationError,
     hint="Register a vector forecaster for this predictor objective with "
-         "agents.vector_narration.VECTOR_FORECASTS.register(name, cls), or pass forecast=0 "
-         "(or narrate one env with agents.narrator.Narrator, whose FORECASTS may have one).")
+         "agents.narrate.vector_narration.VECTOR_FORECASTS.register(name, cls), or pass forecast=0 "
+         "(or narrate one env with agents.narrate.narrator.Narrator, whose FORECASTS may have one).")
 """Vector forecasters by predictor objective name: ``cls(narrator)`` for a
 :class:`VectorNarrator` with ``reset()``, ``refill(h, z, ids, rows)`` after the ``rows`` slid
 (h/z [S, R*k, ...] their re-encoded context, ids Long [S, R, k]) and
@@ -297,7 +297,7 @@ class VectorParallelForecast(ParallelForecast):
 
 @VECTOR_FORECASTS.register("prefix")
 class VectorPrefixForecast:
-    """Prefix mode per env: :class:`~agents.narrator.PrefixForecast` with one predictor cache
+    """Prefix mode per env: :class:`~agents.narrate.narrator.PrefixForecast` with one predictor cache
     row per env, each at its own positions.
 
     Row b's cache holds its context with m = 1 at positions ``0 .. frames[b]*k - 1``, exactly
