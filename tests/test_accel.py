@@ -100,3 +100,16 @@ def test_compiled_agent_narrates_and_trains_like_the_eager_one(tmp_path):
     data = synthetic_dataset(tmp_path / "data")
     assert cli(tiny_args(data, tmp_path / "run", 2, "--compile")) == 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
+
+
+def test_bench_model_checks_cached_logits_against_a_forward():
+    """The benchmark's correctness figure compares the ids the sampler may say: the sampler's
+    banned ids sit at -inf by design and made the figure infinite (a check that never passed)."""
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_model.py"), "--quick",
+                          "--batches", "2", "--frames", "4", "--naive-positions", "16"],
+                         capture_output=True, text=True, timeout=300, check=False,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["cached_vs_forward_max_abs_logit_diff"] < 1e-4
+    assert res["cached_equals_naive"] == 1.0
