@@ -165,6 +165,45 @@ def test_a_narrator_with_a_known_lag_reports_that_lag(tmp_path):
     assert all(b["lag/abs_p50"] == 3 and b["offline/lag/abs_p50"] == 0 for b in s["buckets"])
 
 
+def test_lag_by_kind_shows_which_kind_is_late(tmp_path):
+    """Objects entering the view narrated 3 frames late, everything else on time: the per-kind
+    lags say so (see: 3, collect: 0) while the pooled p50 hides it, and the table prints them."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from agents.config import SlotConfig
+    from agents.model.text import slot_annotations
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.episodes import EpisodeLog
+    from agents.narrate.scoring import summarize
+    from agents.narrate.summary import print_summary
+
+    tok = train_tokenizer(SENT)
+    T = 60
+    ann = [[] for _ in range(T)]
+    said = [[] for _ in range(T)]
+    for t in range(0, T - 4, 6):
+        ann[t] = ["collected 1 wood"] + (["cow in view"] if t % 12 == 0 else [])
+        said[t].append("collected 1 wood")
+        if t % 12 == 0:
+            said[t + 3].append("cow in view")
+    ids = slot_annotations([said], torch.ones(1, T, dtype=torch.bool), tok,
+                           SlotConfig(tokens_per_frame=4)).ids[0]
+    log = EpisodeLog(frames=[np.zeros((8, 8, 3), np.uint8)] * T, ids=list(ids.numpy()),
+                     entropy=[1.0] * T, annotations=ann, narration=[""] * T, annotated=True)
+    cfg = NarrateConfig(checkpoint="x", steps=T, tolerance=1, bucket=30, out=tmp_path)
+    s = summarize(cfg, [log], tok, 1.0, True)
+    by = s["lag"]["by_kind"]
+    assert by["see"]["abs_p50"] == 3 and by["see"]["abs_p90"] == 3 and by["see"]["paired_share"] == 1.0
+    assert by["collect"]["abs_p90"] == 0 and by["collect"]["narrated"] == 10
+    assert s["lag"]["abs_p50"] == 0  # pooled: the late kind is the minority
+    buf = StringIO()
+    print_summary(s, Console(file=buf, width=200))
+    table = buf.getvalue()
+    assert "|lag| by event kind" in table and "see" in table and "collect" in table
+
+
 def test_summary_with_an_empty_bucket_prints_a_dash(tmp_path):
     """A bucket without true events has no F1 (None in summary.json): the table prints "–"
     instead of crashing, and the plot is written."""

@@ -388,19 +388,41 @@ def event_lags(
     >>> event_lags([[], ["a"], [], ["b"], ["a"]], [["a"], [], [], [], []], parser=parse)
     ([1, 4], 3)
     """
+    by_kind = event_lags_by_kind(pred, true, window, parser)
+    return sorted(x for lags, _ in by_kind.values() for x in lags), \
+        sum(n for _, n in by_kind.values())
+
+
+def event_lags_by_kind(
+    pred: Sequence[Sequence[str]],
+    true: Sequence[Sequence[str]],
+    window: int = 16,
+    parser: Callable[[str], Any] | None = None,
+) -> dict[str, tuple[list[int], int]]:
+    """:func:`event_lags` per event kind (``see``, ``face``, ``collect``...): where the lag comes
+    from — a kind the narrator times well next to one it guesses at (whose narrated events pair
+    with any true event of their kind up to ``window`` frames away).
+
+    >>> from types import SimpleNamespace as E
+    >>> parse = lambda s: E(kind=s[0], args=[s])
+    >>> event_lags_by_kind([[], ["a1"], [], ["b1"], ["a1"]], [["a1"], [], [], [], []], parser=parse)
+    {'a': ([1, 4], 2), 'b': ([], 1)}
+    """
     if window < 0:
         raise ValueError(f"window must be >= 0 frames, got {window}.")
     parse = parser or _default_parser()
     pred_ev, _ = _events(pred, parse)
     true_ev, _ = _events(true, parse)
-    lags: list[int] = []
+    out: dict[str, tuple[list[int], int]] = {}
     for key, frames in pred_ev.items():
+        lags, n = out.get(json.loads(key)[0], ([], 0))
         qs = true_ev.get(key, [])
         for t in frames:
             near = [t - q for q in qs if abs(t - q) <= window]
             if near:
                 lags.append(min(near, key=lambda d: (abs(d), -d)))
-    return sorted(lags), sum(len(v) for v in pred_ev.values())
+        out[json.loads(key)[0]] = (sorted(lags), n + len(frames))
+    return dict(sorted(out.items()))
 
 
 def lag_summary(lags: Sequence[int], narrated: int) -> dict[str, float]:

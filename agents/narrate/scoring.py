@@ -114,8 +114,20 @@ def _arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], toke
         arm["per_episode"] = per
         lags = [M.event_lags(w, lg.annotations, LAG_WINDOW) for w, lg in zip(said, logs)]
         arm["lag"] = {**M.lag_summary([x for lg, _ in lags for x in lg], sum(n for _, n in lags)),
-                      "window": LAG_WINDOW}
+                      "window": LAG_WINDOW, "by_kind": lag_by_kind(said, logs)}
     return arm
+
+
+def lag_by_kind(said: list[list[list[str]]], logs: list[Any]) -> dict[str, dict[str, float]]:
+    """:func:`agents.model.monitors.lag_summary` per event kind, pooled over the episodes."""
+    from agents.model import monitors as M
+
+    pooled: dict[str, tuple[list[int], int]] = {}
+    for w, lg in zip(said, logs):
+        for kind, (lags, n) in M.event_lags_by_kind(w, lg.annotations, LAG_WINDOW).items():
+            have, m = pooled.get(kind, ([], 0))
+            pooled[kind] = (have + lags, m + n)
+    return {kind: M.lag_summary(lags, n) for kind, (lags, n) in pooled.items()}
 
 
 def span_prf(said: list[list[str]], true: list[list[str]], a: int, b: int,

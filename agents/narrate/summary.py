@@ -23,6 +23,25 @@ def _ci(ci: Any) -> str:
     return EMPTY if not ci or any(v is None for v in ci) else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+def _print_lag_by_kind(summary: dict[str, Any], console: Any) -> None:
+    """|lag| per event kind (live, offline in brackets): which kinds the narrator times well."""
+    from rich.table import Table
+
+    live = summary["lag"].get("by_kind") or {}
+    off = (summary.get("offline/lag") or {}).get("by_kind") or {}
+    if not live:
+        return
+    table = Table(title="|lag| by event kind (offline in brackets)")
+    for col in ("kind", "narrated", "paired", "|lag| p50", "|lag| p90"):
+        table.add_column(col, justify="right")
+    for kind, lag in sorted(live.items(), key=lambda kv: -kv[1]["narrated"]):
+        o = off.get(kind)
+        cells = [_fmt(lag[k], ".1f") + (f" ({_fmt(o[k], '.1f')})" if o else "")
+                 for k in ("abs_p50", "abs_p90")]
+        table.add_row(kind, str(lag["narrated"]), _fmt(lag["paired_share"], ".0%"), *cells)
+    console.print(table)
+
+
 def print_summary(summary: dict[str, Any], console: Any) -> None:
     """The agreement (live, offline, live - offline) and the per-bucket monitors as rich
     tables; a value a bucket does not have prints as ``–``."""
@@ -50,6 +69,7 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
             table.add_row("live − offline", _fmt(summary["live_minus_offline/f1"], "+.3f"),
                           _ci(summary["live_minus_offline/f1_ci"]), *[""] * 7)
         console.print(table)
+        _print_lag_by_kind(summary, console)
         d = summary.get("drift")
         if d:
             console.print(f"Drift: (live − offline) F1 change from steps {d['early_steps'][0]}–"
