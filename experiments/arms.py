@@ -28,6 +28,10 @@ from typing import Any
 from byog_core.registry import Registry
 from experiments.errors import ExperimentError
 
+#: Frames per narration block when neither the config nor a narrator checkpoint says (the
+#: trainer's default window).
+DEFAULT_CONTEXT = 16
+
 
 @dataclass
 class ArmContext:
@@ -46,8 +50,9 @@ class ArmContext:
     """Model size of the arms built from scratch (random narrator, scratch CNN)."""
     pool: str = "last"
     """Hidden-state pooling over a frame's slot."""
-    context: int = 16
-    """Frames per narration block."""
+    context: int = 16  # = DEFAULT_CONTEXT
+    """Frames per narration block (``action_transfer.narration_context``: the narrator's
+    training window when it has one)."""
     text_decay: float = 0.5
     """Decay of the text featurizer's bag of earlier slots."""
     sentences: list[str] = field(default_factory=list)

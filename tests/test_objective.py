@@ -355,6 +355,32 @@ def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_
     assert Narrator(back).window == 6
 
 
+def test_the_transfer_study_narrates_in_blocks_of_the_narrators_training_window(tok, tmp_path):
+    """ActionTransferConfig.context None: a narrating arm's blocks are its checkpoint's
+    training window (read from the saved config, no weights loaded); an arm without a narrator
+    checkpoint takes 16; a context set by hand wins."""
+    import json
+
+    from agents.training.loading import checkpoint_window
+    from experiments.action_transfer import ActionTransferConfig, narration_context
+
+    agent = make(tok)
+    agent.cfg.window = 6
+    agent.save_pretrained(tmp_path / "a")
+    assert checkpoint_window(tmp_path / "a") == 6
+    old = tmp_path / "old"  # saved before ModelConfig.window: the loader's window in meta.json
+    agent.cfg.window = None
+    agent.save_pretrained(old / "agent")
+    (old / "meta.json").write_text(json.dumps({"step": 1, "config": {"loader": {"window": 12}}}))
+    assert checkpoint_window(old) == 12
+    data = tmp_path / "data"
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="byog", checkpoint=tmp_path / "a")) == 6
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="byog", checkpoint=old)) == 12
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="byog", checkpoint=old,
+                                                  context=4)) == 4
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="scratch")) == 16
+
+
 def test_slide_gives_the_first_kept_frame_its_real_delta(tok):
     from helpers import PatternEnv
 
