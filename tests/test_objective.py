@@ -347,6 +347,9 @@ def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_
         config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}, "model": {"window": 8}},
                          size="tiny", preset="byog")
     assert isinstance(cfg, TrainConfig)
+    assert cfg.fit_window == 6  # fitted encoders (vqvae, units) fit on the narrator's windows
+    assert config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}, "obs_fit": {"window": 4}},
+                            size="tiny", preset="byog").fit_window == 4
     agent = make(tok)
     agent.cfg.window = 6
     agent.save_pretrained(tmp_path / "a")

@@ -207,11 +207,12 @@ class ObsFitConfig:
     None = its own."""
     batch_size: int = 32
     """Windows per fitting batch."""
-    window: int = 16
-    """Frames per fitting window."""
+    window: int | None = None
+    """Frames per fitting window (None: the loader's window, which the narrator trains and
+    narrates on, so clip-level features are fitted on clips like the ones they will see)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "obs_fit", "batch_size", "window")
+        _positive(self, "obs_fit", "batch_size", *(("window",) if self.window is not None else ()))
         for name in ("vqvae_steps", "units_max_frames"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise TrainError(f"obs_fit.{name} must be >= 1 or None (the encoder's own budget), "
@@ -274,6 +275,12 @@ class TrainConfig:
     """Checkpointing."""
     obs_fit: ObsFitConfig = field(default_factory=ObsFitConfig)
     """Fitting vqvae/units encoders before training."""
+
+    @property
+    def fit_window(self) -> int:
+        """Frames per window the observation encoder is fitted on (``obs_fit.window``, else the
+        loader's)."""
+        return self.obs_fit.window or self.loader.window
 
     def __post_init__(self) -> None:
         if self.steps < 1:

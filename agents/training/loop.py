@@ -145,7 +145,7 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
         return build_obs_encoder(ocfg, fitted_path=ckpt / C.OBS)
     if info.is_main and not (fitted / "config.json").is_file():
         enc = build_obs_encoder(ocfg)
-        windows = WindowDataset(cfg.data, window=cfg.obs_fit.window, episodes=data.train_ids,
+        windows = WindowDataset(cfg.data, window=cfg.fit_window, episodes=data.train_ids,
                                 columns=data.columns)
         # training episodes only, shuffled with a fixed seed, read lazily batch by batch
         frames = DataLoader(windows, batch_size=cfg.obs_fit.batch_size, shuffle=True,
@@ -155,7 +155,7 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
         # the old --obs_fit.vqvae_steps / units_max_frames flags still override when given
         budget = {k: v for k, v in (("steps", cfg.obs_fit.vqvae_steps),
                                     ("max_frames", cfg.obs_fit.units_max_frames)) if v is not None}
-        enc.fit(frames, batch_size=cfg.obs_fit.batch_size, window=cfg.obs_fit.window, seed=cfg.seed,
+        enc.fit(frames, batch_size=cfg.obs_fit.batch_size, window=cfg.fit_window, seed=cfg.seed,
                 progress=cfg.logging.progress, **budget)
         enc.save(fitted)
     barrier(info)
