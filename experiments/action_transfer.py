@@ -410,9 +410,13 @@ def narration_context(cfg: ActionTransferConfig) -> int:
         return cfg.context
     kind = resolve_arm(cfg.encoder)[1].pretrain
     if cfg.checkpoint is not None and kind is not None and PRETRAIN_KINDS[kind].narrates:
+        from agents.errors import ModelError, TrainError
         from agents.training.loading import checkpoint_window
 
-        return checkpoint_window(cfg.checkpoint) or DEFAULT_CONTEXT
+        try:
+            return checkpoint_window(cfg.checkpoint) or DEFAULT_CONTEXT
+        except (TrainError, ModelError):
+            return DEFAULT_CONTEXT  # not a checkpoint: loading the arm's agent says so, in one line
     return DEFAULT_CONTEXT
 
 

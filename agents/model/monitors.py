@@ -399,9 +399,8 @@ def event_lags_by_kind(
     window: int = 16,
     parser: Callable[[str], Any] | None = None,
 ) -> dict[str, tuple[list[int], int]]:
-    """:func:`event_lags` per event kind (``see``, ``face``, ``collect``...): where the lag comes
-    from — a kind the narrator times well next to one it guesses at (whose narrated events pair
-    with any true event of their kind up to ``window`` frames away).
+    """:func:`event_lags` per event kind (``see``, ``face``...): where the lag comes from (a
+    kind the narrator guesses at pairs with any true event of its kind up to ``window`` away).
 
     >>> from types import SimpleNamespace as E
     >>> parse = lambda s: E(kind=s[0], args=[s])
