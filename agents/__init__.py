@@ -34,8 +34,4 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    return _moved.package_attribute(__name__, name, _LAZY, {})

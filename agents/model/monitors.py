@@ -388,9 +388,8 @@ def event_lags(
     >>> event_lags([[], ["a"], [], ["b"], ["a"]], [["a"], [], [], [], []], parser=parse)
     ([1, 4], 3)
     """
-    by_kind = event_lags_by_kind(pred, true, window, parser)
-    return sorted(x for lags, _ in by_kind.values() for x in lags), \
-        sum(n for _, n in by_kind.values())
+    by_kind = event_lags_by_kind(pred, true, window, parser).values()
+    return sorted(x for lags, _ in by_kind for x in lags), sum(n for _, n in by_kind)
 
 
 def event_lags_by_kind(
@@ -414,13 +413,14 @@ def event_lags_by_kind(
     true_ev, _ = _events(true, parse)
     out: dict[str, tuple[list[int], int]] = {}
     for key, frames in pred_ev.items():
-        lags, n = out.get(json.loads(key)[0], ([], 0))
+        kind = json.loads(key)[0]
+        lags, n = out.get(kind, ([], 0))
         qs = true_ev.get(key, [])
         for t in frames:
             near = [t - q for q in qs if abs(t - q) <= window]
             if near:
                 lags.append(min(near, key=lambda d: (abs(d), -d)))
-        out[json.loads(key)[0]] = (sorted(lags), n + len(frames))
+        out[kind] = (sorted(lags), n + len(frames))
     return dict(sorted(out.items()))
 
 

@@ -112,14 +112,16 @@ def _arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], toke
         arm["events"]["f1_ci"] = list(M.bootstrap_ci(lambda ix: M.pooled_f1([per[i] for i in ix]),
                                                      len(per), seed=cfg.seed))
         arm["per_episode"] = per
-        lags = [M.event_lags(w, lg.annotations, LAG_WINDOW) for w, lg in zip(said, logs)]
-        arm["lag"] = {**M.lag_summary([x for lg, _ in lags for x in lg], sum(n for _, n in lags)),
-                      "window": LAG_WINDOW, "by_kind": lag_by_kind(said, logs)}
+        by_kind = pooled_lags_by_kind(said, logs)  # once; the overall figures are their union
+        arm["lag"] = {**M.lag_summary([x for lags, _ in by_kind.values() for x in lags],
+                                      sum(n for _, n in by_kind.values())),
+                      "window": LAG_WINDOW,
+                      "by_kind": {kind: M.lag_summary(*v) for kind, v in by_kind.items()}}
     return arm
 
 
-def lag_by_kind(said: list[list[list[str]]], logs: list[Any]) -> dict[str, dict[str, float]]:
-    """:func:`agents.model.monitors.lag_summary` per event kind, pooled over the episodes."""
+def pooled_lags_by_kind(said: list[list[list[str]]], logs: list[Any]) -> dict[str, tuple[list[int], int]]:
+    """:func:`agents.model.monitors.event_lags_by_kind` pooled over the episodes."""
     from agents.model import monitors as M
 
     pooled: dict[str, tuple[list[int], int]] = {}
@@ -127,7 +129,7 @@ def lag_by_kind(said: list[list[list[str]]], logs: list[Any]) -> dict[str, dict[
         for kind, (lags, n) in M.event_lags_by_kind(w, lg.annotations, LAG_WINDOW).items():
             have, m = pooled.get(kind, ([], 0))
             pooled[kind] = (have + lags, m + n)
-    return {kind: M.lag_summary(lags, n) for kind, (lags, n) in pooled.items()}
+    return pooled
 
 
 def span_prf(said: list[list[str]], true: list[list[str]], a: int, b: int,
