@@ -26,7 +26,7 @@ from agents.config import ModelConfig
 from agents.errors import ModelError
 from agents.model import losses as L
 from agents.model import monitors as M
-from agents.model.batch import _as_long, _eval_mode, select_rows
+from agents.model.batch import ByogInputs, _as_long, _eval_mode, select_rows
 from agents.model.encoder import NarrationEncoder
 from agents.model.lm import TokenLM, build_gpt_neox
 from agents.model.objectives import ObjectiveInputs, ObjectiveOutput, get_objective
@@ -257,9 +257,10 @@ class BYOGAgent(nn.Module):
             ids_parts.append(g_in)
             e_parts.append(e[labelled])
         if self.predictor is not None and bool(byog_rows.any()):
-            byog = self._byog_inputs(batch, e, byog_rows, step)  # (batch, e, y, y_logits, y_pi)
-            ids_parts += [byog[2]] if byog[4] is None else [byog[2], byog[4]]
-            e_parts += [byog[1]] if byog[4] is None else [byog[1], byog[1]]
+            byog = self._byog_inputs(batch, e, byog_rows, step)
+            policy = [] if byog.y_pi is None else [byog.y_pi]  # reinforce: its own words too
+            ids_parts += [byog.y, *policy]
+            e_parts += [byog.e] * (1 + len(policy))
         if not ids_parts:
             raise ModelError(
                 "Nothing to train on this batch: w_byog is 0 (captioner) and no window is "
@@ -295,7 +296,7 @@ class BYOGAgent(nn.Module):
         return g_in, g_ids
 
     def _byog_inputs(self, batch: dict[str, Any], e: torch.Tensor, rows: torch.Tensor,
-                     step: int) -> tuple:
+                     step: int) -> ByogInputs:
         """The self-supervised rows: (their batch, frame embeddings, the target's sampled tokens
         y, its logits, and with the reinforce objective the online encoder's own words y_pi)."""
         bb = select_rows(batch, rows)  # the self-supervised batch
@@ -304,9 +305,9 @@ class BYOGAgent(nn.Module):
         y_pi = None
         if self.cfg.loss.token_objective == "reinforce":  # on-policy: the online encoder's words
             y_pi = self.sample_policy(bb, e_b, step)
-        return bb, e_b, y, y_logits, y_pi
+        return ByogInputs(bb, e_b, y, y_logits, y_pi)
 
-    def _byog_terms(self, byog: tuple, h: torch.Tensor, z: torch.Tensor, step: int,
+    def _byog_terms(self, byog: ByogInputs, h: torch.Tensor, z: torch.Tensor, step: int,
                     metrics: dict[str, float]) -> dict[str, torch.Tensor]:
         """The ``byog`` (and ``reinforce``) loss terms from the encoder's outputs on the
         self-supervised rows (``h``/``z`` start at them); their metrics go into ``metrics``."""

@@ -1,10 +1,11 @@
-"""Small helpers of the training step: sub-batches by row, per-row ids, modules in eval mode.
+"""Small helpers of the training step: sub-batches by row, per-row ids, modules in eval mode,
+the self-supervised rows' inputs.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -47,3 +48,14 @@ def _as_long(x: Any, B: int) -> torch.Tensor:
         return torch.zeros(B, dtype=torch.long)
     return torch.as_tensor(x, dtype=torch.long).reshape(-1).expand(B) if torch.as_tensor(x).numel() == 1 \
         else torch.as_tensor(x, dtype=torch.long).reshape(B)
+
+
+class ByogInputs(NamedTuple):
+    """The self-supervised rows of a step: their batch, frame embeddings, the target's sampled
+    tokens and logits, and (reinforce objective) the online encoder's own words."""
+
+    batch: dict[str, Any]
+    e: torch.Tensor
+    y: torch.Tensor
+    y_logits: torch.Tensor
+    y_pi: torch.Tensor | None
