@@ -39,7 +39,7 @@ demo: install
 	rm -rf $(DEMO_OUT)
 	$(PY) collect/rollout.py $(DEMO_COLLECT) --out $(DEMO_OUT)/data
 	$(PY) -m collect.inspect_dataset $(DEMO_OUT)/data --out $(DEMO_OUT)/inspect
-	$(PY) -m agents.train --data $(DEMO_OUT)/data --out $(DEMO_OUT)/run $(DEMO_TRAIN)
+	$(PY) -m agents.training --data $(DEMO_OUT)/data --out $(DEMO_OUT)/run $(DEMO_TRAIN)
 	$(PY) -m agents.narrate --env crafter --checkpoint $(DEMO_OUT)/run --policy crafter-scripted \
 		--steps 300 --greedy --out $(DEMO_OUT)/narration
 	$(PY) -m agents.imagine --checkpoint $(DEMO_OUT)/run --data $(DEMO_OUT)/data $(DEMO_IMAGINE) --out $(DEMO_OUT)/imagine

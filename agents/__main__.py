@@ -14,7 +14,7 @@ def _registries() -> dict:
     from agents.config import OBJECTIVES, PRESETS, SIZES
 
     def forecasts():  # the narrator imports torch: only when asked
-        from agents.narrator import FORECASTS
+        from agents.narrate.narrator import FORECASTS
 
         return FORECASTS
 

@@ -79,18 +79,18 @@ PRESETS.register("byog-xattn", PresetSpec("frames enter the LM through gated cro
 
 OBJECTIVES: Registry = Registry(
     "predictor objective", error=ModelError,
-    hint="Add one with agents.objectives.register_objective(name, fn) in a module of yours and "
+    hint="Add one with agents.model.objectives.register_objective(name, fn) in a module of yours and "
          "name it as 'your.module:name' (see docs/architecture.md).")
 """Predictor objectives by name (``PredictorConfig.mode``); values are loss functions of
-:mod:`agents.objectives`, registered here as entry points so this module stays torch-free."""
-OBJECTIVES.register("prefix", "agents.objectives:prefix_objective")
-OBJECTIVES.register("parallel", "agents.objectives:parallel_objective")
-OBJECTIVES.register("latent", "agents.objectives:latent_objective")
+:mod:`agents.model.objectives`, registered here as entry points so this module stays torch-free."""
+OBJECTIVES.register("prefix", "agents.model.objectives:prefix_objective")
+OBJECTIVES.register("parallel", "agents.model.objectives:parallel_objective")
+OBJECTIVES.register("latent", "agents.model.objectives:latent_objective")
 
 
 @dataclass
 class SlotConfig:
-    """How a window's annotations become token slots (see :mod:`agents.text`)."""
+    """How a window's annotations become token slots (see :mod:`agents.model.text`)."""
 
     tokens_per_frame: int = 8
     """Token positions per frame (k)."""
@@ -317,7 +317,7 @@ class ModelConfig:
     """Frames in the narrator's context: the window it was trained on (the trainer writes
     ``--loader.window`` into the agent it builds), saved with the weights and read by live narration, the studies and
     imagination. None in a config saved before it existed: the loader's window in the
-    checkpoint's metadata stands in (:func:`agents.narrator.training_window`)."""
+    checkpoint's metadata stands in (:func:`agents.narrate.narrator.training_window`)."""
 
     def __post_init__(self) -> None:
         SIZES.check(self.size)

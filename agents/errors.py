@@ -6,8 +6,8 @@ of them and a CLI can print the message as one ``error:`` line. Every message na
 problem and the fix. This module imports only the torch-free :mod:`byog_core.errors`, so config dataclasses can raise these
 without pulling in torch.
 
-The old import paths keep working (``agents.lm.ModelError``, ``agents.text.TextError``,
-``agents.narration.NarrationError``, ``agents.training.config.TrainError``,
+The old import paths keep working (``agents.model.lm.ModelError``, ``agents.model.text.TextError``,
+``agents.narrate.narration.NarrationError``, ``agents.training.config.TrainError``,
 ``agents.obs.base.ObsEncoderError``): they are these same classes.
 """
 from __future__ import annotations

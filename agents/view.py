@@ -42,7 +42,7 @@ class ViewConfig:
     """``python -m agents.view``: write a self-contained HTML narration viewer."""
 
     source: tyro.conf.Positional[str]
-    """A run directory (or checkpoint) of ``python -m agents.train``, or a dataset directory."""
+    """A run directory (or checkpoint) of ``python -m agents.training``, or a dataset directory."""
     out: Path = Path("narration.html")
     """The HTML file to write."""
     data: str | None = None
@@ -87,7 +87,7 @@ def resolve_inputs(cfg: ViewConfig) -> tuple[Any, Any, list[int]]:
     src = Path(cfg.source)
     if not src.exists():
         raise ViewError(f"{cfg.source} does not exist; pass a run directory of "
-                        "`python -m agents.train` or a dataset directory.")
+                        "`python -m agents.training` or a dataset directory.")
     is_dataset = (src / "meta" / "info.json").is_file()
     agent, data, order = None, cfg.data, None
     if is_dataset:
@@ -120,7 +120,7 @@ def match_events(pred: list[list[str]], true: list[list[str]], tolerance: int,
                  ) -> tuple[list[list[bool]], list[list[bool]]]:
     """Which narrated and which true sentences are matched events (same kind and arguments,
     at most ``tolerance`` frames apart, one to one, earliest first: the pairing behind
-    ``agents.monitors.event_prf``'s counts). Unparseable sentences are never matched."""
+    ``agents.model.monitors.event_prf``'s counts). Unparseable sentences are never matched."""
     from byog_env import parse_event
 
     def keyed(frames: list[list[str]]) -> dict[str, list[tuple[int, int]]]:
@@ -154,8 +154,8 @@ def narrate_episode(agent: Any, frames: np.ndarray, forecast: int) -> dict[str, 
     """Live narration of one episode's frames (the bounded-context ``Narrator``)."""
     import torch
 
-    from agents.narrator import Narrator
-    from agents.text import unslot
+    from agents.model.text import unslot
+    from agents.narrate.narrator import Narrator
 
     horizon = forecast if agent.predictor is not None else 0
     nar = Narrator(agent, forecast=horizon, greedy=True)
@@ -175,7 +175,7 @@ def monitors_over_time(ids: Any, entropy: list[float], tokenizer: Any, bucket: i
     """Collapse monitors per ``bucket`` frames: mean entropy, <nil> rate, distinct-1."""
     import torch
 
-    from agents import monitors as M
+    from agents.model import monitors as M
 
     out: dict[str, list[float]] = {"start": [], "entropy": [], "nil_rate": [], "distinct_1": []}
     for s in range(0, ids.shape[0], bucket):

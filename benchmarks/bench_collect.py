@@ -144,6 +144,101 @@ def reader_frames_per_s(path: Path, window: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
+def measure_round(cfg: BenchConfig, tmp: Path, r: int) -> tuple[dict[str, float], int]:
+    """One round of every measurement, interleaved so that other load on the cores hits them
+    alike; the 2-process ceiling is measured just before and just after the process run it is
+    compared with. Prints the round's line.
+
+    Returns:
+        The round's figures (steps/s, ratios, start-up seconds) and the steps each run took.
+    """
+    cold_worlds()
+    raw, steps, raw_cpu = raw_steps_per_s(cfg)
+    one = collector_steps_per_s(cfg, tmp / f"one{r}", 1, "sync")
+    before = two_process_ceiling()
+    proc = collector_steps_per_s(cfg, tmp / f"proc{r}", 2, "process")
+    ceiling = (before + two_process_ceiling()) / 2  # just before and just after the process run
+    two = collector_steps_per_s(cfg, tmp / f"two{r}", 2, "async")
+    print(f"round {r} ({steps} steps): raw {raw:.1f}, collector 1 env {one['loop']:.1f} "
+          f"(end to end {one['e2e']:.1f}), process x2 {proc['loop']:.1f} from workers ready "
+          f"(end to end {proc['e2e']:.1f}, start-up {proc['startup']:.2f} s), async x2 "
+          f"{two['loop']:.1f} steps/s; process speed-up {proc['loop'] / one['loop']:.2f}x, "
+          f"2-process ceiling {ceiling:.2f}x, ratio {proc['loop'] / one['loop'] / ceiling:.2f}")
+    return {"raw": raw, "one": one["loop"], "one_vs_raw": one["loop"] / raw,
+            "one_vs_raw_cpu": raw_cpu / one["cpu"], "one_e2e": one["e2e"], "proc": proc["loop"],
+            "proc_e2e": proc["e2e"], "proc_startup": proc["startup"], "ceiling": ceiling,
+            "two": two["loop"], "two_e2e": two["e2e"]}, steps
+
+
+@dataclass
+class Summary:
+    """The rounds taken together: every figure's best, plus the ratios that are read per round
+    (a single lucky raw round moves best over best, not a median of paired ratios)."""
+
+    best: dict[str, float]
+    """Each figure's best over the rounds (the highest rate; the shortest start-up)."""
+    paired: list[float]
+    """Collector over raw env, wall time, each round against its own raw run."""
+    paired_median: float
+    """Median of ``paired``."""
+    cpu_ratio: float
+    """Raw CPU seconds over the collector loop's, median of rounds."""
+    ratios: list[float]
+    """The process speed-up over that round's 2-process ceiling, per round."""
+
+    @classmethod
+    def of(cls, rounds: list[dict[str, float]]) -> Summary:
+        """The summary of :func:`measure_round`'s figures."""
+        best = {k: max(rd[k] for rd in rounds) for k in rounds[0]}
+        best["proc_startup"] = min(rd["proc_startup"] for rd in rounds)
+        paired = [rd["one_vs_raw"] for rd in rounds]
+        return cls(best, paired, statistics.median(paired),
+                   statistics.median(rd["one_vs_raw_cpu"] for rd in rounds),
+                   [rd["proc"] / rd["one"] / rd["ceiling"] for rd in rounds])
+
+
+def print_summary(s: Summary, rounds: int) -> None:
+    """The human-readable table of the best figures, each against its target or baseline."""
+    best = s.best
+    raw, one, proc, ceiling = best["raw"], best["one"], best["proc"], best["ceiling"]
+    print(f"raw env:               {raw:8.1f} steps/s (best of {rounds} rounds, as every figure)")
+    print(f"collector, 1 env:      {one:8.1f} steps/s ({one / raw:.2f}x raw; end to end {best['one_e2e']:.1f})")
+    print("  vs raw per round:    " + ", ".join(f"{x:.2f}x" for x in s.paired) + f" (wall, median {s.paired_median:.2f}x); "
+          f"CPU time {s.cpu_ratio:.2f}x (median; nearly blind to other jobs on the cores)")
+    print(f"collector, 2 procs:    {proc:8.1f} steps/s ({proc / one:.2f}x one env, target >= 1.6x; timed from "
+          "both workers ready)")
+    print(f"  end to end:          {best['proc_e2e']:8.1f} steps/s ({best['proc_e2e'] / best['one_e2e']:.2f}x one "
+          f"env end to end; includes worker start-up {best['proc_startup']:.2f} s)")
+    print(f"2-process ceiling:     {ceiling:8.2f}x (pure-Python loop, 2 processes vs 1, around each process run)")
+    print(f"speed-up / ceiling:    {proc / one / ceiling:8.2f}  (per round: "
+          + ", ".join(f"{x:.2f}" for x in s.ratios) + ")")
+    print(f"collector, 2 async:    {best['two']:8.1f} steps/s ({best['two'] / one:.2f}x one env; end to end "
+          f"{best['two_e2e']:.1f}; --vector-mode async, lock-step)")
+
+
+def figures_of(cfg: BenchConfig, steps: int, s: Summary, reader: float, load: float) -> dict[str, float]:
+    """The figures of the last line (the JSON object the module docstring describes)."""
+    best = s.best
+    raw, one, proc, ceiling = best["raw"], best["one"], best["proc"], best["ceiling"]
+    return {
+        "env": cfg.env, "steps": steps, "raw_steps_per_s": round(raw, 1),
+        "collector_steps_per_s": round(one, 1), "collector_vs_raw": round(one / raw, 3),
+        "collector_vs_raw_per_round": [round(x, 3) for x in s.paired],
+        "collector_vs_raw_median": round(s.paired_median, 3), "collector_vs_raw_cpu": round(s.cpu_ratio, 3),
+        "collector_end_to_end_steps_per_s": round(best["one_e2e"], 1),
+        "process2_steps_per_s": round(proc, 1), "process2_speedup": round(proc / one, 3),
+        "process2_end_to_end_steps_per_s": round(best["proc_e2e"], 1),
+        "process2_end_to_end_speedup": round(best["proc_e2e"] / best["one_e2e"], 3),
+        "process2_startup_s": round(best["proc_startup"], 2),
+        "two_process_ceiling": round(ceiling, 3), "process2_vs_ceiling": round(proc / one / ceiling, 3),
+        "process2_vs_ceiling_per_round": [round(x, 3) for x in s.ratios],
+        "async2_steps_per_s": round(best["two"], 1), "async2_speedup": round(best["two"] / one, 3),
+        "async2_end_to_end_speedup": round(best["two_e2e"] / best["one_e2e"], 3),
+        "reader_frames_per_s": round(reader, 1), "reader_vs_collector": round(reader / one, 1),
+        "cpus": os.cpu_count(), "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
+    }
+
+
 def main(cfg: BenchConfig) -> dict[str, float]:
     """Runs every measurement and prints the figures."""
     import torch
@@ -155,63 +250,15 @@ def main(cfg: BenchConfig) -> dict[str, float]:
         warm = BenchConfig(env=cfg.env, episodes=1, max_episode_steps=5, seed=cfg.seed)
         raw_steps_per_s(warm)  # imports, textures, first world generation (as warm workers have)
         for r in range(cfg.rounds):
-            cold_worlds()
-            raw, steps, raw_cpu = raw_steps_per_s(cfg)
-            one = collector_steps_per_s(cfg, Path(tmp) / f"one{r}", 1, "sync")
-            before = two_process_ceiling()
-            proc = collector_steps_per_s(cfg, Path(tmp) / f"proc{r}", 2, "process")
-            ceiling = (before + two_process_ceiling()) / 2  # just before and just after the process run
-            two = collector_steps_per_s(cfg, Path(tmp) / f"two{r}", 2, "async")
-            rounds.append({"raw": raw, "one": one["loop"], "one_vs_raw": one["loop"] / raw,
-                           "one_vs_raw_cpu": raw_cpu / one["cpu"], "one_e2e": one["e2e"], "proc": proc["loop"],
-                           "proc_e2e": proc["e2e"], "proc_startup": proc["startup"], "ceiling": ceiling,
-                           "two": two["loop"], "two_e2e": two["e2e"]})
-            print(f"round {r} ({steps} steps): raw {raw:.1f}, collector 1 env {one['loop']:.1f} "
-                  f"(end to end {one['e2e']:.1f}), process x2 {proc['loop']:.1f} from workers ready "
-                  f"(end to end {proc['e2e']:.1f}, start-up {proc['startup']:.2f} s), async x2 "
-                  f"{two['loop']:.1f} steps/s; process speed-up {proc['loop'] / one['loop']:.2f}x, "
-                  f"2-process ceiling {ceiling:.2f}x, ratio {proc['loop'] / one['loop'] / ceiling:.2f}")
-        best = {k: max(rd[k] for rd in rounds) for k in rounds[0]}
-        best["proc_startup"] = min(rd["proc_startup"] for rd in rounds)
-        raw, one, proc, ceiling = best["raw"], best["one"], best["proc"], best["ceiling"]
-        paired = [rd["one_vs_raw"] for rd in rounds]
-        paired_median = statistics.median(paired)
-        cpu_ratio = statistics.median(rd["one_vs_raw_cpu"] for rd in rounds)
-        ratios = [rd["proc"] / rd["one"] / rd["ceiling"] for rd in rounds]
-        print(f"raw env:               {raw:8.1f} steps/s (best of {cfg.rounds} rounds, as every figure)")
-        print(f"collector, 1 env:      {one:8.1f} steps/s ({one / raw:.2f}x raw; end to end {best['one_e2e']:.1f})")
-        print("  vs raw per round:    " + ", ".join(f"{x:.2f}x" for x in paired) + f" (wall, median {paired_median:.2f}x); "
-              f"CPU time {cpu_ratio:.2f}x (median; nearly blind to other jobs on the cores)")
-        print(f"collector, 2 procs:    {proc:8.1f} steps/s ({proc / one:.2f}x one env, target >= 1.6x; timed from "
-              "both workers ready)")
-        print(f"  end to end:          {best['proc_e2e']:8.1f} steps/s ({best['proc_e2e'] / best['one_e2e']:.2f}x one "
-              f"env end to end; includes worker start-up {best['proc_startup']:.2f} s)")
-        print(f"2-process ceiling:     {ceiling:8.2f}x (pure-Python loop, 2 processes vs 1, around each process run)")
-        print(f"speed-up / ceiling:    {proc / one / ceiling:8.2f}  (per round: "
-              + ", ".join(f"{x:.2f}" for x in ratios) + ")")
-        print(f"collector, 2 async:    {best['two']:8.1f} steps/s ({best['two'] / one:.2f}x one env; end to end "
-              f"{best['two_e2e']:.1f}; --vector-mode async, lock-step)")
+            figures, steps = measure_round(cfg, Path(tmp), r)
+            rounds.append(figures)
+        summary = Summary.of(rounds)
+        print_summary(summary, cfg.rounds)
         reader = reader_frames_per_s(Path(tmp) / "one0", cfg.window)
-        print(f"window reader:         {reader:8.1f} frames/s ({reader / one:.1f}x collector)")
-    figures = {
-        "env": cfg.env, "steps": steps, "raw_steps_per_s": round(raw, 1),
-        "collector_steps_per_s": round(one, 1), "collector_vs_raw": round(one / raw, 3),
-        "collector_vs_raw_per_round": [round(x, 3) for x in paired],
-        "collector_vs_raw_median": round(paired_median, 3), "collector_vs_raw_cpu": round(cpu_ratio, 3),
-        "collector_end_to_end_steps_per_s": round(best["one_e2e"], 1),
-        "process2_steps_per_s": round(proc, 1), "process2_speedup": round(proc / one, 3),
-        "process2_end_to_end_steps_per_s": round(best["proc_e2e"], 1),
-        "process2_end_to_end_speedup": round(best["proc_e2e"] / best["one_e2e"], 3),
-        "process2_startup_s": round(best["proc_startup"], 2),
-        "two_process_ceiling": round(ceiling, 3), "process2_vs_ceiling": round(proc / one / ceiling, 3),
-        "process2_vs_ceiling_per_round": [round(x, 3) for x in ratios],
-        "async2_steps_per_s": round(best["two"], 1), "async2_speedup": round(best["two"] / one, 3),
-        "async2_end_to_end_speedup": round(best["two_e2e"] / best["one_e2e"], 3),
-        "reader_frames_per_s": round(reader, 1), "reader_vs_collector": round(reader / one, 1),
-        "cpus": os.cpu_count(), "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
-    }
-    print(json.dumps(figures))
-    return figures
+        print(f"window reader:         {reader:8.1f} frames/s ({reader / summary.best['one']:.1f}x collector)")
+    result = figures_of(cfg, steps, summary, reader, load)
+    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

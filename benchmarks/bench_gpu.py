@@ -7,7 +7,7 @@ and exits 0, so ``make bench`` runs everywhere.
 * training: in-memory optimizer steps of ``agent.training_step`` on random frames and tokens
   (batch ``--batch`` windows of ``--window`` frames; data loading is measured elsewhere, by
   ``bench_train.py``), frames/s = batch x window / step time;
-* narration: :class:`agents.vector_narration.VectorNarrator` over ``--envs`` streams of random
+* narration: :class:`agents.narrate.vector_narration.VectorNarrator` over ``--envs`` streams of random
   frames (one batched decode per step), frames/s = envs x steps / time.
 
     python benchmarks/bench_gpu.py [--quick] [--sizes small,base]
@@ -38,8 +38,8 @@ def gpu_or_none() -> str | None:
 
 def make_agent(size: str, device: str, k: int):
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(0)
     cfg = make_model_config(size, text={"tokens_per_frame": k})
@@ -63,7 +63,7 @@ def sync() -> None:
 
 
 def train_fps(agent, variant: str, b: dict, steps: int, device: str) -> float:
-    from agents.accel import autocast
+    from agents.model.accel import autocast
 
     opt = torch.optim.AdamW([p for p in agent.parameters() if p.requires_grad], lr=1e-4)
     prec = "bf16" if variant == "bf16" else "fp32"
@@ -89,8 +89,8 @@ def train_fps(agent, variant: str, b: dict, steps: int, device: str) -> float:
 
 @torch.no_grad()
 def narrate_fps(agent, variant: str, envs: int, steps: int, size: int, device: str) -> float:
-    from agents.accel import autocast
-    from agents.vector_narration import VectorNarrator
+    from agents.model.accel import autocast
+    from agents.narrate.vector_narration import VectorNarrator
 
     frames = torch.randint(0, 256, (steps + 4, envs, size, size, 3), dtype=torch.uint8,
                            device=device)
@@ -125,7 +125,7 @@ def main() -> None:
         print(f"bench_gpu: skipped: {reason}; run it on a GPU machine to measure.")
         print(json.dumps({"skipped": reason}))
         return
-    from agents.accel import compile_agent
+    from agents.model.accel import compile_agent
 
     steps = 2 if args.quick else 30
     out: dict[str, object] = {"gpu": gpu, "torch": torch.__version__, "batch": args.batch,

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from bench_narrate import crafter_frames, make_agent
 
-from agents.imagine import imagine
-from agents.narrator import Narrator
-from agents.world_model import VQFrameTokens, WorldModel, WorldModelConfig
+from agents.imagine.rollout import imagine
+from agents.imagine.world_model import VQFrameTokens, WorldModel, WorldModelConfig
+from agents.narrate.narrator import Narrator
 
 
 def build_world_model(frames: np.ndarray, state_dim: int) -> WorldModel:

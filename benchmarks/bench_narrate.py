@@ -8,20 +8,24 @@ frames = a 256-position context):
    the context, the k sequential decode steps both strategies share; the last bound the ratio)
    (the tiny one is so small that a 256-position pass costs little more than per-call overhead,
    so its ratios understate what the cache saves on any real model):
-   * ``cached``: :class:`agents.narration.Narrator` (one cached call per token; the window's
+   * ``cached``: :class:`agents.narrate.narration.Narrator` (one cached call per token; the window's
      re-encodes every ``window - keep`` frames are included, amortised);
    * ``reencode``: re-encode the whole context each frame (one teacher-forced pass over the
      previous 31 frames, then the new frame's k tokens with the cache that pass built);
    * ``uncached``: no cache at all (a full pass over the context for each of the k tokens).
 2. Frames/s of the live Crafter loop (random policy) without narration, with narration, and
    of the narration alone on the same frames (target >= 20 frames/s: Minecraft's 20 Hz).
-3. The slot early exit (:mod:`agents.slot_rule`): a narrator is first trained on recorded
+3. The slot early exit (:mod:`agents.model.slot_rule`): a narrator is first trained on recorded
    Crafter episodes (the scripted player's), so its slots end in ``<nil>`` as a trained
    narrator's do (its ``<nil>`` rate is printed: an untrained model's says nothing about
    this); then live greedy narration of other episodes, per-frame latency with the early exit
    and without it, side by side on the same frames (target: with <= 0.5x without), with the
    share of frames that exited early and of ill-formed slots (a word after the slot's first
-   ``<nil>``, where the two differ).
+   ``<nil>``, where the two differ). And what bounds that ratio: the exit saves only the
+   decode steps after a slot's first ``<nil>``, so with F the time per frame outside the
+   decode steps (frame embedding, window re-encodes, bookkeeping), c one decode step, n the
+   steps a frame decodes up to its first ``<nil>`` (mean) and k the slot, even a free fill
+   leaves (F + n c) / (F + k c); the fill's own cost is what the measured ratio adds to it.
 
 Run: ``python benchmarks/bench_narrate.py [--quick]``; the last line is one JSON object.
 """
@@ -45,8 +49,8 @@ SENTENCES = ["collected 1 wood", "tree in view", "cow in view", "zombie in view"
 
 def make_agent(size: str = "tiny"):
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(0)
     return BYOGAgent(make_model_config(size), train_tokenizer(SENTENCES)).eval()
@@ -70,8 +74,8 @@ def crafter_frames(n: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def latency(agent, frames: np.ndarray, window: int, n: int) -> dict[str, float]:
     """ms per frame at a full window for the three strategies."""
-    from agents.lm import sample_tokens
-    from agents.narration import Narrator
+    from agents.model.lm import sample_tokens
+    from agents.narrate.narration import Narrator
 
     enc, k = agent.encoder, agent.encoder.k
     nar = Narrator(agent, window=window, cut=False, early_exit=False)  # as the re-encode path
@@ -136,8 +140,8 @@ def train_narrator(size: str, episodes: list, steps: int, T: int = 16, batch: in
     """A captioner of ``size`` trained for ``steps`` Adam steps on random windows of the
     recorded ``episodes`` (the narrating encoder is what narration latency depends on)."""
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(0)
     tok = train_tokenizer([s for _, ann in episodes for fr in ann for s in fr])
@@ -166,7 +170,7 @@ def early_exit_latency(agent, episodes: list, window: int, repeats: int = 2) -> 
     """ms per frame of live greedy narration with and without the slot early exit, on the same
     frames, runs interleaved (best of ``repeats`` each); the narration's <nil> rate, the share
     of frames that exited early and of ill-formed slots (from the early-exit run)."""
-    from agents.narration import Narrator
+    from agents.narrate.narration import Narrator
 
     nil = agent.special.nil
     best = {True: float("inf"), False: float("inf")}
@@ -184,16 +188,72 @@ def early_exit_latency(agent, episodes: list, window: int, repeats: int = 2) -> 
                 exits, ill = exits + c["early_exit_frames"], ill + c["ill_formed_slots"]
             best[early] = min(best[early], (time.perf_counter() - t0) / frames)
             if early:
-                stats = {"nil_rate": float((torch.cat(ids) == nil).float().mean()),
-                         "early_exit_share": exits / frames, "ill_formed_share": ill / frames}
-    return {"early_exit_ms_per_frame": 1e3 * best[True], "no_early_exit_ms_per_frame": 1e3 * best[False],
-            "early_exit_ratio": best[True] / best[False], "frames": frames, **stats}
+                slots = torch.cat(ids)  # [frames, k]
+                stats = {"nil_rate": float((slots == nil).float().mean()),
+                         "early_exit_share": exits / frames, "ill_formed_share": ill / frames,
+                         "steps_per_frame": float(decode_steps(slots, nil).float().mean())}
+    out = {"early_exit_ms_per_frame": 1e3 * best[True], "no_early_exit_ms_per_frame": 1e3 * best[False],
+           "early_exit_ratio": best[True] / best[False], "frames": frames, **stats}
+    return {**out, **exit_bound(agent, episodes, window, out, repeats)}
+
+
+def decode_steps(slots: torch.Tensor, nil: int) -> torch.Tensor:
+    """Sequential decode steps of each single-stream slot Long [F, k] under the early exit: up
+    to and including its first ``<nil>``, or all k when that comes last or never."""
+    k = slots.shape[1]
+    is_nil = slots == nil
+    first = torch.where(is_nil.any(1), is_nil.int().argmax(1), k)  # [F]
+    return torch.where(first < k - 1, first + 1, k)
+
+
+@torch.no_grad()
+def exit_bound(agent, episodes: list, window: int, lat: dict[str, float],
+               repeats: int) -> dict[str, float]:
+    """What bounds the early exit's ratio (section 3 of the module docstring): the time the
+    sequential decode steps take without the exit, measured on the same frames in a separate
+    run (``NarrationEncoder.step_frame`` timed around each call), gives c and F; ``lat`` is
+    :func:`early_exit_latency`'s measurement. Returns ``decode_step_ms`` (c),
+    ``fixed_ms_per_frame`` (F), ``fill_ms_per_frame`` (what the exit's run spends beyond
+    F + n c: the fill and the exit's own bookkeeping) and ``bound_free_fill``."""
+    from agents.narrate.narrator import Narrator
+
+    enc = agent.encoder
+    frames = sum(len(f) for f, _ in episodes)
+    step_frame, spent = enc.step_frame, [0.0]
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return step_frame(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    best = float("inf")
+    enc.step_frame = timed  # an instance attribute over the method, deleted below
+    try:
+        for _ in range(repeats):
+            nar = Narrator(agent, window=window, greedy=True, decode=False, early_exit=False)
+            spent[0] = 0.0
+            for f, _ in episodes:
+                nar.reset(0)
+                for x in f:
+                    nar.step(x[None])
+            best = min(best, spent[0] / frames)
+    finally:
+        del enc.step_frame
+    k = enc.k
+    c = 1e3 * best / k  # one decode step (with its share of step_frame's bookkeeping)
+    full, n = lat["no_early_exit_ms_per_frame"], lat["steps_per_frame"]
+    fixed = max(full - k * c, 0.0)
+    return {"decode_step_ms": c, "fixed_ms_per_frame": fixed,
+            "fill_ms_per_frame": lat["early_exit_ms_per_frame"] - fixed - n * c,
+            "bound_free_fill": (fixed + n * c) / (fixed + k * c)}
 
 
 def live_loop(agent, steps: int, window: int) -> dict[str, float]:
     """Frames/s of the Crafter loop with and without the NarrationWrapper."""
     import byog_env
-    from agents.narration import NarrationWrapper
+    from agents.narrate.narration import NarrationWrapper
 
     def run(env) -> float:
         env.reset(seed=0)
@@ -270,6 +330,7 @@ def early_exit(args: argparse.Namespace, out: dict[str, float]) -> None:
     eps = recorded_episodes(n_train + n_test, 100 if args.quick else 200)
     trained = train_narrator(args.exit_size, eps[:n_train], 40 if args.quick else args.train_steps)
     ex = early_exit_latency(trained, eps[n_train:], args.window)
+    k = trained.encoder.k
     out.update({f"early_exit/{key}": round(v, 3) for key, v in ex.items()})
     print(f"[{args.exit_size}, trained {40 if args.quick else args.train_steps} steps] live greedy "
           f"narration of {ex['frames']} frames, <nil> rate {ex['nil_rate']:.2f}: "
@@ -277,6 +338,12 @@ def early_exit(args: argparse.Namespace, out: dict[str, float]) -> None:
           f"{ex['no_early_exit_ms_per_frame']:.2f} without ({ex['early_exit_ratio']:.2f}x, target "
           f"<= 0.5x); {ex['early_exit_share']:.0%} of frames exited early, "
           f"{ex['ill_formed_share']:.1%} of slots ill-formed (a word after the first <nil>)")
+    print(f"[{args.exit_size}] what bounds the ratio: F = {ex['fixed_ms_per_frame']:.2f} ms per "
+          f"frame outside the decode steps (frame embedding, window re-encodes, bookkeeping), "
+          f"n = {ex['steps_per_frame']:.2f} decode steps per frame up to the slot's first <nil> "
+          f"of k = {k} (c = {ex['decode_step_ms']:.3f} ms each): even a free fill leaves "
+          f"(F + n c) / (F + k c) = {ex['bound_free_fill']:.2f}x; the fill (with the exit's own "
+          f"bookkeeping) costs {ex['fill_ms_per_frame']:.2f} ms per frame (all frames averaged)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Two runs of the same training steps side by side, in one process:
 
 1. ``loader``: batches come from the trainer's real DataLoader (``loader.num_workers`` worker
-   processes reading Parquet windows lazily), as in ``python -m agents.train``;
+   processes reading Parquet windows lazily), as in ``python -m agents.training``;
 2. ``in_memory``: the same batches pre-loaded into memory first (the no-wait baseline).
 
 The data-wait share is the loader run's time blocked in ``next(loader)`` over its total step
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
+from agents.model.agent import BYOGAgent
 from agents.training.config import TrainConfig
 from agents.training.data import build_data, train_loader
 from agents.training.distributed import DistInfo
@@ -83,7 +84,8 @@ def run(agent, batches, cfg, steps: int, device: str = "cpu") -> dict[str, float
             "data_wait_frac": waited / (waited + busy)}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's command line (see the module docstring for examples)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="dataset directory (default: synthetic 64x64)")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per run")
@@ -93,7 +95,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 timed steps")
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     ap.add_argument("--size", default="tiny", choices=("tiny", "small", "base"), help="model size")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def print_summary(figures: dict[str, Any]) -> None:
+    """The human-readable lines above the JSON: both runs' throughput, the loader run's
+    data-wait share and the peak memory."""
+    print(f"loader:    {figures['frames_per_s']:.0f} frames/s, {figures['s_per_step']:.2f} s/step, "
+          f"waiting for data {100 * figures['data_wait_frac']:.1f} % of the step")
+    print(f"in memory: {figures['frames_per_s_in_memory']:.0f} frames/s, "
+          f"{figures['s_per_step_in_memory']:.2f} s/step "
+          f"(loader/in-memory time per step = {figures['slowdown_vs_in_memory']:.2f}x)")
+    gpu_mb = figures["peak_gpu_mb"]
+    print(f"peak RSS {figures['peak_rss_mb']:.0f} MB" + (f", peak GPU memory {gpu_mb:.0f} MB" if gpu_mb else ""))
+
+
+def main() -> None:
+    """Times the loader run and the in-memory run of the same steps and prints the figures."""
+    args = parse_args()
     steps = 2 if args.quick else args.steps
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(data="", out="", size=args.size, device=args.device,
@@ -138,11 +157,7 @@ def main() -> None:
         "peak_rss_mb": peak_mb, "rss_before_timed_mb": rss0 / 1024, "peak_gpu_mb": gpu_mb,
         "data_wait_target_met": live["data_wait_frac"] < 0.10,
     }
-    print(f"loader:    {live['frames_per_s']:.0f} frames/s, {live['s_per_step']:.2f} s/step, "
-          f"waiting for data {100 * live['data_wait_frac']:.1f} % of the step")
-    print(f"in memory: {mem['frames_per_s']:.0f} frames/s, {mem['s_per_step']:.2f} s/step "
-          f"(loader/in-memory time per step = {figures['slowdown_vs_in_memory']:.2f}x)")
-    print(f"peak RSS {peak_mb:.0f} MB" + (f", peak GPU memory {gpu_mb:.0f} MB" if gpu_mb else ""))
+    print_summary(figures)
     print(json.dumps(figures))
 
 

@@ -4,8 +4,8 @@ Measured side by side in one run, on one CPU thread (the tiny model, its default
 frame, the training window; envs reset at their own steps so windows slide out of step):
 
 1. **Narration only** (frames collected beforehand): frames/s of
-   :class:`agents.vector_narration.VectorNarrator` at N = 1, 4, 16 against N single-env
-   :class:`agents.narrator.Narrator` s stepped one after the other on the same frames
+   :class:`agents.narrate.vector_narration.VectorNarrator` at N = 1, 4, 16 against N single-env
+   :class:`agents.narrate.narrator.Narrator` s stepped one after the other on the same frames
    (goal: >= 5x at N = 16), and where the batched step's time goes: the observation encoder
    (N frames through the CNN: as costly batched as one by one, so it bounds the ratio), the
    window re-encodes (envs slide at different steps, so these are not batched away), the k
@@ -52,8 +52,8 @@ def episode_starts(steps: int, n: int) -> np.ndarray:
 @torch.no_grad()
 def narration_only(agent, frames: np.ndarray, n: int, steps: int) -> dict[str, float]:
     """frames/s of one VectorNarrator(n) and of n Narrators on the same frames."""
-    from agents.narrator import Narrator
-    from agents.vector_narration import VectorNarrator
+    from agents.narrate.narrator import Narrator
+    from agents.narrate.vector_narration import VectorNarrator
 
     T = frames.shape[0]
     streams = np.stack([frames[(np.arange(steps) + 17 * i) % T] for i in range(n)], 1)
@@ -95,7 +95,7 @@ def _timed(fn, spent: dict[str, float], part: str):
 def live_loop(agent, n: int, steps: int) -> dict[str, float]:
     """The N-env Crafter loop (random policy), plain and narrated; narrated step latencies."""
     import byog_env
-    from agents.vector_narration import VectorNarrator
+    from agents.narrate.vector_narration import VectorNarrator
 
     envs = [byog_env.make("crafter") for _ in range(n)]
     rng = np.random.default_rng(0)
@@ -130,7 +130,7 @@ def live_loop(agent, n: int, steps: int) -> dict[str, float]:
 @torch.no_grad()
 def rss_over_run(agent, frames: np.ndarray, n: int, steps: int) -> dict[str, float]:
     """RSS after a tenth of a long run and at its end (MB)."""
-    from agents.vector_narration import VectorNarrator
+    from agents.narrate.vector_narration import VectorNarrator
 
     vec = VectorNarrator(agent, num_envs=n, greedy=True, decode=True)
     vec.reset(0)
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
     ap.add_argument("--size", default="tiny", help="model size")
     args = ap.parse_args()
-    from agents.narrator import training_window
+    from agents.narrate.narrator import training_window
 
     torch.set_num_threads(1)
     load0 = os.getloadavg()[0]

@@ -109,7 +109,7 @@ _WORLD_CACHE_SIZE = 64
 def _simulator_classes():
     """Builds the deterministic crafter subclasses (crafter imported only when needed)."""
     import crafter
-    from crafter import constants, engine, objects, worldgen
+    from crafter import constants, engine, objects
 
     class _OrderedWorld(engine.World):
         def reset(self, seed=None):
@@ -150,30 +150,47 @@ def _simulator_classes():
             self._last_health = self._player.health
             self._world.add(self._player)
             self._unlocked = set()
-            key = (world_seed, tuple(self._world.area))
-            snapshot = _WORLD_CACHE.get(key)
-            if snapshot is None:
-                worldgen.generate_world(self._world, self._player)
-                _WORLD_CACHE[key] = _snapshot(self._world, self._player)
-                while len(_WORLD_CACHE) > _WORLD_CACHE_SIZE:
-                    _WORLD_CACHE.pop(next(iter(_WORLD_CACHE)))
-            else:
-                _restore(self._world, self._player, snapshot)
+            _generate_world(self._world, self._player, world_seed)
             return self._obs()
 
-    def _snapshot(world, player):
-        creatures = [(type(o), o.pos.copy()) for o in world.objects if o is not player]
-        return world._mat_map.copy(), creatures, world.random.get_state()
-
-    def _restore(world, player, snapshot):
-        mat_map, creatures, rng_state = snapshot
-        world._mat_map[...] = mat_map
-        for cls, pos in creatures:
-            world.add(cls(world, pos, player) if cls in (objects.Zombie, objects.Skeleton)
-                      else cls(world, pos))
-        world.random.set_state(rng_state)
-
     return DeterministicCrafter
+
+
+def _generate_world(world: Any, player: Any, world_seed: int) -> None:
+    """Fills a freshly reset ``world`` around ``player`` exactly as crafter's world generation
+    does for ``world_seed``, from :data:`_WORLD_CACHE` when this seed and area were generated
+    before (the oldest entry is dropped beyond :data:`_WORLD_CACHE_SIZE`)."""
+    from crafter import worldgen
+
+    key = (world_seed, tuple(world.area))
+    snapshot = _WORLD_CACHE.get(key)
+    if snapshot is None:
+        worldgen.generate_world(world, player)
+        _WORLD_CACHE[key] = _snapshot_world(world, player)
+        while len(_WORLD_CACHE) > _WORLD_CACHE_SIZE:
+            _WORLD_CACHE.pop(next(iter(_WORLD_CACHE)))
+    else:
+        _restore_world(world, player, snapshot)
+
+
+def _snapshot_world(world: Any, player: Any) -> tuple:
+    """What generation left behind: the material map, each creature's type and position, and
+    the world RNG's state, so a restored world continues the same random stream."""
+    creatures = [(type(o), o.pos.copy()) for o in world.objects if o is not player]
+    return world._mat_map.copy(), creatures, world.random.get_state()
+
+
+def _restore_world(world: Any, player: Any, snapshot: tuple) -> None:
+    """Puts a :func:`_snapshot_world` back into a freshly reset ``world`` (zombies and
+    skeletons are built with the player they chase, other creatures without)."""
+    from crafter import objects
+
+    mat_map, creatures, rng_state = snapshot
+    world._mat_map[...] = mat_map
+    for cls, pos in creatures:
+        world.add(cls(world, pos, player) if cls in (objects.Zombie, objects.Skeleton)
+                  else cls(world, pos))
+    world.random.set_state(rng_state)
 
 
 class CrafterEnv(gym.Env):

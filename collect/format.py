@@ -214,21 +214,8 @@ def build_episode_table(
         frame_format: ``ppm`` (format 1.1: frames as PPM images) or ``raw`` (format 1.0).
         fps: With it, ``frame_index`` and ``timestamp`` columns are added (format 1.1).
     """
-    if isinstance(frames, np.ndarray):
-        if frames.dtype != np.uint8 or frames.ndim != 4:
-            raise DatasetError(f"Frames must be a uint8 [L, H, W, C] array, got {frames.dtype} {frames.shape}.")
-        frame_shape = frames.shape[1:]
-        n = frames.shape[0]
-        frame_arr = _binary_from_array(np.ascontiguousarray(frames).reshape(n, -1))
-    else:
-        n = len(frames)
-        if frame_shape is None:
-            raise DatasetError("Pass `frame_shape` when frames are given as raw bytes.")
-        size = int(np.prod(frame_shape))
-        bad = [i for i, f in enumerate(frames) if len(f) != size]
-        if bad:
-            raise DatasetError(f"Frame {bad[0]} has {len(frames[bad[0]])} bytes, expected {size} for shape {list(frame_shape)}.")
-        frame_arr = pa.array(frames, pa.binary())
+    frame_arr, frame_shape = _raw_frame_column(frames, frame_shape)
+    n = len(frame_arr)
     if frame_format == FRAME_FORMAT and n:  # format 1.1: the same bytes behind a PPM header
         frame_arr = ppm_frames(_frame_matrix(frame_arr, n), frame_shape)
     if n == 0:
@@ -247,11 +234,41 @@ def build_episode_table(
         cols["intent"] = _string_lists(intent, n, "intent")
     if fps is not None:
         cols.update(time_columns(n, fps))
-    for name, values in (extra or {}).items():
-        if name in cols:
+    cols.update(_extra_columns(extra or {}, n, set(cols)))
+    return pa.table(cols)
+
+
+def _raw_frame_column(frames: np.ndarray | Sequence[bytes],
+                      frame_shape: Sequence[int] | None) -> tuple[pa.Array, Sequence[int]]:
+    """The frames as one binary column of raw ``H*W*C`` bytes per frame, and their shape.
+
+    Accepts either a ``uint8 [L, H, W, C]`` array (its shape wins) or ``L`` byte strings with
+    ``frame_shape``; every frame's size is checked here, because a short frame would otherwise
+    only surface when a reader reshapes it.
+    """
+    if isinstance(frames, np.ndarray):
+        if frames.dtype != np.uint8 or frames.ndim != 4:
+            raise DatasetError(f"Frames must be a uint8 [L, H, W, C] array, got {frames.dtype} {frames.shape}.")
+        n = frames.shape[0]
+        return _binary_from_array(np.ascontiguousarray(frames).reshape(n, -1)), frames.shape[1:]
+    if frame_shape is None:
+        raise DatasetError("Pass `frame_shape` when frames are given as raw bytes.")
+    size = int(np.prod(frame_shape))
+    bad = [i for i, f in enumerate(frames) if len(f) != size]
+    if bad:
+        raise DatasetError(f"Frame {bad[0]} has {len(frames[bad[0]])} bytes, expected {size} for shape {list(frame_shape)}.")
+    return pa.array(frames, pa.binary()), frame_shape
+
+
+def _extra_columns(extra: dict[str, Any], n: int, taken: set[str]) -> dict[str, pa.Array]:
+    """The caller's extra per-frame numeric columns as float32, refusing a name that is already
+    a column (``taken``): silently overwriting a core column would corrupt the episode."""
+    cols = {}
+    for name, values in extra.items():
+        if name in taken:
             raise DatasetError(f"Extra column name `{name}` collides with a core column; rename it.")
         cols[name] = _float_column(values, n, name)
-    return pa.table(cols)
+    return cols
 
 
 def _frame_matrix(col: pa.Array, n: int) -> np.ndarray:

@@ -474,7 +474,7 @@ def add_column(path: str | Path, name: str, values_per_episode: Callable[[int, E
                episodes: Iterable[int] | None = None) -> None:
     """Adds or replaces a per-step float column in existing episode files, atomically per file.
 
-    Used e.g. by ``agents.embed`` to store an ``embedding`` column. Each file is rewritten to a
+    Used e.g. by ``agents.obs.embed`` to store an ``embedding`` column. Each file is rewritten to a
     temp name and renamed, so a crash leaves every episode either old or new; ``meta/`` is
     rebuilt at the end.
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from collect.dataset import open_dataset
-from experiments.arms import ArmContext, resolve_arm
+from experiments.arms import DEFAULT_CONTEXT, ArmContext, resolve_arm
 from experiments.errors import ExperimentError
 from experiments.features import Featurizer, episode_features, set_trainable, slot_support
 from experiments.heads import ActionHead, convex_metrics, fit_convex_head, mission_ids, prior_logits
@@ -86,8 +86,10 @@ class ActionTransferConfig:
     """Episodes per step."""
     lr: float = 1e-3
     """AdamW learning rate of the head and of encoders trained on the actions."""
-    context: int = 16
-    """Frames per narration block (hidden-state and narration arms restart at block starts, live too)."""
+    context: int | None = None
+    """Frames per narration block (hidden-state and narration arms restart at block starts, live
+    too); None: the pretrained narrator's training window (``ModelConfig.window``, saved with
+    its weights), 16 for arms without a narrator checkpoint."""
     pool: Literal["last", "mean"] = "last"
     """Per-frame hidden feature: the slot's last position, or the mean over the slot."""
     gru: bool = False
@@ -136,7 +138,7 @@ class ActionTransferConfig:
             raise ExperimentError(f"Arm {self.encoder!r} cannot be fine-tuned; use --mode frozen.")
         for name in ("n_episodes", "steps", "batch_size", "context", "hidden", "live_envs", "threads",
                      "eval_every", "val_episodes"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
         if self.live_episodes < 0 or self.patience < 0:
             raise ExperimentError("--live-episodes and --patience must be >= 0.")
@@ -401,10 +403,28 @@ class ClonedActor:
         return [int(v) for v in a]
 
 
+def narration_context(cfg: ActionTransferConfig) -> int:
+    """Frames per narration block: ``cfg.context``, else the window the arm's narrator
+    checkpoint was trained on (blocks as long as its training windows), else 16."""
+    if cfg.context is not None:
+        return cfg.context
+    kind = resolve_arm(cfg.encoder)[1].pretrain
+    if cfg.checkpoint is not None and kind is not None and PRETRAIN_KINDS[kind].narrates:
+        from agents.errors import ModelError, TrainError
+        from agents.training.loading import checkpoint_window
+
+        try:
+            return checkpoint_window(cfg.checkpoint) or DEFAULT_CONTEXT
+        except (TrainError, ModelError):
+            return DEFAULT_CONTEXT  # not a checkpoint: loading the arm's agent says so, in one line
+    return DEFAULT_CONTEXT
+
+
 def arm_context(cfg: ActionTransferConfig, ds: Any, sentences: list[str] | None = None) -> ArmContext:
     """What the arm's featurizer factory gets for ``cfg`` on dataset ``ds``."""
     return ArmContext(checkpoint=cfg.checkpoint, data=cfg.data, env=str(ds.info.get("env")),
-                      env_kwargs=env_kwargs_of(ds), size=cfg.size, pool=cfg.pool, context=cfg.context,
+                      env_kwargs=env_kwargs_of(ds), size=cfg.size, pool=cfg.pool,
+                      context=narration_context(cfg),
                       text_decay=cfg.text_decay, sentences=list(sentences or []), seed=cfg.pipeline_seed,
                       device=cfg.device)
 

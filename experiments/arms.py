@@ -28,6 +28,10 @@ from typing import Any
 from byog_core.registry import Registry
 from experiments.errors import ExperimentError
 
+#: Frames per narration block when neither the config nor a narrator checkpoint says (the
+#: trainer's default window).
+DEFAULT_CONTEXT = 16
+
 
 @dataclass
 class ArmContext:
@@ -46,8 +50,9 @@ class ArmContext:
     """Model size of the arms built from scratch (random narrator, scratch CNN)."""
     pool: str = "last"
     """Hidden-state pooling over a frame's slot."""
-    context: int = 16
-    """Frames per narration block."""
+    context: int = 16  # = DEFAULT_CONTEXT
+    """Frames per narration block (``action_transfer.narration_context``: the narrator's
+    training window when it has one)."""
     text_decay: float = 0.5
     """Decay of the text featurizer's bag of earlier slots."""
     sentences: list[str] = field(default_factory=list)
@@ -135,15 +140,15 @@ def _agent(ctx: ArmContext) -> Any:
         return load_agent(ctx.checkpoint, device=ctx.device)
     except TrainError as e:
         raise ExperimentError(f"{ctx.checkpoint} is not a BYOG checkpoint ({e}); pass a run "
-                              "directory written by python -m agents.train.") from None
+                              "directory written by python -m agents.training.command.") from None
 
 
 def _fresh_agent(ctx: ArmContext) -> Any:
     import torch
 
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(ctx.seed)  # drawn on the CPU, then moved: the same weights on every device
     return BYOGAgent(make_model_config(ctx.size, "byog"), train_tokenizer(ctx.sentences or [])).to(ctx.device)

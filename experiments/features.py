@@ -31,10 +31,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from agents.model import BYOGAgent
+from agents.model.agent import BYOGAgent
+from agents.model.slot_rule import narration_rule
+from agents.narrate.vector_narration import VectorNarrator
 from agents.obs import ObsEncoder
-from agents.slot_rule import narration_rule
-from agents.vector_narration import VectorNarrator
 
 Pool = Literal["last", "mean"]
 
@@ -141,7 +141,7 @@ class BYOGFeaturizer(Featurizer):
         enc = self.encoder
         e = enc.frame_embeddings(frames, valid)  # [B, T, D]
         with torch.no_grad():
-            # the slot format live narration keeps (agents.slot_rule), so offline == live
+            # the slot format live narration keeps (agents.model.slot_rule), so offline == live
             ids, _ = enc.sample(e.detach(), greedy=True, rule=narration_rule(self.agent))  # [B, T, k]
         h, _ = enc(ids, e)  # [B, T*k, D]
         return self._pool(h.view(B, T, enc.k, -1))
@@ -301,14 +301,14 @@ class AnnotationSource(TextSource):
 class NarratorSource(TextSource):
     """A narrator's greedy words: the agent narrates blocks of ``context`` frames (its state
     restarts at every block start, as the hidden-state featurizer's does); each frame's slot is
-    read back on its own with :func:`agents.text.unslot` (token counts of the slot)."""
+    read back on its own with :func:`agents.model.text.unslot` (token counts of the slot)."""
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent.eval()
         self.module = agent
 
     def _words(self, ids: torch.Tensor) -> Annotations:
-        from agents.text import unslot
+        from agents.model.text import unslot
 
         return unslot(ids, self.agent.tokenizer)
 

@@ -2,7 +2,7 @@
 
 ``num_envs`` environments play the episodes (seeds ``seed .. seed + episodes - 1``). An actor
 that restarts envs on its own (``restarts_envs``: its state is per env, e.g. vector narration,
-:class:`agents.vector_narration.VectorNarrator`) gets each env's next episode as soon as the
+:class:`agents.narrate.vector_narration.VectorNarrator`) gets each env's next episode as soon as the
 env's last one ends, with ``starts`` marking the envs whose frame begins an episode, so no env
 waits for the slowest. Any other actor runs in synchronised rounds (all envs reset together; an
 env that finishes idles until the round ends, so a batched state stays aligned). The same code

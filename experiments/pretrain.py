@@ -2,7 +2,7 @@
 (:func:`agents.training.train`), on the same unlabelled collection with the same labelled
 fraction for grounding.
 
-Kinds: ``byog`` and ``captioner`` (``w_byog = 0``) train a :class:`agents.model.BYOGAgent`
+Kinds: ``byog`` and ``captioner`` (``w_byog = 0``) train a :class:`agents.model.agent.BYOGAgent`
 with the trainer's ``--preset byog|captioner``; ``vqvae`` and ``units`` are fitted by the
 trainer's observation-encoder fitting (``--model.obs.kind vqvae|units``; the agent on top gets
 a single step, only the fitted encoder is used); ``random`` (a fresh agent, the floor) and
@@ -142,7 +142,7 @@ def narration_f1(run: Path, data: Path, device: str = "cpu", episodes: list[int]
     pretraining step alike."""
     import torch
 
-    from agents.narrator import training_window
+    from agents.narrate.narrator import training_window
     from agents.training import load_agent
     from agents.training.evaluate import to_device
     from collect.dataset import WindowDataset, collate_windows, open_dataset

@@ -377,8 +377,8 @@ def _probe_worker(args: tuple[dict[str, Any], str, int]) -> dict[str, float]:
     process with one torch thread (a study worker's setting)."""
     import torch
 
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
     from agents.training.config import config_from_dict
 
     train, device, steps = args

@@ -98,8 +98,8 @@ def _validation(run: Path, data: str, train_cfg: dict[str, Any]) -> tuple[Any, l
 def per_kind_prf(run: Path, data: str, train_cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Event P/R/F1 of the final greedy narration on the validation windows, per event kind
     (``byog_env.parse_event(s).kind``), pooled over windows."""
-    from agents import monitors as M
-    from agents.text import unslot
+    from agents.model import monitors as M
+    from agents.model.text import unslot
     from byog_env import parse_event
 
     agent, vals, preds = _validation(run, data, train_cfg)
@@ -143,7 +143,7 @@ def pseudo_labelled_copy(teacher_run: str, data: str, teacher_train: dict[str, A
     ``annotations`` column of those episode files is rewritten; frames are copied as stored."""
     import torch
 
-    from agents.text import unslot
+    from agents.model.text import unslot
     from agents.training.loading import load_agent
     from collect.dataset import WindowDataset, collate_windows
     from collect.writer import set_annotations

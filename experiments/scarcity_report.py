@@ -181,52 +181,57 @@ def choose_variant(pilot_rows: list[dict[str, Any]]) -> str | None:
     return max(cands, key=lambda r: _score(r["event_f1"]))["variant"]
 
 
-def report(out: Path, preset: str, gates: Gates, pilot_rows: list[dict[str, Any]],
-           rows: list[dict[str, Any]], chosen: str | None) -> str:
-    """``results.json``, ``curves.png``, ``grad_norms.png`` and ``report.md`` under the study
-    directory ``out``."""
-    res = analyse(rows, gates)
-    ptable = pilot_table(pilot_rows)
-    (out / "results.json").write_text(json.dumps(
-        {"preset": preset, "pilot": pilot_rows, "pilot_table": ptable,
-         "chosen_variant": chosen, **res, "cells": rows}, indent=2, default=str))
-    plot_curves(rows, out / "curves.png")
-    plot_grad_norms(rows, out / "grad_norms.png")
+def _mean_ci(mc: tuple[float, float]) -> str:
+    """``mean ± half-width``, or the bare mean when the half-width is not finite (one seed)."""
+    return f"{mc[0]:.3f} ± {mc[1]:.3f}" if math.isfinite(mc[1]) else f"{mc[0]:.3f}"
 
-    def f(mc: tuple[float, float]) -> str:
-        return f"{mc[0]:.3f} ± {mc[1]:.3f}" if math.isfinite(mc[1]) else f"{mc[0]:.3f}"
 
-    lines = [f"# Narration under label scarcity ({preset})", "",
-             f"Command: `python -m experiments.scarcity --preset {preset} --out {out}`", ""]
-    if ptable:
-        lines += ["## Pilot (on the pilot slice; chosen by event F1 before any main cell ran)", "",
-                  "| variant | event F1 | token acc − majority | distinct-1 | nil rate | prefix gain "
-                  "| BYOG/ground grad ratio |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['variant']} | " + " | ".join(f"{r[m]:.3f}" for m in (
-            *PILOT_METRICS, "grad_ratio")) + " |" for r in ptable]
-        lines += ["", f"Chosen: `{chosen}`.", ""]
-    lines += ["## Held-out greedy narration (mean ± 95% t half-width over seeds)", "",
-              ("| fraction | arm | event F1 | P | R | token acc | majority | acc − majority "
-               "| nil rate | distinct-1 | prefix gain | s/step |"),
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["table"]:
-        lines.append(f"| {r['fraction']:g} | {r['arm']} | " + " | ".join(
-            f(r[m]) for m in ("event_f1", "event_precision", "event_recall", "token_accuracy",
-                              "majority_token_accuracy", "accuracy_over_majority", "nil_rate",
-                              "distinct_1", "prefix_gain", "step_s")) + " |")
-    c = res["controls"]
-    lines += ["", "## Controls (gates fixed in the preset)", "",
-              f"- Positive: captioner token accuracy − majority at {c['positive']['fraction']:g}: "
-              f"{c['positive']['mean']:+.3f} [{c['positive']['lo']:+.3f}, {c['positive']['hi']:+.3f}]"
-              f" → {'pass' if c['positive']['passed'] else 'FAIL'} (lower bound must be > 0)."]
-    for n in c["negative"]["cells"]:
-        lines.append(f"- Negative: {c['negative']['arm']} token accuracy − majority at "
-                     f"{n['fraction']:g}: {n['mean']:+.3f} [{n['lo']:+.3f}, {n['hi']:+.3f}] → "
-                     f"{'pass' if n['passed'] else 'FAIL'} (must not beat it: lower bound ≤ 0).")
-    lines += ["", "## Stated comparisons (event F1, one-sided H1: byog-piloted > reference, Holm over "
-              f"{len(res['stated'])})", "",
-              "| comparison | mean | 95% CI (two-sided) | p (one-sided) | p Holm | shown | MDE at "
-              "Holm level |", "|---|---|---|---|---|---|---|"]
+def _pilot_lines(ptable: list[dict[str, Any]], chosen: str | None) -> list[str]:
+    """The pilot section: every variant's pilot metrics and the one chosen, so a reader sees the
+    choice was made on the pilot slice before any main cell ran (empty without a pilot)."""
+    if not ptable:
+        return []
+    lines = ["## Pilot (on the pilot slice; chosen by event F1 before any main cell ran)", "",
+             "| variant | event F1 | token acc − majority | distinct-1 | nil rate | prefix gain "
+             "| BYOG/ground grad ratio |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | " + " | ".join(f"{r[m]:.3f}" for m in (
+        *PILOT_METRICS, "grad_ratio")) + " |" for r in ptable]
+    return lines + ["", f"Chosen: `{chosen}`.", ""]
+
+
+def _held_out_lines(table: list[dict[str, Any]]) -> list[str]:
+    """The main table: each (fraction, arm)'s held-out greedy narration metrics over seeds."""
+    lines = ["## Held-out greedy narration (mean ± 95% t half-width over seeds)", "",
+             ("| fraction | arm | event F1 | P | R | token acc | majority | acc − majority "
+              "| nil rate | distinct-1 | prefix gain | s/step |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    metrics = ("event_f1", "event_precision", "event_recall", "token_accuracy", "majority_token_accuracy",
+               "accuracy_over_majority", "nil_rate", "distinct_1", "prefix_gain", "step_s")
+    return lines + [f"| {r['fraction']:g} | {r['arm']} | "
+                    + " | ".join(_mean_ci(r[m]) for m in metrics) + " |" for r in table]
+
+
+def _controls_lines(c: dict[str, Any]) -> list[str]:
+    """The positive and negative controls against the preset's fixed gates, each marked pass or
+    FAIL, so a study whose controls fail is not read for its comparisons."""
+    pos = c["positive"]
+    lines = ["", "## Controls (gates fixed in the preset)", "",
+             f"- Positive: captioner token accuracy − majority at {pos['fraction']:g}: "
+             f"{pos['mean']:+.3f} [{pos['lo']:+.3f}, {pos['hi']:+.3f}]"
+             f" → {'pass' if pos['passed'] else 'FAIL'} (lower bound must be > 0)."]
+    return lines + [f"- Negative: {c['negative']['arm']} token accuracy − majority at "
+                    f"{n['fraction']:g}: {n['mean']:+.3f} [{n['lo']:+.3f}, {n['hi']:+.3f}] → "
+                    f"{'pass' if n['passed'] else 'FAIL'} (must not beat it: lower bound ≤ 0)."
+                    for n in c["negative"]["cells"]]
+
+
+def _stated_lines(res: dict[str, Any]) -> list[str]:
+    """The stated (Holm-corrected) comparisons, then the issue's goal and the default-arm rule
+    where the study ran the cells they need."""
+    lines = ["", "## Stated comparisons (event F1, one-sided H1: byog-piloted > reference, Holm over "
+             f"{len(res['stated'])})", "",
+             "| comparison | mean | 95% CI (two-sided) | p (one-sided) | p Holm | shown | MDE at "
+             "Holm level |", "|---|---|---|---|---|---|---|"]
     for k, d in res["stated"].items():
         lines.append(f"| {k} | {d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | "
                      f"{d['p_greater']:.3f} | {d['p_holm']:.3f} | {'yes' if d['shown'] else 'no'} | "
@@ -240,12 +245,37 @@ def report(out: Path, preset: str, gates: Gates, pilot_rows: list[dict[str, Any]
         lines += [f"Default rule: byog-piloted − byog-hidden at {dr['fraction']:g}: {dr['mean']:+.3f} "
                   f"[{dr['lo']:+.3f}, {dr['hi']:+.3f}] → "
                   f"{'switch the default' if dr['switch'] else 'keep the default'}."]
-    lines += ["", "## Paired differences (same seed and labelled set; two-sided t-interval over seeds)",
-              "", "| fraction | arm | minus | metric | mean | 95% CI | n | MDE |",
-              "|---|---|---|---|---|---|---|---|"]
-    for d in sorted(res["paired"], key=lambda d: (d["fraction"], d["arm"], d["minus"], d["metric"])):
-        lines.append(f"| {d['fraction']:g} | {d['arm']} | {d['minus']} | {d['metric']} | "
-                     f"{d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | {d['n']} | {d['mde']:.3f} |")
+    return lines
+
+
+def _paired_lines(paired: list[dict[str, Any]]) -> list[str]:
+    """Every paired difference (same seed and labelled set), sorted so reruns diff cleanly."""
+    lines = ["", "## Paired differences (same seed and labelled set; two-sided t-interval over seeds)",
+             "", "| fraction | arm | minus | metric | mean | 95% CI | n | MDE |",
+             "|---|---|---|---|---|---|---|---|"]
+    return lines + [f"| {d['fraction']:g} | {d['arm']} | {d['minus']} | {d['metric']} | "
+                    f"{d['mean']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | {d['n']} | {d['mde']:.3f} |"
+                    for d in sorted(paired, key=lambda d: (d["fraction"], d["arm"], d["minus"], d["metric"]))]
+
+
+def report(out: Path, preset: str, gates: Gates, pilot_rows: list[dict[str, Any]],
+           rows: list[dict[str, Any]], chosen: str | None) -> str:
+    """``results.json``, ``curves.png``, ``grad_norms.png`` and ``report.md`` under the study
+    directory ``out``."""
+    res = analyse(rows, gates)
+    ptable = pilot_table(pilot_rows)
+    (out / "results.json").write_text(json.dumps(
+        {"preset": preset, "pilot": pilot_rows, "pilot_table": ptable,
+         "chosen_variant": chosen, **res, "cells": rows}, indent=2, default=str))
+    plot_curves(rows, out / "curves.png")
+    plot_grad_norms(rows, out / "grad_norms.png")
+    lines = [f"# Narration under label scarcity ({preset})", "",
+             f"Command: `python -m experiments.scarcity --preset {preset} --out {out}`", ""]
+    lines += _pilot_lines(ptable, chosen)
+    lines += _held_out_lines(res["table"])
+    lines += _controls_lines(res["controls"])
+    lines += _stated_lines(res)
+    lines += _paired_lines(res["paired"])
     lines += ["", ("Learning curves against steps and labelled windows seen: `curves.png`; the "
                    "gradient each loss puts on the encoder: `grad_norms.png`; per-event-kind "
                    "P/R/F1 and every cell's figures: `results.json`.")]

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.text import train_tokenizer
+from agents.model.text import train_tokenizer
 from collect.writer import DatasetWriter
 
 # A deterministic cycle of frame patterns with (parseable) annotations: its future is
@@ -130,7 +130,7 @@ SPRITE_WM = {"vqvae_downsample": 2, "vqvae_codebook_size": 32, "vqvae_hidden": 3
 def tiny_agent():
     """An untrained tiny narrator for the sprite env (2 tokens per frame)."""
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
+    from agents.model.agent import BYOGAgent
 
     torch.manual_seed(0)
     tok = train_tokenizer(["sprite moved left", "sprite moved right", "sprite moved up"])

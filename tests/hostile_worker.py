@@ -77,9 +77,9 @@ def _peak_mb() -> float:
 
 def _clis() -> dict:
     """Every CLI the cases call, imported once."""
-    from agents.embed import cli as embed
-    from agents.narrate import cli as narrate
-    from agents.train import cli as train
+    from agents.narrate.command import cli as narrate
+    from agents.obs.embed import cli as embed
+    from agents.training.command import cli as train
     from collect.export import cli as export
     from collect.importers.__main__ import cli as importers
     from collect.inspect_dataset import cli as inspect

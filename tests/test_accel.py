@@ -13,11 +13,11 @@ import pytest
 import torch
 from helpers import synthetic_dataset, tiny_args
 
-from agents.accel import autocast, compile_agent
 from agents.config import make_model_config
-from agents.model import BYOGAgent
-from agents.narrator import Narrator
-from agents.text import train_tokenizer
+from agents.model.accel import autocast, compile_agent
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
+from agents.narrate.narrator import Narrator
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,7 +33,7 @@ def tiny_agent():
 
 
 def test_bf16_training_runs_on_cpu_and_differs_only_by_rounding(tmp_path):
-    from agents.train import cli
+    from agents.training.command import cli
 
     data = synthetic_dataset(tmp_path / "data")
     losses = {}
@@ -95,8 +95,28 @@ def test_compiled_agent_narrates_and_trains_like_the_eager_one(tmp_path):
     eager = agent.narrate(frames, greedy=True)
     compile_agent(agent)
     assert torch.equal(agent.narrate(frames, greedy=True), eager)
-    from agents.train import cli
+    from agents.training.command import cli
 
     data = synthetic_dataset(tmp_path / "data")
     assert cli(tiny_args(data, tmp_path / "run", 2, "--compile")) == 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
+
+
+def test_bench_model_checks_cached_logits_against_a_forward(capsys):
+    """The benchmark's correctness figure compares the ids the sampler may say: the sampler's
+    banned ids sit at -inf by design and made the figure infinite (a check that never passed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_model", REPO / "benchmarks" / "bench_model.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_model"] = bench  # its dataclasses look their module up there
+    n = torch.get_num_threads()
+    try:
+        spec.loader.exec_module(bench)  # in-process: no second interpreter to start
+        res = bench.main(bench.Args(quick=True, batches=(2,), frames=2, naive_positions=8))
+    finally:
+        torch.set_num_threads(n)
+        sys.modules.pop("bench_model", None)
+    assert res["cached_vs_forward_max_abs_logit_diff"] < 1e-4
+    assert res["cached_equals_naive"] == 1.0
+    assert "same tokens: True" in capsys.readouterr().out

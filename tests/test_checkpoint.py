@@ -11,9 +11,9 @@ import torch
 from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file
 
-from agents.train import cli
 from agents.training import checkpoint as C
 from agents.training import loading as L
+from agents.training.command import cli
 from agents.training.config import TrainError
 
 N = 3  # steps per segment
@@ -67,7 +67,7 @@ def test_load_agent_round_trip_gives_the_same_outputs(runs):
     b = L.load_agent(ckpt)                    # a checkpoint directory
     assert not a.training and a.metadata["step"] == 2 * N and a.metadata["checkpoint"] == str(ckpt)
     assert a.metadata["dataset"]["frame_shape"] == [16, 16, 3]
-    from agents.text import vocab_hash
+    from agents.model.text import vocab_hash
 
     assert vocab_hash(a.tokenizer) == a.metadata["dataset"]["vocab_hash"]
     frames = torch.randint(0, 255, (2, 5, 16, 16, 3), dtype=torch.uint8)

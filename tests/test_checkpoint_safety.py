@@ -18,9 +18,9 @@ import yaml
 from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file, save_file
 
-from agents.train import cli
 from agents.training import checkpoint as C
 from agents.training import loading as L
+from agents.training.command import cli
 from agents.training.config import TrainError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_corrupt_newest_checkpoint_falls_back_with_a_warning(run, capsys):
         L.load_agent(newest)
     assert "\n" not in str(err.value) and str(newest) in str(err.value)
     # narration goes through the same loader
-    from agents.narration import load_narrating_agent
+    from agents.narrate.narration import load_narrating_agent
 
     with pytest.warns(UserWarning, match="corrupt"):
         assert load_narrating_agent(bad).metadata["step"] == N
@@ -284,7 +284,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(run, tmp_path):
     # two DataLoader workers (the default): a terminal's Ctrl-C reaches the whole process group
     args = tiny_args(run["data"], out, 100000, "--checkpoint.every", "0",
                      "--logging.log_every", "1", "--loader.num_workers", "2")
-    proc = subprocess.Popen([sys.executable, "-m", "agents.train", *args], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "agents.training", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     metrics = out / "metrics.jsonl"

@@ -1,5 +1,5 @@
 """The agents CLIs' exit-code policy and entry points: usage 2, runtime 1, interrupt 130, one
-``error:`` line; ``python agents/train.py`` runs as a script without editing sys.path;
+``error:`` line; ``python -m agents.training`` runs without editing sys.path;
 ``byog-train`` / ``byog-narrate`` are declared console scripts."""
 import subprocess
 import sys
@@ -37,14 +37,14 @@ def test_a_bug_keeps_its_traceback():
         run_cli(lambda: 1 // 0)
 
 
-def test_train_script_runs_without_editing_sys_path(plugin_env):
+def test_train_module_runs_without_editing_sys_path(plugin_env):
     import ast
 
-    tree = ast.parse((ROOT / "agents" / "train.py").read_text())
+    tree = ast.parse((ROOT / "agents" / "training" / "command.py").read_text())
     touched = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "path"
                and isinstance(n.value, ast.Name) and n.value.id == "sys"]
     assert not touched  # the script works because the package is installed, not a path edit
-    out = subprocess.run([sys.executable, "agents/train.py", "--help"], cwd=ROOT, check=False,
+    out = subprocess.run([sys.executable, "-m", "agents.training", "--help"], cwd=ROOT, check=False,
                          capture_output=True, text=True, timeout=120,
                          env={**plugin_env, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
@@ -55,7 +55,7 @@ def test_console_scripts_point_at_the_clis():
     import importlib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    for name, target in (("byog-train", "agents.train:cli"), ("byog-narrate", "agents.narrate:cli")):
+    for name, target in (("byog-train", "agents.training.command:cli"), ("byog-narrate", "agents.narrate.command:cli")):
         assert scripts[name] == target
         module, _, attr = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attr))
@@ -64,14 +64,17 @@ def test_console_scripts_point_at_the_clis():
 # ------------------------------------------------------------- one policy, every entry point
 # Every console script and every ``python -m`` entry point, by the callable that runs it.
 ENTRY_POINTS = {
-    "byog-collect": "collect.rollout:cli", "byog-train": "agents.train:cli",
-    "byog-narrate": "agents.narrate:cli", "byog-inspect": "collect.inspect_dataset:cli",
+    "byog-collect": "collect.rollout:cli", "byog-train": "agents.training.command:cli",
+    "byog-narrate": "agents.narrate.command:cli", "byog-inspect": "collect.inspect_dataset:cli",
     "byog-import": "collect.importers.__main__:cli", "byog-export": "collect.export:cli",
     "byog-policies": "collect.policies.__main__:main", "byog-env": "byog_env.__main__:main",
     "byog-obs": "agents.obs.__main__:main", "byog-view": "agents.view:cli",
     "byog-study": "experiments.run_all:cli", "byog-scarcity": "experiments.scarcity:cli",
-    "byog-imagine": "agents.imagine:cli",
-    "python -m agents": "agents.__main__:main", "python -m agents.embed": "agents.embed:cli",
+    "byog-imagine": "agents.imagine.command:cli",
+    "python -m agents": "agents.__main__:main", "python -m agents.obs.embed": "agents.obs.embed:cli",
+    "python -m agents.training": "agents.training.__main__:cli",
+    "python -m agents.narrate": "agents.narrate.__main__:cli",
+    "python -m agents.imagine": "agents.imagine.__main__:cli",
     "python -m experiments.action_transfer": "experiments.action_transfer:cli",
     "python -m experiments.rl_finetune": "experiments.rl_finetune:cli",
     "python -m experiments.arms": "experiments.arms:main",
@@ -93,6 +96,7 @@ def test_the_table_names_every_console_script_and_module_entry_point():
         for path in (ROOT / pkg).rglob("*.py"):
             if 'if __name__ == "__main__"' in path.read_text():
                 modules.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    modules.discard("agents.train")  # the deprecated old path (tests/test_moved_paths.py)
     assert modules == {t.partition(":")[0] for t in ENTRY_POINTS.values()}
 
 

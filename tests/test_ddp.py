@@ -12,7 +12,7 @@ import torch
 from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file
 
-from agents.train import cli
+from agents.training.command import cli
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -37,7 +37,7 @@ def test_two_process_run_matches_single_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "agents/train.py", *tiny_args(data, multi, STEPS, *extra)],
+         "-m", "agents.training", *tiny_args(data, multi, STEPS, *extra)],
         check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = json.loads((multi / "summary.json").read_text())

@@ -1,12 +1,12 @@
-"""agents.embed / agents.obs.embedders: local checkpoints -> the dataset's embedding column."""
+"""agents.obs.embed / agents.obs.embedders: local checkpoints -> the dataset's embedding column."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from agents.embed import cli, embed_dataset, embedding_dim
 from agents.obs import ObsEncoderConfig, ObsEncoderError, build_obs_encoder
+from agents.obs.embed import cli, embed_dataset, embedding_dim
 from agents.obs.embedders import load_embedder
 from agents.obs.vqvae import VQVAEEncoder
 from collect.dataset import WindowDataset, collate_windows, open_dataset

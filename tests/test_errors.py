@@ -8,10 +8,10 @@ from agents import errors
 
 
 def test_every_agents_error_shares_one_base_that_is_a_value_error():
-    from agents.lm import ModelError
-    from agents.narration import NarrationError
+    from agents.model.lm import ModelError
+    from agents.model.text import TextError
+    from agents.narrate.narration import NarrationError
     from agents.obs.base import ObsEncoderError
-    from agents.text import TextError
     from agents.training.config import TrainError
 
     # the old import paths are the same classes
@@ -22,7 +22,7 @@ def test_every_agents_error_shares_one_base_that_is_a_value_error():
         assert issubclass(cls, errors.AgentsError) and issubclass(cls, ValueError)
 
 
-@pytest.mark.parametrize("module", ["agents", "agents.config", "agents.errors", "agents.registry"])
+@pytest.mark.parametrize("module", ["agents", "agents.config", "agents.errors", "byog_core.registry"])
 def test_leaf_modules_load_neither_torch_nor_transformers(module):
     code = (f"import sys, {module}; "
             "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")

@@ -55,8 +55,8 @@ def test_bc_pipeline_learns_a_synthetic_task():
 
 def test_byog_live_features_equal_offline_features():
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
     from experiments.features import BYOGFeaturizer
 
     torch.manual_seed(0)

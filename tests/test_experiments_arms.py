@@ -208,8 +208,8 @@ def test_narration_text_live_equals_offline():
     """A narrator's words (here a random-init agent) read live, frame by frame with block
     restarts, give the same text features as offline narration of the episode."""
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
     from experiments.features import NarratorSource
 
     torch.manual_seed(0)

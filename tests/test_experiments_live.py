@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
-from agents.text import train_tokenizer
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
 from experiments.features import (
     AnnotationSource,
     BYOGFeaturizer,

@@ -1,7 +1,7 @@
 """Fault injection (issue #14): kill -9 at seeded random moments and at deterministic points,
 resume, compare with an uninterrupted run; no process left behind.
 
-Training half: ``python -m agents.train`` (``--threads 1``) is killed at >= 10 seeded random
+Training half: ``python -m agents.training`` (``--threads 1``) is killed at >= 10 seeded random
 moments (chosen by training step, then a random sub-step delay, so kills land in steps, in
 evaluation and inside checkpoint writes) and once inside a checkpoint's temporary directory
 (the test-only hook ``BYOG_FAULT=ckpt-tmp:STEP``); after every kill each checkpoint on disk
@@ -26,9 +26,9 @@ import torch
 from helpers import synthetic_dataset, tiny_args
 from safetensors.torch import load_file
 
-from agents.train import cli
 from agents.training import checkpoint as C
 from agents.training import loading as L
+from agents.training.command import cli
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 12
@@ -51,7 +51,7 @@ def _args(data: Path, out: Path, resume: bool) -> list[str]:
 
 def _start(data: Path, out: Path, **env: str) -> subprocess.Popen:
     resume = C.latest_checkpoint(out) is not None
-    return subprocess.Popen([sys.executable, "-m", "agents.train", *_args(data, out, resume)],
+    return subprocess.Popen([sys.executable, "-m", "agents.training", *_args(data, out, resume)],
                             cwd=REPO, env=_env(**env), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -182,7 +182,7 @@ def test_torchrun_ranks_exit_when_the_launcher_is_killed(reference, tmp_path, fa
                      "--logging.log_every", "1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "agents/train.py", *args], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+         "-m", "agents.training", *args], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     ranks: list[int] = []
     try:

@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from agents import hf
 from agents.config import make_model_config
 from agents.errors import ModelError
-from agents.model import BYOGAgent
-from agents.text import train_tokenizer, unslot
+from agents.model import hf
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer, unslot
 
 SENTENCES = ["saw a cow", "collected 1 wood", "zombie in view", "placed table"]
 
@@ -141,7 +141,7 @@ def test_lora_adapters_are_peft_adapters_and_merged_lms_match(tok, tmp_path):
     from peft import PeftModel
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from agents.lora import adapter_parameters
+    from agents.model.lora import adapter_parameters
 
     torch.manual_seed(0)
     base = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,

@@ -4,7 +4,7 @@ end in a traceback.
 
 Every case below is one CLI call on a crafted input: the cases the issue lists, plus seeded
 random byte flips and truncations of a valid dataset (``byog-inspect --deep``), checkpoint
-(``agents.narrate``) and LeRobot folder (``collect.importers lerobot``). For each case:
+(``agents.narrate.command``) and LeRobot folder (``collect.importers lerobot``). For each case:
 
 - exit 0 with correct output (the PNGs / the narration / a dataset that validates deeply), or
   exit 1 or 2 with exactly one ``error:`` line; never a traceback;
@@ -52,8 +52,8 @@ def _checkpoint(path: Path) -> Path:
     import torch
 
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     torch.manual_seed(0)
     tok = train_tokenizer(["collected 1 wood", "tree in view", "made wood pickaxe", "saw thing0"])
@@ -98,7 +98,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 
 def _vqvae(data: Path, path: Path) -> Path:
-    """A fitted VQ-VAE (one step) for ``agents.embed``, which writes into the dataset itself."""
+    """A fitted VQ-VAE (one step) for ``agents.obs.embed``, which writes into the dataset itself."""
     import torch
 
     from agents.obs import ObsEncoderConfig
@@ -176,7 +176,7 @@ def dataset_cases(inputs, add) -> None:
     (c.input / "inspect" / "contact_sheet.png").symlink_to(c.dir / "victim" / "secret.txt")
     c = inspect("symlinked-inspect-dir", out=False, expect="error", message="symlink")
     (c.input / "inspect").symlink_to(c.dir / "victim")
-    # agents.embed writes into the dataset: a shipped lock file or card temp name must not redirect it
+    # agents.obs.embed writes into the dataset: a shipped lock file or card temp name must not redirect it
     for name, link in (("embed-symlinked-lock", "meta/.lock"), ("embed-symlinked-card-tmp", "README.md.tmp")):
         c = add(name, src, "embed", expect="error" if "lock" in name else "ok", check="embed",
                 message="lock" if "lock" in name else ())
@@ -584,7 +584,7 @@ def test_obs_encoder_directory_is_checked_like_a_checkpoint(tmp_path):
 
 
 def test_world_model_directory_is_checked_like_a_checkpoint(tmp_path):
-    from agents.world_model import WorldModel, WorldModelError
+    from agents.imagine.world_model import WorldModel, WorldModelError
 
     wm = tmp_path / "wm"
     wm.mkdir()

@@ -13,16 +13,11 @@ import torch
 from helpers import SPRITE_WM, tiny_agent
 from plugins.sprite_env import SpriteEnv, register, sprite_episodes
 
-from agents.imagine import (
-    attach_world_model,
-    cli,
-    evaluate,
-    event_f1,
-    fit_world_models,
-    imagine,
-    make_clips,
-)
-from agents.world_model import (
+from agents.imagine.command import cli, fit_world_models
+from agents.imagine.dynamics import attach_world_model
+from agents.imagine.evaluation import evaluate, event_f1, make_clips
+from agents.imagine.rollout import imagine
+from agents.imagine.world_model import (
     WorldModel,
     WorldModelConfig,
     WorldModelError,

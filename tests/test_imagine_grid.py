@@ -13,14 +13,21 @@ from helpers import SPRITE_WM, tiny_agent
 from plugins.sprite_env import sprite_episodes
 
 import byog_env
-from agents.copy_path import copy_mixture_loss, copy_sources, mix_copy
-from agents.grid_tokens import GridFrameTokens, to_tiles, with_family_tile_size
-from agents.imagine import evaluate, fit_world_models, make_clips
-from agents.imagine_stats import paired_interval
-from agents.imagine_study import ablation, phases
-from agents.narrator import Narrator
-from agents.steering import frequent_sentences, prompt_ids, says
-from agents.world_model import FRAME_TOKENS, WorldModelConfig, WorldModelError, imagine, psnr
+from agents.imagine.command import fit_world_models
+from agents.imagine.copy_path import copy_mixture_loss, copy_sources, mix_copy
+from agents.imagine.evaluation import evaluate, make_clips
+from agents.imagine.grid_tokens import GridFrameTokens, to_tiles, with_family_tile_size
+from agents.imagine.stats import paired_interval
+from agents.imagine.steering import frequent_sentences, prompt_ids, says
+from agents.imagine.study import ablation, phases
+from agents.imagine.world_model import (
+    FRAME_TOKENS,
+    WorldModelConfig,
+    WorldModelError,
+    imagine,
+    psnr,
+)
+from agents.narrate.narrator import Narrator
 from byog_env.errors import RegistryError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,11 +1,11 @@
-"""Unit tests of agents.losses against hand-computed values."""
+"""Unit tests of agents.model.losses against hand-computed values."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from agents import losses as L
+from agents.model import losses as L
 
 
 def test_prefix_loss_hand_value_and_per_sequence_mean():

@@ -5,10 +5,10 @@ import pytest
 import torch
 from helpers import cycle_batch, cycle_tokenizer, narrate_live
 
-from agents import losses as L
 from agents.config import ModelConfig, make_model_config
-from agents.lm import ModelError
-from agents.model import BYOGAgent, Evaluation
+from agents.model import losses as L
+from agents.model.agent import BYOGAgent, Evaluation
+from agents.model.lm import ModelError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
@@ -231,7 +231,7 @@ def test_an_agent_saved_before_the_patch_cnn_still_loads(tok, tmp_path):
 def test_lora_gradients_per_adapter(tok, tmp_path):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from agents.lora import adapter_parameters, base_parameters
+    from agents.model.lora import adapter_parameters, base_parameters
 
     torch.manual_seed(0)
     base = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
@@ -269,7 +269,7 @@ def test_lora_gradients_per_adapter(tok, tmp_path):
 
 
 def test_nil_threshold_rule_in_greedy_narration(tok):
-    from agents.lm import sample_tokens
+    from agents.model.lm import sample_tokens
 
     # <nil> (id 2) is the argmax at 0.4, but words hold 0.6 together: the rule says the best word
     logits = torch.tensor([[0.0, 0.0, 0.4, 0.0, 0.0, 0.35, 0.25],

@@ -6,10 +6,10 @@ from torch import nn
 from transformers import DynamicCache
 
 from agents.config import LMConfig, make_model_config
-from agents.kv_cache import KVCache
-from agents.lm import ModelError, TokenLM, build_gpt_neox, sample_tokens
-from agents.model import BYOGAgent
-from agents.text import train_tokenizer
+from agents.model.agent import BYOGAgent
+from agents.model.kv_cache import KVCache
+from agents.model.lm import ModelError, TokenLM, build_gpt_neox, sample_tokens
+from agents.model.text import train_tokenizer
 
 V = 40
 

@@ -6,7 +6,7 @@ import torch
 from helpers import cycle_batch, cycle_tokenizer
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
+from agents.model.agent import BYOGAgent
 
 
 def _train(steps, **over):

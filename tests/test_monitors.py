@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from agents.monitors import (
+from agents.model.monitors import (
     bucketed,
     collapse_monitors,
     combine_prf,
@@ -21,7 +21,7 @@ from agents.monitors import (
     token_entropy,
     unigram_nll,
 )
-from agents.text import SlotConfig, SpecialIds, slot_annotations, train_tokenizer, unslot
+from agents.model.text import SlotConfig, SpecialIds, slot_annotations, train_tokenizer, unslot
 from byog_env.events import Event, parse_event
 
 SP = SpecialIds(pad=0, bos=1, nil=2, sep=3, unk=4)
@@ -276,9 +276,9 @@ def test_narration_metrics_is_the_one_place_evaluate_and_validation_score_narrat
     pooled over two batches equals one call on their concatenation, and evaluate's figures
     equal narration_metrics on the ids it returns."""
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.monitors import narration_metrics
-    from agents.text import slot_annotations, train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.monitors import narration_metrics
+    from agents.model.text import slot_annotations, train_tokenizer
     from agents.training.evaluate import validate
 
     tok = train_tokenizer(["collected 1 wood", "tree in view"])

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
-from agents.narrate import cli
-from agents.narration import load_narrating_agent
-from agents.text import train_tokenizer
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
+from agents.narrate.command import cli
+from agents.narrate.narration import load_narrating_agent
 from collect.video import draw_subtitles
 
 
@@ -128,8 +128,8 @@ def synthetic_logs(tok, lag, n_eps=3, T=40, quiet_from=None):
     """Episodes whose annotations are known events and whose narration says each event
     ``lag`` frames after it (slots written by slot_annotations); no event from ``quiet_from``."""
     from agents.config import SlotConfig
-    from agents.narrate import EpisodeLog
-    from agents.text import slot_annotations
+    from agents.model.text import slot_annotations
+    from agents.narrate.episodes import EpisodeLog
 
     rng = np.random.default_rng(0)
     logs = []
@@ -147,7 +147,8 @@ def synthetic_logs(tok, lag, n_eps=3, T=40, quiet_from=None):
 
 def test_a_narrator_with_a_known_lag_reports_that_lag(tmp_path):
     """Live narration 3 frames late, offline on time: the summary reads lag 3 live, 0 offline."""
-    from agents.narrate import NarrateConfig, summarize
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.scoring import summarize
 
     tok = train_tokenizer(SENT)
     cfg = NarrateConfig(checkpoint="x", steps=39, tolerance=1, bucket=20, out=tmp_path)
@@ -164,6 +165,45 @@ def test_a_narrator_with_a_known_lag_reports_that_lag(tmp_path):
     assert all(b["lag/abs_p50"] == 3 and b["offline/lag/abs_p50"] == 0 for b in s["buckets"])
 
 
+def test_lag_by_kind_shows_which_kind_is_late(tmp_path):
+    """Objects entering the view narrated 3 frames late, everything else on time: the per-kind
+    lags say so (see: 3, collect: 0) while the pooled p50 hides it, and the table prints them."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from agents.config import SlotConfig
+    from agents.model.text import slot_annotations
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.episodes import EpisodeLog
+    from agents.narrate.scoring import summarize
+    from agents.narrate.summary import print_summary
+
+    tok = train_tokenizer(SENT)
+    T = 60
+    ann = [[] for _ in range(T)]
+    said = [[] for _ in range(T)]
+    for t in range(0, T - 4, 6):
+        ann[t] = ["collected 1 wood"] + (["cow in view"] if t % 12 == 0 else [])
+        said[t].append("collected 1 wood")
+        if t % 12 == 0:
+            said[t + 3].append("cow in view")
+    ids = slot_annotations([said], torch.ones(1, T, dtype=torch.bool), tok,
+                           SlotConfig(tokens_per_frame=4)).ids[0]
+    log = EpisodeLog(frames=[np.zeros((8, 8, 3), np.uint8)] * T, ids=list(ids.numpy()),
+                     entropy=[1.0] * T, annotations=ann, narration=[""] * T, annotated=True)
+    cfg = NarrateConfig(checkpoint="x", steps=T, tolerance=1, bucket=30, out=tmp_path)
+    s = summarize(cfg, [log], tok, 1.0, True)
+    by = s["lag"]["by_kind"]
+    assert by["see"]["abs_p50"] == 3 and by["see"]["abs_p90"] == 3 and by["see"]["paired_share"] == 1.0
+    assert by["collect"]["abs_p90"] == 0 and by["collect"]["narrated"] == 10
+    assert s["lag"]["abs_p50"] == 0  # pooled: the late kind is the minority
+    buf = StringIO()
+    print_summary(s, Console(file=buf, width=200))
+    table = buf.getvalue()
+    assert "|lag| by event kind" in table and "see" in table and "collect" in table
+
+
 def test_summary_with_an_empty_bucket_prints_a_dash(tmp_path):
     """A bucket without true events has no F1 (None in summary.json): the table prints "–"
     instead of crashing, and the plot is written."""
@@ -171,14 +211,9 @@ def test_summary_with_an_empty_bucket_prints_a_dash(tmp_path):
 
     from rich.console import Console
 
-    from agents.narrate import (
-        EMPTY,
-        NarrateConfig,
-        _finite,
-        plot_over_time,
-        print_summary,
-        summarize,
-    )
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.scoring import summarize
+    from agents.narrate.summary import EMPTY, _finite, plot_over_time, print_summary
 
     tok = train_tokenizer(SENT)
     cfg = NarrateConfig(checkpoint="x", steps=39, bucket=10, out=tmp_path)

@@ -7,9 +7,9 @@ import torch
 from helpers import SENTENCES, PatternEnv
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
-from agents.narration import NarrationError, NarrationWrapper, Narrator, check_frame_shape
-from agents.text import train_tokenizer, unslot
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer, unslot
+from agents.narrate.narration import NarrationError, NarrationWrapper, Narrator, check_frame_shape
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
@@ -150,7 +150,7 @@ def test_parallel_forecast_conditions_on_the_last_state(tok):
 
 
 def test_forecasts_decode_with_the_encoders_nil_rule(tok):
-    from agents.lm import sample_tokens
+    from agents.model.lm import sample_tokens
 
     agent = make_agent(tok, "byog-parallel")
     nil = agent.special.nil

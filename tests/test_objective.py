@@ -13,11 +13,11 @@ import pytest
 import torch
 from helpers import cycle_batch, cycle_tokenizer
 
-from agents import losses as L
 from agents.config import make_model_config
-from agents.encoder import NarrationEncoder
-from agents.lm import ModelError
-from agents.model import BYOGAgent
+from agents.model import losses as L
+from agents.model.agent import BYOGAgent
+from agents.model.encoder import NarrationEncoder
+from agents.model.lm import ModelError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
@@ -233,7 +233,7 @@ def test_targets_are_sampled_in_eval_mode(tok):
 def test_lora_target_samples_in_eval_mode_with_the_nil_rule(tok, tmp_path):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from agents.lora import adapter_parameters
+    from agents.model.lora import adapter_parameters
 
     torch.manual_seed(0)
     GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
@@ -252,8 +252,8 @@ def test_lora_target_samples_in_eval_mode_with_the_nil_rule(tok, tmp_path):
 
 # ----------------------------------------------------------------------------- defect 7
 def test_distinct_n_of_all_nil_narration_is_zero_not_nan(tok):
-    from agents import monitors as M
-    from agents.text import special_ids
+    from agents.model import monitors as M
+    from agents.model.text import special_ids
 
     sp = special_ids(tok)
     ids = torch.full((2, 5, 4), sp.nil)
@@ -321,8 +321,8 @@ def test_prefix_gain_also_against_a_prefix_shuffled_across_the_batch(tok):
 
 # ----------------------------------------------------------------------------- defect 8
 def test_narrator_defaults_to_the_checkpoints_training_window(tok):
-    from agents.narrate import NarrateConfig
-    from agents.narration import Narrator
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.narration import Narrator
 
     agent = make(tok)
     agent.metadata = {"config": {"loader": {"window": 8}}}
@@ -335,8 +335,8 @@ def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_
     the narrator reads it without any training metadata; a conflicting pair is one error."""
     import pytest
 
-    from agents.model import BYOGAgent
-    from agents.narration import Narrator
+    from agents.model.agent import BYOGAgent
+    from agents.narrate.narration import Narrator
     from agents.training.config import TrainConfig, TrainError, config_from_dict
 
     cfg = config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}}, size="tiny", preset="byog")
@@ -347,6 +347,9 @@ def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_
         config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}, "model": {"window": 8}},
                          size="tiny", preset="byog")
     assert isinstance(cfg, TrainConfig)
+    assert cfg.fit_window == 6  # fitted encoders (vqvae, units) fit on the narrator's windows
+    assert config_from_dict({"data": "d", "out": "o", "loader": {"window": 6}, "obs_fit": {"window": 4}},
+                            size="tiny", preset="byog").fit_window == 4
     agent = make(tok)
     agent.cfg.window = 6
     agent.save_pretrained(tmp_path / "a")
@@ -355,10 +358,36 @@ def test_the_window_is_part_of_the_model_config_saved_with_the_weights(tok, tmp_
     assert Narrator(back).window == 6
 
 
+def test_the_transfer_study_narrates_in_blocks_of_the_narrators_training_window(tok, tmp_path):
+    """ActionTransferConfig.context None: a narrating arm's blocks are its checkpoint's
+    training window (read from the saved config, no weights loaded); an arm without a narrator
+    checkpoint takes 16; a context set by hand wins."""
+    import json
+
+    from agents.training.loading import checkpoint_window
+    from experiments.action_transfer import ActionTransferConfig, narration_context
+
+    agent = make(tok)
+    agent.cfg.window = 6
+    agent.save_pretrained(tmp_path / "a")
+    assert checkpoint_window(tmp_path / "a") == 6
+    old = tmp_path / "old"  # saved before ModelConfig.window: the loader's window in meta.json
+    agent.cfg.window = None
+    agent.save_pretrained(old / "agent")
+    (old / "meta.json").write_text(json.dumps({"step": 1, "config": {"loader": {"window": 12}}}))
+    assert checkpoint_window(old) == 12
+    data = tmp_path / "data"
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="byog", checkpoint=tmp_path / "a")) == 6
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="byog", checkpoint=old)) == 12
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="byog", checkpoint=old,
+                                                  context=4)) == 4
+    assert narration_context(ActionTransferConfig(data=data, out=data, encoder="scratch")) == 16
+
+
 def test_slide_gives_the_first_kept_frame_its_real_delta(tok):
     from helpers import PatternEnv
 
-    from agents.narration import Narrator
+    from agents.narrate.narration import Narrator
 
     agent = make(tok, obs={"cnn_frame_delta": True}).eval()
     n = Narrator(agent, window=6, keep=3)
@@ -467,7 +496,7 @@ def test_parallel_token_index_trains_through_the_trainer(tmp_path):
 
 
 def test_tokenizer_path_is_used_by_the_trainer(tmp_path):
-    from agents.text import save_tokenizer, train_tokenizer
+    from agents.model.text import save_tokenizer, train_tokenizer
 
     saved = train_tokenizer(["saw thing0", "wood in view", "a word only here"])
     save_tokenizer(saved, tmp_path / "tok")

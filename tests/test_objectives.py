@@ -6,11 +6,11 @@ import sys
 import pytest
 import torch
 
-from agents import objectives as O
 from agents.config import OBJECTIVES, make_model_config
 from agents.errors import AgentsError, ModelError
-from agents.model import BYOGAgent
-from agents.text import train_tokenizer
+from agents.model import objectives as O
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
 
 TOY = "plugins.toy_objective:toy"
 
@@ -71,7 +71,7 @@ def test_plugin_objective_by_import_path_trains_and_reloads_in_a_fresh_process(t
     loss, metrics = agent.training_step(_batch(), step=0)
     assert metrics["toy/calls"] == 1.0 and torch.isfinite(loss)
     agent.save_pretrained(tmp_path / "agent")
-    code = ("import sys; from agents.model import BYOGAgent; "
+    code = ("import sys; from agents.model.agent import BYOGAgent; "
             f"a = BYOGAgent.from_pretrained({str(tmp_path / 'agent')!r}); "
             "assert 'plugins.toy_objective' in sys.modules; print(a.cfg.predictor.mode)")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
@@ -82,7 +82,7 @@ def test_plugin_objective_by_import_path_trains_and_reloads_in_a_fresh_process(t
 
 def test_narrator_forecast_for_an_objective_without_one_is_a_clear_error(tok):
     from agents.errors import NarrationError
-    from agents.narration import Narrator
+    from agents.narrate.narration import Narrator
 
     agent = BYOGAgent(make_model_config("tiny", predictor={"mode": TOY}), tok)
     with pytest.raises(NarrationError, match="Unknown live forecast 'plugins.toy_objective:toy'"):
@@ -112,7 +112,7 @@ def test_toy_objective_trains_through_the_trainer_and_reloads_in_a_fresh_process
 
     from helpers import synthetic_dataset, tiny_args
 
-    from agents.train import cli
+    from agents.training.command import cli
 
     data = synthetic_dataset(tmp_path / "ds", episodes=4, length=16)
     run = tmp_path / "run"
@@ -149,13 +149,13 @@ def test_a_plugin_preset_is_accepted_on_the_command_line(tmp_path, plugin_env):
 
     data = synthetic_dataset(tmp_path / "ds", episodes=4, length=16)
     args = tiny_args(data, tmp_path / "run", 2, "--logging.log_every", "1")
-    out = subprocess.run([sys.executable, "-m", "agents.train", "--preset",
+    out = subprocess.run([sys.executable, "-m", "agents.training", "--preset",
                           "plugins.toy_objective:toy", *args], check=False, capture_output=True,
                          text=True, timeout=300, env=plugin_env)
     assert out.returncode == 0, out.stderr
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert sum("toy/calls" in m for m in logged) == 2  # the preset's objective ran every step
-    bad = subprocess.run([sys.executable, "-m", "agents.train", "--preset", "no-such-preset",
+    bad = subprocess.run([sys.executable, "-m", "agents.training", "--preset", "no-such-preset",
                           *tiny_args(data, tmp_path / "run2", 2)], check=False,
                          capture_output=True, text=True, timeout=300, env=plugin_env)
     assert bad.returncode == 2 and "Unknown preset 'no-such-preset'" in bad.stderr

@@ -77,7 +77,7 @@ def test_precomputed_errors():
     with pytest.raises(ObsEncoderError, match="needs its dim option"):
         build_obs_encoder(ObsEncoderConfig(kind="precomputed"))
     enc = build_obs_encoder(ObsEncoderConfig(kind="precomputed", precomputed_dim=6))
-    with pytest.raises(ObsEncoderError, match="python -m agents.embed"):
+    with pytest.raises(ObsEncoderError, match="python -m agents.obs.embed"):
         enc(torch.zeros(1, 2, 4, 4, 3, dtype=torch.uint8))
     with pytest.raises(ObsEncoderError, match="float \\[B, T, 6\\], got \\(1, 2, 5\\)"):
         enc(None, embedding=torch.zeros(1, 2, 5))

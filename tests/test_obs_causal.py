@@ -41,8 +41,8 @@ def test_live_units_match_the_offline_clip(options):
     assert offline.argmax(-1).unique().numel() > 1
     # the agent's live path (NarrationEncoder.embed_frame, one frame at a time)
     from agents.config import make_model_config
-    from agents.model import BYOGAgent
-    from agents.text import train_tokenizer
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import train_tokenizer
 
     cfg = make_model_config("tiny", "captioner", obs=dict(UNITS, out_dim=None, **options),
                             text={"tokens_per_frame": 2})

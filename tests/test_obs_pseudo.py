@@ -10,8 +10,8 @@ from helpers import synthetic_dataset, tiny_args
 
 from agents.obs import ObsEncoderConfig, build_obs_encoder
 from agents.obs.base import with_pseudo_annotations
-from agents.train import cli
 from agents.training import load_agent
+from agents.training.command import cli
 
 COLOURS = torch.tensor([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=torch.uint8)
 

@@ -15,10 +15,10 @@ from helpers import synthetic_dataset, tiny_args
 
 from agents.config import ModelConfig
 from agents.errors import ObsEncoderError
-from agents.hf import read_agent_config
+from agents.model.hf import read_agent_config
 from agents.obs.__main__ import main as obs_main
 from agents.obs.config import fitted_obs_kinds, obs_config_from_dict
-from agents.train import cli
+from agents.training.command import cli
 from agents.training.config import parse_args
 
 LEGACY = json.loads((Path(__file__).parent / "test_obs_legacy_configs.json").read_text())

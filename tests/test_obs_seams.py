@@ -8,9 +8,9 @@ import torch
 from helpers import synthetic_dataset
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
 from agents.obs import ObsEncoderConfig, build_obs_encoder
-from agents.text import train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import torch
 from helpers import synthetic_dataset, tiny_args
 
 from agents.config import make_model_config
-from agents.model import BYOGAgent
-from agents.text import train_tokenizer
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
 from agents.training.config import LoaderConfig, TrainError
 from agents.training.data import (
     build_data,
@@ -99,7 +99,7 @@ def test_the_validation_windows_do_not_depend_on_the_batch_size(data):
 
 
 def test_batch_2_and_batch_4_runs_score_the_same_windows_and_majority(data, tmp_path):
-    from agents.train import cli
+    from agents.training.command import cli
 
     out = {}
     for bs in (2, 4):
@@ -230,8 +230,8 @@ def test_separate_clips_bound_each_group():
 
 
 def test_init_from_a_captioner_starts_encoder_and_target_from_it(data, tmp_path, capsys):
-    from agents.train import cli
     from agents.training.checkpoint import load_init_weights, resolve_checkpoint
+    from agents.training.command import cli
     from agents.training.loading import load_agent
 
     cap = tmp_path / "cap"
@@ -266,7 +266,7 @@ def test_init_from_a_captioner_starts_encoder_and_target_from_it(data, tmp_path,
 
 
 def test_logs_labelled_windows_per_step_and_encoder_gradient_norms(data, tmp_path):
-    from agents.train import cli
+    from agents.training.command import cli
 
     run = tmp_path / "r"
     assert cli(tiny_args(data, run, 4, "--label-fraction", "0.5", "--logging.log_every", "2",

@@ -1,4 +1,4 @@
-"""The slot format narration keeps (agents.slot_rule): the carry cut and the slot early exit.
+"""The slot format narration keeps (agents.model.slot_rule): the carry cut and the slot early exit.
 
 Unit tests of the rule on hand-written token streams, then live narration of a recorded Crafter
 episode by a narrator trained on it (so its slots end in ``<nil>`` as a trained narrator's do):
@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from agents.config import SlotConfig, make_model_config
-from agents.model import BYOGAgent
-from agents.narrator import Narrator
-from agents.slot_rule import SlotRule
-from agents.text import slot_annotations, special_ids, train_tokenizer
-from agents.vector_narration import VectorNarrator
+from agents.model.agent import BYOGAgent
+from agents.model.slot_rule import SlotRule
+from agents.model.text import slot_annotations, special_ids, train_tokenizer
+from agents.narrate.narrator import Narrator
+from agents.narrate.vector_narration import VectorNarrator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

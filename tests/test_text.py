@@ -6,7 +6,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from agents.text import (
+from agents.model.text import (
     SPECIAL_TOKENS,
     SlotConfig,
     TextError,

@@ -76,7 +76,7 @@ def test_bad_config_values_name_the_problem(bad, message):
 
 
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
-    from agents.train import cli
+    from agents.training.command import cli
 
     ds = tmp_path / "nothere"
     assert cli(["--data", str(ds), "--out", str(tmp_path / "r"), "--preset", "byog-lorax"]) == 2
@@ -95,7 +95,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_resume_without_checkpoint_and_overwrite_are_refused(tmp_path, capsys):
-    from agents.train import cli
+    from agents.training.command import cli
 
     data = synthetic_dataset(tmp_path / "ds")
     assert cli(tiny_args(data, tmp_path / "run", 2, "--resume")) == 2
@@ -160,7 +160,7 @@ def test_lr_schedule_warmup_and_decay():
 
 
 def test_training_too_few_windows_is_a_clear_error(tmp_path, capsys):
-    from agents.train import cli
+    from agents.training.command import cli
 
     data = synthetic_dataset(tmp_path / "ds", episodes=3, length=8)
     assert cli(tiny_args(data, tmp_path / "run", 2, "--loader.batch_size", "16")) == 2
@@ -187,7 +187,7 @@ def test_cli_smoke_run_on_collected_crafter(crafter_dataset, tmp_path, capsys):
                      "--logging.tensorboard", "--logging.eval_every", "3",
                      "--logging.examples", "1", "--checkpoint.every", "3",
                      "--checkpoint.keep_last", "1", "--logging.log_every", "1")
-    from agents.train import cli
+    from agents.training.command import cli
 
     assert cli(args) == 0
     printed = capsys.readouterr()
@@ -214,8 +214,8 @@ def test_cli_smoke_run_on_collected_crafter(crafter_dataset, tmp_path, capsys):
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss/total" in r] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in records if "val/token_accuracy" in r] == [3, 6]
-    # the script form rejects a bad preset with one line and exit code 2
-    bad = subprocess.run([PY, "agents/train.py", "--data", str(crafter_dataset), "--out",
+    # the module form rejects a bad preset with one line and exit code 2
+    bad = subprocess.run([PY, "-m", "agents.training", "--data", str(crafter_dataset), "--out",
                           str(tmp_path / "x"), "--preset", "captioneer"], check=False, cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -11,10 +11,10 @@ import torch
 
 from agents.config import make_model_config
 from agents.errors import NarrationError
-from agents.model import BYOGAgent
-from agents.narrator import Narrator
-from agents.text import train_tokenizer
-from agents.vector_narration import VectorNarrationWrapper, VectorNarrator
+from agents.model.agent import BYOGAgent
+from agents.model.text import train_tokenizer
+from agents.narrate.narrator import Narrator
+from agents.narrate.vector_narration import VectorNarrationWrapper, VectorNarrator
 
 SENTENCES = ["collected 1 wood", "tree in view", "made wood pickaxe", "cow in view"]
 TIE = 1e-5  # greedy: where the two best logits are this close, either choice is accepted
@@ -66,7 +66,7 @@ def make_agent(tok, preset="byog", delta=False):
 def single_narration(agent, episodes, window, keep, forecast=0, rule=True):
     """Each episode (frames uint8 [T, H, W, 3]) narrated alone: (ids [T, k + F*k], logits
     [T, k + F*k, V]), per frame its slot then its F forecast frames. ``rule``: the slot rule
-    (carry cut and early exit, agents.slot_rule) on or off."""
+    (carry cut and early exit, agents.model.slot_rule) on or off."""
     out = []
     n = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=True, decode=False,
                  cut=rule, early_exit=rule)
@@ -244,7 +244,7 @@ def test_bad_inputs_give_one_clear_error(tok, monkeypatch):
 def test_narrate_cli_with_num_envs_plays_every_episode_and_sets_threads(tok, tmp_path):
     import json
 
-    from agents.narrate import cli
+    from agents.narrate.command import cli
 
     ckpt = tmp_path / "ckpt"
     make_agent(tok).save_pretrained(ckpt / "agent")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from helpers import synthetic_dataset, tiny_args
 
-from agents import monitors as M
-from agents.train import cli as train_cli
+from agents.model import monitors as M
+from agents.training.command import cli as train_cli
 from agents.view import ViewConfig, build_payload, cli, match_events, render_html
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,7 +9,7 @@ through a registry (:mod:`agents.obs.config`; ``python -m agents.obs list``).
   fitted with ``encoder.fit(source, steps=...)`` and saved with ``encoder.save(dir)``.
 * ``units``: k-means hidden units over frozen features; same fit/save/load pattern.
 * ``precomputed``: reads the dataset's ``embedding`` column (``needs_column == "embedding"``),
-  written beforehand by ``python -m agents.embed DIR --encoder SPEC``.
+  written beforehand by ``python -m agents.obs.embed DIR --encoder SPEC``.
 
 Importing this package is cheap (no torch): the encoders load when first used.
 """

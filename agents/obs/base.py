@@ -192,7 +192,7 @@ class FittedObsEncoder(ObsEncoder):
     @classmethod
     def load(cls, path: str | Path) -> FittedObsEncoder:
         """Load a fitted encoder written by :meth:`save` (its plugin imported if need be)."""
-        from agents.weights import check_weights
+        from agents.model.weights import check_weights
 
         cfg = read_fitted_config(path)
         check_weights(lambda: cls.from_config(cfg), Path(path) / WEIGHTS_FILE,
@@ -231,7 +231,7 @@ def write_fitted(encoder: nn.Module, path: str | Path, kind: str, **extra: Any) 
 
 def read_fitted_config(path: str | Path, kind: str | None = None) -> ObsConfig:
     """The config saved in a fitted encoder's directory, checked to be ``kind`` (None: any)."""
-    from agents.weights import check_dir
+    from agents.model.weights import check_dir
 
     path = check_dir(path, what="Observation-encoder directory", error=ObsEncoderError)
     meta_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE

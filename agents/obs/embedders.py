@@ -1,6 +1,6 @@
 """Frozen frame embedders loaded from a LOCAL checkpoint, named by a spec string.
 
-Specs (what ``python -m agents.embed --encoder`` takes):
+Specs (what ``python -m agents.obs.embed --encoder`` takes):
 
 * ``vqvae:<dir>`` -- our fitted VQ-VAE (``VQVAEEncoder.save``); its configured features.
 * ``units:<dir>`` -- a fitted units encoder with a frozen feature (onehot/centroid), per frame.
@@ -12,7 +12,7 @@ Specs (what ``python -m agents.embed --encoder`` takes):
   ``get_image_features`` (the projected image embedding), otherwise ``pooler_output``, otherwise
   the mean of ``last_hidden_state`` over tokens.
 * ``torchscript:<file.pt>`` -- a scripted module mapping float ``[N, 3, H, W]`` in [0, 1] to
-  ``[N, D]``; the module does its own resizing/normalisation (see ``agents.embed`` for the
+  ``[N, D]``; the module does its own resizing/normalisation (see ``agents.obs.embed`` for the
   VPT recipe). **Trusted files only:** ``torch.jit.load`` runs the code the file contains, so
   name only a file you made or trust as you would a program; BYOG never loads one a dataset
   or checkpoint names, only the one you pass.

@@ -1,6 +1,6 @@
 """Features read from the dataset's ``embedding`` column (e.g. VPT or CLIP features).
 
-The column is written beforehand by ``python -m agents.embed DIR --encoder SPEC``. The encoder
+The column is written beforehand by ``python -m agents.obs.embed DIR --encoder SPEC``. The encoder
 sets ``needs_column = "embedding"``: the model builds its ``WindowDataset`` with
 ``columns=("embedding",)`` and calls ``encoder(frames, embedding=batch["embedding"])`` with
 ``embedding: float32 [B, T, D]``; ``frames`` is not read (it may be None). An optional trainable
@@ -26,8 +26,8 @@ class PrecomputedEncoder(ObsEncoder):
         if cfg.dim is None:
             raise ObsEncoderError(
                 "The precomputed obs encoder needs its dim option (--model.obs.dim), the width of the dataset's "
-                "embedding column; read it with agents.embed.embedding_dim(DATASET_DIR) (it is "
-                "printed by `python -m agents.embed`)."
+                "embedding column; read it with agents.obs.embed.embedding_dim(DATASET_DIR) (it is "
+                "printed by `python -m agents.obs.embed`)."
             )
         self.in_dim = cfg.dim
         layers: list[nn.Module] = []
@@ -51,7 +51,7 @@ class PrecomputedEncoder(ObsEncoder):
         if embedding is None:
             raise ObsEncoderError(
                 "The precomputed obs encoder reads the dataset's 'embedding' column but got none; "
-                "run `python -m agents.embed DIR --encoder SPEC`, build the WindowDataset with "
+                "run `python -m agents.obs.embed DIR --encoder SPEC`, build the WindowDataset with "
                 "columns=('embedding',) and pass embedding=batch['embedding']."
             )
         if embedding.ndim != 3 or embedding.shape[-1] != self.in_dim:
@@ -65,5 +65,5 @@ class PrecomputedEncoder(ObsEncoder):
         raise ObsEncoderError(
             "The precomputed obs encoder cannot encode raw frames; it reads the dataset's "
             "embedding column (call it with embedding=...). To embed live frames, use the "
-            "embedder that wrote the column (agents.embed.load_embedder(SPEC))."
+            "embedder that wrote the column (agents.obs.embed.load_embedder(SPEC))."
         )

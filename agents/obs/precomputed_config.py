@@ -9,7 +9,7 @@ from agents.obs.config import ObsConfig, ObsEncoderError, one_of, register_obs_e
 
 
 @register_obs_encoder("precomputed", encoder="agents.obs.precomputed:PrecomputedEncoder",
-                      summary="the dataset's 'embedding' column (python -m agents.embed)")
+                      summary="the dataset's 'embedding' column (python -m agents.obs.embed)")
 @dataclass
 class PrecomputedConfig(ObsConfig):
     """The dataset's ``embedding`` column through an optional trainable adapter; ``out_dim``

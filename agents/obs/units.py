@@ -180,7 +180,7 @@ class UnitsEncoder(FittedObsEncoder):
                 raise ObsEncoderError(
                     "The units encoder clusters the dataset's 'embedding' column but got none; "
                     "build the WindowDataset with columns=('embedding',) (after "
-                    "`python -m agents.embed DIR --encoder SPEC`) and pass "
+                    "`python -m agents.obs.embed DIR --encoder SPEC`) and pass "
                     "embedding=batch['embedding'].")
             return embedding.float()
         if frames is None or frames.ndim != 5:
@@ -339,9 +339,29 @@ class UnitsEncoder(FittedObsEncoder):
         Returns:
             ``{"units/inertia_per_frame": .., "units/frames": .., "units/used": ..}``.
         """
-        from sklearn.cluster import KMeans, MiniBatchKMeans
-
         max_frames = self.cfg.fit_max_frames if max_frames is None else max_frames  # its own budget
+        X = self._gather_features(source, max_frames, window, batch_size, progress)
+        if len(X) < self.k:
+            raise ObsEncoderError(
+                f"Only {len(X)} valid frames to fit {self.k} units; use a larger dataset or a "
+                "smaller k."
+            )
+        km = _kmeans(self.k, len(X), self.cfg.seed, n_init, exact_below, kmeans_batch_size).fit(X)
+        self.centroids = torch.as_tensor(km.cluster_centers_, dtype=torch.float32).to(
+            self.centroids.device)
+        self.feature_dim = X.shape[1]
+        self.out_dim = self._out_dim()
+        self.fitted.fill_(True)
+        if self.source_vqvae is not None:
+            self.source_vqvae.freeze()
+        used = len(np.unique(km.labels_))
+        return {"units/inertia_per_frame": float(km.inertia_) / len(X),
+                "units/frames": float(len(X)), "units/used": float(used)}
+
+    def _gather_features(self, source: Any, max_frames: int, window: int, batch_size: int,
+                         progress: bool) -> np.ndarray:
+        """Per-frame features ``float32 [n, D]`` of the source's valid frames, at most
+        ``max_frames`` of them (the k-means input)."""
         columns = ("embedding",) if self.needs_column else ()
         chunks: list[np.ndarray] = []
         n = 0
@@ -357,28 +377,7 @@ class UnitsEncoder(FittedObsEncoder):
             if n >= max_frames:
                 break
         bar.close()
-        if n < self.k:
-            raise ObsEncoderError(
-                f"Only {n} valid frames to fit {self.k} units; use a larger dataset or a smaller "
-                "k."
-            )
-        X = np.concatenate(chunks)
-        if len(X) < exact_below:
-            km = KMeans(n_clusters=self.k, random_state=self.cfg.seed, n_init=n_init)
-        else:
-            km = MiniBatchKMeans(n_clusters=self.k, random_state=self.cfg.seed,
-                                 batch_size=kmeans_batch_size, n_init=n_init)
-        km.fit(X)
-        self.centroids = torch.as_tensor(km.cluster_centers_, dtype=torch.float32).to(
-            self.centroids.device)
-        self.feature_dim = X.shape[1]
-        self.out_dim = self._out_dim()
-        self.fitted.fill_(True)
-        if self.source_vqvae is not None:
-            self.source_vqvae.freeze()
-        used = len(np.unique(km.labels_))
-        return {"units/inertia_per_frame": float(km.inertia_) / len(X),
-                "units/frames": float(len(X)), "units/used": float(used)}
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (the source VQ-VAE included)."""
@@ -390,7 +389,7 @@ class UnitsEncoder(FittedObsEncoder):
     @classmethod
     def load(cls, path: str | Path) -> UnitsEncoder:
         """Load a fitted encoder written by :meth:`save` (self-contained: no other paths read)."""
-        from agents.weights import check_weights
+        from agents.model.weights import check_weights
 
         cfg = read_fitted_config(path, "units")
         meta = json.loads((Path(path) / CONFIG_FILE).read_text())
@@ -414,3 +413,13 @@ class UnitsEncoder(FittedObsEncoder):
         if enc.source_vqvae is not None:
             enc.source_vqvae.freeze()
         return enc
+
+
+def _kmeans(k: int, n: int, seed: int, n_init: int, exact_below: int, batch_size: int) -> Any:
+    """scikit-learn's exact ``KMeans`` below ``exact_below`` frames (faster and better there),
+    ``MiniBatchKMeans`` above (memory and time)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if n < exact_below:
+        return KMeans(n_clusters=k, random_state=seed, n_init=n_init)
+    return MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=n_init)

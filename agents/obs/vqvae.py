@@ -280,40 +280,42 @@ class VQVAEEncoder(FittedObsEncoder):
         clips = cycle_clip_batches(source, batch_size=max(1, batch_size // window),
                                    window=window, shuffle=True, seed=seed)
         pool = torch.empty(0, dtype=torch.uint8)
-        K = self.cfg.codebook_size
-        used = torch.zeros(K, dtype=torch.bool)
+        used = torch.zeros(self.cfg.codebook_size, dtype=torch.bool)
         history: dict[str, list[float]] = {}
         for step in tqdm(range(steps), desc="fit vqvae", disable=not progress):
-            while pool.shape[0] < batch_size:  # gather enough valid frames for one step
-                pool = torch.cat([pool, valid_frames(next(clips))]) if pool.numel() else \
-                    valid_frames(next(clips))
-            perm = torch.randperm(pool.shape[0], generator=gen)
-            batch, pool = pool[perm[:batch_size]], pool[perm[batch_size:]]
-            x = to_float_chw(batch)
-            loss, out = vq(x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            idx = out["indices"].flatten()
-            if vq.ema:
-                z = out["z_e"].detach().permute(0, 2, 3, 1).reshape(-1, vq.codebook.shape[1])
-                cs, es, cb = ema_codebook_update(vq.ema_cluster_size, vq.ema_embed_sum, z, idx,
-                                                 decay=vq.ema_decay)
-                vq.ema_cluster_size.copy_(cs)
-                vq.ema_embed_sum.copy_(es)
-                vq.codebook.copy_(cb)
+            batch, pool = _draw_frames(pool, clips, batch_size, gen)
+            metrics, idx, z_e = self._fit_step(opt, batch)
             used[idx.unique()] = True
             if restart_every and (step + 1) % restart_every == 0 and step + 1 < steps:
-                self._restart_dead_codes(~used, out["z_e"].detach(), gen)
+                self._restart_dead_codes(~used, z_e, gen)
                 used.zero_()
-            probs = torch.bincount(idx, minlength=K).float() / idx.numel()
-            metrics = dict(out["metrics"], loss=float(loss.detach()),
-                           **{"vq/perplexity": float(torch.exp(-(probs * (probs + 1e-10).log()).sum()))})
             for k, v in metrics.items():
                 history.setdefault(k, []).append(v)
         self.fitted.fill_(True)
         self.freeze()
         return history
+
+    def _fit_step(self, opt: torch.optim.Optimizer, batch: torch.Tensor
+                  ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """One optimiser step on a uint8 frame batch (and the EMA codebook update): the step's
+        metrics, the code index of every cell and the encoder outputs (for dead-code restarts)."""
+        vq = self.vqvae
+        loss, out = vq(to_float_chw(batch))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        idx = out["indices"].flatten()
+        if vq.ema:
+            z = out["z_e"].detach().permute(0, 2, 3, 1).reshape(-1, vq.codebook.shape[1])
+            cs, es, cb = ema_codebook_update(vq.ema_cluster_size, vq.ema_embed_sum, z, idx,
+                                             decay=vq.ema_decay)
+            vq.ema_cluster_size.copy_(cs)
+            vq.ema_embed_sum.copy_(es)
+            vq.codebook.copy_(cb)
+        probs = torch.bincount(idx, minlength=self.cfg.codebook_size).float() / idx.numel()
+        metrics = dict(out["metrics"], loss=float(loss.detach()),
+                       **{"vq/perplexity": float(torch.exp(-(probs * (probs + 1e-10).log()).sum()))})
+        return metrics, idx, out["z_e"].detach()
 
     @torch.no_grad()
     def _restart_dead_codes(self, dead: torch.Tensor, z_e: torch.Tensor,
@@ -339,3 +341,14 @@ class VQVAEEncoder(FittedObsEncoder):
         """Load a fitted, frozen encoder written by :meth:`save`."""
         read_fitted_config(path, "vqvae")  # a clear error for another kind's directory
         return super().load(path).freeze()  # type: ignore[attr-defined]
+
+
+def _draw_frames(pool: torch.Tensor, clips: Any, batch_size: int, gen: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` valid frames drawn at random from ``pool`` (refilled from the ``clips``
+    iterator first when it holds too few), and what is left of the pool."""
+    while pool.shape[0] < batch_size:  # gather enough valid frames for one step
+        pool = torch.cat([pool, valid_frames(next(clips))]) if pool.numel() else \
+            valid_frames(next(clips))
+    perm = torch.randperm(pool.shape[0], generator=gen)
+    return pool[perm[:batch_size]], pool[perm[batch_size:]]

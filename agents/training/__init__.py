@@ -1,4 +1,4 @@
-"""The training pipeline behind ``python -m agents.train``.
+"""The training pipeline behind ``python -m agents.training``.
 
 Small modules, one job each: ``config`` (the ``TrainConfig`` tree, YAML + CLI layering),
 ``data`` (episode split, labelled episodes, tokenizer, resumable loaders), ``checkpoint``

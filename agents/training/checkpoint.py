@@ -3,7 +3,7 @@ builds the agent, lives in :mod:`agents.training.loading` so this module never i
 
 Layout of one checkpoint ``RUNDIR/checkpoints/step_000500/``::
 
-    agent/                     BYOGAgent.save_pretrained (see agents/hf.py for its layout)
+    agent/                     BYOGAgent.save_pretrained (see agents/model/hf.py for its layout)
     obs_encoder/               the fitted vqvae/units encoder (encoder.save), when the kind has one
     trainer_state.safetensors  optimizer moments, RNG states ... (every tensor and array)
     trainer_state.json         the rest of the trainer state (step counters, sampler position),
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.model.weights import check_dir
 from agents.training.config import TrainError
-from agents.weights import check_dir
 from byog_core.errors import Interrupted
 from collect.durable import current_umask, fsync_path, make_durable  # noqa: F401  (re-exported)
 
@@ -89,7 +89,7 @@ def save_checkpoint(run_dir: str | Path, step: int, *, agent: Any, trainer_state
         shutil.rmtree(tmp)
     agent.save_pretrained(tmp / AGENT)
     if (tmp / AGENT / "config.json").is_file() and hasattr(agent, "cfg"):
-        from agents.hf import update_card
+        from agents.model.hf import update_card
 
         update_card(agent, tmp / AGENT, trained_on=meta.get("dataset"),
                     metrics=_last_val_metrics(Path(run_dir)), train_config=meta.get("config"))
@@ -255,7 +255,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def _safetensors_problem(f: Path) -> str | None:
     """Why a safetensors file is unreadable (truncated or garbled), or None; reads only its
     header and size."""
-    from agents.weights import header_problem
+    from agents.model.weights import header_problem
 
     return header_problem(f)[1]
 
@@ -346,7 +346,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         what = "does not exist" if not path.exists() else (
             "holds only corrupt checkpoints" if list_checkpoints(path) else "holds no checkpoint")
         raise TrainError(
-            f"{str(path)!r} {what}; pass a run directory written by `python -m agents.train` "
+            f"{str(path)!r} {what}; pass a run directory written by `python -m agents.training` "
             f"(with {CKPT_DIR}/{PREFIX}NNNNNN/) or one of its checkpoint directories."
         )
     return latest
@@ -393,12 +393,12 @@ def load_init_weights(agent: Any, ckpt: str | Path) -> list[str]:
     """
     from safetensors import safe_open
 
-    from agents.weights import tensor_shapes
+    from agents.model.weights import tensor_shapes
 
     f = Path(ckpt) / AGENT / "model.safetensors"
     if not f.is_file():
         raise TrainError(f"--init-from {ckpt}: no {AGENT}/model.safetensors; pass a run directory "
-                         "or checkpoint written by `python -m agents.train`.")
+                         "or checkpoint written by `python -m agents.training`.")
     # shapes from the header first: a file that does not fit is refused before any tensor is read
     saved = tensor_shapes(f, what="--init-from weights", error=TrainError)
     own = {k: tuple(v.shape) for k, v in agent.state_dict().items()}

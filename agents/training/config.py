@@ -207,11 +207,12 @@ class ObsFitConfig:
     None = its own."""
     batch_size: int = 32
     """Windows per fitting batch."""
-    window: int = 16
-    """Frames per fitting window."""
+    window: int | None = None
+    """Frames per fitting window (None: the loader's window, which the narrator trains and
+    narrates on, so clip-level features are fitted on clips like the ones they will see)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "obs_fit", "batch_size", "window")
+        _positive(self, "obs_fit", "batch_size", *(("window",) if self.window is not None else ()))
         for name in ("vqvae_steps", "units_max_frames"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise TrainError(f"obs_fit.{name} must be >= 1 or None (the encoder's own budget), "
@@ -220,7 +221,7 @@ class ObsFitConfig:
 
 @dataclass
 class TrainConfig:
-    """``python -m agents.train``: train a BYOG agent on a collected dataset."""
+    """``python -m agents.training``: train a BYOG agent on a collected dataset."""
 
     data: str = ""
     """Dataset directory written by collect/rollout.py. (required)"""
@@ -256,10 +257,10 @@ class TrainConfig:
     shared out among the ranks of a DDP run; through the Python API 0 leaves torch as is)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Forward passes under ``torch.autocast`` in bf16 (CPU and GPU; weights, optimizer state
-    and losses stay fp32) or plain fp32 (see agents.accel)."""
+    and losses stay fp32) or plain fp32 (see agents.model.accel)."""
     compile: bool = False
     """``torch.compile`` the encoder's, observation encoder's and predictor's forward (the first
-    steps pay the compilation; see agents.accel)."""
+    steps pay the compilation; see agents.model.accel)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The agent (built from size and preset, then overridden)."""
     loader: LoaderConfig = field(default_factory=LoaderConfig)
@@ -274,6 +275,12 @@ class TrainConfig:
     """Checkpointing."""
     obs_fit: ObsFitConfig = field(default_factory=ObsFitConfig)
     """Fitting vqvae/units encoders before training."""
+
+    @property
+    def fit_window(self) -> int:
+        """Frames per window the observation encoder is fitted on (``obs_fit.window``, else the
+        loader's)."""
+        return self.obs_fit.window or self.loader.window
 
     def __post_init__(self) -> None:
         if self.steps < 1:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from agents.text import load_tokenizer, train_tokenizer, vocab_hash
+from agents.model.text import load_tokenizer, train_tokenizer, vocab_hash
 from agents.training.config import LoaderConfig, TrainError
 from collect.dataset import Dataset, DatasetError, WindowDataset, collate_windows, split_episodes
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from agents import monitors as M
-from agents.text import slot_annotations, unslot
+from agents.model import monitors as M
+from agents.model.text import slot_annotations, unslot
 
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def validate(agent: Any, batches: list[dict[str, Any]], *, step: int, tolerance:
     are averaged over batches (a monitor NaN in every batch is kept as NaN, so a collapse stays
     visible); the narration metrics that pool (token accuracy, its majority baseline, event
     precision/recall/F1, distinct-n, ``<nil>`` rate) are recomputed once on all windows together
-    by the same :func:`agents.monitors.narration_metrics` that ``evaluate`` uses, so small
+    by the same :func:`agents.model.monitors.narration_metrics` that ``evaluate`` uses, so small
     batches do not skew them.
 
     Returns:

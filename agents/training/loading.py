@@ -30,11 +30,11 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
     Raises:
         TrainError: nothing loadable at ``path`` or an incompatible dataset.
     """
-    from agents.lm import ModelError
-    from agents.model import BYOGAgent
+    from agents.model.agent import BYOGAgent
+    from agents.model.lm import ModelError
+    from agents.model.text import TextError
     from agents.obs import build_obs_encoder
     from agents.obs.base import ObsEncoderError
-    from agents.text import TextError
 
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
@@ -43,7 +43,7 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
         obs = None
         if (ckpt / OBS).is_dir():
             from agents.config import ModelConfig
-            from agents.hf import read_agent_config
+            from agents.model.hf import read_agent_config
 
             cfg = ModelConfig.from_saved(read_agent_config(agent_dir)[0])
             obs = build_obs_encoder(cfg.obs, fitted_path=ckpt / OBS)
@@ -72,3 +72,18 @@ def load_agent(path: str | Path, *, data: str | Path | None = None, device: str 
         window = ((meta.get("config") or {}).get("loader") or {}).get("window")
         agent.cfg.window = int(window) if window else None
     return agent.to(device).eval()
+
+
+def checkpoint_window(path: str | Path) -> int | None:
+    """The window (frames) the agent at ``path`` (run, checkpoint or ``save_pretrained``
+    directory) was trained on, read from its saved configs without loading any weight:
+    ``ModelConfig.window``, else (saved before that field) the training config's
+    ``loader.window``; None when it says neither."""
+    from agents.model.hf import read_agent_config
+
+    ckpt = resolve_checkpoint(path)
+    agent_dir = ckpt / AGENT if (ckpt / AGENT).is_dir() else ckpt
+    window = read_agent_config(agent_dir)[0].get("window")
+    if not window:
+        window = ((read_meta(ckpt).get("config") or {}).get("loader") or {}).get("window")
+    return int(window) if window else None

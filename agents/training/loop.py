@@ -145,7 +145,7 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
         return build_obs_encoder(ocfg, fitted_path=ckpt / C.OBS)
     if info.is_main and not (fitted / "config.json").is_file():
         enc = build_obs_encoder(ocfg)
-        windows = WindowDataset(cfg.data, window=cfg.obs_fit.window, episodes=data.train_ids,
+        windows = WindowDataset(cfg.data, window=cfg.fit_window, episodes=data.train_ids,
                                 columns=data.columns)
         # training episodes only, shuffled with a fixed seed, read lazily batch by batch
         frames = DataLoader(windows, batch_size=cfg.obs_fit.batch_size, shuffle=True,
@@ -155,7 +155,7 @@ def prepare_obs_encoder(cfg: TrainConfig, data: DataBundle, ckpt: Path | None, r
         # the old --obs_fit.vqvae_steps / units_max_frames flags still override when given
         budget = {k: v for k, v in (("steps", cfg.obs_fit.vqvae_steps),
                                     ("max_frames", cfg.obs_fit.units_max_frames)) if v is not None}
-        enc.fit(frames, batch_size=cfg.obs_fit.batch_size, window=cfg.obs_fit.window, seed=cfg.seed,
+        enc.fit(frames, batch_size=cfg.obs_fit.batch_size, window=cfg.fit_window, seed=cfg.seed,
                 progress=cfg.logging.progress, **budget)
         enc.save(fitted)
     barrier(info)
@@ -185,8 +185,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Raises:
         TrainError: a bad dataset, run directory or checkpoint (the message names the fix).
     """
-    from agents.model import BYOGAgent
-    from agents.text import load_tokenizer, vocab_hash
+    from agents.model.agent import BYOGAgent
+    from agents.model.text import load_tokenizer, vocab_hash
 
     cfg.check_paths()
     info = init_distributed(cfg.device)
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         agent.to(info.device)
         broadcast_module(agent, info)
         if cfg.compile:
-            from agents.accel import compile_agent
+            from agents.model.accel import compile_agent
 
             compile_agent(agent)
         t = _make_state(cfg, info, run, agent, data, obs, identity, ckpt, meta)
@@ -357,7 +357,7 @@ def _train_step(agent: Any, opt: torch.optim.Optimizer, sched: Any, params: list
     agent.train()
     # unlabelled windows annotated in the obs encoder's pseudo-language (units' unit words)
     batch = with_pseudo_annotations(batch, agent.encoder.obs)
-    from agents.accel import autocast
+    from agents.model.accel import autocast
 
     with autocast(cfg.precision, info.device):  # bf16: matmuls/convs in bf16, weights fp32
         terms, metrics = agent.training_terms(batch, step=step)

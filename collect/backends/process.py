@@ -83,6 +83,66 @@ def _worker_main(wid: int, cfg_fields: dict[str, Any], info: dict[str, Any], tas
         results.put(("error", wid, _sendable(e)))
 
 
+def _receive(results: Any, procs: list[Any]) -> tuple[str, int, Any]:
+    """The next ``(kind, wid, payload)`` message from the workers, raising a worker's error here.
+
+    It polls every ``_POLL_S`` so that a worker killed outright (OOM, -9), which sends nothing,
+    ends the run with a clear error instead of leaving the driver blocked on the queue forever.
+    """
+    import queue
+
+    while True:
+        try:
+            kind, wid, payload = results.get(timeout=_POLL_S)
+        except queue.Empty:
+            dead = [(p.name, p.exitcode) for p in procs if p.exitcode is not None]
+            if dead:
+                raise CollectRunError(
+                    f"Collector worker {dead[0][0]} died (exit code {dead[0][1]}); finished "
+                    "episodes are saved: rerun with --resume to continue.") from None
+            continue
+        if kind == "error":
+            raise payload
+        return kind, wid, payload
+
+
+def _run_episodes(tasks: Any, source: Any, receive: Callable[[], tuple[str, int, Any]], slots: int,
+                  on_episode: Callable[[dict[str, Any]], None]) -> None:
+    """Hands out episode indices until ``source`` runs dry and every one handed out is done.
+
+    At most ``slots`` (one per worker) are queued at a time, so whichever worker is free takes the
+    next index and long and short episodes balance out; asking ``source`` only when a slot frees
+    lets in-flight episodes count toward ``--steps`` once written.
+    """
+    running = 0
+    for _ in range(slots):
+        idx = source.next(0)
+        if idx is None:
+            break
+        tasks.put(idx)
+        running += 1
+    while running:
+        _, _, records = receive()  # "done"
+        running -= 1
+        for record in records:
+            on_episode(record)
+        idx = source.next(0)
+        if idx is not None:
+            tasks.put(idx)
+            running += 1
+
+
+def _stop_workers(procs: list[Any], tasks: Any, results: Any) -> None:
+    """Terminates any worker still alive and closes both queues, so that no process or queue
+    feeder thread outlives the run, whether it ended normally or by an error."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=5)
+    tasks.close()
+    results.close()
+
+
 def collect_with_processes(cfg: Any, info: dict[str, Any], source: Any,
                            on_episode: Callable[[dict[str, Any]], None],
                            on_ready: Callable[[], None] = lambda: None) -> None:
@@ -104,7 +164,6 @@ def collect_with_processes(cfg: Any, info: dict[str, Any], source: Any,
         :class:`~collect.errors.CollectError` if a worker process dies.
     """
     import multiprocessing as mp
-    import queue
 
     ctx = mp.get_context("spawn")  # no fork of a driver that runs threads (tqdm, pyarrow)
     fields = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
@@ -113,19 +172,7 @@ def collect_with_processes(cfg: Any, info: dict[str, Any], source: Any,
                          name=f"byog-collect-{w}") for w in range(cfg.num_envs)]
 
     def receive() -> tuple[str, int, Any]:
-        while True:
-            try:
-                kind, wid, payload = results.get(timeout=_POLL_S)
-            except queue.Empty:
-                dead = [(p.name, p.exitcode) for p in procs if p.exitcode is not None]
-                if dead:
-                    raise CollectRunError(
-                        f"Collector worker {dead[0][0]} died (exit code {dead[0][1]}); finished "
-                        "episodes are saved: rerun with --resume to continue.") from None
-                continue
-            if kind == "error":
-                raise payload
-            return kind, wid, payload
+        return _receive(results, procs)
 
     for p in procs:
         p.start()
@@ -133,33 +180,13 @@ def collect_with_processes(cfg: Any, info: dict[str, Any], source: Any,
         for _ in procs:
             receive()  # "ready"
         on_ready()
-        running = 0
-        for _ in procs:
-            idx = source.next(0)  # in-flight episodes count toward --steps once written
-            if idx is None:
-                break
-            tasks.put(idx)
-            running += 1
-        while running:
-            _, _, records = receive()  # "done"
-            running -= 1
-            for record in records:
-                on_episode(record)
-            idx = source.next(0)
-            if idx is not None:
-                tasks.put(idx)
-                running += 1
+        _run_episodes(tasks, source, receive, len(procs), on_episode)
         for _ in procs:
             tasks.put(None)
         for p in procs:
             p.join(timeout=30)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5)
-        tasks.close()
-        results.close()
+        _stop_workers(procs, tasks, results)
 
 
 def run(cfg: Any, info: dict[str, Any], writer: Any, source: Any,

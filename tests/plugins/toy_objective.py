@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from agents import losses as L
 from agents.config import PRESETS, PresetSpec
-from agents.objectives import ObjectiveInputs, ObjectiveOutput, register_objective
+from agents.model import losses as L
+from agents.model.objectives import ObjectiveInputs, ObjectiveOutput, register_objective
 
 
 @register_objective("toy")

@@ -9,7 +9,7 @@ R=runs/demo
 python collect/rollout.py --env crafter --policy crafter-scripted --episodes 48 \
   --max-episode-steps 400 --vector-mode sync --out $R/data
 # 2. the narrator (the demo's settings, 900 steps)
-python -m agents.train --data $R/data --out $R/run --size tiny --preset byog --steps 900 \
+python -m agents.training --data $R/data --out $R/run --size tiny --preset byog --steps 900 \
   --loader.window 8 --loader.batch_size 32 --model.text.tokens_per_frame 8 \
   --model.nil_threshold 0.5 --optim.lr 5e-3 --schedule.warmup_steps 10 --loader.num_workers 1
 # 3. imagination: grid tokens (crafter's 7 px tiles), BYOG states from the frozen narrator,
