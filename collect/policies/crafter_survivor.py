@@ -1,54 +1,65 @@
-"""`crafter-survivor`: the scripted Crafter player, plus nights spent sealed in a stone pocket.
+"""`crafter-survivor`: the scripted Crafter player on a day/night timetable, nights sealed in stone.
 
-`crafter-scripted` dies within a few hundred steps (177-607 over seeds 0-11), nearly always to
-zombies: they spawn on grass in the dark (Crafter keeps up to ``3.5 - 3 * daylight`` per chunk)
-and hit a sleeping player for 7. Long-episode studies (narration over 2,000 steps) need a player
-that lives, so this one adds one rule in front of the tech tree: when night is near, or health is
-low, it walls itself into a two-cell pocket and sleeps (or waits) there until morning.
+`crafter-scripted` dies within a few hundred steps, nearly always to zombies: Crafter spawns them
+on grass as daylight falls (up to ``int(3.5 - 3 * daylight)`` per 12x12 chunk: none while
+daylight >= 0.84, i.e. roughly steps 5-115 of each 300-step day) and they hit a sleeping player
+for 7. Long-episode studies (narration over 2,000 steps) need a player that lives, so this one
+keeps a timetable:
 
-The pocket: cells ``p = b + d`` and ``q = b + 2d`` in a line from a walkable cell ``b``, each walkable
-or stone to dig (with a pickaxe), all six cells around them that are not ``b`` solid (nothing a
-zombie walks on: not grass, sand or path). Crafter turns the player only by moving, and a move
-into a free cell steps into it, so the player cannot face an open cell from inside a one-cell
-hole; with two cells it can: enter ``p``, step on to ``q``, step back to ``p`` (now facing ``b``)
-and place a stone on ``b``. Zombies, skeletons and arrows move only through free cells, and
-nothing spawns within 6 cells of the player, so the pocket is safe. In the morning the player
-mines the stone on ``b`` and goes on with the tech tree.
+- Day (cycle steps ``DAWN``..``DUSK``): the tech tree up to stone tools (wood sword first, then
+  pickaxe, stone sword and pickaxe, furnace, coal, saplings; no iron or diamond trips into the
+  skeletons' tunnels), drinking and hunting cows, exploring.
+- Evening: early enough to be sealed in before zombies spawn (the walk to the pocket is
+  measured), it eats and drinks up and walls itself into a two-cell pocket
+  (`collect.policies.crafter_pocket`), preferring one with a water wall to drink from inside.
+- Night: it sleeps or waits in the pocket and never leaves before ``DAWN`` (starving a while at
+  full health costs less than a crowd of zombies), then digs out once no zombie waits outside.
+- Any zombie within reach is fought to the end, before anything else (with a sword: 2-3 hits).
 
 It plans on privileged state (the whole semantic map) like `crafter-scripted`.
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import distance_transform_cdt
+from scipy.ndimage import distance_transform_cdt, uniform_filter
 
+from collect.policies.crafter_pocket import (
+    Cell, Pocket, _at, move_name, pocket_masks, sub, walk_distances,
+)
 from collect.policies.crafter_scripted import (
-    A, DIRS, MAT, MAX_ITEM, OBJ, WALKABLE_IDS, CrafterScriptedPolicy, _OBJ_IDS,
+    _NEXT, A, DIRS, MAT, MAX_ITEM, OBJ, CrafterScriptedPolicy, _OBJ_IDS, _Progress,
 )
 
-#: Daylight below which the player wants to be sealed in (Crafter adds zombies as it falls:
-#: at 0.6 a chunk already keeps up to 1.7 of them).
-NIGHT = 0.35
-#: Steps of warning: the player starts for a pocket when daylight this far ahead is below NIGHT.
-LOOKAHEAD = 30
-#: Health at or below which the player seals itself in by day too (a zombie hits for 2).
-LOW_HEALTH = 4
-#: Health it waits for inside before going out by day.
-HEALED = 7
-#: How far (walking steps) the player walks for a cow when hungry.
-FOOD_RADIUS = 80
-#: How far (walking steps) the player goes for water or a cow at dusk.
-TOP_UP_RADIUS = 40
+#: Crafter's day length (steps); the timetable below is in steps of this cycle.
+DAY = 300
+#: Cycle step by which the player wants to be sealed in (daylight 0.84 falls at ~115).
+DUSK = 118
+#: Cycle step from which it may dig out (daylight >= 0.9 and rising: no zombie spawns, the
+#: leftovers despawn).
+DAWN = 12
+#: Until this cycle step it stays in while a zombie waits near the pocket, unless it is fit
+#: (a stone sword and HEALTHY health: it fights them at the door, one at a time).
+LATE_DAWN = 40
+#: Health with which the player (with a stone sword) digs out at DAWN past waiting zombies.
+HEALTHY = 6
+#: Steps of slack on top of the measured walk to the pocket (digging, sealing, a fight).
+SLACK = 14
+#: How far (walking steps) the player goes for a cow or water when in need.
+FAR = 60
 #: Walking steps a pocket's distance to water is worth (per cell).
 WATER_WEIGHT = 2
 #: Walking steps a pocket with a water wall is worth over one without (it saves night trips).
 DRY_PENALTY = 25
-#: How far (walking steps) a pocket may be.
-POCKET_RADIUS = 30
+#: Walking steps each path (tunnel) cell within 5 cells of a pocket costs it.
+PATH_WEIGHT = 2
+#: How far (walking steps) a pocket is looked for.
+POCKET_RADIUS = 45
+#: Skeletons this close make the player wall up a pocket's water and keep its paths away.
+SKELETON_RADIUS = 9
+#: Zombies this close (Manhattan) are fought before anything else.
+FIGHT_RADIUS = 4
 
 
 def daylight(step: int) -> float:
@@ -58,109 +69,152 @@ def daylight(step: int) -> float:
     return float(curve(step))
 
 
-@dataclass(frozen=True)
-class Pocket:
-    """A two-cell pocket: entrance ``b``, direction ``d``; ``p = b + d``, ``q = b + 2d``."""
-
-    b: tuple[int, int]
-    d: tuple[int, int]
-
-    @property
-    def p(self) -> tuple[int, int]:
-        return (self.b[0] + self.d[0], self.b[1] + self.d[1])
-
-    @property
-    def q(self) -> tuple[int, int]:
-        return (self.b[0] + 2 * self.d[0], self.b[1] + 2 * self.d[1])
-
-
-def pocket_masks(sem: np.ndarray, can_dig: bool, water: bool = False) -> dict[tuple[int, int], np.ndarray]:
-    """Per direction ``d``, the cells ``b`` from which a pocket ``(b, d)`` can be made.
-
-    ``p`` and ``q`` must be free ground or (``can_dig``) stone, with no creature on them; the
-    six cells around them other than ``b`` must be walls (not grass/sand/path, no creature, not
-    lava; the world's edge counts); ``b`` must be walkable. Water stops zombies but not
-    arrows: without ``water`` it is no wall; with ``water`` it is, and at least one of the six
-    must be water (the player drinks from inside, facing it).
-    """
-    walk = np.isin(sem, WALKABLE_IDS)
-    creature = np.isin(sem, list(_OBJ_IDS))
-    is_water = sem == MAT["water"]
-    hollow = (walk | (can_dig & (sem == MAT["stone"]))) & ~creature
-    wall = ~(walk | creature | (sem == MAT["lava"]) | (is_water if not water else False))
-    out = {}
-    for d in DIRS.values():
-        cells = _walls(d)
-        ok = (walk & ~creature) & _at(hollow, d[0], d[1], False) & _at(hollow, 2 * d[0], 2 * d[1], False)
-        wet = np.zeros_like(ok)
-        for dx, dy in cells:
-            ok &= _at(wall, dx, dy, True)
-            wet |= _at(is_water, dx, dy, False)
-        out[d] = ok & wet if water else ok
-    return out
-
-
-def _walls(d: tuple[int, int]) -> list[tuple[int, int]]:
-    """Offsets from ``b`` of the six walls of the pocket ``(b, d)``."""
-    px, py = d
-    sx, sy = py, px  # a perpendicular
-    return [(3 * px, 3 * py)] + [(k * px + s * sx, k * py + s * sy) for k in (1, 2) for s in (1, -1)]
-
-
-def _at(m: np.ndarray, dx: int, dy: int, fill: bool) -> np.ndarray:
-    """``out[x, y] = m[x + dx, y + dy]``, ``fill`` off the grid (the world's edge)."""
-    pad = max(abs(dx), abs(dy))
-    big = np.pad(m, pad, constant_values=fill)
-    h, w = m.shape
-    return big[pad + dx: pad + dx + h, pad + dy: pad + dy + w]
-
-
 class CrafterSurvivorPolicy(CrafterScriptedPolicy):
-    """`crafter-scripted` that spends nights and low-health spells sealed in a stone pocket."""
+    """`crafter-scripted` on a day/night timetable, nights sealed in a stone pocket."""
 
     name = "crafter-survivor"
 
     def reset(self, obs: Any, info: dict[str, Any]) -> None:
         super().reset(obs, info)
-        self._pocket: Pocket | None = None
-        self._sealed_at: tuple[int, int] | None = None  # where we placed the seal (to mine out)
+        self._home: Pocket | None = None  # the pocket being made, or lived in
+        self._sealed = False  # inside the home with its entrance walled
         self._leaving = False  # digging out: committed until the seal is gone
-        self._home: Pocket | None = None  # the pocket last used: back to it while it stands
+        self._eta = 0  # walking steps to the home (refreshed every few steps by day)
+        self._eta_step = -DAY
+        self._heading = False  # committed to tonight's pocket
+
+    def _cycle(self) -> int:
+        return self._step % DAY
 
     def _decide(self) -> int:
-        if self._sealed_at is not None:
+        if self._info.get("sleeping"):
+            self._goal = "sleep in the shelter" if self._sealed else "sleep"
+            return A["noop"]  # Crafter ignores actions until the player wakes
+        if self._sealed:
             act = self._inside()
             if act is not None:
                 return act
-        zombie = self._nearest_object(OBJ["zombie"], max_dist=3)
-        if zombie is not None and self._inv["health"] > LOW_HEALTH - 1 and self._sealed_at is None:
-            # Kill a close zombie before it follows us into the pocket (or hits us asleep).
-            act = self._interact_with({OBJ["zombie"]}, A["do"], radius=4)
-            if act is not None:
-                self._goal = "fight the zombie"
-                return act
-        starving = self._inv["drink"] <= 3 or self._inv["food"] <= 3
-        if self._sealed_at is None and self._wants_shelter() and not starving:
-            act = self._top_up()
-            act = act if act is not None else self._shelter()
+        for rule in (self._fight, self._evening, self._drink_if_thirsty, self._eat_if_hungry,
+                     self._progress, self._explore):
+            act = rule()
             if act is not None:
                 return act
-        return super()._decide()
+        return A["noop"]  # pragma: no cover - _explore always returns
+
+    # ------------------------------------------------------------------ day rules
+    def _fight(self) -> int | None:
+        """Hits an adjacent zombie or skeleton; walks up to a zombie within FIGHT_RADIUS (it
+        comes anyway, and a fight left half-way costs another hit)."""
+        for kind in ("zombie", "skeleton"):
+            near = self._nearest_object(OBJ[kind], max_dist=1)
+            if near is not None:
+                self._goal = f"fight the {kind}"
+                return self._face_and(near, A["do"])
+        if self._nearest_object(OBJ["zombie"], max_dist=FIGHT_RADIUS) is None:
+            return None
+        self._goal = "fight the zombie"
+        return self._interact_with({OBJ["zombie"]}, A["do"], radius=FIGHT_RADIUS + 2)
+
+    def _drink_if_thirsty(self) -> int | None:
+        drink = self._inv["drink"]
+        if drink > 5 and not (self._goal.startswith("drink") and drink < MAX_ITEM):
+            return None
+        self._goal = "drink water"
+        act = self._interact_with({MAT["water"]}, A["do"], radius=FAR)
+        return self._explore() if act is None and drink <= 3 else act
+
+    def _eat_if_hungry(self) -> int | None:
+        food = self._inv["food"]
+        # The night inside costs about 7 food: keep it topped up all day, full by the evening.
+        if food > MAX_ITEM - (2 if self._cycle() >= 60 else 3) and not (self._goal.startswith("eat") and food < MAX_ITEM - 1):
+            return None
+        self._goal = "eat a cow"
+        # Cows are few and slow to come back: walk far for one, and wander when none is
+        # reachable and food runs low.
+        act = self._interact_with({OBJ["cow"]}, A["do"], radius=FAR if food <= 4 else 30)
+        return self._explore() if act is None and food <= 3 else act
+
+    def _interact_with(self, ids: set[int], action: int, radius: int = 30,
+                       only: set[Cell] | None = None) -> int | None:
+        """The scripted walk-and-act, never mining the walls of the pocket it means to use."""
+        if self._home is None or action != A["do"] or MAT["stone"] not in ids:
+            return super()._interact_with(ids, action, radius, only)
+        full = self._sem
+        self._sem = full.copy()
+        for w in self._home.walls():
+            if self._in(w) and self._sem[w] == MAT["stone"]:
+                self._sem[w] = MAT["table"]  # a wall, but not a target
+        try:
+            return super()._interact_with(ids, action, radius, only)
+        finally:
+            self._sem = full
+
+    def _iron_and_diamond(self, ctx: _Progress) -> Any:
+        return _NEXT  # iron and diamond lie in the skeletons' tunnels: stop at stone tools
+
+    def _coal_and_sapling(self, ctx: _Progress) -> Any:
+        if ctx.inv["coal"] < 1:
+            self._goal = "collect coal"
+            act = self._interact_with({MAT["coal"]}, A["do"], radius=8)
+            if act is not None:
+                return act
+        return super()._coal_and_sapling(_Progress(
+            inv={**ctx.inv, "coal": MAX_ITEM}, ach=ctx.ach, table_near=ctx.table_near,
+            furnace_near=ctx.furnace_near, known_table=ctx.known_table))
+
+    # ------------------------------------------------------------------ evening
+    def _night_near(self) -> bool:
+        """Whether it is time to head for the pocket (the walk there is measured)."""
+        c = self._cycle()
+        if c < DAWN or c >= DUSK:
+            return True
+        if c < DUSK - 60:
+            return False
+        if self._step - self._eta_step >= 5 or self._home is None:
+            self._refresh_home()
+        return c + self._eta + SLACK >= DUSK
+
+    def _evening(self) -> int | None:
+        inv = self._inv
+        if not (self._night_near() or inv["energy"] <= 1):
+            return None
+        if inv["stone"] < 1 and inv["wood_pickaxe"] == 0:
+            return None  # can neither seal (no stone) nor dig a pocket
+        if self._home is None or not self._valid(self._home):
+            self._refresh_home()
+        if self._home is None:
+            return None  # none reachable: the day rules go on (exploring finds stone)
+        act = self._top_up()
+        if act is None:
+            self._heading = True  # this pocket it is, for tonight
+            act = self._enter(self._home)
+        return act
 
     def _top_up(self) -> int | None:
-        """Drink and eat up before the night inside (leaving the pocket at night to drink is
-        what kills)."""
-        if self._inv["health"] <= LOW_HEALTH:
+        """Drinks up near a dry pocket before the night (leaving at night to drink kills)."""
+        pk = self._home
+        if self._cycle() >= DUSK or pk is None or self._heading:
             return None
-        if self._inv["drink"] < MAX_ITEM - 2:
-            self._goal = "drink water before the night"
-            act = self._interact_with({MAT["water"]}, A["do"], radius=TOP_UP_RADIUS)
+        if self._inv["food"] <= MAX_ITEM - 2:
+            self._goal = "eat before the night"
+            act = self._interact_with({OBJ["cow"]}, A["do"], radius=12)
             if act is not None:
                 return act
-        if self._inv["food"] < MAX_ITEM - 2:
-            self._goal = "eat before the night"
-            return self._interact_with({OBJ["cow"]}, A["do"], radius=TOP_UP_RADIUS)
-        return None
+        if self._inv["drink"] >= MAX_ITEM - 1:
+            return None
+        if any(self._in(w) and self._sem[w] == MAT["water"] for w in pk.walls()):
+            return None
+        self._goal = "drink water before the night"
+        return self._interact_with({MAT["water"]}, A["do"], radius=10)
+
+    def _refresh_home(self) -> None:
+        self._eta_step = self._step
+        walk = walk_distances(self._ground(), self._pos, POCKET_RADIUS)
+        if not self._heading or self._home is None or not self._valid(self._home):
+            self._home = self._find_pocket(walk)  # the best pocket from here, until we head in
+        if self._home is not None:
+            d = walk[self._home.b] if self._pos not in (self._home.p, self._home.q) else 0
+            self._eta = int(d) if d >= 0 else POCKET_RADIUS
 
     def _ground(self) -> np.ndarray:
         """The semantic map with the player's cell as free ground (it always stands on some)."""
@@ -168,85 +222,126 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         sem[self._pos] = MAT["path"]
         return sem
 
-    def _eat_if_hungry(self) -> int | None:
-        food = self._inv["food"]
-        if food > 4 and not (self._goal.startswith("eat") and food < 7):
+    def _valid(self, pk: Pocket) -> bool:
+        if self._pos in (pk.p, pk.q):
+            return True  # our own cells: the pattern holds once we stand in it
+        masks = pocket_masks(self._ground(), self._inv["wood_pickaxe"] > 0)
+        return bool(masks[pk.d][pk.b])
+
+    def _find_pocket(self, walk: np.ndarray) -> Pocket | None:
+        """The reachable pocket with the least walk there plus ``WATER_WEIGHT`` x its distance
+        to water, less ``DRY_PENALTY`` for a water wall (drinking from inside)."""
+        dig = self._inv["wood_pickaxe"] > 0
+        ground = self._ground()
+        dry, wet = pocket_masks(ground, dig), pocket_masks(ground, dig, water=True)
+        if self._inv["stone"] < 1:  # the seal's stone must come from digging p or q
+            stone = self._sem == MAT["stone"]
+            for masks in (dry, wet):
+                for d in masks:
+                    masks[d] = masks[d] & (_at(stone, d[0], d[1], False) | _at(stone, 2 * d[0], 2 * d[1], False))
+        any_b = np.logical_or.reduce([dry[d] | wet[d] for d in dry])
+        any_wet = np.logical_or.reduce(list(wet.values()))
+        water = distance_transform_cdt(self._sem != MAT["water"], metric="taxicab")
+        # Tunnels (path) breed skeletons, which walk out and shoot over water: keep away.
+        tunnels = uniform_filter((self._sem == MAT["path"]).astype(float), size=11, mode="constant") * 121
+        cost = np.where(any_b & (walk >= 0), walk + WATER_WEIGHT * water + PATH_WEIGHT * tunnels, np.inf)
+        cost = np.where(any_wet, cost - WATER_WEIGHT * water - DRY_PENALTY, cost)
+        if not np.isfinite(cost).any():
             return None
-        self._goal = "eat a cow"
-        # Cows are few and slow to come back: walk the whole map for one (the scripted
-        # player looks 30 steps around), and wander when none is reachable.
-        act = self._interact_with({OBJ["cow"]}, A["do"], radius=FOOD_RADIUS)
-        return self._explore() if act is None and food <= 3 else act
+        b = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        b = (int(b[0]), int(b[1]))
+        d = next((d for d, m in wet.items() if m[b]), None) or next(d for d, m in dry.items() if m[b])
+        return Pocket(b, d)
 
-    def _drink_if_thirsty(self) -> int | None:
-        act = super()._drink_if_thirsty()
-        if act is None and self._inv["drink"] <= 3:
-            return self._explore()
-        return act
+    def _enter(self, pk: Pocket) -> int | None:
+        """The next step of walking to, digging, entering and sealing the pocket ``pk``."""
+        pos, d = self._pos, pk.d
+        self._goal = "go to a shelter"
+        if pos in (pk.b, pk.p) and self._facing != (-d[0], -d[1]) or pos == pk.b:
+            nxt = pk.p if pos == pk.b else pk.q
+            if self._sem[nxt] == MAT["stone"]:
+                self._goal = "dig a shelter"
+                return self._face_and(nxt, A["do"])
+            return A[move_name(d)]
+        if pos == pk.p:  # came back from q: facing the entrance, seal it
+            if self._sem[pk.b] in _OBJ_IDS:
+                self._goal = "fight for the shelter"
+                return A["do"]  # something stands in it: hit it (a cow is food)
+            if self._inv["stone"] < 1:
+                return None
+            self._goal = "seal the shelter"
+            self._sealed = True
+            return A["place_stone"]
+        if pos == pk.q:
+            return A[move_name((-d[0], -d[1]))]
+        step = self._step_towards(lambda c: c == pk.b, max_dist=POCKET_RADIUS + 10)
+        if step is None:
+            self._home = None
+        return step
 
-    # ------------------------------------------------------------------ when
-    def _wants_shelter(self) -> bool:
-        night = min(daylight(self._step), daylight(self._step + LOOKAHEAD)) < NIGHT
-        return night or self._inv["health"] <= LOW_HEALTH or self._inv["energy"] <= 2
-
-    def _may_leave(self) -> bool:
-        inv = self._inv
-        if inv["drink"] <= 2 or inv["food"] <= 2:
-            return True  # starving inside is death too: go out and risk it
-        return (not self._wants_shelter() and inv["health"] >= HEALED
-                and inv["energy"] >= MAX_ITEM - 2)
-
-    # ------------------------------------------------------------------ how
-    def _shelter(self) -> int | None:
-        """The next action of getting into, staying in or leaving the pocket (None: not now,
-        e.g. no pocket reachable: the scripted rules go on)."""
-        if self._sealed_at is not None:
-            return self._inside()
-        if self._inv["stone"] < 1 and self._inv["wood_pickaxe"] == 0:
-            return None  # cannot seal (no stone) nor dig one out
-        pocket = self._pocket if self._pocket is not None and self._valid(self._pocket) else None
-        if pocket is None:
-            pocket = self._pocket = self._find_pocket()
-        if pocket is None:
-            return None
-        return self._enter(pocket)
-
+    # ------------------------------------------------------------------ night
     def _inside(self) -> int | None:
+        """Sealed in: drink, sleep or wait until morning, then dig out (None: out)."""
         pk = self._home
-        seal = pk.b
-        closed = self._sem[seal] == MAT["stone"]
-        if self._info.get("sleeping"):
-            self._goal = "sleep in the shelter"
-            return A["noop"]  # Crafter ignores actions until the player wakes
+        assert pk is not None
+        closed = self._sem[pk.b] == MAT["stone"]
         self._leaving = self._leaving or self._may_leave()
         if self._leaving:
             if closed:
                 self._goal = "dig out of the shelter"
                 if self._pos == pk.q:
-                    return A[_move(_sub(pk.p, pk.q))]
-                return self._face_and(seal, A["do"])
-            self._sealed_at, self._pocket, self._leaving = None, None, False
-            return None  # out: the scripted rules carry on
-        if not closed:  # the seal went (dug by mistake): close it again, or start over
-            if self._pos == pk.p and self._facing == _sub(seal, pk.p) and self._inv["stone"] > 0 \
-                    and self._sem[seal] not in _OBJ_IDS:
+                    return A[move_name(sub(pk.p, pk.q))]
+                return self._face_and(pk.b, A["do"])
+            self._sealed = self._leaving = self._heading = False
+            return None
+        if not closed:  # the seal went: close it again (facing it from p), or start over
+            if self._pos == pk.p and self._facing == sub(pk.b, pk.p) and self._inv["stone"] > 0 \
+                    and self._sem[pk.b] not in _OBJ_IDS:
                 self._goal = "seal the shelter"
                 return A["place_stone"]
-            self._sealed_at, self._pocket = None, None
+            self._sealed = False
             return None
+        act = self._block_arrows(pk)
+        if act is not None:
+            return act
         if self._inv["drink"] < MAX_ITEM:
             act = self._drink_inside(pk)
             if act is not None:
                 return act
-        if self._inv["energy"] < MAX_ITEM:
+        dawn = self._cycle() >= DAY - 25 or self._cycle() < DAWN
+        if self._inv["energy"] < (MAX_ITEM - 3 if dawn else MAX_ITEM):  # no long sleep at dawn
             self._goal = "sleep in the shelter"
-            self._sleeping = True
             return A["sleep"]
         self._goal = "wait in the shelter"
         return A["noop"]
 
+    def _may_leave(self) -> bool:
+        c = self._cycle()
+        if not DAWN <= c < DUSK - 40 or self._inv["energy"] <= 2:
+            return False
+        zombies = np.argwhere(self._sem == OBJ["zombie"])
+        b = np.array(self._home.b) if self._home is not None else np.array(self._pos)
+        near = len(zombies) and int(np.abs(zombies - b).sum(axis=1).min()) <= 5
+        fit = self._inv["stone_sword"] > 0 and self._inv["health"] >= HEALTHY
+        return not near or fit or c >= LATE_DAWN
+
+    def _block_arrows(self, pk: Pocket) -> int | None:
+        """Walls up the pocket's water (or lava) sides when a skeleton is about: arrows fly
+        over both."""
+        if self._nearest_object(OBJ["skeleton"], max_dist=SKELETON_RADIUS) is None or self._inv["stone"] < 1:
+            return None
+        for cell in (self._pos, pk.q if self._pos == pk.p else pk.p):
+            for d in DIRS.values():
+                w = (cell[0] + d[0], cell[1] + d[1])
+                if self._in(w) and self._sem[w] in (MAT["water"], MAT["lava"]):
+                    self._goal = "wall up the shelter"
+                    if cell == self._pos:
+                        return self._face_and(w, A["place_stone"])  # not floor: moving turns
+                    return A[move_name(sub(cell, self._pos))]
+        return None
+
     def _drink_inside(self, pk: Pocket) -> int | None:
-        """Drink from a water wall of the pocket (stepping to its other cell if that one has it)."""
+        """Drinks from a water wall of the pocket (stepping to its other cell if that one has it)."""
         for cell in (self._pos, pk.q if self._pos == pk.p else pk.p):
             for d in DIRS.values():
                 w = (cell[0] + d[0], cell[1] + d[1])
@@ -254,105 +349,8 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
                     self._goal = "drink in the shelter"
                     if cell == self._pos:
                         return self._face_and(w, A["do"])  # water is no floor: moving only turns
-                    return A[_move(_sub(cell, self._pos))]
+                    return A[move_name(sub(cell, self._pos))]
         return None
-
-    def _enter(self, pk: Pocket) -> int | None:
-        pos, d = self._pos, pk.d
-        back = (-d[0], -d[1])
-        self._goal = "go to a shelter"
-        if pos == pk.b:
-            if self._sem[pk.p] == MAT["stone"]:
-                self._goal = "dig a shelter"
-                return self._face_and(pk.p, A["do"])
-            return A[_move(d)]
-        if pos == pk.p:
-            if self._facing == back:  # came back from q: seal the entrance
-                if self._sem[pk.b] in _OBJ_IDS:
-                    return self._face_and(pk.b, A["do"])  # something stands in it: hit it
-                if self._inv["stone"] < 1:
-                    return None
-                self._goal = "seal the shelter"
-                self._sealed_at, self._home = pk.b, pk
-                return A["place_stone"]
-            if self._sem[pk.q] == MAT["stone"]:
-                self._goal = "dig a shelter"
-                return self._face_and(pk.q, A["do"])
-            return A[_move(d)]
-        if pos == pk.q:
-            return A[_move(back)]
-        step = self._step_towards(lambda c: c == pk.b, max_dist=POCKET_RADIUS)
-        if step is None:
-            self._pocket = None
-        return step
-
-    def _adjacent(self, c: tuple[int, int]) -> bool:
-        return abs(c[0] - self._pos[0]) + abs(c[1] - self._pos[1]) == 1
-
-    def _valid(self, pk: Pocket) -> bool:
-        if self._pos in (pk.p, pk.q):
-            return True  # our own cells: the pattern holds once we stand in it
-        masks = pocket_masks(self._ground(), self._inv["wood_pickaxe"] > 0)
-        return bool(masks[pk.d][pk.b])
-
-    def _find_pocket(self) -> Pocket | None:
-        """The reachable pocket (within POCKET_RADIUS) with the least walk there plus
-        ``WATER_WEIGHT`` x its distance to water: night-time drinking trips stay short. The last
-        pocket used is kept while it is still a pocket."""
-        if self._home is not None and self._valid(self._home):
-            return self._home
-        dig = self._inv["wood_pickaxe"] > 0
-        dry, wet = pocket_masks(self._ground(), dig), pocket_masks(self._ground(), dig, water=True)
-        if self._inv["stone"] < 1:  # the seal's stone must come from digging p or q
-            stone = self._sem == MAT["stone"]
-            dug = {d: _at(stone, d[0], d[1], False) | _at(stone, 2 * d[0], 2 * d[1], False) for d in DIRS.values()}
-            dry = {d: m & dug[d] for d, m in dry.items()}
-            wet = {d: m & dug[d] for d, m in wet.items()}
-        usable = {d: dry[d] | wet[d] for d in dry}
-        any_b = np.zeros_like(self._sem, dtype=bool)
-        any_wet = np.zeros_like(self._sem, dtype=bool)
-        for d in usable:
-            any_b |= usable[d]
-            any_wet |= wet[d]
-        if not any_b.any():
-            return None
-        walk = self._walk_distances()
-        water = distance_transform_cdt(self._sem != MAT["water"], metric="taxicab")
-        cost = np.where(any_b & (walk >= 0), walk + WATER_WEIGHT * water, np.inf)
-        cost = np.where(any_wet, cost - WATER_WEIGHT * water - DRY_PENALTY, cost)
-        if not np.isfinite(cost).any():
-            return None
-        b = np.unravel_index(int(np.argmin(cost)), cost.shape)
-        b = (int(b[0]), int(b[1]))
-        d = next((d for d, m in wet.items() if m[b]), None) or next(d for d, m in usable.items() if m[b])
-        self._home = Pocket(b, d)
-        return self._home
-
-    def _walk_distances(self) -> np.ndarray:
-        """Walking steps from the player to every cell (BFS over walkable cells, at most
-        POCKET_RADIUS; -1: not reached)."""
-        walk = np.isin(self._sem, WALKABLE_IDS)
-        dist = np.full(self._sem.shape, -1, dtype=np.int64)
-        dist[self._pos] = 0
-        frontier = deque([self._pos])
-        while frontier:
-            c = frontier.popleft()
-            if dist[c] >= POCKET_RADIUS:
-                continue
-            for d in DIRS.values():
-                n = (c[0] + d[0], c[1] + d[1])
-                if self._in(n) and walk[n] and dist[n] < 0:
-                    dist[n] = dist[c] + 1
-                    frontier.append(n)
-        return dist
-
-
-def _sub(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    return (a[0] - b[0], a[1] - b[1])
-
-
-def _move(d: tuple[int, int]) -> str:
-    return next(name for name, v in DIRS.items() if v == d)
 
 
 def make(arg: str | None, env: Any, seed: int | None) -> CrafterSurvivorPolicy:
@@ -360,4 +358,4 @@ def make(arg: str | None, env: Any, seed: int | None) -> CrafterSurvivorPolicy:
     return CrafterSurvivorPolicy(env, seed=seed)
 
 
-__all__ = ["CrafterSurvivorPolicy", "Pocket", "daylight", "make", "pocket_masks", "OBJ"]
+__all__ = ["CrafterSurvivorPolicy", "Cell", "Pocket", "daylight", "make", "pocket_masks", "OBJ"]
