@@ -41,7 +41,7 @@ DUSK = 118
 DAWN = 12
 #: Until this cycle step it stays in while a zombie waits near the pocket, unless it is fit
 #: (a stone sword and HEALTHY health: it fights them at the door, one at a time).
-LATE_DAWN = 40
+LATE_DAWN = 50
 #: Health with which the player (with a stone sword) digs out at DAWN past waiting zombies.
 HEALTHY = 6
 #: Steps of slack on top of the measured walk to the pocket (digging, sealing, a fight).
@@ -53,7 +53,9 @@ WATER_WEIGHT = 2
 #: Walking steps a pocket with a water wall is worth over one without (it saves night trips).
 DRY_PENALTY = 25
 #: Walking steps each path (tunnel) cell within 5 cells of a pocket costs it.
-PATH_WEIGHT = 2
+PATH_WEIGHT = 4
+#: Stones the player takes into the pocket (the seal, and walls over water against arrows).
+SPARE_STONE = 4
 #: How far (walking steps) a pocket is looked for.
 POCKET_RADIUS = 45
 #: Skeletons this close make the player wall up a pocket's water and keep its paths away.
@@ -105,7 +107,11 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
     def _fight(self) -> int | None:
         """Hits an adjacent zombie or skeleton; walks up to a zombie within FIGHT_RADIUS (it
         comes anyway, and a fight left half-way costs another hit)."""
+        ahead = self._ahead()
         for kind in ("zombie", "skeleton"):
+            if self._sem[ahead] == OBJ[kind]:  # the one we face first: no turn, no switching
+                self._goal = f"fight the {kind}"
+                return A["do"]
             near = self._nearest_object(OBJ[kind], max_dist=1)
             if near is not None:
                 self._goal = f"fight the {kind}"
@@ -172,7 +178,8 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
             return False
         if self._step - self._eta_step >= 5 or self._home is None:
             self._refresh_home()
-        return c + self._eta + SLACK >= DUSK
+        dry = self._home is not None and not self._wet(self._home) and self._inv["drink"] < MAX_ITEM
+        return c + self._eta + SLACK + (10 if dry else 0) >= DUSK
 
     def _evening(self) -> int | None:
         inv = self._inv
@@ -191,21 +198,27 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         return act
 
     def _top_up(self) -> int | None:
-        """Drinks up near a dry pocket before the night (leaving at night to drink kills)."""
+        """Eats and (for a dry pocket) drinks up before the night: leaving at night kills."""
         pk = self._home
-        if self._cycle() >= DUSK or pk is None or self._heading:
+        if self._cycle() >= DUSK + 5 or pk is None:
             return None
-        if self._inv["food"] <= MAX_ITEM - 2:
+        if self._inv["food"] <= MAX_ITEM - 2 and not self._heading:
             self._goal = "eat before the night"
             act = self._interact_with({OBJ["cow"]}, A["do"], radius=12)
             if act is not None:
                 return act
-        if self._inv["drink"] >= MAX_ITEM - 1:
-            return None
-        if any(self._in(w) and self._sem[w] == MAT["water"] for w in pk.walls()):
+        if self._inv["stone"] < SPARE_STONE and self._inv["wood_pickaxe"] > 0:
+            self._goal = "mine stone for the night"  # the seal, and walls against arrows
+            act = self._interact_with({MAT["stone"]}, A["do"], radius=8)
+            if act is not None:
+                return act
+        if self._inv["drink"] >= MAX_ITEM or self._wet(pk):
             return None
         self._goal = "drink water before the night"
-        return self._interact_with({MAT["water"]}, A["do"], radius=10)
+        return self._interact_with({MAT["water"]}, A["do"], radius=15)
+
+    def _wet(self, pk: Pocket) -> bool:
+        return any(self._in(w) and self._sem[w] == MAT["water"] for w in pk.walls())
 
     def _refresh_home(self) -> None:
         self._eta_step = self._step
@@ -321,9 +334,9 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
             return False
         zombies = np.argwhere(self._sem == OBJ["zombie"])
         b = np.array(self._home.b) if self._home is not None else np.array(self._pos)
-        near = len(zombies) and int(np.abs(zombies - b).sum(axis=1).min()) <= 5
+        near = int((np.abs(zombies - b).sum(axis=1) <= 8).sum()) if len(zombies) else 0
         fit = self._inv["stone_sword"] > 0 and self._inv["health"] >= HEALTHY
-        return not near or fit or c >= LATE_DAWN
+        return near == 0 or (fit and near <= 1) or c >= LATE_DAWN
 
     def _block_arrows(self, pk: Pocket) -> int | None:
         """Walls up the pocket's water (or lava) sides when a skeleton is about: arrows fly
