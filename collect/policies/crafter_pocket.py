@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collect.policies.crafter_scripted import DIRS, MAT, WALKABLE_IDS, _OBJ_IDS
+from collect.policies.crafter_scripted import _OBJ_IDS, DIRS, MAT, WALKABLE_IDS
 
 Cell = tuple[int, int]
 

@@ -26,10 +26,24 @@ import numpy as np
 from scipy.ndimage import distance_transform_cdt, uniform_filter
 
 from collect.policies.crafter_pocket import (
-    Cell, Pocket, _at, move_name, pocket_masks, sub, walk_distances,
+    Cell,
+    Pocket,
+    _at,
+    move_name,
+    pocket_masks,
+    sub,
+    walk_distances,
 )
 from collect.policies.crafter_scripted import (
-    _NEXT, A, DIRS, MAT, MAX_ITEM, OBJ, CrafterScriptedPolicy, _OBJ_IDS, _Progress,
+    _NEXT,
+    _OBJ_IDS,
+    DIRS,
+    MAT,
+    MAX_ITEM,
+    OBJ,
+    A,
+    CrafterScriptedPolicy,
+    _Progress,
 )
 
 #: Crafter's day length (steps); the timetable below is in steps of this cycle.
@@ -51,7 +65,7 @@ FAR = 60
 #: Walking steps a pocket's distance to water is worth (per cell).
 WATER_WEIGHT = 2
 #: Walking steps a pocket with a water wall is worth over one without (it saves night trips).
-DRY_PENALTY = 25
+DRY_PENALTY = 60
 #: Walking steps each path (tunnel) cell within 5 cells of a pocket costs it.
 PATH_WEIGHT = 4
 #: Stones the player takes into the pocket (the seal, and walls over water against arrows).
@@ -96,8 +110,8 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
             act = self._inside()
             if act is not None:
                 return act
-        for rule in (self._fight, self._evening, self._drink_if_thirsty, self._eat_if_hungry,
-                     self._progress, self._explore):
+        for rule in (self._fight, self._evening, self._arm, self._drink_if_thirsty,
+                     self._eat_if_hungry, self._progress, self._explore):
             act = rule()
             if act is not None:
                 return act
@@ -121,9 +135,32 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         self._goal = "fight the zombie"
         return self._interact_with({OBJ["zombie"]}, A["do"], radius=FIGHT_RADIUS + 2)
 
+    def _arm(self) -> int | None:
+        """Makes the swords (wood, then stone) before anything but fights and the night: a
+        zombie takes 5 bare-handed hits, 3 with a wood sword, 2 with a stone one."""
+        inv = self._inv
+        sword = next((t for t in ("wood_sword", "stone_sword") if inv[t] == 0), None)
+        if sword is None or min(inv["food"], inv["drink"]) <= 2 or inv["wood_pickaxe"] == 0:
+            return None  # (the tech tree makes the first pickaxe and sword together)
+        needs = {"wood": 1, "stone": 1 if sword == "stone_sword" else 0}
+        if inv["wood"] < needs["wood"] or inv["stone"] < needs["stone"]:
+            return None  # the tech tree collects them
+        self._goal = f"make a {sword.replace('_', ' ')}"
+        if self._near_material(MAT["table"], 1):
+            return A[f"make_{sword}"]
+        table = self._nearest_cell({MAT["table"]}, radius=20)
+        if table is not None:
+            act = self._step_towards(self._near_mask(MAT["table"]), max_dist=25)
+            if act is not None:
+                return act
+        if inv["wood"] >= needs["wood"] + 2:  # wood for a new table (Crafter's costs 1-2)
+            self._goal = "place a table"
+            return self._place("table")
+        return None
+
     def _drink_if_thirsty(self) -> int | None:
         drink = self._inv["drink"]
-        if drink > 5 and not (self._goal.startswith("drink") and drink < MAX_ITEM):
+        if drink > (7 if self._cycle() >= 60 else 5) and not (self._goal.startswith("drink") and drink < MAX_ITEM):
             return None
         self._goal = "drink water"
         act = self._interact_with({MAT["water"]}, A["do"], radius=FAR)
@@ -179,7 +216,7 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         if self._step - self._eta_step >= 5 or self._home is None:
             self._refresh_home()
         dry = self._home is not None and not self._wet(self._home) and self._inv["drink"] < MAX_ITEM
-        return c + self._eta + SLACK + (10 if dry else 0) >= DUSK
+        return c + self._eta + SLACK + (15 if dry else 0) >= DUSK
 
     def _evening(self) -> int | None:
         inv = self._inv
@@ -198,24 +235,28 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         return act
 
     def _top_up(self) -> int | None:
-        """Eats and (for a dry pocket) drinks up before the night: leaving at night kills."""
+        """Drinks (for a dry pocket), eats and takes stones before the night: leaving at night
+        kills. A top-up once started is finished before the next one."""
         pk = self._home
         if self._cycle() >= DUSK + 5 or pk is None:
             return None
-        if self._inv["food"] <= MAX_ITEM - 2 and not self._heading:
-            self._goal = "eat before the night"
-            act = self._interact_with({OBJ["cow"]}, A["do"], radius=12)
-            if act is not None:
-                return act
-        if self._inv["stone"] < SPARE_STONE and self._inv["wood_pickaxe"] > 0:
-            self._goal = "mine stone for the night"  # the seal, and walls against arrows
-            act = self._interact_with({MAT["stone"]}, A["do"], radius=8)
-            if act is not None:
-                return act
-        if self._inv["drink"] >= MAX_ITEM or self._wet(pk):
-            return None
-        self._goal = "drink water before the night"
-        return self._interact_with({MAT["water"]}, A["do"], radius=15)
+        inv = self._inv
+        wants = (
+            ("drink water before the night", {MAT["water"]}, 25,
+             inv["drink"] < (MAX_ITEM if self._goal.startswith("drink") else MAX_ITEM - 1) and not self._wet(pk)),
+            ("eat before the night", {OBJ["cow"]}, 12, inv["food"] <= MAX_ITEM - 2 and not self._heading),
+            # The seal, and walls over water against arrows.
+            ("mine stone for the night", {MAT["stone"]}, 8,
+             inv["stone"] < SPARE_STONE and inv["wood_pickaxe"] > 0),
+        )
+        wants = sorted(wants, key=lambda w: w[0] != self._goal)  # the current one first
+        for goal, ids, radius, want in wants:
+            if want:
+                self._goal = goal
+                act = self._interact_with(ids, A["do"], radius=radius)
+                if act is not None:
+                    return act
+        return None
 
     def _wet(self, pk: Pocket) -> bool:
         return any(self._in(w) and self._sem[w] == MAT["water"] for w in pk.walls())
