@@ -4,8 +4,8 @@ Names (shared by every command that takes `--policy`):
 
 - `random`: uniform samples from the action space.
 - `crafter-scripted`: a rule-based Crafter agent that plans on `info["semantic"]`.
-- `crafter-survivor`: `crafter-scripted` that spends nights sealed in a stone pocket (lives
-  thousands of steps: long-episode narration).
+- `crafter-survivor`: `crafter-scripted` on a day/night timetable, nights sealed in a stone
+  pocket (lives 2,000 steps on most seeds: long-episode narration).
 - `babyai-bot`: minigrid's `BabyAIBot`; needs the live env object (`env.unwrapped` must be the
   MiniGrid env), so the collector must run it in-process or with sync vector envs.
 - `sb3:<path.zip>`: a saved stable-baselines3 model (PPO, A2C, DQN, ...).

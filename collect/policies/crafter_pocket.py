@@ -1,7 +1,7 @@
 """The two-cell stone pocket `crafter-survivor` spends its nights in: geometry on the semantic map.
 
 A pocket is an entrance cell ``b`` and a direction ``d``: cells ``p = b + d`` and ``q = b + 2d``.
-``p`` and ``q`` are free ground or stone to dig out; the six cells around them other than ``b``
+``p`` and ``q`` are free ground or stone to dig out; the five cells around them other than ``b``
 are walls (nothing a zombie, skeleton or cow walks on). Crafter turns the player only by moving,
 and a move into a free cell steps into it, so a player in a one-cell hole can never face its
 open side; with two cells it can: enter ``p``, step on to ``q``, step back to ``p`` (now facing
@@ -35,7 +35,7 @@ class Pocket:
         return (self.b[0] + 2 * self.d[0], self.b[1] + 2 * self.d[1])
 
     def walls(self) -> list[Cell]:
-        """The six wall cells (may lie off the grid)."""
+        """The five wall cells (may lie off the grid)."""
         return [(self.b[0] + dx, self.b[1] + dy) for dx, dy in _walls(self.d)]
 
 
@@ -43,9 +43,9 @@ def pocket_masks(sem: np.ndarray, can_dig: bool, water: bool = False) -> dict[Ce
     """Per direction ``d``, the cells ``b`` from which a pocket ``(b, d)`` can be made.
 
     ``p`` and ``q`` must be free ground or (``can_dig``) stone, with no creature on them; the
-    six cells around them other than ``b`` must be walls (not grass/sand/path, no creature, not
+    five cells around them other than ``b`` must be walls (not grass/sand/path, no creature, not
     lava; the world's edge counts); ``b`` must be walkable. Water stops zombies but not
-    arrows: without ``water`` it is no wall; with ``water`` it is, and at least one of the six
+    arrows: without ``water`` it is no wall; with ``water`` it is, and at least one of the five
     must be water (the player drinks from inside, facing it).
     """
     walk = np.isin(sem, WALKABLE_IDS)
@@ -65,7 +65,7 @@ def pocket_masks(sem: np.ndarray, can_dig: bool, water: bool = False) -> dict[Ce
 
 
 def _walls(d: Cell) -> list[Cell]:
-    """Offsets from ``b`` of the six walls of the pocket ``(b, d)``."""
+    """Offsets from ``b`` of the five walls of the pocket ``(b, d)``."""
     px, py = d
     sx, sy = py, px  # a perpendicular
     return [(3 * px, 3 * py)] + [(k * px + s * sx, k * py + s * sy) for k in (1, 2) for s in (1, -1)]
