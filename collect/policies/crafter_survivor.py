@@ -183,7 +183,7 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         self._goal = "eat a cow"
         # Cows are few and slow to come back: walk far for one, and wander when none is
         # reachable and food runs low.
-        act = self._interact_with({OBJ["cow"]}, A["do"], radius=FAR if food <= 4 else 30)
+        act = self._interact_with({OBJ["cow"]}, A["do"], radius=FAR if food <= 6 else 30)
         return self._explore() if act is None and food <= 3 else act
 
     def _interact_with(self, ids: set[int], action: int, radius: int = 30,
@@ -253,7 +253,7 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         wants = (
             ("drink water before the night", {MAT["water"]}, 25,
              inv["drink"] < (MAX_ITEM if self._goal.startswith("drink") else MAX_ITEM - 1) and not self._wet(pk)),
-            ("eat before the night", {OBJ["cow"]}, 12, inv["food"] <= MAX_ITEM - 2 and not self._heading),
+            ("eat before the night", {OBJ["cow"]}, 12 if inv["food"] > 5 else 20, inv["food"] <= MAX_ITEM - 2 and not self._heading),
             # The seal, and walls over water against arrows.
             ("mine stone for the night", {MAT["stone"]}, 8,
              inv["stone"] < SPARE_STONE and inv["wood_pickaxe"] > 0),
