@@ -252,7 +252,8 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         inv = self._inv
         wants = (
             ("drink water before the night", {MAT["water"]}, 25,
-             inv["drink"] < (MAX_ITEM if self._goal.startswith("drink") else MAX_ITEM - 1) and not self._wet(pk)),
+             inv["drink"] < MAX_ITEM if self._goal.startswith("drink") else
+             inv["drink"] < (MAX_ITEM - 1 if not self._wet(pk) else 7)),  # a water wall may get walled up
             ("eat before the night", {OBJ["cow"]}, 12 if inv["food"] > 5 else 20, inv["food"] <= MAX_ITEM - 2 and not self._heading),
             # The seal, and walls over water against arrows.
             ("mine stone for the night", {MAT["stone"]}, 8,
