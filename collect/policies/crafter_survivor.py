@@ -252,8 +252,8 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
         inv = self._inv
         wants = (
             ("drink water before the night", {MAT["water"]}, 25,
-             inv["drink"] < MAX_ITEM if self._goal.startswith("drink") else
-             inv["drink"] < (MAX_ITEM - 1 if not self._wet(pk) else 7)),  # a water wall may get walled up
+             inv["drink"] < (MAX_ITEM if self._goal.startswith("drink") else MAX_ITEM - 1)
+             and not (self._wet(pk) and not self._skeletons_near(pk.b))),  # its water gets walled up
             ("eat before the night", {OBJ["cow"]}, 12 if inv["food"] > 5 else 20, inv["food"] <= MAX_ITEM - 2 and not self._heading),
             # The seal, and walls over water against arrows.
             ("mine stone for the night", {MAT["stone"]}, 8,
@@ -267,6 +267,10 @@ class CrafterSurvivorPolicy(CrafterScriptedPolicy):
                 if act is not None:
                     return act
         return None
+
+    def _skeletons_near(self, c: Cell, radius: int = SKELETON_RADIUS + 4) -> bool:
+        skeletons = np.argwhere(self._sem == OBJ["skeleton"])
+        return bool(len(skeletons)) and bool((np.abs(skeletons - np.array(c)).sum(axis=1) <= radius).any())
 
     def _wet(self, pk: Pocket) -> bool:
         return any(self._in(w) and self._sem[w] == MAT["water"] for w in pk.walls())
