@@ -135,8 +135,56 @@ def test_walls_up_water_when_a_skeleton_is_about():
     assert second == "place_stone"
 
 
-#: Seeds on which the policy lives all 2,000 steps (see the module docstring for the rest).
-LIVING_SEEDS = (0, 1, 2, 3, 5)
+def wet_home_policy(skeleton: bool) -> tuple[CrafterSurvivorPolicy, np.ndarray]:
+    """An evening policy whose home is a water-walled pocket, with a pond a few steps away."""
+    sem = stone_map(16)
+    sem[0:3, 4] = G
+    sem[1, 3] = W  # the pocket's water wall
+    sem[0, 5:12] = G  # a way down to the pond
+    sem[0:4, 12:15] = W
+    if skeleton:
+        sem[6, 4] = OBJ["skeleton"]
+    pol = policy_at(DUSK - 10)
+    pol._home = Pocket((0, 4), (1, 0))
+    return pol, sem
+
+
+def test_top_up_drinks_for_a_wet_pocket_only_with_skeletons_near():
+    for skeleton, want in ((True, "drink water before the night"), (False, None)):
+        pol, sem = wet_home_policy(skeleton)
+        pol.act(None, info(sem, (0, 8), (0, 1), stone=4, drink=6, wood_pickaxe=1))  # loads the state
+        pol._home, pol._heading, pol._goal = Pocket((0, 4), (1, 0)), False, "start"
+        assert pol._wet(pol._home) and pol._skeletons_near(pol._home.b) == skeleton
+        act = pol._top_up()
+        if want is None:
+            assert act is None or not pol._goal.startswith("drink"), pol._goal
+        else:
+            assert act is not None and pol._goal == want
+
+
+def test_walks_far_for_a_cow_when_food_is_at_six():
+    sem = np.full((64, 64), G, dtype=np.int64)
+    sem[40, 0] = OBJ["cow"]  # 40 steps away: beyond the 30 of a peckish player
+    for food, moves in ((7, False), (6, True)):
+        pol = policy_at(70)
+        pol.act(None, info(sem, (0, 0), (0, 1), food=food, drink=9, wood_pickaxe=1, wood_sword=1, stone_sword=1))
+        pol._goal = "start"
+        act = pol._eat_if_hungry()
+        assert (act is not None and pol._goal == "eat a cow") == moves, (food, act)
+
+
+#: Seeds on which the policy (built per seed, as in these tests) lives all 2,000 steps.
+LIVING_SEEDS = (0, 1, 2, 3, 4, 6)
+
+
+def play(env, pol, seed: int, steps: int = 2000) -> int:
+    obs, inf = env.reset(seed=seed)
+    pol.reset(obs, inf)
+    for t in range(steps):
+        obs, _, term, trunc, inf = env.step(pol.act(obs, inf))
+        if term or trunc:
+            return t + 1
+    return steps
 
 
 @pytest.mark.slow
@@ -147,16 +195,20 @@ def test_long_episodes():
     lengths = {}
     for seed in range(8):
         env = CrafterEnv(size=64, length=2000)
-        obs, inf = env.reset(seed=seed)
-        pol = make(None, env, seed)
-        pol.reset(obs, inf)
-        for t in range(2000):
-            a = pol.act(obs, inf)
-            obs, _, term, trunc, inf = env.step(a)
-            pol.observe(a)
-            if term or trunc:
-                break
-        lengths[seed] = t + 1
+        lengths[seed] = play(env, make(None, env, seed), seed)
     assert all(lengths[s] == 2000 for s in LIVING_SEEDS), lengths
     # The old policy (nights sealed, no timetable) lived 470-891 steps on these seeds.
-    assert min(lengths.values()) > 900, lengths
+    assert min(lengths.values()) > 1400, lengths
+
+
+@pytest.mark.slow
+def test_narrate_loop_lives_every_episode():
+    """As `python -m agents.narrate --policy crafter-survivor --episodes 8 --steps 2000` plays:
+    one policy (seed 0) on the annotated env, env seeds 0..7 in order, a reset before each."""
+    import byog_env
+    from collect.policies import make_policy
+
+    env = byog_env.make("crafter")
+    pol = make_policy("crafter-survivor", env, seed=0)
+    lengths = [play(env, pol, seed) for seed in range(8)]
+    assert lengths == [2000] * 8, lengths
