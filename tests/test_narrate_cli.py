@@ -165,6 +165,50 @@ def test_a_narrator_with_a_known_lag_reports_that_lag(tmp_path):
     assert all(b["lag/abs_p50"] == 3 and b["offline/lag/abs_p50"] == 0 for b in s["buckets"])
 
 
+def falling_behind_logs(tok, late_from, n_eps=4, T=60):
+    """Episodes with an event every 10 frames, narrated on time until ``late_from`` and 3 frames
+    late after it (None: on time throughout)."""
+    from agents.config import SlotConfig
+    from agents.model.text import slot_annotations
+    from agents.narrate.episodes import EpisodeLog
+
+    rng = np.random.default_rng(1)
+    logs = []
+    for _ in range(n_eps):
+        ann = [[SENT[int(rng.integers(len(SENT)))]] if t % 10 == 0 else [] for t in range(T)]
+        said = [[] for _ in range(T)]
+        for t in range(0, T, 10):
+            lag = 3 if late_from is not None and t >= late_from else 0
+            if t + lag < T:
+                said[t + lag] = ann[t]
+        ids = slot_annotations([said], torch.ones(1, T, dtype=torch.bool), tok,
+                               SlotConfig(tokens_per_frame=4)).ids[0]
+        logs.append(EpisodeLog(frames=[np.zeros((8, 8, 3), np.uint8)] * T, ids=list(ids.numpy()),
+                               entropy=[1.0] * T, annotations=ann, narration=[""] * T, annotated=True))
+    return logs
+
+
+@pytest.mark.parametrize("late_from, falls", [(30, True), (None, False)])
+def test_drift_sees_a_narrator_that_falls_behind(tmp_path, late_from, falls):
+    """The drift's controls: live narration that falls 3 frames behind after frame 30 (offline on
+    time) reads a change of -1 with an interval below 0; live = offline reads 0."""
+    from agents.narrate.config import NarrateConfig
+    from agents.narrate.scoring import summarize
+
+    tok = train_tokenizer(SENT)
+    cfg = NarrateConfig(checkpoint="x", steps=59, tolerance=1, bucket=20, drift=20, out=tmp_path)
+    on_time = [np.stack(lg.ids) for lg in falling_behind_logs(tok, None)]
+    s = summarize(cfg, falling_behind_logs(tok, late_from), tok, 1.0, True,
+                  offline=(on_time, {"cut_tokens": 0, "ill_formed_slots": 0}, 16))
+    d = s["drift"]
+    assert d["episodes"] == 4 and d["early_steps"] == [0, 20] and d["late_steps"] == [39, 59]
+    lo, hi = d["f1_change_ci"]
+    if falls:
+        assert d["f1_change"] == -1.0 and hi < 0 and d["live/early_f1"] == 1.0
+    else:
+        assert d["f1_change"] == 0.0 and lo == hi == 0.0
+
+
 def test_lag_by_kind_shows_which_kind_is_late(tmp_path):
     """Objects entering the view narrated 3 frames late, everything else on time: the per-kind
     lags say so (see: 3, collect: 0) while the pooled p50 hides it, and the table prints them."""
@@ -265,9 +309,24 @@ def test_a_2000_step_episode_is_narrated_with_bounded_context(checkpoint, tmp_pa
     assert s["episode_lengths"] == [2001] and s["stream_resets"][0] >= 1
     lines = (out / "narration.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == list(range(2001))
-    assert len(s["buckets"]) == 9
+    assert len(s["buckets"]) == 8 and s["buckets"][-1]["start_step"] == 1750  # + frame 2000
     for b in s["buckets"]:
         assert 0 <= b["narration/nil_rate"] <= 1 and 0 <= b["offline/narration/nil_rate"] <= 1
     d = s["drift"]
     assert d["early_steps"] == [0, 500] and d["late_steps"] == [1500, 2000] and d["episodes"] == 1
     assert (out / "narration_over_time.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_2000_step_episode_of_the_survivor_is_one_episode(checkpoint, tmp_path, capsys):
+    """`crafter-survivor` lives 2,000 steps on seed 0: one real episode, no --stream needed,
+    and the drift is measured on it."""
+    out = tmp_path / "survivor"
+    rc = cli(["--env", "crafter", "--checkpoint", str(checkpoint), "--policy", "crafter-survivor",
+              "--steps", "2000", "--episodes", "1", "--greedy", "--bucket", "250", "--no-video",
+              "--quiet", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["episode_lengths"] == [2001] and s["stream_resets"] is None
+    assert s["drift"]["episodes"] == 1 and len(s["drift"]["f1_change_ci"]) == 2

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from agents.model.over_time import bucketed  # noqa: F401  (part of the monitors' API)
 from agents.model.text import Slotted, SpecialIds, special_ids, unslot
 
 NAN = float("nan")
@@ -571,30 +572,3 @@ def narration_metrics(
         out.update({f"event_{n}": float(events[n]) for n in ("precision", "recall", "f1")})
         out["event_unparsed"] = float(events["unparsed_pred"])
     return out
-
-
-# --------------------------------------------------------------------------- over time
-
-
-def bucketed(metric_fn: Callable[..., Any], *per_step: Sequence, bucket: int) -> list[Any]:
-    """Apply ``metric_fn`` to consecutive time buckets of one long episode.
-
-    Each of ``per_step`` is indexed by step along its first dimension (a list of per-frame
-    sentence lists, a ``[T, k]`` id tensor, ...); bucket ``i`` covers steps
-    ``[i * bucket, (i + 1) * bucket)`` (the last may be shorter) and gets
-    ``metric_fn(*(x[i*bucket:(i+1)*bucket] for x in per_step))``.
-
-    >>> bucketed(lambda xs: sum(xs) / len(xs), [1, 1, 0, 0, 0], bucket=2)
-    [1.0, 0.0, 0.0]
-    """
-    if bucket < 1:
-        raise ValueError(f"bucket must be >= 1 step, got {bucket}.")
-    if not per_step:
-        raise ValueError("bucketed needs at least one per-step sequence.")
-    n = len(per_step[0])
-    if any(len(x) != n for x in per_step):
-        raise ValueError(
-            f"The per-step sequences differ in length ({[len(x) for x in per_step]}); "
-            "pass sequences over the same steps."
-        )
-    return [metric_fn(*(x[s : s + bucket] for x in per_step)) for s in range(0, n, bucket)]

@@ -97,7 +97,7 @@ def _arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], toke
                                                sum(n for _, n in lags))["abs_p50"]
         return out
 
-    per_ep = [M.bucketed(lambda *x: x, *ep, w, bucket=cfg.bucket) for ep, w in zip(eps, said)]
+    per_ep = [M.bucketed(lambda *x: x, *ep, w, bucket=cfg.bucket, merge_tail=True) for ep, w in zip(eps, said)]
     buckets = []
     for i in range(max(len(b) for b in per_ep)):
         parts = [b[i] for b in per_ep if i < len(b)]
