@@ -70,11 +70,11 @@ def register_policy(name: str, entry_point: str, *, usage: str | None = None, ta
 
 register_policy("random", "collect.policies.base:make_random")
 register_policy("crafter-scripted", "collect.policies.crafter_scripted:make")
-register_policy("crafter-survivor", "collect.policies.crafter_survivor:make")
 register_policy("babyai-bot", "collect.policies.babyai:make", needs_live_env=True)
 register_policy("sb3", "collect.policies.sb3:make", usage="sb3:<path.zip>", takes_arg=True)
 register_policy("mixed", "collect.policies.mixed:make", usage="mixed:<policy>:<eps>", takes_arg=True,
                 wraps=True)
+register_policy("crafter-survivor", "collect.policies.crafter_survivor:make")
 
 
 def specs() -> list[PolicySpec]:
