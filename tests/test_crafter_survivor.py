@@ -173,6 +173,22 @@ def test_walks_far_for_a_cow_when_food_is_at_six():
         assert (act is not None and pol._goal == "eat a cow") == moves, (food, act)
 
 
+def test_eats_a_cow_beside_the_way_in_when_food_is_low():
+    """Heading in (committed to tonight's pocket), it turns aside only for a cow within WAYSIDE
+    steps, and only at food 6 or less."""
+    from collect.policies.crafter_survivor import WAYSIDE
+
+    for cow_y, food, eats in ((10, 6, True), (10, 7, False), (9 + WAYSIDE + 1, 5, False)):
+        sem = stone_map(16)
+        sem[0, 5:16] = G  # the way to the pocket at b = (0, 4)
+        sem[0, cow_y] = OBJ["cow"]
+        pol = policy_at(DUSK - 10)
+        pol.act(None, info(sem, (0, 8), (0, -1), stone=4, food=food, wood_pickaxe=1))  # loads the state
+        pol._home, pol._heading, pol._goal = Pocket((0, 4), (1, 0)), True, "go to a shelter"
+        act = pol._top_up()
+        assert (act is not None and pol._goal == "eat before the night") == eats, (cow_y, food, act, pol._goal)
+
+
 def play(env, pol, seed: int, steps: int = 2000) -> int:
     obs, inf = env.reset(seed=seed)
     pol.reset(obs, inf)
