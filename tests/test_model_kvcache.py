@@ -97,6 +97,35 @@ def test_decode_path_matches_teacher_forced(variant):
     assert torch.allclose(torch.cat(again, 1), ref[:, 9:], atol=1e-5)
 
 
+def test_new_caches_share_the_decode_plan_until_a_weight_changes():
+    """A window slide starts a new cache every few frames: the folded weights are reused while
+    no parameter changes, and refolded after an in-place update or a load_state_dict."""
+    tlm = make_tlm(rotary_pct=0.5)
+    x = torch.randn(2, 5, 64, generator=torch.Generator().manual_seed(2))
+
+    def run():
+        cache = tlm.new_cache()
+        with torch.no_grad():
+            h = torch.cat([tlm.hidden(x[:, :2], cache=cache, start=0)]
+                          + [tlm.hidden(x[:, p:p + 1], cache=cache, start=p) for p in range(2, 5)], 1)
+        return cache.plan, h
+
+    plan1, _ = run()
+    plan2, _ = run()
+    assert plan2 is plan1  # no weight changed: the same folded plan
+    with torch.no_grad():
+        tlm.core.gpt_neox.layers[1].mlp.dense_h_to_4h.bias.add_(0.5)  # an optimiser-like step
+    plan3, h3 = run()
+    assert plan3 is not plan1
+    with torch.no_grad():
+        assert torch.allclose(h3, tlm.hidden(x), atol=1e-5)  # the new weights, not the old fold
+    tlm.load_state_dict(make_tlm(seed=1, rotary_pct=0.5).state_dict())
+    plan4, h4 = run()
+    assert plan4 is not plan3
+    with torch.no_grad():
+        assert torch.allclose(h4, tlm.hidden(x), atol=1e-5)
+
+
 def test_folded_token_io_matches_embed_and_logits():
     tlm = make_tlm()
     ids = torch.tensor([0, 1, 2, 5, 39])

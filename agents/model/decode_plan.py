@@ -56,8 +56,9 @@ class DecodePlan:
     interleaved so that ``rotate_half`` becomes one in-place complex multiply by ``e^{i theta}``
     (attention scores are dot products, invariant to a channel permutation applied to both q and
     k; the cache holds keys in that order, so a cache is only ever extended by its own plan).
-    These folded weights are computed when the cache is first used: a cache (a narration state)
-    must not outlive a change of the weights; ``NarrationEncoder.sample`` makes one per call.
+    These folded weights are computed when a cache is first used and shared by the caches made
+    while no parameter changes (``TokenLM._current_plan``); a cache (a narration state) must not
+    outlive a change of the weights; ``NarrationEncoder.sample`` makes one per call.
     """
 
     def __init__(self, tlm: RopeLM, x: torch.Tensor) -> None:
