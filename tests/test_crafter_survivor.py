@@ -76,6 +76,26 @@ def policy_at(step: int) -> CrafterSurvivorPolicy:
     return pol
 
 
+def test_validity_check_on_a_crop_equals_the_whole_map():
+    """`_valid` reads a crop around the pocket: the same answer as the whole map's masks, also at
+    the world's edge."""
+    rng = np.random.default_rng(0)
+    ids = [MAT["grass"], MAT["stone"], MAT["water"], MAT["tree"], MAT["sand"], OBJ["cow"]]
+    found = 0
+    for dig in (0, 1):
+        sem = rng.choice(ids, size=(20, 16), p=[0.2, 0.6, 0.1, 0.05, 0.03, 0.02]).astype(np.uint8)
+        pol = policy_at(0)
+        pol._sem, pol._pos, pol._inv = sem, (0, 0), {"wood_pickaxe": dig}
+        whole = pocket_masks(pol._ground(), bool(dig))
+        for d, mask in whole.items():
+            for b in zip(*np.nonzero(np.ones_like(mask))):
+                pk = Pocket((int(b[0]), int(b[1])), d)
+                if pol._pos not in (pk.p, pk.q):
+                    assert pol._valid(pk) == bool(mask[b]), (pk, dig)
+        found += sum(int(m.sum()) for m in whole.values())
+    assert found > 0  # some pockets exist: not only all-False against False
+
+
 def test_enters_and_seals_the_pocket_at_night():
     sem = stone_map()
     pol = policy_at(DUSK + 40)

@@ -101,8 +101,3 @@ def walk_distances(sem: np.ndarray, start: Cell, radius: int) -> np.ndarray:
 
 def sub(a: Cell, b: Cell) -> Cell:
     return (a[0] - b[0], a[1] - b[1])
-
-
-def move_name(d: Cell) -> str:
-    """The move action that turns (and, into a free cell, steps) the player towards ``d``."""
-    return next(name for name, v in DIRS.items() if v == d)
