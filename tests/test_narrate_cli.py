@@ -116,6 +116,8 @@ def test_bad_option_values_are_refused(checkpoint, tmp_path, capsys):
     rc = cli(["--checkpoint", str(checkpoint), "--env", "crafterr", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "Unknown environment 'crafterr'" in err and "crafter" in err
+    rc = cli(["--checkpoint", str(checkpoint), "--word-share", "0", "--out", str(tmp_path)])
+    assert rc == 2 and "--word-share must be in (0, 1]" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- live vs offline
@@ -293,6 +295,23 @@ def test_cli_reports_live_vs_offline_and_the_slot_counts(checkpoint, tmp_path, c
     assert "offline/narration/nil_rate" in s["buckets"][0]
     assert (out / "narration_over_time.png").stat().st_size > 0
     assert "live − offline" in printed.out and "Drift" in printed.out
+
+
+@pytest.mark.slow
+def test_the_word_gate_acts_live_and_offline(checkpoint, tmp_path):
+    """``--word-share``: both arms narrate with the gate and count what it silenced (an
+    untrained narrator is split between words everywhere: it says almost nothing)."""
+    args = ["--env", "crafter", "--checkpoint", str(checkpoint), "--policy", "random",
+            "--steps", "20", "--greedy", "--no-video", "--quiet", "--threads", "1"]
+    assert cli(args + ["--out", str(tmp_path / "free")]) == 0
+    assert cli(args + ["--word-share", "0.9", "--out", str(tmp_path / "gated")]) == 0
+    free, gated = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("free", "gated"))
+    assert gated["config"]["word_share"] == 0.9 and free["config"]["word_share"] is None
+    for arm in ("slots", "offline/slots"):
+        assert free[arm]["gated_words"] == 0 < gated[arm]["gated_words"]
+    said = [json.loads(line)["narration"] for line in (tmp_path / "gated" / "narration.jsonl").open()]
+    before = [json.loads(line)["narration"] for line in (tmp_path / "free" / "narration.jsonl").open()]
+    assert sum(map(len, said)) < sum(map(len, before))
 
 
 @pytest.mark.slow

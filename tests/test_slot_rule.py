@@ -68,6 +68,50 @@ def test_bad_rules_are_refused():
         SlotRule(nil=NIL, ends=(SEP,))
     with pytest.raises(ValueError, match="max_carry"):
         SlotRule(nil=NIL, ends=(NIL,), max_carry=-1)
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="word_share"):
+            SlotRule(nil=NIL, ends=(NIL,), word_share=share)
+
+
+def logits_of(probs):
+    """Logits [1, V] (V = 10) with these probabilities ({id: p}, the rest equal)."""
+    p = torch.full((10,), (1.0 - sum(probs.values())) / (10 - len(probs)))
+    for i, v in probs.items():
+        p[i] = v
+    return p.log()[None]
+
+
+def test_the_word_gate_says_nil_instead_of_guessing_which_thing():
+    W2 = 8
+    split = logits_of({NIL: 0.1, W: 0.42, W2: 0.42})  # something happened, but which thing?
+    sure = logits_of({NIL: 0.1, W: 0.85, W2: 0.02})
+    rule = SlotRule(nil=NIL, ends=(SEP, NIL, PAD), max_carry=None, early_exit=False, word_share=0.6)
+    track = rule.start(1, "cpu")
+    w = torch.tensor([W])
+    assert int(rule.force(track, w, 0, split)) == NIL and int(track.gated[0]) == 1
+    assert int(rule.force(track, w, 1, sure)) == W  # a sure first word is said
+    assert int(rule.force(track, w, 2, split)) == W  # inside a sentence nothing is gated
+    assert int(rule.force(track, w, 3, split)) == W
+    rule.end_slot(track)
+    assert int(rule.force(track, w, 0, split)) == W  # the sentence carried into this slot goes on
+    assert int(rule.force(track, torch.tensor([SEP]), 1, split)) == SEP  # an end token: never
+    assert int(track.gated[0]) == 1
+    assert int(rule.force(track, w, 2, split)) == NIL  # after <sep> a sentence begins: gated
+    # the share is of the words' probability, not of everything: a likely <nil> does not gate
+    assert int(rule.force(track, w, 3, logits_of({NIL: 0.9, W: 0.09}))) == W
+    assert int(track.gated[0]) == 2
+    # without the gate (or without logits) the guess is said
+    off = replace(rule, word_share=None)
+    assert int(off.force(off.start(1, "cpu"), w, 0, split)) == W
+    assert int(rule.force(rule.start(1, "cpu"), w, 0)) == W
+    # the early exit's filled positions follow the slot's <nil>: a split word there would have
+    # been gated, so the slot is well formed; a sure one would not, so it is ill-formed
+    ex = replace(rule, early_exit=True)
+    for probs, ill, gated in ((split, 0, 1), (sure, 1, 0)):
+        track = ex.start(1, "cpu")
+        assert int(ex.force(track, torch.tensor([NIL]), 0, sure)) == NIL
+        ex.end_slot(track, torch.tensor([[W]]), probs[:, None])
+        assert (int(track.ill_formed[0]), int(track.gated[0])) == (ill, gated)
 
 
 # --------------------------------------------------------------------------- recorded episodes
@@ -175,15 +219,20 @@ def test_live_slots_obey_the_invariants_of_the_training_targets(recorded, traine
         assert broken[0] > 0
 
 
-def test_early_exit_gives_the_same_tokens_where_the_slot_is_well_formed(recorded, trained):
-    """Single stream: with and without the early exit (no cut in either), token for token up
-    to the first slot the early exit reports ill-formed (after it the contexts legitimately
-    differ), hidden states equal up to rounding; the report is exact."""
+@pytest.mark.parametrize("word_share", [None, 0.9])
+def test_early_exit_gives_the_same_tokens_where_the_slot_is_well_formed(recorded, trained,
+                                                                        word_share):
+    """Single stream: with and without the early exit (no cut in either; the word gate in
+    both or neither), token for token up to the first slot the early exit reports ill-formed
+    (after it the contexts legitimately differ), hidden states equal up to rounding; the
+    report is exact."""
     sp = special_ids(trained.tokenizer)
     exits = 0
     for frames, _ in recorded:
-        fast, ill, h_fast, n = narrate(trained, frames, cut=False, early_exit=True)
-        slow, _, h_slow, _ = narrate(trained, frames, cut=False, early_exit=False)
+        fast, ill, h_fast, n = narrate(trained, frames, cut=False, early_exit=True,
+                                       word_share=word_share)
+        slow, _, h_slow, _ = narrate(trained, frames, cut=False, early_exit=False,
+                                     word_share=word_share)
         exits += n.slot_counts()["early_exit_frames"]
         _, after_nil = slot_format_violations(slow, sp, 10**6)
         first = int(ill.nonzero()[0]) if ill.any() else len(frames)
@@ -198,9 +247,11 @@ def test_early_exit_gives_the_same_tokens_where_the_slot_is_well_formed(recorded
     assert exits > 0  # the trained narrator's slots do end early
 
 
-def test_vector_early_exit_equals_single_stream_on_recorded_episodes(recorded, trained):
+@pytest.mark.parametrize("word_share", [None, 0.9])
+def test_vector_early_exit_equals_single_stream_on_recorded_episodes(recorded, trained, word_share):
     """Two envs in one batched decode (the fill at per-row positions) equal each env narrated
-    alone, with the rule on, token for token; a later episode starts on one env mid-run."""
+    alone, with the rule on (and the word gate), token for token; a later episode starts on
+    one env mid-run."""
     (fa, _), (fb, _) = recorded
     T = min(len(fa), len(fb))
     a2 = fa[: T // 2]  # env 0 plays a short episode, then episode b from its start
@@ -208,15 +259,17 @@ def test_vector_early_exit_equals_single_stream_on_recorded_episodes(recorded, t
     starts = np.zeros((T, 2), bool)
     starts[0] = True
     starts[len(a2), 0] = True
-    vec = VectorNarrator(trained, num_envs=2, window=8, keep=4, greedy=True, decode=False)
+    vec = VectorNarrator(trained, num_envs=2, window=8, keep=4, greedy=True, decode=False,
+                         word_share=word_share)
     vec.reset()
     steps = [vec.step(np.stack([stream0[t], fb[t]]), starts=starts[t]) for t in range(T)]
     ids = torch.stack([s.ids for s in steps], 1)  # [2, T, k]
     hidden = torch.stack([s.hidden for s in steps], 1)  # [2, T, k, D]
     assert vec.slot_counts()["early_exit_frames"] > 0
-    single_a, _, h_a, _ = narrate(trained, a2)
-    single_b, _, h_b, _ = narrate(trained, fb[:T])
-    single_b0, _, h_b0, _ = narrate(trained, fb[: T - len(a2)])
+    assert (vec.slot_counts()["gated_words"] > 0) == (word_share is not None)
+    single_a, _, h_a, _ = narrate(trained, a2, word_share=word_share)
+    single_b, _, h_b, _ = narrate(trained, fb[:T], word_share=word_share)
+    single_b0, _, h_b0, _ = narrate(trained, fb[: T - len(a2)], word_share=word_share)
     assert torch.equal(ids[0, : len(a2)], single_a)
     assert torch.equal(ids[0, len(a2):], single_b0)
     assert torch.equal(ids[1], single_b)
@@ -235,3 +288,29 @@ def test_offline_narration_keeps_the_rule(recorded, trained):
     assert slot_format_violations(ids, sp, trained.cfg.text.max_carry) == (0, 0)
     live, _, _, _ = narrate(trained, recorded[0][0][:8])
     assert torch.equal(ids[:8], live)  # within the live window: offline == live
+
+
+def test_the_word_gate_silences_only_sentence_first_words(recorded, trained):
+    """Live narration with the gate equals narration without it up to the first token where
+    they differ; there the gate wrote <nil> where a sentence would have begun (the token before
+    it in the stream ends a sentence), and each step reports what it gated."""
+    sp = special_ids(trained.tokenizer)
+    ends = {sp.sep, sp.nil, sp.pad}
+    differed = 0
+    for frames, _ in recorded:
+        gated, _, _, n = narrate(trained, frames, word_share=0.9)
+        said, _, _, _ = narrate(trained, frames)
+        a, b = gated.reshape(-1), said.reshape(-1)
+        assert n.slot_counts()["gated_words"] > 0
+        if torch.equal(a, b):
+            continue
+        i = int((a != b).nonzero()[0])
+        assert int(a[i]) == sp.nil and int(b[i]) not in ends
+        assert i == 0 or int(b[i - 1]) in ends  # no sentence was open there
+        differed += 1
+    assert differed > 0
+    # the per-step counts add up to the narrator's total
+    n = Narrator(trained, window=8, keep=4, greedy=True, decode=False, word_share=0.9)
+    n.reset()
+    per_step = sum(int(n.step(f[None]).gated[0]) for f in recorded[0][0])
+    assert per_step == n.slot_counts()["gated_words"] > 0

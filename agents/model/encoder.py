@@ -232,7 +232,7 @@ class NarrationEncoder(nn.Module):
             prev = sample_tokens(z, greedy=greedy, temperature=temperature, top_k=top_k,
                                  generator=generator, nil_rule=self.nil_rule)
             if rule is not None:
-                prev = rule.force(state.slot, prev, j)
+                prev = rule.force(state.slot, prev, j, z)
             ids.append(prev)
             logits.append(z)
             hs.append(h)
@@ -245,7 +245,7 @@ class NarrationEncoder(nn.Module):
                 hs += h.unbind(1)
                 break
         if rule is not None:
-            rule.end_slot(state.slot, free)
+            rule.end_slot(state.slot, free, None if free is None else z)
         state.prev, state.position, state.frames = prev, pos + self.k, state.frames + 1
         return ids, logits, hs
 

@@ -24,6 +24,15 @@ Greedy decoders also count the slots where it would not have (``SlotTrack.ill_fo
 parallel pass's logits at each filled position are exactly those the sequential decoder would
 have chosen from, so the greedy choice there says whether the slot was well formed.
 
+3. **Optionally, no guessing which thing** (``word_share``, off by default). At a sentence's
+   first token (no sentence open), a word whose probability is less than ``word_share`` of the
+   probability of all words (everything but ``<nil>``) becomes ``<nil>`` (counted in
+   ``SlotTrack.gated``). Why: a narrator that knows *that* something happened but is split
+   between *which* thing ("cow in view" vs "coal in view", "facing stone" vs "facing water")
+   otherwise says its best guess, and most such guesses are wrong; abstaining trades recall
+   for precision (measured on the demo checkpoint in the README's narration section). Inside a
+   sentence nothing is gated: cutting a sentence after its first word would leave a fragment.
+
 Per-stream state lives in :class:`SlotTrack` (one per narration state, carried across window
 slides, reset per stream when a vector narrator's env resets). Nothing here imports the model.
 """
@@ -47,33 +56,40 @@ class SlotRule:
             targets' ``SlotConfig.max_carry``); None = no cut.
         early_exit: After a slot's first ``<nil>`` write ``<nil>``, and skip the sequential
             decode of the rest of the slot once every row has ended it.
+        word_share: A sentence's first word must hold at least this share of the probability
+            of all words (not ``<nil>``), else ``<nil>`` is written (rule 3 of the module
+            docstring); None = off. Applies only where the decoder passes its logits.
     """
 
     nil: int
     ends: tuple[int, ...]
     max_carry: int | None = 4
     early_exit: bool = True
+    word_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.nil not in self.ends:
             raise ValueError(f"ends {self.ends} must hold <nil> ({self.nil}): <nil> ends a sentence.")
         if self.max_carry is not None and self.max_carry < 0:
             raise ValueError(f"max_carry must be >= 0 slots or None, got {self.max_carry}.")
+        if self.word_share is not None and not 0.0 < self.word_share <= 1.0:
+            raise ValueError(f"word_share must be in (0, 1] or None (off), got {self.word_share}.")
 
     @property
     def active(self) -> bool:
-        """Whether the rule changes anything (a cut or the early exit)."""
-        return self.max_carry is not None or self.early_exit
+        """Whether the rule changes anything (a cut, the early exit or the word gate)."""
+        return self.max_carry is not None or self.early_exit or self.word_share is not None
 
     def start(self, batch_size: int, device: torch.device | str) -> SlotTrack:
         """A fresh track for ``batch_size`` streams (no sentence open)."""
         z = torch.zeros(batch_size, dtype=torch.long, device=device)
         return SlotTrack(age=z - 1, done=z.bool(), ill=z.bool(), cut=z.clone(),
-                         ill_formed=z.clone(), exits=z.clone())
+                         ill_formed=z.clone(), exits=z.clone(), gated=z.clone())
 
-    def force(self, track: SlotTrack, tok: torch.Tensor, j: int) -> torch.Tensor:
-        """The token written at slot position ``j`` given the decoder's choice ``tok`` Long [B];
-        advances ``track`` in place."""
+    def force(self, track: SlotTrack, tok: torch.Tensor, j: int,
+              logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The token written at slot position ``j`` given the decoder's choice ``tok`` Long [B]
+        (from ``logits`` [B, V], which the word gate reads); advances ``track`` in place."""
         ends = _ids_tensor(self.ends, tok.device)
         if j == 0:  # a new slot: an open sentence has run on into one more slot
             track.done.zero_()
@@ -83,6 +99,10 @@ class SlotRule:
                 over = track.age.gt(self.max_carry) & ~torch.isin(tok, ends)
                 track.cut.add_(over.long())
                 tok = tok.masked_fill(over, self.nil)
+        if self.word_share is not None and logits is not None:
+            # after the slot's <nil> too: the early exit's fill gates those positions as well
+            tok, gated = self.gate(tok, logits, track.age.lt(0))
+            track.gated.add_(gated.long())
         if self.early_exit:
             track.ill |= track.done & tok.ne(self.nil)  # the model would have gone on
             tok = tok.masked_fill(track.done, self.nil)
@@ -92,10 +112,30 @@ class SlotRule:
         track.done |= tok.eq(self.nil)
         return tok
 
-    def end_slot(self, track: SlotTrack, free: torch.Tensor | None = None) -> None:
+    def gate(self, tok: torch.Tensor, logits: torch.Tensor, start: torch.Tensor,
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rule 3: ``tok`` Long [...] with each word that begins a sentence (``start`` bool
+        [...], no sentence open) but holds less than ``word_share`` of the words' probability
+        under ``logits`` [..., V] replaced by ``<nil>``; returns (tokens, the gated mask)."""
+        if self.word_share is None:
+            return tok, torch.zeros_like(tok, dtype=torch.bool)
+        p = torch.softmax(logits.float(), dim=-1)
+        words = (1.0 - p[..., self.nil]).clamp_min(1e-12)  # the probability of saying anything
+        share = p.gather(-1, tok[..., None])[..., 0] / words
+        gated = start & ~torch.isin(tok, _ids_tensor(self.ends, tok.device)) \
+            & share.lt(self.word_share)
+        return tok.masked_fill(gated, self.nil), gated
+
+    def end_slot(self, track: SlotTrack, free: torch.Tensor | None = None,
+                 free_logits: torch.Tensor | None = None) -> None:
         """Close the frame's slot: ``free`` Long [B, L] the greedy choices at the positions the
-        early exit filled (None: none filled, or not greedy); counts ill-formed slots."""
+        early exit filled (None: none filled, or not greedy), from ``free_logits`` [B, L, V]
+        (read by the word gate: every filled position follows the slot's ``<nil>``, so a word
+        there would begin a sentence); counts ill-formed slots."""
         if free is not None:
+            if self.word_share is not None and free_logits is not None:
+                free, gated = self.gate(free, free_logits, torch.ones_like(free, dtype=torch.bool))
+                track.gated.add_(gated.long().sum(1))
             track.ill |= free.ne(self.nil).any(1)
             track.exits.add_(1)
         track.ill_formed.add_(track.ill.long())
@@ -119,6 +159,7 @@ class SlotTrack:
         cut: Word tokens the carry bound replaced with ``<nil>`` (since the start).
         ill_formed: Slots where the early exit wrote ``<nil>`` over a word (greedy: exact).
         exits: Frames (whole batch) whose slot ended in one parallel pass (same on every row).
+        gated: Sentence-first words the word gate replaced with ``<nil>`` (since the start).
     """
 
     age: torch.Tensor
@@ -127,6 +168,7 @@ class SlotTrack:
     cut: torch.Tensor
     ill_formed: torch.Tensor
     exits: torch.Tensor
+    gated: torch.Tensor
 
     def reset_rows(self, rows: torch.Tensor) -> None:
         """Streams where ``rows`` (bool [B]) is True start afresh (their env reset): no open
@@ -134,14 +176,16 @@ class SlotTrack:
         self.age.masked_fill_(rows, -1)
 
 
-def narration_rule(agent: Any, *, cut: bool = True, early_exit: bool = True) -> SlotRule | None:
+def narration_rule(agent: Any, *, cut: bool = True, early_exit: bool = True,
+                   word_share: float | None = None) -> SlotRule | None:
     """The slot rule narration keeps (:mod:`agents.model.slot_rule`): the agent's (its training
-    targets' carry bound) with the cut and the early exit switched as asked; None when neither
-    is on or the agent has none."""
+    targets' carry bound) with the cut, the early exit and the word gate switched as asked;
+    None when none is on or the agent has none."""
     base = getattr(agent.encoder, "slot_rule", None)
-    if base is None or not (cut or early_exit):
+    if base is None or not (cut or early_exit or word_share is not None):
         return None
-    return replace(base, max_carry=base.max_carry if cut else None, early_exit=early_exit)
+    return replace(base, max_carry=base.max_carry if cut else None, early_exit=early_exit,
+                   word_share=word_share)
 
 
 __all__ = ["SlotRule", "SlotTrack", "narration_rule"]

@@ -81,6 +81,10 @@ class NarrateConfig:
     early_exit: bool = True
     """After a slot's first ``<nil>`` write ``<nil>`` and fill the rest of the slot in one pass
     (``--no-early-exit``: decode every position)."""
+    word_share: float | None = None
+    """Say nothing rather than guess which thing: a sentence's first word holding less than this
+    share of the probability of all words becomes ``<nil>`` (counted as gated words; live and
+    offline alike; agents.model.slot_rule). None = off."""
     offline: bool = True
     """Also narrate the same frames offline (training-length windows) and report live - offline
     (``--no-offline`` to skip)."""
@@ -108,4 +112,7 @@ class NarrateConfig:
                                  "--num-envs 1.")
         if self.fps <= 0:
             raise NarrationError(f"--fps must be > 0, got {self.fps}.")
+        if self.word_share is not None and not 0.0 < self.word_share <= 1.0:
+            raise NarrationError(f"--word-share must be in (0, 1] (or left out: off), got "
+                                 f"{self.word_share}.")
         self.out = Path(self.out)

@@ -30,6 +30,7 @@ class EpisodeLog:
     annotated: bool = False  # the env put ``annotations`` in info
     cut: int = 0  # word tokens the carry bound cut (agents.model.slot_rule)
     ill_formed: int = 0  # slots where the early exit wrote <nil> over a word
+    gated: int = 0  # sentence-first words the word gate replaced with <nil>
     resets: int = 0  # --stream: env episodes that ended and were followed by the next
 
 
@@ -84,7 +85,8 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
     N = len(envs)
     vec = VectorNarrator(agent, num_envs=N, window=cfg.window, keep=cfg.keep,
                          forecast=cfg.forecast, greedy=cfg.greedy, temperature=cfg.temperature,
-                         top_k=cfg.top_k, seed=cfg.seed, cut=cfg.cut, early_exit=cfg.early_exit)
+                         top_k=cfg.top_k, seed=cfg.seed, cut=cfg.cut, early_exit=cfg.early_exit,
+                         word_share=cfg.word_share)
     vec.reset(cfg.seed)
     logs = [EpisodeLog() for _ in range(cfg.episodes)]
     episode, step = [-1] * N, [0] * N
@@ -113,6 +115,7 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
                             narration_entropy=float(out.entropy[i]), forecast=out.forecast[i],
                             narration_cut=int(out.cut[i]),
                             narration_ill_formed=bool(out.ill_formed[i]),
+                            narration_gated=int(out.gated[i]),
                             forecast_tokens=out.forecast_ids[i].numpy())
             _record(cfg, logs[episode[i]], episode[i], step[i], obs[i], narrated, printer, jsonl)
     return logs, narrate_s
@@ -129,6 +132,7 @@ def _record(cfg: NarrateConfig, log: EpisodeLog, ep: int, step: int, obs: np.nda
     log.narration.append(info["narration"])
     log.cut += int(info.get("narration_cut", 0))
     log.ill_formed += int(info.get("narration_ill_formed", False))
+    log.gated += int(info.get("narration_gated", 0))
     line: dict[str, Any] = {"episode": ep, "step": step, "narration": info["narration"],
                             "narration_tokens": info["narration_tokens"].tolist(),
                             "annotations": ann}

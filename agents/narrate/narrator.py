@@ -73,6 +73,8 @@ class NarrationStep:
             (:mod:`agents.model.slot_rule`; zeros without the cut).
         ill_formed: bool [B] the slot early exit wrote ``<nil>`` where the model would have
             written a word (exact for greedy narration; False without the early exit).
+        gated: Long [B] sentence-first words the word gate replaced with ``<nil>`` in this
+            slot (``word_share``; zeros without it).
     """
 
     ids: torch.Tensor
@@ -83,6 +85,7 @@ class NarrationStep:
     hidden: torch.Tensor
     cut: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     ill_formed: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
+    gated: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
 
 class Narrator:
@@ -109,12 +112,16 @@ class Narrator:
             (``SlotConfig.max_carry`` slots after the one it began in; :mod:`agents.model.slot_rule`).
         early_exit: After a slot's first ``<nil>`` write ``<nil>`` and, once every stream has
             ended its slot, fill the rest of the slot in one parallel pass.
+        word_share: Say ``<nil>`` instead of a sentence's first word when that word holds less
+            than this share of the probability of all words (no guessing *which* thing;
+            :mod:`agents.model.slot_rule`, rule 3); None = off.
     """
 
     def __init__(self, agent: Any, *, batch_size: int = 1, window: int | None = None,
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-                 decode: bool = True, cut: bool = True, early_exit: bool = True) -> None:
+                 decode: bool = True, cut: bool = True, early_exit: bool = True,
+                 word_share: float | None = None) -> None:
         window = training_window(agent) if window is None else window
         keep = window // 2 if keep is None else keep
         if batch_size < 1:
@@ -130,6 +137,8 @@ class Narrator:
                                  "pass greedy=True for argmax narration.")
         if top_k is not None and top_k < 1:
             raise NarrationError(f"top_k must be >= 1 or None, got {top_k}.")
+        if word_share is not None and not 0.0 < word_share <= 1.0:
+            raise NarrationError(f"word_share must be in (0, 1] or None (off), got {word_share}.")
         enc = agent.encoder
         if forecast and agent.predictor is None:
             raise NarrationError("forecast needs the BYOG predictor, but this agent has none "
@@ -150,7 +159,7 @@ class Narrator:
         self.generator = torch.Generator(device=self.device)
         self.state = None
         self.reencodes = 0  # slides done since the last reset (for tests and benchmarks)
-        self.rule = narration_rule(agent, cut=cut, early_exit=early_exit)
+        self.rule = narration_rule(agent, cut=cut, early_exit=early_exit, word_share=word_share)
         self.track = None  # the rule's per-stream state and counters (agents.model.slot_rule)
         # the objective's live forecast, by name: an objective without one fails here
         self._forecaster = FORECASTS[agent.cfg.predictor.mode](self) if forecast else None
@@ -201,7 +210,7 @@ class Narrator:
             self._slide()
         e_t = self.enc.embed_frame(self.state, x, embedding)  # [B, D] (after state.last_frame)
         prev = self.state.prev  # [B] the token before this frame's slot
-        cut0 = None if self.track is None else self.track.cut.clone()
+        before = self._slot_snapshot()
         ids, logits, self.state = self.enc.step_frame(
             self.state, e_t, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
             generator=self.generator, rule=self.rule)  # [B, k], [B, k, V]
@@ -217,26 +226,34 @@ class Narrator:
         forecast = [[_slot_text([fr]) for fr in frames_] for frames_ in unslot(f_ids, tok)] \
             if self.forecast and self.decode else [[] for _ in range(self.batch_size)]
         return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids, forecast=forecast,
-                             hidden=self.state.hidden, **self._slot_step(cut0))
+                             hidden=self.state.hidden, **self._slot_step(before))
 
-    def _slot_step(self, cut0: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """This step's cut tokens and ill-formed flags per stream (``cut0``: the cut count
-        before the step)."""
+    def _slot_snapshot(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cut and gated counts per stream before a step (None without a slot rule)."""
+        return None if self.track is None else (self.track.cut.clone(), self.track.gated.clone())
+
+    def _slot_step(self, before: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """This step's cut tokens, ill-formed flags and gated words per stream (``before``:
+        :meth:`_slot_snapshot` taken before the step)."""
         B = self.batch_size
-        if self.track is None:
-            return {"cut": torch.zeros(B, dtype=torch.long), "ill_formed": torch.zeros(B, dtype=torch.bool)}
-        return {"cut": (self.track.cut - cut0).cpu(), "ill_formed": self.track.ill.clone().cpu()}
+        if self.track is None or before is None:
+            zero = torch.zeros(B, dtype=torch.long)
+            return {"cut": zero, "ill_formed": zero.bool(), "gated": zero.clone()}
+        return {"cut": (self.track.cut - before[0]).cpu(), "ill_formed": self.track.ill.clone().cpu(),
+                "gated": (self.track.gated - before[1]).cpu()}
 
     def slot_counts(self) -> dict[str, int]:
         """Totals since the last reset, over all streams: ``cut_tokens`` (word tokens the carry
         bound replaced), ``ill_formed_slots`` (slots where the early exit wrote ``<nil>`` over a
-        word; exact for greedy narration) and ``early_exit_frames`` (frames whose slot ended
-        in one parallel pass)."""
+        word; exact for greedy narration), ``early_exit_frames`` (frames whose slot ended
+        in one parallel pass) and ``gated_words`` (sentence-first words the word gate replaced
+        with ``<nil>``)."""
         if self.track is None:
-            return {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0}
+            return {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0, "gated_words": 0}
         return {"cut_tokens": int(self.track.cut.sum()),
                 "ill_formed_slots": int(self.track.ill_formed.sum()),
-                "early_exit_frames": int(self.track.exits.max())}
+                "early_exit_frames": int(self.track.exits.max()),
+                "gated_words": int(self.track.gated.sum())}
 
     @torch.no_grad()
     def force(self, ids: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,7 @@ class VectorNarrator(Narrator):
         keep: Frames re-encoded when an env's window is full (default ``window // 2``).
         forecast: Future frames the predictor narrates each step per env (0 = none), by the
             objective's forecaster in :data:`VECTOR_FORECASTS`.
-        greedy, temperature, top_k, seed, decode, cut, early_exit: see
+        greedy, temperature, top_k, seed, decode, cut, early_exit, word_share: see
             :class:`~agents.narrate.narrator.Narrator` (the slot rule applies per env, so each env's
             tokens are its single-stream narration's; the early exit's parallel fill waits for
             every env's ``<nil>``).
@@ -72,14 +72,15 @@ class VectorNarrator(Narrator):
     def __init__(self, agent: Any, *, num_envs: int, window: int | None = None,
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-                 decode: bool = True, cut: bool = True, early_exit: bool = True) -> None:
+                 decode: bool = True, cut: bool = True, early_exit: bool = True,
+                 word_share: float | None = None) -> None:
         if num_envs < 1:
             raise NarrationError(f"num_envs must be >= 1, got {num_envs}.")
         # forecast=0 here: the base class would build a single-stream forecaster (one context
         # for the batch); ours comes from VECTOR_FORECASTS below, after the same checks
         super().__init__(agent, batch_size=num_envs, window=window, keep=keep, forecast=0,
                          greedy=greedy, temperature=temperature, top_k=top_k, seed=seed,
-                         decode=decode, cut=cut, early_exit=early_exit)
+                         decode=decode, cut=cut, early_exit=early_exit, word_share=word_share)
         if forecast < 0:
             raise NarrationError(f"forecast must be >= 0 frames, got {forecast}.")
         if forecast and agent.predictor is None:
@@ -164,7 +165,7 @@ class VectorNarrator(Narrator):
         f = torch.as_tensor(self.frames, device=self.device)  # each env's frame slot
         self._E[rows, f] = e_t.to(self._E.dtype)  # bf16 under autocast (--precision bf16)
         prev = self.state.prev  # [N] the token before each env's slot
-        cut0 = None if self.track is None else self.track.cut.clone()
+        before = self._slot_snapshot()
         with torch.inference_mode():
             ids, logits, hs = self._decode(e_t, f)
         ids, logits = torch.stack(ids, 1), torch.stack(logits, 1)  # [N, k], [N, k, V]
@@ -181,7 +182,7 @@ class VectorNarrator(Narrator):
         forecast = ([["; ".join(fr) for fr in frames_] for frames_ in unslot(f_ids, tok)]
                     if self.forecast and self.decode else [[] for _ in range(self.num_envs)])
         return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids,
-                             forecast=forecast, hidden=self.state.hidden, **self._slot_step(cut0))
+                             forecast=forecast, hidden=self.state.hidden, **self._slot_step(before))
 
     def _decode(self, e_t: torch.Tensor, f: torch.Tensor) -> tuple[list, list, list]:
         """k batched decode steps, each row at its own position (``NarrationEncoder._frame``
@@ -216,7 +217,7 @@ class VectorNarrator(Narrator):
             prev = sample_tokens(z, greedy=self.greedy, temperature=self.temperature,
                                  top_k=self.top_k, generator=self.generator, nil_rule=enc.nil_rule)
             if rule is not None:
-                prev = rule.force(track, prev, j)
+                prev = rule.force(track, prev, j, z)
             ids.append(prev)
             logits.append(z)
             hs.append(h)
@@ -230,7 +231,7 @@ class VectorNarrator(Narrator):
                 hs += h.unbind(1)
                 break
         if rule is not None:
-            rule.end_slot(track, free)
+            rule.end_slot(track, free, None if free is None else z)
         return ids, logits, hs
 
     def _slide(self, envs: np.ndarray) -> None:
