@@ -236,7 +236,7 @@ class Narrator:
         """This step's cut tokens, ill-formed flags and gated words per stream (``before``:
         :meth:`_slot_snapshot` taken before the step)."""
         B = self.batch_size
-        if self.track is None or before is None:
+        if before is None:  # no slot rule
             zero = torch.zeros(B, dtype=torch.long)
             return {"cut": zero, "ill_formed": zero.bool(), "gated": zero.clone()}
         return {"cut": (self.track.cut - before[0]).cpu(), "ill_formed": self.track.ill.clone().cpu(),
