@@ -118,6 +118,8 @@ def test_bad_option_values_are_refused(checkpoint, tmp_path, capsys):
     assert rc == 2 and "Unknown environment 'crafterr'" in err and "crafter" in err
     rc = cli(["--checkpoint", str(checkpoint), "--word-share", "0", "--out", str(tmp_path)])
     assert rc == 2 and "--word-share must be in (0, 1]" in capsys.readouterr().err
+    rc = cli(["--checkpoint", str(checkpoint), "--sentence-share", "1.5", "--out", str(tmp_path)])
+    assert rc == 2 and "--sentence-share must be in (0, 1]" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- live vs offline
@@ -312,6 +314,15 @@ def test_the_word_gate_acts_live_and_offline(checkpoint, tmp_path):
     said = [json.loads(line)["narration"] for line in (tmp_path / "gated" / "narration.jsonl").open()]
     before = [json.loads(line)["narration"] for line in (tmp_path / "free" / "narration.jsonl").open()]
     assert sum(map(len, said)) < sum(map(len, before))
+    # --sentence-share: the same, whole sentences left unsaid and counted in both arms
+    assert cli(args + ["--sentence-share", "0.9", "--out", str(tmp_path / "hushed")]) == 0
+    hushed = json.loads((tmp_path / "hushed" / "summary.json").read_text())
+    assert hushed["config"]["sentence_share"] == 0.9 and free["config"]["sentence_share"] is None
+    for arm in ("slots", "offline/slots"):
+        assert free[arm]["hushed_sentences"] == 0 < hushed[arm]["hushed_sentences"]
+    lines = [json.loads(x) for x in (tmp_path / "hushed" / "narration.jsonl").open()]
+    for now, then in zip(lines, (json.loads(x) for x in (tmp_path / "free" / "narration.jsonl").open())):
+        assert set(filter(None, now["narration"].split("; "))) <= set(then["narration"].split("; "))
 
 
 @pytest.mark.slow

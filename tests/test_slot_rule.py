@@ -71,6 +71,8 @@ def test_bad_rules_are_refused():
     for share in (0.0, 1.5):
         with pytest.raises(ValueError, match="word_share"):
             SlotRule(nil=NIL, ends=(NIL,), word_share=share)
+        with pytest.raises(ValueError, match="sentence_share"):
+            SlotRule(nil=NIL, ends=(NIL,), sentence_share=share)
 
 
 def logits_of(probs):
@@ -112,6 +114,37 @@ def test_the_word_gate_says_nil_instead_of_guessing_which_thing():
         assert int(ex.force(track, torch.tensor([NIL]), 0, sure)) == NIL
         ex.end_slot(track, torch.tensor([[W]]), probs[:, None])
         assert (int(track.ill_formed[0]), int(track.gated[0])) == (ill, gated)
+
+
+def test_the_sentence_gate_takes_back_a_sentence_whole():
+    """Rule 4: a sentence with an unsure word in the slot it began in is left unsaid whole (its
+    first word was sure, its second split: "facing stone" vs "facing water"), and so is its
+    continuation in the next slot; sure sentences and the tokens decoded are untouched."""
+    W2 = 8
+    split = logits_of({NIL: 0.1, W: 0.42, W2: 0.42})
+    sure = logits_of({NIL: 0.1, W: 0.85, W2: 0.02})
+    end = logits_of({NIL: 0.9, SEP: 0.05})
+    rule = SlotRule(nil=NIL, ends=(SEP, NIL, PAD), max_carry=None, early_exit=False,
+                    sentence_share=0.6)
+    track = rule.start(1, "cpu")
+    # slot 0: [sure W, split W2] <sep> [sure W ... runs on into slot 1]
+    ids = torch.tensor([[W, W2, SEP, W]])
+    said = rule.say(track, ids, torch.cat([sure, split, end, sure])[None])
+    assert said.tolist() == [[NIL, NIL, SEP, W]] and ids.tolist() == [[W, W2, SEP, W]]
+    assert int(track.hushed[0]) == 1
+    # slot 1: the sure sentence goes on; then a sentence whose second word is split, carried on
+    said = rule.say(track, torch.tensor([[W, SEP, W, W2]]), torch.cat([split, end, sure, split])[None])
+    assert said.tolist() == [[W, SEP, NIL, NIL]]  # a carried word is not judged again
+    # slot 2: the unsaid sentence's continuation stays unsaid, what follows it is said
+    said = rule.say(track, torch.tensor([[W, SEP, W, NIL]]), torch.cat([sure, end, sure, end])[None])
+    assert said.tolist() == [[NIL, SEP, W, NIL]] and int(track.hushed[0]) == 2
+    # a new stream (an env reset) has no sentence open
+    track.reset_rows(torch.tensor([True]))
+    said = rule.say(track, torch.tensor([[W, NIL, NIL, NIL]]), torch.cat([sure, end, end, end])[None])
+    assert said.tolist() == [[W, NIL, NIL, NIL]]
+    # off: the slot as decoded
+    off = replace(rule, sentence_share=None)
+    assert torch.equal(off.say(off.start(1, "cpu"), ids, torch.cat([sure, split, end, sure])[None]), ids)
 
 
 # --------------------------------------------------------------------------- recorded episodes
@@ -247,11 +280,11 @@ def test_early_exit_gives_the_same_tokens_where_the_slot_is_well_formed(recorded
     assert exits > 0  # the trained narrator's slots do end early
 
 
-@pytest.mark.parametrize("word_share", [None, 0.9])
-def test_vector_early_exit_equals_single_stream_on_recorded_episodes(recorded, trained, word_share):
+@pytest.mark.parametrize("gate", [{}, {"word_share": 0.9}, {"sentence_share": 0.9}])
+def test_vector_early_exit_equals_single_stream_on_recorded_episodes(recorded, trained, gate):
     """Two envs in one batched decode (the fill at per-row positions) equal each env narrated
-    alone, with the rule on (and the word gate), token for token; a later episode starts on
-    one env mid-run."""
+    alone, with the rule on (and the word or sentence gate), token for token; a later episode
+    starts on one env mid-run."""
     (fa, _), (fb, _) = recorded
     T = min(len(fa), len(fb))
     a2 = fa[: T // 2]  # env 0 plays a short episode, then episode b from its start
@@ -259,17 +292,17 @@ def test_vector_early_exit_equals_single_stream_on_recorded_episodes(recorded, t
     starts = np.zeros((T, 2), bool)
     starts[0] = True
     starts[len(a2), 0] = True
-    vec = VectorNarrator(trained, num_envs=2, window=8, keep=4, greedy=True, decode=False,
-                         word_share=word_share)
+    vec = VectorNarrator(trained, num_envs=2, window=8, keep=4, greedy=True, decode=False, **gate)
     vec.reset()
     steps = [vec.step(np.stack([stream0[t], fb[t]]), starts=starts[t]) for t in range(T)]
     ids = torch.stack([s.ids for s in steps], 1)  # [2, T, k]
     hidden = torch.stack([s.hidden for s in steps], 1)  # [2, T, k, D]
     assert vec.slot_counts()["early_exit_frames"] > 0
-    assert (vec.slot_counts()["gated_words"] > 0) == (word_share is not None)
-    single_a, _, h_a, _ = narrate(trained, a2, word_share=word_share)
-    single_b, _, h_b, _ = narrate(trained, fb[:T], word_share=word_share)
-    single_b0, _, h_b0, _ = narrate(trained, fb[: T - len(a2)], word_share=word_share)
+    assert (vec.slot_counts()["gated_words"] > 0) == ("word_share" in gate)
+    assert (vec.slot_counts()["hushed_sentences"] > 0) == ("sentence_share" in gate)
+    single_a, _, h_a, _ = narrate(trained, a2, **gate)
+    single_b, _, h_b, _ = narrate(trained, fb[:T], **gate)
+    single_b0, _, h_b0, _ = narrate(trained, fb[: T - len(a2)], **gate)
     assert torch.equal(ids[0, : len(a2)], single_a)
     assert torch.equal(ids[0, len(a2):], single_b0)
     assert torch.equal(ids[1], single_b)
@@ -314,3 +347,36 @@ def test_the_word_gate_silences_only_sentence_first_words(recorded, trained):
     n.reset()
     per_step = sum(int(n.step(f[None]).gated[0]) for f in recorded[0][0])
     assert per_step == n.slot_counts()["gated_words"] > 0
+
+
+def test_the_sentence_gate_says_whole_sentences_of_the_same_narration(recorded, trained):
+    """Live narration with the sentence gate decodes exactly as without it (the same hidden
+    states) and says a subset of its sentences, whole: every said sentence is one the free
+    narration says in that frame, nothing else; offline windows say the same as live; the
+    per-step counts add up."""
+    from agents.model.slot_rule import narration_rule
+    from agents.model.text import unslot
+
+    hushed = 0
+    for frames, _ in recorded:
+        said, _, h_said, n = narrate(trained, frames, sentence_share=0.9)
+        free, _, h_free, _ = narrate(trained, frames)
+        torch.testing.assert_close(h_said, h_free)  # the context is the model's own tokens
+        assert ((said == free) | (said == special_ids(trained.tokenizer).nil)).all()
+        for s_said, s_free in zip(unslot(said, trained.tokenizer), unslot(free, trained.tokenizer)):
+            assert all(s in s_free for s in s_said)  # no fragment: only whole sentences
+        hushed += n.slot_counts()["hushed_sentences"]
+        assert sum(len(x) for x in unslot(said, trained.tokenizer)) \
+            == sum(len(x) for x in unslot(free, trained.tokenizer)) - n.slot_counts()["hushed_sentences"]
+    assert hushed > 0
+    frames = recorded[0][0][:8]
+    live, _, _, n = narrate(trained, frames, sentence_share=0.9)
+    e = trained.encoder.frame_embeddings(torch.as_tensor(frames)[None],
+                                         torch.ones(1, len(frames), dtype=torch.bool))
+    offline, _ = trained.encoder.sample(e, greedy=True,
+                                        rule=narration_rule(trained, sentence_share=0.9))
+    assert torch.equal(offline[0], live)  # within the live window: offline == live
+    n = Narrator(trained, window=8, keep=4, greedy=True, decode=False, sentence_share=0.9)
+    n.reset()
+    per_step = sum(int(n.step(f[None]).hushed[0]) for f in recorded[0][0])
+    assert per_step == n.slot_counts()["hushed_sentences"] > 0

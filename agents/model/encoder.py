@@ -336,7 +336,8 @@ class NarrationEncoder(nn.Module):
         All B sequences are sampled in parallel, one cached model call per token position,
         into a cache preallocated for the window's T*k positions. ``rule``: the slot format to
         keep (:mod:`agents.model.slot_rule`; None = tokens as the model chooses them, as training's
-        target sampling does); ``track``: its per-row state and counters (a fresh one when
+        target sampling does; with its sentence gate the ids returned are the slots as said,
+        while the model's context keeps the tokens it chose); ``track``: its per-row state and counters (a fresh one when
         None; pass one to read the cut and ill-formed counts).
         """
         B, T, _ = e.shape
@@ -349,6 +350,8 @@ class NarrationEncoder(nn.Module):
             for t in range(T):
                 y, z, _ = self._frame(state, e[:, t], io, greedy=greedy, temperature=temperature,
                                       top_k=top_k, generator=generator, rule=rule)
+                if rule is not None and rule.sentence_share is not None:  # what is said (rule 4)
+                    y = list(rule.say(track, torch.stack(y, 1), torch.stack(z, 1)).unbind(1))
                 ids += y
                 logits += z
         # outside inference mode: ordinary tensors (callers may use them in training losses)

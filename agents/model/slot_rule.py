@@ -33,6 +33,15 @@ have chosen from, so the greedy choice there says whether the slot was well form
    for precision (measured on the demo checkpoint in the README's narration section). Inside a
    sentence nothing is gated: cutting a sentence after its first word would leave a fragment.
 
+4. **Optionally, say only sure sentences** (``sentence_share``, off by default). Decoding is
+   untouched (the model's context keeps every token it chose); what is *said* leaves out each
+   sentence begun in a slot where one of its words in that slot holds less than
+   ``sentence_share`` of the words' probability (its tokens become ``<nil>`` in the said slot,
+   its continuation in later slots too; counted in ``SlotTrack.hushed``). Why: the word gate
+   (rule 3) sees only a sentence's first word, but "facing stone" vs "facing water" is decided
+   at the second; a sentence that has not left its slot can still be taken back whole, so no
+   fragment is said. See :meth:`SlotRule.say`.
+
 Per-stream state lives in :class:`SlotTrack` (one per narration state, carried across window
 slides, reset per stream when a vector narrator's env resets). Nothing here imports the model.
 """
@@ -59,6 +68,9 @@ class SlotRule:
         word_share: A sentence's first word must hold at least this share of the probability
             of all words (not ``<nil>``), else ``<nil>`` is written (rule 3 of the module
             docstring); None = off. Applies only where the decoder passes its logits.
+        sentence_share: Say a sentence only when each of its words in the slot it began in
+            holds at least this share of the words' probability (rule 4, :meth:`say`);
+            None = off.
     """
 
     nil: int
@@ -66,6 +78,7 @@ class SlotRule:
     max_carry: int | None = 4
     early_exit: bool = True
     word_share: float | None = None
+    sentence_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.nil not in self.ends:
@@ -74,17 +87,22 @@ class SlotRule:
             raise ValueError(f"max_carry must be >= 0 slots or None, got {self.max_carry}.")
         if self.word_share is not None and not 0.0 < self.word_share <= 1.0:
             raise ValueError(f"word_share must be in (0, 1] or None (off), got {self.word_share}.")
+        if self.sentence_share is not None and not 0.0 < self.sentence_share <= 1.0:
+            raise ValueError(f"sentence_share must be in (0, 1] or None (off), got "
+                             f"{self.sentence_share}.")
 
     @property
     def active(self) -> bool:
         """Whether the rule changes anything (a cut, the early exit or the word gate)."""
-        return self.max_carry is not None or self.early_exit or self.word_share is not None
+        return (self.max_carry is not None or self.early_exit or self.word_share is not None
+                or self.sentence_share is not None)
 
     def start(self, batch_size: int, device: torch.device | str) -> SlotTrack:
         """A fresh track for ``batch_size`` streams (no sentence open)."""
         z = torch.zeros(batch_size, dtype=torch.long, device=device)
         return SlotTrack(age=z - 1, done=z.bool(), ill=z.bool(), cut=z.clone(),
-                         ill_formed=z.clone(), exits=z.clone(), gated=z.clone())
+                         ill_formed=z.clone(), exits=z.clone(), gated=z.clone(),
+                         said_open=z.bool(), hush=z.bool(), hushed=z.clone())
 
     def force(self, track: SlotTrack, tok: torch.Tensor, j: int,
               logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -126,6 +144,32 @@ class SlotRule:
             & share.lt(self.word_share)
         return tok.masked_fill(gated, self.nil), gated
 
+    def say(self, track: SlotTrack, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Rule 4: the slot as said, from the slot as decoded ``ids`` Long [B, k] and the
+        ``logits`` [B, k, V] each token was chosen from; advances ``track``'s said-sentence
+        state and ``hushed`` count. ``ids`` itself (the model's context) is not changed."""
+        if self.sentence_share is None:
+            return ids
+        B, k = ids.shape
+        word = ~torch.isin(ids, _ids_tensor(self.ends, ids.device))  # [B, k]
+        p = torch.softmax(logits.float(), dim=-1)
+        share = p.gather(-1, ids[..., None])[..., 0] / (1.0 - p[..., self.nil]).clamp_min(1e-12)
+        # words continuing the sentence open when the slot began, then sentences begun here
+        carried = track.said_open[:, None] & word.long().cumprod(1).bool()  # [B, k]
+        after_end = torch.cat([~track.said_open[:, None], ~word[:, :-1]], 1)
+        start = word & after_end & ~carried  # [B, k] a sentence begins at j
+        seg = start.long().cumsum(1)  # [B, k] index of the sentence begun here (0: none)
+        own = word & ~carried
+        worst = torch.ones(B, k + 1, device=ids.device).scatter_reduce(
+            1, seg.masked_fill(~own, 0), share.masked_fill(~own, 1.0), "amin")  # [B, k + 1]
+        unsure = worst.lt(self.sentence_share)
+        unsure[:, 0] = False
+        hush = (carried & track.hush[:, None]) | (own & unsure.gather(1, seg))
+        track.hushed.add_((start & hush).long().sum(1))
+        track.said_open.copy_(word[:, -1])
+        track.hush.copy_(word[:, -1] & hush[:, -1])
+        return ids.masked_fill(hush, self.nil)
+
     def end_slot(self, track: SlotTrack, free: torch.Tensor | None = None,
                  free_logits: torch.Tensor | None = None) -> None:
         """Close the frame's slot: ``free`` Long [B, L] the greedy choices at the positions the
@@ -160,6 +204,9 @@ class SlotTrack:
         ill_formed: Slots where the early exit wrote ``<nil>`` over a word (greedy: exact).
         exits: Frames (whole batch) whose slot ended in one parallel pass (same on every row).
         gated: Sentence-first words the word gate replaced with ``<nil>`` (since the start).
+        said_open: A sentence was open at the end of the last slot said (rule 4).
+        hush: That open sentence is not said (rule 4).
+        hushed: Sentences rule 4 left unsaid (since the start).
     """
 
     age: torch.Tensor
@@ -169,23 +216,30 @@ class SlotTrack:
     ill_formed: torch.Tensor
     exits: torch.Tensor
     gated: torch.Tensor
+    said_open: torch.Tensor
+    hush: torch.Tensor
+    hushed: torch.Tensor
 
     def reset_rows(self, rows: torch.Tensor) -> None:
         """Streams where ``rows`` (bool [B]) is True start afresh (their env reset): no open
         sentence (their counters keep counting)."""
         self.age.masked_fill_(rows, -1)
+        self.said_open.masked_fill_(rows, False)
+        self.hush.masked_fill_(rows, False)
 
 
 def narration_rule(agent: Any, *, cut: bool = True, early_exit: bool = True,
-                   word_share: float | None = None) -> SlotRule | None:
+                   word_share: float | None = None,
+                   sentence_share: float | None = None) -> SlotRule | None:
     """The slot rule narration keeps (:mod:`agents.model.slot_rule`): the agent's (its training
-    targets' carry bound) with the cut, the early exit and the word gate switched as asked;
-    None when none is on or the agent has none."""
+    targets' carry bound) with the cut, the early exit and the word and sentence gates switched
+    as asked; None when none is on or the agent has none."""
     base = getattr(agent.encoder, "slot_rule", None)
-    if base is None or not (cut or early_exit or word_share is not None):
+    if base is None or not (cut or early_exit or word_share is not None
+                            or sentence_share is not None):
         return None
     return replace(base, max_carry=base.max_carry if cut else None, early_exit=early_exit,
-                   word_share=word_share)
+                   word_share=word_share, sentence_share=sentence_share)
 
 
 __all__ = ["SlotRule", "SlotTrack", "narration_rule"]

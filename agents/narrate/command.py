@@ -63,7 +63,8 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
         env = NarrationWrapper(base, agent, window=cfg.window, keep=cfg.keep,
                                forecast=cfg.forecast, greedy=cfg.greedy,
                                temperature=cfg.temperature, top_k=cfg.top_k, cut=cfg.cut,
-                               early_exit=cfg.early_exit, word_share=cfg.word_share)
+                               early_exit=cfg.early_exit, word_share=cfg.word_share,
+                               sentence_share=cfg.sentence_share)
         policy = make_policy(cfg.policy, base, seed=cfg.seed)
         envs = [env]
     cfg.out.mkdir(parents=True, exist_ok=True)

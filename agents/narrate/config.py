@@ -85,6 +85,11 @@ class NarrateConfig:
     """Say nothing rather than guess which thing: a sentence's first word holding less than this
     share of the probability of all words becomes ``<nil>`` (counted as gated words; live and
     offline alike; agents.model.slot_rule). None = off."""
+    sentence_share: float | None = None
+    """Say only sure sentences: leave unsaid each sentence with a word (in the slot it began in)
+    holding less than this share of the probability of all words (the narrator decodes as
+    without; counted as hushed sentences; live and offline alike; agents.model.slot_rule rule
+    4). None = off."""
     offline: bool = True
     """Also narrate the same frames offline (training-length windows) and report live - offline
     (``--no-offline`` to skip)."""
@@ -115,4 +120,7 @@ class NarrateConfig:
         if self.word_share is not None and not 0.0 < self.word_share <= 1.0:
             raise NarrationError(f"--word-share must be in (0, 1] (or left out: off), got "
                                  f"{self.word_share}.")
+        if self.sentence_share is not None and not 0.0 < self.sentence_share <= 1.0:
+            raise NarrationError(f"--sentence-share must be in (0, 1] (or left out: off), got "
+                                 f"{self.sentence_share}.")
         self.out = Path(self.out)

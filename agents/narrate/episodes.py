@@ -31,6 +31,7 @@ class EpisodeLog:
     cut: int = 0  # word tokens the carry bound cut (agents.model.slot_rule)
     ill_formed: int = 0  # slots where the early exit wrote <nil> over a word
     gated: int = 0  # sentence-first words the word gate replaced with <nil>
+    hushed: int = 0  # sentences the sentence gate left unsaid
     resets: int = 0  # --stream: env episodes that ended and were followed by the next
 
 
@@ -86,7 +87,7 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
     vec = VectorNarrator(agent, num_envs=N, window=cfg.window, keep=cfg.keep,
                          forecast=cfg.forecast, greedy=cfg.greedy, temperature=cfg.temperature,
                          top_k=cfg.top_k, seed=cfg.seed, cut=cfg.cut, early_exit=cfg.early_exit,
-                         word_share=cfg.word_share)
+                         word_share=cfg.word_share, sentence_share=cfg.sentence_share)
     vec.reset(cfg.seed)
     logs = [EpisodeLog() for _ in range(cfg.episodes)]
     episode, step = [-1] * N, [0] * N
@@ -116,6 +117,7 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
                             narration_cut=int(out.cut[i]),
                             narration_ill_formed=bool(out.ill_formed[i]),
                             narration_gated=int(out.gated[i]),
+                            narration_hushed=int(out.hushed[i]),
                             forecast_tokens=out.forecast_ids[i].numpy())
             _record(cfg, logs[episode[i]], episode[i], step[i], obs[i], narrated, printer, jsonl)
     return logs, narrate_s
@@ -133,6 +135,7 @@ def _record(cfg: NarrateConfig, log: EpisodeLog, ep: int, step: int, obs: np.nda
     log.cut += int(info.get("narration_cut", 0))
     log.ill_formed += int(info.get("narration_ill_formed", False))
     log.gated += int(info.get("narration_gated", 0))
+    log.hushed += int(info.get("narration_hushed", 0))
     line: dict[str, Any] = {"episode": ep, "step": step, "narration": info["narration"],
                             "narration_tokens": info["narration_tokens"].tolist(),
                             "annotations": ann}

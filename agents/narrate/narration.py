@@ -34,7 +34,8 @@ class NarrationWrapper(gym.Wrapper):
     (int64 [k]), ``narration_entropy`` (float), ``narration_cut`` (int: word tokens the carry
     bound cut, see :mod:`agents.model.slot_rule`), ``narration_ill_formed`` (bool: the slot early exit
     wrote ``<nil>`` over a word), ``narration_gated`` (int: sentence-first words the word gate
-    replaced with ``<nil>``) and, with ``forecast=N``, ``forecast`` (N str)
+    replaced with ``<nil>``), ``narration_hushed`` (int: sentences the sentence gate left
+    unsaid) and, with ``forecast=N``, ``forecast`` (N str)
     and ``forecast_tokens`` (int64 [N, k]). Reset clears the context (and seeds sampling with
     the reset seed, so the same seed gives the same narration); memory stays bounded by
     ``window`` frames (see the module docstring).
@@ -54,21 +55,23 @@ class NarrationWrapper(gym.Wrapper):
         env: An env with ``Box(0, 255, (H, W, 3), uint8)`` observations (any ``byog_env.make`` env).
         agent: A BYOG agent; when it carries ``frame_shape`` (set by :func:`load_narrating_agent`)
             it must match the env's.
-        window, keep, forecast, greedy, temperature, top_k, cut, early_exit, word_share: see
+        window, keep, forecast, greedy, temperature, top_k, cut, early_exit, word_share,
+            sentence_share: see
             :class:`Narrator`.
     """
 
     def __init__(self, env: gym.Env, agent: Any, *, window: int | None = None, keep: int | None = None,
                  forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
                  top_k: int | None = None, cut: bool = True, early_exit: bool = True,
-                 word_share: float | None = None) -> None:
+                 word_share: float | None = None, sentence_share: float | None = None) -> None:
         super().__init__(env)
         check_rgb_frames(env.observation_space, agent, "NarrationWrapper")
         if agent.encoder.obs.needs_column:  # an env gives frames only
             raise NarrationError(needs_column_message(agent.encoder.obs.needs_column))
         self.narrator = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=greedy,
                                  temperature=temperature, top_k=top_k, cut=cut,
-                                 early_exit=early_exit, word_share=word_share)
+                                 early_exit=early_exit, word_share=word_share,
+                                 sentence_share=sentence_share)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -98,6 +101,7 @@ class NarrationWrapper(gym.Wrapper):
         info["narration_cut"] = int(out.cut[0])  # tokens the carry bound cut (agents.model.slot_rule)
         info["narration_ill_formed"] = bool(out.ill_formed[0])
         info["narration_gated"] = int(out.gated[0])  # words the word gate replaced with <nil>
+        info["narration_hushed"] = int(out.hushed[0])  # sentences the sentence gate left unsaid
         if self.narrator.forecast:
             info["forecast"] = out.forecast[0]
             info["forecast_tokens"] = out.forecast_ids[0].cpu().numpy()

@@ -75,6 +75,9 @@ class NarrationStep:
             written a word (exact for greedy narration; False without the early exit).
         gated: Long [B] sentence-first words the word gate replaced with ``<nil>`` in this
             slot (``word_share``; zeros without it).
+        hushed: Long [B] sentences begun in this slot that the sentence gate left unsaid
+            (``sentence_share``; zeros without it). With the gate, ``ids`` and ``text`` are the
+            slot as said; the context keeps what the model chose.
     """
 
     ids: torch.Tensor
@@ -86,6 +89,7 @@ class NarrationStep:
     cut: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     ill_formed: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
     gated: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    hushed: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
 
 class Narrator:
@@ -115,13 +119,16 @@ class Narrator:
         word_share: Say ``<nil>`` instead of a sentence's first word when that word holds less
             than this share of the probability of all words (no guessing *which* thing;
             :mod:`agents.model.slot_rule`, rule 3); None = off.
+        sentence_share: Leave unsaid each sentence with a word (in the slot it began in) that
+            holds less than this share of the words' probability (rule 4; decoding itself is
+            unchanged); None = off.
     """
 
     def __init__(self, agent: Any, *, batch_size: int = 1, window: int | None = None,
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
                  decode: bool = True, cut: bool = True, early_exit: bool = True,
-                 word_share: float | None = None) -> None:
+                 word_share: float | None = None, sentence_share: float | None = None) -> None:
         window = training_window(agent) if window is None else window
         keep = window // 2 if keep is None else keep
         if batch_size < 1:
@@ -139,6 +146,9 @@ class Narrator:
             raise NarrationError(f"top_k must be >= 1 or None, got {top_k}.")
         if word_share is not None and not 0.0 < word_share <= 1.0:
             raise NarrationError(f"word_share must be in (0, 1] or None (off), got {word_share}.")
+        if sentence_share is not None and not 0.0 < sentence_share <= 1.0:
+            raise NarrationError(f"sentence_share must be in (0, 1] or None (off), got "
+                                 f"{sentence_share}.")
         enc = agent.encoder
         if forecast and agent.predictor is None:
             raise NarrationError("forecast needs the BYOG predictor, but this agent has none "
@@ -159,7 +169,8 @@ class Narrator:
         self.generator = torch.Generator(device=self.device)
         self.state = None
         self.reencodes = 0  # slides done since the last reset (for tests and benchmarks)
-        self.rule = narration_rule(agent, cut=cut, early_exit=early_exit, word_share=word_share)
+        self.rule = narration_rule(agent, cut=cut, early_exit=early_exit, word_share=word_share,
+                                   sentence_share=sentence_share)
         self.track = None  # the rule's per-stream state and counters (agents.model.slot_rule)
         # the objective's live forecast, by name: an objective without one fails here
         self._forecaster = FORECASTS[agent.cfg.predictor.mode](self) if forecast else None
@@ -215,11 +226,12 @@ class Narrator:
             self.state, e_t, greedy=self.greedy, temperature=self.temperature, top_k=self.top_k,
             generator=self.generator, rule=self.rule)  # [B, k], [B, k, V]
         self._e.append(e_t)
-        self._ids.append(ids)
+        self._ids.append(ids)  # the context keeps what the model chose
         f_ids = ids.new_zeros(self.batch_size, 0, self.k)
         if self._forecaster is not None:
             feats = self.agent.predictor.features(self.state.hidden, logits)  # [B, k, Dx]
             f_ids = self._forecaster(feats, prev, ids)
+        ids = self._said(ids, logits)
         ent = M.position_entropy(logits).mean(-1)  # [B]
         tok = self.agent.tokenizer
         text = [_slot_text(s) for s in unslot(ids[:, None], tok)] if self.decode else []
@@ -228,9 +240,17 @@ class Narrator:
         return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids, forecast=forecast,
                              hidden=self.state.hidden, **self._slot_step(before))
 
-    def _slot_snapshot(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The cut and gated counts per stream before a step (None without a slot rule)."""
-        return None if self.track is None else (self.track.cut.clone(), self.track.gated.clone())
+    def _said(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The slot as said (the sentence gate, rule 4 of :mod:`agents.model.slot_rule`): ids
+        Long [B, k] decoded from logits [B, k, V] -> Long [B, k]; ``ids`` without the gate."""
+        if self.rule is None or self.rule.sentence_share is None:
+            return ids
+        return self.rule.say(self.track, ids, logits)
+
+    def _slot_snapshot(self) -> tuple[torch.Tensor, ...] | None:
+        """The cut, gated and hushed counts per stream before a step (None without a slot rule)."""
+        return None if self.track is None else (self.track.cut.clone(), self.track.gated.clone(),
+                                                self.track.hushed.clone())
 
     def _slot_step(self, before: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
         """This step's cut tokens, ill-formed flags and gated words per stream (``before``:
@@ -238,22 +258,26 @@ class Narrator:
         B = self.batch_size
         if before is None:  # no slot rule
             zero = torch.zeros(B, dtype=torch.long)
-            return {"cut": zero, "ill_formed": zero.bool(), "gated": zero.clone()}
+            return {"cut": zero, "ill_formed": zero.bool(), "gated": zero.clone(),
+                    "hushed": zero.clone()}
         return {"cut": (self.track.cut - before[0]).cpu(), "ill_formed": self.track.ill.clone().cpu(),
-                "gated": (self.track.gated - before[1]).cpu()}
+                "gated": (self.track.gated - before[1]).cpu(),
+                "hushed": (self.track.hushed - before[2]).cpu()}
 
     def slot_counts(self) -> dict[str, int]:
         """Totals since the last reset, over all streams: ``cut_tokens`` (word tokens the carry
         bound replaced), ``ill_formed_slots`` (slots where the early exit wrote ``<nil>`` over a
         word; exact for greedy narration), ``early_exit_frames`` (frames whose slot ended
         in one parallel pass) and ``gated_words`` (sentence-first words the word gate replaced
-        with ``<nil>``)."""
+        with ``<nil>``), ``hushed_sentences`` (sentences the sentence gate left unsaid)."""
         if self.track is None:
-            return {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0, "gated_words": 0}
+            return {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0, "gated_words": 0,
+                    "hushed_sentences": 0}
         return {"cut_tokens": int(self.track.cut.sum()),
                 "ill_formed_slots": int(self.track.ill_formed.sum()),
                 "early_exit_frames": int(self.track.exits.max()),
-                "gated_words": int(self.track.gated.sum())}
+                "gated_words": int(self.track.gated.sum()),
+                "hushed_sentences": int(self.track.hushed.sum())}
 
     @torch.no_grad()
     def force(self, ids: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ def offline_narration(cfg: NarrateConfig, agent: Any, logs: list[EpisodeLog],
 
     Returns:
         (ids int64 [T, k] per episode, slot counts ``cut_tokens``/``ill_formed_slots``/
-        ``gated_words``, window).
+        ``gated_words``/``hushed_sentences``, window).
     """
     from agents.model.slot_rule import narration_rule
     from agents.narrate.narrator import training_window
@@ -34,8 +34,9 @@ def offline_narration(cfg: NarrateConfig, agent: Any, logs: list[EpisodeLog],
     device = next(agent.parameters()).device
     pieces = [(e, s) for e, lg in enumerate(logs) for s in range(0, len(lg.frames), W)]
     out = [np.zeros((len(lg.frames), agent.encoder.k), np.int64) for lg in logs]
-    rule = narration_rule(agent, cut=cfg.cut, early_exit=cfg.early_exit, word_share=cfg.word_share)
-    counts = {"cut_tokens": 0, "ill_formed_slots": 0, "gated_words": 0}
+    rule = narration_rule(agent, cut=cfg.cut, early_exit=cfg.early_exit, word_share=cfg.word_share,
+                          sentence_share=cfg.sentence_share)
+    counts = {"cut_tokens": 0, "ill_formed_slots": 0, "gated_words": 0, "hushed_sentences": 0}
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     for b in range(0, len(pieces), batch):
         part = pieces[b:b + batch]
@@ -63,6 +64,7 @@ def offline_narration(cfg: NarrateConfig, agent: Any, logs: list[EpisodeLog],
             counts["cut_tokens"] += int(track.cut.sum())
             counts["ill_formed_slots"] += int(track.ill_formed.sum())
             counts["gated_words"] += int(track.gated.sum())
+            counts["hushed_sentences"] += int(track.hushed.sum())
     return out, counts, W
 
 
@@ -195,7 +197,8 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
         "events": live["events"], "lag": live["lag"], "tolerance": cfg.tolerance,
         "slots": {"cut_tokens": sum(lg.cut for lg in logs),
                   "ill_formed_slots": sum(lg.ill_formed for lg in logs),
-                  "gated_words": sum(lg.gated for lg in logs), "frames": frames},
+                  "gated_words": sum(lg.gated for lg in logs),
+                  "hushed_sentences": sum(lg.hushed for lg in logs), "frames": frames},
         "monitors": live["monitors"], "bucket": cfg.bucket, "buckets": live["buckets"],
         "files": {"video": MP4 if cfg.video else None, "jsonl": JSONL, "plot": PLOT},
     }

@@ -53,9 +53,12 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
     else:
         table = Table(title=f"Agreement with the annotations (±{summary['tolerance']} frames; "
                             f"lag: nearest true event of the kind within ±{LAG_WINDOW})")
-        gate = (summary.get("config") or {}).get("word_share") is not None  # --word-share on
+        config = summary.get("config") or {}
+        gates = [(key, col) for opt, key, col in (("word_share", "gated_words", "gated words"),
+                                                   ("sentence_share", "hushed_sentences", "hushed sentences"))
+                 if config.get(opt) is not None]  # --word-share / --sentence-share on
         for col in ("", "F1", "95% CI", "precision", "recall", "|lag| p50", "|lag| p90",
-                    "paired", "cut tokens", "ill-formed slots") + (("gated words",) if gate else ()):
+                    "paired", "cut tokens", "ill-formed slots") + tuple(c for _, c in gates):
             table.add_column(col, justify="right")
         arms = [("live", ev, summary["lag"], summary["slots"])]
         if summary.get("offline/events") is not None:
@@ -66,10 +69,10 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
                           _fmt(e["recall"]), _fmt(lag["abs_p50"], ".1f"), _fmt(lag["abs_p90"], ".1f"),
                           _fmt(lag["paired_share"], ".0%"), str(sl["cut_tokens"]),
                           str(sl["ill_formed_slots"]),
-                          *((str(sl.get("gated_words", 0)),) if gate else ()))
+                          *(str(sl.get(key, 0)) for key, _ in gates))
         if "live_minus_offline/f1" in summary:
             table.add_row("live − offline", _fmt(summary["live_minus_offline/f1"], "+.3f"),
-                          _ci(summary["live_minus_offline/f1_ci"]), *[""] * (8 if gate else 7))
+                          _ci(summary["live_minus_offline/f1_ci"]), *[""] * (7 + len(gates)))
         console.print(table)
         _print_lag_by_kind(summary, console)
         d = summary.get("drift")

@@ -63,7 +63,7 @@ class VectorNarrator(Narrator):
         keep: Frames re-encoded when an env's window is full (default ``window // 2``).
         forecast: Future frames the predictor narrates each step per env (0 = none), by the
             objective's forecaster in :data:`VECTOR_FORECASTS`.
-        greedy, temperature, top_k, seed, decode, cut, early_exit, word_share: see
+        greedy, temperature, top_k, seed, decode, cut, early_exit, word_share, sentence_share: see
             :class:`~agents.narrate.narrator.Narrator` (the slot rule applies per env, so each env's
             tokens are its single-stream narration's; the early exit's parallel fill waits for
             every env's ``<nil>``).
@@ -73,14 +73,15 @@ class VectorNarrator(Narrator):
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
                  decode: bool = True, cut: bool = True, early_exit: bool = True,
-                 word_share: float | None = None) -> None:
+                 word_share: float | None = None, sentence_share: float | None = None) -> None:
         if num_envs < 1:
             raise NarrationError(f"num_envs must be >= 1, got {num_envs}.")
         # forecast=0 here: the base class would build a single-stream forecaster (one context
         # for the batch); ours comes from VECTOR_FORECASTS below, after the same checks
         super().__init__(agent, batch_size=num_envs, window=window, keep=keep, forecast=0,
                          greedy=greedy, temperature=temperature, top_k=top_k, seed=seed,
-                         decode=decode, cut=cut, early_exit=early_exit, word_share=word_share)
+                         decode=decode, cut=cut, early_exit=early_exit, word_share=word_share,
+                         sentence_share=sentence_share)
         if forecast < 0:
             raise NarrationError(f"forecast must be >= 0 frames, got {forecast}.")
         if forecast and agent.predictor is None:
@@ -176,6 +177,7 @@ class VectorNarrator(Narrator):
             feats = self.agent.predictor.features(self.state.hidden, logits)  # [N, k, Dx]
             f_ids = self._forecaster(feats, prev, ids)  # [N, F, k]
         self.frames += 1
+        ids = self._said(ids, logits)  # the context (self._I) keeps what the model chose
         ent = M.position_entropy(logits).mean(-1)  # [N]
         tok = self.agent.tokenizer
         text = ["; ".join(s[0]) for s in unslot(ids[:, None], tok)] if self.decode else []
