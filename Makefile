@@ -41,7 +41,7 @@ demo: install
 	$(PY) -m collect.inspect_dataset $(DEMO_OUT)/data --out $(DEMO_OUT)/inspect
 	$(PY) -m agents.training --data $(DEMO_OUT)/data --out $(DEMO_OUT)/run $(DEMO_TRAIN)
 	$(PY) -m agents.narrate --env crafter --checkpoint $(DEMO_OUT)/run --policy crafter-scripted \
-		--steps 300 --greedy --out $(DEMO_OUT)/narration
+		--steps 300 --greedy --sentence-share 0.8 --out $(DEMO_OUT)/narration
 	$(PY) -m agents.imagine --checkpoint $(DEMO_OUT)/run --data $(DEMO_OUT)/data $(DEMO_IMAGINE) --out $(DEMO_OUT)/imagine
 	$(PY) -m experiments.run_all --preset tiny --out $(DEMO_OUT)/study
 	@echo "demo outputs: $(DEMO_OUT)/inspect/contact_sheet.png, $(DEMO_OUT)/run/summary.json, $(DEMO_OUT)/run/plots/, $(DEMO_OUT)/narration/narration.mp4, $(DEMO_OUT)/imagine/imagination.mp4, $(DEMO_OUT)/study/report.md"

@@ -8,3 +8,9 @@ OUT=${OUT:-runs/narration-2000}
 .venv/bin/python -m agents.narrate --env crafter --checkpoint runs/demo/run --policy crafter-survivor \
   --episodes 8 --steps 2000 --greedy --no-video --quiet --threads 1 --out "$OUT"
 cp "$OUT/summary.json" "$OUT/narration_over_time.png" docs/results/crafter-live-narration-2000/
+# The same with the sentence gate the demo narrates with (--sentence-share 0.8).
+.venv/bin/python -m agents.narrate --env crafter --checkpoint runs/demo/run --policy crafter-survivor \
+  --episodes 8 --steps 2000 --greedy --no-video --quiet --threads 1 --sentence-share 0.8 --out "$OUT-gate"
+cp "$OUT-gate/summary.json" docs/results/crafter-live-narration-2000/summary_sentence_gate_0.8.json
+cp "$OUT-gate/narration_over_time.png" \
+  docs/results/crafter-live-narration-2000/narration_over_time_sentence_gate_0.8.png

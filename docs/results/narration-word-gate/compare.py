@@ -36,15 +36,16 @@ def per_episode(run: Path, tokenizer) -> list[dict[str, float]]:
 def main(runs: list[Path]) -> None:
     summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
     tok = load_narrating_agent(summaries[0]["config"]["checkpoint"]).tokenizer
-    print("| run | word_share | live F1 | precision | recall | offline F1 | abs lag p50 | "
-          "abs lag p90 | paired | narrated events | gated words |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | word_share | sentence_share | live F1 | precision | recall | offline F1 | "
+          "abs lag p50 | abs lag p90 | paired | narrated events | gated words | hushed sentences |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r, s in zip(runs, summaries):
         ev, lag = s["events"], s["lag"]
-        print(f"| {r.name} | {s['config']['word_share']} | {ev['f1']:.3f} | {ev['precision']:.3f} | "
+        print(f"| {r.name} | {s['config']['word_share']} | {s['config'].get('sentence_share')} | "
+              f"{ev['f1']:.3f} | {ev['precision']:.3f} | "
               f"{ev['recall']:.3f} | {s['offline/events']['f1']:.3f} | {lag['abs_p50']:.0f} | "
               f"{lag['abs_p90']:.0f} | {lag['paired_share']:.0%} | {lag['narrated']} | "
-              f"{s['slots'].get('gated_words', 0)} |")
+              f"{s['slots'].get('gated_words', 0)} | {s['slots'].get('hushed_sentences', 0)} |")
     base = per_episode(runs[0], tok)
     print(f"\nPaired per-episode differences to {runs[0].name} (mean, paired-t 95% interval, "
           f"n = {len(base)} episodes):\n")
@@ -56,6 +57,14 @@ def main(runs: list[Path]) -> None:
         print(f"| {r.name} | " + " | ".join(cells) + " |")
 
 
+def _gate_name(config: dict) -> str:
+    """'off', 'word 0.8', 'sentence 0.8' (or both) for a run's config."""
+    parts = [f"{name} {config[key]}" for key, name in (("word_share", "word"),
+                                                       ("sentence_share", "sentence"))
+             if config.get(key) is not None]
+    return " + ".join(parts) or "off"
+
+
 def plot(runs: list[Path], out: Path) -> None:
     """Live F1, precision, recall and |lag| p90 of each run, side by side."""
     import matplotlib
@@ -64,20 +73,20 @@ def plot(runs: list[Path], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     s = [json.loads((r / "summary.json").read_text()) for r in runs]
-    names = [str(x["config"]["word_share"] or "off") for x in s]
+    names = [_gate_name(x["config"]) for x in s]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     x = np.arange(len(runs))
     for i, key in enumerate(("f1", "precision", "recall")):
         a.bar(x + (i - 1) * 0.25, [v["events"][key] for v in s], 0.25, label=key)
     a.set_xticks(x, names)
-    a.set_xlabel("--word-share")
+    a.set_xlabel("gate")
     a.set_ylim(0, 1)
     a.legend(fontsize=8)
     a.set_title("live event agreement")
     b.bar(x, [v["lag"]["abs_p90"] for v in s], 0.5, color="gray")
     b.axhline(3, ls="--", color="k", lw=1, label="target 3")
     b.set_xticks(x, names)
-    b.set_xlabel("--word-share")
+    b.set_xlabel("gate")
     b.set_title("|lag| p90 (frames)")
     b.legend(fontsize=8)
     fig.tight_layout()
