@@ -93,7 +93,7 @@ class SlotRule:
 
     @property
     def active(self) -> bool:
-        """Whether the rule changes anything (a cut, the early exit or the word gate)."""
+        """Whether the rule changes anything (a cut, the early exit, the word or sentence gate)."""
         return (self.max_carry is not None or self.early_exit or self.word_share is not None
                 or self.sentence_share is not None)
 
