@@ -132,7 +132,7 @@ def test_vector_equals_single_env_narration_with_resets_and_slides_at_different_
         assert counts["cut_tokens"] > 0, counts  # tested on recorded episodes, test_slot_rule)
     else:
         assert counts == {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0,
-                          "gated_words": 0}
+                          "gated_words": 0, "hushed_sentences": 0}
     if forecast:  # so do the forecasts
         assert len({tuple(r) for r in ids[..., 3:].reshape(-1, 3 * forecast).tolist()}) > 2
     for i, ls in enumerate(lengths):

@@ -60,10 +60,9 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
         check_frame_shape(getattr(agent, "frame_shape", None), base.observation_space.shape)
         policies = [make_policy(cfg.policy, e, seed=cfg.seed + i) for i, e in enumerate(envs)]
     else:
-        env = NarrationWrapper(base, agent, window=cfg.window, keep=cfg.keep,
-                               forecast=cfg.forecast, greedy=cfg.greedy,
-                               temperature=cfg.temperature, top_k=cfg.top_k, cut=cfg.cut,
-                               early_exit=cfg.early_exit, word_share=cfg.word_share,
+        env = NarrationWrapper(base, agent, window=cfg.window, keep=cfg.keep, forecast=cfg.forecast,
+                               greedy=cfg.greedy, temperature=cfg.temperature, top_k=cfg.top_k,
+                               cut=cfg.cut, early_exit=cfg.early_exit, word_share=cfg.word_share,
                                sentence_share=cfg.sentence_share)
         policy = make_policy(cfg.policy, base, seed=cfg.seed)
         envs = [env]
