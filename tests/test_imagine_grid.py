@@ -203,7 +203,12 @@ def test_force_teacher_forces_the_last_slot_and_changes_the_state(agent):
     e, all_ids = torch.stack(list(n._e), 1), torch.stack(list(n._ids), 1)
     h_tf, _ = agent.encoder.prefill(all_ids, e)[:2]
     assert torch.allclose(h, h_tf[:, -agent.encoder.k:], atol=1e-5)
+    # the narrator's own slot track goes on (its counts), from the forced slot: a sentence is
+    # open after it iff the prompt's slot ends in a word
+    ends = set(n.rule.ends)
+    assert int(n.track.age[0]) == (-1 if int(ids[-1]) in ends else 0)
     n.step(frames[3])  # narration continues from the forced state
+    assert n.state.slot is n.track
     with pytest.raises(Exception, match="ids"):
         n.force(ids[None, :1])
 

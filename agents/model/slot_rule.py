@@ -220,6 +220,14 @@ class SlotTrack:
     hush: torch.Tensor
     hushed: torch.Tensor
 
+    def force_slot(self, ids: torch.Tensor, rule: SlotRule) -> None:
+        """The last slot was replaced by ``ids`` Long [B, k] (teacher forcing, said as given):
+        a sentence is open after it iff it ends in a word (then it began there: age 0)."""
+        open_ = ~torch.isin(ids[:, -1], _ids_tensor(rule.ends, ids.device))
+        self.age.copy_(torch.where(open_, 0, -1))
+        self.said_open.copy_(open_)
+        self.hush.zero_()
+
     def reset_rows(self, rows: torch.Tensor) -> None:
         """Streams where ``rows`` (bool [B]) is True start afresh (their env reset): no open
         sentence (their counters keep counting)."""

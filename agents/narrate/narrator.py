@@ -299,6 +299,9 @@ class Narrator:
         last_frame, obs_state = self.state.last_frame, self.state.obs_state
         h, z, self.state = self.enc.prefill(all_ids, e)  # [B, R*k, D], [B, R*k, V]
         self.state.last_frame, self.state.obs_state = last_frame, obs_state
+        if self.track is not None:  # the same track goes on (its counts), from the forced slot
+            self.state.slot = self.track
+            self.track.force_slot(ids, self.rule)
         if self._forecaster is not None:
             self._forecaster.refill(h, z, all_ids)
         return self.state.hidden
