@@ -337,8 +337,8 @@ class NarrationEncoder(nn.Module):
         into a cache preallocated for the window's T*k positions. ``rule``: the slot format to
         keep (:mod:`agents.model.slot_rule`; None = tokens as the model chooses them, as training's
         target sampling does; with its sentence gate the ids returned are the slots as said,
-        while the model's context keeps the tokens it chose); ``track``: its per-row state and counters (a fresh one when
-        None; pass one to read the cut and ill-formed counts).
+        while the model's context keeps the tokens it chose); ``track``: its per-row state and
+        counters (a fresh one when None; pass one to read the cut and ill-formed counts).
         """
         B, T, _ = e.shape
         if rule is not None and track is None:
