@@ -243,18 +243,16 @@ class Narrator:
     def _said(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The slot as said (the sentence gate, rule 4 of :mod:`agents.model.slot_rule`): ids
         Long [B, k] decoded from logits [B, k, V] -> Long [B, k]; ``ids`` without the gate."""
-        if self.rule is None or self.rule.sentence_share is None:
-            return ids
-        return self.rule.say(self.track, ids, logits)
+        return ids if self.rule is None else self.rule.say(self.track, ids, logits)
 
     def _slot_snapshot(self) -> tuple[torch.Tensor, ...] | None:
         """The cut, gated and hushed counts per stream before a step (None without a slot rule)."""
         return None if self.track is None else (self.track.cut.clone(), self.track.gated.clone(),
                                                 self.track.hushed.clone())
 
-    def _slot_step(self, before: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
-        """This step's cut tokens, ill-formed flags and gated words per stream (``before``:
-        :meth:`_slot_snapshot` taken before the step)."""
+    def _slot_step(self, before: tuple[torch.Tensor, ...] | None) -> dict[str, torch.Tensor]:
+        """This step's cut tokens, ill-formed flags, gated words and hushed sentences per stream
+        (``before``: :meth:`_slot_snapshot` taken before the step)."""
         B = self.batch_size
         if before is None:  # no slot rule
             zero = torch.zeros(B, dtype=torch.long)
