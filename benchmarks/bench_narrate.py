@@ -28,7 +28,9 @@ frames = a 256-position context):
    leaves (F + n c) / (F + k c); the fill's own cost is what the measured ratio adds to it.
    With F = 0 too, n / k remains: a frame decodes its words and one ``<nil>``, so
    n ~ (1 - nil rate) k + 1 and the ratio cannot go below ~ 1 - nil rate + 1/k (0.60 at a
-   ``<nil>`` rate of 0.53, 0.36 at 0.77).
+   ``<nil>`` rate of 0.53, 0.36 at 0.77). The same floor of the timed frames' own labels
+   (slotted as training writes them) is printed beside it: what the exit leaves of the decode
+   steps for a narrator that says what the labels say.
 
 Run: ``python benchmarks/bench_narrate.py [--quick]``; the last line is one JSON object.
 """
@@ -196,8 +198,24 @@ def early_exit_latency(agent, episodes: list, window: int, repeats: int = 2) -> 
                          "early_exit_share": exits / frames, "ill_formed_share": ill / frames,
                          "steps_per_frame": float(decode_steps(slots, nil).float().mean())}
     out = {"early_exit_ms_per_frame": 1e3 * best[True], "no_early_exit_ms_per_frame": 1e3 * best[False],
-           "early_exit_ratio": best[True] / best[False], "frames": frames, **stats}
+           "early_exit_ratio": best[True] / best[False], "frames": frames, **stats,
+           **label_floor(agent, episodes)}
     return {**out, **exit_bound(agent, episodes, window, out, repeats)}
+
+
+def label_floor(agent, episodes: list) -> dict[str, float]:
+    """The same floor for the training targets of the timed episodes: their annotations written
+    into slots as the trainer writes them (``slot_annotations``), as if a narrator said exactly
+    what the labels say. Its n / k is what the exit leaves of the decode steps for a narrator
+    that narrates as often as the labels do."""
+    from agents.model.text import slot_annotations
+
+    nil = agent.special.nil
+    slots = torch.cat([slot_annotations([ann], torch.ones(1, len(ann), dtype=torch.bool),
+                                        agent.tokenizer, agent.cfg.text).ids[0]
+                       for _, ann in episodes])  # [frames, k]
+    return {"label_nil_rate": float((slots == nil).float().mean()),
+            "label_floor_steps_only": float(decode_steps(slots, nil).float().mean()) / slots.shape[1]}
 
 
 def decode_steps(slots: torch.Tensor, nil: int) -> torch.Tensor:
@@ -351,7 +369,10 @@ def early_exit(args: argparse.Namespace, out: dict[str, float]) -> None:
           f"(F + n c) / (F + k c) = {ex['bound_free_fill']:.2f}x; the fill (with the exit's own "
           f"bookkeeping) costs {ex['fill_ms_per_frame']:.2f} ms per frame (all frames averaged); "
           f"with F = 0 as well only the steps remain: n / k = {ex['floor_steps_only']:.2f}x, a floor "
-          f"set by the narrator's <nil> rate (n ~ (1 - nil rate) k + 1), not by the code")
+          f"set by the narrator's <nil> rate (n ~ (1 - nil rate) k + 1), not by the code; the "
+          f"labels of the same frames, slotted as training writes them, have <nil> rate "
+          f"{ex['label_nil_rate']:.2f} and n / k = {ex['label_floor_steps_only']:.2f}x (a narrator "
+          f"that says what the labels say)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """A small trainable CNN: the default observation encoder, trained end to end."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from agents.obs.base import ObsEncoder, ObsEncoderError, to_float_chw
+from agents.obs.base import ObsEncoder, ObsEncoderError, StreamState, to_float_chw
 from agents.obs.cnn_config import CNNConfig
 
 
@@ -93,3 +96,82 @@ class CNNEncoder(ObsEncoder):
         flat = (B * T, *frames.shape[2:])
         feats = self.encode_frames(frames.reshape(flat), prev.reshape(flat))  # [B*T, D]
         return feats.reshape(B, T, -1)
+
+    # ---------------------------------------------------------------- live steps
+    def step(self, state: StreamState, frame: torch.Tensor | None, *,
+             embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, StreamState]:
+        """One new frame per stream (see :meth:`ObsEncoder.step`), on a lean path when it applies.
+
+        Live narration embeds one frame per step, where a call's cost is its op count, not its
+        arithmetic: the module path (two conv modules, pool, flatten, head, the delta's cat and
+        the clip checks) costs about two LM decode steps of the tiny model. With ``arch='patch'``,
+        the first conv is a patchify and one matmul (uint8 pixels straight in: the 1/255 scale
+        and the delta's two halves folded into its weights), the pool is skipped where it is
+        the identity, and oneDNN is off (its per-call setup dominates on one 8x8 grid). The
+        same function up to float rounding (``tests/test_obs_encoders.py``); any other
+        configuration, training, or autograd takes the module path."""
+        if frame is None or not self._lean_applies(frame):
+            return super().step(state, frame, embedding=embedding)
+        new = dict(state, started=torch.ones_like(state["started"]))
+        prev = None
+        if self.frame_delta:
+            last = state.get("prev_frame")
+            prev = frame if last is None else torch.where(
+                state["started"].to(frame.device)[:, None, None, None], last.to(frame.device), frame)
+            new["prev_frame"] = frame
+        mkldnn = torch.backends.mkldnn
+        was = mkldnn.enabled
+        mkldnn.enabled = False
+        try:
+            return self._lean(frame, prev), new
+        finally:
+            mkldnn.enabled = was
+
+    def _lean_applies(self, frame: torch.Tensor) -> bool:
+        side = self.__dict__.get("_lean_side")
+        if side is None:  # the module structure the lean path restates, checked once
+            conv, P = self.convs[0], self.convs[0].stride[0]
+            gelus = [self.convs[i] for i in range(1, len(self.convs), 2)] + [self.head[2]]
+            ok = (conv.kernel_size == (P, P) == conv.stride and conv.padding == (0, 0)
+                  and conv.bias is not None and isinstance(self.pool.output_size, int)
+                  and all(type(m) is nn.GELU and m.approximate == "none" for m in gelus))
+            side = self.__dict__["_lean_side"] = P * self.pool.output_size if ok else 0
+        return (side > 0 and not self.training and not torch.is_grad_enabled()
+                and frame.dtype == torch.uint8 and frame.dim() == 4
+                and frame.shape[1] == frame.shape[2] == side and frame.shape[3] == 3)
+
+    def _patch_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first conv as a matmul on raw pixels: (W [k * 3 * P * P, C], bias [C]) with rows in
+        (c, py, px) order per input half (the frame, then with ``frame_delta`` its predecessor),
+        ``conv([x, x - p] / 255) = [x, p] @ W``. Kept while the weights are unchanged (same
+        storage and version counter, as ``TokenLM.token_io`` keeps its folded tables)."""
+        conv = self.convs[0]
+        key = (conv.weight.data_ptr(), conv.weight._version, conv.weight.dtype)
+        cached = self.__dict__.get("_patch_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad(), torch.inference_mode(False):
+            w = conv.weight.reshape(conv.out_channels, 2 if self.frame_delta else 1, -1)
+            halves = [w[:, 0] + w[:, 1], -w[:, 1]] if self.frame_delta else [w[:, 0]]
+            folded = (torch.cat(halves, 1).T / 255.0).contiguous(), conv.bias
+        self.__dict__["_patch_cache"] = (key, folded)
+        return folded
+
+    def _lean(self, frame: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        """frame (and prev) uint8 [N, H, W, 3] -> float [N, out_dim] (see :meth:`step`)."""
+        N, H = frame.shape[:2]
+        P = self.convs[0].stride[0]
+        g = H // P
+        w0, b0 = self._patch_weights()
+
+        def patches(f: torch.Tensor) -> torch.Tensor:  # [N * g * g, 3 * P * P] in (c, py, px)
+            return f.reshape(N, g, P, g, P, 3).permute(0, 1, 3, 5, 2, 4).reshape(N * g * g, -1)
+
+        x = patches(frame) if prev is None else torch.cat([patches(frame), patches(prev)], 1)
+        y: Any = F.gelu(torch.addmm(b0, x.to(w0.dtype), w0))  # [N * g * g, C] cells
+        y = y.view(N, g, g, -1).permute(0, 3, 1, 2)  # [N, C, g, g]
+        for i in range(2, len(self.convs), 2):
+            conv = self.convs[i]
+            y = F.gelu(F.conv2d(y, conv.weight, conv.bias, padding=conv.padding))
+        lin = self.head[1]
+        return F.gelu(torch.addmm(lin.bias, y.reshape(N, -1), lin.weight.T))
