@@ -171,7 +171,7 @@ def train_narrator(size: str, episodes: list, steps: int, T: int = 16, batch: in
 
 
 @torch.no_grad()
-def early_exit_latency(agent, episodes: list, window: int, repeats: int = 2) -> dict[str, float]:
+def early_exit_latency(agent, episodes: list, window: int, repeats: int = 3) -> dict[str, float]:
     """ms per frame of live greedy narration with and without the slot early exit, on the same
     frames, runs interleaved (best of ``repeats`` each); the narration's <nil> rate, the share
     of frames that exited early and of ill-formed slots (from the early-exit run)."""
@@ -303,6 +303,8 @@ def main() -> None:
                     help="training steps of the narrator whose early exit is timed")
     ap.add_argument("--exit-size", default="tiny", help="model size of the early-exit timing")
     ap.add_argument("--early-exit-only", action="store_true", help="time the slot early exit only")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="interleaved runs of each early-exit arm (best of them is reported)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out: dict[str, float] = {"threads": 1}
@@ -353,7 +355,7 @@ def early_exit(args: argparse.Namespace, out: dict[str, float]) -> None:
     n_train, n_test = (4, 2) if args.quick else (8, 4)
     eps = recorded_episodes(n_train + n_test, 100 if args.quick else 200)
     trained = train_narrator(args.exit_size, eps[:n_train], 40 if args.quick else args.train_steps)
-    ex = early_exit_latency(trained, eps[n_train:], args.window)
+    ex = early_exit_latency(trained, eps[n_train:], args.window, args.repeats)
     k = trained.encoder.k
     out.update({f"early_exit/{key}": round(v, 3) for key, v in ex.items()})
     print(f"[{args.exit_size}, trained {40 if args.quick else args.train_steps} steps] live greedy "
