@@ -6,12 +6,7 @@ from agents.obs.base import ObsEncoder
 from agents.obs.cnn import CNNEncoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def frames(B=2, T=6, side=16, seed=0):
