@@ -5,7 +5,6 @@ import torch
 from agents.obs.base import ObsEncoder
 from agents.obs.cnn import CNNEncoder
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

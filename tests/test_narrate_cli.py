@@ -326,6 +326,38 @@ def test_the_word_gate_acts_live_and_offline(checkpoint, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("envs", [1, 2])
+def test_the_sentence_gate_sweep_scores_what_each_gate_would_say(checkpoint, tmp_path, capsys,
+                                                                  envs):
+    """``--sentence-share-sweep``: from one free run, each share's row is the score of a run
+    with ``--sentence-share q`` (the same said narration, counts, F1 and lags), in
+    summary.json, the CSV and a printed table; single env and two envs in one decode."""
+    args = ["--env", "crafter", "--checkpoint", str(checkpoint), "--policy", "random",
+            "--steps", "30", "--episodes", "3", "--greedy", "--no-video", "--quiet",
+            "--threads", "1", "--no-offline", "--num-envs", str(envs)]
+    assert cli(args + ["--sentence-share-sweep", "0.05", "0.9", "--out", str(tmp_path / "sweep")]) == 0
+    printed = capsys.readouterr().out
+    assert "said at each --sentence-share" in printed
+    sweep = json.loads((tmp_path / "sweep" / "summary.json").read_text())["sentence_gate_sweep"]
+    assert [r["sentence_share"] for r in sweep] == [0.05, 0.9]
+    for row in sweep:
+        q = row["sentence_share"]
+        assert cli(args + ["--sentence-share", str(q), "--out", str(tmp_path / f"q{q}")]) == 0
+        one = json.loads((tmp_path / f"q{q}" / "summary.json").read_text())
+        assert row["hushed_sentences"] == one["slots"]["hushed_sentences"]
+        for key in ("f1", "precision", "recall"):
+            assert row[key] == pytest.approx(one["events"][key])
+        assert row["f1_ci"] == pytest.approx(one["events"]["f1_ci"])
+        for key in ("abs_p50", "abs_p90"):
+            assert row[f"lag_{key}"] == pytest.approx(one["lag"][key], nan_ok=True)
+    assert sweep[1]["hushed_sentences"] > sweep[0]["hushed_sentences"]  # a stricter gate says less
+    csv_rows = (tmp_path / "sweep" / "sentence_gate_sweep.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("sentence_share,f1,") and len(csv_rows) == 3
+    assert cli(args + ["--sentence-share-sweep", "0.5", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "--sentence-share-sweep values must be in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_a_2000_step_episode_is_narrated_with_bounded_context(checkpoint, tmp_path, capsys):
     """Long episodes: 2,000 steps live (the scripted player dies within ~600 steps, so as one
     --stream of episodes, the narrator never reset), per-bucket monitors and the drift."""

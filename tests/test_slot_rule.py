@@ -380,3 +380,53 @@ def test_the_sentence_gate_says_whole_sentences_of_the_same_narration(recorded, 
     n.reset()
     per_step = sum(int(n.step(f[None]).hushed[0]) for f in recorded[0][0])
     assert per_step == n.slot_counts()["hushed_sentences"] > 0
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_a_recorded_decoding_said_again_at_any_share_is_that_gates_narration(recorded, trained,
+                                                                             vector):
+    """``shares=True`` records each step's decoded slot and its word shares; saying them again
+    with ``SlotRule.say_shares`` at a share q gives, frame for frame, what a narrator built with
+    ``sentence_share=q`` says (the gate never changes decoding): what ``--sentence-share-sweep``
+    relies on. Single stream and vector alike; the free narrator's decoded slots are its ids."""
+    from agents.model.slot_rule import narration_rule, word_shares
+
+    frames = recorded[0][0]
+
+    def run(**kw):
+        if vector:
+            n = VectorNarrator(trained, num_envs=1, window=8, keep=4, greedy=True, decode=False, **kw)
+        else:
+            n = Narrator(trained, window=8, keep=4, greedy=True, decode=False, **kw)
+        n.reset()
+        return [n.step(f[None]) for f in frames], n
+
+    rec, _ = run(shares=True)
+    assert all(torch.equal(s.decoded, s.ids) for s in rec)  # no gate: said = decoded
+    ends = torch.tensor(narration_rule(trained).ends)
+    for s in rec:  # a word's share of the words' probability (end tokens: not read)
+        words = ~torch.isin(s.ids, ends)
+        assert s.shares.shape == s.ids.shape and (s.shares[words] > 0).all() \
+            and (s.shares[words] <= 1 + 1e-6).all()
+    assert run()[0][0].shares.numel() == 0  # off by default: nothing recorded
+    hushed = []
+    for q in (0.6, 0.9):
+        gated, n = run(sentence_share=q)
+        rule = narration_rule(trained, sentence_share=q)
+        track = rule.start(1, "cpu")
+        again = [rule.say_shares(track, s.decoded, s.shares) for s in rec]
+        assert all(torch.equal(a, g.ids) for a, g in zip(again, gated))
+        assert int(track.hushed.sum()) == n.slot_counts()["hushed_sentences"]
+        hushed.append(n.slot_counts()["hushed_sentences"])
+        both, _ = run(sentence_share=q, shares=True)  # recording beside the gate changes nothing
+        assert all(torch.equal(b.ids, g.ids) and torch.equal(b.decoded, r.ids)
+                   for b, g, r in zip(both, gated, rec))
+    assert hushed[-1] > 0
+    # and say() is say_shares() of the shares it computes
+    logits = torch.randn(3, K, trained.encoder.tlm.core.config.vocab_size)
+    ids = logits.argmax(-1)
+    rule = narration_rule(trained, sentence_share=0.7)
+    t1, t2 = rule.start(3, "cpu"), rule.start(3, "cpu")
+    assert torch.equal(rule.say(t1, ids, logits),
+                       rule.say_shares(t2, ids, word_shares(ids, logits, rule.nil)))
+    assert torch.equal(t1.hushed, t2.hushed)

@@ -150,10 +150,17 @@ class SlotRule:
         state and ``hushed`` count. ``ids`` itself (the model's context) is not changed."""
         if self.sentence_share is None:
             return ids
+        return self.say_shares(track, ids, word_shares(ids, logits, self.nil))
+
+    def say_shares(self, track: SlotTrack, ids: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+        """:meth:`say` from each decoded token's share of the words' probability (``share``
+        float [B, k], :func:`word_shares`) instead of the logits: a decoding recorded with its
+        shares can be said again at any ``sentence_share`` (the gate leaves decoding as it is),
+        as ``agents.narrate --sentence-share-sweep`` does."""
+        if self.sentence_share is None:
+            return ids
         B, k = ids.shape
         word = ~torch.isin(ids, _ids_tensor(self.ends, ids.device))  # [B, k]
-        p = torch.softmax(logits.float(), dim=-1)
-        share = p.gather(-1, ids[..., None])[..., 0] / (1.0 - p[..., self.nil]).clamp_min(1e-12)
         # words continuing the sentence open when the slot began, then sentences begun here
         carried = track.said_open[:, None] & word.long().cumprod(1).bool()  # [B, k]
         after_end = torch.cat([~track.said_open[:, None], ~word[:, :-1]], 1)
@@ -183,6 +190,13 @@ class SlotRule:
             track.ill |= free.ne(self.nil).any(1)
             track.exits.add_(1)
         track.ill_formed.add_(track.ill.long())
+
+
+def word_shares(ids: torch.Tensor, logits: torch.Tensor, nil: int) -> torch.Tensor:
+    """Each chosen token's share of the probability of all words (everything but ``<nil>``):
+    ids Long [..., k] chosen from logits [..., k, V] -> float [..., k] (what rule 4 reads)."""
+    p = torch.softmax(logits.float(), dim=-1)
+    return p.gather(-1, ids[..., None])[..., 0] / (1.0 - p[..., nil]).clamp_min(1e-12)
 
 
 @lru_cache(maxsize=16)
@@ -250,4 +264,4 @@ def narration_rule(agent: Any, *, cut: bool = True, early_exit: bool = True,
                    word_share=word_share, sentence_share=sentence_share)
 
 
-__all__ = ["SlotRule", "SlotTrack", "narration_rule"]
+__all__ = ["SlotRule", "SlotTrack", "narration_rule", "word_shares"]

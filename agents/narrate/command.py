@@ -27,6 +27,7 @@ from typing import Any
 
 from agents.narrate.config import JSONL, MP4, PLOT, SUMMARY, NarrateConfig
 from agents.narrate.episodes import make_printer, run_episodes, run_episodes_vector, video_subtitles
+from agents.narrate.gate_sweep import print_sweep, sentence_gate_sweep, write_sweep
 from agents.narrate.narration import (
     NarrationWrapper,
     check_frame_shape,
@@ -63,7 +64,8 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
         env = NarrationWrapper(base, agent, window=cfg.window, keep=cfg.keep, forecast=cfg.forecast,
                                greedy=cfg.greedy, temperature=cfg.temperature, top_k=cfg.top_k,
                                cut=cfg.cut, early_exit=cfg.early_exit, word_share=cfg.word_share,
-                               sentence_share=cfg.sentence_share)
+                               sentence_share=cfg.sentence_share,
+                               shares=bool(cfg.sentence_share_sweep))
         policy = make_policy(cfg.policy, base, seed=cfg.seed)
         envs = [env]
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,8 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
             offline = offline_narration(cfg, agent, logs)
     summary = summarize(cfg, logs, agent.tokenizer, narrate_s,
                         has_annotations=any(lg.annotated for lg in logs), offline=offline)
+    if cfg.sentence_share_sweep:
+        summary["sentence_gate_sweep"] = sentence_gate_sweep(cfg, agent, logs)
     if cfg.video:
         frames = [f for lg in logs for f in lg.frames]
         subs = [s for lg in logs for s in video_subtitles(lg)]
@@ -95,7 +99,12 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
     (cfg.out / SUMMARY).write_text(json.dumps(summary, indent=2))
     plot_over_time(summary, cfg.out / PLOT)
     print_summary(summary, console)
+    swept = []
+    if summary.get("sentence_gate_sweep"):
+        print_sweep(summary["sentence_gate_sweep"], console)
+        swept = write_sweep(summary["sentence_gate_sweep"], cfg.out)
     console.print(f"Wrote {cfg.out / JSONL}, {cfg.out / SUMMARY}, {cfg.out / PLOT}"
+                  + "".join(f", {p}" for p in swept)
                   + (f" and the video {cfg.out / MP4}" if cfg.video else ""))
     return summary
 

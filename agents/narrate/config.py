@@ -90,6 +90,12 @@ class NarrateConfig:
     holding less than this share of the probability of all words (the narrator decodes as
     without; counted as hushed sentences; live and offline alike; agents.model.slot_rule rule
     4). None = off."""
+    sentence_share_sweep: tuple[float, ...] = ()
+    """Also score the live narration said at each of these sentence-gate shares (e.g. ``0.6 0.7
+    0.8 0.9``), from the same run: the gate leaves decoding as it is, so each row is exactly
+    what ``--sentence-share q`` would have said (a table, ``summary.json``'s
+    ``sentence_gate_sweep``, ``sentence_gate_sweep.csv`` and ``.png``). Choose q on episodes
+    other than those you report."""
     offline: bool = True
     """Also narrate the same frames offline (training-length windows) and report live - offline
     (``--no-offline`` to skip)."""
@@ -123,4 +129,7 @@ class NarrateConfig:
         if self.sentence_share is not None and not 0.0 < self.sentence_share <= 1.0:
             raise NarrationError(f"--sentence-share must be in (0, 1] (or left out: off), got "
                                  f"{self.sentence_share}.")
+        bad = [q for q in self.sentence_share_sweep if not 0.0 < q <= 1.0]
+        if bad:
+            raise NarrationError(f"--sentence-share-sweep values must be in (0, 1], got {bad}.")
         self.out = Path(self.out)

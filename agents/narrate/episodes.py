@@ -33,6 +33,8 @@ class EpisodeLog:
     gated: int = 0  # sentence-first words the word gate replaced with <nil>
     hushed: int = 0  # sentences the sentence gate left unsaid
     resets: int = 0  # --stream: env episodes that ended and were followed by the next
+    decoded: list[np.ndarray] = field(default_factory=list)  # int64 [k] per step (with shares)
+    shares: list[np.ndarray] = field(default_factory=list)  # float32 [k] per step (with shares)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -87,7 +89,8 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
     vec = VectorNarrator(agent, num_envs=N, window=cfg.window, keep=cfg.keep,
                          forecast=cfg.forecast, greedy=cfg.greedy, temperature=cfg.temperature,
                          top_k=cfg.top_k, seed=cfg.seed, cut=cfg.cut, early_exit=cfg.early_exit,
-                         word_share=cfg.word_share, sentence_share=cfg.sentence_share)
+                         word_share=cfg.word_share, sentence_share=cfg.sentence_share,
+                         shares=bool(cfg.sentence_share_sweep))
     vec.reset(cfg.seed)
     logs = [EpisodeLog() for _ in range(cfg.episodes)]
     episode, step = [-1] * N, [0] * N
@@ -119,6 +122,9 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
                             narration_gated=int(out.gated[i]),
                             narration_hushed=int(out.hushed[i]),
                             forecast_tokens=out.forecast_ids[i].numpy())
+            if vec.shares:
+                narrated.update(narration_decoded=out.decoded[i].numpy(),
+                                narration_shares=out.shares[i].float().numpy())
             _record(cfg, logs[episode[i]], episode[i], step[i], obs[i], narrated, printer, jsonl)
     return logs, narrate_s
 
@@ -136,6 +142,9 @@ def _record(cfg: NarrateConfig, log: EpisodeLog, ep: int, step: int, obs: np.nda
     log.ill_formed += int(info.get("narration_ill_formed", False))
     log.gated += int(info.get("narration_gated", 0))
     log.hushed += int(info.get("narration_hushed", 0))
+    if "narration_shares" in info:  # --sentence-share-sweep: what the gate reads
+        log.decoded.append(info["narration_decoded"])
+        log.shares.append(info["narration_shares"])
     line: dict[str, Any] = {"episode": ep, "step": step, "narration": info["narration"],
                             "narration_tokens": info["narration_tokens"].tolist(),
                             "annotations": ann}

@@ -56,14 +56,17 @@ class NarrationWrapper(gym.Wrapper):
         agent: A BYOG agent; when it carries ``frame_shape`` (set by :func:`load_narrating_agent`)
             it must match the env's.
         window, keep, forecast, greedy, temperature, top_k, cut, early_exit, word_share,
-            sentence_share: see
-            :class:`Narrator`.
+            sentence_share: see :class:`Narrator`.
+        shares: Also put ``narration_decoded`` (int64 [k], the slot as decoded) and
+            ``narration_shares`` (float32 [k], each decoded token's share of the words'
+            probability) in ``info``: what ``agents.narrate --sentence-share-sweep`` reads.
     """
 
     def __init__(self, env: gym.Env, agent: Any, *, window: int | None = None, keep: int | None = None,
                  forecast: int = 0, greedy: bool = True, temperature: float = 1.0,
                  top_k: int | None = None, cut: bool = True, early_exit: bool = True,
-                 word_share: float | None = None, sentence_share: float | None = None) -> None:
+                 word_share: float | None = None, sentence_share: float | None = None,
+                 shares: bool = False) -> None:
         super().__init__(env)
         check_rgb_frames(env.observation_space, agent, "NarrationWrapper")
         if agent.encoder.obs.needs_column:  # an env gives frames only
@@ -71,7 +74,7 @@ class NarrationWrapper(gym.Wrapper):
         self.narrator = Narrator(agent, window=window, keep=keep, forecast=forecast, greedy=greedy,
                                  temperature=temperature, top_k=top_k, cut=cut,
                                  early_exit=early_exit, word_share=word_share,
-                                 sentence_share=sentence_share)
+                                 sentence_share=sentence_share, shares=shares)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -102,6 +105,9 @@ class NarrationWrapper(gym.Wrapper):
         info["narration_ill_formed"] = bool(out.ill_formed[0])
         info["narration_gated"] = int(out.gated[0])  # words the word gate replaced with <nil>
         info["narration_hushed"] = int(out.hushed[0])  # sentences the sentence gate left unsaid
+        if self.narrator.shares:  # the slot as decoded and what the sentence gate reads of it
+            info["narration_decoded"] = out.decoded[0].cpu().numpy()
+            info["narration_shares"] = out.shares[0].float().cpu().numpy()
         if self.narrator.forecast:
             info["forecast"] = out.forecast[0]
             info["forecast_tokens"] = out.forecast_ids[0].cpu().numpy()

@@ -52,7 +52,7 @@ from transformers.cache_utils import Cache
 from agents.errors import NarrationError
 from agents.model import monitors as M
 from agents.model.lm import sample_tokens
-from agents.model.slot_rule import narration_rule
+from agents.model.slot_rule import narration_rule, word_shares
 from agents.model.text import unslot
 from byog_core.registry import Registry
 
@@ -78,6 +78,11 @@ class NarrationStep:
         hushed: Long [B] sentences begun in this slot that the sentence gate left unsaid
             (``sentence_share``; zeros without it). With the gate, ``ids`` and ``text`` are the
             slot as said; the context keeps what the model chose.
+        decoded: Long [B, k] the slot as decoded (what the context keeps; equal to ``ids``
+            without the sentence gate) and
+        shares: float [B, k] each decoded token's share of the probability of all words: what
+            the sentence gate reads, so the slot can be said again at any ``sentence_share``
+            (``SlotRule.say_shares``); both empty unless the narrator was built with ``shares``.
     """
 
     ids: torch.Tensor
@@ -90,6 +95,8 @@ class NarrationStep:
     ill_formed: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
     gated: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     hushed: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    decoded: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    shares: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
 
 class Narrator:
@@ -122,13 +129,17 @@ class Narrator:
         sentence_share: Leave unsaid each sentence with a word (in the slot it began in) that
             holds less than this share of the words' probability (rule 4; decoding itself is
             unchanged); None = off.
+        shares: Also return each step's decoded slot and its tokens' word shares
+            (``NarrationStep.decoded`` / ``shares``: the sentence gate at any share can be
+            applied after the fact, ``agents.narrate --sentence-share-sweep``).
     """
 
     def __init__(self, agent: Any, *, batch_size: int = 1, window: int | None = None,
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
                  decode: bool = True, cut: bool = True, early_exit: bool = True,
-                 word_share: float | None = None, sentence_share: float | None = None) -> None:
+                 word_share: float | None = None, sentence_share: float | None = None,
+                 shares: bool = False) -> None:
         window = training_window(agent) if window is None else window
         keep = window // 2 if keep is None else keep
         if batch_size < 1:
@@ -163,7 +174,7 @@ class Narrator:
         self.k = enc.k
         self.batch_size, self.window, self.keep, self.forecast = batch_size, window, keep, forecast
         self.greedy, self.temperature, self.top_k = greedy, temperature, top_k or 0
-        self.decode = decode
+        self.decode, self.shares = decode, shares
         self.device = next(agent.parameters()).device
         self._seed = seed
         self.generator = torch.Generator(device=self.device)
@@ -231,19 +242,25 @@ class Narrator:
         if self._forecaster is not None:
             feats = self.agent.predictor.features(self.state.hidden, logits)  # [B, k, Dx]
             f_ids = self._forecaster(feats, prev, ids)
-        ids = self._said(ids, logits)
+        ids, recorded = self._said(ids, logits)
         ent = M.position_entropy(logits).mean(-1)  # [B]
         tok = self.agent.tokenizer
         text = [_slot_text(s) for s in unslot(ids[:, None], tok)] if self.decode else []
         forecast = [[_slot_text([fr]) for fr in frames_] for frames_ in unslot(f_ids, tok)] \
             if self.forecast and self.decode else [[] for _ in range(self.batch_size)]
         return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids, forecast=forecast,
-                             hidden=self.state.hidden, **self._slot_step(before))
+                             hidden=self.state.hidden, **self._slot_step(before), **recorded)
 
-    def _said(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def _said(self, ids: torch.Tensor, logits: torch.Tensor,
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The slot as said (the sentence gate, rule 4 of :mod:`agents.model.slot_rule`): ids
-        Long [B, k] decoded from logits [B, k, V] -> Long [B, k]; ``ids`` without the gate."""
-        return ids if self.rule is None else self.rule.say(self.track, ids, logits)
+        Long [B, k] decoded from logits [B, k, V] -> (Long [B, k], with ``shares`` the
+        ``decoded``/``shares`` fields of :class:`NarrationStep`); ``ids`` without the gate."""
+        if not self.shares:
+            return (ids if self.rule is None else self.rule.say(self.track, ids, logits)), {}
+        share = word_shares(ids, logits, self.agent.special.nil)  # [B, k]
+        said = ids if self.rule is None else self.rule.say_shares(self.track, ids, share)
+        return said, {"decoded": ids, "shares": share}
 
     def _slot_snapshot(self) -> tuple[torch.Tensor, ...] | None:
         """The cut, gated and hushed counts per stream before a step (None without a slot rule)."""

@@ -68,7 +68,7 @@ def offline_narration(cfg: NarrateConfig, agent: Any, logs: list[EpisodeLog],
     return out, counts, W
 
 
-def _arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], tokenizer: Any,
+def score_arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], tokenizer: Any,
          has_annotations: bool) -> dict[str, Any]:
     """One arm's (live or offline) scores over the episodes: pooled events with a 95% interval
     over episodes, the lag summary, the monitors overall and per bucket, and per episode the
@@ -122,6 +122,9 @@ def _arm(cfg: NarrateConfig, ids: list[np.ndarray], logs: list[EpisodeLog], toke
                       "window": LAG_WINDOW,
                       "by_kind": {kind: M.lag_summary(*v) for kind, v in by_kind.items()}}
     return arm
+
+
+_arm = score_arm  # the old name (agents.narrate's old flat module exported it)
 
 
 def pooled_lags_by_kind(said: list[list[list[str]]], logs: list[Any]) -> dict[str, tuple[list[int], int]]:
@@ -186,7 +189,7 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
     narration of the same frames (``offline/...``), live - offline and the drift."""
     from agents.model import monitors as M
 
-    live = _arm(cfg, [np.stack(lg.ids) for lg in logs], logs, tokenizer, has_annotations)
+    live = score_arm(cfg, [np.stack(lg.ids) for lg in logs], logs, tokenizer, has_annotations)
     frames = sum(len(lg.frames) for lg in logs)
     out = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -205,7 +208,7 @@ def summarize(cfg: NarrateConfig, logs: list[EpisodeLog], tokenizer: Any, narrat
     if offline is None:
         return out
     ids, counts, window = offline
-    off = _arm(cfg, ids, logs, tokenizer, has_annotations)
+    off = score_arm(cfg, ids, logs, tokenizer, has_annotations)
     out.update({"offline/window": window, "offline/events": off["events"],
                 "offline/lag": off["lag"], "offline/monitors": off["monitors"],
                 "offline/slots": {**counts, "frames": frames}})

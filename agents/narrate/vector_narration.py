@@ -63,7 +63,8 @@ class VectorNarrator(Narrator):
         keep: Frames re-encoded when an env's window is full (default ``window // 2``).
         forecast: Future frames the predictor narrates each step per env (0 = none), by the
             objective's forecaster in :data:`VECTOR_FORECASTS`.
-        greedy, temperature, top_k, seed, decode, cut, early_exit, word_share, sentence_share: see
+        greedy, temperature, top_k, seed, decode, cut, early_exit, word_share, sentence_share,
+            shares: see
             :class:`~agents.narrate.narrator.Narrator` (the slot rule applies per env, so each env's
             tokens are its single-stream narration's; the early exit's parallel fill waits for
             every env's ``<nil>``).
@@ -73,7 +74,8 @@ class VectorNarrator(Narrator):
                  keep: int | None = None, forecast: int = 0, greedy: bool = True,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
                  decode: bool = True, cut: bool = True, early_exit: bool = True,
-                 word_share: float | None = None, sentence_share: float | None = None) -> None:
+                 word_share: float | None = None, sentence_share: float | None = None,
+                 shares: bool = False) -> None:
         if num_envs < 1:
             raise NarrationError(f"num_envs must be >= 1, got {num_envs}.")
         # forecast=0 here: the base class would build a single-stream forecaster (one context
@@ -81,7 +83,7 @@ class VectorNarrator(Narrator):
         super().__init__(agent, batch_size=num_envs, window=window, keep=keep, forecast=0,
                          greedy=greedy, temperature=temperature, top_k=top_k, seed=seed,
                          decode=decode, cut=cut, early_exit=early_exit, word_share=word_share,
-                         sentence_share=sentence_share)
+                         sentence_share=sentence_share, shares=shares)
         if forecast < 0:
             raise NarrationError(f"forecast must be >= 0 frames, got {forecast}.")
         if forecast and agent.predictor is None:
@@ -177,14 +179,15 @@ class VectorNarrator(Narrator):
             feats = self.agent.predictor.features(self.state.hidden, logits)  # [N, k, Dx]
             f_ids = self._forecaster(feats, prev, ids)  # [N, F, k]
         self.frames += 1
-        ids = self._said(ids, logits)  # the context (self._I) keeps what the model chose
+        ids, recorded = self._said(ids, logits)  # the context (self._I) keeps what the model chose
         ent = M.position_entropy(logits).mean(-1)  # [N]
         tok = self.agent.tokenizer
         text = ["; ".join(s[0]) for s in unslot(ids[:, None], tok)] if self.decode else []
         forecast = ([["; ".join(fr) for fr in frames_] for frames_ in unslot(f_ids, tok)]
                     if self.forecast and self.decode else [[] for _ in range(self.num_envs)])
         return NarrationStep(ids=ids, text=text, entropy=ent, forecast_ids=f_ids,
-                             forecast=forecast, hidden=self.state.hidden, **self._slot_step(before))
+                             forecast=forecast, hidden=self.state.hidden, **self._slot_step(before),
+                             **recorded)
 
     def _decode(self, e_t: torch.Tensor, f: torch.Tensor) -> tuple[list, list, list]:
         """k batched decode steps, each row at its own position (``NarrationEncoder._frame``
