@@ -123,8 +123,8 @@ def run_episodes_vector(cfg: NarrateConfig, agent: Any, envs: list[gym.Env], pol
                             narration_hushed=int(out.hushed[i]),
                             forecast_tokens=out.forecast_ids[i].numpy())
             if vec.shares:
-                narrated.update(narration_decoded=out.decoded[i].numpy(),
-                                narration_shares=out.shares[i].float().numpy())
+                narrated.update(narration_decoded=out.decoded[i].cpu().numpy(),
+                                narration_shares=out.shares[i].float().cpu().numpy())
             _record(cfg, logs[episode[i]], episode[i], step[i], obs[i], narrated, printer, jsonl)
     return logs, narrate_s
 
