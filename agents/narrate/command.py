@@ -48,7 +48,6 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
     from agents.training.checkpoint import check_trained_env
     from byog_env.threads import set_threads
     from collect.policies import make_policy
-    from collect.video import write_video
 
     if cfg.threads:  # the CLI resolves 0 to the cores this process may use
         set_threads(cfg.threads, import_torch=True)
@@ -91,6 +90,15 @@ def main(cfg: NarrateConfig) -> dict[str, Any]:
                         has_annotations=any(lg.annotated for lg in logs), offline=offline)
     if cfg.sentence_share_sweep:
         summary["sentence_gate_sweep"] = sentence_gate_sweep(cfg, agent, logs)
+    return write_outputs(cfg, logs, summary, console)
+
+
+def write_outputs(cfg: NarrateConfig, logs: list, summary: dict[str, Any],
+                  console: Any) -> dict[str, Any]:
+    """The video, summary.json, the plot over time and the sweep's files in ``cfg.out``; the
+    summary printed. Returns the summary as written (NaN -> None)."""
+    from collect.video import write_video
+
     if cfg.video:
         frames = [f for lg in logs for f in lg.frames]
         subs = [s for lg in logs for s in video_subtitles(lg)]
