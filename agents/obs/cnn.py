@@ -104,11 +104,11 @@ class CNNEncoder(ObsEncoder):
 
         Live narration embeds one frame per step, where a call's cost is its op count, not its
         arithmetic: the module path (two conv modules, pool, flatten, head, the delta's cat and
-        the clip checks) costs about two LM decode steps of the tiny model. With ``arch='patch'``,
+        the clip checks) costs about one and a half LM decode steps of the tiny model. With ``arch='patch'``,
         the first conv is a patchify and one matmul (uint8 pixels straight in: the 1/255 scale
         and the delta's two halves folded into its weights), the pool is skipped where it is
         the identity, and oneDNN is off (its per-call setup dominates on one 8x8 grid). The
-        same function up to float rounding (``tests/test_obs_encoders.py``); any other
+        same function up to float rounding (``tests/test_cnn_live_step.py``); any other
         configuration, training, or autograd takes the module path."""
         if frame is None or not self._lean_applies(frame):
             return super().step(state, frame, embedding=embedding)
