@@ -306,6 +306,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3,
                     help="interleaved runs of each early-exit arm (best of them is reported)")
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
     torch.set_num_threads(1)
     out: dict[str, float] = {"threads": 1}
     if not args.early_exit_only:

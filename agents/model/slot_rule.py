@@ -137,11 +137,8 @@ class SlotRule:
         under ``logits`` [..., V] replaced by ``<nil>``; returns (tokens, the gated mask)."""
         if self.word_share is None:
             return tok, torch.zeros_like(tok, dtype=torch.bool)
-        p = torch.softmax(logits.float(), dim=-1)
-        words = (1.0 - p[..., self.nil]).clamp_min(1e-12)  # the probability of saying anything
-        share = p.gather(-1, tok[..., None])[..., 0] / words
         gated = start & ~torch.isin(tok, _ids_tensor(self.ends, tok.device)) \
-            & share.lt(self.word_share)
+            & word_shares(tok, logits, self.nil).lt(self.word_share)
         return tok.masked_fill(gated, self.nil), gated
 
     def say(self, track: SlotTrack, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -193,8 +190,9 @@ class SlotRule:
 
 
 def word_shares(ids: torch.Tensor, logits: torch.Tensor, nil: int) -> torch.Tensor:
-    """Each chosen token's share of the probability of all words (everything but ``<nil>``):
-    ids Long [..., k] chosen from logits [..., k, V] -> float [..., k] (what rule 4 reads)."""
+    """Each chosen token's share of the probability of all words (everything but ``<nil>``, the
+    probability of saying anything): ids Long [...] chosen from logits [..., V] -> float [...]
+    (what the word gate and the sentence gate read)."""
     p = torch.softmax(logits.float(), dim=-1)
     return p.gather(-1, ids[..., None])[..., 0] / (1.0 - p[..., nil]).clamp_min(1e-12)
 
@@ -233,6 +231,12 @@ class SlotTrack:
     said_open: torch.Tensor
     hush: torch.Tensor
     hushed: torch.Tensor
+
+    def totals(self) -> dict[str, int]:
+        """The counters summed over the streams: ``cut_tokens``, ``ill_formed_slots``,
+        ``gated_words``, ``hushed_sentences`` (what narration reports)."""
+        return {"cut_tokens": int(self.cut.sum()), "ill_formed_slots": int(self.ill_formed.sum()),
+                "gated_words": int(self.gated.sum()), "hushed_sentences": int(self.hushed.sum())}
 
     def force_slot(self, ids: torch.Tensor, rule: SlotRule) -> None:
         """The last slot was replaced by ``ids`` Long [B, k] (teacher forcing, said as given):

@@ -288,11 +288,7 @@ class Narrator:
         if self.track is None:
             return {"cut_tokens": 0, "ill_formed_slots": 0, "early_exit_frames": 0, "gated_words": 0,
                     "hushed_sentences": 0}
-        return {"cut_tokens": int(self.track.cut.sum()),
-                "ill_formed_slots": int(self.track.ill_formed.sum()),
-                "early_exit_frames": int(self.track.exits.max()),
-                "gated_words": int(self.track.gated.sum()),
-                "hushed_sentences": int(self.track.hushed.sum())}
+        return {**self.track.totals(), "early_exit_frames": int(self.track.exits.max())}
 
     @torch.no_grad()
     def force(self, ids: torch.Tensor) -> torch.Tensor:

@@ -61,10 +61,8 @@ def offline_narration(cfg: NarrateConfig, agent: Any, logs: list[EpisodeLog],
             n = int(valid[r].sum())
             out[e][s:s + n] = ids[r, :n]
         if track is not None:  # padded frames after an episode's end are not counted
-            counts["cut_tokens"] += int(track.cut.sum())
-            counts["ill_formed_slots"] += int(track.ill_formed.sum())
-            counts["gated_words"] += int(track.gated.sum())
-            counts["hushed_sentences"] += int(track.hushed.sum())
+            for key, n in track.totals().items():
+                counts[key] += n
     return out, counts, W
 
 
